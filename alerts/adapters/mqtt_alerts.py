@@ -1,0 +1,58 @@
+"""Operators' MQTT alert topics: the current state of each area and hazard, retained, QoS 1.
+
+Recipients are topics (``tocsin/v1/alerts/<area>/<hazard>``); the text is the alert's JSON, so an
+operator console that subscribes sees the latest message (an Alert, Update or Cancel) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerts.adapters.base import DeliveryResult, Notification, Outcome
+
+log = logging.getLogger(__name__)
+
+
+class MqttAlertAdapter:
+    name = "mqtt"
+
+    def __init__(
+        self, host: str, port: int, *, client_id: str = "tocsin-alerts", username: str = "", password: str = ""
+    ) -> None:
+        self._host, self._port = host, port
+        self._connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = lambda *_a: self._connected.set()
+        self.client.on_disconnect = lambda *_a: self._connected.clear()
+
+    def __repr__(self) -> str:
+        return f"MqttAlertAdapter({self._host}:{self._port})"
+
+    async def start(self) -> None:
+        self.client.connect_async(self._host, self._port, keepalive=30)
+        self.client.loop_start()
+        await asyncio.to_thread(self._connected.wait, 10.0)
+
+    async def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    async def send(self, n: Notification) -> DeliveryResult:
+        if not self._connected.is_set():
+            return DeliveryResult(Outcome.RETRY, detail=f"not connected to MQTT {self._host}:{self._port}")
+        try:
+            infos = [self.client.publish(t, n.text.encode("utf-8"), qos=1, retain=True) for t in n.recipients]
+            for info in infos:
+                await asyncio.to_thread(info.wait_for_publish, 5.0)
+            if not all(i.is_published() for i in infos):
+                return DeliveryResult(Outcome.RETRY, detail="broker did not acknowledge in 5 s")
+        except (RuntimeError, ValueError, OSError) as exc:
+            return DeliveryResult(Outcome.RETRY, detail=f"publish failed: {exc}")
+        return DeliveryResult(Outcome.ACCEPTED, provider_ref=",".join(str(i.mid) for i in infos))

@@ -1,0 +1,48 @@
+"""The alert stage as both transports use it: raw detection record in, alert messages out.
+
+``store`` maps a fingerprint to its lifecycle state (a Faust table in the worker, a dict in
+embedded mode). Detections are keyed by hazard and area, so every fingerprint's detections meet in
+one partition and its state is owned by one worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
+
+from alerts.engine import AlertEngine
+from schemas.alert import Alert
+from schemas.detection import Detection
+
+log = logging.getLogger(__name__)
+
+
+class AlertMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.alerts = Counter(
+            "tocsin_alerts_total", "alert messages issued", ["hazard", "level", "msg_type"], registry=registry
+        )
+        self.undecodable = Counter("tocsin_alert_undecodable_total", "detections that failed to decode", registry=registry)
+
+
+class AlertStage:
+    def __init__(self, engine: AlertEngine, metrics: AlertMetrics) -> None:
+        self.engine, self.metrics = engine, metrics
+
+    def handle(self, value: bytes, store: MutableMapping[str, Any]) -> list[Alert]:
+        try:
+            detection = Detection.model_validate_json(value)
+        except ValidationError as exc:
+            self.metrics.undecodable.inc()
+            log.error("undecodable detection skipped: %s", exc.errors(include_url=False)[:1])
+            return []
+        key = self.engine.fingerprint(detection)
+        state, alerts = self.engine.process(detection, store.get(key))
+        store[key] = state
+        for a in alerts:
+            self.metrics.alerts.labels(a.hazard.value, a.level.value, a.msg_type.value).inc()
+        return alerts

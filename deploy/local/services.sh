@@ -1,0 +1,682 @@
+#!/usr/bin/env bash
+# Tocsin local real-services harness: Mosquitto, Kafka (KRaft), InfluxDB 1.8 (v2 API), Prometheus.
+# No Docker: binaries come from Debian packages, Maven Central (Kafka jars) and `go install` (influxd),
+# cached outside the repository. Everything listens on 127.0.0.1 only.
+#
+# Usage: services.sh provision|up|down|status|check [svc...]   (svc: mosquitto kafka influxdb prometheus)
+#        services.sh env | logs-dir | help
+# See deploy/local/README.md.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ALL_SERVICES=(mosquitto kafka influxdb prometheus)
+
+# Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin ;; esac
+
+CACHE=${TOCSIN_CACHE:-$HOME/.cache/tocsin}
+STATE=${TOCSIN_STATE:-$HOME/.cache/tocsin/state}
+LOG_DIR=$STATE/logs
+RUN_DIR=$STATE/run
+
+MQTT_PORT=${TOCSIN_MQTT_PORT:-1883}
+MQTT_SECURE_PORT=${TOCSIN_MQTT_SECURE_PORT:-1884}
+KAFKA_PORT=${TOCSIN_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${TOCSIN_KAFKA_CONTROLLER_PORT:-9093}
+INFLUX_PORT=${TOCSIN_INFLUX_PORT:-8086}
+INFLUX_RPC_PORT=${TOCSIN_INFLUX_RPC_PORT:-$((INFLUX_PORT + 2))}
+INFLUX_DB=${TOCSIN_INFLUX_DB:-tocsin}
+PROMETHEUS_PORT=${TOCSIN_PROMETHEUS_PORT:-9090}
+
+MQTT_GATEWAY_PASSWORD=${TOCSIN_MQTT_GATEWAY_PASSWORD:-gateway-dev}
+MQTT_DEVICE_DEMO_PASSWORD=${TOCSIN_MQTT_DEVICE_DEMO_PASSWORD:-device-demo-dev}
+MQTT_OPERATOR_PASSWORD=${TOCSIN_MQTT_OPERATOR_PASSWORD:-operator-dev}
+
+READY_TIMEOUT=${TOCSIN_READY_TIMEOUT:-60}
+STOP_TIMEOUT=${TOCSIN_STOP_TIMEOUT:-20}
+
+KAFKA_VERSION=4.0.2
+KAFKA_LIB=$CACHE/kafka-$KAFKA_VERSION/lib
+KAFKA_HEAP=${TOCSIN_KAFKA_HEAP:-512m}
+KAFKA_DATA=$STATE/kafka/data
+KAFKA_FRESH=0 # set once this run formatted the log dir
+INFLUX_VERSION=v1.8.10
+INFLUXD=$CACHE/bin/influxd
+
+GO=${TOCSIN_GO:-go}
+MVN=${TOCSIN_MVN:-mvn}
+JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
+
+APT_PACKAGES=(mosquitto mosquitto-clients kcat prometheus)
+APT_DONE=0
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers
+
+info() { printf '%s\n' "$*"; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+die() {
+    printf 'ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+usage() {
+    cat <<EOF
+usage: ${0##*/} <command> [svc...]
+  provision [svc...]  fetch/build/install what is missing (cache: $CACHE)
+  up [svc...]         provision if needed, start, block until ready (prints time to ready)
+  down [svc...]       SIGTERM, wait up to ${STOP_TIMEOUT}s, then SIGKILL
+  status [svc...]     one line per service; exit 0 if all running, 3 otherwise
+  check [svc...]      end-to-end smoke test against running services
+  env                 print 'export TOCSIN_...' lines for the endpoints in use
+  logs-dir            print the directory holding one log per service
+svc: ${ALL_SERVICES[*]} (default: all)
+EOF
+}
+
+# Microseconds since the epoch (EPOCHREALTIME may use a locale decimal comma).
+now_us() {
+    local t=$EPOCHREALTIME
+    printf '%s' "${t//[!0-9]/}"
+}
+
+# Seconds since a now_us timestamp, one decimal.
+secs_since() {
+    local d=$(($(now_us) - $1))
+    printf '%d.%d' $((d / 1000000)) $((d % 1000000 / 100000))
+}
+
+need_cmd() { # cmd hint
+    command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2"
+}
+
+# Render a template: @KEY@ -> value for each KEY=value argument.
+render() { # template output KEY=value...
+    local template=$1 out=$2 text kv
+    shift 2
+    text=$(<"$template")
+    for kv in "$@"; do
+        text=${text//"@${kv%%=*}@"/"${kv#*=}"}
+    done
+    if grep -v '^[[:space:]]*#' <<<"$text" | grep -qE '@[A-Z][A-Z_]*@'; then
+        die "unrendered placeholder left in $out (from $template)"
+    fi
+    printf '%s\n' "$text" >"$out.tmp"
+    mv -f "$out.tmp" "$out"
+}
+
+port_open() { # port
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+port_owner() { # port -> "users:((...))" if ss can tell
+    command -v ss >/dev/null 2>&1 || return 0
+    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:.*' | head -n 1 || true
+}
+
+ensure_ports_free() { # svc env-var-hint port...
+    local svc=$1 hint=$2 port
+    shift 2
+    for port in "$@"; do
+        if port_open "$port"; then
+            die "$svc: 127.0.0.1:$port is already in use by a process this harness did not start $(port_owner "$port")" \
+                "- stop it (e.g. a system '$svc' service) or choose another port with $hint"
+        fi
+    done
+}
+
+http_code() { # url [curl args...]
+    local url=$1
+    shift
+    curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$@" "$url" 2>/dev/null || true
+}
+
+log_file() { printf '%s/%s.log' "$LOG_DIR" "$1"; }
+pid_file() { printf '%s/%s.pid' "$RUN_DIR" "$1"; }
+
+tail_log() { # file [lines]
+    local f=$1 n=${2:-40}
+    if [[ -s $f ]]; then
+        printf -- '---- last %s lines of %s ----\n' "$n" "$f" >&2
+        tail -n "$n" "$f" >&2
+        printf -- '----\n' >&2
+    else
+        printf '(%s is empty or missing)\n' "$f" >&2
+    fi
+}
+
+# A string that identifies the service's process in /proc/<pid>/cmdline (guards against reused pids).
+proc_marker() {
+    case $1 in
+        mosquitto) printf '%s' "$STATE/mosquitto/mosquitto.conf" ;;
+        kafka) printf '%s' "$STATE/kafka/server.properties" ;;
+        influxdb) printf '%s' "$INFLUXD" ;;
+        prometheus) printf '%s' "--storage.tsdb.path=$STATE/prometheus/data" ;;
+    esac
+}
+
+proc_alive() { # pid svc
+    local pid=$1 svc=$2 cmdline state
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ -r /proc/$pid/cmdline ]] || return 0 # no procfs: trust kill -0
+    # A zombie (nobody reaped it yet) has an empty cmdline and state Z: it is gone for our purposes.
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+    [[ $state != Z ]] || return 1
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+    [[ $cmdline == *"$(proc_marker "$svc")"* ]]
+}
+
+# Print the pid of a running service; return 1 (and drop a stale pid file) if it is not running.
+svc_pid() { # svc
+    local svc=$1 pf pid
+    pf=$(pid_file "$svc")
+    [[ -f $pf ]] || return 1
+    pid=$(<"$pf")
+    if [[ $pid =~ ^[0-9]+$ ]] && proc_alive "$pid" "$svc"; then
+        printf '%s' "$pid"
+        return 0
+    fi
+    rm -f "$pf"
+    warn "$svc: removed stale pid file (pid ${pid:-?} is not running)"
+    return 1
+}
+
+# Start a daemon detached from this shell, log to <logs>/<svc>.log, pid in <run>/<svc>.pid.
+start_daemon() { # svc cmd...
+    local svc=$1 log pf i
+    shift
+    log=$(log_file "$svc")
+    pf=$(pid_file "$svc")
+    mkdir -p "$LOG_DIR" "$RUN_DIR"
+    [[ ! -f $log ]] || mv -f "$log" "$log.1"
+    rm -f "$pf"
+    local launcher=()
+    if command -v setsid >/dev/null 2>&1; then launcher=(setsid); fi
+    # The child writes its own pid, then execs the service: correct even if setsid forks.
+    # shellcheck disable=SC2016 # $$ and $@ expand in the child bash
+    nohup "${launcher[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$pf" "$@" >>"$log" 2>&1 </dev/null &
+    for ((i = 0; i < 50; i++)); do
+        [[ -s $pf ]] && return 0
+        sleep 0.1
+    done
+    die "$svc: failed to launch (no pid file after 5 s)"
+}
+
+fail_start() { # svc reason
+    local svc=$1
+    printf 'ERROR: %s: %s\n' "$svc" "$2" >&2
+    tail_log "$(log_file "$svc")"
+    printf 'Other services may still be running: %s status / %s down\n' "${0##*/}" "${0##*/}" >&2
+    exit 1
+}
+
+stop_pid() { # svc pid
+    local svc=$1 pid=$2 t0 deadline
+    t0=$(now_us)
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    while proc_alive "$pid" "$svc" && ((SECONDS < deadline)); do sleep 0.2; done
+    if proc_alive "$pid" "$svc"; then
+        warn "$svc: still running ${STOP_TIMEOUT}s after SIGTERM, sending SIGKILL to pid $pid"
+        kill -KILL "$pid" 2>/dev/null || true
+        deadline=$((SECONDS + 5))
+        while proc_alive "$pid" "$svc" && ((SECONDS < deadline)); do sleep 0.1; done
+        proc_alive "$pid" "$svc" && die "$svc: pid $pid survived SIGKILL"
+    fi
+    rm -f "$(pid_file "$svc")"
+    info "$svc: stopped (pid $pid) in $(secs_since "$t0") s"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# provisioning building blocks
+
+# Mosquitto, its clients, kcat and Prometheus come from Debian: one `apt-get update` + install for all.
+ensure_apt_tools() { # binary...
+    local missing=() b sudo=() alog
+    for b in "$@"; do command -v "$b" >/dev/null 2>&1 || missing+=("$b"); done
+    ((${#missing[@]})) || return 0
+    ((APT_DONE == 0)) || die "${missing[*]} still missing after apt-get install ${APT_PACKAGES[*]}"
+    command -v apt-get >/dev/null 2>&1 ||
+        die "${missing[*]} not found and apt-get is unavailable: install ${APT_PACKAGES[*]} with your package manager"
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null 2>&1 ||
+            die "${missing[*]} not found: run as root or install sudo, or install ${APT_PACKAGES[*]} by hand"
+        sudo=(sudo)
+    fi
+    mkdir -p "$LOG_DIR"
+    alog=$LOG_DIR/provision-apt.log
+    info "provision: ${missing[*]} missing -> apt-get install ${APT_PACKAGES[*]} (log: $alog)"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >"$alog" 2>&1 ||
+        die "apt-get update failed, see $alog"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${APT_PACKAGES[@]}" >>"$alog" 2>&1 ||
+        die "apt-get install -y ${APT_PACKAGES[*]} failed, see $alog"
+    APT_DONE=1
+    hash -r
+    for b in "$@"; do need_cmd "$b" "still missing after apt-get install ${APT_PACKAGES[*]}"; done
+    warn "Debian may have started system mosquitto/prometheus services on ports 1883/9090;" \
+        "stop/disable them (systemctl disable --now mosquitto prometheus) or change TOCSIN_*_PORT"
+}
+
+kafka_lib_complete() {
+    local jar
+    for jar in "kafka_2.13-$KAFKA_VERSION" "kafka-server-$KAFKA_VERSION" "kafka-clients-$KAFKA_VERSION" \
+        log4j-core-2.24.3 log4j-slf4j-impl-2.24.3; do
+        [[ -f $KAFKA_LIB/$jar.jar ]] || return 1
+    done
+}
+
+need_java17() {
+    need_cmd "$JAVA" "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+    local v
+    v=$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
+    [[ -z $v || $v -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, but $JAVA is Java $v: install openjdk-17 or set JAVA_HOME"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# mosquitto
+
+provision_mosquitto() {
+    ensure_apt_tools mosquitto mosquitto_passwd mosquitto_sub mosquitto_pub
+}
+
+mosquitto_write_password_file() { # out
+    local out=$1
+    rm -f "$out.tmp"
+    (
+        umask 077
+        mosquitto_passwd -c -b "$out.tmp" gateway "$MQTT_GATEWAY_PASSWORD" &&
+            mosquitto_passwd -b "$out.tmp" device-demo "$MQTT_DEVICE_DEMO_PASSWORD" &&
+            mosquitto_passwd -b "$out.tmp" operator "$MQTT_OPERATOR_PASSWORD"
+    ) >/dev/null || die "mosquitto_passwd -b failed while generating $out"
+    mv -f "$out.tmp" "$out"
+}
+
+start_mosquitto() {
+    local dir=$STATE/mosquitto
+    ensure_ports_free mosquitto "TOCSIN_MQTT_PORT / TOCSIN_MQTT_SECURE_PORT" "$MQTT_PORT" "$MQTT_SECURE_PORT"
+    mkdir -p "$dir/data"
+    mosquitto_write_password_file "$dir/passwd"
+    render "$SCRIPT_DIR/mosquitto/mosquitto.conf" "$dir/mosquitto.conf" \
+        "MQTT_PORT=$MQTT_PORT" "MQTT_SECURE_PORT=$MQTT_SECURE_PORT" "RUN_USER=$(id -un)" \
+        "PERSISTENCE_DIR=$dir/data" "PASSWORD_FILE=$dir/passwd" "ACL_FILE=$SCRIPT_DIR/mosquitto/acl"
+    start_daemon mosquitto mosquitto -c "$dir/mosquitto.conf"
+}
+
+ready_mosquitto() {
+    # shellcheck disable=SC2016 # $SYS is a literal MQTT topic
+    port_open "$MQTT_PORT" &&
+        mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t '$SYS/broker/version' -C 1 -W 5 >/dev/null 2>&1
+}
+
+check_mosquitto() {
+    local topic=tocsin/v1/site-a/sensor/device-demo/check out
+    local sub=(mosquitto_sub -h 127.0.0.1 -C 1 -W 5 -t "$topic")
+    local pub=(mosquitto_pub -h 127.0.0.1 -t "$topic" -q 1)
+    # anonymous round trip on the open listener
+    out=$(
+        "${sub[@]}" -p "$MQTT_PORT" &
+        sleep 0.5
+        "${pub[@]}" -p "$MQTT_PORT" -m anon-ok
+        wait
+    ) || true
+    [[ $out == anon-ok ]] || die "mosquitto: anonymous pub/sub round trip on :$MQTT_PORT failed (got '$out')"
+    # secure listener: anonymous must be refused
+    if mosquitto_pub -h 127.0.0.1 -p "$MQTT_SECURE_PORT" -t "$topic" -m x >/dev/null 2>&1; then
+        die "mosquitto: secure listener :$MQTT_SECURE_PORT accepted an anonymous client"
+    fi
+    # gateway reads what device-demo writes below its own id
+    out=$(
+        "${sub[@]}" -p "$MQTT_SECURE_PORT" -u gateway -P "$MQTT_GATEWAY_PASSWORD" &
+        sleep 0.5
+        "${pub[@]}" -p "$MQTT_SECURE_PORT" -u device-demo -P "$MQTT_DEVICE_DEMO_PASSWORD" -m auth-ok
+        wait
+    ) || true
+    [[ $out == auth-ok ]] || die "mosquitto: device-demo -> gateway round trip on :$MQTT_SECURE_PORT failed (got '$out')"
+    info "mosquitto: OK (anonymous :$MQTT_PORT round trip; :$MQTT_SECURE_PORT refuses anonymous, gateway reads device-demo)"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# kafka
+
+provision_kafka() {
+    need_java17
+    ensure_apt_tools kcat
+    kafka_lib_complete && return 0
+    need_cmd "$MVN" "install Maven (Debian: apt-get install maven) or set TOCSIN_MVN"
+    local mlog=$LOG_DIR/provision-kafka-mvn.log tmp=$KAFKA_LIB.tmp t0
+    mkdir -p "$LOG_DIR" "$(dirname "$KAFKA_LIB")"
+    rm -rf "$tmp"
+    t0=$(now_us)
+    info "provision: resolving Kafka $KAFKA_VERSION jars with Maven into $KAFKA_LIB (log: $mlog)"
+    "$MVN" -q -B -f "$SCRIPT_DIR/kafka/pom.xml" dependency:copy-dependencies \
+        -DoutputDirectory="$tmp" -DincludeScope=runtime >"$mlog" 2>&1 ||
+        die "mvn dependency:copy-dependencies (deploy/local/kafka/pom.xml) failed, see $mlog"
+    rm -rf "$KAFKA_LIB"
+    mv "$tmp" "$KAFKA_LIB"
+    kafka_lib_complete || die "Kafka jars incomplete in $KAFKA_LIB after mvn, see $mlog"
+    info "provision: kafka jars ready in $(secs_since "$t0") s"
+}
+
+kafka_java() { # args...
+    "$JAVA" -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.properties" -cp "$KAFKA_LIB/*" "$@"
+}
+
+# The settings that are baked into a formatted log dir; if they change, the old data cannot be reused.
+kafka_identity() {
+    grep -E '^(process\.roles|node\.id|controller\.quorum\.voters)=' "$STATE/kafka/server.properties"
+}
+
+kafka_format() {
+    local dir=$STATE/kafka flog=$LOG_DIR/kafka-format.log cluster_id
+    if [[ -s $dir/cluster.id ]]; then
+        cluster_id=$(<"$dir/cluster.id")
+    else
+        cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>"$flog" | tail -n 1) || true
+        [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] ||
+            { tail_log "$flog"; die "kafka: StorageTool random-uuid failed (got '$cluster_id'), see $flog"; }
+        printf '%s\n' "$cluster_id" >"$dir/cluster.id"
+    fi
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
+        --ignore-formatted >>"$flog" 2>&1 ||
+        { tail_log "$flog"; die "kafka: StorageTool format failed, see $flog"; }
+    kafka_identity >"$KAFKA_DATA/.tocsin-identity"
+    KAFKA_FRESH=1
+    info "kafka: formatted $KAFKA_DATA (cluster id $cluster_id)"
+}
+
+kafka_wipe() { # reason
+    warn "kafka: $1 -> discarding local data $KAFKA_DATA and reformatting (local state is disposable)"
+    rm -rf "$KAFKA_DATA"
+}
+
+kafka_prepare() {
+    local dir=$STATE/kafka
+    mkdir -p "$dir" "$LOG_DIR"
+    render "$SCRIPT_DIR/kafka/server.properties" "$dir/server.properties" \
+        "KAFKA_PORT=$KAFKA_PORT" "KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "KAFKA_LOG_DIR=$KAFKA_DATA"
+    if [[ -f $KAFKA_DATA/meta.properties ]] &&
+        ! cmp -s <(kafka_identity) "$KAFKA_DATA/.tocsin-identity"; then
+        kafka_wipe "node id / controller quorum changed since the log dir was formatted"
+    fi
+    # Formatting costs a JVM start (~2 s): only when the log dir is not formatted yet.
+    [[ -f $KAFKA_DATA/meta.properties ]] || { mkdir -p "$KAFKA_DATA" && kafka_format; }
+}
+
+start_kafka() {
+    ensure_ports_free kafka "TOCSIN_KAFKA_PORT / TOCSIN_KAFKA_CONTROLLER_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+    kafka_prepare
+    local extra_opts=()
+    read -r -a extra_opts <<<"${TOCSIN_KAFKA_JVM_OPTS:-}"
+    start_daemon kafka "$JAVA" "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true -Dlog4j2.shutdownHookEnabled=false "${extra_opts[@]}" \
+        -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.properties" \
+        -cp "$KAFKA_LIB/*" kafka.Kafka "$STATE/kafka/server.properties"
+}
+
+ready_kafka() {
+    port_open "$KAFKA_PORT" &&
+        kcat -L -b "127.0.0.1:$KAFKA_PORT" -m 5 2>/dev/null | grep -q '^ *broker 1 at '
+}
+
+# A broker that dies during startup usually trips over an old/inconsistent log dir: start over once.
+recover_kafka() {
+    local reason
+    reason=$(grep -m 1 -E 'ERROR|Exception' "$(log_file kafka)" 2>/dev/null | cut -c 1-300 || true)
+    kafka_wipe "broker exited during startup (${reason:-no error line in log})"
+    start_kafka
+}
+
+check_kafka() {
+    local topic=tocsin.harness.check msg out
+    msg="check-$(now_us)"
+    printf '%s\n' "$msg" | kcat -P -b "127.0.0.1:$KAFKA_PORT" -t "$topic" -m 10 ||
+        die "kafka: kcat produce to $topic failed"
+    out=$(kcat -C -b "127.0.0.1:$KAFKA_PORT" -t "$topic" -o -20 -e -q -m 10 2>/dev/null) ||
+        die "kafka: kcat consume from $topic failed"
+    grep -qx "$msg" <<<"$out" || die "kafka: produced message not read back from $topic"
+    info "kafka: OK (metadata lists broker 1; produce/consume round trip on $topic)"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# influxdb
+
+provision_influxdb() {
+    need_cmd curl "install curl (Debian: apt-get install curl)"
+    [[ -x $INFLUXD ]] && return 0
+    need_cmd "$GO" "install Go (>= 1.21) and put it on PATH (or set TOCSIN_GO) to build influxd $INFLUX_VERSION"
+    local glog=$LOG_DIR/provision-influxdb-go.log t0
+    mkdir -p "$LOG_DIR" "$CACHE/bin"
+    t0=$(now_us)
+    info "provision: building influxd $INFLUX_VERSION with go install (~2.5 min on a cold Go cache; log: $glog)"
+    CGO_ENABLED=0 GOBIN=$CACHE/bin "$GO" install "github.com/influxdata/influxdb/cmd/influxd@$INFLUX_VERSION" \
+        >"$glog" 2>&1 || die "go install influxd@$INFLUX_VERSION failed, see $glog"
+    [[ -x $INFLUXD ]] || die "go install influxd@$INFLUX_VERSION produced no $INFLUXD, see $glog"
+    info "provision: influxd built in $(secs_since "$t0") s"
+}
+
+start_influxdb() {
+    local dir=$STATE/influxdb
+    ensure_ports_free influxdb "TOCSIN_INFLUX_PORT / TOCSIN_INFLUX_RPC_PORT" "$INFLUX_PORT" "$INFLUX_RPC_PORT"
+    mkdir -p "$dir/meta" "$dir/data" "$dir/wal"
+    # -config /dev/null: ignore any ~/.influxdb or /etc/influxdb config; everything comes from env.
+    start_daemon influxdb env \
+        INFLUXDB_HTTP_BIND_ADDRESS="127.0.0.1:$INFLUX_PORT" \
+        INFLUXDB_BIND_ADDRESS="127.0.0.1:$INFLUX_RPC_PORT" \
+        INFLUXDB_HTTP_FLUX_ENABLED=true \
+        INFLUXDB_META_DIR="$dir/meta" \
+        INFLUXDB_DATA_DIR="$dir/data" \
+        INFLUXDB_DATA_WAL_DIR="$dir/wal" \
+        INFLUXDB_REPORTING_DISABLED=true \
+        INFLUXDB_HTTP_LOG_ENABLED=false \
+        INFLUXDB_DATA_QUERY_LOG_ENABLED=false \
+        "$INFLUXD" run -config /dev/null
+}
+
+influx_query() { # influxql
+    curl -sS --max-time 5 -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=$1"
+}
+
+ready_influxdb() {
+    [[ $(http_code "http://127.0.0.1:$INFLUX_PORT/ping") == 204 ]] || return 1
+    local out
+    out=$(influx_query "CREATE DATABASE \"$INFLUX_DB\"" 2>&1) || return 1
+    [[ $out != *'"error"'* ]] || {
+        warn "influxdb: CREATE DATABASE $INFLUX_DB: $out"
+        return 1
+    }
+}
+
+check_influxdb() {
+    local base="http://127.0.0.1:$INFLUX_PORT" code out ts
+    ts=$(($(now_us) * 1000))
+    code=$(http_code "$base/api/v2/write?bucket=$INFLUX_DB&org=-&precision=ns" -XPOST \
+        --data-binary "harness_check,source=services.sh value=42 $ts")
+    [[ $code == 204 ]] || die "influxdb: POST /api/v2/write returned HTTP $code (expected 204)"
+    out=$(curl -sS --max-time 10 -XPOST "$base/api/v2/query" \
+        -H 'Content-Type: application/vnd.flux' -H 'Accept: application/csv' \
+        --data "from(bucket: \"$INFLUX_DB\") |> range(start: -1h) |> filter(fn: (r) => r._measurement == \"harness_check\")") ||
+        die "influxdb: POST /api/v2/query failed"
+    grep -q ',harness_check,' <<<"$out" ||
+        die "influxdb: Flux query returned no rows: $out"
+    influx_query "DROP MEASUREMENT harness_check" >/dev/null 2>&1 || true
+    info "influxdb: OK (v2 write 204; Flux query returned the row; bucket $INFLUX_DB)"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# prometheus
+
+provision_prometheus() {
+    ensure_apt_tools promtool prometheus
+    need_cmd curl "install curl (Debian: apt-get install curl)"
+}
+
+start_prometheus() {
+    local dir=$STATE/prometheus out
+    ensure_ports_free prometheus TOCSIN_PROMETHEUS_PORT "$PROMETHEUS_PORT"
+    mkdir -p "$dir/data"
+    render "$SCRIPT_DIR/prometheus/prometheus.yml" "$dir/prometheus.yml" "PROMETHEUS_PORT=$PROMETHEUS_PORT"
+    out=$(promtool check config "$dir/prometheus.yml" 2>&1) ||
+        die "prometheus: promtool check config rejected $dir/prometheus.yml: $out"
+    start_daemon prometheus prometheus --config.file="$dir/prometheus.yml" \
+        --storage.tsdb.path="$dir/data" --web.listen-address="127.0.0.1:$PROMETHEUS_PORT"
+}
+
+ready_prometheus() {
+    [[ $(http_code "http://127.0.0.1:$PROMETHEUS_PORT/-/ready") == 200 ]]
+}
+
+check_prometheus() {
+    local out="" i
+    # Targets show up a few seconds after start (first service-discovery sync), then get scraped.
+    for ((i = 0; i < 40; i++)); do
+        out=$(curl -sS --max-time 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query?query=up%7Bjob%3D%22prometheus%22%7D") ||
+            die "prometheus: GET /api/v1/query failed"
+        [[ $out != *'"value":['*',"1"]'* ]] || break
+        sleep 0.5
+    done
+    [[ $out == *'"value":['*',"1"]'* ]] || die "prometheus: self-scrape up{job=\"prometheus\"} != 1 after 20 s: $out"
+    info "prometheus: OK (/-/ready 200; self-scrape up{job=\"prometheus\"} == 1)"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# commands
+
+svc_ports() {
+    case $1 in
+        mosquitto) printf '%s,%s(auth)' "$MQTT_PORT" "$MQTT_SECURE_PORT" ;;
+        kafka) printf '%s,%s(controller)' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ;;
+        influxdb) printf '%s,%s(rpc)' "$INFLUX_PORT" "$INFLUX_RPC_PORT" ;;
+        prometheus) printf '%s' "$PROMETHEUS_PORT" ;;
+    esac
+}
+
+cmd_provision() {
+    local svc
+    for svc in "$@"; do "provision_$svc"; done
+    info "provision: ok ($*)"
+}
+
+# Start the services that are not running yet, all at once (they boot in parallel), then poll every
+# pending one until it is ready. Each service's time is measured from its own start.
+cmd_up() {
+    local svc pid pending=() next=() kafka_retried=0
+    local -A t0=() deadline=()
+    for svc in "$@"; do "provision_$svc"; done
+    for svc in "$@"; do
+        if pid=$(svc_pid "$svc"); then
+            if "ready_$svc"; then
+                info "$svc: already running (pid $pid) and ready, nothing to do"
+                continue
+            fi
+            info "$svc: running (pid $pid) but not ready yet, waiting"
+        else
+            "start_$svc"
+        fi
+        t0[$svc]=$(now_us)
+        deadline[$svc]=$((SECONDS + READY_TIMEOUT))
+        pending+=("$svc")
+    done
+    while ((${#pending[@]})); do
+        next=()
+        for svc in "${pending[@]}"; do
+            if ! svc_pid "$svc" >/dev/null 2>&1; then
+                if [[ $svc == kafka ]] && ((KAFKA_FRESH == 0 && kafka_retried == 0)); then
+                    kafka_retried=1
+                    recover_kafka
+                    deadline[$svc]=$((SECONDS + READY_TIMEOUT))
+                    next+=("$svc")
+                    continue
+                fi
+                fail_start "$svc" "exited during startup, see $(log_file "$svc")"
+            elif "ready_$svc"; then
+                info "$svc ready in $(secs_since "${t0[$svc]}") s (pid $(svc_pid "$svc"), port $(svc_ports "$svc"))"
+            elif ((SECONDS >= deadline[$svc])); then
+                pid=$(svc_pid "$svc" 2>/dev/null) && stop_pid "$svc" "$pid" >&2
+                fail_start "$svc" "not ready after ${READY_TIMEOUT}s (stopped it), see $(log_file "$svc")"
+            else
+                next+=("$svc")
+            fi
+        done
+        pending=("${next[@]}")
+        ((${#pending[@]} == 0)) || sleep 0.2
+    done
+}
+
+cmd_down() {
+    local svc pid i
+    for ((i = $# ; i >= 1; i--)); do # reverse start order
+        svc=${!i}
+        if pid=$(svc_pid "$svc"); then
+            stop_pid "$svc" "$pid"
+        else
+            info "$svc: not running, nothing to do"
+        fi
+    done
+}
+
+cmd_status() {
+    local svc pid all=0 note
+    for svc in "$@"; do
+        if pid=$(svc_pid "$svc"); then
+            note=""
+            port_open "${svc_port_main[$svc]}" || note=" (not accepting connections yet)"
+            printf '%-10s running  pid=%-8s port=%s%s\n' "$svc" "$pid" "$(svc_ports "$svc")" "$note"
+        else
+            printf '%-10s stopped  pid=%-8s port=%s\n' "$svc" - "$(svc_ports "$svc")"
+            all=3
+        fi
+    done
+    return "$all"
+}
+
+cmd_check() {
+    local svc
+    for svc in "$@"; do
+        svc_pid "$svc" >/dev/null || die "$svc is not running (start it with: ${0##*/} up $svc)"
+        "check_$svc"
+    done
+}
+
+cmd_env() {
+    printf 'export %s=%q\n' \
+        TOCSIN_MQTT_HOST 127.0.0.1 \
+        TOCSIN_MQTT_PORT "$MQTT_PORT" \
+        TOCSIN_MQTT_SECURE_PORT "$MQTT_SECURE_PORT" \
+        TOCSIN_KAFKA_BOOTSTRAP "127.0.0.1:$KAFKA_PORT" \
+        TOCSIN_INFLUX_URL "http://127.0.0.1:$INFLUX_PORT" \
+        TOCSIN_INFLUX_BUCKET "$INFLUX_DB" \
+        TOCSIN_INFLUX_ORG - \
+        TOCSIN_PROMETHEUS_URL "http://127.0.0.1:$PROMETHEUS_PORT"
+}
+
+declare -A svc_port_main=(
+    [mosquitto]=$MQTT_PORT [kafka]=$KAFKA_PORT [influxdb]=$INFLUX_PORT [prometheus]=$PROMETHEUS_PORT
+)
+
+main() {
+    local cmd=${1:-help} svc
+    shift || true
+    if (($# == 0)); then set -- "${ALL_SERVICES[@]}"; fi
+    for svc in "$@"; do
+        [[ " ${ALL_SERVICES[*]} " == *" $svc "* ]] || {
+            usage >&2
+            die "unknown service '$svc'"
+        }
+    done
+    case $cmd in
+        provision) cmd_provision "$@" ;;
+        up) cmd_up "$@" ;;
+        down) cmd_down "$@" ;;
+        status) cmd_status "$@" ;;
+        check) cmd_check "$@" ;;
+        env) cmd_env ;;
+        logs-dir) printf '%s\n' "$LOG_DIR" ;;
+        help | -h | --help) usage ;;
+        *)
+            usage >&2
+            die "unknown command '$cmd'"
+            ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,86 @@
+"""Detector rules: defaults from the domain standards, overridable by a YAML/JSON rules file and,
+per device, by the registry's ``thresholds``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field
+
+from schemas.common import WarningLevel, WireModel
+
+
+class RainRule(WireModel):
+    window_h: float = Field(gt=0, le=24)
+    level: WarningLevel
+    mm: float = Field(gt=0)
+    source: str = ""
+
+
+# CMA rainstorm signals and a county's flash-flood critical rainfall (the blue 1/3/6/24 h values).
+DEFAULT_RAIN_RULES = (
+    RainRule(window_h=12, level=WarningLevel.BLUE, mm=50, source="CMA rainstorm blue"),
+    RainRule(window_h=6, level=WarningLevel.YELLOW, mm=50, source="CMA rainstorm yellow"),
+    RainRule(window_h=3, level=WarningLevel.ORANGE, mm=50, source="CMA rainstorm orange"),
+    RainRule(window_h=3, level=WarningLevel.RED, mm=100, source="CMA rainstorm red"),
+    RainRule(window_h=1, level=WarningLevel.BLUE, mm=35, source="flash-flood critical rainfall"),
+    RainRule(window_h=3, level=WarningLevel.BLUE, mm=55, source="flash-flood critical rainfall"),
+    RainRule(window_h=6, level=WarningLevel.BLUE, mm=70, source="flash-flood critical rainfall"),
+    RainRule(window_h=24, level=WarningLevel.BLUE, mm=100, source="flash-flood critical rainfall"),
+)
+
+
+class HydroRules(WireModel):
+    rain: tuple[RainRule, ...] = DEFAULT_RAIN_RULES
+    rain_clear_ratio: float = Field(default=0.8, gt=0, le=1, description="clear when below this x set")
+    level_clear_offset_m: float = Field(default=0.05, ge=0, description="water level must fall this far")
+    approach_margin_m: float = Field(default=0.3, ge=0, description="blue when within this of warning")
+
+
+class HazmatRules(WireModel):
+    setpoints: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="per gas: level1/level2 (or o2_low/o2_high) overriding GB/T 50493"
+    )
+    hold_down: int = Field(default=2, ge=1, description="consecutive readings before an alarm")
+
+
+class FireRules(WireModel):
+    k: int = Field(default=3, ge=1)
+    window_s: float = Field(default=900, gt=0)
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    bearing_tol_deg: float = Field(default=3.0, gt=0, le=45)
+    clear_after_s: float = Field(default=1800, gt=0)
+
+
+class SeismicRules(WireModel):
+    freqmin_hz: float = 1.0
+    freqmax_hz: float = 20.0
+    sta_s: float = 0.5
+    lta_s: float = 10.0
+    thr_on: float = 4.0
+    thr_off: float = 1.5
+
+
+class Rules(WireModel):
+    hydro: HydroRules = HydroRules()
+    hazmat: HazmatRules = HazmatRules()
+    fire: FireRules = FireRules()
+    seismic: SeismicRules = SeismicRules()
+
+
+def load_rules(path: str | Path | None) -> Rules:
+    if not path:
+        return Rules()
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        return Rules.model_validate(data)
+    except Exception as exc:  # noqa: BLE001 - re-raised naming the file
+        raise ValueError(f"rules file {p}: {exc}") from exc

@@ -1,0 +1,53 @@
+"""The detector stage as both transports use it: raw telemetry record in, detections out.
+
+``store`` is any mapping from device id to that device's detector state: a Faust table in the
+worker, a dict in embedded mode. A record that fails to decode is counted and skipped (the gateway
+already validated it; this guards against a foreign producer), never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
+
+from detectors.engine import DetectorEngine
+from schemas.detection import Detection
+from schemas.telemetry import TELEMETRY_ADAPTER
+
+log = logging.getLogger(__name__)
+
+
+class DetectorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.readings = Counter(
+            "tocsin_detector_readings_total", "telemetry records processed", ["family"], registry=registry
+        )
+        self.undecodable = Counter(
+            "tocsin_detector_undecodable_total", "records that failed to decode", registry=registry
+        )
+        self.detections = Counter(
+            "tocsin_detections_total", "detection transitions", ["family", "kind", "state"], registry=registry
+        )
+
+
+class DetectorStage:
+    def __init__(self, engine: DetectorEngine, metrics: DetectorMetrics) -> None:
+        self.engine, self.metrics = engine, metrics
+
+    def handle(self, value: bytes, store: MutableMapping[str, Any]) -> list[Detection]:
+        try:
+            reading = TELEMETRY_ADAPTER.validate_json(value)
+        except ValidationError as exc:
+            self.metrics.undecodable.inc()
+            log.error("undecodable telemetry record skipped: %s", exc.errors(include_url=False)[:1])
+            return []
+        self.metrics.readings.labels(reading.family.value).inc()
+        state, detections = self.engine.process(reading, store.get(reading.device_id))
+        store[reading.device_id] = state
+        for d in detections:
+            self.metrics.detections.labels(d.family.value, d.kind, d.state.value).inc()
+        return detections

@@ -1,0 +1,223 @@
+"""MQTT -> Kafka gateway: validate every message, produce it (or its dead letter), then ack it.
+
+At-least-once: a QoS 1 message is acknowledged to the broker only after the sink (Kafka, acks=all)
+has acknowledged the record. The number of records awaiting acks is bounded: when the bound is
+reached, the MQTT callback waits, which stops reading from the broker (backpressure); nothing is
+dropped. Kafka records are keyed by device id, so each device's readings stay in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest.influx import InfluxSink
+from ingest.metrics import GatewayMetrics
+from ingest.sinks import RecordSink
+from ingest.validate import Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
+from schemas import topics
+from schemas.deadletter import DeadLetter
+from schemas.registry import Registry
+from schemas.topics import parse_device_topic
+from schemas.wire import encode
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class GatewayCore:
+    """Transport-free heart of the gateway: one message in, one record out, ack when durable."""
+
+    def __init__(
+        self,
+        sink: RecordSink,
+        metrics: GatewayMetrics,
+        *,
+        limits: Limits = Limits(),
+        registry: Registry | None = None,
+        influx: InfluxSink | None = None,
+        max_in_flight: int = 10_000,
+        dedup_window: int = 1024,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.sink, self.metrics, self.limits, self.registry = sink, metrics, limits, registry
+        self.influx, self.clock = influx, clock
+        self.duplicates = DuplicateWindow(dedup_window)
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def handle(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
+        """Validate and forward one message; ``ack`` runs once the record is durable downstream."""
+        received = self.clock()
+        where = parse_device_topic(topic)
+        family = where.family.value if where else "unknown"
+        self.metrics.messages_in.labels(family).inc()
+        if where is not None and where.leaf == "status":
+            status = parse_status(topic, payload, received)
+            if isinstance(status, DeadLetter):
+                self._dead(status, ack)
+            else:
+                self._produce(topics.DEVICE_STATUS, status.device_id.encode(), encode(status), ack, None)
+            return
+        result = validate_telemetry(
+            topic, payload, received, limits=self.limits, registry=self.registry, duplicates=self.duplicates
+        )
+        if isinstance(result, DeadLetter):
+            self._dead(result, ack)
+            return
+        self._produce(result.kafka_topic, result.key, result.value, ack, result)
+
+    def _dead(self, letter: DeadLetter, ack: Callable[[], None]) -> None:
+        self.metrics.dead_letters.labels(letter.reason.value).inc()
+        log.info("dead letter %s on %s: %s", letter.reason.value, letter.mqtt_topic, letter.message)
+        self._produce(topics.DEADLETTER, letter.mqtt_topic.encode(), encode(letter), ack, None)
+
+    def _produce(
+        self, topic: str, key: bytes, value: bytes, ack: Callable[[], None], accepted: Accepted | None
+    ) -> None:
+        self._slots.acquire()  # backpressure: blocks the MQTT thread while max_in_flight records wait
+        with self._lock:
+            self._in_flight += 1
+            self.metrics.in_flight.set(self._in_flight)
+        started = time.perf_counter()
+
+        def done(error: BaseException | None) -> None:
+            with self._lock:
+                self._in_flight -= 1
+                self.metrics.in_flight.set(self._in_flight)
+            self._slots.release()
+            if error is not None:
+                # Not acked: the broker redelivers it (same session) and nothing is lost.
+                self.metrics.produce_failures.inc()
+                if accepted is not None and accepted.reading.seq is not None:
+                    self.duplicates.forget(accepted.reading.device_id, accepted.reading.seq)
+                log.error("produce to %s failed, message left unacknowledged: %s", topic, error)
+                return
+            self.metrics.produce_latency.observe(time.perf_counter() - started)
+            self.metrics.messages_out.labels(topic).inc()
+            if accepted is not None and self.influx is not None:
+                try:
+                    self.influx.write(accepted.reading)
+                except Exception as exc:  # noqa: BLE001 - the time series must never stop the Kafka path
+                    self.metrics.influx_writes.labels("failed").inc()
+                    log.error("influx write rejected: %s", exc)
+            ack()
+
+        self.sink.send(topic, key, value, done)
+
+    def drain(self, timeout_s: float) -> bool:
+        """Flush the sink and wait until nothing is in flight; True when drained."""
+        self.sink.flush(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._in_flight == 0
+
+
+class MqttGateway:
+    """The MQTT side: persistent session, shared subscription (MQTT 5), QoS 1, manual acks."""
+
+    def __init__(
+        self,
+        core: GatewayCore,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        username: str = "",
+        password: str = "",
+        share_group: str | None = "tocsin",
+        mqtt5: bool = True,
+        session_expiry_s: int = 3600,
+    ) -> None:
+        self.core = core
+        self._host, self._port = host, port
+        self._closing = threading.Event()
+        self.connected = threading.Event()
+        self._mqtt5 = mqtt5
+        self._session_expiry_s = session_expiry_s
+        prefix = f"$share/{share_group}/" if (share_group and mqtt5) else ""
+        self._filters = [prefix + topics.MQTT_TELEMETRY_FILTER, prefix + topics.MQTT_STATUS_FILTER]
+        if mqtt5:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+            )
+        else:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                clean_session=False,
+                protocol=mqtt.MQTTv311,
+                manual_ack=True,
+            )
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+
+    def start(self) -> None:
+        if self._mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self._session_expiry_s
+            self.client.connect_async(self._host, self._port, keepalive=30, clean_start=False, properties=props)
+        else:
+            self.client.connect_async(self._host, self._port, keepalive=30)
+        self.client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("MQTT connect refused: %s", reason)
+            return
+        for f in self._filters:
+            client.subscribe(f, qos=1)
+        self.connected.set()
+        log.info("gateway connected to MQTT %s:%s, subscribed %s", self._host, self._port, self._filters)
+
+    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self.connected.clear()
+        if not self._closing.is_set():
+            log.warning("MQTT disconnected (%s); paho reconnects", reason)
+
+    def _on_message(self, client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._closing.is_set():
+            return  # not acked: redelivered to the next session
+        mid, qos = msg.mid, msg.qos
+
+        def ack() -> None:
+            if qos > 0:
+                client.ack(mid, qos)
+
+        try:
+            self.core.handle(msg.topic, bytes(msg.payload), ack)
+        except Exception:  # noqa: BLE001 - a bug must not kill the MQTT thread; message stays unacked
+            log.exception("gateway failed on a message from %s", msg.topic)
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Graceful: stop taking messages, flush what is in flight (acking it), then disconnect."""
+        self._closing.set()
+        drained = self.core.drain(timeout_s)
+        time.sleep(0.1)  # let paho write the last PUBACKs
+        self.client.disconnect()
+        self.client.loop_stop()
+        return drained

@@ -1,0 +1,74 @@
+"""Where the gateway puts records: Kafka in production, the in-process bus in embedded mode.
+
+Both call ``on_done(error_or_None)`` exactly once per record, from any thread, once the record is
+durable downstream (Kafka: acknowledged by all in-sync replicas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+Done = Callable[[BaseException | None], None]
+
+
+class RecordSink(Protocol):
+    def send(self, topic: str, key: bytes | None, value: bytes, on_done: Done) -> None: ...
+
+    def flush(self, timeout_s: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class KafkaSink:
+    """kafka-python producer: acks=all, idempotent, batched and compressed, keyed by device."""
+
+    def __init__(self, bootstrap: str, *, client_id: str = "tocsin-gateway", linger_ms: int = 5) -> None:
+        from kafka import KafkaProducer
+
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="gzip",
+            linger_ms=linger_ms,
+            batch_size=256 * 1024,
+            retries=2**31 - 1,
+            delivery_timeout_ms=2**31 - 1,  # never give up on a record: the MQTT ack waits for it
+            max_block_ms=5_000,
+            request_timeout_ms=15_000,
+        )
+
+    def send(self, topic: str, key: bytes | None, value: bytes, on_done: Done) -> None:
+        try:
+            fut = self._producer.send(topic, key=key, value=value)
+        except Exception as exc:  # noqa: BLE001 - buffer full or metadata timeout: report, don't ack
+            on_done(exc)
+            return
+        fut.add_callback(lambda _md: on_done(None))
+        fut.add_errback(on_done)
+
+    def flush(self, timeout_s: float) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+def ensure_topics(bootstrap: str, topics: tuple[str, ...], partitions: int) -> None:
+    """Create the Kafka topics Tocsin uses if they are missing (idempotent)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="tocsin-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()

@@ -1,0 +1,76 @@
+"""Alert: a confirmed warning with its lifecycle message type, ready to render as CAP 1.2."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from typing import Any
+
+from pydantic import AwareDatetime, Field, computed_field, model_validator
+
+from schemas.common import AdminCode, Family, WarningLevel, WireModel
+
+
+class MsgType(StrEnum):
+    ALERT = "Alert"
+    UPDATE = "Update"
+    CANCEL = "Cancel"
+
+
+class AlertStatus(StrEnum):
+    """CAP status. Only ``Actual`` alerts are ever delivered to the public."""
+
+    ACTUAL = "Actual"
+    EXERCISE = "Exercise"
+    TEST = "Test"
+
+
+class AlertArea(WireModel):
+    code: AdminCode = Field(description="GB/T 2260 administrative code")
+    desc: str = Field(min_length=1, max_length=200, description="human-readable area, e.g. town and village")
+    town: str = ""
+    village: str = ""
+    circle: tuple[float, float, float] | None = Field(default=None, description="lat, lon, radius km")
+
+
+class Alert(WireModel):
+    identifier: str = Field(min_length=1, max_length=200, description="unique per message (CAP identifier)")
+    fingerprint: str = Field(min_length=1, description="hazard/area/source key that stays across revisions")
+    revision: int = Field(ge=0)
+    msg_type: MsgType
+    status: AlertStatus = AlertStatus.ACTUAL
+    sender: str = "tocsin@district.example"
+    hazard: Family
+    event: str = Field(min_length=1, max_length=100)
+    level: WarningLevel
+    urgency: str = "Immediate"
+    certainty: str = "Observed"
+    sent: AwareDatetime
+    onset: AwareDatetime
+    area: AlertArea
+    headline: str = Field(max_length=200)
+    description: str = Field(max_length=4000)
+    instruction: str = Field(default="", max_length=2000)
+    references: list[str] = Field(default_factory=list, description="identifiers of earlier messages")
+    detections: list[str] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list)
+    value: float | None = None
+    unit: str = ""
+    correlation_id: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_severity(cls, data: Any) -> Any:
+        """``severity`` is on the wire for consumers, but derived from ``level``: check, then drop it."""
+        if isinstance(data, dict) and "severity" in data:
+            data = dict(data)
+            sev = data.pop("severity")
+            level = data.get("level")
+            if level is not None and sev != WarningLevel(level).cap_severity:
+                raise ValueError(f"severity {sev!r} does not match level {level!r}")
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def severity(self) -> str:
+        return self.level.cap_severity

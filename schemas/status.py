@@ -1,0 +1,23 @@
+"""Device presence: online, offline (orderly or by MQTT last will)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field
+
+from schemas.common import Family, Ident, WireModel
+
+
+class DeviceState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class DeviceStatus(WireModel):
+    device_id: Ident
+    site: Ident
+    family: Family
+    state: DeviceState
+    ts: AwareDatetime
+    reason: str = Field(default="", max_length=200, description="'last-will', 'shutdown', 'timeout' ...")

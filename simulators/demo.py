@@ -1,0 +1,164 @@
+"""The built-in demo: a small district with one hazard of each family, as device messages.
+
+``demo_registry()`` is the district (devices, areas, thresholds, SMS numbers); ``demo_messages()``
+is what its devices publish over about 70 minutes of device time that ends at ``end``: a
+rainstorm over 青山镇 and the river rising, a chemical-park H2S leak that peaks and clears, two
+forest-fire cameras seeing smoke then flame, an earthquake felt by five stations, plus two bad
+messages (a NaN reading and a payload claiming another device) that must end as dead letters.
+Deterministic for a given seed and end time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from schemas import topics
+from schemas.common import Family
+from schemas.registry import Area, Device, Registry
+
+DISTRICT = "330110"
+DISTRICT_NAME = "临江区"
+CENTRE = (30.27, 120.12)
+
+
+@dataclass(frozen=True)
+class Message:
+    t: datetime  # device time
+    topic: str
+    payload: bytes
+    note: str = ""
+
+
+def _area(town: str, village: str = "") -> Area:
+    return Area(code=DISTRICT, district=DISTRICT_NAME, town=town, village=village)
+
+
+def demo_registry() -> Registry:
+    lat0, lon0 = CENTRE
+    devices = [
+        Device(device_id="RG01", family=Family.HYDRO, site="qingshan", lat=lat0 + 0.05, lon=lon0 - 0.04,
+               area=_area("青山镇", "横溪村"), interval_s=300),
+        Device(device_id="RG02", family=Family.HYDRO, site="qingshan", lat=lat0 + 0.06, lon=lon0 - 0.02,
+               area=_area("青山镇", "石桥村"), interval_s=300),
+        Device(device_id="WL01", family=Family.HYDRO, site="qingshan", lat=lat0 + 0.03, lon=lon0 - 0.03,
+               area=_area("青山镇", "横溪村"), interval_s=300,
+               thresholds={"warning_level_m": 12.0, "guaranteed_level_m": 13.5, "record_level_m": 14.8}),
+        Device(device_id="GD01", family=Family.HAZMAT, site="chem-park", lat=lat0 - 0.04, lon=lon0 + 0.06,
+               area=_area("白沙镇", "化工园区"), interval_s=10),
+        Device(device_id="GD02", family=Family.HAZMAT, site="chem-park", lat=lat0 - 0.041, lon=lon0 + 0.062,
+               area=_area("白沙镇", "化工园区"), interval_s=10),
+        Device(device_id="FC01", family=Family.FIRE, site="tower-north", lat=lat0 + 0.10, lon=lon0 + 0.02,
+               area=_area("石门镇", "林场"), interval_s=180),
+        Device(device_id="FC02", family=Family.FIRE, site="tower-east", lat=lat0 + 0.07, lon=lon0 + 0.09,
+               area=_area("石门镇", "林场"), interval_s=180),
+    ]
+    for i, (dlat, dlon) in enumerate([(0.08, 0.0), (-0.07, 0.05), (0.02, -0.10), (-0.05, -0.08), (0.0, 0.12)]):
+        devices.append(
+            Device(device_id=f"SS0{i + 1}", family=Family.SEISMIC, site="seis-net", lat=lat0 + dlat,
+                   lon=lon0 + dlon, area=_area("", ""), interval_s=1)
+        )
+    return Registry(
+        devices=devices,
+        sms_recipients={DISTRICT: ["+8613800000001", "+8613800000002", "+8613900000003"]},
+    )
+
+
+def _payload(**fields: object) -> bytes:
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds")
+
+
+def demo_messages(end: datetime | None = None, seed: int = 7) -> list[Message]:
+    """Every message of the demo in device-time order; the last one is at ``end`` (default now)."""
+    rng = random.Random(seed)
+    end = end or datetime.now(UTC)
+    t0 = end - timedelta(minutes=70)
+    reg = demo_registry().by_id()
+    out: list[Message] = []
+    seq: dict[str, int] = {}
+
+    def emit(dev: str, t: datetime, note: str = "", **fields: object) -> None:
+        d = reg[dev]
+        seq[dev] = seq.get(dev, 0) + 1
+        body = _payload(device_id=dev, site=d.site, ts=_iso(t), seq=seq[dev], **fields)
+        out.append(Message(t, topics.mqtt_telemetry(d.family, d.site, dev), body, note))
+
+    # Rainstorm: light rain, then a 40-minute burst of about 62 mm at RG01 (less at RG02).
+    for k in range(14):
+        t = t0 + timedelta(minutes=5 * (k + 1))
+        burst = 4 <= k <= 11
+        for dev, scale in (("RG01", 1.0), ("RG02", 0.6)):
+            mm = (7.8 if burst else 0.4) * scale + rng.uniform(0, 0.2)
+            emit(dev, t, type="hydro.rain", rain_mm=round(mm, 1), interval_s=300)
+        # River stage responds: 11.0 m rising to about 13.6 m.
+        level = 11.0 + 2.6 / (1 + math.exp(-(k - 8) / 1.5)) + rng.uniform(-0.02, 0.02)
+        emit("WL01", t, type="hydro.level", level_m=round(level, 3))
+
+    # Chemical-park leak: H2S in mg/m3 at GD01 rises to ~26 then decays; CH4 %LEL stays low at GD02.
+    leak_start = t0 + timedelta(minutes=20)
+    for k in range(60):
+        t = leak_start + timedelta(seconds=30 * k)
+        x = k / 6.0
+        h2s = 0.4 + 26.0 * (x**2) * math.exp(-(x - 2.0)) / 4.0 + rng.uniform(0, 0.2)
+        emit("GD01", t, type="hazmat.gas", gas="H2S", value=round(h2s, 2), unit="mg/m3")
+        emit("GD02", t, type="hazmat.gas", gas="CH4", value=round(2 + rng.uniform(0, 1), 1), unit="%LEL")
+
+    # Forest fire NE of tower FC01: smoke sweeps, then flame; FC02 sees it on another bearing.
+    fire_start = t0 + timedelta(minutes=30)
+    for k in range(8):
+        t = fire_start + timedelta(minutes=3 * k)
+        kind = "flame" if k >= 5 else "smoke"
+        emit("FC01", t, type="fire.detection", kind=kind, confidence=round(0.7 + 0.03 * k, 2),
+             bearing_deg=round(52.0 + rng.uniform(-0.8, 0.8), 2), sweep=k)
+        emit("FC02", t + timedelta(seconds=40), type="fire.detection", kind=kind,
+             confidence=round(0.66 + 0.03 * k, 2), bearing_deg=round(318.0 + rng.uniform(-0.8, 0.8), 2), sweep=k)
+
+    # Earthquake: 60 s of 100 Hz velocity packets per station; origin 25 s in, epicentre SW.
+    quake_t0 = end - timedelta(minutes=8)
+    origin = quake_t0 + timedelta(seconds=25)
+    epi = (CENTRE[0] - 0.15, CENTRE[1] - 0.12)
+    df = 100.0
+    for dev in sorted(d for d in reg if d.startswith("SS")):
+        d = reg[dev]
+        dist_km = _distance_km(epi, (d.lat, d.lon))
+        hypo = math.hypot(dist_km, 10.0)
+        tp, ts_ = hypo / 6.0, hypo / 3.5
+        amp = 0.12 * (10.0 / hypo) ** 1.3  # peak S velocity, m/s
+        srng = random.Random(f"{seed}:{dev}")
+        for p in range(60):
+            start = quake_t0 + timedelta(seconds=p)
+            samples = []
+            for i in range(100):
+                t = p + i / df - 25.0  # seconds after origin
+                v = srng.gauss(0.0, 2e-5)
+                if t >= tp:
+                    v += 0.25 * amp * math.exp(-(t - tp) / 2.0) * math.sin(2 * math.pi * 6.0 * (t - tp))
+                if t >= ts_:
+                    v += amp * math.exp(-(t - ts_) / 4.0) * math.sin(2 * math.pi * 2.5 * (t - ts_))
+                samples.append(round(v, 7))
+            emit(dev, start, type="seismic.waveform", channel="HHZ", sample_rate_hz=df, unit="m/s",
+                 samples=samples)
+
+    # Two bad messages: a NaN reading, and a gauge claiming to be another device.
+    bad_t = t0 + timedelta(minutes=33)
+    out.append(Message(bad_t, topics.mqtt_telemetry(Family.HYDRO, "qingshan", "RG02"),
+                       b'{"type":"hydro.rain","device_id":"RG02","site":"qingshan","ts":"'
+                       + _iso(bad_t).encode() + b'","rain_mm":NaN,"interval_s":300}', "bad: NaN"))
+    out.append(Message(bad_t, topics.mqtt_telemetry(Family.HYDRO, "qingshan", "RG02"),
+                       _payload(type="hydro.rain", device_id="RG01", site="qingshan", ts=_iso(bad_t),
+                                rain_mm=1.0, interval_s=300), "bad: identity"))
+    out.sort(key=lambda m: m.t)
+    return out
+
+
+def _distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(h))

@@ -1,0 +1,236 @@
+"""Embedded mode (``tocsin run``): gateway, detectors and alerts in one process, no external service.
+
+An embedded MQTT broker (amqtt) accepts devices on localhost; the gateway validates their messages
+into an in-process bus that carries the Kafka topic names; the detector and alert stages and the
+notifier are the very ones the Kafka worker runs. SMS goes to the carrier emulator, started in a
+thread; alerts are also published, retained, on the broker's operator topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry
+
+from alerts.adapters.base import Adapter
+from alerts.adapters.mqtt_alerts import MqttAlertAdapter
+from alerts.adapters.sms import SmsAdapter
+from alerts.engine import AlertConfig, AlertEngine
+from alerts.notify import Notifier, NotifyMetrics
+from alerts.service import AlertMetrics, AlertStage
+from detectors.engine import DetectorEngine, detection_key
+from detectors.rules import Rules
+from detectors.service import DetectorMetrics, DetectorStage
+from ingest.gateway import GatewayCore, MqttGateway
+from ingest.metrics import GatewayMetrics
+from schemas import topics
+from schemas.alert import Alert
+from schemas.deadletter import DeadLetter
+from schemas.registry import Registry
+from schemas.wire import encode
+from simulators.demo import Message
+from tocsin.bus import MemoryBus, MemorySink
+
+log = logging.getLogger(__name__)
+
+
+def free_port(preferred: int, host: str = "127.0.0.1") -> int:
+    """``preferred`` when it can be bound, otherwise a free ephemeral port."""
+    for port in (preferred, 0):
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port")
+
+
+async def start_broker(host: str, port: int) -> Any:
+    from amqtt.broker import Broker
+
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+    )
+    await broker.start()
+    return broker
+
+
+@dataclass
+class Summary:
+    alerts: list[Alert] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
+    topic_counts: Counter[str] = field(default_factory=Counter)
+
+
+class EmbeddedPipeline:
+    """Everything but the devices: broker, gateway, bus, stages, notifier, SMS emulator."""
+
+    def __init__(
+        self,
+        registry: Registry | None,
+        rules: Rules | None = None,
+        *,
+        mqtt_port: int = 1883,
+        alert_config: AlertConfig | None = None,
+        on_alert: Callable[[Alert, list[Any]], None] | None = None,
+        metrics_registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.registry, self.rules = registry, rules or Rules()
+        self.mqtt_port = mqtt_port
+        self.alert_config = alert_config or AlertConfig()
+        self.on_alert = on_alert
+        self.metrics_registry = metrics_registry or CollectorRegistry()
+        self.summary = Summary()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        from simulators.sms_gateway import GatewayConfig, SmsGatewayThread
+
+        loop = asyncio.get_running_loop()
+        self.bus = MemoryBus(loop)
+        self.broker = await start_broker("127.0.0.1", self.mqtt_port)
+        self.sms_server = SmsGatewayThread(GatewayConfig(api_key="embedded-demo", receipt_delay_s=0.1))
+        sms_url = await asyncio.to_thread(self.sms_server.start)
+        reg = self.metrics_registry
+        self.core = GatewayCore(MemorySink(self.bus), GatewayMetrics(reg), registry=self.registry)
+        self.gateway = MqttGateway(
+            self.core,
+            host="127.0.0.1",
+            port=self.mqtt_port,
+            client_id="tocsin-embedded-gateway",
+            share_group=None,
+            mqtt5=False,
+        )
+        self.adapters: dict[str, Adapter] = {
+            "mqtt": MqttAlertAdapter("127.0.0.1", self.mqtt_port, client_id="tocsin-embedded-alerts"),
+            "sms": SmsAdapter(sms_url, "embedded-demo", timeout_s=5.0),
+        }
+        for a in self.adapters.values():
+            await a.start()
+        self.detector = DetectorStage(DetectorEngine(self.rules, self.registry), DetectorMetrics(reg))
+        self.alerter = AlertStage(AlertEngine(self.alert_config, self.registry), AlertMetrics(reg))
+        self.notifier = Notifier(self.registry, self.adapters, NotifyMetrics(reg), base_delay_s=0.2)
+        self._tasks = [
+            asyncio.create_task(self._detect(), name="detect"),
+            asyncio.create_task(self._confirm(), name="confirm"),
+            asyncio.create_task(self._deliver(), name="deliver"),
+            asyncio.create_task(self._dead_letters(), name="dead-letters"),
+        ]
+        self.gateway.start()
+        if not await asyncio.to_thread(self.gateway.connected.wait, 10.0):
+            raise RuntimeError(f"gateway could not connect to the embedded broker on port {self.mqtt_port}")
+
+    async def _detect(self) -> None:
+        q = self.bus.subscribe(*topics.TELEMETRY_TOPICS)
+        state: dict[str, Any] = {}
+        while True:
+            _topic, _key, value = await q.get()
+            try:
+                for d in self.detector.handle(value, state):
+                    self.bus.publish(topics.DETECTIONS, detection_key(d), encode(d))
+            finally:
+                self.bus.done()
+
+    async def _confirm(self) -> None:
+        q = self.bus.subscribe(topics.DETECTIONS)
+        state: dict[str, Any] = {}
+        while True:
+            _topic, _key, value = await q.get()
+            try:
+                for a in self.alerter.handle(value, state):
+                    self.bus.publish(topics.ALERTS, a.fingerprint.encode(), encode(a))
+            finally:
+                self.bus.done()
+
+    async def _deliver(self) -> None:
+        q = self.bus.subscribe(topics.ALERTS)
+        while True:
+            _topic, _key, value = await q.get()
+            try:
+                alert = Alert.model_validate_json(value)
+                self.summary.alerts.append(alert)
+                records = await self.notifier.deliver(alert)
+                for r in records:
+                    self.summary.deliveries[(r.channel, r.outcome)] += 1
+                    self.bus.publish(topics.DELIVERIES, r.alert_id.encode(), encode(r))
+                if self.on_alert:
+                    self.on_alert(alert, records)
+            except Exception:  # noqa: BLE001 - keep delivering the next alerts
+                log.exception("delivery failed")
+            finally:
+                self.bus.done()
+
+    async def _dead_letters(self) -> None:
+        q = self.bus.subscribe(topics.DEADLETTER)
+        while True:
+            _topic, _key, value = await q.get()
+            self.summary.dead_letters.append(DeadLetter.model_validate_json(value))
+            self.bus.done()
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.gateway.stop, 10.0)
+        for t in self._tasks:
+            t.cancel()
+        for a in self.adapters.values():
+            with contextlib.suppress(Exception):
+                await a.stop()
+        await asyncio.to_thread(self.sms_server.stop)
+        with contextlib.suppress(Exception):
+            await self.broker.shutdown()
+        self.summary.topic_counts = Counter(self.bus.counts)
+
+    def sms_messages(self) -> int:
+        return int(self.sms_server_stats().get("stored", 0))
+
+    def sms_server_stats(self) -> dict[str, Any]:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.sms_server.base_url}/_control/stats", timeout=5) as resp:
+            return dict(json.loads(resp.read()))
+
+
+def publish_messages(
+    messages: list[Message], host: str, port: int, *, speed: float = 120.0, max_gap_s: float = 1.0
+) -> int:
+    """Publish like the devices would (QoS 1), pacing by device time divided by ``speed``."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="tocsin-demo-devices", protocol=mqtt.MQTTv311)
+    connected = threading.Event()
+    client.on_connect = lambda *_a: connected.set()
+    client.max_inflight_messages_set(200)
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    try:
+        if not connected.wait(10):
+            raise RuntimeError(f"demo devices could not connect to MQTT {host}:{port}")
+        infos = []
+        prev = messages[0].t if messages else None
+        for m in messages:
+            gap = (m.t - prev).total_seconds() / speed if prev else 0.0
+            if gap > 0:
+                time.sleep(min(gap, max_gap_s))
+            prev = m.t
+            infos.append(client.publish(m.topic, m.payload, qos=1))
+        for info in infos:
+            info.wait_for_publish(10)
+        return sum(1 for i in infos if i.is_published())
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,56 @@
+"""Settings from the environment, prefix ``TOCSIN_`` (e.g. ``TOCSIN_KAFKA_BOOTSTRAP``).
+
+Secrets are ``SecretStr``: they print as ``**********`` in logs and reprs.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOCSIN_", frozen=True, extra="ignore")
+
+    # MQTT (devices and operators' alert topics)
+    mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host")
+    mqtt_port: int = Field(default=1883, description="MQTT broker port")
+    mqtt_username: str = Field(default="", description="MQTT user of this process (empty: anonymous)")
+    mqtt_password: SecretStr = Field(default=SecretStr(""), description="MQTT password")
+    mqtt_client_id: str = Field(default="tocsin-gateway-1", description="MQTT client id (persistent session)")
+    mqtt_share_group: str = Field(default="tocsin", description="shared-subscription group of the gateways")
+    mqtt_session_expiry_s: int = Field(default=3600, description="MQTT 5 session expiry of the gateway")
+
+    # Kafka
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_partitions: int = Field(default=2, description="partitions of the topics Tocsin creates")
+    kafka_max_in_flight: int = Field(default=10_000, description="gateway records awaiting Kafka acks")
+
+    # InfluxDB (v2 API)
+    influx_url: str = Field(default="", description="InfluxDB URL; empty disables the time-series sink")
+    influx_token: SecretStr = Field(default=SecretStr(""), description="InfluxDB token (1.8: user:password)")
+    influx_org: str = Field(default="-", description="InfluxDB org ('-' for 1.8)")
+    influx_bucket: str = Field(default="tocsin", description="InfluxDB bucket (1.8: database[/rp])")
+
+    # Validation
+    registry_file: str = Field(default="", description="device registry (YAML/JSON); empty: accept any device")
+    rules_file: str = Field(default="", description="detector rules (YAML/JSON); empty: built-in defaults")
+    max_payload_bytes: int = Field(default=262_144, description="larger MQTT payloads are dead-lettered")
+    max_future_skew_s: float = Field(default=300.0, description="device clocks ahead by more are refused")
+    max_age_s: float = Field(default=7 * 86_400.0, description="readings older than this are refused")
+    dedup_window: int = Field(default=1024, description="sequence numbers remembered per device")
+
+    # Worker (Faust)
+    worker_id: str = Field(default="tocsin-worker", description="Faust app id (consumer group)")
+    worker_data_dir: str = Field(default="var/worker", description="Faust data directory")
+    worker_web_port: int = Field(default=6066, description="Faust web server port (health, metrics)")
+
+    # Delivery
+    sms_url: str = Field(default="", description="SMS gateway base URL; empty disables SMS")
+    sms_api_key: SecretStr = Field(default=SecretStr(""), description="SMS gateway API key")
+    sms_sender_id: str = Field(default="TOCSIN", description="SMS sender id")
+    alert_sender: str = Field(default="tocsin@district.example", description="CAP sender")
+
+    # Observability
+    metrics_port: int = Field(default=0, description="Prometheus /metrics port of this process; 0: off")
+    log_level: str = Field(default="INFO", description="logging level")

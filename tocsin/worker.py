@@ -1,0 +1,132 @@
+"""The Kafka-mode worker: one Faust app whose thin agents call the same stages as embedded mode.
+
+- ``detect_<family>``: ``telemetry.<family>`` -> DetectorStage (state: table ``detector-<family>``,
+  keyed by device) -> ``detections`` keyed by hazard and area.
+- ``confirm``: ``detections`` -> AlertStage (state: table ``alert-lifecycle``, keyed by
+  fingerprint) -> ``alerts``.
+- ``deliver``: ``alerts`` -> Notifier (SMS, MQTT) -> ``alerts.deliveries`` (audit).
+
+Tables are changelogged in Kafka, so a restarted or rebalanced worker resumes with its state.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from alerts.adapters.base import Adapter
+from alerts.adapters.mqtt_alerts import MqttAlertAdapter
+from alerts.adapters.sms import SmsAdapter
+from alerts.engine import AlertConfig, AlertEngine
+from alerts.notify import Notifier, NotifyMetrics
+from alerts.service import AlertMetrics, AlertStage
+from detectors.engine import DetectorEngine, detection_key
+from detectors.rules import load_rules
+from detectors.service import DetectorMetrics, DetectorStage
+from schemas import topics
+from schemas.alert import Alert
+from schemas.common import Family
+from schemas.registry import Registry, load_registry
+from schemas.wire import encode
+from tocsin.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _raw_topic(app: faust.App, name: str) -> Any:
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust.App:
+    registry: Registry | None = load_registry(settings.registry_file) if settings.registry_file else None
+    rules = load_rules(settings.rules_file)
+    app = faust.App(
+        settings.worker_id,
+        broker=[f"kafka://{b}" for b in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        datadir=settings.worker_data_dir,
+        topic_partitions=settings.kafka_partitions,
+        topic_replication_factor=1,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_host="127.0.0.1",
+        web_port=settings.worker_web_port,
+        web_in_thread=False,
+        table_standby_replicas=0,
+    )
+    det_stage = DetectorStage(DetectorEngine(rules, registry), DetectorMetrics(metrics_registry))
+    alert_stage = AlertStage(
+        AlertEngine(AlertConfig(sender=settings.alert_sender), registry), AlertMetrics(metrics_registry)
+    )
+    detections = _raw_topic(app, topics.DETECTIONS)
+    alerts = _raw_topic(app, topics.ALERTS)
+    deliveries = _raw_topic(app, topics.DELIVERIES)
+
+    for family in Family:
+        table = app.Table(f"detector-{family.value}", default=None, partitions=settings.kafka_partitions)
+        source = _raw_topic(app, topics.kafka_telemetry(family))
+
+        async def detect(stream: Any, table: Any = table) -> None:
+            async for value in stream:
+                for d in det_stage.handle(value, table):
+                    await detections.send(key=detection_key(d), value=encode(d))
+
+        app.agent(source, name=f"detect-{family.value}")(detect)
+
+    lifecycle = app.Table("alert-lifecycle", default=None, partitions=settings.kafka_partitions)
+
+    @app.agent(detections, name="confirm")
+    async def confirm(stream: Any) -> None:
+        async for value in stream:
+            for a in alert_stage.handle(value, lifecycle):
+                log.warning("ALERT %s %s %s: %s", a.msg_type.value, a.level.value, a.identifier, a.headline)
+                await alerts.send(key=a.fingerprint.encode(), value=encode(a))
+
+    adapters: dict[str, Adapter] = {}
+    if settings.mqtt_host:
+        adapters["mqtt"] = MqttAlertAdapter(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            client_id=f"{settings.worker_id}-alerts",
+            username=settings.mqtt_username,
+            password=settings.mqtt_password.get_secret_value(),
+        )
+    if settings.sms_url:
+        adapters["sms"] = SmsAdapter(
+            settings.sms_url, settings.sms_api_key.get_secret_value(), sender_id=settings.sms_sender_id
+        )
+    notifier = Notifier(registry, adapters, NotifyMetrics(metrics_registry))
+    started: list[bool] = []
+
+    @app.agent(alerts, name="deliver")
+    async def deliver(stream: Any) -> None:
+        async for value in stream:
+            if not started:
+                for a in adapters.values():
+                    await a.start()
+                started.append(True)
+            alert = Alert.model_validate_json(value)
+            for record in await notifier.deliver(alert):
+                await deliveries.send(key=record.alert_id.encode(), value=encode(record))
+
+    @app.page("/healthz")
+    async def healthz(_self: Any, request: Any) -> Any:
+        return _self.json({"status": "ok"})
+
+    @app.page("/metrics")
+    async def metrics(_self: Any, request: Any) -> Any:
+        from prometheus_client import generate_latest
+
+        return _self.bytes(generate_latest(metrics_registry), content_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    registry = CollectorRegistry()
+    app = create_app(settings, registry)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), web_port=settings.worker_web_port)
+    worker.execute_from_commandline()
