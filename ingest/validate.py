@@ -103,6 +103,8 @@ def validate_telemetry(
         return dead(Reason.NON_FINITE, f"{exc} is not a finite number")
     except (UnicodeDecodeError, ValueError) as exc:
         return dead(Reason.UNDECODABLE, f"payload is not UTF-8 JSON: {exc}")
+    except RecursionError:  # e.g. b"[" * 100_000, well under the size limit
+        return dead(Reason.UNDECODABLE, "payload JSON is nested too deeply")
     if not isinstance(obj, dict):
         return dead(Reason.SCHEMA, f"payload must be a JSON object, got {type(obj).__name__}")
     type_name = obj.get("type")
@@ -193,8 +195,15 @@ def parse_status(topic: str, payload: bytes, received_at: datetime) -> DeviceSta
             obj = json.loads(text, parse_constant=_reject_constant)
         except ValueError as exc:
             return dead(Reason.UNDECODABLE, f"status payload is not JSON: {exc}")
+        except RecursionError:
+            return dead(Reason.UNDECODABLE, "status payload JSON is nested too deeply")
         if not isinstance(obj, dict):
             return dead(Reason.SCHEMA, "status payload must be a JSON object")
+        # The topic names the device; a payload may repeat its identity but not contradict it.
+        identity = {"device_id": where.device_id, "site": where.site, "family": where.family}
+        for name, expected in identity.items():
+            if name in obj and obj.pop(name) != expected:
+                return dead(Reason.IDENTITY_MISMATCH, f"status payload {name} differs from the topic", name)
         fields.update(obj)
     elif text in ("offline",):
         fields["reason"] = "last-will"

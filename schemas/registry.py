@@ -57,8 +57,8 @@ class Registry(WireModel):
 def load_registry(path: str | Path) -> Registry:
     """Read a registry from YAML (.yaml/.yml) or JSON; raises ValueError naming the file on errors."""
     p = Path(path)
-    text = p.read_text(encoding="utf-8")
     try:
+        text = p.read_text(encoding="utf-8")
         if p.suffix in (".yaml", ".yml"):
             import yaml
 

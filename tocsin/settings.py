@@ -54,3 +54,18 @@ class Settings(BaseSettings):
     # Observability
     metrics_port: int = Field(default=0, description="Prometheus /metrics port of this process; 0: off")
     log_level: str = Field(default="INFO", description="logging level")
+
+
+def markdown_table() -> str:
+    """The configuration table of the README (a test keeps the two in step)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, f in Settings.model_fields.items():
+        default = f.default.get_secret_value() if isinstance(f.default, SecretStr) else f.default
+        shown = "(secret) " if f.annotation is SecretStr else ""
+        value = f"`{default}`" if default != "" else "(empty)"
+        rows.append(f"| `TOCSIN_{name.upper()}` | {value} | {shown}{f.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

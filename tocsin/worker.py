@@ -128,5 +128,5 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
 def run_worker(settings: Settings) -> None:
     registry = CollectorRegistry()
     app = create_app(settings, registry)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), web_port=settings.worker_web_port)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower())
     worker.execute_from_commandline()

@@ -27,6 +27,7 @@ INFLUX_PORT=${TOCSIN_INFLUX_PORT:-8086}
 INFLUX_RPC_PORT=${TOCSIN_INFLUX_RPC_PORT:-$((INFLUX_PORT + 2))}
 INFLUX_DB=${TOCSIN_INFLUX_DB:-tocsin}
 PROMETHEUS_PORT=${TOCSIN_PROMETHEUS_PORT:-9090}
+declare -A MAIN_PORT=([mosquitto]=$MQTT_PORT [kafka]=$KAFKA_PORT [influxdb]=$INFLUX_PORT [prometheus]=$PROMETHEUS_PORT)
 
 MQTT_GATEWAY_PASSWORD=${TOCSIN_MQTT_GATEWAY_PASSWORD:-gateway-dev}
 MQTT_DEVICE_DEMO_PASSWORD=${TOCSIN_MQTT_DEVICE_DEMO_PASSWORD:-device-demo-dev}
@@ -46,6 +47,7 @@ INFLUXD=$CACHE/bin/influxd
 GO=${TOCSIN_GO:-go}
 MVN=${TOCSIN_MVN:-mvn}
 JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
+JAVA_MAJOR=unknown # set by need_java17
 
 APT_PACKAGES=(mosquitto mosquitto-clients kcat prometheus)
 APT_DONE=0
@@ -58,6 +60,13 @@ warn() { printf 'WARNING: %s\n' "$*" >&2; }
 die() {
     printf 'ERROR: %s\n' "$*" >&2
     exit 1
+}
+
+die_with_log() { # log message...
+    local log=$1
+    shift
+    tail_log "$log" 15
+    die "$@"
 }
 
 usage() {
@@ -109,19 +118,24 @@ port_open() { # port
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-port_owner() { # port -> "users:((...))" if ss can tell
+port_owner_pid() { # port -> pid of the listening process, if ss can tell
     command -v ss >/dev/null 2>&1 || return 0
-    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:.*' | head -n 1 || true
+    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2 || true
 }
 
 ensure_ports_free() { # svc env-var-hint port...
-    local svc=$1 hint=$2 port
+    local svc=$1 hint=$2 port owner
     shift 2
     for port in "$@"; do
-        if port_open "$port"; then
-            die "$svc: 127.0.0.1:$port is already in use by a process this harness did not start $(port_owner "$port")" \
-                "- stop it (e.g. a system '$svc' service) or choose another port with $hint"
+        port_open "$port" || continue
+        owner=$(port_owner_pid "$port")
+        if [[ -n $owner ]] && proc_alive "$owner" "$svc"; then
+            die "$svc: 127.0.0.1:$port is held by pid $owner, the $svc this harness started earlier whose pid file" \
+                "was lost: stop it with 'kill $owner' and run up again"
         fi
+        die "$svc: 127.0.0.1:$port is already in use by another process${owner:+ (pid $owner:" \
+            "$(tr '\0' ' ' <"/proc/$owner/cmdline" 2>/dev/null | cut -c 1-80))} - stop it (e.g. a system" \
+            "'$svc' service) or choose another port with $hint"
     done
 }
 
@@ -150,7 +164,7 @@ proc_marker() {
     case $1 in
         mosquitto) printf '%s' "$STATE/mosquitto/mosquitto.conf" ;;
         kafka) printf '%s' "$STATE/kafka/server.properties" ;;
-        influxdb) printf '%s' "$INFLUXD" ;;
+        influxdb) printf '%s' "-pidfile $STATE/influxdb/influxd.pid" ;;
         prometheus) printf '%s' "--storage.tsdb.path=$STATE/prometheus/data" ;;
     esac
 }
@@ -177,7 +191,7 @@ svc_pid() { # svc
         return 0
     fi
     rm -f "$pf"
-    warn "$svc: removed stale pid file (pid ${pid:-?} is not running)"
+    warn "$svc: removed stale pid file (pid ${pid:-?} is not a running $svc)"
     return 1
 }
 
@@ -193,13 +207,35 @@ start_daemon() { # svc cmd...
     local launcher=()
     if command -v setsid >/dev/null 2>&1; then launcher=(setsid); fi
     # The child writes its own pid, then execs the service: correct even if setsid forks.
+    # 8>&- 9>&-: the daemon must not inherit (and hold forever) our lock files.
     # shellcheck disable=SC2016 # $$ and $@ expand in the child bash
-    nohup "${launcher[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$pf" "$@" >>"$log" 2>&1 </dev/null &
+    nohup "${launcher[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$pf" "$@" >>"$log" 2>&1 </dev/null 8>&- 9>&- &
     for ((i = 0; i < 50; i++)); do
         [[ -s $pf ]] && return 0
         sleep 0.1
     done
     die "$svc: failed to launch (no pid file after 5 s)"
+}
+
+# Serialise up/down per state dir (e.g. several test workers calling `up` at once: the later caller waits,
+# then finds the services running), and provisioning per cache dir (shared by all state dirs).
+# fd 9 = state lock, held until exit; fd 8 = cache lock, held while provisioning.
+take_state_lock() {
+    command -v flock >/dev/null 2>&1 || return 0
+    mkdir -p "$RUN_DIR"
+    exec 9>"$RUN_DIR/.lock"
+    flock -w 600 9 || die "could not lock $RUN_DIR/.lock within 600 s (another services.sh is stuck?)"
+}
+
+provision_all() { # svc...
+    local svc
+    if command -v flock >/dev/null 2>&1; then
+        mkdir -p "$CACHE"
+        exec 8>"$CACHE/.provision.lock"
+        flock -w 900 8 || die "could not lock $CACHE/.provision.lock within 900 s (another provisioning stuck?)"
+    fi
+    for svc in "$@"; do "provision_$svc"; done
+    exec 8>&-
 }
 
 fail_start() { # svc reason
@@ -211,7 +247,7 @@ fail_start() { # svc reason
 }
 
 stop_pid() { # svc pid
-    local svc=$1 pid=$2 t0 deadline
+    local svc=$1 pid=$2 t0 deadline killed=0
     t0=$(now_us)
     kill -TERM "$pid" 2>/dev/null || true
     deadline=$((SECONDS + STOP_TIMEOUT))
@@ -219,11 +255,13 @@ stop_pid() { # svc pid
     if proc_alive "$pid" "$svc"; then
         warn "$svc: still running ${STOP_TIMEOUT}s after SIGTERM, sending SIGKILL to pid $pid"
         kill -KILL "$pid" 2>/dev/null || true
+        killed=1
         deadline=$((SECONDS + 5))
         while proc_alive "$pid" "$svc" && ((SECONDS < deadline)); do sleep 0.1; done
         proc_alive "$pid" "$svc" && die "$svc: pid $pid survived SIGKILL"
     fi
     rm -f "$(pid_file "$svc")"
+    if declare -F "after_stop_$svc" >/dev/null; then "after_stop_$svc" "$killed"; fi
     info "$svc: stopped (pid $pid) in $(secs_since "$t0") s"
 }
 
@@ -247,9 +285,9 @@ ensure_apt_tools() { # binary...
     alog=$LOG_DIR/provision-apt.log
     info "provision: ${missing[*]} missing -> apt-get install ${APT_PACKAGES[*]} (log: $alog)"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >"$alog" 2>&1 ||
-        die "apt-get update failed, see $alog"
+        die_with_log "$alog" "apt-get update failed, see $alog"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${APT_PACKAGES[@]}" >>"$alog" 2>&1 ||
-        die "apt-get install -y ${APT_PACKAGES[*]} failed, see $alog"
+        die_with_log "$alog" "apt-get install -y ${APT_PACKAGES[*]} failed, see $alog"
     APT_DONE=1
     hash -r
     for b in "$@"; do need_cmd "$b" "still missing after apt-get install ${APT_PACKAGES[*]}"; done
@@ -270,6 +308,7 @@ need_java17() {
     local v
     v=$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
     [[ -z $v || $v -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, but $JAVA is Java $v: install openjdk-17 or set JAVA_HOME"
+    JAVA_MAJOR=${v:-unknown}
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -350,7 +389,7 @@ provision_kafka() {
     info "provision: resolving Kafka $KAFKA_VERSION jars with Maven into $KAFKA_LIB (log: $mlog)"
     "$MVN" -q -B -f "$SCRIPT_DIR/kafka/pom.xml" dependency:copy-dependencies \
         -DoutputDirectory="$tmp" -DincludeScope=runtime >"$mlog" 2>&1 ||
-        die "mvn dependency:copy-dependencies (deploy/local/kafka/pom.xml) failed, see $mlog"
+        die_with_log "$mlog" "mvn dependency:copy-dependencies (deploy/local/kafka/pom.xml) failed, see $mlog"
     rm -rf "$KAFKA_LIB"
     mv "$tmp" "$KAFKA_LIB"
     kafka_lib_complete || die "Kafka jars incomplete in $KAFKA_LIB after mvn, see $mlog"
@@ -373,12 +412,12 @@ kafka_format() {
     else
         cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>"$flog" | tail -n 1) || true
         [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] ||
-            { tail_log "$flog"; die "kafka: StorageTool random-uuid failed (got '$cluster_id'), see $flog"; }
+            die_with_log "$flog" "kafka: StorageTool random-uuid failed (got '$cluster_id'), see $flog"
         printf '%s\n' "$cluster_id" >"$dir/cluster.id"
     fi
     kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
         --ignore-formatted >>"$flog" 2>&1 ||
-        { tail_log "$flog"; die "kafka: StorageTool format failed, see $flog"; }
+        die_with_log "$flog" "kafka: StorageTool format failed, see $flog"
     kafka_identity >"$KAFKA_DATA/.tocsin-identity"
     KAFKA_FRESH=1
     info "kafka: formatted $KAFKA_DATA (cluster id $cluster_id)"
@@ -402,11 +441,41 @@ kafka_prepare() {
     [[ -f $KAFKA_DATA/meta.properties ]] || { mkdir -p "$KAFKA_DATA" && kafka_format; }
 }
 
+# Class-data sharing: the first broker run dumps the classes it loaded when it exits (during `down`, a few
+# seconds, once) into the state dir; a clean stop publishes that into the cache, and later runs map it
+# and skip most class loading (~40% less CPU to ready).
+kafka_cds_opt() {
+    [[ ${TOCSIN_KAFKA_CDS:-1} == 1 && $JAVA_MAJOR != unknown ]] || return 0
+    local jsa=$CACHE/kafka-$KAFKA_VERSION/kafka-java$JAVA_MAJOR.jsa dump=$STATE/kafka/classes.jsa.new
+    rm -f "$dump" "$STATE/kafka/classes.jsa.target"
+    if [[ -s $jsa ]]; then
+        printf '%s' "-XX:SharedArchiveFile=$jsa"
+    else
+        printf '%s\n' "$jsa" >"$STATE/kafka/classes.jsa.target"
+        printf '%s' "-XX:ArchiveClassesAtExit=$dump"
+    fi
+}
+
+after_stop_kafka() { # killed(0/1)
+    local dump=$STATE/kafka/classes.jsa.new target
+    [[ -f $STATE/kafka/classes.jsa.target ]] || return 0
+    target=$(<"$STATE/kafka/classes.jsa.target")
+    if (($1 == 0)) && [[ -s $dump && ! -s $target ]]; then
+        if ! { cp "$dump" "$target.tmp.$$" && mv -f "$target.tmp.$$" "$target"; }; then
+            rm -f "$target.tmp.$$"
+            warn "kafka: could not store the class-data archive $target"
+        fi
+    fi
+    rm -f "$dump" "$STATE/kafka/classes.jsa.target"
+}
+
 start_kafka() {
     ensure_ports_free kafka "TOCSIN_KAFKA_PORT / TOCSIN_KAFKA_CONTROLLER_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
     kafka_prepare
-    local extra_opts=()
+    local extra_opts=() cds
     read -r -a extra_opts <<<"${TOCSIN_KAFKA_JVM_OPTS:-}"
+    cds=$(kafka_cds_opt)
+    [[ -z $cds ]] || extra_opts+=("$cds")
     start_daemon kafka "$JAVA" "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true -Dlog4j2.shutdownHookEnabled=false "${extra_opts[@]}" \
         -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.properties" \
@@ -418,11 +487,21 @@ ready_kafka() {
         kcat -L -b "127.0.0.1:$KAFKA_PORT" -m 5 2>/dev/null | grep -q '^ *broker 1 at '
 }
 
-# A broker that dies during startup usually trips over an old/inconsistent log dir: start over once.
-recover_kafka() {
-    local reason
-    reason=$(grep -m 1 -E 'ERROR|Exception' "$(log_file kafka)" 2>/dev/null | cut -c 1-300 || true)
-    kafka_wipe "broker exited during startup (${reason:-no error line in log})"
+# A broker that dies during startup usually trips over an old/inconsistent log dir (cluster/node id
+# mismatch, corrupt metadata log). Print the reason and return 0 if wiping the log dir may help; not for
+# JVM launch failures (no ERROR line), bad config or busy ports, which a reformat would not fix.
+kafka_stale_state_reason() {
+    local log reason
+    log=$(log_file kafka)
+    grep -q '\] ERROR ' "$log" 2>/dev/null || return 1
+    reason=$(grep -m 1 -E '^[A-Za-z0-9_.$]+(Exception|Error)(: |$)' "$log" | cut -c 1-240 || true)
+    [[ -n $reason ]] || reason=$(grep -m 1 '\] ERROR ' "$log" | cut -c 1-240)
+    [[ $reason != *ConfigException* && $reason != *BindException* && $reason != *OutOfMemory* ]] || return 1
+    printf '%s' "$reason"
+}
+
+recover_kafka() { # reason
+    kafka_wipe "broker exited during startup: $1"
     start_kafka
 }
 
@@ -449,7 +528,7 @@ provision_influxdb() {
     t0=$(now_us)
     info "provision: building influxd $INFLUX_VERSION with go install (~2.5 min on a cold Go cache; log: $glog)"
     CGO_ENABLED=0 GOBIN=$CACHE/bin "$GO" install "github.com/influxdata/influxdb/cmd/influxd@$INFLUX_VERSION" \
-        >"$glog" 2>&1 || die "go install influxd@$INFLUX_VERSION failed, see $glog"
+        >"$glog" 2>&1 || die_with_log "$glog" "go install influxd@$INFLUX_VERSION failed, see $glog"
     [[ -x $INFLUXD ]] || die "go install influxd@$INFLUX_VERSION produced no $INFLUXD, see $glog"
     info "provision: influxd built in $(secs_since "$t0") s"
 }
@@ -469,7 +548,7 @@ start_influxdb() {
         INFLUXDB_REPORTING_DISABLED=true \
         INFLUXDB_HTTP_LOG_ENABLED=false \
         INFLUXDB_DATA_QUERY_LOG_ENABLED=false \
-        "$INFLUXD" run -config /dev/null
+        "$INFLUXD" run -config /dev/null -pidfile "$dir/influxd.pid"
 }
 
 influx_query() { # influxql
@@ -551,18 +630,17 @@ svc_ports() {
 }
 
 cmd_provision() {
-    local svc
-    for svc in "$@"; do "provision_$svc"; done
+    provision_all "$@"
     info "provision: ok ($*)"
 }
 
-# Start the services that are not running yet, all at once (they boot in parallel), then poll every
-# pending one until it is ready. Each service's time is measured from its own start.
-cmd_up() {
-    local svc pid pending=() next=() kafka_retried=0
+# Start those of the given services that are not running yet, then poll every pending one until it is
+# ready. Each service's time is measured from its own start.
+start_and_wait() { # svc...
+    local svc pid reason pending=() next=() kafka_retried=0
     local -A t0=() deadline=()
-    for svc in "$@"; do "provision_$svc"; done
     for svc in "$@"; do
+        t0[$svc]=$(now_us)
         if pid=$(svc_pid "$svc"); then
             if "ready_$svc"; then
                 info "$svc: already running (pid $pid) and ready, nothing to do"
@@ -572,7 +650,6 @@ cmd_up() {
         else
             "start_$svc"
         fi
-        t0[$svc]=$(now_us)
         deadline[$svc]=$((SECONDS + READY_TIMEOUT))
         pending+=("$svc")
     done
@@ -580,9 +657,10 @@ cmd_up() {
         next=()
         for svc in "${pending[@]}"; do
             if ! svc_pid "$svc" >/dev/null 2>&1; then
-                if [[ $svc == kafka ]] && ((KAFKA_FRESH == 0 && kafka_retried == 0)); then
+                if [[ $svc == kafka ]] && ((KAFKA_FRESH == 0 && kafka_retried == 0)) &&
+                    reason=$(kafka_stale_state_reason); then
                     kafka_retried=1
-                    recover_kafka
+                    recover_kafka "$reason"
                     deadline[$svc]=$((SECONDS + READY_TIMEOUT))
                     next+=("$svc")
                     continue
@@ -602,6 +680,18 @@ cmd_up() {
     done
 }
 
+# Sequential by default: on a 2-CPU box Kafka's JVM and influxd's Flux init compete for CPU, so parallel
+# boot saves nothing and blurs the per-service timings. TOCSIN_UP_PARALLEL=1 boots them together.
+cmd_up() {
+    local svc
+    provision_all "$@"
+    if [[ ${TOCSIN_UP_PARALLEL:-0} == 1 ]]; then
+        start_and_wait "$@"
+    else
+        for svc in "$@"; do start_and_wait "$svc"; done
+    fi
+}
+
 cmd_down() {
     local svc pid i
     for ((i = $# ; i >= 1; i--)); do # reverse start order
@@ -619,7 +709,7 @@ cmd_status() {
     for svc in "$@"; do
         if pid=$(svc_pid "$svc"); then
             note=""
-            port_open "${svc_port_main[$svc]}" || note=" (not accepting connections yet)"
+            port_open "${MAIN_PORT[$svc]}" || note=" (not accepting connections yet)"
             printf '%-10s running  pid=%-8s port=%s%s\n' "$svc" "$pid" "$(svc_ports "$svc")" "$note"
         else
             printf '%-10s stopped  pid=%-8s port=%s\n' "$svc" - "$(svc_ports "$svc")"
@@ -649,10 +739,6 @@ cmd_env() {
         TOCSIN_PROMETHEUS_URL "http://127.0.0.1:$PROMETHEUS_PORT"
 }
 
-declare -A svc_port_main=(
-    [mosquitto]=$MQTT_PORT [kafka]=$KAFKA_PORT [influxdb]=$INFLUX_PORT [prometheus]=$PROMETHEUS_PORT
-)
-
 main() {
     local cmd=${1:-help} svc
     shift || true
@@ -665,8 +751,8 @@ main() {
     done
     case $cmd in
         provision) cmd_provision "$@" ;;
-        up) cmd_up "$@" ;;
-        down) cmd_down "$@" ;;
+        up) take_state_lock && cmd_up "$@" ;;
+        down) take_state_lock && cmd_down "$@" ;;
         status) cmd_status "$@" ;;
         check) cmd_check "$@" ;;
         env) cmd_env ;;

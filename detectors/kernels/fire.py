@@ -32,7 +32,13 @@ def bearing_diff(a: float, b: float) -> float:
 def circular_mean(bearings: Sequence[float]) -> float:
     s = sum(math.sin(math.radians(b)) for b in bearings)
     c = sum(math.cos(math.radians(b)) for b in bearings)
-    return math.degrees(math.atan2(s, c)) % 360.0
+    return _wrap360(math.degrees(math.atan2(s, c)))
+
+
+def _wrap360(deg: float) -> float:
+    """``deg`` in [0, 360): a tiny negative angle wraps to 360.0 in floating point, which is north."""
+    d = deg % 360.0
+    return 0.0 if d >= 360.0 else d
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ def evaluate(hits: Sequence[Hit], now_s: float, p: FireParams) -> Persistence:
     return Persistence(
         active=len(support) >= p.k,
         count=len(support),
-        bearing_deg=round(circular_mean([h[1] for h in support]), 2),
+        bearing_deg=_wrap360(round(circular_mean([h[1] for h in support]), 2)),
         confidence=round(max(h[2] for h in support), 3),
         kind=kind,
     )

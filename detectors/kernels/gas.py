@@ -50,7 +50,11 @@ def rules_for(gas: str, unit: str, overrides: dict[str, float] | None = None) ->
     key = next((g for g in TOXIC_SETPOINTS_MG_M3 if g.upper() == gas.upper()), None)
     if key is None and "level1" not in o:
         return []
-    l1, l2 = TOXIC_SETPOINTS_MG_M3.get(key or "", (o.get("level1", 0.0), o.get("level2", 0.0)))
+    if key is not None:
+        l1, l2 = TOXIC_SETPOINTS_MG_M3[key]
+    else:  # an unlisted gas with a site set-point: level 2 defaults to 200 % of level 1, as listed gases
+        l1 = o["level1"]
+        l2 = 2.0 * l1
     l1, l2 = o.get("level1", l1), o.get("level2", l2)
     return [GasRule(f"gas_{(key or gas).lower()}", "mg/m3", LevelRule.simple((None, l1, l2, None), clear_ratio=0.9))]
 

@@ -1,0 +1,46 @@
+# Tocsin: every target creates the virtualenv it needs (.venv) on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SERVICES := bash deploy/local/services.sh
+
+.PHONY: help run test test-unit lint bench services-up services-down services-status clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP) ## embedded demo: broker, gateway, detectors, alerts in one process, no services needed
+	$(BIN)/tocsin run
+
+test: $(STAMP) ## the whole suite; starts the real local services it needs and stops them after
+	$(BIN)/pytest -q
+
+test-unit: $(STAMP) ## only the tests that need no service
+	$(BIN)/pytest -q -m "not integration"
+
+lint: $(STAMP) ## ruff and mypy over the packages
+	$(BIN)/ruff check tocsin ingest detectors alerts schemas simulators tests
+	$(BIN)/ruff format --check tocsin ingest detectors alerts schemas simulators tests
+	$(BIN)/mypy tocsin ingest detectors alerts schemas simulators
+
+bench: $(STAMP) ## benchmarks, JSON results in var/bench/
+	$(BIN)/python -m tests.bench.run --out var/bench
+
+services-up: ## start mosquitto, kafka, influxdb, prometheus on 127.0.0.1 (provisions on first use)
+	$(SERVICES) up
+
+services-down: ## stop them
+	$(SERVICES) down
+
+services-status: ## which are running
+	$(SERVICES) status
+
+clean: ## remove the virtualenv and local state of this checkout
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,386 @@
+"""Unit tests for alerts/engine.py: AlertEngine.process turns detections into the CAP lifecycle
+(Alert, Update, Cancel) per fingerprint, with seismic network coincidence."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alerts.engine import AlertConfig, AlertEngine, fingerprint_of, incident_group, seismic_level
+from schemas.alert import Alert, AlertStatus, MsgType
+from schemas.common import Family, WarningLevel
+from schemas.detection import Detection, DetectionState
+from schemas.registry import Area, Device, Registry
+from schemas.wire import decode, encode
+
+ONSET = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)  # 20:00:00 in Beijing
+NOW = datetime(2024, 7, 1, 12, 5, 0, tzinfo=UTC)
+
+OPEN, UPDATE, CLEAR = DetectionState.OPEN, DetectionState.UPDATE, DetectionState.CLEAR
+BLUE, YELLOW, ORANGE, RED = WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE, WarningLevel.RED
+
+
+def _clock() -> datetime:
+    return NOW
+
+
+def _det(
+    state: DetectionState,
+    level: WarningLevel | None,
+    *,
+    device: str = "rg-01",
+    kind: str = "rainfall",
+    family: Family = Family.HYDRO,
+    rev: int = 0,
+    onset: datetime = ONSET,
+    value: float = 40.0,
+    area_code: str | None = "110105",
+    evidence: dict | None = None,
+    **kw,
+) -> Detection:
+    fields = dict(
+        id=f"{device}:{kind}:{int(onset.timestamp() * 1000)}:{rev}",
+        device_id=device,
+        site="s1",
+        family=family,
+        kind=kind,
+        state=state,
+        level=level,
+        value=value,
+        threshold=35.0,
+        unit="mm",
+        window_s=3600.0,
+        onset=onset,
+        ts=onset + timedelta(minutes=5 * rev),
+        revision=rev,
+        area_code=area_code,
+        town="东坝",
+        village="单店",
+        lat=39.95,
+        lon=116.55,
+        evidence=evidence or {},
+        correlation_id="corr-1",
+    )
+    fields.update(kw)
+    return Detection(**fields)
+
+
+def _feed(
+    engine: AlertEngine, dets: list[Detection], state: dict | None = None
+) -> tuple[dict, list[list[Alert]]]:
+    out = []
+    for d in dets:
+        state, alerts = engine.process(d, state)
+        json.dumps(state, allow_nan=False)  # the Faust table stores it as JSON
+        out.append(alerts)
+    assert state is not None
+    return state, out
+
+
+def test_escalation_lifecycle_alert_update_update_cancel() -> None:
+    engine = AlertEngine(clock=_clock)
+    dets = [
+        _det(OPEN, YELLOW, value=36.0),
+        _det(UPDATE, ORANGE, rev=1, value=52.0),
+        _det(UPDATE, RED, rev=2, value=101.0),
+        _det(CLEAR, RED, rev=3, value=20.0),
+    ]
+    _, per = _feed(engine, dets)
+    assert [len(a) for a in per] == [1, 1, 1, 1]
+    alerts = [a[0] for a in per]
+    assert [a.msg_type for a in alerts] == [MsgType.ALERT, MsgType.UPDATE, MsgType.UPDATE, MsgType.CANCEL]
+    assert [a.level for a in alerts] == [YELLOW, ORANGE, RED, RED]
+    assert [a.revision for a in alerts] == [0, 1, 2, 3]
+    ids = [a.identifier for a in alerts]
+    assert len(set(ids)) == 4
+    for i, a in enumerate(alerts):
+        assert a.references == ids[:i]
+    assert {a.fingerprint for a in alerts} == {"hydro:110105:rainstorm"}
+    assert ids[0] == "110105TOCSIN20240701200000-hydro-rainstorm-000"
+    assert ids[3] == "110105TOCSIN20240701200000-hydro-rainstorm-003"
+    for a, d in zip(alerts, dets, strict=True):
+        assert a.sent == NOW
+        assert a.sent.utcoffset() == timedelta(hours=8)
+        assert a.onset == ONSET and a.onset.utcoffset() == timedelta(hours=8)
+        assert a.status is AlertStatus.ACTUAL
+        assert (a.hazard, a.event) == (Family.HYDRO, "暴雨")
+        assert a.detections == [d.id]
+        assert a.devices == ["rg-01"]
+        assert a.value == d.value and a.unit == "mm"
+        assert a.correlation_id == "corr-1"
+        assert a.severity == a.level.cap_severity
+        assert (a.area.code, a.area.desc, a.area.circle) == ("110105", "东坝单店", (39.95, 116.55, 5.0))
+
+
+def test_message_texts() -> None:
+    engine = AlertEngine(clock=_clock)
+    _, per = _feed(
+        engine,
+        [
+            _det(OPEN, YELLOW, value=35.5),
+            _det(UPDATE, ORANGE, rev=1),
+            _det(UPDATE, YELLOW, rev=2),
+            _det(CLEAR, YELLOW, rev=3),
+        ],
+    )
+    first, up, down, cancel = (a[0] for a in per)
+    assert first.headline == "东坝单店发布暴雨黄色预警"
+    assert (
+        first.description
+        == "东坝单店监测站rg-011小时监测值35.5mm（阈值35mm），达到暴雨黄色预警（III级）标准。"
+    )
+    assert first.instruction.startswith("请远离河道")
+    assert up.headline == "东坝单店升级为暴雨橙色预警"
+    assert down.headline == "东坝单店调整为暴雨黄色预警"
+    assert cancel.headline == "东坝单店暴雨黄色预警解除"
+    assert cancel.description == "东坝单店暴雨黄色预警（III级）解除，监测值已回落至阈值以下。"
+    assert cancel.instruction == ""
+
+
+def test_sent_is_beijing_time_on_the_wire() -> None:
+    engine = AlertEngine(clock=_clock)
+    _, per = _feed(engine, [_det(OPEN, YELLOW)])
+    alert = per[0][0]
+    wire = json.loads(encode(alert))
+    assert wire["sent"] == "2024-07-01T20:05:00+08:00"
+    assert wire["onset"] == "2024-07-01T20:00:00+08:00"
+    assert wire["severity"] == "Moderate"
+    assert decode(Alert, encode(alert)) == alert
+
+
+def test_no_message_while_the_level_is_unchanged() -> None:
+    engine = AlertEngine(clock=_clock)
+    _, per = _feed(engine, [_det(OPEN, YELLOW), _det(UPDATE, YELLOW, rev=1, value=45.0)])
+    assert [len(a) for a in per] == [1, 0]
+
+
+def test_clear_without_an_open_alert_is_silent() -> None:
+    engine = AlertEngine(clock=_clock)
+    _, per = _feed(engine, [_det(CLEAR, YELLOW, rev=1)])
+    assert per == [[]]
+
+
+def test_two_devices_level_is_max_and_cancel_waits_for_both() -> None:
+    engine = AlertEngine(clock=_clock)
+    dets = [
+        _det(OPEN, YELLOW, device="rg-01"),
+        _det(OPEN, ORANGE, device="rg-02"),
+        _det(CLEAR, YELLOW, device="rg-01", rev=1),  # orange still open at rg-02: no change
+        _det(UPDATE, RED, device="rg-02", rev=1),
+        _det(CLEAR, RED, device="rg-02", rev=2),
+    ]
+    _, per = _feed(engine, dets)
+    got = [[(a.msg_type, a.level) for a in alerts] for alerts in per]
+    assert got == [
+        [(MsgType.ALERT, YELLOW)],
+        [(MsgType.UPDATE, ORANGE)],
+        [],
+        [(MsgType.UPDATE, RED)],
+        [(MsgType.CANCEL, RED)],
+    ]
+    assert per[1][0].devices == ["rg-01", "rg-02"]
+    assert per[3][0].devices == ["rg-02"]
+    alerts = [a for alerts in per for a in alerts]
+    assert [a.revision for a in alerts] == [0, 1, 2, 3]
+    assert alerts[-1].references == [a.identifier for a in alerts[:-1]]
+
+
+def test_two_devices_higher_clears_first_steps_down_then_cancels() -> None:
+    engine = AlertEngine(clock=_clock)
+    dets = [
+        _det(OPEN, YELLOW, device="rg-01"),
+        _det(OPEN, ORANGE, device="rg-02"),
+        _det(CLEAR, ORANGE, device="rg-02", rev=1),
+        _det(UPDATE, YELLOW, device="rg-01", rev=1, value=38.0),
+        _det(CLEAR, YELLOW, device="rg-01", rev=2),
+    ]
+    _, per = _feed(engine, dets)
+    got = [[(a.msg_type, a.level) for a in alerts] for alerts in per]
+    assert got == [
+        [(MsgType.ALERT, YELLOW)],
+        [(MsgType.UPDATE, ORANGE)],
+        [(MsgType.UPDATE, YELLOW)],
+        [],
+        [(MsgType.CANCEL, YELLOW)],
+    ]
+
+
+def test_a_new_incident_after_cancel_starts_a_new_reference_chain() -> None:
+    engine = AlertEngine(clock=_clock)
+    later = ONSET + timedelta(hours=2)
+    _, per = _feed(
+        engine,
+        [
+            _det(OPEN, YELLOW),
+            _det(CLEAR, YELLOW, rev=1),
+            _det(OPEN, BLUE, onset=later),
+        ],
+    )
+    first, cancel, again = (a[0] for a in per)
+    assert again.msg_type is MsgType.ALERT
+    assert again.references == []
+    assert again.onset == later
+    assert again.identifier not in (first.identifier, cancel.identifier)
+    assert again.fingerprint == first.fingerprint
+    assert again.revision > cancel.revision  # (fingerprint, revision) stays unique for delivery dedup
+
+
+def test_status_exercise_propagates() -> None:
+    engine = AlertEngine(
+        AlertConfig(status=AlertStatus.EXERCISE, sender="drill@x", org_code="DRILL"), clock=_clock
+    )
+    _, per = _feed(engine, [_det(OPEN, YELLOW), _det(UPDATE, RED, rev=1), _det(CLEAR, RED, rev=2)])
+    alerts = [a[0] for a in per]
+    assert {a.status for a in alerts} == {AlertStatus.EXERCISE}
+    assert {a.sender for a in alerts} == {"drill@x"}
+    assert alerts[0].identifier == "110105DRILL20240701200000-hydro-rainstorm-000"
+
+
+def test_fingerprints_and_groups() -> None:
+    assert incident_group("rainfall") == "rainstorm"
+    assert incident_group("water_level") == "flood"
+    assert incident_group("fire") == "forest_fire"
+    assert incident_group("p_trigger") == "earthquake"
+    assert incident_group("gas_h2s") == "gas_leak"
+    assert incident_group("o2_low") == "gas_leak"
+    assert incident_group("landslide") == "landslide"
+    gas = _det(OPEN, YELLOW, kind="gas_h2s", family=Family.HAZMAT, area_code=None)
+    assert fingerprint_of(gas, "320102") == "hazmat:320102:gas_leak"
+    engine = AlertEngine(AlertConfig(default_area_code="320102"), clock=_clock)
+    _, per = _feed(engine, [gas])
+    alert = per[0][0]
+    assert alert.fingerprint == "hazmat:320102:gas_leak"
+    assert alert.area.code == "320102"
+    assert alert.event == "危险化学品泄漏"
+    assert alert.identifier.startswith("320102TOCSIN")
+
+
+def test_area_description_falls_back_to_registry_then_code() -> None:
+    device = Device(
+        device_id="rg-01",
+        family=Family.HYDRO,
+        site="s1",
+        lat=39.9,
+        lon=116.4,
+        area=Area(code="110105", district="朝阳区"),
+    )
+    plain = _det(OPEN, YELLOW, town="", village="", lat=None, lon=None)
+    _, per = _feed(AlertEngine(registry=Registry(devices=[device]), clock=_clock), [plain])
+    assert per[0][0].area.desc == "朝阳区"
+    assert per[0][0].area.circle is None
+    assert per[0][0].headline == "朝阳区发布暴雨黄色预警"
+    _, per = _feed(AlertEngine(clock=_clock), [plain])
+    assert per[0][0].area.desc == "110105"
+
+
+def test_process_does_not_modify_the_given_state() -> None:
+    engine = AlertEngine(clock=_clock)
+    state, _ = engine.process(_det(OPEN, YELLOW), None)
+    snapshot = json.loads(json.dumps(state))
+    engine.process(_det(OPEN, ORANGE, device="rg-02"), state)
+    engine.process(_det(CLEAR, YELLOW, rev=1), state)
+    assert state == snapshot
+
+
+# ---------------------------------------------------------------------------------------------
+# Seismic network coincidence
+# ---------------------------------------------------------------------------------------------
+
+
+def _trig(station: str, t: float, state: DetectionState = OPEN, intensity: float | None = None, rev: int = 0):
+    return _det(
+        state,
+        None,
+        device=station,
+        kind="p_trigger",
+        family=Family.SEISMIC,
+        onset=ONSET + timedelta(seconds=t),
+        rev=rev,
+        value=5.0,
+        unit="",
+        threshold=None,
+        window_s=None,
+        evidence={} if intensity is None else {"intensity": intensity},
+    )
+
+
+@pytest.mark.parametrize(
+    ("intensity", "level"),
+    [
+        (0.0, BLUE),
+        (5.9, BLUE),
+        (6.0, YELLOW),
+        (6.9, YELLOW),
+        (7.0, ORANGE),
+        (7.9, ORANGE),
+        (8.0, RED),
+        (12.0, RED),
+    ],
+)
+def test_seismic_level(intensity: float, level: WarningLevel) -> None:
+    assert seismic_level(intensity) is level
+
+
+def test_three_stations_within_the_window_give_one_alert() -> None:
+    engine = AlertEngine(clock=_clock)
+    state, per = _feed(engine, [_trig("st-01", 0.0), _trig("st-02", 4.0)])
+    assert per == [[], []]  # two stations are not enough
+    state, per = _feed(engine, [_trig("st-03", 12.0)], state)
+    [alert] = per[0]
+    assert (alert.msg_type, alert.hazard, alert.event, alert.level) == (
+        MsgType.ALERT,
+        Family.SEISMIC,
+        "地震",
+        BLUE,
+    )
+    assert alert.onset == ONSET  # the earliest trigger
+    assert alert.fingerprint == "seismic:110105:earthquake"
+    assert alert.unit == "度" and alert.value == 0.0
+    assert alert.identifier == "110105TOCSIN20240701200000-seismic-earthquake-000"
+    assert alert.devices == ["st-01", "st-02", "st-03"]
+    # a fourth station at the same level adds nothing
+    state, per = _feed(engine, [_trig("st-04", 15.0)], state)
+    assert per == [[]]
+    # a higher intensity estimate escalates
+    state, per = _feed(engine, [_trig("st-02", 4.0, UPDATE, intensity=7.2, rev=1)], state)
+    [update] = per[0]
+    assert (update.msg_type, update.level, update.value, update.revision) == (MsgType.UPDATE, ORANGE, 7.2, 1)
+    assert update.references == [alert.identifier]
+    # cancel only when every station has cleared
+    clears = [_trig(s, t, CLEAR, rev=2) for s, t in (("st-01", 0.0), ("st-02", 4.0), ("st-03", 12.0))]
+    state, per = _feed(engine, clears, state)
+    assert per == [[], [], []]
+    state, per = _feed(engine, [_trig("st-04", 15.0, CLEAR, rev=1)], state)
+    [cancel] = per[0]
+    assert (cancel.msg_type, cancel.level, cancel.revision) == (MsgType.CANCEL, ORANGE, 2)
+    assert cancel.references == [alert.identifier, update.identifier]
+    assert state["triggers"] == {} and state["active"] is False
+
+
+def test_triggers_spread_over_more_than_the_window_give_nothing() -> None:
+    engine = AlertEngine(clock=_clock)
+    _, per = _feed(engine, [_trig("st-01", 0.0), _trig("st-02", 20.0), _trig("st-03", 40.0)])
+    assert per == [[], [], []]
+
+
+def test_same_station_twice_is_one_station() -> None:
+    engine = AlertEngine(clock=_clock)
+    _, per = _feed(engine, [_trig("st-01", 0.0), _trig("st-01", 3.0), _trig("st-02", 5.0)])
+    assert per == [[], [], []]
+
+
+def test_seismic_min_stations_and_window_are_configurable() -> None:
+    engine = AlertEngine(AlertConfig(seismic_min_stations=2, seismic_window_s=60.0), clock=_clock)
+    _, per = _feed(engine, [_trig("st-01", 0.0), _trig("st-02", 50.0)])
+    assert per[0] == [] and [a.msg_type for a in per[1]] == [MsgType.ALERT]
+
+
+def test_seismic_intensity_sets_the_first_level() -> None:
+    engine = AlertEngine(clock=_clock)
+    dets = [_trig("st-01", 0.0, intensity=6.4), _trig("st-02", 1.0), _trig("st-03", 2.0, intensity=8.1)]
+    _, per = _feed(engine, dets)
+    [alert] = per[2]
+    assert (alert.level, alert.value) == (RED, 8.1)
+    assert alert.severity == "Extreme"
