@@ -298,10 +298,21 @@ class DetectorEngine:
         events = trig.process(r.samples, r.sample_rate_hz, _epoch(r.ts))
         out: list[Detection] = []
         reported = st["k"].get("seis_reported_i", 0.0)
+        peaks = {
+            "pga_ms2": round(trig.pga_ms2, 6),
+            "pgv_ms": round(trig.pgv_ms, 6),
+            "intensity": trig.intensity,
+        }
         for ev in events:
             at = _from_epoch(ev["t"])
             if ev["event"] == "on":
-                reported = 0.0
+                # The peaks so far (to the end of this packet) travel with the opening record.
+                reported = trig.intensity if trig.triggered else 0.0
+                evidence = {
+                    "ratio": round(ev["ratio"], 3),
+                    "channel": r.channel,
+                    **(peaks if trig.triggered else {}),
+                }
                 out += self._transition(
                     st,
                     r,
@@ -311,7 +322,7 @@ class DetectorEngine:
                     level=None,
                     value=ev["ratio"],
                     at=at,
-                    evidence={"ratio": round(ev["ratio"], 3), "channel": r.channel},
+                    evidence=evidence,
                 )
             else:
                 out += self._transition(
@@ -337,11 +348,7 @@ class DetectorEngine:
                 value=trig.intensity,
                 at=r.end,
                 material_change=True,
-                evidence={
-                    "pga_ms2": round(trig.pga_ms2, 6),
-                    "pgv_ms": round(trig.pgv_ms, 6),
-                    "intensity": trig.intensity,
-                },
+                evidence=peaks,
             )
         st["k"]["seis"] = trig.to_dict()
         st["k"]["seis_reported_i"] = reported

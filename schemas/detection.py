@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, Field
+import math
+
+from pydantic import AwareDatetime, Field, field_validator
 
 from schemas.common import AdminCode, Family, Ident, WarningLevel, WireModel
 
@@ -38,3 +40,21 @@ class Detection(WireModel):
     lon: float | None = Field(default=None, ge=-180, le=180)
     evidence: dict[str, Any] = Field(default_factory=dict)
     correlation_id: str = ""
+
+    @field_validator("evidence")
+    @classmethod
+    def _finite_evidence(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """``allow_inf_nan`` does not reach free-form values: refuse NaN/inf here so none is sent as null."""
+
+        def check(x: Any, path: str) -> None:
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ValueError(f"evidence{path} is not a finite number")
+            if isinstance(x, dict):
+                for k, y in x.items():
+                    check(y, f"{path}.{k}")
+            elif isinstance(x, list | tuple):
+                for i, y in enumerate(x):
+                    check(y, f"{path}[{i}]")
+
+        check(v, "")
+        return v

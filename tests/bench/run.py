@@ -1,0 +1,149 @@
+"""Benchmarks (``make bench``): each figure is measured beside a reference in the same run and
+reported as a ratio, so results compare across machines. Output: JSON in ``--out``.
+
+- validate: the gateway's full validation of a rain reading vs bare ``json.loads`` of the same bytes.
+- sta_lta: the streaming recursive STA/LTA over 100-sample packets vs its plain-Python twin.
+- station_trigger: the whole per-packet seismic detector vs the same packets' ``json.loads``.
+- detector_engine: DetectorEngine.process per rain reading (state round-tripped through JSON, as a
+  Faust table does) vs the validation of the same reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+
+def _rate(fn: Callable[[], object], n: int, repeats: int = 5) -> float:
+    """Best-of-``repeats`` calls per second of ``fn`` called ``n`` times."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def bench_validate() -> dict[str, float]:
+    from ingest.validate import validate_telemetry
+
+    now = datetime.now(UTC)
+    topic = "tocsin/v1/hydro/s1/RG01/telemetry"
+    payload = json.dumps(
+        {"type": "hydro.rain", "device_id": "RG01", "site": "s1", "ts": now.isoformat(), "seq": 1,
+         "rain_mm": 1.5, "interval_s": 60}
+    ).encode()
+    ours = _rate(lambda: validate_telemetry(topic, payload, now), 20_000)
+    ref = _rate(lambda: json.loads(payload), 20_000)
+    return {"ours_per_s": ours, "reference_per_s": ref, "ratio": ours / ref}
+
+
+def bench_sta_lta() -> dict[str, float]:
+    from detectors.kernels.seismic import RecursiveStaLta, _recursive_sta_lta_reference
+
+    rng = np.random.default_rng(1)
+    packets = [rng.normal(0, 1e-5, 100) for _ in range(200)]
+    det = RecursiveStaLta(50, 1000)
+
+    def ours() -> None:
+        for p in packets:
+            det.process(p)
+
+    def ref() -> None:
+        for p in packets:
+            _recursive_sta_lta_reference(p, 50, 1000)
+
+    o, r = _rate(ours, 5) * 200, _rate(ref, 5) * 200
+    return {"ours_packets_per_s": o, "reference_packets_per_s": r, "ratio": o / r}
+
+
+def bench_station_trigger() -> dict[str, float]:
+    from detectors.kernels.seismic import StationTrigger
+
+    rng = np.random.default_rng(2)
+    packets = [rng.normal(0, 1e-5, 100) for _ in range(200)]
+    encoded = [json.dumps({"samples": p.tolist()}) for p in packets]
+    trig = StationTrigger()
+
+    def ours() -> None:
+        for i, p in enumerate(packets):
+            trig.process(p, 100.0, float(i))
+
+    def ref() -> None:
+        for e in encoded:
+            json.loads(e)
+
+    o, r = _rate(ours, 5) * 200, _rate(ref, 5) * 200
+    return {"ours_packets_per_s": o, "reference_packets_per_s": r, "ratio": o / r}
+
+
+def bench_detector_engine() -> dict[str, float]:
+    from detectors.engine import DetectorEngine
+    from ingest.validate import Accepted, validate_telemetry
+
+    now = datetime.now(UTC)
+    engine = DetectorEngine()
+    readings = []
+    payloads = []
+    for k in range(288):
+        ts = now - timedelta(minutes=5 * (288 - k))
+        payload = json.dumps(
+            {"type": "hydro.rain", "device_id": "RG01", "site": "s1", "ts": ts.isoformat(), "rain_mm": 0.5,
+             "interval_s": 300}
+        ).encode()
+        acc = validate_telemetry("tocsin/v1/hydro/s1/RG01/telemetry", payload, now)
+        assert isinstance(acc, Accepted)
+        readings.append(acc.reading)
+        payloads.append(payload)
+
+    def ours() -> None:
+        state = None
+        for r in readings:
+            state, _ = engine.process(r, state)
+            state = json.loads(json.dumps(state))
+
+    def ref() -> None:
+        for p in payloads:
+            validate_telemetry("tocsin/v1/hydro/s1/RG01/telemetry", p, now)
+
+    o, r = _rate(ours, 3) * 288, _rate(ref, 3) * 288
+    return {"ours_per_s": o, "reference_per_s": r, "ratio": o / r}
+
+
+BENCHES = {
+    "validate": bench_validate,
+    "sta_lta": bench_sta_lta,
+    "station_trigger": bench_station_trigger,
+    "detector_engine": bench_detector_engine,
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="var/bench")
+    ap.add_argument("only", nargs="*")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"machine": platform.machine(), "python": platform.python_version(), "when": datetime.now(UTC).isoformat()}
+    for name, fn in BENCHES.items():
+        if args.only and name not in args.only:
+            continue
+        results[name] = {k: round(v, 3) for k, v in fn().items()}
+        print(f"{name:16s} {json.dumps(results[name])}", flush=True)
+    path = out / "results.json"
+    path.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
