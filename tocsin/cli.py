@@ -201,8 +201,7 @@ def cmd_services(args: argparse.Namespace) -> int:
 def cmd_sms_gateway(args: argparse.Namespace) -> int:
     from simulators import sms_gateway
 
-    sys.argv = ["sms-gateway", *args.rest]
-    return int(sms_gateway.main() or 0)
+    return int(sms_gateway.main(args.rest) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sms-gateway"] and not {"-h", "--help"} & set(argv[1:2]):
+        # its options belong to the emulator's own parser
+        return cmd_sms_gateway(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
