@@ -130,9 +130,7 @@ class AlertEngine:
         area_code = d.area_code or cfg.default_area_code
         st["revision"] = st["revision"] + 1
         onset = datetime.fromtimestamp(st["onset"], BEIJING)
-        identifier = (
-            f"{area_code}{cfg.org_code}{onset:%Y%m%d%H%M%S}-{d.family.value}-{group}-{st['revision']:03d}"
-        )
+        identifier = f"{area_code}{cfg.org_code}{onset:%Y%m%d%H%M%S}-{d.family.value}-{group}-{st['revision']:03d}"
         references = list(st["ids"])
         st["ids"] = [*st["ids"], identifier]
         event, _category = _EVENTS.get(group, (group, "Other"))

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -37,7 +38,9 @@ class NotifyMetrics:
 
 
 def sms_text(alert: Alert) -> str:
-    tag = "【演练】" if alert.status is AlertStatus.EXERCISE else ("【测试】" if alert.status is AlertStatus.TEST else "")
+    tag = (
+        "【演练】" if alert.status is AlertStatus.EXERCISE else ("【测试】" if alert.status is AlertStatus.TEST else "")
+    )
     return f"{tag}【{alert.area.desc}】{alert.headline}。{alert.description}{alert.instruction}"
 
 
@@ -54,10 +57,15 @@ class Notifier:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.registry, self.adapters, self.metrics = registry, adapters, metrics
-        self.max_attempts, self.base_delay_s, self.sleep, self.clock = max_attempts, base_delay_s, sleep, clock
+        self.max_attempts, self.base_delay_s, self.sleep, self.clock = (
+            max_attempts,
+            base_delay_s,
+            sleep,
+            clock,
+        )
 
     def route(self, alert: Alert) -> list[Notification]:
-        common = {
+        common: dict[str, Any] = {
             "alert_id": alert.identifier,
             "fingerprint": alert.fingerprint,
             "revision": alert.revision,

@@ -26,7 +26,9 @@ class AlertMetrics:
         self.alerts = Counter(
             "tocsin_alerts_total", "alert messages issued", ["hazard", "level", "msg_type"], registry=registry
         )
-        self.undecodable = Counter("tocsin_alert_undecodable_total", "detections that failed to decode", registry=registry)
+        self.undecodable = Counter(
+            "tocsin_alert_undecodable_total", "detections that failed to decode", registry=registry
+        )
 
 
 class AlertStage:

@@ -46,9 +46,7 @@ class DetectorEngine:
 
     # ------------------------------------------------------------------ entry point
     def process(self, reading: Telemetry, state: State | None) -> tuple[State, list[Detection]]:
-        st: State = (
-            {"k": {}, "open": {}} if not state else {"k": dict(state["k"]), "open": dict(state["open"])}
-        )
+        st: State = {"k": {}, "open": {}} if not state else {"k": dict(state["k"]), "open": dict(state["open"])}
         device = self.registry.get(reading.device_id) if self.registry else None
         out: list[Detection] = []
         if isinstance(reading, RainIncrement):
@@ -86,11 +84,7 @@ class DetectorEngine:
         if active and cur is None:
             cur = {"onset": _epoch(ts), "level": level.value if level else None, "rev": 0}
             state = DetectionState.OPEN
-        elif (
-            active
-            and cur is not None
-            and ((level.value if level else None) != cur["level"] or material_change)
-        ):
+        elif active and cur is not None and ((level.value if level else None) != cur["level"] or material_change):
             cur = {**cur, "level": level.value if level else None, "rev": cur["rev"] + 1}
             state = DetectionState.UPDATE
         elif not active and cur is not None:
@@ -158,11 +152,7 @@ class DetectorEngine:
         lrule = LevelRule.simple(sets, clear_ratio=hr.rain_clear_ratio)  # type: ignore[arg-type]
         rank = self._levels(st, "rain_level", lrule, tuple(ratios))
         level = WarningLevel.from_rank(rank) if rank else None
-        basis = (
-            worst.get(rank - 1)
-            if rank
-            else max(worst.values(), key=lambda x: acc[x.window_h] / x.mm, default=None)
-        )
+        basis = worst.get(rank - 1) if rank else max(worst.values(), key=lambda x: acc[x.window_h] / x.mm, default=None)
         value = acc[basis.window_h] if basis else 0.0
         evidence = {f"rain_{w:g}h_mm": round(v, 2) for w, v in acc.items()}
         if basis:
@@ -188,9 +178,7 @@ class DetectorEngine:
         out = []
         for rule in rules:
             key = f"rain_{rule.window_h:g}h_{rule.level.value}_mm"
-            out.append(
-                rule.model_copy(update={"mm": device.thresholds[key]}) if key in device.thresholds else rule
-            )
+            out.append(rule.model_copy(update={"mm": device.thresholds[key]}) if key in device.thresholds else rule)
         return tuple(out)
 
     def _water(self, r: WaterLevel, st: State, device: Device | None) -> list[Detection]:
@@ -291,9 +279,7 @@ class DetectorEngine:
         trig = (
             seis_k.StationTrigger.from_dict(saved)
             if saved
-            else seis_k.StationTrigger(
-                sr.freqmin_hz, sr.freqmax_hz, 4, sr.sta_s, sr.lta_s, sr.thr_on, sr.thr_off
-            )
+            else seis_k.StationTrigger(sr.freqmin_hz, sr.freqmax_hz, 4, sr.sta_s, sr.lta_s, sr.thr_on, sr.thr_off)
         )
         events = trig.process(r.samples, r.sample_rate_hz, _epoch(r.ts))
         out: list[Detection] = []

@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 from ingest.influx import InfluxSink
 from ingest.metrics import GatewayMetrics
 from ingest.sinks import RecordSink
-from ingest.validate import Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
+from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
 from schemas import topics
 from schemas.deadletter import DeadLetter
 from schemas.registry import Registry
@@ -47,7 +47,7 @@ class GatewayCore:
         sink: RecordSink,
         metrics: GatewayMetrics,
         *,
-        limits: Limits = Limits(),
+        limits: Limits = DEFAULT_LIMITS,
         registry: Registry | None = None,
         influx: InfluxSink | None = None,
         max_in_flight: int = 10_000,

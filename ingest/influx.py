@@ -49,13 +49,23 @@ class InfluxSink:
     """Batched, retried writes; outcomes counted in the gateway metrics."""
 
     def __init__(
-        self, url: str, token: str, org: str, bucket: str, metrics: GatewayMetrics, registry: Registry | None = None
+        self,
+        url: str,
+        token: str,
+        org: str,
+        bucket: str,
+        metrics: GatewayMetrics,
+        registry: Registry | None = None,
     ) -> None:
         self._bucket, self._org, self._metrics, self._registry = bucket, org, metrics, registry
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=10_000)
         self._write = self._client.write_api(
             write_options=WriteOptions(
-                batch_size=2_000, flush_interval=1_000, retry_interval=1_000, max_retries=5, max_retry_delay=30_000
+                batch_size=2_000,
+                flush_interval=1_000,
+                retry_interval=1_000,
+                max_retries=5,
+                max_retry_delay=30_000,
             ),
             success_callback=self._ok,
             error_callback=self._failed,

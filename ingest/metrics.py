@@ -11,13 +11,18 @@ class GatewayMetrics:
             "tocsin_gateway_messages_received_total", "MQTT messages received", ["family"], registry=registry
         )
         self.messages_out = Counter(
-            "tocsin_gateway_records_produced_total", "records acknowledged downstream", ["topic"], registry=registry
+            "tocsin_gateway_records_produced_total",
+            "records acknowledged downstream",
+            ["topic"],
+            registry=registry,
         )
         self.dead_letters = Counter(
             "tocsin_gateway_dead_letters_total", "messages refused, by reason", ["reason"], registry=registry
         )
         self.produce_failures = Counter(
-            "tocsin_gateway_produce_failures_total", "records the downstream refused (not acked)", registry=registry
+            "tocsin_gateway_produce_failures_total",
+            "records the downstream refused (not acked)",
+            registry=registry,
         )
         self.produce_latency = Histogram(
             "tocsin_gateway_produce_latency_seconds",
@@ -27,5 +32,8 @@ class GatewayMetrics:
         )
         self.in_flight = Gauge("tocsin_gateway_in_flight", "records awaiting downstream acks", registry=registry)
         self.influx_writes = Counter(
-            "tocsin_gateway_influx_points_total", "InfluxDB point writes by outcome", ["outcome"], registry=registry
+            "tocsin_gateway_influx_points_total",
+            "InfluxDB point writes by outcome",
+            ["outcome"],
+            registry=registry,
         )

@@ -31,6 +31,9 @@ class Limits:
     max_age_s: float = 7 * 86_400.0
 
 
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass(frozen=True)
 class Accepted:
     reading: Telemetry
@@ -83,7 +86,7 @@ def validate_telemetry(
     payload: bytes,
     received_at: datetime,
     *,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
     registry: Registry | None = None,
     duplicates: DuplicateWindow | None = None,
 ) -> Accepted | DeadLetter:
@@ -147,7 +150,10 @@ def validate_telemetry(
 
 def _identity_mismatch(where: DeviceTopic, reading: Telemetry) -> tuple[str, str] | None:
     if reading.device_id != where.device_id:
-        return "device_id", f"payload device_id {reading.device_id!r} differs from topic device {where.device_id!r}"
+        return (
+            "device_id",
+            f"payload device_id {reading.device_id!r} differs from topic device {where.device_id!r}",
+        )
     if reading.site != where.site:
         return "site", f"payload site {reading.site!r} differs from topic site {where.site!r}"
     return None

@@ -62,14 +62,24 @@ class WarningLevel(StrEnum):
 
 _RANK = {WarningLevel.BLUE: 1, WarningLevel.YELLOW: 2, WarningLevel.ORANGE: 3, WarningLevel.RED: 4}
 _BY_RANK = {v: k for k, v in _RANK.items()}
-_ROMAN = {WarningLevel.BLUE: "IV", WarningLevel.YELLOW: "III", WarningLevel.ORANGE: "II", WarningLevel.RED: "I"}
+_ROMAN = {
+    WarningLevel.BLUE: "IV",
+    WarningLevel.YELLOW: "III",
+    WarningLevel.ORANGE: "II",
+    WarningLevel.RED: "I",
+}
 _CAP_SEVERITY = {
     WarningLevel.BLUE: "Minor",
     WarningLevel.YELLOW: "Moderate",
     WarningLevel.ORANGE: "Severe",
     WarningLevel.RED: "Extreme",
 }
-_ZH = {WarningLevel.BLUE: "蓝色", WarningLevel.YELLOW: "黄色", WarningLevel.ORANGE: "橙色", WarningLevel.RED: "红色"}
+_ZH = {
+    WarningLevel.BLUE: "蓝色",
+    WarningLevel.YELLOW: "黄色",
+    WarningLevel.ORANGE: "橙色",
+    WarningLevel.RED: "红色",
+}
 
 
 def max_level(levels: list[WarningLevel | None]) -> WarningLevel | None:

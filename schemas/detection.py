@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any
-
-import math
 
 from pydantic import AwareDatetime, Field, field_validator
 

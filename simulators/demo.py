@@ -40,26 +40,82 @@ def _area(town: str, village: str = "") -> Area:
 def demo_registry() -> Registry:
     lat0, lon0 = CENTRE
     devices = [
-        Device(device_id="RG01", family=Family.HYDRO, site="qingshan", lat=lat0 + 0.05, lon=lon0 - 0.04,
-               area=_area("青山镇", "横溪村"), interval_s=300),
-        Device(device_id="RG02", family=Family.HYDRO, site="qingshan", lat=lat0 + 0.06, lon=lon0 - 0.02,
-               area=_area("青山镇", "石桥村"), interval_s=300),
-        Device(device_id="WL01", family=Family.HYDRO, site="qingshan", lat=lat0 + 0.03, lon=lon0 - 0.03,
-               area=_area("青山镇", "横溪村"), interval_s=300,
-               thresholds={"warning_level_m": 12.0, "guaranteed_level_m": 13.5, "record_level_m": 14.8}),
-        Device(device_id="GD01", family=Family.HAZMAT, site="chem-park", lat=lat0 - 0.04, lon=lon0 + 0.06,
-               area=_area("白沙镇", "化工园区"), interval_s=10),
-        Device(device_id="GD02", family=Family.HAZMAT, site="chem-park", lat=lat0 - 0.041, lon=lon0 + 0.062,
-               area=_area("白沙镇", "化工园区"), interval_s=10),
-        Device(device_id="FC01", family=Family.FIRE, site="tower-north", lat=lat0 + 0.10, lon=lon0 + 0.02,
-               area=_area("石门镇", "林场"), interval_s=180),
-        Device(device_id="FC02", family=Family.FIRE, site="tower-east", lat=lat0 + 0.07, lon=lon0 + 0.09,
-               area=_area("石门镇", "林场"), interval_s=180),
+        Device(
+            device_id="RG01",
+            family=Family.HYDRO,
+            site="qingshan",
+            lat=lat0 + 0.05,
+            lon=lon0 - 0.04,
+            area=_area("青山镇", "横溪村"),
+            interval_s=300,
+        ),
+        Device(
+            device_id="RG02",
+            family=Family.HYDRO,
+            site="qingshan",
+            lat=lat0 + 0.06,
+            lon=lon0 - 0.02,
+            area=_area("青山镇", "石桥村"),
+            interval_s=300,
+        ),
+        Device(
+            device_id="WL01",
+            family=Family.HYDRO,
+            site="qingshan",
+            lat=lat0 + 0.03,
+            lon=lon0 - 0.03,
+            area=_area("青山镇", "横溪村"),
+            interval_s=300,
+            thresholds={"warning_level_m": 12.0, "guaranteed_level_m": 13.5, "record_level_m": 14.8},
+        ),
+        Device(
+            device_id="GD01",
+            family=Family.HAZMAT,
+            site="chem-park",
+            lat=lat0 - 0.04,
+            lon=lon0 + 0.06,
+            area=_area("白沙镇", "化工园区"),
+            interval_s=10,
+        ),
+        Device(
+            device_id="GD02",
+            family=Family.HAZMAT,
+            site="chem-park",
+            lat=lat0 - 0.041,
+            lon=lon0 + 0.062,
+            area=_area("白沙镇", "化工园区"),
+            interval_s=10,
+        ),
+        Device(
+            device_id="FC01",
+            family=Family.FIRE,
+            site="tower-north",
+            lat=lat0 + 0.10,
+            lon=lon0 + 0.02,
+            area=_area("石门镇", "林场"),
+            interval_s=180,
+        ),
+        Device(
+            device_id="FC02",
+            family=Family.FIRE,
+            site="tower-east",
+            lat=lat0 + 0.07,
+            lon=lon0 + 0.09,
+            area=_area("石门镇", "林场"),
+            interval_s=180,
+        ),
     ]
     for i, (dlat, dlon) in enumerate([(0.08, 0.0), (-0.07, 0.05), (0.02, -0.10), (-0.05, -0.08), (0.0, 0.12)]):
         devices.append(
-            Device(device_id=f"SS0{i + 1}", family=Family.SEISMIC, site="seis-net", lat=lat0 + dlat,
-                   lon=lon0 + dlon, area=_area("", ""), interval_s=1)
+            Device(
+                device_id=f"SS0{i + 1}",
+                family=Family.SEISMIC,
+                site="seis-net",
+                lat=lat0 + dlat,
+                lon=lon0 + dlon,
+                area=_area("", ""),
+                interval_s=1,
+            )
         )
     return Registry(
         devices=devices,
@@ -115,14 +171,27 @@ def demo_messages(end: datetime | None = None, seed: int = 7) -> list[Message]:
     for k in range(8):
         t = fire_start + timedelta(minutes=3 * k)
         kind = "flame" if k >= 5 else "smoke"
-        emit("FC01", t, type="fire.detection", kind=kind, confidence=round(0.7 + 0.03 * k, 2),
-             bearing_deg=round(52.0 + rng.uniform(-0.8, 0.8), 2), sweep=k)
-        emit("FC02", t + timedelta(seconds=40), type="fire.detection", kind=kind,
-             confidence=round(0.66 + 0.03 * k, 2), bearing_deg=round(318.0 + rng.uniform(-0.8, 0.8), 2), sweep=k)
+        emit(
+            "FC01",
+            t,
+            type="fire.detection",
+            kind=kind,
+            confidence=round(0.7 + 0.03 * k, 2),
+            bearing_deg=round(52.0 + rng.uniform(-0.8, 0.8), 2),
+            sweep=k,
+        )
+        emit(
+            "FC02",
+            t + timedelta(seconds=40),
+            type="fire.detection",
+            kind=kind,
+            confidence=round(0.66 + 0.03 * k, 2),
+            bearing_deg=round(318.0 + rng.uniform(-0.8, 0.8), 2),
+            sweep=k,
+        )
 
     # Earthquake: 60 s of 100 Hz velocity packets per station; origin 25 s in, epicentre SW.
     quake_t0 = end - timedelta(minutes=8)
-    origin = quake_t0 + timedelta(seconds=25)
     epi = (CENTRE[0] - 0.15, CENTRE[1] - 0.12)
     df = 100.0
     for dev in sorted(d for d in reg if d.startswith("SS")):
@@ -136,24 +205,50 @@ def demo_messages(end: datetime | None = None, seed: int = 7) -> list[Message]:
             start = quake_t0 + timedelta(seconds=p)
             samples = []
             for i in range(100):
-                t = p + i / df - 25.0  # seconds after origin
+                since = p + i / df - 25.0  # seconds after origin
                 v = srng.gauss(0.0, 2e-5)
-                if t >= tp:
-                    v += 0.25 * amp * math.exp(-(t - tp) / 2.0) * math.sin(2 * math.pi * 6.0 * (t - tp))
-                if t >= ts_:
-                    v += amp * math.exp(-(t - ts_) / 4.0) * math.sin(2 * math.pi * 2.5 * (t - ts_))
+                if since >= tp:
+                    v += 0.25 * amp * math.exp(-(since - tp) / 2.0) * math.sin(2 * math.pi * 6.0 * (since - tp))
+                if since >= ts_:
+                    v += amp * math.exp(-(since - ts_) / 4.0) * math.sin(2 * math.pi * 2.5 * (since - ts_))
                 samples.append(round(v, 7))
-            emit(dev, start, type="seismic.waveform", channel="HHZ", sample_rate_hz=df, unit="m/s",
-                 samples=samples)
+            emit(
+                dev,
+                start,
+                type="seismic.waveform",
+                channel="HHZ",
+                sample_rate_hz=df,
+                unit="m/s",
+                samples=samples,
+            )
 
     # Two bad messages: a NaN reading, and a gauge claiming to be another device.
     bad_t = t0 + timedelta(minutes=33)
-    out.append(Message(bad_t, topics.mqtt_telemetry(Family.HYDRO, "qingshan", "RG02"),
-                       b'{"type":"hydro.rain","device_id":"RG02","site":"qingshan","ts":"'
-                       + _iso(bad_t).encode() + b'","rain_mm":NaN,"interval_s":300}', "bad: NaN"))
-    out.append(Message(bad_t, topics.mqtt_telemetry(Family.HYDRO, "qingshan", "RG02"),
-                       _payload(type="hydro.rain", device_id="RG01", site="qingshan", ts=_iso(bad_t),
-                                rain_mm=1.0, interval_s=300), "bad: identity"))
+    out.append(
+        Message(
+            bad_t,
+            topics.mqtt_telemetry(Family.HYDRO, "qingshan", "RG02"),
+            b'{"type":"hydro.rain","device_id":"RG02","site":"qingshan","ts":"'
+            + _iso(bad_t).encode()
+            + b'","rain_mm":NaN,"interval_s":300}',
+            "bad: NaN",
+        )
+    )
+    out.append(
+        Message(
+            bad_t,
+            topics.mqtt_telemetry(Family.HYDRO, "qingshan", "RG02"),
+            _payload(
+                type="hydro.rain",
+                device_id="RG01",
+                site="qingshan",
+                ts=_iso(bad_t),
+                rain_mm=1.0,
+                interval_s=300,
+            ),
+            "bad: identity",
+        )
+    )
     out.sort(key=lambda m: m.t)
     return out
 

@@ -366,9 +366,7 @@ async def _on_shutdown(app: web.Application) -> None:
 
 def build_app(config: GatewayConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
-    app[STATE] = GatewayState(
-        config=config, bucket=TokenBucket(config.rate_limit_per_s, config.monotonic_s())
-    )
+    app[STATE] = GatewayState(config=config, bucket=TokenBucket(config.rate_limit_per_s, config.monotonic_s()))
     app.cleanup_ctx.append(_client_ctx)
     app.on_shutdown.append(_on_shutdown)
     app.router.add_post("/v1/sms", _post_sms)
@@ -480,9 +478,7 @@ class SmsGatewayThread:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m simulators.sms_gateway", description="Local SMS-carrier emulator"
-    )
+    parser = argparse.ArgumentParser(prog="python -m simulators.sms_gateway", description="Local SMS-carrier emulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8780, help="0 picks a free port (printed on start)")
     parser.add_argument("--api-key", required=True)

@@ -4,6 +4,7 @@ started here if they are not already running, and stopped after the session if s
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,3 +39,15 @@ def services() -> Iterator[dict[str, str]]:
     yield env
     if started and not os.environ.get("TOCSIN_KEEP_SERVICES"):
         subprocess.run([*SERVICES, "down", *started], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Path of promtool (Debian's prometheus package), provisioned by the harness if missing."""
+    found = shutil.which("promtool")
+    if not found:
+        proc = subprocess.run([*SERVICES, "provision", "prometheus"], capture_output=True, text=True, timeout=900)
+        found = shutil.which("promtool")
+        if not found:
+            pytest.fail(f"promtool could not be provisioned:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return found

@@ -5,7 +5,12 @@ the SMS carrier emulator a thread."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections import Counter
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.engine import AlertConfig
 from schemas import topics
@@ -29,8 +34,13 @@ async def _run_demo(status: AlertStatus) -> tuple[EmbeddedPipeline, dict]:
     return pipeline, stats
 
 
-def test_demo_detects_and_alerts_every_family() -> None:
-    pipeline, stats = asyncio.run(_run_demo(AlertStatus.ACTUAL))
+@pytest.fixture(scope="module")
+def actual_demo() -> tuple[EmbeddedPipeline, dict]:
+    return asyncio.run(_run_demo(AlertStatus.ACTUAL))
+
+
+def test_demo_detects_and_alerts_every_family(actual_demo: tuple[EmbeddedPipeline, dict]) -> None:
+    pipeline, stats = actual_demo
     s = pipeline.summary
     counts = s.topic_counts
     # every accepted device message reached its Kafka-named topic; the two bad ones are dead letters
@@ -56,6 +66,23 @@ def test_demo_detects_and_alerts_every_family() -> None:
     n = len(s.alerts)
     assert s.deliveries == Counter({("mqtt", "accepted"): n, ("sms", "accepted"): 3 * n})
     assert stats["stored"] == 3 * n and stats["duplicates"] == 0
+
+
+@pytest.mark.integration
+def test_metrics_exposition_passes_promtool(actual_demo: tuple[EmbeddedPipeline, dict], promtool: str) -> None:
+    pipeline, _ = actual_demo
+    text = generate_latest(pipeline.metrics_registry)
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for m in text_string_to_metric_families(text.decode())
+        for s in m.samples
+    }
+    assert samples[("tocsin_gateway_dead_letters_total", (("reason", "non_finite"),))] == 1.0
+    n_alerts = len(pipeline.summary.alerts)
+    sms = samples[("tocsin_alert_deliveries_total", (("channel", "sms"), ("outcome", "accepted")))]
+    assert sms == 3 * n_alerts
 
 
 def test_exercise_alerts_never_reach_the_public() -> None:

@@ -57,9 +57,7 @@ async def _run_embedded(args: argparse.Namespace) -> int:
         )
 
     status = AlertStatus(args.status)
-    pipeline = EmbeddedPipeline(
-        registry, mqtt_port=port, alert_config=AlertConfig(status=status), on_alert=on_alert
-    )
+    pipeline = EmbeddedPipeline(registry, mqtt_port=port, alert_config=AlertConfig(status=status), on_alert=on_alert)
     await pipeline.start()
     messages = demo_messages()
     span_min = (messages[-1].t - messages[0].t).total_seconds() / 60
@@ -93,7 +91,9 @@ async def _run_embedded(args: argparse.Namespace) -> int:
         by_hazard[a.hazard.value] = by_hazard.get(a.hazard.value, 0) + 1
     print(f"  alert messages by hazard     {by_hazard}")
     print(f"  deliveries                   {dict(sorted((f'{c}:{o}', n) for (c, o), n in s.deliveries.items()))}")
-    print(f"  SMS carrier stored           {stats.get('stored')} messages ({stats.get('duplicates')} duplicates refused)")
+    print(
+        f"  SMS carrier stored           {stats.get('stored')} messages ({stats.get('duplicates')} duplicates refused)"
+    )
     print(f"  wall time                    {time.monotonic() - started:.1f} s")
     missing = {"hydro", "hazmat", "fire", "seismic"} - set(by_hazard)
     if missing:
@@ -151,8 +151,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     gw.start()
-    logging.getLogger("tocsin.gateway").info("gateway started: mqtt %s:%s -> kafka %s", s.mqtt_host, s.mqtt_port,
-                                             s.kafka_bootstrap)
+    logging.getLogger("tocsin.gateway").info(
+        "gateway started: mqtt %s:%s -> kafka %s", s.mqtt_host, s.mqtt_port, s.kafka_bootstrap
+    )
     stop.wait()
     drained = gw.stop(30.0)
     sink.close()
@@ -210,8 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="embedded all-in-one demo: broker, gateway, detectors, alerts; no services")
     r.add_argument("--speed", type=float, default=120.0, help="device time compression of the demo")
-    r.add_argument("--mqtt-port", type=int, default=int(os.environ.get("TOCSIN_MQTT_PORT", "1883")),
-                   help="embedded broker port (a free one is used if taken)")
+    r.add_argument(
+        "--mqtt-port",
+        type=int,
+        default=int(os.environ.get("TOCSIN_MQTT_PORT", "1883")),
+        help="embedded broker port (a free one is used if taken)",
+    )
     r.add_argument("--status", choices=["Actual", "Exercise", "Test"], default="Actual", help="CAP status")
     r.add_argument("--keep-running", action="store_true", help="keep the broker up after the demo")
     r.set_defaults(func=cmd_run)

@@ -22,7 +22,13 @@ class MqttAlertAdapter:
     name = "mqtt"
 
     def __init__(
-        self, host: str, port: int, *, client_id: str = "tocsin-alerts", username: str = "", password: str = ""
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str = "tocsin-alerts",
+        username: str = "",
+        password: str = "",
     ) -> None:
         self._host, self._port = host, port
         self._connected = threading.Event()

@@ -209,9 +209,7 @@ def _error_text(body: str) -> str:
 
 def _aggregate(recipients: list[str], results: list[DeliveryResult]) -> DeliveryResult:
     if all(r.ok for r in results):
-        outcome = (
-            Outcome.DUPLICATE if all(r.outcome is Outcome.DUPLICATE for r in results) else Outcome.ACCEPTED
-        )
+        outcome = Outcome.DUPLICATE if all(r.outcome is Outcome.DUPLICATE for r in results) else Outcome.ACCEPTED
         ref = results[0].provider_ref if len(results) == 1 else ""
         dups = sum(r.outcome is Outcome.DUPLICATE for r in results)
         return DeliveryResult(outcome, provider_ref=ref, detail=f"{len(results)} ok ({dups} duplicate)")

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from detectors.kernels.levels import LevelRule
 
 MOLAR_VOLUME_L = 24.45  # litres per mole at 25 degC, 101.325 kPa
-MOLAR_MASS_G = {"H2S": 34.08, "CO": 28.01, "NH3": 17.03, "Cl2": 70.90, "SO2": 64.07, "NO2": 46.01, "HCN": 27.03}
+MOLAR_MASS_G = {
+    "H2S": 34.08,
+    "CO": 28.01,
+    "NH3": 17.03,
+    "Cl2": 70.90,
+    "SO2": 64.07,
+    "NO2": 46.01,
+    "HCN": 27.03,
+}
 TOXIC_SETPOINTS_MG_M3 = {"H2S": (10.0, 20.0), "CO": (20.0, 40.0), "NH3": (20.0, 40.0), "Cl2": (1.0, 2.0)}
 LEL_SETPOINTS = (25.0, 50.0)
 O2_HIGH = 23.5

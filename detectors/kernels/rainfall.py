@@ -21,7 +21,11 @@ Report = tuple[float, float, float]
 
 
 def add_report(
-    reports: Sequence[Report], t_end_s: float, interval_s: float, rain_mm: float, horizon_s: float = 24 * HOUR_S
+    reports: Sequence[Report],
+    t_end_s: float,
+    interval_s: float,
+    rain_mm: float,
+    horizon_s: float = 24 * HOUR_S,
 ) -> list[Report]:
     """A new report list with the report inserted in time order and anything older than the horizon
     (relative to the newest report) dropped."""

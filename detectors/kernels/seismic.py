@@ -331,9 +331,7 @@ class Bandpass:
     the start-up transient caused by a DC offset. Either way the output is chunk-invariant.
     """
 
-    def __init__(
-        self, freqmin: float, freqmax: float, df: float, corners: int = 4, steady_start: bool = False
-    ) -> None:
+    def __init__(self, freqmin: float, freqmax: float, df: float, corners: int = 4, steady_start: bool = False) -> None:
         self.freqmin = float(freqmin)
         self.freqmax = float(freqmax)
         self.df = float(df)
@@ -628,9 +626,7 @@ class StationTrigger:
         self.corners = int(corners)
         self.sta_s = float(sta_s)
         self.lta_s = float(lta_s)
-        self.intensity_band = (
-            None if intensity_band is None else (float(intensity_band[0]), float(intensity_band[1]))
-        )
+        self.intensity_band = None if intensity_band is None else (float(intensity_band[0]), float(intensity_band[1]))
         self.trigger = TriggerState(thr_on, thr_off)
         self.df: float | None = None
         self.bandpass: Bandpass | None = None

@@ -67,9 +67,7 @@ def _det(
     return Detection(**fields)
 
 
-def _feed(
-    engine: AlertEngine, dets: list[Detection], state: dict | None = None
-) -> tuple[dict, list[list[Alert]]]:
+def _feed(engine: AlertEngine, dets: list[Detection], state: dict | None = None) -> tuple[dict, list[list[Alert]]]:
     out = []
     for d in dets:
         state, alerts = engine.process(d, state)
@@ -127,10 +125,7 @@ def test_message_texts() -> None:
     )
     first, up, down, cancel = (a[0] for a in per)
     assert first.headline == "东坝单店发布暴雨黄色预警"
-    assert (
-        first.description
-        == "东坝单店监测站rg-011小时监测值35.5mm（阈值35mm），达到暴雨黄色预警（III级）标准。"
-    )
+    assert first.description == "东坝单店监测站rg-011小时监测值35.5mm（阈值35mm），达到暴雨黄色预警（III级）标准。"
     assert first.instruction.startswith("请远离河道")
     assert up.headline == "东坝单店升级为暴雨橙色预警"
     assert down.headline == "东坝单店调整为暴雨黄色预警"
@@ -228,9 +223,7 @@ def test_a_new_incident_after_cancel_starts_a_new_reference_chain() -> None:
 
 
 def test_status_exercise_propagates() -> None:
-    engine = AlertEngine(
-        AlertConfig(status=AlertStatus.EXERCISE, sender="drill@x", org_code="DRILL"), clock=_clock
-    )
+    engine = AlertEngine(AlertConfig(status=AlertStatus.EXERCISE, sender="drill@x", org_code="DRILL"), clock=_clock)
     _, per = _feed(engine, [_det(OPEN, YELLOW), _det(UPDATE, RED, rev=1), _det(CLEAR, RED, rev=2)])
     alerts = [a[0] for a in per]
     assert {a.status for a in alerts} == {AlertStatus.EXERCISE}

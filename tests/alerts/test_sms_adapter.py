@@ -133,9 +133,7 @@ class GatewayControl:
         self.base_url = base_url
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def request(
-        self, method: str, path: str, body: Any = None, *, api_key: str | None = None
-    ) -> tuple[int, Any]:
+    def request(self, method: str, path: str, body: Any = None, *, api_key: str | None = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)
         req.add_header("Content-Type", "application/json")

@@ -116,9 +116,7 @@ def _check_split(text: str) -> None:
     parts = split_sms(text)
     assert "".join(parts) == text
     gsm7 = is_gsm7(text)
-    single, per_part = (
-        (GSM7_SINGLE_SEPTETS, GSM7_PART_SEPTETS) if gsm7 else (UCS2_SINGLE_UNITS, UCS2_PART_UNITS)
-    )
+    single, per_part = (GSM7_SINGLE_SEPTETS, GSM7_PART_SEPTETS) if gsm7 else (UCS2_SINGLE_UNITS, UCS2_PART_UNITS)
     if len(parts) == 1:
         assert _units(text, gsm7) <= single
         return

@@ -38,8 +38,15 @@ def bench_validate() -> dict[str, float]:
     now = datetime.now(UTC)
     topic = "tocsin/v1/hydro/s1/RG01/telemetry"
     payload = json.dumps(
-        {"type": "hydro.rain", "device_id": "RG01", "site": "s1", "ts": now.isoformat(), "seq": 1,
-         "rain_mm": 1.5, "interval_s": 60}
+        {
+            "type": "hydro.rain",
+            "device_id": "RG01",
+            "site": "s1",
+            "ts": now.isoformat(),
+            "seq": 1,
+            "rain_mm": 1.5,
+            "interval_s": 60,
+        }
     ).encode()
     ours = _rate(lambda: validate_telemetry(topic, payload, now), 20_000)
     ref = _rate(lambda: json.loads(payload), 20_000)
@@ -96,8 +103,14 @@ def bench_detector_engine() -> dict[str, float]:
     for k in range(288):
         ts = now - timedelta(minutes=5 * (288 - k))
         payload = json.dumps(
-            {"type": "hydro.rain", "device_id": "RG01", "site": "s1", "ts": ts.isoformat(), "rain_mm": 0.5,
-             "interval_s": 300}
+            {
+                "type": "hydro.rain",
+                "device_id": "RG01",
+                "site": "s1",
+                "ts": ts.isoformat(),
+                "rain_mm": 0.5,
+                "interval_s": 300,
+            }
         ).encode()
         acc = validate_telemetry("tocsin/v1/hydro/s1/RG01/telemetry", payload, now)
         assert isinstance(acc, Accepted)
@@ -133,7 +146,11 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"machine": platform.machine(), "python": platform.python_version(), "when": datetime.now(UTC).isoformat()}
+    results = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "when": datetime.now(UTC).isoformat(),
+    }
     for name, fn in BENCHES.items():
         if args.only and name not in args.only:
             continue

@@ -40,9 +40,7 @@ REGISTRY = Registry(
 )
 
 
-def _run(
-    engine: DetectorEngine, readings: list, roundtrip: bool = False
-) -> tuple[dict, list[list[Detection]]]:
+def _run(engine: DetectorEngine, readings: list, roundtrip: bool = False) -> tuple[dict, list[list[Detection]]]:
     """Feed readings through the engine, one state per device; the detections of each reading."""
     states: dict[str, dict | None] = {}
     out: list[list[Detection]] = []
@@ -63,9 +61,7 @@ def _flat(per_reading: list[list[Detection]]) -> list[Detection]:
 
 def _rain(i: int, mm: float = 5.0, device: str = "rg-01") -> RainIncrement:
     """The i-th 5-minute report."""
-    return RainIncrement(
-        device_id=device, site="s1", ts=T0 + timedelta(minutes=5 * i), rain_mm=mm, interval_s=300
-    )
+    return RainIncrement(device_id=device, site="s1", ts=T0 + timedelta(minutes=5 * i), rain_mm=mm, interval_s=300)
 
 
 def _ms(ts: datetime) -> int:
@@ -242,9 +238,7 @@ def test_water_level_without_thresholds_gives_nothing() -> None:
 
 
 def _gas(value: float, i: int, gas: str = "H2S", unit: str = "mg/m3", device: str = "gas-01") -> GasReading:
-    return GasReading(
-        device_id=device, site="s1", ts=T0 + timedelta(seconds=30 * i), gas=gas, value=value, unit=unit
-    )
+    return GasReading(device_id=device, site="s1", ts=T0 + timedelta(seconds=30 * i), gas=gas, value=value, unit=unit)
 
 
 def test_gas_h2s_needs_two_readings_then_clears() -> None:

@@ -86,9 +86,7 @@ def test_oxygen_high_and_low_rules(name: str) -> None:
     assert run_levels(high.rule, [(v,) * 4 for v in (23.6, 23.3, 23.1)]) == [2, 2, 0]
 
 
-@pytest.mark.parametrize(
-    ("name", "unit"), [("SO2", "mg/m3"), ("XYZ", "ppm"), ("NO2", "ppm"), ("C6H6", "mg/m3")]
-)
+@pytest.mark.parametrize(("name", "unit"), [("SO2", "mg/m3"), ("XYZ", "ppm"), ("NO2", "ppm"), ("C6H6", "mg/m3")])
 def test_unknown_gas_has_no_rule(name: str, unit: str) -> None:
     assert gas.rules_for(name, unit) == []
     assert gas.rules_for(name, unit, {"level2": 5.0}) == []  # level2 alone is not enough

@@ -182,15 +182,11 @@ def rules(draw: st.DrawFn) -> LevelRule:
         return LevelRule.simple(
             sets, clear_ratio=draw(st.floats(0.5, 1.0)), above=above, hold_down=hold, cool_down=cool
         )
-    return LevelRule.simple(
-        sets, clear_offset=draw(st.floats(0.0, 10.0)), above=above, hold_down=hold, cool_down=cool
-    )
+    return LevelRule.simple(sets, clear_offset=draw(st.floats(0.0, 10.0)), above=above, hold_down=hold, cool_down=cool)
 
 
 VALUE = st.floats(min_value=-10.0, max_value=110.0)
-SAMPLES = st.lists(
-    st.one_of(VALUE.map(lambda v: (v,) * 4), st.tuples(VALUE, VALUE, VALUE, VALUE)), max_size=40
-)
+SAMPLES = st.lists(st.one_of(VALUE.map(lambda v: (v,) * 4), st.tuples(VALUE, VALUE, VALUE, VALUE)), max_size=40)
 
 
 @settings(max_examples=300, deadline=None)

@@ -342,17 +342,13 @@ def test_bandpass_steady_start_removes_offset_transient():
     assert np.max(np.abs(sk.bandpass_batch(x, 1.0, 20.0, 100.0))) > 0.5
 
 
-@pytest.mark.parametrize(
-    "args", [(0.0, 10.0, 100.0), (60.0, 70.0, 100.0), (5.0, 5.0, 100.0), (1.0, 2.0, 0.0)]
-)
+@pytest.mark.parametrize("args", [(0.0, 10.0, 100.0), (60.0, 70.0, 100.0), (5.0, 5.0, 100.0), (1.0, 2.0, 0.0)])
 def test_bandpass_rejects_bad_bands(args):
     with pytest.raises(ValueError):
         sk.Bandpass(*args)
 
 
-_cft_values = st.lists(
-    st.one_of(st.sampled_from([0.0, 1.0, 1.5, 2.0, 3.0, 4.0]), st.floats(-1.0, 6.0)), max_size=80
-)
+_cft_values = st.lists(st.one_of(st.sampled_from([0.0, 1.0, 1.5, 2.0, 3.0, 4.0]), st.floats(-1.0, 6.0)), max_size=80)
 
 
 @given(cft=_cft_values, cuts=_cuts)

@@ -86,9 +86,7 @@ def _rain(**patch: object) -> bytes:
     return _bytes({**RAIN, **patch})
 
 
-def _dead(
-    result: Accepted | DeadLetter, reason: Reason, payload: bytes, topic: str = RAIN_TOPIC
-) -> DeadLetter:
+def _dead(result: Accepted | DeadLetter, reason: Reason, payload: bytes, topic: str = RAIN_TOPIC) -> DeadLetter:
     assert isinstance(result, DeadLetter), result
     assert result.reason is reason, (result.reason, result.message)
     assert result.raw == payload
@@ -99,9 +97,7 @@ def _dead(
 
 
 def _registry(**kw: object) -> Registry:
-    fields = dict(
-        device_id="rg-01", family=Family.HYDRO, site="site.A", lat=39.9, lon=116.4, area=Area(code="110105")
-    )
+    fields = dict(device_id="rg-01", family=Family.HYDRO, site="site.A", lat=39.9, lon=116.4, area=Area(code="110105"))
     fields.update(kw)
     return Registry(devices=[Device(**fields)])
 
@@ -344,9 +340,7 @@ def test_duplicate_and_forget() -> None:
     assert isinstance(validate_telemetry(RAIN_TOPIC, _rain(seq=6), NOW, duplicates=dup), Accepted)
     # the same seq from another device is not a duplicate
     other = "tocsin/v1/hydro/site.A/rg-02/telemetry"
-    assert isinstance(
-        validate_telemetry(other, _rain(device_id="rg-02", seq=5), NOW, duplicates=dup), Accepted
-    )
+    assert isinstance(validate_telemetry(other, _rain(device_id="rg-02", seq=5), NOW, duplicates=dup), Accepted)
     # forget: the record could not be delivered, so its redelivery is accepted once more
     dup.forget("rg-01", 5)
     assert isinstance(validate_telemetry(RAIN_TOPIC, _rain(seq=5), NOW, duplicates=dup), Accepted)

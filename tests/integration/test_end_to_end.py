@@ -70,15 +70,23 @@ def _consume(bootstrap: str, topic: str, match: Any, timeout_s: float = 60) -> l
     return found
 
 
-def test_rain_burst_alert_travels_end_to_end(services: dict[str, str], tmp_path: Path, run_id: str,
-                                              sms_emulator: str) -> None:
+def test_rain_burst_alert_travels_end_to_end(
+    services: dict[str, str], tmp_path: Path, run_id: str, sms_emulator: str
+) -> None:
     area = f"{random.randint(1, 9)}{random.randint(0, 99999):05d}"
     device, site = f"RG-{run_id}", f"site-{run_id}"
     phones = [f"+86138{random.randint(0, 99999999):08d}" for _ in range(2)]
     registry = Registry(
         devices=[
-            Device(device_id=device, family="hydro", site=site, lat=30.3, lon=120.1, interval_s=300,
-                   area=Area(code=area, district="测试区", town="青山镇", village="横溪村"))
+            Device(
+                device_id=device,
+                family="hydro",
+                site=site,
+                lat=30.3,
+                lon=120.1,
+                interval_s=300,
+                area=Area(code=area, district="测试区", town="青山镇", village="横溪村"),
+            )
         ],
         sms_recipients={area: phones},
     )
@@ -123,11 +131,25 @@ def test_rain_burst_alert_travels_end_to_end(services: dict[str, str], tmp_path:
         topic = topics.mqtt_telemetry("hydro", site, device)
         for k in range(8):
             ts = now - timedelta(minutes=5 * (7 - k))
-            body = {"type": "hydro.rain", "device_id": device, "site": site, "ts": ts.isoformat(),
-                    "seq": k + 1, "rain_mm": 6.0, "interval_s": 300}
+            body = {
+                "type": "hydro.rain",
+                "device_id": device,
+                "site": site,
+                "ts": ts.isoformat(),
+                "seq": k + 1,
+                "rain_mm": 6.0,
+                "interval_s": 300,
+            }
             dev.publish(topic, json.dumps(body).encode(), qos=1).wait_for_publish(10)
-        bad = (b'{"type":"hydro.rain","device_id":"' + device.encode() + b'","site":"' + site.encode()
-               + b'","ts":"' + now.isoformat().encode() + b'","rain_mm":NaN,"interval_s":300}')
+        bad = (
+            b'{"type":"hydro.rain","device_id":"'
+            + device.encode()
+            + b'","site":"'
+            + site.encode()
+            + b'","ts":"'
+            + now.isoformat().encode()
+            + b'","rain_mm":NaN,"interval_s":300}'
+        )
         dev.publish(topic, bad, qos=1).wait_for_publish(10)
         dev.loop_stop()
         dev.disconnect()

@@ -349,14 +349,10 @@ def test_fire_field_bounds(patch: dict, loc: str, err: str) -> None:
 
 
 def test_fire_bearing_just_below_north_is_accepted() -> None:
-    assert (
-        FireDetection.model_validate({**VALID["fire.detection"], "bearing_deg": 359.99}).bearing_deg == 359.99
-    )
+    assert FireDetection.model_validate({**VALID["fire.detection"], "bearing_deg": 359.99}).bearing_deg == 359.99
 
 
-@pytest.mark.parametrize(
-    ("level", "ok"), [(-500.0, True), (9000.0, True), (-500.01, False), (9000.01, False)]
-)
+@pytest.mark.parametrize(("level", "ok"), [(-500.0, True), (9000.0, True), (-500.01, False), (9000.01, False)])
 def test_water_level_range(level: float, ok: bool) -> None:
     payload = {**VALID["hydro.level"], "level_m": level}
     if ok:
@@ -465,12 +461,8 @@ def _every_model() -> list:
     readings = [MODEL[t][0].model_validate(p) for t, p in VALID.items()]
     return [
         *readings,
-        DeviceStatus(
-            device_id="d1", site="s1", family=Family.FIRE, state=DeviceState.OFFLINE, ts=T0, reason="x"
-        ),
-        DeadLetter.of(
-            b"\xff\x00raw", reason=Reason.SCHEMA, message="m", mqtt_topic="t", received_at=T0, field="f"
-        ),
+        DeviceStatus(device_id="d1", site="s1", family=Family.FIRE, state=DeviceState.OFFLINE, ts=T0, reason="x"),
+        DeadLetter.of(b"\xff\x00raw", reason=Reason.SCHEMA, message="m", mqtt_topic="t", received_at=T0, field="f"),
         Detection(
             id="rg-01:rainfall:1719793815250:0",
             device_id="rg-01",
@@ -600,9 +592,7 @@ def test_dead_letter_message_is_truncated() -> None:
 
 def test_dead_letter_needs_aware_received_at() -> None:
     with pytest.raises(ValidationError):
-        DeadLetter.of(
-            b"x", reason=Reason.SCHEMA, message="m", mqtt_topic="t", received_at=datetime(2024, 1, 1)
-        )
+        DeadLetter.of(b"x", reason=Reason.SCHEMA, message="m", mqtt_topic="t", received_at=datetime(2024, 1, 1))
 
 
 @settings(max_examples=150, deadline=None)
