@@ -20,7 +20,7 @@ from typing import Any
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
 from schemas.common import Family, WarningLevel
 from schemas.detection import Detection, DetectionState
-from schemas.registry import Registry
+from schemas.registry import RegistryLike
 
 State = dict[str, Any]
 BEIJING = timezone(timedelta(hours=8))
@@ -82,7 +82,7 @@ class AlertEngine:
     def __init__(
         self,
         config: AlertConfig | None = None,
-        registry: Registry | None = None,
+        registry: RegistryLike | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config or AlertConfig()

@@ -21,7 +21,7 @@ from alerts.adapters.sms import mask_phone
 from schemas import topics
 from schemas.alert import Alert, AlertStatus
 from schemas.delivery import DeliveryRecord
-from schemas.registry import Registry
+from schemas.registry import RegistryLike
 from schemas.wire import encode
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def sms_text(alert: Alert) -> str:
 class Notifier:
     def __init__(
         self,
-        registry: Registry | None,
+        registry: RegistryLike | None,
         adapters: dict[str, Adapter],
         metrics: NotifyMetrics,
         *,

@@ -19,7 +19,7 @@ from detectors.kernels.levels import LevelRule, LevelState, step_level
 from detectors.rules import Rules
 from schemas.common import WarningLevel
 from schemas.detection import Detection, DetectionState
-from schemas.registry import Device, Registry
+from schemas.registry import Device, RegistryLike
 from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
 
 State = dict[str, Any]
@@ -40,7 +40,7 @@ def detection_key(d: Detection) -> bytes:
 
 
 class DetectorEngine:
-    def __init__(self, rules: Rules | None = None, registry: Registry | None = None) -> None:
+    def __init__(self, rules: Rules | None = None, registry: RegistryLike | None = None) -> None:
         self.rules = rules or Rules()
         self.registry = registry
 

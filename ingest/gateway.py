@@ -20,13 +20,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.influx import InfluxSink
 from ingest.metrics import GatewayMetrics
 from ingest.sinks import RecordSink
 from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
 from schemas import topics
 from schemas.deadletter import DeadLetter
-from schemas.registry import Registry
+from schemas.registry import RegistryLike
 from schemas.topics import parse_device_topic
 from schemas.wire import encode
 
@@ -48,14 +47,13 @@ class GatewayCore:
         metrics: GatewayMetrics,
         *,
         limits: Limits = DEFAULT_LIMITS,
-        registry: Registry | None = None,
-        influx: InfluxSink | None = None,
+        registry: RegistryLike | None = None,
         max_in_flight: int = 10_000,
         dedup_window: int = 1024,
         clock: Clock = utc_now,
     ) -> None:
         self.sink, self.metrics, self.limits, self.registry = sink, metrics, limits, registry
-        self.influx, self.clock = influx, clock
+        self.clock = clock
         self.duplicates = DuplicateWindow(dedup_window)
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._in_flight = 0
@@ -114,12 +112,6 @@ class GatewayCore:
                 return
             self.metrics.produce_latency.observe(time.perf_counter() - started)
             self.metrics.messages_out.labels(topic).inc()
-            if accepted is not None and self.influx is not None:
-                try:
-                    self.influx.write(accepted.reading)
-                except Exception as exc:  # noqa: BLE001 - the time series must never stop the Kafka path
-                    self.metrics.influx_writes.labels("failed").inc()
-                    log.error("influx write rejected: %s", exc)
             ack()
 
         self.sink.send(topic, key, value, done)

@@ -2,25 +2,40 @@
 
 One measurement per family; tags device, site, area (when the registry knows the device) and the
 reading's type; the reading's numeric values as fields. Seismic packets are stored as one point
-per packet (peak and RMS), not one point per sample.
+per packet (peak and RMS), not one point per sample. The sink reads from Kafka, not from the
+gateway, so the time series never slows or endangers the alerting path.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from influxdb_client import InfluxDBClient, Point, WritePrecision
-from influxdb_client.client.write_api import WriteOptions
+from influxdb_client.client.write_api import SYNCHRONOUS
+from pydantic import ValidationError
 
 from ingest.metrics import GatewayMetrics
-from schemas.registry import Registry
-from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
+from schemas.registry import RegistryLike
+from schemas.telemetry import (
+    TELEMETRY_ADAPTER,
+    FireDetection,
+    GasReading,
+    RainIncrement,
+    SeismicPacket,
+    Telemetry,
+    WaterLevel,
+)
+from schemas.topics import TELEMETRY_TOPICS
 
 log = logging.getLogger(__name__)
 
 
-def to_point(reading: Telemetry, registry: Registry | None = None) -> Point:
+def to_point(reading: Telemetry, registry: RegistryLike | None = None) -> Point:
     p = Point(reading.family.value).tag("device", reading.device_id).tag("site", reading.site)
     p = p.tag("type", reading.type).time(reading.ts, WritePrecision.MS)
     dev = registry.get(reading.device_id) if registry else None
@@ -45,47 +60,115 @@ def to_point(reading: Telemetry, registry: Registry | None = None) -> Point:
     return p
 
 
-class InfluxSink:
-    """Batched, retried writes; outcomes counted in the gateway metrics."""
+class InfluxWriter(Protocol):
+    def write(self, points: list[Point]) -> None: ...
+
+
+class InfluxHttpWriter:
+    """Synchronous batch writes through influxdb-client's v2 API; raises on failure."""
+
+    def __init__(self, url: str, token: str, org: str, bucket: str, timeout_ms: int = 10_000) -> None:
+        self._bucket, self._org = bucket, org
+        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=timeout_ms)
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def write(self, points: list[Point]) -> None:
+        self._api.write(bucket=self._bucket, org=self._org, record=points)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class InfluxKafkaSink:
+    """Telemetry from Kafka into InfluxDB, resuming from Kafka offsets instead of spooling to disk.
+
+    Why this design: Kafka already holds every accepted reading durably, so the sink is just another
+    consumer group (``tocsin-influx``) that commits its offsets only after InfluxDB accepted the batch.
+    An InfluxDB outage therefore never touches the MQTT -> Kafka path and loses nothing: the sink
+    pauses its partitions, retries the same batch with capped exponential backoff, and catches up
+    when InfluxDB returns (as far back as the topics' retention). A crash between write and commit
+    replays a batch; InfluxDB overwrites a point with the same measurement, tags and timestamp, so
+    the replay is harmless.
+    """
 
     def __init__(
         self,
-        url: str,
-        token: str,
-        org: str,
-        bucket: str,
+        consumer: Any,
+        writer: InfluxWriter,
         metrics: GatewayMetrics,
-        registry: Registry | None = None,
+        registry: RegistryLike | None = None,
+        *,
+        max_backoff_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._bucket, self._org, self._metrics, self._registry = bucket, org, metrics, registry
-        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=10_000)
-        self._write = self._client.write_api(
-            write_options=WriteOptions(
-                batch_size=2_000,
-                flush_interval=1_000,
-                retry_interval=1_000,
-                max_retries=5,
-                max_retry_delay=30_000,
-            ),
-            success_callback=self._ok,
-            error_callback=self._failed,
-            retry_callback=self._retry,
+        self.consumer, self.writer, self.metrics, self.registry = consumer, writer, metrics, registry
+        self.max_backoff_s, self.sleep = max_backoff_s, sleep
+        self.written = 0
+
+    @classmethod
+    def connect(
+        cls,
+        bootstrap: str,
+        writer: InfluxWriter,
+        metrics: GatewayMetrics,
+        registry: RegistryLike | None = None,
+        group_id: str = "tocsin-influx",
+    ) -> InfluxKafkaSink:
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(
+            *TELEMETRY_TOPICS,
+            bootstrap_servers=bootstrap.split(","),
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=5_000,
+            client_id=f"{group_id}-sink",
         )
+        return cls(consumer, writer, metrics, registry)
 
-    def _ok(self, _conf: object, data: str) -> None:
-        self._metrics.influx_writes.labels("ok").inc(data.count("\n") + 1)
+    def points(self, values: list[bytes]) -> list[Point]:
+        out = []
+        for v in values:
+            try:
+                out.append(to_point(TELEMETRY_ADAPTER.validate_json(v), self.registry))
+            except ValidationError:
+                self.metrics.influx_writes.labels("undecodable").inc()
+        return out
 
-    def _failed(self, _conf: object, data: str, exc: Exception) -> None:
-        self._metrics.influx_writes.labels("failed").inc(data.count("\n") + 1)
-        log.error("influxdb write failed after retries: %s", exc)
+    def step(self, stop: threading.Event, poll_timeout_ms: int = 500) -> int:
+        """One poll-write-commit cycle; returns the number of points written."""
+        batch = self.consumer.poll(timeout_ms=poll_timeout_ms)
+        values = [rec.value for recs in batch.values() for rec in recs]
+        if not values:
+            return 0
+        points = self.points(values)
+        backoff = 0.5
+        while points:
+            try:
+                self.writer.write(points)
+                break
+            except Exception as exc:  # noqa: BLE001 - any failure: keep the batch, retry, lose nothing
+                self.metrics.influx_writes.labels("retried").inc(len(points))
+                log.warning("influxdb write failed (%s); retrying in %.1f s, Kafka keeps the data", exc, backoff)
+                paused = self.consumer.assignment()
+                self.consumer.pause(*paused)
+                self.sleep(backoff)
+                self.consumer.poll(timeout_ms=0)  # keep the group membership alive while paused
+                self.consumer.resume(*paused)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                if stop.is_set():
+                    return 0  # uncommitted: the next run replays this batch
+        self.consumer.commit()
+        self.metrics.influx_writes.labels("ok").inc(len(points))
+        self.written += len(points)
+        return len(points)
 
-    def _retry(self, _conf: object, _data: str, exc: Exception) -> None:
-        self._metrics.influx_writes.labels("retried").inc()
-        log.warning("influxdb write retrying: %s", exc)
-
-    def write(self, reading: Telemetry) -> None:
-        self._write.write(bucket=self._bucket, org=self._org, record=to_point(reading, self._registry))
-
-    def close(self) -> None:
-        self._write.close()  # flushes the pending batch
-        self._client.close()
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.step(stop)
+            except Exception:  # noqa: BLE001 - Kafka hiccups: the consumer reconnects; never die
+                log.exception("influx sink cycle failed")
+                self.sleep(1.0)
+        self.consumer.close()

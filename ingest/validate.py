@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from schemas.deadletter import DeadLetter, Reason
-from schemas.registry import Registry
+from schemas.registry import RegistryLike
 from schemas.status import DeviceStatus
 from schemas.telemetry import TELEMETRY_ADAPTER, Telemetry, family_of
 from schemas.topics import DeviceTopic, kafka_telemetry, parse_device_topic
@@ -87,7 +87,7 @@ def validate_telemetry(
     received_at: datetime,
     *,
     limits: Limits = DEFAULT_LIMITS,
-    registry: Registry | None = None,
+    registry: RegistryLike | None = None,
     duplicates: DuplicateWindow | None = None,
 ) -> Accepted | DeadLetter:
     def dead(reason: Reason, message: str, field: str | None = None) -> DeadLetter:

@@ -6,7 +6,11 @@ The gateway, the detectors and the alerts read the same file (YAML or JSON).
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from pydantic import Field, PrivateAttr
 
@@ -68,3 +72,84 @@ def load_registry(path: str | Path) -> Registry:
         return Registry.model_validate(data)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file name
         raise ValueError(f"device registry {p}: {exc}") from exc
+
+
+class RegistryLike(Protocol):
+    """What readers of the registry use: a loaded Registry or a RegistryWatcher."""
+
+    @property
+    def devices(self) -> list[Device]: ...
+
+    @property
+    def sms_recipients(self) -> dict[str, list[str]]: ...
+
+    def get(self, device_id: str) -> Device | None: ...
+
+
+class RegistryWatcher:
+    """A registry file that reloads itself when it changes, without a restart.
+
+    The file's modification time is checked at most every ``check_interval_s``; ``reload()``
+    forces a check (the gateway calls it on SIGHUP). A file that fails to load leaves the previous
+    registry in force and is reported through ``on_error``, so a typo never empties the registry.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        check_interval_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._interval, self._monotonic, self._on_error = check_interval_s, monotonic, on_error
+        self._lock = threading.Lock()
+        self._current = load_registry(self.path)  # the first load must succeed
+        self._mtime = self._stat()
+        self._checked = monotonic()
+        self.reloads = 0
+
+    def _stat(self) -> float:
+        try:
+            return self.path.stat().st_mtime_ns / 1e9
+        except OSError:
+            return -1.0
+
+    def reload(self) -> bool:
+        """Load the file now; True when a new registry took effect."""
+        with self._lock:
+            self._checked = self._monotonic()
+            self._mtime = self._stat()
+            try:
+                self._current = load_registry(self.path)
+            except ValueError as exc:
+                if self._on_error:
+                    self._on_error(exc)
+                return False
+            self.reloads += 1
+            return True
+
+    def current(self) -> Registry:
+        now = self._monotonic()
+        if now - self._checked >= self._interval:
+            self._checked = now
+            if self._stat() != self._mtime:
+                self.reload()
+        return self._current
+
+    @property
+    def devices(self) -> list[Device]:
+        return self.current().devices
+
+    @property
+    def sms_recipients(self) -> dict[str, list[str]]:
+        return self.current().sms_recipients
+
+    def get(self, device_id: str) -> Device | None:
+        return self.current().get(device_id)
+
+
+def open_registry(path: str | Path | None, **kwargs: Any) -> RegistryWatcher | None:
+    """The reloadable registry of a process, or None when no file is configured."""
+    return RegistryWatcher(path, **kwargs) if path else None

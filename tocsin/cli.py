@@ -107,33 +107,34 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from ingest.gateway import GatewayCore, MqttGateway
-    from ingest.influx import InfluxSink
+    from ingest.influx import InfluxHttpWriter, InfluxKafkaSink
     from ingest.metrics import GatewayMetrics
     from ingest.sinks import KafkaSink, ensure_topics
     from ingest.validate import Limits
     from schemas import topics
-    from schemas.registry import load_registry
+    from schemas.registry import open_registry
 
     s = Settings()
     _logging(s.log_level)
-    registry = load_registry(s.registry_file) if s.registry_file else None
+    log = logging.getLogger("tocsin.gateway")
+    registry = open_registry(s.registry_file, on_error=lambda e: log.error("registry not reloaded: %s", e))
     reg = CollectorRegistry()
     metrics = GatewayMetrics(reg)
     if s.metrics_port:
         start_http_server(s.metrics_port, addr="127.0.0.1", registry=reg)
     ensure_topics(s.kafka_bootstrap, topics.ALL_KAFKA_TOPICS, s.kafka_partitions)
-    influx = (
-        InfluxSink(s.influx_url, s.influx_token.get_secret_value(), s.influx_org, s.influx_bucket, metrics, registry)
-        if s.influx_url
-        else None
-    )
-    sink = KafkaSink(s.kafka_bootstrap, client_id=s.mqtt_client_id)
+    stop = threading.Event()
+    sink_thread = None
+    if s.influx_url:
+        writer = InfluxHttpWriter(s.influx_url, s.influx_token.get_secret_value(), s.influx_org, s.influx_bucket)
+        influx = InfluxKafkaSink.connect(s.kafka_bootstrap, writer, metrics, registry)
+        sink_thread = threading.Thread(target=influx.run, args=(stop,), name="influx-sink", daemon=True)
+    kafka = KafkaSink(s.kafka_bootstrap, client_id=s.mqtt_client_id)
     core = GatewayCore(
-        sink,
+        kafka,
         metrics,
         limits=Limits(s.max_payload_bytes, s.max_future_skew_s, s.max_age_s),
         registry=registry,
-        influx=influx,
         max_in_flight=s.kafka_max_in_flight,
         dedup_window=s.dedup_window,
     )
@@ -147,19 +148,20 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         share_group=s.mqtt_share_group,
         session_expiry_s=s.mqtt_session_expiry_s,
     )
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if registry is not None:
+        signal.signal(signal.SIGHUP, lambda *_: log.info("registry reloaded: %s", registry.reload()))
     gw.start()
-    logging.getLogger("tocsin.gateway").info(
-        "gateway started: mqtt %s:%s -> kafka %s", s.mqtt_host, s.mqtt_port, s.kafka_bootstrap
-    )
+    if sink_thread:
+        sink_thread.start()
+    log.info("gateway started: mqtt %s:%s -> kafka %s", s.mqtt_host, s.mqtt_port, s.kafka_bootstrap)
     stop.wait()
     drained = gw.stop(30.0)
-    sink.close()
-    if influx:
-        influx.close()
-    logging.getLogger("tocsin.gateway").info("gateway stopped (drained=%s)", drained)
+    kafka.close()
+    if sink_thread:
+        sink_thread.join(15)
+    log.info("gateway stopped (drained=%s)", drained)
     return 0 if drained else 1
 
 

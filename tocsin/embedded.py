@@ -37,7 +37,7 @@ from ingest.metrics import GatewayMetrics
 from schemas import topics
 from schemas.alert import Alert
 from schemas.deadletter import DeadLetter
-from schemas.registry import Registry
+from schemas.registry import RegistryLike
 from schemas.wire import encode
 from simulators.demo import Message
 from tocsin.bus import MemoryBus, MemorySink
@@ -84,7 +84,7 @@ class EmbeddedPipeline:
 
     def __init__(
         self,
-        registry: Registry | None,
+        registry: RegistryLike | None,
         rules: Rules | None = None,
         *,
         mqtt_port: int = 1883,

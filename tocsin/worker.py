@@ -29,7 +29,7 @@ from detectors.service import DetectorMetrics, DetectorStage
 from schemas import topics
 from schemas.alert import Alert
 from schemas.common import Family
-from schemas.registry import Registry, load_registry
+from schemas.registry import open_registry
 from schemas.wire import encode
 from tocsin.settings import Settings
 
@@ -41,7 +41,7 @@ def _raw_topic(app: faust.App, name: str) -> Any:
 
 
 def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust.App:
-    registry: Registry | None = load_registry(settings.registry_file) if settings.registry_file else None
+    registry = open_registry(settings.registry_file)
     rules = load_rules(settings.rules_file)
     app = faust.App(
         settings.worker_id,
