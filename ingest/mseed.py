@@ -417,14 +417,14 @@ def _decode_steim(body: bytes, level: int, order: str, nsamples: int) -> npt.NDA
                 diffs[sel, :count] = _fields(words[sel] & 0x3FFFFFFF, bits, count)
 
     total = np.cumsum(counts)
+    # A word with an undefined layout is an error unless nsamples were complete before it (padding).
+    bad_words = np.flatnonzero(invalid)
+    if bad_words.size and int(total[bad_words[0]]) < nsamples:
+        bad = int(bad_words[0])
+        raise MseedError(f"{name} frame {bad // 16} word {bad % 16} has an invalid sub-nibble (undefined layout)")
     available = int(total[-1])
     if available < nsamples:
         raise MseedError(f"sample count mismatch: header says {nsamples} samples, the {name} frames hold {available}")
-    # Only the words up to the one that completes nsamples matter; later words are padding.
-    last_word = int(np.searchsorted(total, nsamples))
-    if invalid[: last_word + 1].any():
-        bad = int(np.flatnonzero(invalid[: last_word + 1])[0])
-        raise MseedError(f"{name} frame {bad // 16} word {bad % 16} has an invalid sub-nibble")
     flat = diffs[np.arange(_MAX_PER_WORD)[None, :] < counts[:, None]][:nsamples]
 
     # The first difference is relative to the previous record's last sample: X0 replaces it.
