@@ -342,11 +342,13 @@ def _decode_fixed(body: bytes, enc: int, order: str, nsamples: int) -> npt.NDArr
             f"sample count mismatch: {nsamples} {ENCODINGS[enc]} samples need {need} bytes, "
             f"the data section has {len(body)}"
         )
-    values = np.frombuffer(body, dtype=dtype, count=nsamples).astype(np.float64)
-    if enc in (4, 5) and not np.all(np.isfinite(values)):
-        bad = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise MseedError(f"{ENCODINGS[enc]} sample {bad} is not finite ({values[bad]})")
-    return values
+    values = np.frombuffer(body, dtype=dtype, count=nsamples)
+    if enc in (4, 5):
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = int(np.flatnonzero(~finite)[0])
+            raise MseedError(f"{ENCODINGS[enc]} sample {bad} is not finite ({float(values[bad])})")
+    return values.astype(np.float64)
 
 
 # Steim2 sub-layouts: (nibble, dnib) -> (bits per difference, count); first difference in the high bits.

@@ -22,6 +22,9 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 NAMES = sorted(p.stem for p in GOLDEN.glob("*.mseed"))
 INT_ENCODINGS = {"INT16", "INT32", "STEIM1", "STEIM2"}
 
+# A numpy RuntimeWarning (overflow, invalid cast) from the decoder is a bug, not noise.
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
 
 def raw(name: str) -> bytes:
     return (GOLDEN / f"{name}.mseed").read_bytes()

@@ -1,0 +1,69 @@
+"""`tocsin backtest` runs the live detector code over recorded series."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from detectors.backtest import BacktestError, run
+from tocsin.cli import main
+
+T0 = datetime(2026, 7, 1, tzinfo=UTC)
+
+
+def _csv(path: Path, values: list[float], step_min: int = 5) -> Path:
+    lines = ["timestamp,value"] + [
+        f"{(T0 + timedelta(minutes=step_min * k)).isoformat()},{v}" for k, v in enumerate(values)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_rainfall_csv_opens_blue_then_orange(tmp_path: Path) -> None:
+    # 0.2 mm per 5 min, then 8 mm per 5 min from row 10: the 1-h sum first reaches 35 mm at row 14
+    # (0.2*7 + 8*5 = 41.4 mm over the 12 reports of the last hour), the 3-h sum 50 mm at row 15
+    # (all 16 reports so far: 0.2*10 + 8*6).
+    path = _csv(tmp_path / "rain.csv", [8.0 if 10 <= k < 20 else 0.2 for k in range(48)])
+    out = list(run("rainfall", path, {}))
+    assert [(d["state"], d["level"]) for d in out][:2] == [("open", "blue"), ("update", "orange")]
+    assert out[0]["ts"].startswith((T0 + timedelta(minutes=5 * 14)).isoformat()[:19])
+    assert out[0]["value"] == pytest.approx(41.4)
+    assert out[1]["ts"].startswith((T0 + timedelta(minutes=5 * 15)).isoformat()[:19])
+    assert out[1]["value"] == pytest.approx(50.0)
+
+
+def test_water_level_thresholds_from_params(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "level.csv", [10.0, 11.0, 11.8, 12.2, 13.6, 12.5, 11.0])
+    params = {"warning_level_m": "12", "guaranteed_level_m": "13.5", "record_level_m": "15"}
+    out = [(d["state"], d["level"]) for d in run("water_level", path, params)]
+    assert out == [
+        ("open", "blue"),
+        ("update", "yellow"),
+        ("update", "orange"),
+        ("update", "yellow"),
+        ("clear", "yellow"),
+    ]
+
+
+def test_generic_threshold_with_hysteresis(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "x.csv", [1, 6, 5.5, 4.6, 4.4, 8, 1])
+    out = [(d["state"], d["level"], d["value"]) for d in run("threshold", path, {"yellow": "5", "orange": "7.5"})]
+    # clears below 0.9 x 5 = 4.5, not at 5
+    assert out == [("open", "yellow", 6.0), ("clear", "yellow", 4.4), ("open", "orange", 8.0), ("clear", "orange", 1.0)]
+
+
+def test_cli_writes_jsonl_and_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _csv(tmp_path / "rain.csv", [8.0] * 12)
+    out = tmp_path / "out.jsonl"
+    assert main(["backtest", "--detector", "rainfall", "--input", str(path), "--out", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert records and all(r["type"] == "detection" for r in records)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,what\n1,2\n", encoding="utf-8")
+    assert main(["backtest", "--detector", "rainfall", "--input", str(bad)]) == 2
+    assert "needs timestamp and value" in capsys.readouterr().err
+    with pytest.raises(BacktestError):
+        list(run("nope", path, {}))
