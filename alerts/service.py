@@ -35,7 +35,8 @@ class AlertStage:
     def __init__(self, engine: AlertEngine, metrics: AlertMetrics) -> None:
         self.engine, self.metrics = engine, metrics
 
-    def handle(self, value: bytes, store: MutableMapping[str, Any]) -> list[Alert]:
+    def handle(self, value: bytes, store: MutableMapping[str, Any], offset: int | None = None) -> list[Alert]:
+        """``offset``: the detection's Kafka offset; replays already in the state are skipped."""
         try:
             detection = Detection.model_validate_json(value)
         except ValidationError as exc:
@@ -43,7 +44,13 @@ class AlertStage:
             log.error("undecodable detection skipped: %s", exc.errors(include_url=False)[:1])
             return []
         key = self.engine.fingerprint(detection)
-        state, alerts = self.engine.process(detection, store.get(key))
+        previous = store.get(key)
+        if offset is not None and previous is not None and previous.get("offset", -1) >= offset:
+            self.metrics.replayed.inc()
+            return []
+        state, alerts = self.engine.process(detection, previous)
+        if offset is not None:
+            state["offset"] = offset
         store[key] = state
         for a in alerts:
             self.metrics.alerts.labels(a.hazard.value, a.level.value, a.msg_type.value).inc()

@@ -29,6 +29,9 @@ class DetectorMetrics:
         self.undecodable = Counter(
             "tocsin_detector_undecodable_total", "records that failed to decode", registry=registry
         )
+        self.replayed = Counter(
+            "tocsin_detector_replayed_total", "redelivered records already in the state, skipped", registry=registry
+        )
         self.detections = Counter(
             "tocsin_detections_total", "detection transitions", ["family", "kind", "state"], registry=registry
         )
@@ -38,15 +41,24 @@ class DetectorStage:
     def __init__(self, engine: DetectorEngine, metrics: DetectorMetrics) -> None:
         self.engine, self.metrics = engine, metrics
 
-    def handle(self, value: bytes, store: MutableMapping[str, Any]) -> list[Detection]:
+    def handle(self, value: bytes, store: MutableMapping[str, Any], offset: int | None = None) -> list[Detection]:
+        """``offset``: the record's Kafka offset. After a crash, Kafka may redeliver records whose
+        effect is already in the (changelogged) state; the state remembers the last offset it
+        includes, and such replays are skipped, so a restart neither re-opens nor re-clears."""
         try:
             reading = TELEMETRY_ADAPTER.validate_json(value)
         except ValidationError as exc:
             self.metrics.undecodable.inc()
             log.error("undecodable telemetry record skipped: %s", exc.errors(include_url=False)[:1])
             return []
+        previous = store.get(reading.device_id)
+        if offset is not None and previous is not None and previous.get("offset", -1) >= offset:
+            self.metrics.replayed.inc()
+            return []
         self.metrics.readings.labels(reading.family.value).inc()
-        state, detections = self.engine.process(reading, store.get(reading.device_id))
+        state, detections = self.engine.process(reading, previous)
+        if offset is not None:
+            state["offset"] = offset
         store[reading.device_id] = state
         for d in detections:
             self.metrics.detections.labels(d.family.value, d.kind, d.state.value).inc()

@@ -10,9 +10,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
+from ingest.mseed import MseedError, decode_mseed, looks_like_mseed, to_packet_fields
+from schemas.common import Family
 from schemas.deadletter import DeadLetter, Reason
 from schemas.registry import RegistryLike
 from schemas.status import DeviceStatus
@@ -73,6 +76,34 @@ class DuplicateWindow:
             seqs.pop(seq, None)
 
 
+def mseed_packet(payload: bytes) -> dict[str, Any]:
+    """The SeismicPacket fields of a binary miniSEED payload (one or more records of one channel).
+
+    Consecutive records are merged into one packet when they continue each other (same channel and
+    rate, each starting where the previous one ended, within half a sample); otherwise MseedError.
+    The first record's sequence number becomes ``seq`` (duplicate detection).
+    """
+    records = decode_mseed(payload)
+    if not records:
+        raise MseedError("no records")
+    first = records[0]
+    samples: list[float] = []
+    expected = first.start
+    for rec in records:
+        if rec.channel != first.channel or rec.sample_rate_hz != first.sample_rate_hz:
+            raise MseedError("records of different channels or rates in one payload")
+        if rec.sample_rate_hz > 0 and abs((rec.start - expected).total_seconds()) > 0.5 / rec.sample_rate_hz:
+            raise MseedError(f"gap or overlap between records at {rec.start.isoformat()}")
+        samples.extend(float(x) for x in rec.samples)
+        if rec.sample_rate_hz > 0:
+            expected = rec.start + timedelta(seconds=rec.num_samples / rec.sample_rate_hz)
+    fields = to_packet_fields(first)
+    fields["samples"] = samples
+    if first.sequence_number is not None:
+        fields["seq"] = first.sequence_number
+    return fields
+
+
 def _reject_constant(name: str) -> float:
     raise _NonFinite(name)
 
@@ -100,14 +131,21 @@ def validate_telemetry(
     where = parse_device_topic(topic)
     if where is None or where.leaf != "telemetry":
         return dead(Reason.BAD_TOPIC, "topic is not tocsin/v1/<family>/<site>/<device_id>/telemetry")
-    try:
-        obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except _NonFinite as exc:
-        return dead(Reason.NON_FINITE, f"{exc} is not a finite number")
-    except (UnicodeDecodeError, ValueError) as exc:
-        return dead(Reason.UNDECODABLE, f"payload is not UTF-8 JSON: {exc}")
-    except RecursionError:  # e.g. b"[" * 100_000, well under the size limit
-        return dead(Reason.UNDECODABLE, "payload JSON is nested too deeply")
+    if where.family is Family.SEISMIC and looks_like_mseed(payload):
+        try:
+            obj = mseed_packet(payload)
+        except MseedError as exc:
+            return dead(Reason.UNDECODABLE, f"miniSEED: {exc}")
+        obj |= {"device_id": where.device_id, "site": where.site}
+    else:
+        try:
+            obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        except _NonFinite as exc:
+            return dead(Reason.NON_FINITE, f"{exc} is not a finite number")
+        except (UnicodeDecodeError, ValueError) as exc:
+            return dead(Reason.UNDECODABLE, f"payload is not UTF-8 JSON: {exc}")
+        except RecursionError:  # e.g. b"[" * 100_000, well under the size limit
+            return dead(Reason.UNDECODABLE, "payload JSON is nested too deeply")
     if not isinstance(obj, dict):
         return dead(Reason.SCHEMA, f"payload must be a JSON object, got {type(obj).__name__}")
     type_name = obj.get("type")

@@ -355,7 +355,12 @@ def test_bad_sequence_number(seq: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("code", "message"),
-    [(0, r"unsupported data encoding 0 \(ASCII\)"), (2, r"INT24"), (19, "STEIM3"), (99, "unsupported data encoding 99")],
+    [
+        (0, r"unsupported data encoding 0 \(ASCII\)"),
+        (2, r"INT24"),
+        (19, "STEIM3"),
+        (99, "unsupported data encoding 99"),
+    ],
 )
 def test_unknown_encoding_in_blockette_1000(code: int, message: str) -> None:
     for name, order in [("steim2_be_100hz", ">"), ("int32_le_100hz", "<")]:

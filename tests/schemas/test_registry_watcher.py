@@ -10,9 +10,7 @@ from schemas.registry import Area, Device, Registry, RegistryWatcher
 
 def _write(path: Path, ids: list[str], mtime_ns: int) -> None:
     reg = Registry(
-        devices=[
-            Device(device_id=i, family="hydro", site="s", lat=30, lon=120, area=Area(code="330110")) for i in ids
-        ]
+        devices=[Device(device_id=i, family="hydro", site="s", lat=30, lon=120, area=Area(code="330110")) for i in ids]
     )
     path.write_text(reg.model_dump_json(), encoding="utf-8")
     os.utime(path, ns=(mtime_ns, mtime_ns))
