@@ -35,8 +35,10 @@ class AlertStage:
     def __init__(self, engine: AlertEngine, metrics: AlertMetrics) -> None:
         self.engine, self.metrics = engine, metrics
 
-    def handle(self, value: bytes, store: MutableMapping[str, Any], offset: int | None = None) -> list[Alert]:
-        """``offset``: the detection's Kafka offset; replays already in the state are skipped."""
+    def handle(
+        self, value: bytes, store: MutableMapping[str, Any], position: tuple[int, int] | None = None
+    ) -> list[Alert]:
+        """``position``: the detection's Kafka (partition, offset); replays already in the state are skipped."""
         try:
             detection = Detection.model_validate_json(value)
         except ValidationError as exc:
@@ -45,13 +47,18 @@ class AlertStage:
             return []
         key = self.engine.fingerprint(detection)
         previous = store.get(key)
-        if offset is not None and previous is not None and previous.get("offset", -1) >= offset:
+        if position is not None and previous is not None and _replayed(previous.get("position"), position):
             self.metrics.replayed.inc()
             return []
         state, alerts = self.engine.process(detection, previous)
-        if offset is not None:
-            state["offset"] = offset
+        if position is not None:
+            state["position"] = list(position)
         store[key] = state
         for a in alerts:
             self.metrics.alerts.labels(a.hazard.value, a.level.value, a.msg_type.value).inc()
         return alerts
+
+
+def _replayed(stored: list[int] | None, position: tuple[int, int]) -> bool:
+    """True when (partition, offset) is at or before what the state already includes."""
+    return stored is not None and stored[0] == position[0] and stored[1] >= position[1]

@@ -41,10 +41,13 @@ class DetectorStage:
     def __init__(self, engine: DetectorEngine, metrics: DetectorMetrics) -> None:
         self.engine, self.metrics = engine, metrics
 
-    def handle(self, value: bytes, store: MutableMapping[str, Any], offset: int | None = None) -> list[Detection]:
-        """``offset``: the record's Kafka offset. After a crash, Kafka may redeliver records whose
-        effect is already in the (changelogged) state; the state remembers the last offset it
-        includes, and such replays are skipped, so a restart neither re-opens nor re-clears."""
+    def handle(
+        self, value: bytes, store: MutableMapping[str, Any], position: tuple[int, int] | None = None
+    ) -> list[Detection]:
+        """``position``: the record's Kafka (partition, offset). After a crash, Kafka may redeliver
+        records whose effect is already in the (changelogged) state; the state remembers the last
+        position it includes, and such replays are skipped, so a restart neither re-opens nor
+        re-clears. A device's records stay in one partition (keyed by device id)."""
         try:
             reading = TELEMETRY_ADAPTER.validate_json(value)
         except ValidationError as exc:
@@ -52,14 +55,19 @@ class DetectorStage:
             log.error("undecodable telemetry record skipped: %s", exc.errors(include_url=False)[:1])
             return []
         previous = store.get(reading.device_id)
-        if offset is not None and previous is not None and previous.get("offset", -1) >= offset:
+        if position is not None and previous is not None and _replayed(previous.get("position"), position):
             self.metrics.replayed.inc()
             return []
         self.metrics.readings.labels(reading.family.value).inc()
         state, detections = self.engine.process(reading, previous)
-        if offset is not None:
-            state["offset"] = offset
+        if position is not None:
+            state["position"] = list(position)
         store[reading.device_id] = state
         for d in detections:
             self.metrics.detections.labels(d.family.value, d.kind, d.state.value).inc()
         return detections
+
+
+def _replayed(stored: list[int] | None, position: tuple[int, int]) -> bool:
+    """True when (partition, offset) is at or before what the state already includes."""
+    return stored is not None and stored[0] == position[0] and stored[1] >= position[1]

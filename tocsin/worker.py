@@ -71,7 +71,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
 
         async def detect(stream: Any, table: Any = table) -> None:
             async for event in stream.events():
-                for d in det_stage.handle(event.value, table, event.message.offset):
+                for d in det_stage.handle(event.value, table, (event.message.partition, event.message.offset)):
                     await detections.send(key=detection_key(d), value=encode(d))
 
         app.agent(source, name=f"detect-{family.value}")(detect)
@@ -81,7 +81,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     @app.agent(detections, name="confirm")
     async def confirm(stream: Any) -> None:
         async for event in stream.events():
-            for a in alert_stage.handle(event.value, lifecycle, event.message.offset):
+            for a in alert_stage.handle(event.value, lifecycle, (event.message.partition, event.message.offset)):
                 log.warning("ALERT %s %s %s: %s", a.msg_type.value, a.level.value, a.identifier, a.headline)
                 await alerts.send(key=a.fingerprint.encode(), value=encode(a))
 

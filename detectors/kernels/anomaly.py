@@ -23,10 +23,11 @@ one-step-ahead prediction error, so a spike cannot hide itself):
   mean absolute deviation of a Gaussian is ``sigma * sqrt(2/pi)``, so this estimates sigma);
   the scale used is ``max(scale, min_scale)``.
 * **z** ``= |r| / max(scale, min_scale)``; **score** ``= 1 - exp(-max(0, z - z0) / k)``, in [0, 1):
-  0 up to ``z0`` sigma, 0.5 at ``z0 + k ln 2`` (3.19 sigma with the defaults), 0.9 at
-  ``z0 + k ln 10`` (4.80), 0.99 at 7.1. An exponential ramp rather than a logistic so that the
-  score is exactly 0 for ordinary noise and the parameters read as "sigmas". For Gaussian noise
-  about 0.15 % of samples score >= 0.5 and 2e-6 score >= 0.9.
+  0 up to ``z0`` sigma, 0.5 at ``z0 + k ln 2`` (3.35 sigma with the defaults), 0.9 at
+  ``z0 + k ln 10`` (4.15), 0.99 at 5.3: a soft threshold between 3 and 5 sigma. An exponential ramp
+  rather than a logistic so that the score is exactly 0 for ordinary noise and the parameters read
+  as "sigmas". For Gaussian noise about 0.1 % of samples score >= 0.5 and 3e-5 score >= 0.9; an
+  8-sigma spike scores > 0.9 unless the noise on that sample takes back more than ~3 sigma.
 * **Robust updates (Huber)**: the residual is clipped to ``+-huber_c * max(scale, min_scale)``
   and the *cleaned* value ``xc = baseline + clip(r)`` feeds the profile and both levels; the scale
   absorbs ``|r|`` clipped the same way. One spike therefore moves the baseline by at most
@@ -77,8 +78,8 @@ class AnomalyParams:
     adapt_s: float = 10800.0  # a ~6-sigma level shift stops scoring >= 0.5 after about this (level tau = adapt_s/3)
     scale_tau_s: float = 14400.0  # time constant of the robust scale
     huber_c: float = 3.0  # residuals are clipped to +- huber_c * scale in all updates
-    z0: float = 2.5  # score is 0 up to z0 sigma
-    k: float = 1.0  # then rises as 1 - exp(-(z - z0) / k)
+    z0: float = 3.0  # score is 0 up to z0 sigma
+    k: float = 0.5  # then rises as 1 - exp(-(z - z0) / k)
     min_scale: float = 1e-6  # floor of the scale, in the channel's unit (set it to the resolution)
     warmup_n: int = 30  # samples before the first non-zero score
     max_dt_s: float = 1800.0  # cap on the time step used for the EWMA weights
@@ -140,7 +141,7 @@ class AnomalyPoint(NamedTuple):
     scale: float  # the scale used, i.e. max(scale, min_scale)
 
 
-def anomaly_score(z: float, z0: float = 2.5, k: float = 1.0) -> float:
+def anomaly_score(z: float, z0: float = 3.0, k: float = 0.5) -> float:
     """``1 - exp(-max(0, z - z0) / k)``."""
     return 1.0 - math.exp(-max(0.0, z - z0) / k)
 

@@ -39,9 +39,10 @@ def _daily(seed: int, n: int = N_WEEK, amplitude: float = 3.0, sigma: float = 1.
 
 def test_score_function() -> None:
     assert anomaly_score(0.0) == 0.0
-    assert anomaly_score(2.5) == 0.0
-    assert anomaly_score(2.5 + math.log(2.0)) == pytest.approx(0.5)
-    assert anomaly_score(2.5 + math.log(10.0)) == pytest.approx(0.9)
+    assert anomaly_score(3.0) == 0.0
+    assert anomaly_score(3.0 + 0.5 * math.log(2.0)) == pytest.approx(0.5)
+    assert anomaly_score(3.0 + 0.5 * math.log(10.0)) == pytest.approx(0.9)
+    assert anomaly_score(4.0) == pytest.approx(1.0 - math.exp(-2.0))
     assert anomaly_score(6.0, z0=3.0, k=1.5) == pytest.approx(1.0 - math.exp(-2.0))
     assert MAD_TO_SIGMA == pytest.approx(1.2533141373155001)
 
@@ -52,7 +53,7 @@ def test_golden_constant_then_outlier() -> None:
     Samples 1-4: raw_level = 10, the scale stays 0 (all residuals 0), bin 0 becomes ready after its
     third sample, so sample 4 starts the de-seasonalised level at 10 - 10 = 0.
     Sample 5 (10.1): baseline = season 10 + level 0 = 10, r = 0.1, scale = min_scale = 0.01,
-    z = 10, score = 1 - exp(-(10 - 2.5)) = 1 - exp(-7.5). The residual is clipped to 3 * 0.01, so
+    z = 10, score = 1 - exp(-(10 - 3) / 0.5) = 1 - exp(-14). The residual is clipped to 3 * 0.01, so
     xc = 10.03; raw_level += max(alpha, 1/5) * 0.03 = 0.006; the scale was still 0 so it takes the
     unclipped |r| with weight 1 (the zero residuals before did not count): scale = 1.2533 * 0.1;
     level = 1/2 * 0.03; bin 0 += 1/5 * 0.03.
@@ -69,8 +70,8 @@ def test_golden_constant_then_outlier() -> None:
     assert pt.baseline == 10.0
     assert pt.scale == 0.01
     assert pt.z == pytest.approx(10.0, rel=1e-12)
-    assert pt.score == pytest.approx(1.0 - math.exp(-7.5), rel=1e-12)
-    assert pt.score == pytest.approx(0.9994469156298522, rel=1e-12)
+    assert pt.score == pytest.approx(1.0 - math.exp(-14.0), rel=1e-12)
+    assert pt.score == pytest.approx(0.9999991684712809, rel=1e-12)
     assert sc.raw_level == pytest.approx(10.006, rel=1e-12)
     assert sc.scale == pytest.approx(1.2533141373155001 * 0.1, rel=1e-9)
     assert sc.n_scale == 1

@@ -31,14 +31,16 @@ def test_replayed_offsets_neither_reopen_nor_reclear() -> None:
     values = [1.0, 12.0, 13.0, 2.0]
     issued = []
     for offset, v in enumerate(values):
-        for d in det.handle(gas(offset, v), table, offset):
-            issued += alerts.handle(encode(d), lifecycle, offset)
+        for d in det.handle(gas(offset, v), table, (0, offset)):
+            issued += alerts.handle(encode(d), lifecycle, (0, offset))
     assert [a.msg_type.value for a in issued] == ["Alert", "Cancel"]
     # A crash before the offset commit: Kafka redelivers offsets 0..3 to a worker whose tables
     # already hold their effect. Nothing is emitted again.
-    replayed = [d for offset, v in enumerate(values) for d in det.handle(gas(offset, v), table, offset)]
+    replayed = [d for offset, v in enumerate(values) for d in det.handle(gas(offset, v), table, (0, offset))]
     assert replayed == []
     assert reg.get_sample_value("tocsin_detector_replayed_total") == 4
+    # The same offset in another partition (partition count changed) is new data, not a replay.
+    assert det.handle(gas(5, 1.0), table, (1, 0)) == []
     # Without offsets (embedded mode) every record is processed.
     assert det.handle(gas(9, 1.0), table) == []
-    assert reg.get_sample_value("tocsin_detector_readings_total", {"family": "hazmat"}) == 5
+    assert reg.get_sample_value("tocsin_detector_readings_total", {"family": "hazmat"}) == 6
