@@ -95,8 +95,10 @@ class AlertEngine:
     def process(self, d: Detection, state: State | None) -> tuple[State, list[Alert]]:
         st: State = dict(state) if state else {"active": False, "revision": -1, "ids": [], "sources": {}}
         st["sources"] = dict(st["sources"])
-        if d.family is Family.SEISMIC:
+        if d.kind == "p_trigger":
             return st, self._seismic(d, st)
+        if d.level is None and d.state is not DetectionState.CLEAR:
+            return st, []  # offline, anomaly, sensor faults: operator information, not public warnings
         key = f"{d.device_id}:{d.kind}"
         if d.state is DetectionState.CLEAR:
             st["sources"].pop(key, None)

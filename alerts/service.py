@@ -29,6 +29,9 @@ class AlertMetrics:
         self.undecodable = Counter(
             "tocsin_alert_undecodable_total", "detections that failed to decode", registry=registry
         )
+        self.replayed = Counter(
+            "tocsin_alert_replayed_total", "redelivered detections already in the state, skipped", registry=registry
+        )
 
 
 class AlertStage:

@@ -63,8 +63,8 @@ def read_rows(path: Path) -> Iterator[Row | Telemetry]:
     if suffix in (".mseed", ".miniseed", ".ms"):
         from ingest.mseed import decode_mseed, to_packet_fields
 
-        for rec in decode_mseed(path.read_bytes()):
-            yield TELEMETRY_ADAPTER.validate_python({**to_packet_fields(rec), "device_id": DEVICE, "site": SITE})
+        for record in decode_mseed(path.read_bytes()):
+            yield TELEMETRY_ADAPTER.validate_python({**to_packet_fields(record), "device_id": DEVICE, "site": SITE})
         return
     with path.open(encoding="utf-8") as fh:
         if suffix == ".csv":

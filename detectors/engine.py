@@ -9,20 +9,49 @@ record per sample while a condition persists.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
+from detectors.kernels import anomaly as anomaly_k
+from detectors.kernels import deadman as deadman_k
 from detectors.kernels import fire as fire_k
 from detectors.kernels import gas as gas_k
 from detectors.kernels import rainfall as rain_k
+from detectors.kernels import rise as rise_k
 from detectors.kernels import seismic as seis_k
+from detectors.kernels import sensor_faults as sf_k
 from detectors.kernels.levels import LevelRule, LevelState, step_level
 from detectors.rules import Rules
-from schemas.common import WarningLevel
+from schemas.common import Family, WarningLevel
 from schemas.detection import Detection, DetectionState
 from schemas.registry import Device, RegistryLike
 from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
 
 State = dict[str, Any]
+
+
+class Source(Protocol):
+    """What a transition needs to know of its origin: a reading, or the deadman's clock tick."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def site(self) -> str: ...
+
+    @property
+    def family(self) -> Family: ...
+
+    @property
+    def ts(self) -> datetime: ...
+
+
+class _Source(NamedTuple):
+    device_id: str
+    site: str
+    family: Family
+    ts: datetime
+
+
 LEVELS = (WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE, WarningLevel.RED)
 
 
@@ -49,6 +78,10 @@ class DetectorEngine:
         st: State = {"k": {}, "open": {}} if not state else {"k": dict(state["k"]), "open": dict(state["open"])}
         device = self.registry.get(reading.device_id) if self.registry else None
         out: list[Detection] = []
+        seen = _epoch(reading.ts)
+        st["k"]["last_seen_s"] = max(seen, st["k"].get("last_seen_s", seen))
+        if "offline" in st["open"]:
+            out += self._transition(st, reading, device, "offline", active=False, level=None, value=0.0)
         if isinstance(reading, RainIncrement):
             out += self._rain(reading, st, device)
         elif isinstance(reading, WaterLevel):
@@ -61,11 +94,50 @@ class DetectorEngine:
             out += self._seismic(reading, st, device)
         return st, out
 
+    # ------------------------------------------------------------------ deadman
+    def tick(self, device: Device, now: datetime, state: State | None) -> tuple[State, list[Detection]]:
+        """Wall-clock check of one registered device (the deadman), run on a timer, not on data.
+
+        Offline when silent for more than ``k`` x its reporting interval, counting from its last
+        reading, or from the first check for a device that has never reported. One ``offline``
+        detection per outage; it clears when the device's next reading is processed.
+        """
+        st: State = {"k": {}, "open": {}} if not state else {"k": dict(state["k"]), "open": dict(state["open"])}
+        now_s = _epoch(now)
+        started = st["k"].setdefault("first_check_s", now_s)
+        k = self.rules.deadman_k
+        offline = bool(
+            deadman_k.offline_devices(
+                {device.device_id: device.interval_s},
+                {device.device_id: st["k"]["last_seen_s"]} if "last_seen_s" in st["k"] else {},
+                started,
+                now_s,
+                k,
+            )
+        )
+        if offline == ("offline" in st["open"]):
+            return st, []
+        src = _Source(device.device_id, device.site, device.family, now)
+        last = st["k"].get("last_seen_s")
+        silent_s = now_s - (last if last is not None else started)
+        return st, self._transition(
+            st,
+            src,
+            device,
+            "offline",
+            active=offline,
+            level=None,
+            value=round(silent_s, 3),
+            threshold=k * device.interval_s,
+            unit="s",
+            evidence={"last_seen": _from_epoch(last).isoformat() if last is not None else None, "k": k},
+        )
+
     # ------------------------------------------------------------------ transitions
     def _transition(
         self,
         st: State,
-        reading: Telemetry,
+        reading: Source,
         device: Device | None,
         kind: str,
         *,
@@ -183,9 +255,10 @@ class DetectorEngine:
 
     def _water(self, r: WaterLevel, st: State, device: Device | None) -> list[Detection]:
         th = device.thresholds if device else {}
+        out = self._rise(r, st, device, th)
         warning = th.get("warning_level_m")
         if warning is None:
-            return []
+            return out + self._anomaly(r, st, device, "level_m", r.level_m)
         hr = self.rules.hydro
         sets = (
             warning - th.get("approach_margin_m", hr.approach_margin_m),
@@ -195,7 +268,7 @@ class DetectorEngine:
         )
         rule = LevelRule.simple(sets, clear_offset=hr.level_clear_offset_m)
         rank = self._levels(st, "water_level", rule, (r.level_m,) * 4)
-        return self._transition(
+        return out + self._transition(
             st,
             r,
             device,
@@ -208,15 +281,100 @@ class DetectorEngine:
             evidence={"warning_level_m": warning, "guaranteed_level_m": sets[2], "record_level_m": sets[3]},
         )
 
+    def _rise(self, r: WaterLevel, st: State, device: Device | None, th: dict[str, float]) -> list[Detection]:
+        """Rate of rise (Theil-Sen over the last window, m/h); a detection when a limit is set."""
+        saved = st["k"].get("rise")
+        tracker = rise_k.RiseTracker.from_dict(saved) if saved else rise_k.RiseTracker(self.rules.hydro.rise_window_s)
+        rate = tracker.update(_epoch(r.ts), r.level_m)
+        st["k"]["rise"] = tracker.to_dict()
+        limit = th.get("rise_m_per_h", self.rules.hydro.rise_m_per_h)
+        if limit is None or rate is None:
+            return []
+        is_open = "water_rise" in st["open"]
+        active = rate >= limit or (is_open and rate >= limit * 0.8)
+        return self._transition(
+            st,
+            r,
+            device,
+            "water_rise",
+            active=active,
+            level=WarningLevel.YELLOW if active else None,
+            value=round(rate, 4),
+            threshold=limit,
+            unit="m/h",
+        )
+
+    def _anomaly(self, r: Telemetry, st: State, device: Device | None, channel: str, x: float) -> list[Detection]:
+        """The generic detector, for channels without a domain rule: score >= open_score opens,
+        below clear_score clears. No warning level: it tells operators, it does not warn the public."""
+        ar = self.rules.anomaly
+        key = f"anomaly:{channel}"
+        saved = st["k"].get(key)
+        params = anomaly_k.AnomalyParams.from_mapping(ar.params)
+        scorer = anomaly_k.AnomalyScorer.from_dict(saved, params) if saved else anomaly_k.AnomalyScorer(params)
+        point = scorer.step(_epoch(r.ts), x)
+        st["k"][key] = scorer.to_dict()
+        kind = f"anomaly_{channel}"[:40].lower()
+        is_open = kind in st["open"]
+        active = point.score >= ar.open_score or (is_open and point.score >= ar.clear_score)
+        return self._transition(
+            st,
+            r,
+            device,
+            kind,
+            active=active,
+            level=None,
+            value=x,
+            evidence={"score": round(point.score, 4), "z": round(point.z, 3), "baseline": round(point.baseline, 6)},
+        )
+
     # ------------------------------------------------------------------ hazmat
     def _gas(self, r: GasReading, st: State, device: Device | None) -> list[Detection]:
+        out = self._faults(r, st, device)
+        rules = gas_k.rules_for(r.gas, r.unit, self._gas_overrides(r, device))
+        if not rules:
+            return out + self._anomaly(r, st, device, f"gas_{r.gas}", r.value)
+        return out + self._gas_levels(r, st, device, rules)
+
+    def _faults(self, r: GasReading, st: State, device: Device | None) -> list[Detection]:
+        """Sensor faults (stuck, out of range, spike, zero drift): the reading may not be trusted."""
+        hz = self.rules.hazmat
+        saved = st["k"].get("faults")
+        params = sf_k.FaultParams.from_mapping(hz.fault_params)
+        tracker = sf_k.FaultTracker.from_dict(saved, params) if saved else sf_k.FaultTracker(params)
+        th = device.thresholds if device else {}
+        hi = th.get("range_max", 100.0 if r.unit in ("%LEL", "%vol") else None)
+        faults = tracker.update(_epoch(r.ts), r.value, th.get("range_min", 0.0), hi)
+        st["k"]["faults"] = tracker.to_dict()
+        before = st["open"].get("sensor_fault", {}).get("faults")
+        out = self._transition(
+            st,
+            r,
+            device,
+            "sensor_fault",
+            active=bool(faults),
+            level=None,
+            value=r.value,
+            evidence={"faults": sorted(faults)},
+            material_change=before is not None and sorted(faults) != before,
+        )
+        if "sensor_fault" in st["open"]:
+            st["open"]["sensor_fault"]["faults"] = sorted(faults)
+        return out
+
+    def _gas_overrides(self, r: GasReading, device: Device | None) -> dict[str, float]:
         overrides = dict(self.rules.hazmat.setpoints.get(r.gas, {}))
         if device:
             overrides.update(
                 {k: v for k, v in device.thresholds.items() if k in ("level1", "level2", "o2_low", "o2_high")}
             )
+        return overrides
+
+    def _gas_levels(
+        self, r: GasReading, st: State, device: Device | None, rules: list[gas_k.GasRule]
+    ) -> list[Detection]:
         out: list[Detection] = []
-        for g in gas_k.rules_for(r.gas, r.unit, overrides):
+        for g in rules:
             try:
                 value = gas_k.to_unit(r.gas, r.value, r.unit, g.unit)
             except ValueError:

@@ -36,6 +36,8 @@ class HydroRules(WireModel):
     rain_clear_ratio: float = Field(default=0.8, gt=0, le=1, description="clear when below this x set")
     level_clear_offset_m: float = Field(default=0.05, ge=0, description="water level must fall this far")
     approach_margin_m: float = Field(default=0.3, ge=0, description="blue when within this of warning")
+    rise_window_s: float = Field(default=1800, gt=0, description="window of the rate-of-rise slope")
+    rise_m_per_h: float | None = Field(default=None, gt=0, description="yellow water_rise at this rate (off: None)")
 
 
 class HazmatRules(WireModel):
@@ -43,6 +45,9 @@ class HazmatRules(WireModel):
         default_factory=dict, description="per gas: level1/level2 (or o2_low/o2_high) overriding GB/T 50493"
     )
     hold_down: int = Field(default=2, ge=1, description="consecutive readings before an alarm")
+    fault_params: dict[str, str | float | int | bool | None] = Field(
+        default_factory=dict, description="sensor fault checks (detectors/kernels/sensor_faults.py FaultParams)"
+    )
 
 
 class FireRules(WireModel):
@@ -62,7 +67,17 @@ class SeismicRules(WireModel):
     thr_off: float = 1.5
 
 
+class AnomalyRules(WireModel):
+    params: dict[str, str | float | int] = Field(
+        default_factory=dict, description="detectors/kernels/anomaly.py AnomalyParams overrides"
+    )
+    open_score: float = Field(default=0.9, gt=0, le=1)
+    clear_score: float = Field(default=0.5, ge=0, le=1)
+
+
 class Rules(WireModel):
+    deadman_k: float = Field(default=3.0, gt=1, description="offline after k x the reporting interval")
+    anomaly: AnomalyRules = AnomalyRules()
     hydro: HydroRules = HydroRules()
     hazmat: HazmatRules = HazmatRules()
     fire: FireRules = FireRules()

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from detectors.engine import DetectorEngine
 from schemas.detection import Detection
-from schemas.telemetry import TELEMETRY_ADAPTER
+from schemas.telemetry import TELEMETRY_ADAPTER, DeadmanTick
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class DetectorStage:
         records whose effect is already in the (changelogged) state; the state remembers the last
         position it includes, and such replays are skipped, so a restart neither re-opens nor
         re-clears. A device's records stay in one partition (keyed by device id)."""
+        if DeadmanTick.is_tick(value):
+            return self._tick(value, store, position)
         try:
             reading = TELEMETRY_ADAPTER.validate_json(value)
         except ValidationError as exc:
@@ -63,6 +65,22 @@ class DetectorStage:
         if position is not None:
             state["position"] = list(position)
         store[reading.device_id] = state
+        for d in detections:
+            self.metrics.detections.labels(d.family.value, d.kind, d.state.value).inc()
+        return detections
+
+    def _tick(self, value: bytes, store: MutableMapping[str, Any], position: tuple[int, int] | None) -> list[Detection]:
+        tick = DeadmanTick.model_validate_json(value)
+        device = self.engine.registry.get(tick.device_id) if self.engine.registry else None
+        if device is None:
+            return []  # removed from the registry since the tick was sent
+        previous = store.get(tick.device_id)
+        if position is not None and previous is not None and _replayed(previous.get("position"), position):
+            return []
+        state, detections = self.engine.tick(device, tick.ts, previous)
+        if position is not None:
+            state["position"] = list(position)
+        store[tick.device_id] = state
         for d in detections:
             self.metrics.detections.labels(d.family.value, d.kind, d.state.value).inc()
         return detections

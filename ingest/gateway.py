@@ -117,9 +117,9 @@ class GatewayCore:
         self.sink.send(topic, key, value, done)
 
     def drain(self, timeout_s: float) -> bool:
-        """Flush the sink and wait until nothing is in flight; True when drained."""
-        self.sink.flush(timeout_s)
+        """Flush the sink and wait until nothing is in flight; True when drained (within ``timeout_s``)."""
         deadline = time.monotonic() + timeout_s
+        self.sink.flush(timeout_s)
         while self._in_flight and time.monotonic() < deadline:
             time.sleep(0.01)
         return self._in_flight == 0

@@ -23,6 +23,7 @@ from ingest.metrics import GatewayMetrics
 from schemas.registry import RegistryLike
 from schemas.telemetry import (
     TELEMETRY_ADAPTER,
+    DeadmanTick,
     FireDetection,
     GasReading,
     RainIncrement,
@@ -130,6 +131,8 @@ class InfluxKafkaSink:
     def points(self, values: list[bytes]) -> list[Point]:
         out = []
         for v in values:
+            if DeadmanTick.is_tick(v):
+                continue
             try:
                 out.append(to_point(TELEMETRY_ADAPTER.validate_json(v), self.registry))
             except ValidationError:

@@ -6,8 +6,11 @@ durable downstream (Kafka: acknowledged by all in-sync replicas).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 Done = Callable[[BaseException | None], None]
 
@@ -50,10 +53,21 @@ class KafkaSink:
         fut.add_errback(on_done)
 
     def flush(self, timeout_s: float) -> None:
-        self._producer.flush(timeout=timeout_s)
+        """Wait up to ``timeout_s`` for buffered records; what is still pending stays unacknowledged."""
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError:  # Kafka unreachable: the caller sees records still in flight
+            log.warning("Kafka flush not complete after %.0f s", timeout_s)
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            self._producer.close(timeout=10)
+        except KafkaTimeoutError:  # unsent records' MQTT messages were never acked: the broker keeps them
+            log.warning("Kafka producer closed with records still unacknowledged")
 
 
 def ensure_topics(bootstrap: str, topics: tuple[str, ...], partitions: int) -> None:

@@ -149,3 +149,16 @@ _FAMILY_BY_TYPE = {
 def family_of(type_name: str) -> Family | None:
     """Family of a telemetry ``type`` value, or None when the type is unknown."""
     return _FAMILY_BY_TYPE.get(type_name)
+
+
+class DeadmanTick(WireModel):
+    """Not from a device: the worker's clock, sent through a device's own telemetry partition so the
+    deadman check runs in order with that device's readings and in the same state."""
+
+    type: Literal["tocsin.tick"] = "tocsin.tick"
+    device_id: Ident
+    ts: AwareDatetime
+
+    @staticmethod
+    def is_tick(value: bytes) -> bool:
+        return b'"type":"tocsin.tick"' in value[:40]

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -38,6 +39,7 @@ from schemas import topics
 from schemas.alert import Alert
 from schemas.deadletter import DeadLetter
 from schemas.registry import RegistryLike
+from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
 from simulators.demo import Message
 from tocsin.bus import MemoryBus, MemorySink
@@ -91,6 +93,7 @@ class EmbeddedPipeline:
         alert_config: AlertConfig | None = None,
         on_alert: Callable[[Alert, list[Any]], None] | None = None,
         metrics_registry: CollectorRegistry | None = None,
+        deadman_tick_s: float = 5.0,
     ) -> None:
         self.registry, self.rules = registry, rules or Rules()
         self.mqtt_port = mqtt_port
@@ -98,6 +101,7 @@ class EmbeddedPipeline:
         self.on_alert = on_alert
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.summary = Summary()
+        self.deadman_tick_s = deadman_tick_s
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -132,10 +136,22 @@ class EmbeddedPipeline:
             asyncio.create_task(self._confirm(), name="confirm"),
             asyncio.create_task(self._deliver(), name="deliver"),
             asyncio.create_task(self._dead_letters(), name="dead-letters"),
+            asyncio.create_task(self._deadman(), name="deadman"),
         ]
         self.gateway.start()
         if not await asyncio.to_thread(self.gateway.connected.wait, 10.0):
             raise RuntimeError(f"gateway could not connect to the embedded broker on port {self.mqtt_port}")
+
+    async def _deadman(self) -> None:
+        """Wall-clock ticks through the same path as in the worker (see tocsin/worker.py)."""
+        if self.registry is None:
+            return
+        while True:
+            now = datetime.now(UTC)
+            for device in self.registry.devices:
+                tick = DeadmanTick(device_id=device.device_id, ts=now)
+                self.bus.publish(topics.kafka_telemetry(device.family), device.device_id.encode(), encode(tick))
+            await asyncio.sleep(self.deadman_tick_s)
 
     async def _detect(self) -> None:
         q = self.bus.subscribe(*topics.TELEMETRY_TOPICS)

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     worker_id: str = Field(default="tocsin-worker", description="Faust app id (consumer group)")
     worker_data_dir: str = Field(default="var/worker", description="Faust data directory")
     worker_web_port: int = Field(default=6066, description="Faust web server port (health, metrics)")
+    deadman_tick_s: float = Field(default=10.0, description="how often registered devices are checked for silence")
 
     # Delivery
     sms_url: str = Field(default="", description="SMS gateway base URL; empty disables SMS")

@@ -12,6 +12,7 @@ Tables are changelogged in Kafka, so a restarted or rebalanced worker resumes wi
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -30,6 +31,7 @@ from schemas import topics
 from schemas.alert import Alert
 from schemas.common import Family
 from schemas.registry import open_registry
+from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
 from tocsin.settings import Settings
 
@@ -65,9 +67,9 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     alerts = _raw_topic(app, topics.ALERTS)
     deliveries = _raw_topic(app, topics.DELIVERIES)
 
-    for family in Family:
+    sources = {family: _raw_topic(app, topics.kafka_telemetry(family)) for family in Family}
+    for family, source in sources.items():
         table = app.Table(f"detector-{family.value}", default=None, partitions=settings.kafka_partitions)
-        source = _raw_topic(app, topics.kafka_telemetry(family))
 
         async def detect(stream: Any, table: Any = table) -> None:
             async for event in stream.events():
@@ -75,6 +77,17 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                     await detections.send(key=detection_key(d), value=encode(d))
 
         app.agent(source, name=f"detect-{family.value}")(detect)
+
+    @app.timer(interval=settings.deadman_tick_s, on_leader=True)
+    async def deadman() -> None:
+        """The wall clock drives offline detection: one tick per registered device, sent through the
+        device's own partition so it is judged in order with its readings (never-seen devices too)."""
+        if registry is None:
+            return
+        now = datetime.now(UTC)
+        for device in registry.devices:
+            tick = DeadmanTick(device_id=device.device_id, ts=now)
+            await sources[device.family].send(key=device.device_id.encode(), value=encode(tick))
 
     lifecycle = app.Table("alert-lifecycle", default=None, partitions=settings.kafka_partitions)
 

@@ -22,11 +22,11 @@ one-step-ahead prediction error, so a spike cannot hide itself):
 * **Scale**: EWMA (time constant ``scale_tau_s``) of ``|r|`` times ``sqrt(pi/2) = 1.2533`` (the
   mean absolute deviation of a Gaussian is ``sigma * sqrt(2/pi)``, so this estimates sigma);
   the scale used is ``max(scale, min_scale)``.
-* **z** ``= |r| / max(scale, min_scale)``; **score** ``= 1 - exp(-max(0, z - z0) / k)``, in [0, 1):
+* **z** ``= |r| / max(scale, min_scale)``; **score** ``= 1 - exp(-max(0, z - z0) / k)``, in [0, 1]:
   0 up to ``z0`` sigma, 0.5 at ``z0 + k ln 2`` (3.35 sigma with the defaults), 0.9 at
   ``z0 + k ln 10`` (4.15), 0.99 at 5.3: a soft threshold between 3 and 5 sigma. An exponential ramp
   rather than a logistic so that the score is exactly 0 for ordinary noise and the parameters read
-  as "sigmas". For Gaussian noise about 0.1 % of samples score >= 0.5 and 3e-5 score >= 0.9; an
+  as "sigmas". For Gaussian noise about 0.1 % of samples score >= 0.5 and ~5e-5 score >= 0.9; an
   8-sigma spike scores > 0.9 unless the noise on that sample takes back more than ~3 sigma.
 * **Robust updates (Huber)**: the residual is clipped to ``+-huber_c * max(scale, min_scale)``
   and the *cleaned* value ``xc = baseline + clip(r)`` feeds the profile and both levels; the scale
@@ -206,8 +206,8 @@ class AnomalyScorer:
         p = self.params
         if not (math.isfinite(t) and math.isfinite(x)):
             return AnomalyPoint(0.0, 0.0, math.nan, max(self.scale, p.min_scale))
-        first = self.n == 0
-        dt = 0.0 if first else min(max(t - self.t_last, 0.0), p.max_dt_s)  # type: ignore[operator]
+        first = self.t_last is None
+        dt = 0.0 if self.t_last is None else min(max(t - self.t_last, 0.0), p.max_dt_s)
         season = self.season(t)
         if first:
             base = x
@@ -239,7 +239,7 @@ class AnomalyScorer:
         return AnomalyPoint(score, z, base, eff)
 
     def update(self, t_epoch_s: float, x: float) -> float:
-        """Score in [0, 1) of one sample, then absorb it."""
+        """Score in [0, 1] of one sample, then absorb it."""
         return self.step(t_epoch_s, x).score
 
     def process(self, ts: ArrayLike, xs: ArrayLike) -> np.ndarray:

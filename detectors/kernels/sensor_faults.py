@@ -29,8 +29,8 @@ below are the usual data-quality heuristics, with every threshold a parameter:
   quantile lies more than ``drift_limit`` from 0 (either side), the zero has drifted. ``drift_limit``
   None means 5 % of the span ``hi - lo`` (no check without a span). The readings are thinned to at
   most one per ``drift_window_s / drift_max_points`` seconds (bounded state) and the check needs at
-  least ``drift_min_n`` of them spanning at least half the window. The quantile is numpy's default
-  (linear interpolation).
+  least ``drift_min_n`` of them spanning at least half the window. The quantile interpolates
+  linearly between order statistics (numpy's default method).
 
 Readings are taken in arrival order; a reading not newer than the previous one (``dt <= 0``) skips
 the spike jump test. A non-finite reading reports "out_of_range" (plus the stuck/drift status of
@@ -43,8 +43,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
-
-import numpy as np
 
 __all__ = ["FAULTS", "FaultParams", "FaultTracker", "step_limit"]
 
@@ -124,6 +122,16 @@ def _convert(name: str, raw: Any, kind: str) -> Any:
     return value
 
 
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between order statistics (numpy's default ``quantile`` method)."""
+    h = (len(sorted_values) - 1) * q
+    i = math.floor(h)
+    if i + 1 >= len(sorted_values):
+        return sorted_values[-1]
+    a, b = sorted_values[i], sorted_values[i + 1]
+    return a + (h - i) * (b - a)
+
+
 def _span(p: FaultParams, lo: float | None, hi: float | None) -> float | None:
     """The largest reading-to-concentration distance S used by the slew bound."""
     if p.max_slew_per_s is not None:
@@ -151,6 +159,7 @@ class FaultTracker:
         self.prev: list[float] | None = None  # [t, value] of the previous reading
         self.pending: list[float] | None = None  # [pre-jump value, jump, readings since the jump]
         self.drift: list[list[float]] = []  # thinned [[t, value], ...] over the drift window
+        self._offset: float | None = None  # cached zero_offset() of ``drift`` (not state)
 
     # ---------------------------------------------------------------- checks on the state
     def _stuck(self) -> bool:
@@ -167,7 +176,9 @@ class FaultTracker:
         p = self.params
         if len(self.drift) < p.drift_min_n or self.drift[-1][0] - self.drift[0][0] < 0.5 * p.drift_window_s:
             return None
-        return float(np.quantile(np.array([v for _, v in self.drift]), p.drift_quantile))
+        if self._offset is None:
+            self._offset = _quantile(sorted(v for _, v in self.drift), p.drift_quantile)
+        return self._offset
 
     def _zero_drift(self, lo: float | None, hi: float | None) -> bool:
         p = self.params
@@ -230,6 +241,7 @@ class FaultTracker:
             self.drift.append([t, x])
             cut = t - p.drift_window_s
             self.drift = [d for d in self.drift if d[0] >= cut][-p.drift_max_points :]
+            self._offset = None
         if self._zero_drift(lo, hi):
             faults.add("zero_drift")
         return faults

@@ -423,10 +423,13 @@ def test_seismic_only_velocity_channels() -> None:
     engine = DetectorEngine(registry=REGISTRY)
     states, per = _run(engine, _seismic_packets(30, unit="counts"))
     assert _flat(per) == []
-    assert states["st-01"] == {"k": {}, "open": {}}
+    assert states["st-01"]["open"] == {}
+    assert set(states["st-01"]["k"]) == {"last_seen_s"}  # the deadman still sees the station alive
 
 
-def test_unhandled_reading_without_state() -> None:
+def test_water_level_without_thresholds_falls_back_to_the_anomaly_detector() -> None:
     engine = DetectorEngine()
     state, dets = engine.process(_water(5.0, 0), None)
-    assert (state, dets) == ({"k": {}, "open": {}}, [])
+    assert dets == [] and state["open"] == {}
+    assert set(state["k"]) == {"last_seen_s", "rise", "anomaly:level_m"}
+    assert state["k"]["anomaly:level_m"]["n"] == 1

@@ -428,6 +428,55 @@ def test_gateway_sigterm_mid_stream_exits_cleanly_and_loses_nothing(
     assert not delivery.missing(N), f"missing seqs {delivery.missing(N)[:50]}\n{logs(gw1, gw2)}"
 
 
+def test_gateway_sigterm_while_kafka_is_down_gives_up_cleanly(
+    services: dict[str, str], tmp_path: Path, run_id: str, cleanup: list[Any]
+) -> None:
+    """Nothing can be drained: the gateway reports it (exit 1, no traceback) within its 30 s drain budget
+    plus the producer's 10 s close, leaves the messages unacknowledged, and a restart delivers them."""
+    env = _gateway_env(services, run_id)
+    cleanup.append(env["TOCSIN_MQTT_CLIENT_ID"])
+    site, device = f"site-{run_id}", f"RG-termdown-{run_id}"
+    gw1 = start_gateway(tmp_path, env, "gateway-1")
+    cleanup.append(gw1)
+    pub = Publisher(_mqtt_port(services), f"pub-{run_id}")
+    cleanup.append(pub)
+    await_subscribed(pub, [gw1], site, run_id)
+
+    stream = PacedPublish(pub, device, site)
+    try:
+        stream.start()
+        stream.reached(N // 3)
+        down = services_sh("down", "kafka")
+        assert down.returncode == 0, down.stdout + down.stderr
+        stream.reached(2 * N // 3)
+        t0 = time.monotonic()
+        gw1.proc.p.send_signal(signal.SIGTERM)
+        try:
+            rc = gw1.proc.p.wait(60)
+        except subprocess.TimeoutExpired:
+            rc = None
+        exit_s = time.monotonic() - t0
+        stream.finish()
+    finally:
+        if services_sh("status", "kafka").returncode != 0:  # leave Kafka running, whatever happened
+            up = services_sh("up", "kafka")
+            assert up.returncode == 0, up.stdout + up.stderr
+    gw1.stop()
+    log1 = gw1.proc.text()
+    print(f"\n[sigterm-kafka-down] exit code {rc} after {exit_s:.1f} s")
+    assert rc == 1, f"exit code {rc} {exit_s:.1f} s after SIGTERM with Kafka down\n{logs(gw1)}"
+    assert exit_s < 45, f"gateway took {exit_s:.1f} s to give up\n{logs(gw1)}"
+    assert "gateway stopped (drained=False)" in log1, logs(gw1)
+    assert "Traceback" not in log1, logs(gw1)
+
+    gw2 = start_gateway(tmp_path, env, "gateway-2")
+    cleanup.append(gw2)
+    delivery = read_seqs(services["TOCSIN_KAFKA_BOOTSTRAP"], device)
+    assert gw2.stop() == 0, logs(gw2)
+    report("sigterm-kafka-down", delivery, exit_after_sigterm_s=f"{exit_s:.1f}", exit_code=rc)
+    assert not delivery.missing(N), f"missing seqs {delivery.missing(N)[:50]}\n{logs(gw1, gw2)}"
+
+
 # --------------------------------------------------------------------------- 4. shared subscription
 def test_two_gateways_share_one_subscription(
     services: dict[str, str], tmp_path: Path, run_id: str, cleanup: list[Any]
