@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
+
 from detectors.kernels import anomaly as anomaly_k
 from detectors.kernels import deadman as deadman_k
 from detectors.kernels import fire as fire_k
@@ -428,10 +430,13 @@ class DetectorEngine:
         """Station trigger (band-pass, recursive STA/LTA, hysteresis) with running PGA/PGV/intensity.
 
         Opens a ``p_trigger`` detection at the trigger-on sample, updates it when the intensity
-        estimate grows by 0.5 or more, clears it at trigger-off. Only velocity (m/s) channels.
+        estimate grows by 0.5 or more, clears it at trigger-off. Velocity channels: m/s, or counts
+        with the station's ``counts_per_m_s`` sensitivity in the registry.
         """
-        if r.unit != "m/s":
-            return []
+        gain = (device.thresholds.get("counts_per_m_s") if device else None) if r.unit == "counts" else 1.0
+        if r.unit == "m/s2" or not gain:
+            return []  # accelerometers and uncalibrated counts: not handled by the velocity trigger
+        samples = np.asarray(r.samples, dtype=float) / gain
         sr = self.rules.seismic
         saved = st["k"].get("seis")
         trig = (
@@ -439,7 +444,7 @@ class DetectorEngine:
             if saved
             else seis_k.StationTrigger(sr.freqmin_hz, sr.freqmax_hz, 4, sr.sta_s, sr.lta_s, sr.thr_on, sr.thr_off)
         )
-        events = trig.process(r.samples, r.sample_rate_hz, _epoch(r.ts))
+        events = trig.process(samples, r.sample_rate_hz, _epoch(r.ts))
         out: list[Detection] = []
         reported = st["k"].get("seis_reported_i", 0.0)
         peaks = {

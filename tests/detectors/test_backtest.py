@@ -67,3 +67,21 @@ def test_cli_writes_jsonl_and_reports_bad_input(tmp_path: Path, capsys: pytest.C
     assert "needs timestamp and value" in capsys.readouterr().err
     with pytest.raises(BacktestError):
         list(run("nope", path, {}))
+
+
+def test_anomaly_scores_every_row_and_detects_only_the_spike(tmp_path: Path) -> None:
+    import math
+    import random
+
+    rng = random.Random(3)
+    values = [
+        10 + 2 * math.sin(2 * math.pi * k / 288) + rng.gauss(0, 0.1) + (3 if k == 1800 else 0) for k in range(2016)
+    ]
+    path = _csv(tmp_path / "cycle.csv", values)
+    out = list(run("anomaly", path, {}))
+    scores = [r for r in out if r["type"] == "score"]
+    detections = [r for r in out if r["type"] == "detection"]
+    assert len(scores) == 2016 and all(0.0 <= r["score"] <= 1.0 for r in scores)
+    spike_ts = (T0 + timedelta(minutes=5 * 1800)).isoformat()
+    assert [(d["state"], d["ts"]) for d in detections][0] == ("open", spike_ts)
+    assert all(d["ts"] >= spike_ts for d in detections)  # seven days of daily cycle: no false positive

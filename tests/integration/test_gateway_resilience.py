@@ -340,7 +340,8 @@ def test_kafka_stopped_and_restarted_mid_stream_loses_nothing(
             pass  # the Kafka read below says what is missing
     finally:
         if services_sh("status", "kafka").returncode != 0:  # leave Kafka running, whatever happened
-            services_sh("up", "kafka")
+            up = services_sh("up", "kafka")
+            assert up.returncode == 0, up.stdout + up.stderr
     failures = gw.metric("tocsin_gateway_produce_failures_total")
     produced = gw.produced(HYDRO)
     delivery = read_seqs(services["TOCSIN_KAFKA_BOOTSTRAP"], device)
