@@ -426,6 +426,35 @@ class DetectorEngine:
         )
 
     # ------------------------------------------------------------------ seismic
+    def _pd_progress(
+        self,
+        r: SeismicPacket,
+        st: State,
+        trig: seis_k.StationTrigger,
+        samples: np.ndarray,
+        events: list[dict[str, Any]],
+    ) -> float | None:
+        """Pd (cm): peak displacement over the first ``pd_window_s`` after trigger-on (for magnitude).
+
+        The velocity from the trigger sample on is collected across packets in the state; returns Pd
+        in the packet where the window fills (whether or not the trigger has ended by then).
+        """
+        window_n = max(1, round(self.rules.seismic.pd_window_s * r.sample_rate_hz))
+        first = trig.n - len(samples)  # global index of this packet's first sample
+        buf = st["k"].get("pd_buf")
+        ons = [ev for ev in events if ev["event"] == "on"]
+        if ons:
+            start = max(0, ons[-1]["sample"] - first)
+            buf = samples[start : start + window_n].tolist()
+        elif buf is not None:
+            buf += samples[: window_n - len(buf)].tolist()
+        if buf is not None and len(buf) >= window_n:
+            st["k"]["pd_buf"] = None
+            disp = seis_k.velocity_to_displacement(np.asarray(buf), r.sample_rate_hz)
+            return round(seis_k.pd_from_displacement(disp), 6)
+        st["k"]["pd_buf"] = buf
+        return None
+
     def _seismic(self, r: SeismicPacket, st: State, device: Device | None) -> list[Detection]:
         """Station trigger (band-pass, recursive STA/LTA, hysteresis) with running PGA/PGV/intensity.
 
@@ -445,6 +474,7 @@ class DetectorEngine:
             else seis_k.StationTrigger(sr.freqmin_hz, sr.freqmax_hz, 4, sr.sta_s, sr.lta_s, sr.thr_on, sr.thr_off)
         )
         events = trig.process(samples, r.sample_rate_hz, _epoch(r.ts))
+        pd_cm = self._pd_progress(r, st, trig, samples, events)
         out: list[Detection] = []
         reported = st["k"].get("seis_reported_i", 0.0)
         peaks = {
@@ -474,6 +504,10 @@ class DetectorEngine:
                     evidence=evidence,
                 )
             else:
+                evidence = {k: round(ev[k], 6) for k in ("pga_ms2", "pgv_ms", "intensity")}
+                if pd_cm is not None:  # the window filled in the packet where the trigger ended
+                    evidence |= {"pd_cm": pd_cm, "pd_window_s": self.rules.seismic.pd_window_s}
+                    pd_cm = None
                 out += self._transition(
                     st,
                     r,
@@ -483,10 +517,12 @@ class DetectorEngine:
                     level=None,
                     value=ev["intensity"],
                     at=at,
-                    evidence={k: round(ev[k], 6) for k in ("pga_ms2", "pgv_ms", "intensity")},
+                    evidence=evidence,
                 )
-        if trig.triggered and trig.intensity >= reported + 0.5:
-            reported = trig.intensity
+        grew = trig.triggered and trig.intensity >= reported + 0.5
+        if (grew or pd_cm is not None) and "p_trigger" in st["open"]:
+            reported = max(reported, trig.intensity) if grew else reported
+            pd = {} if pd_cm is None else {"pd_cm": pd_cm, "pd_window_s": self.rules.seismic.pd_window_s}
             out += self._transition(
                 st,
                 r,
@@ -497,7 +533,7 @@ class DetectorEngine:
                 value=trig.intensity,
                 at=r.end,
                 material_change=True,
-                evidence=peaks,
+                evidence={**peaks, **pd},
             )
         st["k"]["seis"] = trig.to_dict()
         st["k"]["seis_reported_i"] = reported

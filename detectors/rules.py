@@ -65,6 +65,7 @@ class SeismicRules(WireModel):
     lta_s: float = 10.0
     thr_on: float = 4.0
     thr_off: float = 1.5
+    pd_window_s: float = Field(default=3.0, gt=0, le=10, description="P-wave window for Pd (magnitude)")
 
 
 class AnomalyRules(WireModel):

@@ -101,3 +101,38 @@ def test_rate_of_rise_opens_water_rise_when_a_limit_is_set() -> None:
     k, state, rate = rises[0]
     assert state is DetectionState.OPEN and abs(rate - 1.0) < 1e-6
     assert k == 10  # the first time 3 points span at least 600 s
+
+
+def test_pd_over_the_first_3_s_after_the_trigger_matches_the_batch_kernels() -> None:
+    import numpy as np
+
+    from detectors.kernels.seismic import pd_from_displacement, velocity_to_displacement
+    from schemas.telemetry import SeismicPacket
+
+    rng = np.random.default_rng(5)
+    df, n = 100.0, 3000
+    x = rng.normal(0, 1e-5, n)
+    t = np.arange(n) / df
+    burst = t >= 20.0
+    x[burst] += 2e-3 * np.sin(2 * np.pi * 3.0 * (t[burst] - 20.0)) * np.exp(-(t[burst] - 20.0) / 3.0)
+    station = Device(device_id="SS9", family="seismic", site="net", lat=30, lon=120, area=AREA, interval_s=1)
+    engine = DetectorEngine(registry=Registry(devices=[station]))
+    st, dets = None, []
+    for p in range(n // 100):
+        packet = SeismicPacket(
+            device_id="SS9",
+            site="net",
+            ts=T0 + timedelta(seconds=p),
+            sample_rate_hz=df,
+            samples=x[100 * p : 100 * (p + 1)].tolist(),
+        )
+        st, out = engine.process(packet, st)
+        dets += out
+    opened = next(d for d in dets if d.state is DetectionState.OPEN)
+    on = round((opened.onset - T0).total_seconds() * df)
+    with_pd = [d for d in dets if "pd_cm" in d.evidence]
+    assert len(with_pd) == 1
+    expected = pd_from_displacement(velocity_to_displacement(x[on : on + 300], df))
+    assert with_pd[0].evidence["pd_cm"] == round(expected, 6)
+    # reported in the packet where the 3-s window filled (here the trigger ends in that packet too)
+    assert T0 + timedelta(seconds=(on + 300) // 100) <= with_pd[0].ts < T0 + timedelta(seconds=(on + 300) // 100 + 1)

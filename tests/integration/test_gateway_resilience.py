@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import topics
+from schemas.common import Family
 from schemas.registry import Area, Device, Registry
 from tests.integration.procs import REPO, Proc, free_port, tocsin, wait_until
 
@@ -555,7 +556,7 @@ def test_dead_letters_on_the_real_path(
     registered = [r for r in reasons if r not in ("unknown_device", "bad_topic")]
     registry = Registry(
         devices=[
-            Device(device_id=dev[r], family="hydro", site=site, lat=30.3, lon=120.1, area=Area(code="330106"))
+            Device(device_id=dev[r], family=Family.HYDRO, site=site, lat=30.3, lon=120.1, area=Area(code="330106"))
             for r in registered
         ]
     )
