@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel
+from schemas.common import WarningLevel
 from schemas.detection import Detection, DetectionState
 from schemas.registry import RegistryLike
 
@@ -103,7 +103,7 @@ class AlertEngine:
         if d.state is DetectionState.CLEAR:
             st["sources"].pop(key, None)
         elif d.level is not None:
-            st["sources"][key] = {"level": d.level.value, "value": d.value, "unit": d.unit, "det": d.id}
+            st["sources"][key] = {"level": d.level.value, "value": d.value, "unit": d.unit, "det": d.id, "site": d.site}
         return st, self._emit(d, st)
 
     # ------------------------------------------------------------------ lifecycle
@@ -146,6 +146,7 @@ class AlertEngine:
         )
         sources = st["sources"]
         devices = sorted({k.split(":")[0] for k in sources} | {d.device_id})
+        sites = sorted({s.get("site", "") for s in sources.values()} - {""} | {d.site})
         if msg_type is MsgType.CANCEL:
             headline = f"{area.desc}{event}{level.zh}预警解除"
             description = f"{area.desc}{event}{level.zh}预警（{level.roman}级）解除，监测值已回落至阈值以下。"
@@ -173,6 +174,7 @@ class AlertEngine:
             references=references,
             detections=[d.id],
             devices=devices,
+            sites=sites,
             value=d.value,
             unit=d.unit,
             correlation_id=d.correlation_id,

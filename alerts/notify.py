@@ -1,9 +1,10 @@
 """Route an alert to its audiences and deliver it through the adapters, recording every outcome.
 
-Routing (for now): the operators' MQTT topic always; SMS to the numbers registered for the alert's
-area, only for ``Actual`` alerts (exercises and tests never reach the public). The idempotency key
-is the alert message's identifier (fingerprint + revision), extended per recipient by the SMS
-adapter, so a retry or a worker restart never sends the same message twice to anyone.
+Routing comes from alerts/routing.py (a routing file, or the default: the area's residents by SMS
+and broadcast); the operators' MQTT topic always gets the alert. Exercises and tests never reach
+public routes. The idempotency key is the alert message's identifier (fingerprint + revision),
+extended per recipient by the SMS adapter, so a retry or a worker restart never sends the same
+message twice to anyone. Silences (alerts/silences.py) replace deliveries by audit records.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from alerts.adapters.base import Adapter, DeliveryResult, Notification, Outcome, send_with_retries
 from alerts.adapters.sms import mask_phone
+from alerts.routing import DEFAULT_ROUTING, Routing, plan
+from alerts.silences import Silence, silencing
 from schemas import topics
 from schemas.alert import Alert, AlertStatus
 from schemas.delivery import DeliveryRecord
@@ -35,6 +38,12 @@ class NotifyMetrics:
         self.attempts = Counter(
             "tocsin_alert_delivery_attempts_total", "delivery attempts", ["channel"], registry=registry
         )
+
+
+def broadcast_text(alert: Alert) -> str:
+    """Text for the broadcast terminals' text-to-speech: headline, then what to do."""
+    tag = "演练，" if alert.status is AlertStatus.EXERCISE else ("测试，" if alert.status is AlertStatus.TEST else "")
+    return f"{tag}{alert.headline}。{alert.instruction or alert.description}"
 
 
 def sms_text(alert: Alert) -> str:
@@ -55,8 +64,11 @@ class Notifier:
         base_delay_s: float = 0.5,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        routing: Routing = DEFAULT_ROUTING,
+        silences: Callable[[], list[Silence]] = list,
     ) -> None:
         self.registry, self.adapters, self.metrics = registry, adapters, metrics
+        self.routing, self.silences = routing, silences
         self.max_attempts, self.base_delay_s, self.sleep, self.clock = (
             max_attempts,
             base_delay_s,
@@ -65,6 +77,9 @@ class Notifier:
         )
 
     def route(self, alert: Alert) -> list[Notification]:
+        """The notifications of one alert message, from the routing plan, for the channels we have.
+
+        The operators' MQTT topic always gets the alert's JSON (the console's current state)."""
         common: dict[str, Any] = {
             "alert_id": alert.identifier,
             "fingerprint": alert.fingerprint,
@@ -84,19 +99,55 @@ class Notifier:
                     **common,
                 )
             )
-        numbers = self.registry.sms_recipients.get(alert.area.code, []) if self.registry else []
-        if "sms" in self.adapters and numbers and alert.status is AlertStatus.ACTUAL:
-            text = sms_text(alert)
-            out += [
-                Notification(channel="sms", recipients=[n], text=text, idempotency_key=alert.identifier, **common)
-                for n in numbers
-            ]
+        for d in plan(alert, self.routing, self.registry):
+            if d.channel not in self.adapters or d.channel == "mqtt":
+                continue
+            if d.channel == "sms":
+                text = sms_text(alert)
+                out += [
+                    Notification(channel="sms", recipients=[n], text=text, idempotency_key=alert.identifier, **common)
+                    for n in d.recipients
+                ]
+            else:
+                out.append(
+                    Notification(
+                        channel=d.channel,
+                        recipients=list(d.recipients),
+                        text=broadcast_text(alert),
+                        idempotency_key=f"{alert.identifier}:{d.route}",
+                        **common,
+                    )
+                )
         return out
 
     async def deliver(self, alert: Alert) -> list[DeliveryRecord]:
+        """Deliver one alert message, red before blue; under an active silence only the operators'
+        topic is updated and every other notification is recorded as ``suppressed``."""
         notes = sorted(self.route(alert), key=lambda n: -n.priority)
-        results = await asyncio.gather(*(self._one(n) for n in notes))
-        return list(results)
+        silence = silencing(alert, self.silences(), self.clock())
+        if silence is not None:
+            why = f"silence {silence.id} by {silence.creator}: {silence.reason}"
+            held = [self._record(n, "suppressed", 0, why) for n in notes if n.channel != "mqtt"]
+            for _ in held:
+                self.metrics.deliveries.labels("any", "suppressed").inc()
+            notes = [n for n in notes if n.channel == "mqtt"]
+            return held + list(await asyncio.gather(*(self._one(n) for n in notes)))
+        return list(await asyncio.gather(*(self._one(n) for n in notes)))
+
+    def _record(self, n: Notification, outcome: str, attempts: int, detail: str) -> DeliveryRecord:
+        recipient = ",".join(mask_phone(r) if n.channel == "sms" else r for r in n.recipients)
+        return DeliveryRecord(
+            alert_id=n.alert_id,
+            fingerprint=n.fingerprint,
+            revision=n.revision,
+            channel=n.channel,
+            recipient=recipient,
+            outcome=outcome,
+            attempts=attempts,
+            detail=detail[:500],
+            ts=self.clock(),
+            correlation_id=n.correlation_id,
+        )
 
     async def _one(self, n: Notification) -> DeliveryRecord:
         adapter = self.adapters[n.channel]
@@ -107,18 +158,7 @@ class Notifier:
         last = attempts[-1]
         outcome = last.outcome.value if last.ok or last.outcome is Outcome.REJECTED else "gave_up"
         self.metrics.deliveries.labels(n.channel, outcome).inc()
-        recipient = ",".join(mask_phone(r) if n.channel == "sms" else r for r in n.recipients)
+        record = self._record(n, outcome, len(attempts), last.detail)
         if not last.ok:
-            log.error("delivery of %s via %s to %s failed: %s", n.alert_id, n.channel, recipient, last.detail)
-        return DeliveryRecord(
-            alert_id=n.alert_id,
-            fingerprint=n.fingerprint,
-            revision=n.revision,
-            channel=n.channel,
-            recipient=recipient,
-            outcome=outcome,
-            attempts=len(attempts),
-            detail=last.detail[:500],
-            ts=self.clock(),
-            correlation_id=n.correlation_id,
-        )
+            log.error("delivery of %s via %s to %s failed: %s", n.alert_id, n.channel, record.recipient, last.detail)
+        return record

@@ -53,6 +53,7 @@ class Alert(WireModel):
     references: list[str] = Field(default_factory=list, description="identifiers of earlier messages")
     detections: list[str] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list)
+    sites: list[str] = Field(default_factory=list)
     value: float | None = None
     unit: str = ""
     correlation_id: str = ""
