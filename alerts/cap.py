@@ -158,8 +158,7 @@ def render_cap(
     _sub(root, "scope", "Public")  # Exercise/Test are marked by <status>, not by restricting the audience
     if note is None:
         note = _DEFAULT_NOTES.get(alert.status, "")
-    if note:
-        _sub(root, "note", note)
+    _optional(root, "note", note)
     if alert.references:
         _sub(root, "references", _references(alert, reference_sent or {}))
     if _PLAIN_TOKEN.match(alert.fingerprint):
@@ -180,15 +179,10 @@ def render_cap(
     _pair(info, "eventCode", EVENT_CODE_NAME, f"{alert.hazard.value}.{alert.level.value}")
     _sub(info, "effective", sent)
     _sub(info, "onset", cap_time(alert.onset))
-    if sender_name:
-        _sub(info, "senderName", sender_name)
-    for name, text in (
-        ("headline", alert.headline),
-        ("description", alert.description),
-        ("instruction", alert.instruction),
-    ):
-        if text:
-            _sub(info, name, text)
+    _optional(info, "senderName", sender_name)
+    _optional(info, "headline", alert.headline)
+    _optional(info, "description", alert.description)
+    _optional(info, "instruction", alert.instruction)
     if web is not None:
         _sub(info, "web", _check_web(web))
     _pair(info, "parameter", "warningLevel", alert.level.roman)
@@ -238,6 +232,12 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     if text is not None:
         el.text = clean_text(text)
     return el
+
+
+def _optional(parent: ET.Element, tag: str, text: str) -> None:
+    """An optional text element, left out when there is no text (or none XML can carry)."""
+    if clean_text(text):
+        _sub(parent, tag, text)
 
 
 def _pair(parent: ET.Element, tag: str, name: str, value: str) -> None:

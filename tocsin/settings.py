@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     sms_api_key: SecretStr = Field(default=SecretStr(""), description="SMS gateway API key")
     sms_sender_id: str = Field(default="TOCSIN", description="SMS sender id")
     alert_sender: str = Field(default="tocsin@district.example", description="CAP sender")
+    alert_status: str = Field(default="Actual", description="CAP status of every alert: Actual, Exercise or Test")
+    routing_file: str = Field(default="", description="routing file (YAML/JSON); empty: residents by SMS+broadcast")
+    broadcast_url: str = Field(default="", description="emergency-broadcast platform base URL; empty disables it")
+    broadcast_api_key: SecretStr = Field(default=SecretStr(""), description="broadcast platform API key")
 
     # Observability
     metrics_port: int = Field(default=0, description="Prometheus /metrics port of this process; 0: off")

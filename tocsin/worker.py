@@ -23,12 +23,13 @@ from alerts.adapters.mqtt_alerts import MqttAlertAdapter
 from alerts.adapters.sms import SmsAdapter
 from alerts.engine import AlertConfig, AlertEngine
 from alerts.notify import Notifier, NotifyMetrics
+from alerts.routing import load_routing
 from alerts.service import AlertMetrics, AlertStage
 from detectors.engine import DetectorEngine, detection_key
 from detectors.rules import load_rules
 from detectors.service import DetectorMetrics, DetectorStage
 from schemas import topics
-from schemas.alert import Alert
+from schemas.alert import Alert, AlertStatus
 from schemas.common import Family
 from schemas.registry import open_registry
 from schemas.telemetry import DeadmanTick
@@ -61,7 +62,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     )
     det_stage = DetectorStage(DetectorEngine(rules, registry), DetectorMetrics(metrics_registry))
     alert_stage = AlertStage(
-        AlertEngine(AlertConfig(sender=settings.alert_sender), registry), AlertMetrics(metrics_registry)
+        AlertEngine(AlertConfig(sender=settings.alert_sender, status=AlertStatus(settings.alert_status)), registry),
+        AlertMetrics(metrics_registry),
     )
     detections = _raw_topic(app, topics.DETECTIONS)
     alerts = _raw_topic(app, topics.ALERTS)
@@ -111,7 +113,9 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         adapters["sms"] = SmsAdapter(
             settings.sms_url, settings.sms_api_key.get_secret_value(), sender_id=settings.sms_sender_id
         )
-    notifier = Notifier(registry, adapters, NotifyMetrics(metrics_registry))
+    notifier = Notifier(
+        registry, adapters, NotifyMetrics(metrics_registry), routing=load_routing(settings.routing_file)
+    )
     started: list[bool] = []
 
     @app.agent(alerts, name="deliver")

@@ -27,7 +27,7 @@ from tests.integration.procs import Proc, free_port, tocsin, wait_until
 pytestmark = pytest.mark.integration
 
 
-def _detections(bootstrap: str, device: str) -> list[dict[str, Any]]:
+def _detections(bootstrap: str, device: str, kind: str = "gas_h2s") -> list[dict[str, Any]]:
     consumer = KafkaConsumer(
         topics.DETECTIONS,
         bootstrap_servers=bootstrap,
@@ -37,7 +37,7 @@ def _detections(bootstrap: str, device: str) -> list[dict[str, Any]]:
         consumer_timeout_ms=1500,
     )
     try:
-        return [d for d in (json.loads(r.value) for r in consumer) if d["device_id"] == device]
+        return [d for d in (json.loads(r.value) for r in consumer) if d["device_id"] == device and d["kind"] == kind]
     finally:
         consumer.close()
 

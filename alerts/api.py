@@ -1,0 +1,746 @@
+"""The operators' HTTP API: alerts with their history, deliveries and acks; silences; the audit trail.
+
+Run it with ``python -m alerts.api --host 127.0.0.1 --port 8790`` (Kafka from ``TOCSIN_KAFKA_BOOTSTRAP``).
+
+The API is a read model over Kafka. :class:`AlertView` is built by reading ``alerts``,
+``alerts.deliveries`` and ``alerts.acks`` from the beginning and then following them (one
+:class:`~alerts.silence_store.TopicFollower` thread, no consumer group): for every fingerprint the
+messages in the order they were produced (the key is the fingerprint, so one partition keeps
+them in order; the last one is the current message), every delivery record and every ack.
+Writes go to Kafka, never to the view: an ack is produced to ``alerts.acks`` and a silence to
+the compacted ``alerts.silences`` (alerts/silence_store.py), and the POST returns once the record
+has come back through the consumer (at most ``visible_timeout_s``, then ``202``), so a following
+GET sees it.
+
+Acks are per message: ``acknowledged`` is true when the *current* message of the fingerprint has
+been acknowledged, so an Update after an ack (say, an escalation to red) needs a new ack.
+
+Memory is not bounded: every message, delivery and ack within the topics' retention is held,
+which suits a district's volume; a bound (or a database behind the view) comes before a
+province-wide deployment.
+
+JSON responses are UTF-8 with Chinese unescaped. Errors are ``{"error": ..., "detail": ...}``
+(``422`` with pydantic's message and its ``errors`` list for invalid input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import importlib
+import json
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from alerts.silence_store import SilenceStore, TopicFollower, delete_silence, has_ended, publish_silence
+from alerts.silences import Silence
+from schemas import topics
+from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
+from schemas.common import Family, WarningLevel, WireModel
+from schemas.delivery import DeliveryRecord
+from schemas.wire import decode, encode
+
+log = logging.getLogger(__name__)
+
+ACKS = "alerts.acks"  # to move to schemas/topics.py
+VIEW_TOPICS = (topics.ALERTS, topics.DELIVERIES, ACKS)
+
+CapRenderer = Callable[..., bytes]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- models at the edges
+class Ack(WireModel):
+    """An operator's acknowledgement of one alert message (Kafka ``alerts.acks``, key = fingerprint)."""
+
+    fingerprint: str = Field(min_length=1)
+    identifier: str = Field(min_length=1, description="the message acknowledged")
+    by: str = Field(min_length=1, max_length=100)
+    note: str = Field(default="", max_length=1000)
+    at: AwareDatetime
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    by: str = Field(min_length=1, max_length=100, description="operator name")
+    note: str = Field(default="", max_length=1000)
+    identifier: str | None = Field(default=None, description="message seen by the operator; default: the current")
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    state: Literal["active", "all"] = "active"
+    hazard: Family | None = None
+    area: str | None = Field(default=None, pattern=r"^[0-9]{1,12}$", description="admin-code prefix")
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    fingerprint: str | None = None
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+
+class AlertSummary(BaseModel):
+    fingerprint: str
+    identifier: str
+    revision: int
+    msg_type: MsgType
+    status: AlertStatus
+    active: bool
+    level: WarningLevel
+    hazard: Family
+    event: str
+    area: AlertArea
+    headline: str
+    sent: datetime
+    acknowledged: bool
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+
+
+class AlertDetail(AlertSummary):
+    current: Alert
+    history: list[Alert]
+    deliveries: list[DeliveryRecord]
+    delivery_summary: dict[str, dict[str, int]] = Field(description="channel -> outcome -> count")
+    acks: list[Ack]
+
+
+class AuditEvent(BaseModel):
+    ts: datetime
+    kind: Literal["message", "delivery", "ack"]
+    fingerprint: str
+    identifier: str
+    summary: str
+    record: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- the view
+@dataclass
+class _Incident:
+    """Everything seen for one fingerprint; ``seq`` numbers give the arrival order across topics."""
+
+    messages: list[tuple[int, Alert]] = field(default_factory=list)
+    deliveries: list[tuple[int, DeliveryRecord]] = field(default_factory=list)
+    acks: list[tuple[int, Ack]] = field(default_factory=list)
+    identifiers: set[str] = field(default_factory=set)
+    seen: set[Any] = field(default_factory=set)  # deliveries and acks already applied (replays are no-ops)
+
+
+class AlertView:
+    """The queryable state, fed record by record (thread-safe: a consumer thread writes, handlers read).
+
+    Applying is idempotent (a message is known by its identifier, a delivery or ack by its content),
+    so a replayed topic changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.RLock())
+        self._incidents: dict[str, _Incident] = {}
+        self._seq = 0
+        self._caught_up = threading.Event()
+
+    # ------------------------------------------------------------------ feeding
+    def apply_record(self, topic: str, value: bytes | None) -> bool:
+        """Apply one raw Kafka record of ``alerts``, ``alerts.deliveries`` or ``alerts.acks``.
+
+        Malformed records are logged and skipped (False)."""
+        if not value:
+            return False
+        try:
+            if topic == topics.ALERTS:
+                return self.apply_alert(decode(Alert, value))
+            if topic == topics.DELIVERIES:
+                return self.apply_delivery(decode(DeliveryRecord, value))
+            if topic == ACKS:
+                return self.apply_ack(decode(Ack, value))
+        except ValidationError as e:
+            log.warning("malformed record on %s skipped: %s", topic, e.errors(include_url=False)[:3])
+            return False
+        log.warning("record of unexpected topic %s skipped", topic)
+        return False
+
+    def _next(self, fingerprint: str) -> tuple[int, _Incident]:
+        self._seq += 1
+        return self._seq, self._incidents.setdefault(fingerprint, _Incident())
+
+    def apply_alert(self, alert: Alert) -> bool:
+        with self._cond:
+            inc = self._incidents.get(alert.fingerprint)
+            if inc is not None and alert.identifier in inc.identifiers:
+                return False
+            seq, inc = self._next(alert.fingerprint)
+            inc.messages.append((seq, alert))
+            inc.identifiers.add(alert.identifier)
+            self._cond.notify_all()
+            return True
+
+    def apply_delivery(self, record: DeliveryRecord) -> bool:
+        return self._apply_other(record.fingerprint, record, "deliveries")
+
+    def apply_ack(self, ack: Ack) -> bool:
+        return self._apply_other(ack.fingerprint, ack, "acks")
+
+    def _apply_other(self, fingerprint: str, item: DeliveryRecord | Ack, attr: str) -> bool:
+        with self._cond:
+            inc = self._incidents.get(fingerprint)
+            if inc is not None and item in inc.seen:
+                return False
+            seq, inc = self._next(fingerprint)
+            getattr(inc, attr).append((seq, item))
+            inc.seen.add(item)
+            self._cond.notify_all()
+            return True
+
+    def mark_caught_up(self) -> None:
+        self._caught_up.set()
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up.is_set()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        """Block until ``predicate()`` holds (re-checked after every applied record), at most ``timeout_s``."""
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout_s)
+
+    # ------------------------------------------------------------------ queries
+    def current(self, fingerprint: str) -> Alert | None:
+        with self._cond:
+            inc = self._incidents.get(fingerprint)
+            return inc.messages[-1][1] if inc and inc.messages else None
+
+    def has_ack(self, ack: Ack) -> bool:
+        with self._cond:
+            inc = self._incidents.get(ack.fingerprint)
+            return inc is not None and ack in inc.seen
+
+    def __len__(self) -> int:
+        with self._cond:
+            return sum(1 for inc in self._incidents.values() if inc.messages)
+
+    @staticmethod
+    def _summary_fields(fingerprint: str, inc: _Incident) -> dict[str, Any]:
+        cur = inc.messages[-1][1]
+        acks = [a for _, a in inc.acks if a.identifier == cur.identifier]
+        last = max(acks, key=lambda a: a.at) if acks else None
+        return {
+            "fingerprint": fingerprint,
+            "identifier": cur.identifier,
+            "revision": cur.revision,
+            "msg_type": cur.msg_type,
+            "status": cur.status,
+            "active": cur.msg_type is not MsgType.CANCEL,
+            "level": cur.level,
+            "hazard": cur.hazard,
+            "event": cur.event,
+            "area": cur.area,
+            "headline": cur.headline,
+            "sent": cur.sent,
+            "acknowledged": last is not None,
+            "acknowledged_by": last.by if last else None,
+            "acknowledged_at": last.at if last else None,
+        }
+
+    def summaries(
+        self, state: Literal["active", "all"] = "active", hazard: Family | None = None, area: str | None = None
+    ) -> list[AlertSummary]:
+        """Fingerprints with at least one message, filtered; active first, then the most severe, then the newest."""
+        with self._cond:
+            out = [
+                AlertSummary(**self._summary_fields(fp, inc)) for fp, inc in self._incidents.items() if inc.messages
+            ]
+        out = [
+            s
+            for s in out
+            if (state == "all" or s.active)
+            and (hazard is None or s.hazard is hazard)
+            and (area is None or s.area.code.startswith(area))
+        ]
+        out.sort(key=lambda s: (not s.active, -s.level.rank, -s.sent.timestamp()))
+        return out
+
+    def detail(self, fingerprint: str) -> AlertDetail | None:
+        with self._cond:
+            inc = self._incidents.get(fingerprint)
+            if inc is None or not inc.messages:
+                return None
+            fields = self._summary_fields(fingerprint, inc)
+            history = [m for _, m in inc.messages]
+            deliveries = [d for _, d in inc.deliveries]
+            acks = [a for _, a in inc.acks]
+        summary: dict[str, dict[str, int]] = {}
+        for d in deliveries:
+            per = summary.setdefault(d.channel, {})
+            per[d.outcome] = per.get(d.outcome, 0) + 1
+        return AlertDetail(
+            **fields,
+            current=history[-1],
+            history=history,
+            deliveries=deliveries,
+            delivery_summary=summary,
+            acks=acks,
+        )
+
+    def audit(
+        self, fingerprint: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> list[AuditEvent]:
+        """Every message, delivery record and ack, by time (then arrival order)."""
+        rows: list[tuple[datetime, int, AuditEvent]] = []
+        with self._cond:
+            items = [
+                (fp, inc) for fp, inc in self._incidents.items() if fingerprint is None or fp == fingerprint
+            ]
+            for fp, inc in items:
+                for seq, m in inc.messages:
+                    rows.append((m.sent, seq, _event("message", fp, m.identifier, m.sent, _say_message(m), m)))
+                for seq, d in inc.deliveries:
+                    rows.append((d.ts, seq, _event("delivery", fp, d.alert_id, d.ts, _say_delivery(d), d)))
+                for seq, a in inc.acks:
+                    rows.append((a.at, seq, _event("ack", fp, a.identifier, a.at, _say_ack(a), a)))
+        rows = [r for r in rows if (since is None or r[0] >= since) and (until is None or r[0] <= until)]
+        rows.sort(key=lambda r: (r[0], r[1]))
+        return [r[2] for r in rows]
+
+
+def _event(kind: Any, fp: str, identifier: str, ts: datetime, summary: str, record: BaseModel) -> AuditEvent:
+    return AuditEvent(
+        ts=ts, kind=kind, fingerprint=fp, identifier=identifier, summary=summary, record=record.model_dump(mode="json")
+    )
+
+
+def _say_message(m: Alert) -> str:
+    tag = "" if m.status is AlertStatus.ACTUAL else f"[{m.status.value}] "
+    return f"{tag}{m.msg_type.value} rev {m.revision} {m.hazard.value} {m.level.value}: {m.headline}"
+
+
+def _say_delivery(d: DeliveryRecord) -> str:
+    detail = f" ({d.detail})" if d.detail else ""
+    return f"{d.channel} to {d.recipient}: {d.outcome} after {d.attempts} attempt(s){detail}"
+
+
+def _say_ack(a: Ack) -> str:
+    return f"acknowledged by {a.by}" + (f": {a.note}" if a.note else "")
+
+
+# --------------------------------------------------------------------------- injected dependencies
+AckPublisher = Callable[[Ack], Awaitable[object]]
+
+
+class SilenceSource(Protocol):
+    """What the API reads from the silences (alerts.silence_store.SilenceStore is one)."""
+
+    @property
+    def caught_up(self) -> bool: ...
+
+    def get(self, silence_id: str) -> Silence | None: ...
+
+    def silences(self) -> list[Silence]: ...
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool: ...
+
+
+class SilenceWriter(Protocol):
+    async def publish(self, silence: Silence) -> object: ...
+
+    async def delete(self, silence_id: str) -> object: ...
+
+
+class KafkaWriter:
+    """The API's writes to Kafka (acks, silences) through one lazily made producer."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._producer: Any = None
+        self._lock = threading.Lock()
+
+    def producer(self) -> Any:
+        with self._lock:
+            if self._producer is None:
+                from kafka import KafkaProducer
+
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self.bootstrap.split(","),
+                    acks="all",
+                    client_id="tocsin-operator-api",
+                    max_block_ms=10_000,
+                    request_timeout_ms=10_000,
+                )
+            return self._producer
+
+    def _send_ack(self, ack: Ack) -> Any:
+        return self.producer().send(ACKS, key=ack.fingerprint.encode("utf-8"), value=encode(ack)).get(timeout=10)
+
+    async def publish_ack(self, ack: Ack) -> object:
+        return await asyncio.to_thread(self._send_ack, ack)
+
+    async def publish(self, silence: Silence) -> object:
+        return await asyncio.to_thread(
+            functools.partial(publish_silence, self.bootstrap, silence, producer=self.producer())
+        )
+
+    async def delete(self, silence_id: str) -> object:
+        return await asyncio.to_thread(
+            functools.partial(delete_silence, self.bootstrap, silence_id, producer=self.producer())
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
+
+
+def import_cap_renderer() -> CapRenderer | None:
+    """``alerts.cap.render_cap`` if that module is there (imported on first use), else None."""
+    try:
+        module = importlib.import_module("alerts.cap")
+    except ImportError:
+        return None
+    render = getattr(module, "render_cap", None)
+    return render if callable(render) else None
+
+
+# --------------------------------------------------------------------------- HTTP
+_dumps = functools.partial(json.dumps, ensure_ascii=False)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _error(status: int, error: str, detail: str = "", **extra: Any) -> web.Response:
+    return _json({"error": error, "detail": detail, **extra}, status=status)
+
+
+def _invalid(e: ValidationError) -> web.Response:
+    return _error(422, "validation", str(e), errors=json.loads(e.json(include_url=False)))
+
+
+async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return _error(400, "bad_json", str(e))
+    if not isinstance(body, dict):
+        return _error(400, "bad_json", "the body must be a JSON object")
+    return body
+
+
+def _query(request: web.Request) -> dict[str, str]:
+    # '+' of an unencoded offset (``since=...T10:00:00+08:00``) arrives as a space: put it back.
+    return {k: (v.replace(" ", "+") if k in ("since", "until") else v) for k, v in request.query.items() if v != ""}
+
+
+class OperatorApi:
+    """The handlers; every dependency is injected (see :func:`build_app`)."""
+
+    def __init__(
+        self,
+        view: AlertView,
+        *,
+        silence_store: SilenceSource | None,
+        silence_writer: SilenceWriter | None,
+        ack_publisher: AckPublisher | None,
+        load_cap: Callable[[], CapRenderer | None],
+        clock: Callable[[], datetime],
+        visible_timeout_s: float,
+    ) -> None:
+        self.view, self.store, self.writer, self.publish_ack = view, silence_store, silence_writer, ack_publisher
+        self.load_cap, self.clock, self.visible_timeout_s = load_cap, clock, visible_timeout_s
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/healthz", self.healthz),
+            web.get("/alerts", self.list_alerts),
+            web.get("/alerts/{fingerprint}", self.show_alert),
+            web.get("/alerts/{fingerprint}/cap", self.show_cap),
+            web.post("/alerts/{fingerprint}/ack", self.ack),
+            web.get("/silences", self.list_silences),
+            web.post("/silences", self.create_silence),
+            web.delete("/silences/{id}", self.delete_silence),
+            web.get("/audit", self.audit),
+        ]
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        silences_ok = self.store is None or self.store.caught_up
+        ready = self.view.caught_up and silences_ok
+        body = {
+            "status": "ok" if ready else "starting",
+            "alerts_caught_up": self.view.caught_up,
+            "silences_caught_up": silences_ok,
+            "fingerprints": len(self.view),
+        }
+        return _json(body, status=200 if ready else 503)
+
+    async def list_alerts(self, request: web.Request) -> web.Response:
+        try:
+            q = ListQuery.model_validate(_query(request))
+        except ValidationError as e:
+            return _invalid(e)
+        items = self.view.summaries(q.state, q.hazard, q.area)
+        return _json({"count": len(items), "alerts": [s.model_dump(mode="json") for s in items]})
+
+    def _render_cap(self, alert: Alert, history: list[Alert]) -> tuple[str | None, str | None]:
+        """(xml, error); (None, None) when there is no CAP renderer."""
+        render = self.load_cap()
+        if render is None:
+            return None, None
+        try:
+            xml = render(alert, reference_sent={m.identifier: m.sent for m in history})
+        except (ValueError, TypeError) as e:
+            log.warning("CAP rendering of %s failed: %s", alert.identifier, e)
+            return None, str(e)
+        return xml.decode("utf-8"), None
+
+    async def show_alert(self, request: web.Request) -> web.Response:
+        fp = request.match_info["fingerprint"]
+        detail = self.view.detail(fp)
+        if detail is None:
+            return _error(404, "not_found", f"no alert with fingerprint {fp!r}")
+        body = detail.model_dump(mode="json")
+        if self.load_cap() is not None:
+            xml, err = self._render_cap(detail.current, detail.history)
+            body["cap"] = xml
+            if err is not None:
+                body["cap_error"] = err
+        return _json(body)
+
+    async def show_cap(self, request: web.Request) -> web.Response:
+        """CAP 1.2 XML of the current message, or of ``?identifier=`` among the fingerprint's messages."""
+        fp = request.match_info["fingerprint"]
+        detail = self.view.detail(fp)
+        if detail is None:
+            return _error(404, "not_found", f"no alert with fingerprint {fp!r}")
+        if self.load_cap() is None:
+            return _error(501, "no_cap", "CAP rendering (alerts.cap) is not available")
+        wanted = request.query.get("identifier")
+        alert = next((m for m in detail.history if m.identifier == wanted), None) if wanted else detail.current
+        if alert is None:
+            return _error(404, "not_found", f"no message {wanted!r} for fingerprint {fp!r}")
+        xml, err = self._render_cap(alert, detail.history)
+        if xml is None:
+            return _error(500, "cap_failed", err or "")
+        return web.Response(text=xml, content_type="application/cap+xml", charset="utf-8")
+
+    async def ack(self, request: web.Request) -> web.Response:
+        fp = request.match_info["fingerprint"]
+        detail = self.view.detail(fp)
+        if detail is None:
+            return _error(404, "not_found", f"no alert with fingerprint {fp!r}")
+        body = await _body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            req = AckRequest.model_validate(body)
+        except ValidationError as e:
+            return _invalid(e)
+        identifier = req.identifier or detail.identifier
+        if identifier not in {m.identifier for m in detail.history}:
+            return _error(422, "validation", f"{identifier!r} is not a message of fingerprint {fp!r}")
+        if self.publish_ack is None:
+            return _error(503, "read_only", "acks are not configured")
+        ack = Ack(fingerprint=fp, identifier=identifier, by=req.by, note=req.note, at=self.clock())
+        try:
+            await self.publish_ack(ack)
+        except Exception as e:  # noqa: BLE001 - Kafka down or timed out: the operator must retry
+            log.error("ack of %s not recorded: %s", fp, e)
+            return _error(503, "not_recorded", f"the ack could not be recorded: {e}")
+        visible = await asyncio.to_thread(self.view.wait_for, lambda: self.view.has_ack(ack), self.visible_timeout_s)
+        return _json({"ack": ack.model_dump(mode="json"), "visible": visible}, status=201 if visible else 202)
+
+    # ------------------------------------------------------------------ silences
+    def _silences_ready(self) -> web.Response | None:
+        if self.store is None or self.writer is None:
+            return _error(503, "no_silences", "silences are not configured")
+        return None
+
+    def _silence_json(self, s: Silence, now: datetime) -> dict[str, Any]:
+        return {**s.model_dump(mode="json"), "active_now": s.active_at(now)}
+
+    async def list_silences(self, request: web.Request) -> web.Response:
+        if (err := self._silences_ready()) is not None:
+            return err
+        assert self.store is not None
+        now = self.clock()
+        items = [self._silence_json(s, now) for s in self.store.silences()]
+        return _json({"count": len(items), "silences": items})
+
+    async def create_silence(self, request: web.Request) -> web.Response:
+        """Create (or, with the id of an existing one, replace) a silence; the id is generated if absent."""
+        if (err := self._silences_ready()) is not None:
+            return err
+        assert self.store is not None and self.writer is not None
+        body = await _body(request)
+        if isinstance(body, web.Response):
+            return body
+        if not body.get("id"):
+            body["id"] = f"sil-{uuid.uuid4().hex[:12]}"
+        try:
+            silence = Silence.model_validate(body)
+        except ValidationError as e:
+            return _invalid(e)
+        now = self.clock()
+        if has_ended(silence, now):
+            return _error(422, "validation", "the silence has already ended")
+        existed = self.store.get(silence.id) is not None
+        try:
+            await self.writer.publish(silence)
+        except Exception as e:  # noqa: BLE001
+            log.error("silence %s not recorded: %s", silence.id, e)
+            return _error(503, "not_recorded", f"the silence could not be recorded: {e}")
+        store = self.store
+        visible = await asyncio.to_thread(
+            store.wait_for, lambda: store.get(silence.id) == silence, self.visible_timeout_s
+        )
+        status = (200 if existed else 201) if visible else 202
+        return _json({**self._silence_json(silence, now), "visible": visible}, status=status)
+
+    async def delete_silence(self, request: web.Request) -> web.Response:
+        if (err := self._silences_ready()) is not None:
+            return err
+        assert self.store is not None and self.writer is not None
+        sid = request.match_info["id"]
+        if self.store.get(sid) is None:
+            return _error(404, "not_found", f"no silence {sid!r}")
+        try:
+            await self.writer.delete(sid)
+        except Exception as e:  # noqa: BLE001
+            log.error("deletion of silence %s not recorded: %s", sid, e)
+            return _error(503, "not_recorded", f"the deletion could not be recorded: {e}")
+        store = self.store
+        gone = await asyncio.to_thread(store.wait_for, lambda: store.get(sid) is None, self.visible_timeout_s)
+        return _json({"id": sid, "deleted": True, "visible": gone}, status=200 if gone else 202)
+
+    # ------------------------------------------------------------------ audit
+    async def audit(self, request: web.Request) -> web.Response:
+        try:
+            q = AuditQuery.model_validate(_query(request))
+        except ValidationError as e:
+            return _invalid(e)
+        events = self.view.audit(q.fingerprint, q.since, q.until)
+        return _json({"count": len(events), "events": [e.model_dump(mode="json") for e in events]})
+
+
+def build_app(
+    view: AlertView,
+    bootstrap: str | None = None,
+    *,
+    silence_store: SilenceSource | None = None,
+    silence_writer: SilenceWriter | None = None,
+    ack_publisher: AckPublisher | None = None,
+    load_cap: Callable[[], CapRenderer | None] = import_cap_renderer,
+    clock: Callable[[], datetime] = _utcnow,
+    visible_timeout_s: float = 5.0,
+) -> web.Application:
+    """The aiohttp application over ``view``.
+
+    With ``bootstrap`` (Kafka), whatever is not injected is wired to Kafka and runs with the app:
+    a follower feeding ``view`` from ``alerts``, ``alerts.deliveries`` and ``alerts.acks``, a
+    :class:`SilenceStore`, and a producer for acks and silences. Without it, only what is injected
+    works (tests feed ``view`` directly); missing writers answer ``503``.
+    """
+    app = web.Application()
+    owned: list[Any] = []
+    if bootstrap is not None:
+        kafka = KafkaWriter(bootstrap)
+        if silence_store is None:
+            store = SilenceStore(bootstrap)
+            silence_store = store
+            owned.append(store)
+        silence_writer = silence_writer or kafka
+        ack_publisher = ack_publisher or kafka.publish_ack
+        feed = TopicFollower(
+            bootstrap,
+            VIEW_TOPICS,
+            lambda rec: view.apply_record(rec.topic, rec.value),
+            name="operator-api-view",
+            on_caught_up=view.mark_caught_up,
+        )
+
+        async def start(_app: web.Application) -> None:
+            from ingest.sinks import ensure_topics
+            from tocsin.settings import Settings
+
+            try:
+                await asyncio.to_thread(ensure_topics, bootstrap, VIEW_TOPICS, Settings().kafka_partitions)
+            except Exception as e:  # noqa: BLE001 - the follower picks the topics up once they exist
+                log.warning("could not ensure topics %s: %s", VIEW_TOPICS, e)
+            for s in owned:
+                await asyncio.to_thread(s.start)
+            feed.start()
+
+        async def stop(_app: web.Application) -> None:
+            feed.stop()
+            for s in owned:
+                await asyncio.to_thread(s.stop)
+            await asyncio.to_thread(kafka.close)
+
+        app.on_startup.append(start)
+        app.on_cleanup.append(stop)
+    api = OperatorApi(
+        view,
+        silence_store=silence_store,
+        silence_writer=silence_writer,
+        ack_publisher=ack_publisher,
+        load_cap=load_cap,
+        clock=clock,
+        visible_timeout_s=visible_timeout_s,
+    )
+    app.add_routes(api.routes())
+    return app
+
+
+# --------------------------------------------------------------------------- process
+async def serve(host: str, port: int, bootstrap: str) -> None:
+    app = build_app(AlertView(), bootstrap)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    address = runner.addresses[0] if runner.addresses else (host, port)
+    log.info("operator API listening on http://%s:%s (kafka %s)", address[0], address[1], bootstrap)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        log.info("operator API stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tocsin.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m alerts.api", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8790, help="0: any free port (logged)")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    asyncio.run(serve(args.host, args.port, settings.kafka_bootstrap))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
