@@ -34,7 +34,7 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -264,9 +264,7 @@ class AlertView:
     ) -> list[AlertSummary]:
         """Fingerprints with at least one message, filtered; active first, then the most severe, then the newest."""
         with self._cond:
-            out = [
-                AlertSummary(**self._summary_fields(fp, inc)) for fp, inc in self._incidents.items() if inc.messages
-            ]
+            out = [AlertSummary(**self._summary_fields(fp, inc)) for fp, inc in self._incidents.items() if inc.messages]
         out = [
             s
             for s in out
@@ -305,9 +303,7 @@ class AlertView:
         """Every message, delivery record and ack, by time (then arrival order)."""
         rows: list[tuple[datetime, int, AuditEvent]] = []
         with self._cond:
-            items = [
-                (fp, inc) for fp, inc in self._incidents.items() if fingerprint is None or fp == fingerprint
-            ]
+            items = [(fp, inc) for fp, inc in self._incidents.items() if fingerprint is None or fp == fingerprint]
             for fp, inc in items:
                 for seq, m in inc.messages:
                     rows.append((m.sent, seq, _event("message", fp, m.identifier, m.sent, _say_message(m), m)))

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from alerts.kernels import fire as fk
+from alerts.kernels import quake as qk
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
 from schemas.common import WarningLevel
 from schemas.detection import Detection, DetectionState
@@ -65,6 +67,11 @@ class AlertConfig:
     org_code: str = "TOCSIN"
     seismic_min_stations: int = 3
     seismic_window_s: float = 30.0
+    vp_km_s: float = 6.0
+    vs_km_s: float = 3.5
+    depth_km: float = 10.0
+    fire_k_cameras: int = 2
+    fire_bearing_sigma_deg: float = 1.0
 
 
 def seismic_level(intensity: float) -> WarningLevel:
@@ -104,29 +111,67 @@ class AlertEngine:
             st["sources"].pop(key, None)
         elif d.level is not None:
             st["sources"][key] = {"level": d.level.value, "value": d.value, "unit": d.unit, "det": d.id, "site": d.site}
+            if d.kind == "fire" and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
+                st["sources"][key] |= {"lat": d.lat, "lon": d.lon, "bearing_deg": d.evidence["bearing_deg"]}
+        if incident_group(d.kind) == "forest_fire":
+            return st, self._fire(d, st)
         return st, self._emit(d, st)
 
+    def _fire(self, d: Detection, st: State) -> list[Alert]:
+        """One camera persisting gives an unlocated fire (certainty Likely); two or more cameras whose
+        bearings intersect within range give a located fire (Observed) with its uncertainty."""
+        towers = [
+            (s["lat"], s["lon"], s["bearing_deg"], self.config.fire_bearing_sigma_deg)
+            for s in st["sources"].values()
+            if "bearing_deg" in s
+        ]
+        fix = fk.intersect_bearings(towers) if len(towers) >= self.config.fire_k_cameras else None
+        if fix is None:
+            return self._emit(d, st, certainty="Likely")
+        text = (
+            f"{len(towers)}座瞭望塔交叉定位：火点约北纬{fix.lat:.4f}度、东经{fix.lon:.4f}度"
+            f"（误差约{fix.uncertainty_km * 1000:.0f}米）。"
+        )
+        circle = (round(fix.lat, 5), round(fix.lon, 5), round(max(fix.uncertainty_km, 0.1), 3))
+        newly_located = not st.get("located")
+        st["located"] = True
+        out = self._emit(d, st, description=text, circle=circle, certainty="Observed")
+        if not out and newly_located and st["active"]:
+            out = [self._message(d, st, MsgType.UPDATE, WarningLevel(st["level"]), description=text, circle=circle)]
+        return out
+
     # ------------------------------------------------------------------ lifecycle
-    def _emit(self, d: Detection, st: State) -> list[Alert]:
+    def _emit(self, d: Detection, st: State, **details: Any) -> list[Alert]:
         sources = st["sources"]
         level = max((WarningLevel(s["level"]) for s in sources.values()), key=lambda lv: lv.rank, default=None)
         if level is None:
             if not st["active"]:
                 return []
             st["active"] = False
+            st.pop("located", None)
             return [self._message(d, st, MsgType.CANCEL, WarningLevel(st["level"]))]
         if not st["active"]:
             st["active"] = True
             st["onset"] = d.onset.timestamp()
             st["ids"] = []
             st["level"] = level.value
-            return [self._message(d, st, MsgType.ALERT, level)]
+            return [self._message(d, st, MsgType.ALERT, level, **details)]
         if level.value != st["level"]:
             st["prev_level"], st["level"] = st["level"], level.value
-            return [self._message(d, st, MsgType.UPDATE, level)]
+            return [self._message(d, st, MsgType.UPDATE, level, **details)]
         return []
 
-    def _message(self, d: Detection, st: State, msg_type: MsgType, level: WarningLevel) -> Alert:
+    def _message(
+        self,
+        d: Detection,
+        st: State,
+        msg_type: MsgType,
+        level: WarningLevel,
+        *,
+        description: str | None = None,
+        circle: tuple[float, float, float] | None = None,
+        certainty: str = "Observed",
+    ) -> Alert:
         cfg = self.config
         group = incident_group(d.kind)
         area_code = d.area_code or cfg.default_area_code
@@ -142,7 +187,7 @@ class AlertEngine:
             desc=(d.town + d.village) or (device.area.district if device else "") or area_code,
             town=d.town,
             village=d.village,
-            circle=(d.lat, d.lon, 5.0) if d.lat is not None and d.lon is not None else None,
+            circle=circle or ((d.lat, d.lon, 5.0) if d.lat is not None and d.lon is not None else None),
         )
         sources = st["sources"]
         devices = sorted({k.split(":")[0] for k in sources} | {d.device_id})
@@ -154,7 +199,7 @@ class AlertEngine:
             previous = WarningLevel(st.get("prev_level") or level.value)
             verb = "发布" if msg_type is MsgType.ALERT else ("升级为" if level.rank > previous.rank else "调整为")
             headline = f"{area.desc}{verb}{event}{level.zh}预警"
-            description = self._describe(d, level, area.desc, event)
+            description = description or self._describe(d, level, area.desc, event)
         return Alert(
             identifier=identifier,
             fingerprint=self.fingerprint(d),
@@ -171,6 +216,7 @@ class AlertEngine:
             headline=headline,
             description=description,
             instruction="" if msg_type is MsgType.CANCEL else _INSTRUCTIONS.get(group, ""),
+            certainty=certainty,
             references=references,
             detections=[d.id],
             devices=devices,
@@ -192,40 +238,112 @@ class AlertEngine:
 
     # ------------------------------------------------------------------ seismic
     def _seismic(self, d: Detection, st: State) -> list[Alert]:
+        """Network confirmation: station triggers consistent with one P wave (coincidence), then a
+        located epicentre, a magnitude from Pd, and predicted intensity and S-wave warning time at
+        the registry's targets. Issued as soon as confirmed; updated as more stations report."""
         cfg = self.config
         trig = dict(st.get("triggers", {}))
-        t = d.onset.timestamp()
-        if d.state is DetectionState.CLEAR:
-            if d.device_id in trig:
-                trig[d.device_id] = {**trig[d.device_id], "cleared": True, "intensity": _intensity(d, trig)}
-        else:
-            trig[d.device_id] = {"t": t, "intensity": _intensity(d, trig), "cleared": False}
-        newest = max((v["t"] for v in trig.values()), default=t)
-        trig = {k: v for k, v in trig.items() if v["t"] >= newest - cfg.seismic_window_s or not v["cleared"]}
+        prev = trig.get(d.device_id, {})
+        entry = {
+            "t": prev.get("t", d.onset.timestamp()) if d.state is not DetectionState.OPEN else d.onset.timestamp(),
+            "lat": d.lat,
+            "lon": d.lon,
+            "intensity": _intensity(d, trig),
+            "pd_cm": d.evidence.get("pd_cm", prev.get("pd_cm")),
+            "cleared": d.state is DetectionState.CLEAR,
+        }
+        trig[d.device_id] = entry
+        newest = max(v["t"] for v in trig.values())
+        trig = {k: v for k, v in trig.items() if v["t"] >= newest - 4 * cfg.seismic_window_s or not v["cleared"]}
         st["triggers"] = trig
-        window = [v for v in trig.values() if v["t"] >= newest - cfg.seismic_window_s]
-        intensity = max((v["intensity"] for v in window), default=0.0)
-        level = seismic_level(intensity)
-        d2 = d.model_copy(update={"kind": "p_trigger", "value": intensity, "unit": "度", "threshold": None})
+        picks = [
+            qk.Pick(k, v["lat"], v["lon"], v["t"], pd_cm=v["pd_cm"]) for k, v in trig.items() if v["lat"] is not None
+        ]
+        co = qk.coincidence(picks, cfg.seismic_window_s, float(cfg.seismic_min_stations))
+        recent = [k for k, v in trig.items() if v["t"] >= newest - cfg.seismic_window_s]
+        # Stations without coordinates cannot be checked for travel-time consistency or located:
+        # then a plain count within the window confirms, and the epicentre is left open.
+        unlocated = len(recent) >= cfg.seismic_min_stations and any(trig[k]["lat"] is None for k in recent)
+        confirmed = co.confirmed or unlocated
+        if not st["active"] and not confirmed:
+            return []
+        if st["active"] and all(v["cleared"] for v in trig.values()):
+            st["active"], st["triggers"], st["sources"] = False, {}, {}
+            cancel = d.model_copy(update={"kind": "p_trigger"})
+            return [self._message(cancel, st, MsgType.CANCEL, WarningLevel(st["level"]))]
+        if not confirmed:
+            return []
+        stations = list(co.station_ids) if co.confirmed else recent
+        q = self._quake(co, trig, d.ts.timestamp()) if co.confirmed else self._unlocated(stations, trig)
+        level = seismic_level(max(q["observed"], q["predicted_max"]))
+        st["sources"] = {k: {"level": level.value, "site": ""} for k in stations}
+        d2 = d.model_copy(
+            update={
+                "kind": "p_trigger",
+                "value": q["magnitude"] if q["magnitude"] is not None else q["observed"],
+                "unit": "M" if q["magnitude"] is not None else "度",
+                "threshold": None,
+            }
+        )
+        circle = (q["lat"], q["lon"], max(10.0, q["blind_km"])) if q["lat"] is not None else None
         if not st["active"]:
-            if len(window) < cfg.seismic_min_stations:
-                return []
-            st["active"] = True
-            st["onset"] = min(v["t"] for v in window)
-            st["ids"] = []
-            st["level"] = level.value
-            st["sources"] = {k: {"level": level.value} for k in trig}
-            return [self._message(d2, st, MsgType.ALERT, level)]
-        st["sources"] = {k: {"level": level.value} for k in trig}
-        if all(v["cleared"] for v in trig.values()):
-            st["active"] = False
-            st["triggers"] = {}
-            st["sources"] = {}
-            return [self._message(d2, st, MsgType.CANCEL, WarningLevel(st["level"]))]
-        if level.rank > WarningLevel(st["level"]).rank:
-            st["prev_level"], st["level"] = st["level"], level.value
-            return [self._message(d2, st, MsgType.UPDATE, level)]
+            st.update(active=True, onset=q["origin_t"], ids=[], level=level.value, mag=q["magnitude"], n=len(stations))
+            return [self._message(d2, st, MsgType.ALERT, level, description=q["text"], circle=circle)]
+        grew = level.rank > WarningLevel(st["level"]).rank
+        mag_moved = q["magnitude"] is not None and abs((st.get("mag") or 0.0) - q["magnitude"]) >= 0.3
+        if grew or mag_moved:
+            if grew:
+                st["prev_level"], st["level"] = st["level"], level.value
+            st.update(mag=q["magnitude"], n=len(stations))
+            level_now = WarningLevel(st["level"])
+            return [self._message(d2, st, MsgType.UPDATE, level_now, description=q["text"], circle=circle)]
         return []
+
+    @staticmethod
+    def _unlocated(stations: list[str], trig: dict[str, Any]) -> dict[str, Any]:
+        observed = max(trig[k]["intensity"] for k in stations)
+        return {
+            "lat": None,
+            "lon": None,
+            "origin_t": min(trig[k]["t"] for k in stations),
+            "magnitude": None,
+            "observed": observed,
+            "predicted_max": 0.0,
+            "blind_km": 0.0,
+            "text": f"地震预警：{len(stations)}个台站触发，震中待定，台站实测最大烈度{observed:.1f}度。",
+        }
+
+    def _quake(self, co: qk.Coincidence, trig: dict[str, Any], alert_t_s: float) -> dict[str, Any]:
+        cfg = self.config
+        loc = qk.locate(list(co.picks), vp_km_s=cfg.vp_km_s, depth_km=cfg.depth_km)
+        mag = qk.network_magnitude(list(co.picks), loc)
+        observed = max(trig[k]["intensity"] for k in co.station_ids)
+        targets = list(self.registry.targets) if self.registry is not None else []
+        lines, predicted = [], []
+        for t in targets:
+            hypo = loc.hypo_km(t.lat, t.lon)
+            warn = qk.s_warning_time_s(loc, t.lat, t.lon, alert_t_s, vs_km_s=cfg.vs_km_s)
+            intensity = qk.predicted_intensity(mag, hypo) if mag is not None else None
+            if intensity is not None:
+                predicted.append(intensity)
+            shown = f"预估烈度{intensity:.1f}度，" if intensity is not None else ""
+            when = f"横波约{warn:.0f}秒后到达" if warn > 0 else "已处于盲区"
+            lines.append(f"{t.name}：{shown}{when}")
+        m_text = f"M{mag:.1f}" if mag is not None else "震级待定"
+        text = (
+            f"地震预警：{co.n}个台站触发，震中约北纬{loc.lat:.2f}度、东经{loc.lon:.2f}度，{m_text}，"
+            f"台站实测最大烈度{observed:.1f}度。" + "；".join(lines)
+        )
+        return {
+            "lat": round(loc.lat, 4),
+            "lon": round(loc.lon, 4),
+            "origin_t": loc.origin_t_s,
+            "magnitude": round(mag, 1) if mag is not None else None,
+            "observed": observed,
+            "predicted_max": max(predicted, default=0.0),
+            "blind_km": qk.blind_zone_radius_km(loc, alert_t_s, vs_km_s=cfg.vs_km_s),
+            "text": text[:4000],
+        }
 
 
 def _intensity(d: Detection, trig: dict[str, Any]) -> float:

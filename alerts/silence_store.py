@@ -125,7 +125,7 @@ class TopicFollower:
         self,
         bootstrap: str,
         topics: Iterable[str],
-        on_record: Callable[[Any], None],
+        on_record: Callable[[Any], object],
         *,
         name: str,
         on_caught_up: Callable[[], None] | None = None,

@@ -41,8 +41,19 @@ class Device(WireModel):
     )
 
 
+class Target(WireModel):
+    """A place that needs a seismic warning time: a town, a rail line, a metro station, a pipeline."""
+
+    name: str = Field(min_length=1, max_length=100)
+    kind: str = Field(default="town", description="town, rail, metro, pipeline, school, hospital ...")
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    area_code: AdminCode | None = None
+
+
 class Registry(WireModel):
     devices: list[Device] = Field(default_factory=list)
+    targets: list[Target] = Field(default_factory=list, description="seismic warning targets")
     sms_recipients: dict[AdminCode, list[str]] = Field(
         default_factory=dict, description="area code -> E.164 numbers of on-duty officers and residents"
     )
@@ -82,6 +93,9 @@ class RegistryLike(Protocol):
 
     @property
     def sms_recipients(self) -> dict[str, list[str]]: ...
+
+    @property
+    def targets(self) -> list[Target]: ...
 
     def get(self, device_id: str) -> Device | None: ...
 
@@ -145,6 +159,10 @@ class RegistryWatcher:
     @property
     def sms_recipients(self) -> dict[str, list[str]]:
         return self.current().sms_recipients
+
+    @property
+    def targets(self) -> list[Target]:
+        return self.current().targets
 
     def get(self, device_id: str) -> Device | None:
         return self.current().get(device_id)

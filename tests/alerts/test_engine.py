@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -282,7 +284,20 @@ def test_process_does_not_modify_the_given_state() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _trig(station: str, t: float, state: DetectionState = OPEN, intensity: float | None = None, rev: int = 0):
+# Stations on an east-west line, x km east of the first: a P wave at 6 km/s reaches st-02 4 s and
+# st-03 12 s after st-01, so the test's trigger times are physically consistent.
+_STATION_X_KM = {"st-01": 0.0, "st-02": 24.0, "st-03": 72.0, "st-04": 90.0}
+
+
+def _trig(
+    station: str,
+    t: float,
+    state: DetectionState = OPEN,
+    intensity: float | None = None,
+    rev: int = 0,
+    located: bool = True,
+):
+    x_km = _STATION_X_KM[station]
     return _det(
         state,
         None,
@@ -296,6 +311,8 @@ def _trig(station: str, t: float, state: DetectionState = OPEN, intensity: float
         threshold=None,
         window_s=None,
         evidence={} if intensity is None else {"intensity": intensity},
+        lat=39.95 if located else None,
+        lon=116.55 + x_km / (111.32 * math.cos(math.radians(39.95))) if located else None,
     )
 
 
@@ -328,10 +345,12 @@ def test_three_stations_within_the_window_give_one_alert() -> None:
         "地震",
         BLUE,
     )
-    assert alert.onset == ONSET  # the earliest trigger
+    # onset is the located origin time: before the first trigger, by at most the P travel time
+    assert ONSET - timedelta(seconds=20) <= alert.onset <= ONSET
+    assert alert.area.circle is not None and "震中约北纬" in alert.description
     assert alert.fingerprint == "seismic:110105:earthquake"
     assert alert.unit == "度" and alert.value == 0.0
-    assert alert.identifier == "110105TOCSIN20240701200000-seismic-earthquake-000"
+    assert alert.identifier == f"110105TOCSIN{alert.onset:%Y%m%d%H%M%S}-seismic-earthquake-000"
     assert alert.devices == ["st-01", "st-02", "st-03"]
     # a fourth station at the same level adds nothing
     state, per = _feed(engine, [_trig("st-04", 15.0)], state)
@@ -365,9 +384,17 @@ def test_same_station_twice_is_one_station() -> None:
 
 
 def test_seismic_min_stations_and_window_are_configurable() -> None:
+    # stations without coordinates: a plain count within the (configurable) window confirms
     engine = AlertEngine(AlertConfig(seismic_min_stations=2, seismic_window_s=60.0), clock=_clock)
-    _, per = _feed(engine, [_trig("st-01", 0.0), _trig("st-02", 50.0)])
+    _, per = _feed(engine, [_trig("st-01", 0.0, located=False), _trig("st-02", 50.0, located=False)])
     assert per[0] == [] and [a.msg_type for a in per[1]] == [MsgType.ALERT]
+
+
+def test_picks_inconsistent_with_one_p_wave_are_not_an_earthquake() -> None:
+    # st-01 and st-02 are 24 km apart: triggers 20 s apart cannot be the same P wave (4 s + 1 s)
+    engine = AlertEngine(AlertConfig(seismic_min_stations=2, seismic_window_s=30.0), clock=_clock)
+    _, per = _feed(engine, [_trig("st-01", 0.0), _trig("st-02", 20.0)])
+    assert per == [[], []]
 
 
 def test_seismic_intensity_sets_the_first_level() -> None:

@@ -1,0 +1,390 @@
+"""The operator API over a view fed directly (no Kafka): list, show, ack, silences, audit, CAP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from alerts.api import ACKS, Ack, AlertView, build_app
+from alerts.silence_store import SILENCES, SilenceStore, has_ended
+from alerts.silences import Silence
+from schemas import topics
+from schemas.alert import Alert, AlertArea, MsgType
+from schemas.common import Family, WarningLevel
+from schemas.delivery import DeliveryRecord
+from schemas.wire import encode
+
+T0 = datetime(2026, 7, 14, 2, 0, tzinfo=UTC)
+FP = "hydro:330110:rain"
+
+
+def message(rev: int, msg_type: MsgType, level: WarningLevel, *, fp: str = FP, hazard: Family = Family.HYDRO) -> Alert:
+    area = fp.split(":")[1]
+    return Alert(
+        identifier=f"{area}00020260714100000-{hazard.value}-x-{rev:03d}",
+        fingerprint=fp,
+        revision=rev,
+        msg_type=msg_type,
+        hazard=hazard,
+        event="暴雨",
+        level=level,
+        sent=T0 + timedelta(minutes=10 * rev),
+        onset=T0,
+        area=AlertArea(code=area, desc="青山镇横溪村"),
+        headline=f"青山镇横溪村暴雨{level.zh}预警",
+        description="1小时雨量48mm。",
+        references=[],
+    )
+
+
+def delivery(alert: Alert, channel: str, outcome: str, minutes: float = 0.5) -> DeliveryRecord:
+    return DeliveryRecord(
+        alert_id=alert.identifier,
+        fingerprint=alert.fingerprint,
+        revision=alert.revision,
+        channel=channel,
+        recipient="138****0001" if channel == "sms" else "tocsin/v1/alerts/330110/hydro",
+        outcome=outcome,
+        attempts=1 if outcome == "accepted" else 5,
+        ts=alert.sent + timedelta(minutes=minutes),
+    )
+
+
+ALERT = message(0, MsgType.ALERT, WarningLevel.BLUE)
+UPDATE = message(1, MsgType.UPDATE, WarningLevel.RED)
+CANCEL = message(2, MsgType.CANCEL, WarningLevel.RED)
+
+
+def silence_body(**over: Any) -> dict[str, Any]:
+    body = {
+        "area": "330110",
+        "hazard": "hydro",
+        "starts_at": (T0 - timedelta(hours=1)).isoformat(),
+        "ends_at": (T0 + timedelta(hours=3)).isoformat(),
+        "creator": "王工",
+        "reason": "雨量计检修",
+    }
+    return {**body, **over}
+
+
+class FakeSilences:
+    """A real SilenceStore (never started) fed by a writer that applies records directly."""
+
+    def __init__(self, apply: bool = True) -> None:
+        self.store = SilenceStore("unused:9092", clock=lambda: T0, create_topic=False)
+        self.apply = apply
+        self.written: list[tuple[str, bytes | None]] = []
+
+    async def publish(self, silence: Silence) -> None:
+        self.written.append((silence.id, encode(silence)))
+        if self.apply:
+            self.store.apply(silence.id.encode(), encode(silence))
+
+    async def delete(self, silence_id: str) -> None:
+        self.written.append((silence_id, None))
+        if self.apply:
+            self.store.apply(silence_id.encode(), None)
+
+
+def run(view: AlertView, body: Callable[[TestClient[Any, Any]], Awaitable[None]], **kwargs: Any) -> None:
+    async def main() -> None:
+        app: web.Application = build_app(view, clock=lambda: T0 + timedelta(minutes=30), **kwargs)
+        async with TestClient(TestServer(app)) as client:
+            await body(client)
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def view() -> AlertView:
+    v = AlertView()
+    v.apply_alert(ALERT)
+    v.apply_delivery(delivery(ALERT, "sms", "accepted"))
+    v.apply_delivery(delivery(ALERT, "mqtt", "accepted", 0.1))
+    v.mark_caught_up()
+    return v
+
+
+# --------------------------------------------------------------------------- view
+def test_view_is_idempotent_and_skips_malformed_records() -> None:
+    v = AlertView()
+    assert v.apply_record(topics.ALERTS, encode(ALERT))
+    assert not v.apply_record(topics.ALERTS, encode(ALERT))  # replay: same identifier
+    d = delivery(ALERT, "sms", "accepted")
+    assert v.apply_record(topics.DELIVERIES, encode(d))
+    assert not v.apply_record(topics.DELIVERIES, encode(d))
+    assert not v.apply_record(topics.ALERTS, b"{not json")
+    assert not v.apply_record(topics.ALERTS, b'{"identifier": "x"}')
+    assert not v.apply_record(ACKS, None)
+    assert not v.apply_record("elsewhere", encode(ALERT))
+    detail = v.detail(FP)
+    assert detail is not None and len(detail.history) == 1 and len(detail.deliveries) == 1
+
+
+def test_deliveries_before_their_alert_are_kept_but_not_listed() -> None:
+    v = AlertView()
+    v.apply_delivery(delivery(ALERT, "sms", "accepted"))
+    assert v.summaries("all") == [] and v.detail(FP) is None
+    v.apply_alert(ALERT)
+    detail = v.detail(FP)
+    assert detail is not None and len(detail.deliveries) == 1
+
+
+def test_current_message_is_the_last_and_cancel_ends_activity(view: AlertView) -> None:
+    assert [s.fingerprint for s in view.summaries()] == [FP]
+    view.apply_alert(UPDATE)
+    (s,) = view.summaries()
+    assert s.msg_type is MsgType.UPDATE and s.level is WarningLevel.RED and s.active
+    view.apply_alert(CANCEL)
+    assert view.summaries() == []
+    (s,) = view.summaries("all")
+    assert s.msg_type is MsgType.CANCEL and not s.active
+
+
+def test_audit_is_time_ordered_and_filtered(view: AlertView) -> None:
+    view.apply_alert(UPDATE)
+    view.apply_ack(Ack(fingerprint=FP, identifier=ALERT.identifier, by="李值班", at=T0 + timedelta(minutes=2)))
+    other = message(0, MsgType.ALERT, WarningLevel.YELLOW, fp="fire:330111:smoke", hazard=Family.FIRE)
+    view.apply_alert(other)
+    events = view.audit(FP)
+    assert [e.kind for e in events] == ["message", "delivery", "delivery", "ack", "message"]
+    assert [e.ts for e in events] == sorted(e.ts for e in events)
+    assert events[3].summary == "acknowledged by 李值班"
+    assert "sms to 138****0001: accepted" in events[2].summary
+    assert [e.kind for e in view.audit(FP, since=T0 + timedelta(minutes=1))] == ["ack", "message"]
+    assert {e.fingerprint for e in view.audit()} == {FP, "fire:330111:smoke"}
+
+
+# --------------------------------------------------------------------------- HTTP: alerts
+def test_list_and_filters(view: AlertView) -> None:
+    view.apply_alert(message(0, MsgType.ALERT, WarningLevel.YELLOW, fp="fire:420111:smoke", hazard=Family.FIRE))
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        r = await client.get("/alerts")
+        assert r.status == 200 and r.content_type == "application/json" and r.charset == "utf-8"
+        text = await r.text()
+        assert "青山镇横溪村暴雨蓝色预警" in text  # Chinese unescaped
+        data = await r.json()
+        assert data["count"] == 2
+        assert [a["hazard"] for a in data["alerts"]] == ["fire", "hydro"]  # yellow before blue
+        item = data["alerts"][1]
+        assert item["fingerprint"] == FP and item["identifier"] == ALERT.identifier
+        assert item["msg_type"] == "Alert" and item["level"] == "blue" and item["status"] == "Actual"
+        assert item["area"]["code"] == "330110" and item["sent"] == "2026-07-14T02:00:00Z"
+        assert item["acknowledged"] is False and item["acknowledged_by"] is None
+        assert [a["fingerprint"] for a in (await (await client.get("/alerts?hazard=hydro")).json())["alerts"]] == [FP]
+        assert (await (await client.get("/alerts?area=42")).json())["count"] == 1
+        assert (await (await client.get("/alerts?area=33&hazard=fire")).json())["count"] == 0
+        assert (await client.get("/alerts?hazard=volcano")).status == 422
+        assert (await client.get("/alerts?state=sleeping")).status == 422
+        h = await client.get("/healthz")
+        assert h.status == 200 and (await h.json())["status"] == "ok"
+
+    run(view, body)
+
+
+def test_show_history_deliveries_and_cap(view: AlertView) -> None:
+    view.apply_alert(UPDATE)
+    view.apply_delivery(delivery(UPDATE, "sms", "gave_up"))
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        r = await client.get(f"/alerts/{FP}")
+        assert r.status == 200
+        data = await r.json()
+        assert data["current"]["identifier"] == UPDATE.identifier and data["msg_type"] == "Update"
+        assert [m["msg_type"] for m in data["history"]] == ["Alert", "Update"]
+        assert len(data["deliveries"]) == 3
+        assert data["delivery_summary"] == {"sms": {"accepted": 1, "gave_up": 1}, "mqtt": {"accepted": 1}}
+        assert data["history"][0]["severity"] == "Minor"
+        assert data["cap"].startswith("<?xml") and UPDATE.identifier in data["cap"]
+        cap = await client.get(f"/alerts/{FP}/cap")
+        assert cap.status == 200 and cap.content_type == "application/cap+xml"
+        assert "暴雨" in await cap.text()
+        old = await client.get(f"/alerts/{FP}/cap", params={"identifier": ALERT.identifier})
+        assert ALERT.identifier in await old.text()
+        assert (await client.get(f"/alerts/{FP}/cap", params={"identifier": "nope"})).status == 404
+        assert (await client.get("/alerts/hydro:999999:x")).status == 404
+
+    run(view, body)
+
+
+def test_without_cap_module(view: AlertView) -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        data = await (await client.get(f"/alerts/{FP}")).json()
+        assert "cap" not in data
+        assert (await client.get(f"/alerts/{FP}/cap")).status == 501
+
+    run(view, body, load_cap=lambda: None)
+
+
+def test_ack_is_published_and_then_shown(view: AlertView) -> None:
+    published: list[Ack] = []
+
+    async def publisher(ack: Ack) -> None:
+        published.append(ack)
+        view.apply_record(ACKS, encode(ack))  # what the consumer thread would do
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        r = await client.post(f"/alerts/{FP}/ack", json={"by": "李值班", "note": "已电话通知村支书"})
+        assert r.status == 201, await r.text()
+        assert (await r.json())["visible"] is True
+        (ack,) = published
+        assert ack.fingerprint == FP and ack.identifier == ALERT.identifier and ack.by == "李值班"
+        item = (await (await client.get("/alerts")).json())["alerts"][0]
+        assert item["acknowledged"] is True and item["acknowledged_by"] == "李值班"
+        assert item["acknowledged_at"] == "2026-07-14T02:30:00Z"
+        data = await (await client.get(f"/alerts/{FP}")).json()
+        assert data["acks"][0]["note"] == "已电话通知村支书"
+        # An escalation after the ack needs a new ack.
+        view.apply_alert(UPDATE)
+        item = (await (await client.get("/alerts")).json())["alerts"][0]
+        assert item["acknowledged"] is False
+        # Validation and unknown fingerprints.
+        assert (await client.post("/alerts/hydro:999999:x/ack", json={"by": "x"})).status == 404
+        r = await client.post(f"/alerts/{FP}/ack", json={"note": "no name"})
+        assert r.status == 422 and "by" in (await r.json())["detail"]
+        assert (await client.post(f"/alerts/{FP}/ack", json={"by": "   "})).status == 422
+        assert (await client.post(f"/alerts/{FP}/ack", json={"by": "x", "identifier": "nope"})).status == 422
+        assert (await client.post(f"/alerts/{FP}/ack", data=b"{")).status == 400
+        assert len(published) == 1
+
+    run(view, body, ack_publisher=publisher)
+
+
+def test_ack_not_seen_back_in_time_is_202(view: AlertView) -> None:
+    async def lost(ack: Ack) -> None:
+        return None
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        r = await client.post(f"/alerts/{FP}/ack", json={"by": "李值班"})
+        assert r.status == 202 and (await r.json())["visible"] is False
+
+    run(view, body, ack_publisher=lost, visible_timeout_s=0.2)
+
+
+def test_read_only_without_publishers(view: AlertView) -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        assert (await client.post(f"/alerts/{FP}/ack", json={"by": "x"})).status == 503
+        assert (await client.get("/silences")).status == 503
+
+    run(view, body)
+
+
+# --------------------------------------------------------------------------- HTTP: silences
+def test_silences_create_list_delete(view: AlertView) -> None:
+    fake = FakeSilences()
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        r = await client.post("/silences", json=silence_body())
+        assert r.status == 201, await r.text()
+        created = await r.json()
+        sid = created["id"]
+        assert sid.startswith("sil-") and created["active_now"] is True and created["creator"] == "王工"
+        listed = (await (await client.get("/silences")).json())["silences"]
+        assert [s["id"] for s in listed] == [sid]
+        assert fake.store.get(sid) is not None
+        # Same id again: a replacement.
+        r = await client.post("/silences", json=silence_body(id=sid, reason="延长检修"))
+        assert r.status == 200 and fake.store.get(sid).reason == "延长检修"  # type: ignore[union-attr]
+        r = await client.delete(f"/silences/{sid}")
+        assert r.status == 200 and (await r.json())["deleted"] is True
+        assert fake.written[-1] == (sid, None)
+        assert (await (await client.get("/silences")).json())["silences"] == []
+        assert (await client.delete(f"/silences/{sid}")).status == 404
+
+    run(view, body, silence_store=fake.store, silence_writer=fake)
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"ends_at": (T0 - timedelta(hours=2)).isoformat()}, "ends_at must be after starts_at"),
+        ({"area": None, "hazard": None}, "at least one matcher"),
+        ({"creator": ""}, "creator"),
+        ({"starts_at": "2026-07-14T02:00:00"}, "timezone"),
+        ({"hazard": "volcano"}, "hazard"),
+        ({"colour": "red"}, "colour"),
+        ({"recurrence": "daily", "ends_at": (T0 + timedelta(days=2)).isoformat()}, "shorter than its period"),
+    ],
+)
+def test_invalid_silences_are_422_with_the_pydantic_message(
+    view: AlertView, over: dict[str, Any], message: str
+) -> None:
+    fake = FakeSilences()
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        r = await client.post("/silences", json=silence_body(**over))
+        assert r.status == 422
+        data = await r.json()
+        assert data["error"] == "validation" and message in data["detail"] and data["errors"]
+        assert fake.written == []
+
+    run(view, body, silence_store=fake.store, silence_writer=fake)
+
+
+def test_ended_silence_refused_and_unseen_silence_is_202(view: AlertView) -> None:
+    fake = FakeSilences(apply=False)
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        ended = silence_body(
+            starts_at=(T0 - timedelta(days=2)).isoformat(), ends_at=(T0 - timedelta(days=1)).isoformat()
+        )
+        r = await client.post("/silences", json=ended)
+        assert r.status == 422 and "already ended" in (await r.json())["detail"]
+        r = await client.post("/silences", json=silence_body(id="mw-1"))
+        assert r.status == 202 and (await r.json())["visible"] is False
+
+    run(view, body, silence_store=fake.store, silence_writer=fake, visible_timeout_s=0.2)
+
+
+def test_audit_endpoint(view: AlertView) -> None:
+    view.apply_alert(UPDATE)
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        data = await (await client.get("/audit", params={"fingerprint": FP})).json()
+        assert [e["kind"] for e in data["events"]] == ["message", "delivery", "delivery", "message"]
+        assert data["events"][0]["record"]["identifier"] == ALERT.identifier
+        # An offset's unencoded '+' arrives as a space and is still understood.
+        r = await client.get("/audit?since=2026-07-14T10:05:00+08:00")
+        assert [e["kind"] for e in (await r.json())["events"]] == ["message"]
+        assert (await client.get("/audit?since=2026-07-14T10:05:00")).status == 422  # no offset
+
+    run(view, body)
+
+
+# --------------------------------------------------------------------------- silence store, no Kafka
+def test_store_applies_records_tombstones_and_skips_malformed() -> None:
+    now = [T0]
+    store = SilenceStore("unused:9092", clock=lambda: now[0], create_topic=False)
+    s = Silence.model_validate({**silence_body(), "id": "mw-1"})
+    weekly = Silence.model_validate(
+        {
+            **silence_body(id="mw-2", device="RG-1", area=None, hazard=None),
+            "starts_at": (T0 - timedelta(days=30)).isoformat(),
+            "ends_at": (T0 - timedelta(days=30) + timedelta(hours=2)).isoformat(),
+            "recurrence": "weekly",
+            "until": (T0 + timedelta(days=30)).isoformat(),
+        }
+    )
+    store.apply(b"mw-1", encode(s))
+    store.apply(b"mw-2", encode(weekly))
+    store.apply(b"bad", b"{not json")
+    store.apply(b"bad2", b'{"id": "bad2"}')
+    store.apply(b"other", encode(s))  # key is not the id
+    store.apply(None, encode(s))
+    store.apply(b"\xff", encode(s))
+    assert [x.id for x in store.silences()] == ["mw-2", "mw-1"]
+    now[0] = T0 + timedelta(hours=4)  # mw-1 ended; the weekly one goes on
+    assert [x.id for x in store.silences()] == ["mw-2"] and store.get("mw-1") == s
+    now[0] = T0 + timedelta(days=31)
+    assert store.silences() == [] and has_ended(weekly, now[0])
+    store.apply(b"mw-1", b"")  # empty value: tombstone
+    store.apply(b"mw-2", None)
+    assert store.all() == [] and store.wait_for(lambda: store.get("mw-1") is None, 0.1)
+    assert SILENCES == "alerts.silences" and ACKS == "alerts.acks"
