@@ -52,7 +52,7 @@ from schemas.wire import decode, encode
 
 log = logging.getLogger(__name__)
 
-ACKS = "alerts.acks"  # to move to schemas/topics.py
+ACKS = topics.ACKS
 VIEW_TOPICS = (topics.ALERTS, topics.DELIVERIES, ACKS)
 
 CapRenderer = Callable[..., bytes]

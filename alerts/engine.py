@@ -245,7 +245,9 @@ class AlertEngine:
         trig = dict(st.get("triggers", {}))
         prev = trig.get(d.device_id, {})
         entry = {
-            "t": prev.get("t", d.onset.timestamp()) if d.state is not DetectionState.OPEN else d.onset.timestamp(),
+            # a station's first P pick of an active event stays its pick (a re-trigger on the coda
+            # must not move the epicentre); outside an event a new trigger is a new pick
+            "t": prev["t"] if prev and (st["active"] or d.state is not DetectionState.OPEN) else d.onset.timestamp(),
             "lat": d.lat,
             "lon": d.lon,
             "intensity": _intensity(d, trig),

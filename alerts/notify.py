@@ -18,11 +18,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from alerts.adapters.base import Adapter, DeliveryResult, Notification, Outcome, send_with_retries
+from alerts.adapters.broadcast import STOP_CHANNEL
 from alerts.adapters.sms import mask_phone
 from alerts.routing import DEFAULT_ROUTING, Routing, plan
 from alerts.silences import Silence, silencing
 from schemas import topics
-from schemas.alert import Alert, AlertStatus
+from schemas.alert import Alert, AlertStatus, MsgType
 from schemas.delivery import DeliveryRecord
 from schemas.registry import RegistryLike
 from schemas.wire import encode
@@ -108,6 +109,18 @@ class Notifier:
                     Notification(channel="sms", recipients=[n], text=text, idempotency_key=alert.identifier, **common)
                     for n in d.recipients
                 ]
+            elif d.channel == "broadcast" and alert.msg_type is MsgType.CANCEL:
+                # the all-clear stops every broadcast of the incident (matched by fingerprint)
+                if STOP_CHANNEL in self.adapters:
+                    out.append(
+                        Notification(
+                            channel=STOP_CHANNEL,
+                            recipients=list(d.recipients),
+                            text="",
+                            idempotency_key=f"{alert.identifier}:{d.route}:stop",
+                            **common,
+                        )
+                    )
             else:
                 out.append(
                     Notification(

@@ -30,11 +30,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from alerts.silences import Silence
+from schemas import topics
 from schemas.wire import decode, encode
 
 log = logging.getLogger(__name__)
 
-SILENCES = "alerts.silences"  # to move to schemas/topics.py
+SILENCES = topics.SILENCES
 
 Clock = Callable[[], datetime]
 

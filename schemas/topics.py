@@ -57,5 +57,7 @@ DEVICE_STATUS = "devices.status"
 DETECTIONS = "detections"
 ALERTS = "alerts"
 DELIVERIES = "alerts.deliveries"  # audit of every delivery attempt
+ACKS = "alerts.acks"  # operators' acknowledgements
+SILENCES = "alerts.silences"  # silences and maintenance windows (compacted, key = silence id)
 
-ALL_KAFKA_TOPICS = (*TELEMETRY_TOPICS, DEADLETTER, DEVICE_STATUS, DETECTIONS, ALERTS, DELIVERIES)
+ALL_KAFKA_TOPICS = (*TELEMETRY_TOPICS, DEADLETTER, DEVICE_STATUS, DETECTIONS, ALERTS, DELIVERIES, ACKS)

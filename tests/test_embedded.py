@@ -71,7 +71,15 @@ def test_demo_detects_and_alerts_every_family(actual_demo: tuple[EmbeddedPipelin
     assert sum(a.msg_type is MsgType.ALERT and a.hazard.value == "seismic" for a in s.alerts) == 1
     # every alert message went to the operators' topic and to the 3 registered numbers, once each
     n = len(s.alerts)
-    assert s.deliveries == Counter({("mqtt", "accepted"): n, ("sms", "accepted"): 3 * n})
+    cancels = sum(a.msg_type is MsgType.CANCEL for a in s.alerts)
+    assert s.deliveries == Counter(
+        {
+            ("mqtt", "accepted"): n,
+            ("sms", "accepted"): 3 * n,  # the all-clear is texted too
+            ("broadcast", "accepted"): n - cancels,
+            ("broadcast-stop", "accepted"): cancels,  # the all-clear stops the loudspeakers
+        }
+    )
     assert stats["stored"] == 3 * n and stats["duplicates"] == 0
 
 

@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry
 
 from alerts.adapters.base import Adapter
+from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
 from alerts.adapters.mqtt_alerts import MqttAlertAdapter
 from alerts.adapters.sms import SmsAdapter
 from alerts.engine import AlertConfig, AlertEngine
@@ -105,6 +106,7 @@ class EmbeddedPipeline:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        from simulators.broadcast_platform import BroadcastPlatformThread, PlatformConfig
         from simulators.sms_gateway import GatewayConfig, SmsGatewayThread
 
         loop = asyncio.get_running_loop()
@@ -112,6 +114,8 @@ class EmbeddedPipeline:
         self.broker = await start_broker("127.0.0.1", self.mqtt_port)
         self.sms_server = SmsGatewayThread(GatewayConfig(api_key="embedded-demo", receipt_delay_s=0.1))
         sms_url = await asyncio.to_thread(self.sms_server.start)
+        self.broadcast_server = BroadcastPlatformThread(PlatformConfig(api_key="embedded-demo"))
+        broadcast_url = await asyncio.to_thread(self.broadcast_server.start)
         reg = self.metrics_registry
         self.core = GatewayCore(MemorySink(self.bus), GatewayMetrics(reg), registry=self.registry)
         self.gateway = MqttGateway(
@@ -126,7 +130,8 @@ class EmbeddedPipeline:
             "mqtt": MqttAlertAdapter("127.0.0.1", self.mqtt_port, client_id="tocsin-embedded-alerts"),
             "sms": SmsAdapter(sms_url, "embedded-demo", timeout_s=5.0),
         }
-        for a in self.adapters.values():
+        self.adapters["broadcast"] = self.adapters[STOP_CHANNEL] = BroadcastAdapter(broadcast_url, "embedded-demo")
+        for a in set(self.adapters.values()):
             await a.start()
         self.detector = DetectorStage(DetectorEngine(self.rules, self.registry), DetectorMetrics(reg))
         self.alerter = AlertStage(AlertEngine(self.alert_config, self.registry), AlertMetrics(reg))
@@ -204,10 +209,11 @@ class EmbeddedPipeline:
         await asyncio.to_thread(self.gateway.stop, 10.0)
         for t in self._tasks:
             t.cancel()
-        for a in self.adapters.values():
+        for a in set(self.adapters.values()):
             with contextlib.suppress(Exception):
                 await a.stop()
         await asyncio.to_thread(self.sms_server.stop)
+        await asyncio.to_thread(self.broadcast_server.stop)
         with contextlib.suppress(Exception):
             await self.broker.shutdown()
         self.summary.topic_counts = Counter(self.bus.counts)

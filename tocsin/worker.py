@@ -11,6 +11,7 @@ Tables are changelogged in Kafka, so a restarted or rebalanced worker resumes wi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -19,12 +20,14 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from alerts.adapters.base import Adapter
+from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
 from alerts.adapters.mqtt_alerts import MqttAlertAdapter
 from alerts.adapters.sms import SmsAdapter
 from alerts.engine import AlertConfig, AlertEngine
 from alerts.notify import Notifier, NotifyMetrics
 from alerts.routing import load_routing
 from alerts.service import AlertMetrics, AlertStage
+from alerts.silence_store import SilenceStore
 from detectors.engine import DetectorEngine, detection_key
 from detectors.rules import load_rules
 from detectors.service import DetectorMetrics, DetectorStage
@@ -113,6 +116,10 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         adapters["sms"] = SmsAdapter(
             settings.sms_url, settings.sms_api_key.get_secret_value(), sender_id=settings.sms_sender_id
         )
+    if settings.broadcast_url:
+        broadcast = BroadcastAdapter(settings.broadcast_url, settings.broadcast_api_key.get_secret_value())
+        adapters["broadcast"] = adapters[STOP_CHANNEL] = broadcast
+    silences = SilenceStore(settings.kafka_bootstrap)
     notifier = Notifier(
         registry, adapters, NotifyMetrics(metrics_registry), routing=load_routing(settings.routing_file)
     )
@@ -122,8 +129,10 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     async def deliver(stream: Any) -> None:
         async for value in stream:
             if not started:
-                for a in adapters.values():
+                for a in set(adapters.values()):
                     await a.start()
+                silences.start()
+                await asyncio.to_thread(silences.wait_caught_up, 10.0)
                 started.append(True)
             alert = Alert.model_validate_json(value)
             for record in await notifier.deliver(alert):

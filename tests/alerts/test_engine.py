@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
