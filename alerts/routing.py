@@ -11,7 +11,6 @@ broadcast.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from pydantic import Field
 
 from schemas.alert import Alert, AlertStatus
 from schemas.common import Family, WarningLevel, WireModel
+from schemas.files import load_model_file
 from schemas.registry import RegistryLike
 
 
@@ -95,15 +95,4 @@ def plan(alert: Alert, routing: Routing, registry: RegistryLike | None) -> list[
 def load_routing(path: str | Path | None) -> Routing:
     if not path:
         return DEFAULT_ROUTING
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        return Routing.model_validate(data)
-    except Exception as exc:  # noqa: BLE001 - re-raised naming the file
-        raise ValueError(f"routing file {p}: {exc}") from exc
+    return load_model_file(path, Routing, "routing file")

@@ -3,12 +3,12 @@ per device, by the registry's ``thresholds``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import Field
 
 from schemas.common import WarningLevel, WireModel
+from schemas.files import load_model_file
 
 
 class RainRule(WireModel):
@@ -88,15 +88,5 @@ class Rules(WireModel):
 def load_rules(path: str | Path | None) -> Rules:
     if not path:
         return Rules()
-    p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        return Rules.model_validate(data)
-    except Exception as exc:  # noqa: BLE001 - re-raised naming the file
-        raise ValueError(f"rules file {p}: {exc}") from exc
+    # A rules file that cannot be read or decoded raises that error as is; only bad content is wrapped.
+    return load_model_file(path, Rules, "rules file", wrap_read_errors=False)

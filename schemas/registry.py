@@ -5,7 +5,6 @@ The gateway, the detectors and the alerts read the same file (YAML or JSON).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any, Protocol
 from pydantic import Field, PrivateAttr
 
 from schemas.common import AdminCode, Family, Ident, WireModel
+from schemas.files import load_model_file
 
 
 class Area(WireModel):
@@ -71,18 +71,7 @@ class Registry(WireModel):
 
 def load_registry(path: str | Path) -> Registry:
     """Read a registry from YAML (.yaml/.yml) or JSON; raises ValueError naming the file on errors."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        return Registry.model_validate(data)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
-        raise ValueError(f"device registry {p}: {exc}") from exc
+    return load_model_file(path, Registry, "device registry")
 
 
 class RegistryLike(Protocol):

@@ -43,24 +43,33 @@ Control plane (no auth, for tests and demos):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hmac
 import logging
 import re
-import signal
 import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from simulators import http_emulator
+from simulators.http_emulator import (
+    EmulatorThread,
+    add_common_routes,
+    authorized,
+    error,
+    parse_body,
+    retry_later,
+    run_until_signalled,
+    serve_app,
+    stalled_timeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +170,8 @@ class FaultMode(StrEnum):
     LOST_RESPONSE = "lost_response"
 
 
-class FaultRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    mode: FaultMode
-    count: int = Field(default=1, ge=-1, description="-1: until reset")
-    retry_after_s: int = Field(default=1, ge=0, le=3600, description="Retry-After for http429 and http503")
+class FaultRequest(http_emulator.FaultRequest[FaultMode]):
+    """Body of ``POST /_control/faults``."""
 
 
 # --- state ----------------------------------------------------------------------------------------
@@ -286,17 +291,8 @@ class Schedule:
 
 
 @dataclass
-class FaultPlan:
+class FaultPlan(http_emulator.FaultPlan[FaultMode]):
     mode: FaultMode = FaultMode.NONE
-    remaining: int = 0
-    retry_after_s: int = 1
-
-    def take(self) -> FaultMode | None:
-        if self.mode is FaultMode.NONE or self.remaining == 0:
-            return None
-        if self.remaining > 0:
-            self.remaining -= 1
-        return self.mode
 
 
 @dataclass
@@ -330,34 +326,8 @@ class PlatformState:
 STATE = web.AppKey("broadcast_platform_state", PlatformState)
 
 
-def _error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
-
-
-def _authorized(request: web.Request, api_key: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    return hmac.compare_digest(token.strip().encode(), api_key.encode())
-
-
 def _unauthorized() -> web.Response:
-    resp = _error(401, "invalid or missing API key")
-    resp.headers["WWW-Authenticate"] = 'Bearer realm="broadcast"'
-    return resp
-
-
-def _parse(model: type[BaseModel], raw: bytes) -> BaseModel | web.Response:
-    """Validate a JSON body; 400 for malformed JSON or a non-object, 422 for invalid fields."""
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        if any(e["type"] in ("json_invalid", "model_type") for e in errors):
-            return _error(400, "body must be a JSON object")
-        details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in errors]
-        return _error(422, "validation failed", details=details)
+    return http_emulator.unauthorized(realm="broadcast")
 
 
 # --- platform API ---------------------------------------------------------------------------------
@@ -371,7 +341,7 @@ async def _guard(request: web.Request) -> web.Response | FaultMode | None:
     """
     state = request.app[STATE]
     state.stats.requests += 1
-    if not _authorized(request, state.config.api_key):
+    if not authorized(request, state.config.api_key):
         state.stats.unauthorized += 1
         return _unauthorized()
     fault = state.faults.take()
@@ -385,20 +355,14 @@ async def _guard(request: web.Request) -> web.Response | FaultMode | None:
 
 async def _injected_failure(state: PlatformState, fault: FaultMode) -> web.Response:
     if fault is FaultMode.HTTP500:
-        return _error(500, "injected internal error")
+        return error(500, "injected internal error")
     if fault in (FaultMode.HTTP429, FaultMode.HTTP503):
         status, message = (429, "too many requests (injected)") if fault is FaultMode.HTTP429 else (503, "busy")
-        resp = _error(status, message)
-        resp.headers["Retry-After"] = str(state.faults.retry_after_s)
-        return resp
+        return retry_later(status, message, state.faults.retry_after_s)
     if fault is FaultMode.REJECT:
-        return _error(403, "area not authorised for this sender")
+        return error(403, "area not authorised for this sender")
     # TIMEOUT and LOST_RESPONSE: stall past the client's patience, cut short by a server shutdown.
-    try:
-        await asyncio.wait_for(state.shutting_down.wait(), state.config.fault_timeout_s)
-    except TimeoutError:
-        pass
-    return _error(504, "upstream timeout (injected)")
+    return await stalled_timeout(state.shutting_down, state.config.fault_timeout_s)
 
 
 def _start_answer(bc: Broadcast, *, duplicate: bool) -> dict[str, Any]:
@@ -415,18 +379,17 @@ async def _post_broadcast(request: web.Request) -> web.Response:
     guard = await _guard(request)
     if isinstance(guard, web.Response):
         return guard
-    parsed = _parse(BroadcastRequest, await request.read())
+    parsed = parse_body(BroadcastRequest, await request.read())
     if isinstance(parsed, web.Response):
         state.stats.invalid += 1
         return parsed
-    assert isinstance(parsed, BroadcastRequest)
 
     schedule = state.schedule
     known = schedule.by_request.get(parsed.request_id)
     if known is not None:
         if known.request != parsed:
             state.stats.conflicts += 1
-            return _error(409, "request_id already used for a different broadcast")
+            return error(409, "request_id already used for a different broadcast")
         state.stats.duplicates += 1
         answer = web.json_response(_start_answer(known, duplicate=True), status=200)
     else:
@@ -448,7 +411,7 @@ async def _stop_broadcast(request: web.Request) -> web.Response:
         return guard
     bc = state.schedule.by_id.get(request.match_info["broadcast_id"])
     if bc is None:
-        return _error(404, "unknown broadcast_id")
+        return error(404, "unknown broadcast_id")
     if state.schedule.stop(bc):
         state.stats.stopped += 1
     if guard is FaultMode.LOST_RESPONSE:
@@ -461,18 +424,17 @@ async def _stop_by_alert(request: web.Request) -> web.Response:
     guard = await _guard(request)
     if isinstance(guard, web.Response):
         return guard
-    parsed = _parse(StopByAlertRequest, await request.read())
+    parsed = parse_body(StopByAlertRequest, await request.read())
     if isinstance(parsed, web.Response):
         state.stats.invalid += 1
         return parsed
-    assert isinstance(parsed, StopByAlertRequest)
 
     schedule = state.schedule
     known = schedule.stop_answers.get(parsed.request_id)
     if known is not None:
         if known["alert_id"] != parsed.alert_id:
             state.stats.conflicts += 1
-            return _error(409, "request_id already used for a different alert")
+            return error(409, "request_id already used for a different alert")
         state.stats.duplicates += 1
         answer = web.json_response({**known, "duplicate": True})
     else:
@@ -490,67 +452,33 @@ async def _stop_by_alert(request: web.Request) -> web.Response:
 
 async def _list_broadcasts(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    if not _authorized(request, state.config.api_key):
+    if not authorized(request, state.config.api_key):
         return _unauthorized()
     alert_id = request.query.get("alert_id")
     listed = [bc.to_json() for bc in state.schedule.broadcasts if alert_id is None or bc.request.alert_id == alert_id]
     return web.json_response({"broadcasts": listed})
 
 
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-# --- control plane --------------------------------------------------------------------------------
-
-
-async def _set_faults(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    parsed = _parse(FaultRequest, await request.read())
-    if isinstance(parsed, web.Response):
-        return parsed
-    assert isinstance(parsed, FaultRequest)
-    state.faults = FaultPlan(mode=parsed.mode, remaining=parsed.count, retry_after_s=parsed.retry_after_s)
-    return web.json_response({"mode": parsed.mode, "count": parsed.count})
-
-
-async def _reset(request: web.Request) -> web.Response:
-    request.app[STATE].reset()
-    return web.json_response({"status": "reset"})
-
-
-async def _stats(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+def _stats(state: PlatformState) -> dict[str, Any]:
+    """The body of ``GET /_control/stats``."""
     schedule = state.schedule
     by_state = {s.value: sum(bc.state is s for bc in schedule.broadcasts) for s in BroadcastState}
     body = {**asdict(state.stats), "preempted": schedule.preemptions, "stored": len(schedule.broadcasts)}
-    return web.json_response({**body, "states": by_state})
+    return {**body, "states": by_state}
 
 
 # --- app and runners ------------------------------------------------------------------------------
 
 
-async def _on_shutdown(app: web.Application) -> None:
-    app[STATE].shutting_down.set()
-
-
 def build_app(config: PlatformConfig) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
     app[STATE] = PlatformState(config=config, schedule=Schedule(config.wall_clock))
-    app.on_shutdown.append(_on_shutdown)
     app.router.add_post("/v1/broadcasts", _post_broadcast)
     app.router.add_get("/v1/broadcasts", _list_broadcasts)
     app.router.add_post("/v1/broadcasts/stop-by-alert", _stop_by_alert)
     app.router.add_post("/v1/broadcasts/{broadcast_id}/stop", _stop_broadcast)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_post("/_control/faults", _set_faults)
-    app.router.add_post("/_control/reset", _reset)
-    app.router.add_get("/_control/stats", _stats)
+    add_common_routes(app, STATE, FaultRequest, _stats)
     return app
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 @asynccontextmanager
@@ -558,124 +486,33 @@ async def serve(
     config: PlatformConfig, *, host: str = "127.0.0.1", port: int = 0, shutdown_timeout_s: float = 5.0
 ) -> AsyncIterator[str]:
     """Run the platform on the current loop; yields its base URL with the actually bound port."""
-    runner = web.AppRunner(build_app(config), shutdown_timeout=shutdown_timeout_s)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_port = runner.addresses[0][1]
-        yield f"http://{_url_host(host)}:{bound_port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(build_app(config), host=host, port=port, shutdown_timeout_s=shutdown_timeout_s) as url:
+        yield url
 
 
-class BroadcastPlatformThread:
+class BroadcastPlatformThread(EmulatorThread[PlatformConfig]):
     """The platform on its own event loop in a daemon thread, for embedded demos and sync tests."""
 
-    def __init__(
-        self,
-        config: PlatformConfig,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        startup_timeout_s: float = 10.0,
-    ) -> None:
-        self._config = config
-        self._host = host
-        self._port = port
-        self._startup_timeout_s = startup_timeout_s
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._base_url = ""
+    _thread_name = "broadcast-platform"
+    _label = "broadcast platform"
 
-    @property
-    def base_url(self) -> str:
-        return self._base_url
-
-    def start(self) -> str:
-        """Start serving and return the base URL; raises if the server did not come up in time."""
-        if self._thread is not None:
-            raise RuntimeError("BroadcastPlatformThread already started")
-        self._thread = threading.Thread(target=self._run, name="broadcast-platform", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(self._startup_timeout_s):
-            raise RuntimeError(f"broadcast platform did not start within {self._startup_timeout_s}s")
-        if self._error is not None:
-            raise RuntimeError("broadcast platform failed to start") from self._error
-        return self._base_url
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        thread, loop, stop_event = self._thread, self._loop, self._stop_event
-        if thread is None:
-            return
-        if loop is not None and stop_event is not None:
-            try:
-                loop.call_soon_threadsafe(stop_event.set)
-            except RuntimeError:  # loop already closed
-                pass
-        thread.join(timeout_s)
-        if thread.is_alive():
-            raise RuntimeError(f"broadcast platform thread did not stop within {timeout_s}s")
-        self._thread = None
-
-    def __enter__(self) -> BroadcastPlatformThread:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # surfaced to start() through self._error
-            self._error = exc
-        finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        async with serve(self._config, host=self._host, port=self._port) as url:
-            self._base_url = url
-            self._ready.set()
-            await self._stop_event.wait()
+    def _serve(self) -> AbstractAsyncContextManager[str]:
+        return serve(self._config, host=self._host, port=self._port)
 
 
 # --- command line ---------------------------------------------------------------------------------
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m simulators.broadcast_platform", description="Local emergency-broadcast platform emulator"
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8781, help="0 picks a free port (printed on start)")
-    parser.add_argument("--api-key", required=True)
-    parser.add_argument("--fault-timeout-s", type=float, default=30.0)
-    parser.add_argument("--log-level", default="WARNING")
-    return parser.parse_args(argv)
-
-
-async def _serve_until_signalled(config: PlatformConfig, host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with serve(config, host=host, port=port) as url:
-        print(f"broadcast-platform listening on {url}", flush=True)
-        await stop.wait()
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
+    args = http_emulator.parse_args(
+        argv,
+        prog="python -m simulators.broadcast_platform",
+        description="Local emergency-broadcast platform emulator",
+        default_port=8781,
+    )
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     config = PlatformConfig(api_key=args.api_key, fault_timeout_s=args.fault_timeout_s)
-    asyncio.run(_serve_until_signalled(config, args.host, args.port))
-    return 0
+    return run_until_signalled(serve(config, host=args.host, port=args.port), "broadcast-platform")
 
 
 if __name__ == "__main__":

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hmac
 import logging
 import math
-import signal
 import sys
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -42,9 +39,21 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerts.sms_text import segment_count
+from simulators import http_emulator
+from simulators.http_emulator import (
+    EmulatorThread,
+    add_common_routes,
+    authorized,
+    error,
+    parse_body,
+    retry_later,
+    run_until_signalled,
+    serve_app,
+    stalled_timeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +118,8 @@ class FaultMode(StrEnum):
     REJECT = "reject"
 
 
-class FaultRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    mode: FaultMode
-    count: int = Field(default=1, ge=-1, description="-1: until reset")
-    retry_after_s: int = Field(default=1, ge=0, le=3600, description="Retry-After for http429")
+class FaultRequest(http_emulator.FaultRequest[FaultMode]):
+    """Body of ``POST /_control/faults``."""
 
 
 # --- state ----------------------------------------------------------------------------------------
@@ -143,17 +148,8 @@ class TokenBucket:
 
 
 @dataclass
-class FaultPlan:
+class FaultPlan(http_emulator.FaultPlan[FaultMode]):
     mode: FaultMode = FaultMode.NONE
-    remaining: int = 0
-    retry_after_s: int = 1
-
-    def take(self) -> FaultMode | None:
-        if self.mode is FaultMode.NONE or self.remaining == 0:
-            return None
-        if self.remaining > 0:
-            self.remaining -= 1
-        return self.mode
 
 
 @dataclass
@@ -190,34 +186,8 @@ class GatewayState:
 STATE = web.AppKey("sms_gateway_state", GatewayState)
 
 
-def _error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
-
-
-def _authorized(request: web.Request, api_key: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    return hmac.compare_digest(token.strip().encode(), api_key.encode())
-
-
 def _unauthorized() -> web.Response:
-    resp = _error(401, "invalid or missing API key")
-    resp.headers["WWW-Authenticate"] = 'Bearer realm="sms"'
-    return resp
-
-
-def _parse(model: type[BaseModel], raw: bytes) -> BaseModel | web.Response:
-    """Validate a JSON body; 400 for malformed JSON or a non-object, 422 for invalid fields."""
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        if any(e["type"] in ("json_invalid", "model_type") for e in errors):
-            return _error(400, "body must be a JSON object")
-        details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in errors]
-        return _error(422, "validation failed", details=details)
+    return http_emulator.unauthorized(realm="sms")
 
 
 # --- carrier API ----------------------------------------------------------------------------------
@@ -227,25 +197,22 @@ async def _post_sms(request: web.Request) -> web.Response:
     state = request.app[STATE]
     cfg = state.config
     state.stats.requests += 1
-    if not _authorized(request, cfg.api_key):
+    if not authorized(request, cfg.api_key):
         state.stats.unauthorized += 1
         return _unauthorized()
     wait_s = state.bucket.take(cfg.monotonic_s())
     if wait_s > 0:
         state.stats.rate_limited += 1
-        resp = _error(429, "rate limit exceeded")
-        resp.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
-        return resp
+        return retry_later(429, "rate limit exceeded", max(1, math.ceil(wait_s)))
     fault = state.faults.take()
     if fault is not None:
         state.stats.faulted += 1
         return await _injected_failure(state, fault)
 
-    parsed = _parse(SmsRequest, await request.read())
+    parsed = parse_body(SmsRequest, await request.read())
     if isinstance(parsed, web.Response):
         state.stats.invalid += 1
         return parsed
-    assert isinstance(parsed, SmsRequest)
 
     known = state.by_key.get(parsed.idempotency_key)
     if known is not None:
@@ -276,19 +243,13 @@ async def _post_sms(request: web.Request) -> web.Response:
 
 async def _injected_failure(state: GatewayState, fault: FaultMode) -> web.Response:
     if fault is FaultMode.HTTP500:
-        return _error(500, "injected internal error")
+        return error(500, "injected internal error")
     if fault is FaultMode.HTTP429:
-        resp = _error(429, "rate limit exceeded (injected)")
-        resp.headers["Retry-After"] = str(state.faults.retry_after_s)
-        return resp
+        return retry_later(429, "rate limit exceeded (injected)", state.faults.retry_after_s)
     if fault is FaultMode.REJECT:
-        return _error(400, "number barred")
+        return error(400, "number barred")
     # TIMEOUT: stall past the client's patience, but let a server shutdown cut the stall short.
-    try:
-        await asyncio.wait_for(state.shutting_down.wait(), state.config.fault_timeout_s)
-    except TimeoutError:
-        pass
-    return _error(504, "upstream timeout (injected)")
+    return await stalled_timeout(state.shutting_down, state.config.fault_timeout_s)
 
 
 async def _send_receipt(state: GatewayState, record: dict[str, Any], callback_url: str) -> None:
@@ -314,36 +275,14 @@ async def _send_receipt(state: GatewayState, record: dict[str, Any], callback_ur
 
 async def _list_sms(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    if not _authorized(request, state.config.api_key):
+    if not authorized(request, state.config.api_key):
         return _unauthorized()
     return web.json_response({"messages": [dict(m) for m in state.messages]})
 
 
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-# --- control plane --------------------------------------------------------------------------------
-
-
-async def _set_faults(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    parsed = _parse(FaultRequest, await request.read())
-    if isinstance(parsed, web.Response):
-        return parsed
-    assert isinstance(parsed, FaultRequest)
-    state.faults = FaultPlan(mode=parsed.mode, remaining=parsed.count, retry_after_s=parsed.retry_after_s)
-    return web.json_response({"mode": parsed.mode, "count": parsed.count})
-
-
-async def _reset(request: web.Request) -> web.Response:
-    request.app[STATE].reset()
-    return web.json_response({"status": "reset"})
-
-
-async def _stats(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    return web.json_response({**asdict(state.stats), "stored": len(state.messages)})
+def _stats(state: GatewayState) -> dict[str, Any]:
+    """The body of ``GET /_control/stats``."""
+    return {**asdict(state.stats), "stored": len(state.messages)}
 
 
 # --- app and runners ------------------------------------------------------------------------------
@@ -360,26 +299,14 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
     state.client = None
 
 
-async def _on_shutdown(app: web.Application) -> None:
-    app[STATE].shutting_down.set()
-
-
 def build_app(config: GatewayConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[STATE] = GatewayState(config=config, bucket=TokenBucket(config.rate_limit_per_s, config.monotonic_s()))
     app.cleanup_ctx.append(_client_ctx)
-    app.on_shutdown.append(_on_shutdown)
     app.router.add_post("/v1/sms", _post_sms)
     app.router.add_get("/v1/sms", _list_sms)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_post("/_control/faults", _set_faults)
-    app.router.add_post("/_control/reset", _reset)
-    app.router.add_get("/_control/stats", _stats)
+    add_common_routes(app, STATE, FaultRequest, _stats)
     return app
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 @asynccontextmanager
@@ -387,120 +314,36 @@ async def serve(
     config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0, shutdown_timeout_s: float = 5.0
 ) -> AsyncIterator[str]:
     """Run the gateway on the current loop; yields its base URL with the actually bound port."""
-    runner = web.AppRunner(build_app(config), shutdown_timeout=shutdown_timeout_s)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_port = runner.addresses[0][1]
-        yield f"http://{_url_host(host)}:{bound_port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(build_app(config), host=host, port=port, shutdown_timeout_s=shutdown_timeout_s) as url:
+        yield url
 
 
-class SmsGatewayThread:
+class SmsGatewayThread(EmulatorThread[GatewayConfig]):
     """The gateway on its own event loop in a daemon thread, for embedded demos and sync tests."""
 
-    def __init__(
-        self,
-        config: GatewayConfig,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        startup_timeout_s: float = 10.0,
-    ) -> None:
-        self._config = config
-        self._host = host
-        self._port = port
-        self._startup_timeout_s = startup_timeout_s
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._base_url = ""
+    _thread_name = "sms-gateway"
+    _label = "sms gateway"
 
-    @property
-    def base_url(self) -> str:
-        return self._base_url
-
-    def start(self) -> str:
-        """Start serving and return the base URL; raises if the server did not come up in time."""
-        if self._thread is not None:
-            raise RuntimeError("SmsGatewayThread already started")
-        self._thread = threading.Thread(target=self._run, name="sms-gateway", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(self._startup_timeout_s):
-            raise RuntimeError(f"sms gateway did not start within {self._startup_timeout_s}s")
-        if self._error is not None:
-            raise RuntimeError("sms gateway failed to start") from self._error
-        return self._base_url
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        thread, loop, stop_event = self._thread, self._loop, self._stop_event
-        if thread is None:
-            return
-        if loop is not None and stop_event is not None:
-            try:
-                loop.call_soon_threadsafe(stop_event.set)
-            except RuntimeError:  # loop already closed
-                pass
-        thread.join(timeout_s)
-        if thread.is_alive():
-            raise RuntimeError(f"sms gateway thread did not stop within {timeout_s}s")
-        self._thread = None
-
-    def __enter__(self) -> SmsGatewayThread:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # surfaced to start() through self._error
-            self._error = exc
-        finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        async with serve(self._config, host=self._host, port=self._port) as url:
-            self._base_url = url
-            self._ready.set()
-            await self._stop_event.wait()
+    def _serve(self) -> AbstractAsyncContextManager[str]:
+        return serve(self._config, host=self._host, port=self._port)
 
 
 # --- command line ---------------------------------------------------------------------------------
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m simulators.sms_gateway", description="Local SMS-carrier emulator")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8780, help="0 picks a free port (printed on start)")
-    parser.add_argument("--api-key", required=True)
+def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit-per-s", type=float, default=100.0)
     parser.add_argument("--receipt-delay-s", type=float, default=0.5)
-    parser.add_argument("--fault-timeout-s", type=float, default=30.0)
-    parser.add_argument("--log-level", default="WARNING")
-    return parser.parse_args(argv)
-
-
-async def _serve_until_signalled(config: GatewayConfig, host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with serve(config, host=host, port=port) as url:
-        print(f"sms-gateway listening on {url}", flush=True)
-        await stop.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
+    args = http_emulator.parse_args(
+        argv,
+        prog="python -m simulators.sms_gateway",
+        description="Local SMS-carrier emulator",
+        default_port=8780,
+        add_options=_add_options,
+    )
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     config = GatewayConfig(
         api_key=args.api_key,
@@ -508,8 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         receipt_delay_s=args.receipt_delay_s,
         fault_timeout_s=args.fault_timeout_s,
     )
-    asyncio.run(_serve_until_signalled(config, args.host, args.port))
-    return 0
+    return run_until_signalled(serve(config, host=args.host, port=args.port), "sms-gateway")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from alerts.adapters.mqtt_alerts import MqttAlertAdapter
 from alerts.adapters.sms import SmsAdapter
 from alerts.engine import AlertConfig, AlertEngine
 from alerts.notify import Notifier, NotifyMetrics
+from alerts.ratelimit import PriorityRateLimiter, RateLimited
 from alerts.service import AlertMetrics, AlertStage
 from detectors.engine import DetectorEngine, detection_key
 from detectors.rules import Rules
@@ -128,7 +129,7 @@ class EmbeddedPipeline:
         )
         self.adapters: dict[str, Adapter] = {
             "mqtt": MqttAlertAdapter("127.0.0.1", self.mqtt_port, client_id="tocsin-embedded-alerts"),
-            "sms": SmsAdapter(sms_url, "embedded-demo", timeout_s=5.0),
+            "sms": RateLimited(SmsAdapter(sms_url, "embedded-demo", timeout_s=5.0), PriorityRateLimiter(100.0)),
         }
         self.adapters["broadcast"] = self.adapters[STOP_CHANNEL] = BroadcastAdapter(broadcast_url, "embedded-demo")
         for a in set(self.adapters.values()):

@@ -25,6 +25,7 @@ from alerts.adapters.mqtt_alerts import MqttAlertAdapter
 from alerts.adapters.sms import SmsAdapter
 from alerts.engine import AlertConfig, AlertEngine
 from alerts.notify import Notifier, NotifyMetrics
+from alerts.ratelimit import PriorityRateLimiter, RateLimited
 from alerts.routing import load_routing
 from alerts.service import AlertMetrics, AlertStage
 from alerts.silence_store import SilenceStore
@@ -113,27 +114,38 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
             password=settings.mqtt_password.get_secret_value(),
         )
     if settings.sms_url:
-        adapters["sms"] = SmsAdapter(
-            settings.sms_url, settings.sms_api_key.get_secret_value(), sender_id=settings.sms_sender_id
-        )
+        sms = SmsAdapter(settings.sms_url, settings.sms_api_key.get_secret_value(), sender_id=settings.sms_sender_id)
+        adapters["sms"] = RateLimited(sms, PriorityRateLimiter(settings.sms_rate_per_s))
     if settings.broadcast_url:
         broadcast = BroadcastAdapter(settings.broadcast_url, settings.broadcast_api_key.get_secret_value())
         adapters["broadcast"] = adapters[STOP_CHANNEL] = broadcast
     silences = SilenceStore(settings.kafka_bootstrap)
     notifier = Notifier(
-        registry, adapters, NotifyMetrics(metrics_registry), routing=load_routing(settings.routing_file)
+        registry,
+        adapters,
+        NotifyMetrics(metrics_registry),
+        routing=load_routing(settings.routing_file),
+        silences=silences.silences,
     )
     started: list[bool] = []
+    starting = asyncio.Lock()
 
-    @app.agent(alerts, name="deliver")
-    async def deliver(stream: Any) -> None:
-        async for value in stream:
+    async def start_delivery() -> None:
+        async with starting:
             if not started:
                 for a in set(adapters.values()):
                     await a.start()
                 silences.start()
                 await asyncio.to_thread(silences.wait_caught_up, 10.0)
                 started.append(True)
+
+    # Several alerts are delivered at once, so a red warning is not stuck behind a blue fan-out: the
+    # providers' limiters serve the higher priority first. Offsets are committed only up to the
+    # oldest alert still being delivered, so a crash redelivers (and the idempotency keys dedupe).
+    @app.agent(alerts, name="deliver", concurrency=settings.deliver_concurrency)
+    async def deliver(stream: Any) -> None:
+        async for value in stream:
+            await start_delivery()
             alert = Alert.model_validate_json(value)
             for record in await notifier.deliver(alert):
                 await deliveries.send(key=record.alert_id.encode(), value=encode(record))

@@ -25,24 +25,18 @@ The API key is held as a :class:`pydantic.SecretStr` and only unwrapped to build
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-from pydantic import SecretStr
-
 from alerts.adapters.base import AdapterError, DeliveryResult, Notification, Outcome
-from alerts.adapters.sms import parse_retry_after
+from alerts.adapters.http import HttpProvider, json_object
 
 log = logging.getLogger(__name__)
 
 BROADCAST_CHANNEL = "broadcast"
 STOP_CHANNEL = "broadcast-stop"
-_RETRY_4XX_STATUSES = frozenset({408, 425, 429})
-_MAX_DETAIL_BODY_CHARS = 300
 _MAX_LOGGED_AREAS = 5
 
 
@@ -62,13 +56,14 @@ def stop_notification(n: Notification, *, idempotency_key: str | None = None) ->
     )
 
 
-class BroadcastAdapter:
+class BroadcastAdapter(HttpProvider):
     """:class:`alerts.adapters.base.Adapter` for the emergency-broadcast platform.
 
     See ``simulators.broadcast_platform`` for the API and how the platform schedules broadcasts.
     """
 
     name = BROADCAST_CHANNEL
+    _max_detail_body_chars = 300
 
     def __init__(
         self,
@@ -79,40 +74,13 @@ class BroadcastAdapter:
         repeat: int = 3,
         wall_clock_s: Callable[[], float] = time.time,
     ) -> None:
-        if not api_key:
-            raise ValueError("api_key must not be empty")
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
+        super().__init__(base_url, api_key, timeout_s=timeout_s, wall_clock_s=wall_clock_s)
         if not 1 <= repeat <= 10:
             raise ValueError("repeat must be between 1 and 10")
-        self._base_url = base_url.rstrip("/")
-        self._api_key = SecretStr(api_key)
-        self._timeout_s = timeout_s
         self._repeat = repeat
-        self._wall_clock_s = wall_clock_s
-        self._session: aiohttp.ClientSession | None = None
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(base_url={self._base_url!r}, api_key='**********', "
-            f"repeat={self._repeat!r}, timeout_s={self._timeout_s!r})"
-        )
-
-    async def start(self) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    async def __aenter__(self) -> BroadcastAdapter:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    def _repr_fields(self) -> dict[str, object]:
+        return {"repeat": self._repeat}
 
     async def send(self, n: Notification) -> DeliveryResult:
         """Start a broadcast (channel ``"broadcast"``) or stop the incident's broadcasts (``"broadcast-stop"``).
@@ -140,7 +108,7 @@ class BroadcastAdapter:
             "repeat": self._repeat,
             "exercise": n.exercise,
         }
-        result = await self._post(n, "/v1/broadcasts", payload, _started)
+        result = await self._post_json("/v1/broadcasts", payload, _started, correlation_id=n.correlation_id)
         log.info(
             "broadcast %s to %s key=%s: %s %s",
             n.alert_id,
@@ -153,7 +121,9 @@ class BroadcastAdapter:
 
     async def _stop_alert(self, n: Notification) -> DeliveryResult:
         payload = {"request_id": n.idempotency_key, "alert_id": n.fingerprint}
-        result = await self._post(n, "/v1/broadcasts/stop-by-alert", payload, _stopped)
+        result = await self._post_json(
+            "/v1/broadcasts/stop-by-alert", payload, _stopped, correlation_id=n.correlation_id
+        )
         log.info(
             "broadcast stop %s (%s) key=%s: %s %s",
             n.alert_id,
@@ -164,47 +134,18 @@ class BroadcastAdapter:
         )
         return result
 
-    async def _post(
-        self,
-        n: Notification,
-        path: str,
-        payload: dict[str, Any],
-        on_success: Callable[[int, dict[str, Any]], DeliveryResult],
-    ) -> DeliveryResult:
-        session = self._require_session()
-        headers = {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
-        if n.correlation_id:
-            headers["X-Correlation-ID"] = n.correlation_id
-        try:
-            async with session.post(
-                f"{self._base_url}{path}", json=payload, headers=headers, allow_redirects=False
-            ) as resp:
-                body = await resp.text(errors="replace")
-                if 200 <= resp.status < 300:
-                    return on_success(resp.status, _json_object(body))
-                return self._classify_failure(resp.status, resp.headers.get("Retry-After"), body)
-        except TimeoutError:
-            return DeliveryResult(Outcome.RETRY, detail=f"timeout after {self._timeout_s}s")
-        except aiohttp.ClientError as exc:
-            return DeliveryResult(Outcome.RETRY, detail=self._scrub(f"{type(exc).__name__}: {exc}"))
-
-    def _require_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise AdapterError("BroadcastAdapter.send called before start()")
-        return self._session
-
-    def _classify_failure(self, status: int, retry_after: str | None, body: str) -> DeliveryResult:
-        detail = self._scrub(f"HTTP {status}: {_error_text(body)}")
-        if status >= 500 or status in _RETRY_4XX_STATUSES:
-            wait_s = parse_retry_after(retry_after, now_s=self._wall_clock_s())
-            return DeliveryResult(Outcome.RETRY, detail=detail, retry_after_s=wait_s)
-        # 400/401/403/404/409/422 and any other 3xx/4xx: the same request will fail again.
-        return DeliveryResult(Outcome.REJECTED, detail=detail)
-
-    def _scrub(self, text: str) -> str:
-        """Remove the API key from text that may echo request data (error bodies, exceptions)."""
-        secret = self._api_key.get_secret_value()
-        return text.replace(secret, "**********")
+    def _error_text(self, body: str) -> str:
+        """The platform's ``error`` message plus its per-field ``details``, or the raw body."""
+        data = json_object(body)
+        details = data.get("details")
+        if "error" not in data or not isinstance(details, list) or not details:
+            return super()._error_text(body)
+        parts = []
+        for d in details:
+            if isinstance(d, dict):
+                loc = ".".join(str(p) for p in d.get("loc", []))
+                parts.append(f"{loc}: {d.get('msg', '')}" if loc else str(d.get("msg", "")))
+        return f"{data['error']}: {'; '.join(parts)}"[: self._max_detail_body_chars]
 
 
 def _areas_for_log(areas: list[str]) -> str:
@@ -227,28 +168,3 @@ def _stopped(status: int, data: dict[str, Any]) -> DeliveryResult:
     if data.get("duplicate") is True:
         return DeliveryResult(Outcome.DUPLICATE, provider_ref=",".join(ids), detail=f"{shown} (duplicate)")
     return DeliveryResult(Outcome.ACCEPTED, provider_ref=",".join(ids), detail=shown)
-
-
-def _json_object(body: str) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _error_text(body: str) -> str:
-    """The platform's ``error`` message plus its per-field ``details``, or the raw body."""
-    data = _json_object(body)
-    if "error" not in data:
-        return body.strip()[:_MAX_DETAIL_BODY_CHARS]
-    text = str(data["error"])
-    details = data.get("details")
-    if isinstance(details, list) and details:
-        parts = []
-        for d in details:
-            if isinstance(d, dict):
-                loc = ".".join(str(p) for p in d.get("loc", []))
-                parts.append(f"{loc}: {d.get('msg', '')}" if loc else str(d.get("msg", "")))
-        text = f"{text}: {'; '.join(parts)}"
-    return text[:_MAX_DETAIL_BODY_CHARS]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import subprocess
 import threading
 import urllib.request
 import uuid
@@ -70,8 +71,13 @@ def _consume(bootstrap: str, topic: str, match: Any, timeout_s: float = 60) -> l
     return found
 
 
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return bytes(resp.read())
+
+
 def test_rain_burst_alert_travels_end_to_end(
-    services: dict[str, str], tmp_path: Path, run_id: str, sms_emulator: str
+    services: dict[str, str], tmp_path: Path, run_id: str, sms_emulator: str, promtool: str
 ) -> None:
     area = f"{random.randint(1, 9)}{random.randint(0, 99999):05d}"
     device, site = f"RG-{run_id}", f"site-{run_id}"
@@ -102,6 +108,7 @@ def test_rain_burst_alert_travels_end_to_end(
         "TOCSIN_WORKER_WEB_PORT": str(free_port()),
         "TOCSIN_SMS_URL": sms_emulator,
         "TOCSIN_SMS_API_KEY": "e2e-key",
+        "TOCSIN_METRICS_PORT": str(free_port()),
     }
     gateway = Proc(tocsin("gateway"), tmp_path / "gateway.log", env)
     worker = Proc(tocsin("worker"), tmp_path / "worker.log", env)
@@ -204,6 +211,15 @@ def test_rain_burst_alert_travels_end_to_end(
         assert values == [6.0] * 8
         op.loop_stop()
         op.disconnect()
+
+        # 6. Both processes expose Prometheus metrics that promtool accepts, with the counts of this run.
+        gw_metrics = _get(f"http://127.0.0.1:{env['TOCSIN_METRICS_PORT']}/metrics")
+        worker_metrics = _get(f"http://127.0.0.1:{env['TOCSIN_WORKER_WEB_PORT']}/metrics")
+        for text in (gw_metrics, worker_metrics):
+            proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
+            assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+        assert b'tocsin_gateway_dead_letters_total{reason="non_finite"} 1.0' in gw_metrics
+        assert b'tocsin_alerts_total{hazard="hydro",level="blue",msg_type="Alert"} 1.0' in worker_metrics
     finally:
         assert gateway.stop() == 0, gateway.text()[-3000:]
         worker.stop()
