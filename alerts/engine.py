@@ -70,6 +70,7 @@ class AlertConfig:
     vp_km_s: float = 6.0
     vs_km_s: float = 3.5
     depth_km: float = 10.0
+    max_detection_age_s: float = 0.0  # detections older than this (device time) never alert; 0: off
     fire_k_cameras: int = 2
     fire_bearing_sigma_deg: float = 1.0
 
@@ -93,6 +94,7 @@ class AlertEngine:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config or AlertConfig()
+        self.stale = 0  # detections too old to alert on
         self.registry = registry
         self.clock = clock
 
@@ -102,6 +104,12 @@ class AlertEngine:
     def process(self, d: Detection, state: State | None) -> tuple[State, list[Alert]]:
         st: State = dict(state) if state else {"active": False, "revision": -1, "ids": [], "sources": {}}
         st["sources"] = dict(st["sources"])
+        max_age = self.config.max_detection_age_s
+        if max_age and (self.clock() - d.ts).total_seconds() > max_age:
+            # History (a new consumer group reading from the start, a long outage being caught up):
+            # never warn the public about it. Its state is not taken in either.
+            self.stale += 1
+            return st, []
         if d.kind == "p_trigger":
             return st, self._seismic(d, st)
         if d.level is None and d.state is not DetectionState.CLEAR:

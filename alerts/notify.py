@@ -61,7 +61,8 @@ class Notifier:
         adapters: dict[str, Adapter],
         metrics: NotifyMetrics,
         *,
-        max_attempts: int = 5,
+        max_attempts: int = 40,
+        max_delay_s: float = 10.0,
         base_delay_s: float = 0.5,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -70,6 +71,9 @@ class Notifier:
     ) -> None:
         self.registry, self.adapters, self.metrics = registry, adapters, metrics
         self.routing, self.silences = routing, silences
+        # A warning is not dropped because a provider throttles or hiccups: temporary failures are
+        # retried for minutes (40 attempts, backoff capped at 10 s), permanent ones never.
+        self.max_delay_s = max_delay_s
         self.max_attempts, self.base_delay_s, self.sleep, self.clock = (
             max_attempts,
             base_delay_s,
@@ -165,7 +169,12 @@ class Notifier:
     async def _one(self, n: Notification) -> DeliveryRecord:
         adapter = self.adapters[n.channel]
         attempts: list[DeliveryResult] = await send_with_retries(
-            adapter, n, max_attempts=self.max_attempts, base_delay_s=self.base_delay_s, sleep=self.sleep
+            adapter,
+            n,
+            max_attempts=self.max_attempts,
+            base_delay_s=self.base_delay_s,
+            max_delay_s=self.max_delay_s,
+            sleep=self.sleep,
         )
         self.metrics.attempts.labels(n.channel).inc(len(attempts))
         last = attempts[-1]

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     deliver_concurrency: int = Field(default=4, description="alert messages a worker delivers at once")
     alert_sender: str = Field(default="tocsin@district.example", description="CAP sender")
     alert_status: str = Field(default="Actual", description="CAP status of every alert: Actual, Exercise or Test")
+    alert_max_detection_age_s: float = Field(
+        default=900.0, description="detections older than this never become public alerts (history replays); 0: off"
+    )
     routing_file: str = Field(default="", description="routing file (YAML/JSON); empty: residents by SMS+broadcast")
     broadcast_url: str = Field(default="", description="emergency-broadcast platform base URL; empty disables it")
     broadcast_api_key: SecretStr = Field(default=SecretStr(""), description="broadcast platform API key")

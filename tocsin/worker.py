@@ -66,7 +66,14 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     )
     det_stage = DetectorStage(DetectorEngine(rules, registry), DetectorMetrics(metrics_registry))
     alert_stage = AlertStage(
-        AlertEngine(AlertConfig(sender=settings.alert_sender, status=AlertStatus(settings.alert_status)), registry),
+        AlertEngine(
+            AlertConfig(
+                sender=settings.alert_sender,
+                status=AlertStatus(settings.alert_status),
+                max_detection_age_s=settings.alert_max_detection_age_s,
+            ),
+            registry,
+        ),
         AlertMetrics(metrics_registry),
     )
     detections = _raw_topic(app, topics.DETECTIONS)

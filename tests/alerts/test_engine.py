@@ -403,3 +403,16 @@ def test_seismic_intensity_sets_the_first_level() -> None:
     [alert] = per[2]
     assert (alert.level, alert.value) == (RED, 8.1)
     assert alert.severity == "Extreme"
+
+
+def test_detections_older_than_the_limit_never_alert() -> None:
+    # A new worker group reading detections from the start of the topic must not warn the public
+    # about last week's rain.
+    clock = ONSET + timedelta(minutes=20)
+    engine = AlertEngine(AlertConfig(max_detection_age_s=900.0), clock=lambda: clock)
+    old = _det(OPEN, BLUE)  # ts = ONSET, 20 minutes before the clock
+    state, alerts = engine.process(old, None)
+    assert alerts == [] and engine.stale == 1 and state["active"] is False
+    fresh = _det(OPEN, BLUE, onset=ONSET + timedelta(minutes=19))
+    _, alerts = engine.process(fresh, state)
+    assert [a.msg_type for a in alerts] == [MsgType.ALERT]
