@@ -82,8 +82,9 @@ async def _run_embedded(args: argparse.Namespace) -> int:
     s = pipeline.summary
     print("\nSummary")
     print(f"  device messages published   {published}")
+    print("  records per topic (telemetry.* includes the deadman's clock ticks)")
     for t in sorted(s.topic_counts):
-        print(f"  {t:28s}{s.topic_counts[t]}")
+        print(f"    {t:26s}{s.topic_counts[t]}")
     for d in s.dead_letters:
         print(f"  dead letter: {d.reason.value:18s} {d.mqtt_topic}: {d.message}")
     by_hazard: dict[str, int] = {}
