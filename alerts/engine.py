@@ -71,6 +71,10 @@ class AlertConfig:
     vs_km_s: float = 3.5
     depth_km: float = 10.0
     max_detection_age_s: float = 0.0  # detections older than this (device time) never alert; 0: off
+    cool_down_s: float = 0.0  # quiet time after the last clear before the all-clear (0: at once)
+    flap_toggles: int = 4  # more Alert/Cancel toggles than this within flap_window_s: flapping
+    flap_window_s: float = 3600.0  # ... and a flapping alert's all-clear waits this long for quiet
+    reminder_s: float = 0.0  # re-send an active alert this often (0: never)
     fire_k_cameras: int = 2
     fire_bearing_sigma_deg: float = 1.0
 
@@ -151,23 +155,64 @@ class AlertEngine:
     # ------------------------------------------------------------------ lifecycle
     def _emit(self, d: Detection, st: State, **details: Any) -> list[Alert]:
         sources = st["sources"]
+        st["last_det"] = d.model_dump(mode="json")
         level = max((WarningLevel(s["level"]) for s in sources.values()), key=lambda lv: lv.rank, default=None)
         if level is None:
             if not st["active"]:
                 return []
-            st["active"] = False
-            st.pop("located", None)
-            return [self._message(d, st, MsgType.CANCEL, WarningLevel(st["level"]))]
+            if self._hold_s(st) > 0:  # cool-down (or a flapping hold): the all-clear waits for quiet
+                st.setdefault("clear_since", d.ts.timestamp())
+                return []
+            return self._cancel(d, st)
+        st.pop("clear_since", None)
         if not st["active"]:
             st["active"] = True
             st["onset"] = d.onset.timestamp()
             st["ids"] = []
             st["level"] = level.value
+            self._toggle(st, d.ts.timestamp())
             return [self._message(d, st, MsgType.ALERT, level, **details)]
         if level.value != st["level"]:
             st["prev_level"], st["level"] = st["level"], level.value
             return [self._message(d, st, MsgType.UPDATE, level, **details)]
         return []
+
+    # ------------------------------------------------------------------ timers: cool-down, flapping, reminders
+    def _hold_s(self, st: State) -> float:
+        return self.config.flap_window_s if st.get("flapping") else self.config.cool_down_s
+
+    def _toggle(self, st: State, t: float) -> None:
+        """Count Alert/Cancel toggles; more than ``flap_toggles`` in ``flap_window_s`` is flapping."""
+        window = self.config.flap_window_s
+        st["toggles"] = [x for x in st.get("toggles", []) if x > t - window] + [t]
+        if len(st["toggles"]) > self.config.flap_toggles:
+            st["flapping"] = True
+
+    def _cancel(self, d: Detection, st: State) -> list[Alert]:
+        st["active"] = False
+        st.pop("located", None)
+        st.pop("clear_since", None)
+        self._toggle(st, d.ts.timestamp())
+        msg = self._message(d, st, MsgType.CANCEL, WarningLevel(st["level"]))
+        st["flapping"] = False
+        return [msg]
+
+    def tick(self, state: State | None, now: datetime) -> tuple[State | None, list[Alert]]:
+        """The clock for one fingerprint: send a held all-clear once the cool-down (or, for a
+        flapping alert, the flapping window) has passed quietly, and remind while active."""
+        if not state or not state.get("active") or "last_det" not in state or "triggers" in state:
+            return state, []
+        st: State = dict(state)
+        d = Detection.model_validate(st["last_det"]).model_copy(update={"ts": now})
+        now_s = now.timestamp()
+        if "clear_since" in st and now_s - st["clear_since"] >= self._hold_s(st):
+            return st, self._cancel(d, st)
+        reminder = self.config.reminder_s
+        if reminder and "clear_since" not in st and now_s - st.get("last_sent", now_s) >= reminder:
+            level = WarningLevel(st["level"])
+            st["prev_level"] = st["level"]
+            return st, [self._message(d, st, MsgType.UPDATE, level, reminder=True)]
+        return st, []
 
     def _message(
         self,
@@ -179,6 +224,7 @@ class AlertEngine:
         description: str | None = None,
         circle: tuple[float, float, float] | None = None,
         certainty: str = "Observed",
+        reminder: bool = False,
     ) -> Alert:
         cfg = self.config
         group = incident_group(d.kind)
@@ -187,6 +233,7 @@ class AlertEngine:
         onset = datetime.fromtimestamp(st["onset"], BEIJING)
         identifier = f"{area_code}{cfg.org_code}{onset:%Y%m%d%H%M%S}-{d.family.value}-{group}-{st['revision']:03d}"
         references = list(st["ids"])
+        st["last_sent"] = self.clock().timestamp()
         st["ids"] = [*st["ids"], identifier]
         event, _category = _EVENTS.get(group, (group, "Other"))
         device = self.registry.get(d.device_id) if self.registry else None
@@ -207,6 +254,8 @@ class AlertEngine:
             previous = WarningLevel(st.get("prev_level") or level.value)
             verb = "发布" if msg_type is MsgType.ALERT else ("升级为" if level.rank > previous.rank else "调整为")
             headline = f"{area.desc}{verb}{event}{level.zh}预警"
+            if reminder:
+                headline = f"{area.desc}{event}{level.zh}预警持续中"
             description = description or self._describe(d, level, area.desc, event)
         return Alert(
             identifier=identifier,
@@ -232,6 +281,7 @@ class AlertEngine:
             value=d.value,
             unit=d.unit,
             correlation_id=d.correlation_id,
+            flapping=bool(st.get("flapping")),
         )
 
     @staticmethod

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from alerts.engine import AlertEngine
 from schemas.alert import Alert
-from schemas.detection import Detection
+from schemas.detection import Detection, LifecycleTick
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,13 @@ class AlertStage:
         self, value: bytes, store: MutableMapping[str, Any], position: tuple[int, int] | None = None
     ) -> list[Alert]:
         """``position``: the detection's Kafka (partition, offset); replays already in the state are skipped."""
+        if LifecycleTick.is_tick(value):
+            tick = LifecycleTick.model_validate_json(value)
+            state, alerts = self.engine.tick(store.get(tick.fingerprint), tick.ts)
+            if state is not None:
+                store[tick.fingerprint] = state
+            self._count(alerts)
+            return alerts
         try:
             detection = Detection.model_validate_json(value)
         except ValidationError as exc:
@@ -57,9 +64,17 @@ class AlertStage:
         if position is not None:
             state["position"] = list(position)
         store[key] = state
+        self._count(alerts)
+        return alerts
+
+    def _count(self, alerts: list[Alert]) -> None:
         for a in alerts:
             self.metrics.alerts.labels(a.hazard.value, a.level.value, a.msg_type.value).inc()
-        return alerts
+
+    @staticmethod
+    def tick_key(fingerprint: str) -> bytes:
+        """The ``detections`` key whose partition holds this fingerprint (``<family>:<area>``)."""
+        return fingerprint.rsplit(":", 1)[0].encode()
 
 
 def _replayed(stored: list[int] | None, position: tuple[int, int]) -> bool:

@@ -57,6 +57,7 @@ class Alert(WireModel):
     value: float | None = None
     unit: str = ""
     correlation_id: str = ""
+    flapping: bool = Field(default=False, description="toggling often: held as one alert until quiet")
 
     @model_validator(mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, field_validator
 
@@ -57,3 +57,17 @@ class Detection(WireModel):
 
         check(v, "")
         return v
+
+
+class LifecycleTick(WireModel):
+    """Not a detection: the worker's clock for one active alert, sent through the alert's own
+    partition of ``detections`` so cool-downs, flapping holds and reminders run in order with the
+    alert's detections and in the same state."""
+
+    type: Literal["tocsin.lifecycle_tick"] = "tocsin.lifecycle_tick"
+    fingerprint: str = Field(min_length=1)
+    ts: AwareDatetime
+
+    @staticmethod
+    def is_tick(value: bytes) -> bool:
+        return b'"type":"tocsin.lifecycle_tick"' in value[:50]

@@ -40,6 +40,7 @@ from ingest.metrics import GatewayMetrics
 from schemas import topics
 from schemas.alert import Alert
 from schemas.deadletter import DeadLetter
+from schemas.detection import LifecycleTick
 from schemas.registry import RegistryLike
 from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
@@ -104,6 +105,7 @@ class EmbeddedPipeline:
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.summary = Summary()
         self.deadman_tick_s = deadman_tick_s
+        self.lifecycle: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -143,6 +145,7 @@ class EmbeddedPipeline:
             asyncio.create_task(self._deliver(), name="deliver"),
             asyncio.create_task(self._dead_letters(), name="dead-letters"),
             asyncio.create_task(self._deadman(), name="deadman"),
+            asyncio.create_task(self._alert_clock(), name="alert-clock"),
         ]
         self.gateway.start()
         if not await asyncio.to_thread(self.gateway.connected.wait, 10.0):
@@ -170,9 +173,19 @@ class EmbeddedPipeline:
             finally:
                 self.bus.done()
 
+    async def _alert_clock(self) -> None:
+        """Lifecycle ticks for active alerts, as in the worker (tocsin/worker.py)."""
+        while True:
+            await asyncio.sleep(self.deadman_tick_s)
+            now = datetime.now(UTC)
+            for fingerprint, state in list(self.lifecycle.items()):
+                if state and state.get("active") and "triggers" not in state:
+                    tick = LifecycleTick(fingerprint=fingerprint, ts=now)
+                    self.bus.publish(topics.DETECTIONS, AlertStage.tick_key(fingerprint), encode(tick))
+
     async def _confirm(self) -> None:
         q = self.bus.subscribe(topics.DETECTIONS)
-        state: dict[str, Any] = {}
+        state = self.lifecycle
         while True:
             _topic, _key, value = await q.get()
             try:

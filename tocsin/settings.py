@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     alert_max_detection_age_s: float = Field(
         default=900.0, description="detections older than this never become public alerts (history replays); 0: off"
     )
+    alert_cool_down_s: float = Field(default=0.0, description="quiet time after the last clear before the all-clear")
+    alert_reminder_s: float = Field(default=0.0, description="re-send active alerts this often; 0: never")
     routing_file: str = Field(default="", description="routing file (YAML/JSON); empty: residents by SMS+broadcast")
     broadcast_url: str = Field(default="", description="emergency-broadcast platform base URL; empty disables it")
     broadcast_api_key: SecretStr = Field(default=SecretStr(""), description="broadcast platform API key")

@@ -35,6 +35,7 @@ from detectors.service import DetectorMetrics, DetectorStage
 from schemas import topics
 from schemas.alert import Alert, AlertStatus
 from schemas.common import Family
+from schemas.detection import LifecycleTick
 from schemas.registry import open_registry
 from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
@@ -71,6 +72,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                 sender=settings.alert_sender,
                 status=AlertStatus(settings.alert_status),
                 max_detection_age_s=settings.alert_max_detection_age_s,
+                cool_down_s=settings.alert_cool_down_s,
+                reminder_s=settings.alert_reminder_s,
             ),
             registry,
         ),
@@ -103,6 +106,16 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
             await sources[device.family].send(key=device.device_id.encode(), value=encode(tick))
 
     lifecycle = app.Table("alert-lifecycle", default=None, partitions=settings.kafka_partitions)
+
+    @app.timer(interval=settings.deadman_tick_s)
+    async def alert_clock() -> None:
+        """Cool-downs, flapping holds and reminders need a clock: one tick per active alert of this
+        worker's partitions, through the alert's own partition of ``detections``."""
+        now = datetime.now(UTC)
+        for fingerprint, state in list(lifecycle.items()):
+            if state and state.get("active") and "triggers" not in state:
+                tick = LifecycleTick(fingerprint=fingerprint, ts=now)
+                await detections.send(key=AlertStage.tick_key(fingerprint), value=encode(tick))
 
     @app.agent(detections, name="confirm")
     async def confirm(stream: Any) -> None:

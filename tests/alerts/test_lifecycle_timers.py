@@ -1,0 +1,122 @@
+"""Cool-down before the all-clear, flapping held as one alert, reminders: driven by lifecycle ticks
+that travel through the same stage (and state) as the detections."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry
+
+from alerts.engine import AlertConfig, AlertEngine
+from alerts.service import AlertMetrics, AlertStage
+from schemas.alert import MsgType
+from schemas.common import Family, WarningLevel
+from schemas.detection import Detection, DetectionState, LifecycleTick
+from schemas.wire import encode
+
+T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def det(state: DetectionState, t_s: float, level: WarningLevel | None = WarningLevel.YELLOW, rev: int = 0) -> bytes:
+    ts = T0 + timedelta(seconds=t_s)
+    return encode(
+        Detection(
+            id=f"GD1:gas_h2s:{int(t_s)}:{rev}",
+            device_id="GD1",
+            site="park",
+            family=Family.HAZMAT,
+            kind="gas_h2s",
+            state=state,
+            level=level,
+            value=12.0,
+            unit="mg/m3",
+            onset=ts,
+            ts=ts,
+            revision=rev,
+            area_code="330110",
+        )
+    )
+
+
+def tick(clock: Clock, t_s: float) -> bytes:
+    clock.now = T0 + timedelta(seconds=t_s)
+    return encode(LifecycleTick(fingerprint="hazmat:330110:gas_leak", ts=clock.now))
+
+
+def run(config: AlertConfig, events: list[tuple[str, float, DetectionState | None]]) -> list[tuple[float, str, bool]]:
+    clock = Clock()
+    stage = AlertStage(AlertEngine(config, clock=clock), AlertMetrics(CollectorRegistry()))
+    table: dict = {}
+    out = []
+    for kind, t_s, state in events:
+        if kind == "tick":
+            value = tick(clock, t_s)
+        else:
+            clock.now = T0 + timedelta(seconds=t_s)
+            assert state is not None
+            value = det(state, t_s)
+        for a in stage.handle(value, table):
+            out.append((t_s, a.msg_type.value, a.flapping))
+        table = json.loads(json.dumps(table))  # a Faust table between events
+    return out
+
+
+OPEN, CLEAR = DetectionState.OPEN, DetectionState.CLEAR
+
+
+def test_cool_down_holds_the_all_clear_until_quiet() -> None:
+    events = [
+        ("det", 0, OPEN),
+        ("det", 60, CLEAR),
+        ("tick", 100, None),
+        ("det", 150, OPEN),  # back before 300 s
+        ("det", 200, CLEAR),
+        ("tick", 400, None),
+        ("tick", 501, None),
+        ("tick", 600, None),
+    ]
+    assert run(AlertConfig(cool_down_s=300), events) == [(0, "Alert", False), (501, "Cancel", False)]
+
+
+def test_without_cool_down_the_all_clear_is_immediate() -> None:
+    assert run(AlertConfig(), [("det", 0, OPEN), ("det", 60, CLEAR)]) == [(0, "Alert", False), (60, "Cancel", False)]
+
+
+def test_flapping_is_held_as_one_alert_until_quiet() -> None:
+    # open/clear every minute: after more than 4 toggles in the hour the alert stays up, marked flapping
+    events: list[tuple[str, float, DetectionState | None]] = []
+    for k in range(6):
+        events += [("det", 120 * k, OPEN), ("det", 120 * k + 60, CLEAR)]
+    events += [("tick", 1500, None), ("tick", 660 + 3600, None), ("tick", 720 + 3600, None)]
+    out = run(AlertConfig(flap_toggles=4, flap_window_s=3600), events)
+    assert out[:5] == [
+        (0, "Alert", False),
+        (60, "Cancel", False),
+        (120, "Alert", False),
+        (180, "Cancel", False),
+        (240, "Alert", True),
+    ]
+    # from then on no toggling: a single flapping alert, cancelled an hour after the last clear
+    assert out[5:] == [(660 + 3600, "Cancel", True)]
+
+
+def test_reminders_while_active() -> None:
+    events = [("det", 0, OPEN), ("tick", 500, None), ("tick", 900, None), ("tick", 1000, None), ("tick", 1800, None)]
+    out = run(AlertConfig(reminder_s=900), events)
+    assert out == [(0, "Alert", False), (900, "Update", False), (1800, "Update", False)]
+
+
+def test_ticks_for_unknown_or_inactive_fingerprints_do_nothing() -> None:
+    assert run(
+        AlertConfig(cool_down_s=60),
+        [("tick", 10, None), ("det", 20, OPEN), ("det", 30, CLEAR), ("tick", 100, None), ("tick", 200, None)],
+    ) == [(20, "Alert", False), (100, "Cancel", False)]
