@@ -77,6 +77,7 @@ EVENT_CATEGORIES: dict[str, str] = {
     "森林火灾": "Fire",
     "地震": "Geo",
     "危险化学品泄漏": "CBRNE",
+    "监测设备离线": "Infra",  # operators' equipment alert
 }
 # Fallback for events not in the table above.
 FAMILY_CATEGORIES: dict[Family, str] = {

@@ -36,6 +36,7 @@ _EVENTS = {
     "forest_fire": ("森林火灾", "Fire"),
     "earthquake": ("地震", "Geo"),
     "gas_leak": ("危险化学品泄漏", "CBRNE"),
+    "offline": ("监测设备离线", "Infra"),
 }
 
 _INSTRUCTIONS = {
@@ -44,6 +45,7 @@ _INSTRUCTIONS = {
     "forest_fire": "请立即远离火场，严禁进入林区，配合扑火队伍疏散，发现火情拨打12119。",
     "earthquake": "请立即就近躲避，远离窗户和悬挂物，震后有序撤离到开阔地带。",
     "gas_leak": "请立即向上风向撤离，关闭门窗，用湿毛巾捂住口鼻，等待应急部门通知。",
+    "offline": "请运维人员检查设备供电、通信链路和现场网关；离线期间该区域监测存在盲区。",
 }
 
 
@@ -116,8 +118,12 @@ class AlertEngine:
             return st, []
         if d.kind == "p_trigger":
             return st, self._seismic(d, st)
-        if d.level is None and d.state is not DetectionState.CLEAR:
-            return st, []  # offline, anomaly, sensor faults: operator information, not public warnings
+        if d.kind == "offline":
+            # Inhibition: every offline device of a family in an area is one operators' alert (blue),
+            # not one per device; routing never sends it to the public.
+            d = d.model_copy(update={"level": WarningLevel.BLUE if d.state is not DetectionState.CLEAR else None})
+        elif d.level is None and d.state is not DetectionState.CLEAR:
+            return st, []  # anomaly, sensor faults: operator information on Kafka, not warnings
         key = f"{d.device_id}:{d.kind}"
         if d.state is DetectionState.CLEAR:
             st["sources"].pop(key, None)

@@ -56,6 +56,8 @@ class Delivery:
 
 
 def _matches(route: Route, alert: Alert) -> bool:
+    if route.audience == "public" and alert.fingerprint.endswith(":offline"):
+        return False  # equipment alerts are for operators and agencies, never the public
     if route.hazards is not None and alert.hazard not in route.hazards:
         return False
     if alert.level.rank < route.min_level.rank:

@@ -114,7 +114,9 @@ def demo_registry() -> Registry:
                 lat=lat0 + dlat,
                 lon=lon0 + dlon,
                 area=_area("", ""),
-                interval_s=1,
+                # real stations stream without pause; the demo's send only the minute around the quake,
+                # so their deadman interval is long enough not to call them offline during the demo
+                interval_s=900,
             )
         )
     targets = [

@@ -416,3 +416,23 @@ def test_detections_older_than_the_limit_never_alert() -> None:
     fresh = _det(OPEN, BLUE, onset=ONSET + timedelta(minutes=19))
     _, alerts = engine.process(fresh, state)
     assert [a.msg_type for a in alerts] == [MsgType.ALERT]
+
+
+def test_offline_devices_of_an_area_are_one_operators_alert_never_public() -> None:
+    from alerts.routing import DEFAULT_ROUTING, plan
+    from schemas.registry import Registry
+
+    engine = AlertEngine(clock=_clock)
+    state = None
+    issued = []
+    for dev in ("rg-01", "rg-02", "rg-03"):
+        state, alerts = engine.process(_det(OPEN, None, device=dev, kind="offline", value=900.0, unit="s"), state)
+        issued += alerts
+    assert [a.msg_type for a in issued] == [MsgType.ALERT]  # inhibition: one alert, not three
+    alert = issued[0]
+    assert alert.fingerprint == "hydro:110105:offline" and alert.level is BLUE and alert.event == "监测设备离线"
+    registry = Registry(sms_recipients={"110105": ["+8613800000001"]})
+    assert [d.channel for d in plan(alert, DEFAULT_ROUTING, registry)] == ["mqtt"]  # operators only
+    for i, dev in enumerate(("rg-01", "rg-02", "rg-03")):
+        state, alerts = engine.process(_det(CLEAR, None, device=dev, kind="offline", value=0.0, unit="s"), state)
+        assert [a.msg_type for a in alerts] == ([MsgType.CANCEL] if i == 2 else [])
