@@ -76,11 +76,15 @@ class DetectorEngine:
         self.registry = registry
 
     # ------------------------------------------------------------------ entry point
-    def process(self, reading: Telemetry, state: State | None) -> tuple[State, list[Detection]]:
+    def process(
+        self, reading: Telemetry, state: State | None, seen_s: float | None = None
+    ) -> tuple[State, list[Detection]]:
+        """``seen_s``: when the reading reached us (the Kafka record time, epoch s); the deadman judges
+        contact by it. Without it (backtests) the reading's own timestamp stands in."""
         st: State = {"k": {}, "open": {}} if not state else {"k": dict(state["k"]), "open": dict(state["open"])}
         device = self.registry.get(reading.device_id) if self.registry else None
         out: list[Detection] = []
-        seen = _epoch(reading.ts)
+        seen = seen_s if seen_s is not None else _epoch(reading.ts)
         st["k"]["last_seen_s"] = max(seen, st["k"].get("last_seen_s", seen))
         if "offline" in st["open"]:
             out += self._transition(st, reading, device, "offline", active=False, level=None, value=0.0)

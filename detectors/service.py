@@ -42,7 +42,11 @@ class DetectorStage:
         self.engine, self.metrics = engine, metrics
 
     def handle(
-        self, value: bytes, store: MutableMapping[str, Any], position: tuple[int, int] | None = None
+        self,
+        value: bytes,
+        store: MutableMapping[str, Any],
+        position: tuple[int, int] | None = None,
+        received_s: float | None = None,
     ) -> list[Detection]:
         """``position``: the record's Kafka (partition, offset). After a crash, Kafka may redeliver
         records whose effect is already in the (changelogged) state; the state remembers the last
@@ -61,7 +65,7 @@ class DetectorStage:
             self.metrics.replayed.inc()
             return []
         self.metrics.readings.labels(reading.family.value).inc()
-        state, detections = self.engine.process(reading, previous)
+        state, detections = self.engine.process(reading, previous, received_s)
         if position is not None:
             state["position"] = list(position)
         store[reading.device_id] = state

@@ -168,7 +168,7 @@ class EmbeddedPipeline:
         while True:
             _topic, _key, value = await q.get()
             try:
-                for d in self.detector.handle(value, state):
+                for d in self.detector.handle(value, state, received_s=time.time()):
                     self.bus.publish(topics.DETECTIONS, detection_key(d), encode(d))
             finally:
                 self.bus.done()

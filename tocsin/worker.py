@@ -89,7 +89,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
 
         async def detect(stream: Any, table: Any = table) -> None:
             async for event in stream.events():
-                for d in det_stage.handle(event.value, table, (event.message.partition, event.message.offset)):
+                msg = event.message  # its timestamp: when the gateway received the reading
+                for d in det_stage.handle(event.value, table, (msg.partition, msg.offset), msg.timestamp):
                     await detections.send(key=detection_key(d), value=encode(d))
 
         app.agent(source, name=f"detect-{family.value}")(detect)

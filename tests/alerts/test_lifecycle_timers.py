@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry
 
 from alerts.engine import AlertConfig, AlertEngine
 from alerts.service import AlertMetrics, AlertStage
-from schemas.alert import MsgType
 from schemas.common import Family, WarningLevel
 from schemas.detection import Detection, DetectionState, LifecycleTick
 from schemas.wire import encode

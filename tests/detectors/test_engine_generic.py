@@ -136,3 +136,14 @@ def test_pd_over_the_first_3_s_after_the_trigger_matches_the_batch_kernels() -> 
     assert with_pd[0].evidence["pd_cm"] == round(expected, 6)
     # reported in the packet where the 3-s window filled (here the trigger ends in that packet too)
     assert T0 + timedelta(seconds=(on + 300) // 100) <= with_pd[0].ts < T0 + timedelta(seconds=(on + 300) // 100 + 1)
+
+
+def test_deadman_judges_contact_by_receipt_time_when_known() -> None:
+    # a gauge replaying an old backlog is in contact now: receipt time, not its clock, keeps it online
+    engine = DetectorEngine(registry=REG)
+    received = T0 + timedelta(hours=2)
+    st, _ = engine.process(level(0, 3.0), None, seen_s=received.timestamp())
+    st, dets = engine.tick(GAUGE, received + timedelta(seconds=180), st)
+    assert dets == []
+    st, dets = engine.tick(GAUGE, received + timedelta(seconds=181), st)
+    assert [d.kind for d in dets] == ["offline"]
