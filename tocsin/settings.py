@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     sms_url: str = Field(default="", description="SMS gateway base URL; empty disables SMS")
     sms_api_key: SecretStr = Field(default=SecretStr(""), description="SMS gateway API key")
     sms_sender_id: str = Field(default="TOCSIN", description="SMS sender id")
+    sms_callback_url: str = Field(
+        default="", description="where the carrier posts delivery receipts (the worker's /callbacks/sms)"
+    )
     sms_rate_per_s: float = Field(default=100.0, description="the SMS provider's rate limit (messages per second)")
     deliver_concurrency: int = Field(default=4, description="alert messages a worker delivers at once")
     alert_sender: str = Field(default="tocsin@district.example", description="CAP sender")

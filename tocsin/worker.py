@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.web import View
 from prometheus_client import CollectorRegistry
 
 from alerts.adapters.base import Adapter
@@ -26,6 +27,7 @@ from alerts.adapters.sms import SmsAdapter
 from alerts.engine import AlertConfig, AlertEngine
 from alerts.notify import Notifier, NotifyMetrics
 from alerts.ratelimit import PriorityRateLimiter, RateLimited
+from alerts.receipts import SmsReceipt, receipt_record
 from alerts.routing import load_routing
 from alerts.service import AlertMetrics, AlertStage
 from alerts.silence_store import SilenceStore
@@ -135,7 +137,12 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
             password=settings.mqtt_password.get_secret_value(),
         )
     if settings.sms_url:
-        sms = SmsAdapter(settings.sms_url, settings.sms_api_key.get_secret_value(), sender_id=settings.sms_sender_id)
+        sms = SmsAdapter(
+            settings.sms_url,
+            settings.sms_api_key.get_secret_value(),
+            sender_id=settings.sms_sender_id,
+            callback_url=settings.sms_callback_url or None,
+        )
         adapters["sms"] = RateLimited(sms, PriorityRateLimiter(settings.sms_rate_per_s))
     if settings.broadcast_url:
         broadcast = BroadcastAdapter(settings.broadcast_url, settings.broadcast_api_key.get_secret_value())
@@ -170,6 +177,18 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
             alert = Alert.model_validate_json(value)
             for record in await notifier.deliver(alert):
                 await deliveries.send(key=record.alert_id.encode(), value=encode(record))
+
+    @app.page("/callbacks/sms")
+    class SmsReceipts(View):  # type: ignore[misc]
+        """The carrier's delivery receipts -> audit records on ``alerts.deliveries``."""
+
+        async def post(self, request: Any) -> Any:
+            try:
+                record = receipt_record(SmsReceipt.model_validate_json(await request.read()))
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                return self.json({"error": str(exc)[:300]}, status=422)
+            await deliveries.send(key=record.alert_id.encode(), value=encode(record))
+            return self.json({"recorded": True})
 
     @app.page("/healthz")
     async def healthz(_self: Any, request: Any) -> Any:

@@ -111,6 +111,7 @@ def test_rain_burst_alert_travels_end_to_end(
         "TOCSIN_SMS_API_KEY": "e2e-key",
         "TOCSIN_METRICS_PORT": str(free_port()),
     }
+    env["TOCSIN_SMS_CALLBACK_URL"] = f"http://127.0.0.1:{env['TOCSIN_WORKER_WEB_PORT']}/callbacks/sms"
     gateway = Proc(tocsin("gateway"), tmp_path / "gateway.log", env)
     worker = Proc(tocsin("worker"), tmp_path / "worker.log", env)
     try:
@@ -188,6 +189,21 @@ def test_rain_burst_alert_travels_end_to_end(
         bootstrap = services["TOCSIN_KAFKA_BOOTSTRAP"]
         on_kafka = _consume(bootstrap, topics.ALERTS, lambda v: json.loads(v)["identifier"] == alert["identifier"])
         assert json.loads(on_kafka[0])["area"]["code"] == area
+
+        # 3b. The carrier's delivery receipts reached the worker and are in the audit, one per phone.
+        def delivered(v: bytes) -> bool:
+            record = json.loads(v)
+            return bool(record["alert_id"] == alert["identifier"] and record["outcome"] == "delivered")
+
+        wait_until(
+            lambda: (
+                len({json.loads(r)["recipient"] for r in _consume(bootstrap, topics.DELIVERIES, delivered)})
+                == len(phones)
+                or None
+            ),
+            30,
+            "a delivery receipt per recipient",
+        )
 
         # 4. The invalid payload is a dead letter with its reason and its exact bytes.
         letters = _consume(bootstrap, topics.DEADLETTER, lambda v: json.loads(v)["mqtt_topic"] == topic)

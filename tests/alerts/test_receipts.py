@@ -1,0 +1,39 @@
+"""Carrier delivery receipts become audit records naming the alert message and its incident."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerts.receipts import SmsReceipt, parse_identifier, receipt_record
+
+
+def receipt(**kw: object) -> SmsReceipt:
+    base = {
+        "message_id": "m-1",
+        "to": "+8613800000001",
+        "status": "DELIVRD",
+        "idempotency_key": "330110TOCSIN20261129160217-hazmat-gas_leak-002:+8613800000001",
+        "delivered_at": "2026-11-29T08:02:20+00:00",
+        "extra": "ignored",
+    }
+    return SmsReceipt.model_validate(base | kw)
+
+
+def test_identifier_names_fingerprint_and_revision() -> None:
+    assert parse_identifier("330110TOCSIN20261129160217-hazmat-gas_leak-002") == ("hazmat:330110:gas_leak", 2)
+    assert parse_identifier("110105TOCSIN20240701195942-seismic-earthquake-013") == ("seismic:110105:earthquake", 13)
+    with pytest.raises(ValueError, match="not a Tocsin alert identifier"):
+        parse_identifier("something-else")
+
+
+def test_receipt_record() -> None:
+    record = receipt_record(receipt())
+    assert (record.alert_id, record.fingerprint, record.revision) == (
+        "330110TOCSIN20261129160217-hazmat-gas_leak-002",
+        "hazmat:330110:gas_leak",
+        2,
+    )
+    assert (record.channel, record.outcome, record.recipient) == ("sms", "delivered", "+861****0001")
+    assert receipt_record(receipt(status="UNDELIV")).outcome == "undelivered"
+    with pytest.raises(ValueError, match="disagree"):
+        receipt_record(receipt(to="+8613800000009"))
