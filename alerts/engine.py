@@ -13,7 +13,7 @@ stations triggered within ``window_s`` (network coincidence).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -77,6 +77,8 @@ class AlertConfig:
     flap_toggles: int = 4  # more Alert/Cancel toggles than this within flap_window_s: flapping
     flap_window_s: float = 3600.0  # ... and a flapping alert's all-clear waits this long for quiet
     reminder_s: float = 0.0  # re-send an active alert this often (0: never)
+    # incident -> (k sensors, or one sensor sustained this many seconds) before an alert; absent: at once
+    confirm: dict[str, tuple[int, float]] = field(default_factory=dict)
     fire_k_cameras: int = 2
     fire_bearing_sigma_deg: float = 1.0
 
@@ -128,7 +130,15 @@ class AlertEngine:
         if d.state is DetectionState.CLEAR:
             st["sources"].pop(key, None)
         elif d.level is not None:
-            st["sources"][key] = {"level": d.level.value, "value": d.value, "unit": d.unit, "det": d.id, "site": d.site}
+            since = st["sources"].get(key, {}).get("since", d.onset.timestamp())
+            st["sources"][key] = {
+                "level": d.level.value,
+                "value": d.value,
+                "unit": d.unit,
+                "det": d.id,
+                "site": d.site,
+                "since": since,
+            }
             if d.kind == "fire" and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
                 st["sources"][key] |= {"lat": d.lat, "lon": d.lon, "bearing_deg": d.evidence["bearing_deg"]}
         if incident_group(d.kind) == "forest_fire":
@@ -171,7 +181,11 @@ class AlertEngine:
                 return []
             return self._cancel(d, st)
         st.pop("clear_since", None)
+        if not st["active"] and not self._confirmed(d, st, d.ts.timestamp()):
+            st["pending"] = True  # hold-down: waits for more sensors or for the condition to last
+            return []
         if not st["active"]:
+            st.pop("pending", None)
             st["active"] = True
             st["onset"] = d.onset.timestamp()
             st["ids"] = []
@@ -182,6 +196,16 @@ class AlertEngine:
             st["prev_level"], st["level"] = st["level"], level.value
             return [self._message(d, st, MsgType.UPDATE, level, **details)]
         return []
+
+    def _confirmed(self, d: Detection, st: State, now_s: float) -> bool:
+        """k of n: ``k`` sensors of the area agree, or one has held the condition ``sustain_s``."""
+        rule = self.config.confirm.get(incident_group(d.kind))
+        if rule is None:
+            return True
+        k, sustain_s = rule
+        sources = st["sources"].values()
+        devices = {key for key in st["sources"]}
+        return len(devices) >= k or any(now_s - s.get("since", now_s) >= sustain_s for s in sources)
 
     # ------------------------------------------------------------------ timers: cool-down, flapping, reminders
     def _hold_s(self, st: State) -> float:
@@ -206,11 +230,18 @@ class AlertEngine:
     def tick(self, state: State | None, now: datetime) -> tuple[State | None, list[Alert]]:
         """The clock for one fingerprint: send a held all-clear once the cool-down (or, for a
         flapping alert, the flapping window) has passed quietly, and remind while active."""
-        if not state or not state.get("active") or "last_det" not in state or "triggers" in state:
+        if state is None or not (state.get("active") or state.get("pending")):
+            return state, []
+        if "last_det" not in state or "triggers" in state:
             return state, []
         st: State = dict(state)
         d = Detection.model_validate(st["last_det"]).model_copy(update={"ts": now})
         now_s = now.timestamp()
+        if st.get("pending") and not st["active"]:
+            if not st["sources"]:
+                st.pop("pending", None)
+                return st, []
+            return st, self._emit(d, st) if self._confirmed(d, st, now_s) else []
         if "clear_since" in st and now_s - st["clear_since"] >= self._hold_s(st):
             return st, self._cancel(d, st)
         reminder = self.config.reminder_s

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     alert_max_detection_age_s: float = Field(
         default=900.0, description="detections older than this never become public alerts (history replays); 0: off"
     )
+    alert_confirm: dict[str, tuple[int, float]] = Field(
+        default_factory=dict,
+        description='JSON, incident -> [k sensors, or one sustained s], e.g. {"gas_leak": [2, 60]}; absent: at once',
+    )
     alert_cool_down_s: float = Field(default=0.0, description="quiet time after the last clear before the all-clear")
     alert_reminder_s: float = Field(default=0.0, description="re-send active alerts this often; 0: never")
     routing_file: str = Field(default="", description="routing file (YAML/JSON); empty: residents by SMS+broadcast")
@@ -75,7 +79,8 @@ def markdown_table() -> str:
     """The configuration table of the README (a test keeps the two in step)."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, f in Settings.model_fields.items():
-        default = f.default.get_secret_value() if isinstance(f.default, SecretStr) else f.default
+        default = f.get_default(call_default_factory=True)
+        default = default.get_secret_value() if isinstance(default, SecretStr) else default
         shown = "(secret) " if f.annotation is SecretStr else ""
         value = f"`{default}`" if default != "" else "(empty)"
         rows.append(f"| `TOCSIN_{name.upper()}` | {value} | {shown}{f.description} |")

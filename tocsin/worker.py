@@ -75,6 +75,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                 status=AlertStatus(settings.alert_status),
                 max_detection_age_s=settings.alert_max_detection_age_s,
                 cool_down_s=settings.alert_cool_down_s,
+                confirm=dict(settings.alert_confirm),
                 reminder_s=settings.alert_reminder_s,
             ),
             registry,
@@ -116,7 +117,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         worker's partitions, through the alert's own partition of ``detections``."""
         now = datetime.now(UTC)
         for fingerprint, state in list(lifecycle.items()):
-            if state and state.get("active") and "triggers" not in state:
+            if state and (state.get("active") or state.get("pending")) and "triggers" not in state:
                 tick = LifecycleTick(fingerprint=fingerprint, ts=now)
                 await detections.send(key=AlertStage.tick_key(fingerprint), value=encode(tick))
 

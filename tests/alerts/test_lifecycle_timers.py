@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from alerts.engine import AlertConfig, AlertEngine
 from alerts.service import AlertMetrics, AlertStage
+from schemas.alert import MsgType
 from schemas.common import Family, WarningLevel
 from schemas.detection import Detection, DetectionState, LifecycleTick
 from schemas.wire import encode
@@ -119,3 +120,47 @@ def test_ticks_for_unknown_or_inactive_fingerprints_do_nothing() -> None:
         AlertConfig(cool_down_s=60),
         [("tick", 10, None), ("det", 20, OPEN), ("det", 30, CLEAR), ("tick", 100, None), ("tick", 200, None)],
     ) == [(20, "Alert", False), (100, "Cancel", False)]
+
+
+def det_from(device: str, state: DetectionState, t_s: float) -> bytes:
+    ts = T0 + timedelta(seconds=t_s)
+    return encode(
+        Detection(
+            id=f"{device}:gas_h2s:{int(t_s)}:0",
+            device_id=device,
+            site="park",
+            family=Family.HAZMAT,
+            kind="gas_h2s",
+            state=state,
+            level=WarningLevel.YELLOW,
+            value=12.0,
+            unit="mg/m3",
+            onset=ts,
+            ts=ts,
+            revision=0,
+            area_code="330110",
+        )
+    )
+
+
+def test_k_of_n_or_sustained_confirmation() -> None:
+    config = AlertConfig(confirm={"gas_leak": (2, 120.0)})
+    clock = Clock()
+    stage = AlertStage(AlertEngine(config, clock=clock), AlertMetrics(CollectorRegistry()))
+    table: dict = {}
+    # one sensor: held (pending) ...
+    assert stage.handle(det_from("GD1", OPEN, 0), table) == []
+    assert stage.handle(tick(clock, 60), table) == []
+    # ... until a second sensor of the area agrees: the alert goes out at once
+    alerts = stage.handle(det_from("GD2", OPEN, 70), table)
+    assert [a.msg_type for a in alerts] == [MsgType.ALERT] and alerts[0].devices == ["GD1", "GD2"]
+    # a single sensor that holds the condition for 120 s also confirms (on the clock's tick)
+    table = {}
+    assert stage.handle(det_from("GD3", OPEN, 1000), table) == []
+    assert stage.handle(tick(clock, 1100), table) == []
+    assert [a.msg_type for a in stage.handle(tick(clock, 1121), table)] == [MsgType.ALERT]
+    # a sensor that clears before confirmation never alerted, so nothing is cancelled
+    table = {}
+    assert stage.handle(det_from("GD4", OPEN, 2000), table) == []
+    assert stage.handle(det_from("GD4", CLEAR, 2030), table) == []
+    assert stage.handle(tick(clock, 2200), table) == []
