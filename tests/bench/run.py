@@ -179,7 +179,7 @@ def bench_sms_dispatch() -> dict[str, float]:
     url = server.start()
 
     async def main() -> tuple[float, int]:
-        adapter = RateLimited(SmsAdapter(url, "bench"), PriorityRateLimiter(limit, burst=1))
+        adapter = RateLimited(SmsAdapter(url, "bench"), PriorityRateLimiter(limit, burst=2))
         await adapter.start()
         notes = [
             Notification(

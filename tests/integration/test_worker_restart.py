@@ -37,7 +37,9 @@ def _detections(bootstrap: str, device: str, kind: str = "gas_h2s") -> list[dict
         consumer_timeout_ms=1500,
     )
     try:
-        return [d for d in (json.loads(r.value) for r in consumer) if d["device_id"] == device and d["kind"] == kind]
+        return [
+            d for d in (json.loads(r.value) for r in consumer) if d.get("device_id") == device and d.get("kind") == kind
+        ]
     finally:
         consumer.close()
 
