@@ -232,9 +232,6 @@ class EmbeddedPipeline:
             await self.broker.shutdown()
         self.summary.topic_counts = Counter(self.bus.counts)
 
-    def sms_messages(self) -> int:
-        return int(self.sms_server_stats().get("stored", 0))
-
     def sms_server_stats(self) -> dict[str, Any]:
         import json
         import urllib.request
