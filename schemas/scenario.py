@@ -53,6 +53,10 @@ class GroundTruth(WireModel):
         default_factory=list, description="injected faults, e.g. 'offline:RG03', 'stuck:GD02', 'malformed:3'"
     )
     messages: int = Field(default=0, ge=0, description="device messages generated")
+    undetectable: list[str] = Field(
+        default_factory=list,
+        description="hazard_id of injected hazards whose data never crosses a default detection threshold",
+    )
 
 
 class ObservedAlert(WireModel):
