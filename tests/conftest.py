@@ -25,7 +25,10 @@ def services() -> Iterator[dict[str, str]]:
     """Endpoints of the real Mosquitto, Kafka and InfluxDB on 127.0.0.1."""
     started = [n for n in NEEDED if not _running(n)]
     if started:
-        proc = subprocess.run([*SERVICES, "up", *started], capture_output=True, text=True, timeout=1500)
+        # A Kafka started here starts empty: workers in new consumer groups read from the earliest offset,
+        # and must not replay the records of earlier runs on this machine.
+        env = {**os.environ, "TOCSIN_KAFKA_WIPE": "1"}
+        proc = subprocess.run([*SERVICES, "up", *started], capture_output=True, text=True, timeout=1500, env=env)
         if proc.returncode != 0:
             pytest.fail(f"could not start {started}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     env = {

@@ -436,6 +436,10 @@ kafka_prepare() {
     if [[ -f $KAFKA_DATA/meta.properties ]] &&
         ! cmp -s <(kafka_identity) "$KAFKA_DATA/.tocsin-identity"; then
         kafka_wipe "node id / controller quorum changed since the log dir was formatted"
+    elif [[ ${TOCSIN_KAFKA_WIPE:-0} == 1 && -d $KAFKA_DATA ]]; then
+        # the test session asks for this: topics then hold only this run's records, so a worker in a new
+        # consumer group (offset reset: earliest) does not replay the history of earlier runs
+        kafka_wipe "TOCSIN_KAFKA_WIPE=1"
     fi
     # Formatting costs a JVM start (~2 s): only when the log dir is not formatted yet.
     [[ -f $KAFKA_DATA/meta.properties ]] || { mkdir -p "$KAFKA_DATA" && kafka_format; }
