@@ -1,9 +1,11 @@
 """InfluxDB time-series sink (v2 API through influxdb-client; works against InfluxDB 1.8 and 2.x).
 
 One measurement per family; tags device, site, area (when the registry knows the device) and the
-reading's type; the reading's numeric values as fields. Seismic packets are stored as one point
-per packet (peak and RMS), not one point per sample. The sink reads from Kafka, not from the
-gateway, so the time series never slows or endangers the alerting path.
+reading's type; the reading's numeric values as fields, plus the device's ``lat``/``lon`` from the
+registry (the Grafana Geomap). Seismic packets are stored as one point per packet (peak, RMS and
+an unfiltered PGA), not one point per sample. Alert messages from Kafka ``alerts`` go to measurement
+``alerts``. The sink reads from Kafka, not from the gateway, so the time series never slows or
+endangers the alerting path.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from pydantic import ValidationError
 
 from ingest.metrics import GatewayMetrics
+from schemas.alert import Alert, MsgType
 from schemas.registry import RegistryLike
 from schemas.telemetry import (
     TELEMETRY_ADAPTER,
@@ -31,7 +34,7 @@ from schemas.telemetry import (
     Telemetry,
     WaterLevel,
 )
-from schemas.topics import TELEMETRY_TOPICS
+from schemas.topics import ALERTS, TELEMETRY_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ def to_point(reading: Telemetry, registry: RegistryLike | None = None) -> Point:
     p = p.tag("type", reading.type).time(reading.ts, WritePrecision.MS)
     dev = registry.get(reading.device_id) if registry else None
     if dev is not None:
-        p = p.tag("area", dev.area.code)
+        p = p.tag("area", dev.area.code).field("lat", float(dev.lat)).field("lon", float(dev.lon))
     if isinstance(reading, RainIncrement):
         p = p.field("rain_mm", reading.rain_mm).field("interval_s", reading.interval_s)
     elif isinstance(reading, WaterLevel):
@@ -56,8 +59,47 @@ def to_point(reading: Telemetry, registry: RegistryLike | None = None) -> Point:
         rms = math.sqrt(sum(s * s for s in reading.samples) / len(reading.samples))
         p = p.tag("channel", reading.channel).tag("unit", reading.unit)
         p = p.field("peak", peak).field("rms", rms).field("n", len(reading.samples))
+        pga = packet_pga(reading)
+        if pga is not None:
+            p = p.field("pga", pga)
     if reading.seq is not None:
         p = p.field("seq", reading.seq)
+    return p
+
+
+def packet_pga(packet: SeismicPacket) -> float | None:
+    """Peak ground acceleration of one packet in m/s2, unfiltered: the packet's peak for acceleration,
+    the largest first difference times the sample rate for velocity, None for raw counts (the gain is
+    in the registry, not in the packet). The detectors' band-passed PGA is the reference; this one is
+    for the live dashboard."""
+    if packet.unit == "m/s2":
+        return max(abs(s) for s in packet.samples)
+    if packet.unit != "m/s":
+        return None
+    s = packet.samples
+    return max((abs(b - a) for a, b in zip(s, s[1:], strict=False)), default=0.0) * packet.sample_rate_hz
+
+
+def alert_point(alert: Alert, registry: RegistryLike | None = None) -> Point:
+    """One point per alert message in measurement ``alerts`` (the Geomap's active alerts): tags hazard,
+    level, msg_type, status, area, fingerprint; ``active`` 1 for Alert/Update and 0 for Cancel; the
+    location from the alert's circle, else the mean position of its devices the registry knows."""
+    p = Point("alerts").tag("hazard", alert.hazard.value).tag("level", alert.level.value)
+    p = p.tag("msg_type", alert.msg_type.value).tag("status", alert.status.value)
+    p = p.tag("area", alert.area.code).tag("fingerprint", alert.fingerprint).time(alert.sent, WritePrecision.MS)
+    p = p.field("active", 0 if alert.msg_type is MsgType.CANCEL else 1).field("revision", alert.revision)
+    p = p.field("headline", alert.headline).field("identifier", alert.identifier)
+    if alert.value is not None and math.isfinite(alert.value):
+        p = p.field("value", float(alert.value))
+    located: tuple[float, float] | None = None
+    if alert.area.circle is not None:
+        located = (alert.area.circle[0], alert.area.circle[1])
+    elif registry is not None:
+        known = [d for d in (registry.get(dev) for dev in alert.devices) if d is not None]
+        if known:
+            located = (sum(d.lat for d in known) / len(known), sum(d.lon for d in known) / len(known))
+    if located is not None:
+        p = p.field("lat", float(located[0])).field("lon", float(located[1]))
     return p
 
 
@@ -119,6 +161,7 @@ class InfluxKafkaSink:
 
         consumer = KafkaConsumer(
             *TELEMETRY_TOPICS,
+            ALERTS,
             bootstrap_servers=bootstrap.split(","),
             group_id=group_id,
             enable_auto_commit=False,
@@ -128,13 +171,17 @@ class InfluxKafkaSink:
         )
         return cls(consumer, writer, metrics, registry)
 
-    def points(self, values: list[bytes]) -> list[Point]:
+    def points(self, values: list[bytes], topics: list[str] | None = None) -> list[Point]:
+        """Points of a batch; ``topics[i]`` is the Kafka topic of ``values[i]`` (telemetry when absent)."""
         out = []
-        for v in values:
+        for i, v in enumerate(values):
             if DeadmanTick.is_tick(v):
                 continue
             try:
-                out.append(to_point(TELEMETRY_ADAPTER.validate_json(v), self.registry))
+                if topics is not None and topics[i] == ALERTS:
+                    out.append(alert_point(Alert.model_validate_json(v), self.registry))
+                else:
+                    out.append(to_point(TELEMETRY_ADAPTER.validate_json(v), self.registry))
             except ValidationError:
                 self.metrics.influx_writes.labels("undecodable").inc()
         return out
@@ -142,10 +189,10 @@ class InfluxKafkaSink:
     def step(self, stop: threading.Event, poll_timeout_ms: int = 500) -> int:
         """One poll-write-commit cycle; returns the number of points written."""
         batch = self.consumer.poll(timeout_ms=poll_timeout_ms)
-        values = [rec.value for recs in batch.values() for rec in recs]
-        if not values:
+        records = [rec for recs in batch.values() for rec in recs]
+        if not records:
             return 0
-        points = self.points(values)
+        points = self.points([r.value for r in records], [str(getattr(r, "topic", "")) for r in records])
         backoff = 0.5
         while points:
             try:

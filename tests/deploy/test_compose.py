@@ -1,0 +1,448 @@
+"""deploy/docker-compose.yml and everything it references, checked without a Docker engine.
+
+The compose file, the Prometheus scrape config for it, Grafana's provisioning and dashboards, the
+Mosquitto config and the Dockerfile must agree with each other, with the repository's files and
+with the code (settings, metric names). Each test names the reference it checks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from schemas.registry import Registry
+from tocsin.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+COMPOSE_FILE = DEPLOY / "docker-compose.yml"
+ENV_EXAMPLE = DEPLOY / "compose.env.example"
+DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
+PROM_COMPOSE = DEPLOY / "prometheus" / "prometheus.compose.yml"
+GRAFANA = DEPLOY / "grafana"
+SETTINGS = {f"TOCSIN_{name.upper()}" for name in Settings.model_fields}
+SECRET_SETTINGS = {f"TOCSIN_{n.upper()}" for n, f in Settings.model_fields.items() if f.annotation is SecretStr}
+TOCSIN_VAR = re.compile(r"\bTOCSIN_[A-Z0-9_]+")
+METRIC_DEF = re.compile(r"\b(?:Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    doc = load_yaml(COMPOSE_FILE)
+    assert isinstance(doc, dict) and isinstance(doc.get("services"), dict) and doc["services"]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(compose["services"])
+
+
+def env_file_vars(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep and re.fullmatch(r"[A-Z_][A-Z0-9_]*", key), f"bad line in {path.name}: {line!r}"
+            out[key] = value
+    return out
+
+
+def env_files(svc: dict[str, Any]) -> list[Path]:
+    """A service's env files; compose.env is the operator's copy of compose.env.example."""
+    raw = svc.get("env_file", [])
+    names = [raw] if isinstance(raw, str) else [e if isinstance(e, str) else e["path"] for e in raw]
+    out = []
+    for name in names:
+        p = DEPLOY / name
+        out.append(p if p.exists() or p.name != "compose.env" else ENV_EXAMPLE)
+    return out
+
+
+def environment(svc: dict[str, Any]) -> dict[str, str]:
+    env = svc.get("environment", {})
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def command_text(svc: dict[str, Any]) -> str:
+    parts = []
+    for key in ("entrypoint", "command"):
+        value = svc.get(key)
+        if isinstance(value, list):
+            parts.append(" ".join(str(v) for v in value))
+        elif value:
+            parts.append(str(value))
+    return "\n".join(parts)
+
+
+def is_tocsin(svc: dict[str, Any]) -> bool:
+    """Services running the Tocsin image (gateway, worker, operator API, emulators)."""
+    return "build" in svc and str(svc.get("image", "")).startswith("tocsin")
+
+
+def exposed_ports(svc: dict[str, Any]) -> set[int]:
+    ports = {int(str(p).split("/")[0]) for p in svc.get("expose", [])}
+    for p in svc.get("ports", []):
+        ports.add(int(str(p).split("/")[0].rsplit(":", 1)[-1]))
+    return ports
+
+
+def bind_mounts(svc: dict[str, Any]) -> list[tuple[Path, str]]:
+    """(host path, container path) of every bind mount (a named volume has no slash in its source)."""
+    out = []
+    for vol in svc.get("volumes", []):
+        if isinstance(vol, dict):
+            if vol.get("type") == "bind":
+                out.append(((DEPLOY / vol["source"]).resolve(), vol["target"]))
+            continue
+        source, target = vol.split(":")[:2]
+        if source.startswith((".", "/")):
+            out.append(((DEPLOY / source).resolve(), target))
+    return out
+
+
+def host_path(svc: dict[str, Any], container_path: str) -> Path | None:
+    """The repository file that a service sees at ``container_path``, through its bind mounts."""
+    want = PurePosixPath(container_path)
+    for host, target in bind_mounts(svc):
+        t = PurePosixPath(target)
+        if want == t or t in want.parents:
+            return host.joinpath(*want.relative_to(t).parts)
+    return None
+
+
+# --------------------------------------------------------------------------- compose structure
+
+
+def test_every_service_has_an_image_or_a_build(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        assert "image" in svc or "build" in svc, name
+    expected = {"mosquitto", "kafka", "influxdb", "prometheus", "grafana", "gateway", "worker"}
+    expected |= {"operator-api", "sms-gateway", "broadcast-platform"}
+    assert expected <= set(services)
+
+
+def test_build_context_and_dockerfile_exist(services: dict[str, dict[str, Any]]) -> None:
+    builds = [svc["build"] for svc in services.values() if "build" in svc]
+    assert builds
+    for build in builds:
+        context = (DEPLOY / build["context"]).resolve()
+        assert context == REPO
+        assert (context / build["dockerfile"]).resolve() == DOCKERFILE
+
+
+def test_every_bind_mount_exists_and_every_named_volume_is_declared(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, svc in compose["services"].items():
+        for host, _ in bind_mounts(svc):
+            assert host.exists(), f"{name}: {host} does not exist"
+            assert REPO in host.parents, f"{name}: {host} is outside the repository"
+        for vol in svc.get("volumes", []):
+            source = vol.split(":")[0] if isinstance(vol, str) else vol.get("source", "")
+            if source and not source.startswith((".", "/")):
+                assert source in declared, f"{name}: volume {source} not declared"
+
+
+def test_depends_on_names_services(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        deps = svc.get("depends_on", [])
+        for dep in deps if isinstance(deps, list) else list(deps):
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            assert dep != name
+
+
+def test_env_files_exist_and_the_example_has_no_real_secrets(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        for path in env_files(svc):
+            assert path.exists(), f"{name}: env file {path} missing"
+    assert not (DEPLOY / "compose.env").exists() or "compose.env" in (REPO / ".gitignore").read_text()
+    for key, value in env_file_vars(ENV_EXAMPLE).items():
+        assert value.startswith("change-me") or value.startswith("tocsin:change-me"), key
+
+
+def test_tocsin_env_vars_are_real_settings(services: dict[str, dict[str, Any]]) -> None:
+    seen: set[str] = set()
+    tocsin_services = [n for n, s in services.items() if is_tocsin(s)]
+    assert {"gateway", "worker", "operator-api", "sms-gateway", "broadcast-platform"} <= set(tocsin_services)
+    for name in tocsin_services:
+        svc = services[name]
+        names = set(environment(svc)) | set(TOCSIN_VAR.findall(command_text(svc)))
+        for path in env_files(svc):
+            names |= {k for k in env_file_vars(path) if k.startswith("TOCSIN_")}
+        tocsin_names = {n for n in names if n.startswith("TOCSIN_")}
+        unknown = tocsin_names - SETTINGS
+        assert not unknown, f"{name}: {sorted(unknown)} are not settings in tocsin/settings.py"
+        seen |= tocsin_names
+    # secrets only through the env file, never written into the compose file
+    for name, svc in services.items():
+        leaked = set(environment(svc)) & SECRET_SETTINGS
+        assert not leaked, f"{name}: secrets {sorted(leaked)} set in docker-compose.yml"
+    assert {"TOCSIN_MQTT_PASSWORD", "TOCSIN_SMS_API_KEY", "TOCSIN_BROADCAST_API_KEY", "TOCSIN_INFLUX_TOKEN"} <= seen
+
+
+def test_shared_secrets_agree_in_the_example() -> None:
+    env = env_file_vars(ENV_EXAMPLE)
+    user, _, password = env["TOCSIN_INFLUX_TOKEN"].partition(":")
+    assert (user, password) == ("tocsin", env["INFLUXDB_USER_PASSWORD"])
+
+
+def test_scaled_services_share_groups_and_get_unique_ids(services: dict[str, dict[str, Any]]) -> None:
+    gateway, worker = services["gateway"], services["worker"]
+    for svc in (gateway, worker):
+        assert "container_name" not in svc  # --scale needs generated names
+        assert not [p for p in svc.get("ports", [])]  # a fixed host port cannot be bound by N replicas
+    assert "TOCSIN_MQTT_CLIENT_ID" not in environment(gateway)
+    assert "TOCSIN_MQTT_CLIENT_ID=tocsin-gateway-$(hostname)" in command_text(gateway).replace("$$", "$")
+    assert environment(gateway)["TOCSIN_MQTT_SHARE_GROUP"]
+    assert environment(worker)["TOCSIN_WORKER_ID"] == "tocsin-worker"
+    for svc in (gateway, worker):
+        assert environment(svc)["TOCSIN_BIND_HOST"] == "0.0.0.0"
+
+
+def test_registry_file_is_mounted_and_parses(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("gateway", "worker"):
+        svc = services[name]
+        path = host_path(svc, environment(svc)["TOCSIN_REGISTRY_FILE"])
+        assert path is not None and path.is_file(), name
+        assert len(Registry.model_validate_json(path.read_text(encoding="utf-8")).devices) > 0
+
+
+def test_workers_reach_the_emulators_by_service_name(services: dict[str, dict[str, Any]]) -> None:
+    env = environment(services["worker"])
+    for key, service in (("TOCSIN_SMS_URL", "sms-gateway"), ("TOCSIN_BROADCAST_URL", "broadcast-platform")):
+        m = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", env[key])
+        assert m and m.group(1) == service and int(m.group(2)) in exposed_ports(services[service])
+        assert f"--port {m.group(2)}" in command_text(services[service])
+    for svc in services.values():
+        for key in ("TOCSIN_KAFKA_BOOTSTRAP", "TOCSIN_MQTT_HOST", "TOCSIN_INFLUX_URL"):
+            value = environment(svc).get(key)
+            if value:
+                host = re.sub(r"^https?://", "", value).split(":")[0]
+                assert host in services, f"{key}={value}: no service {host}"
+
+
+# --------------------------------------------------------------------------- mosquitto
+
+
+def test_mosquitto_config_acl_and_password_file_line_up(services: dict[str, dict[str, Any]]) -> None:
+    broker = services["mosquitto"]
+    conf_path = host_path(broker, "/mosquitto/config/mosquitto.conf")
+    assert conf_path is not None and conf_path.is_file()
+    conf = dict(line.split(None, 1) for line in conf_path.read_text().splitlines() if line.strip() and line[0] != "#")
+    assert conf["allow_anonymous"] == "false" and conf["listener"].split()[0] == "1883"
+    acl_path = host_path(broker, conf["acl_file"])
+    assert acl_path is not None and acl_path.is_file()
+    # the password file lives in the volume the init service writes
+    passwd_dir = str(PurePosixPath(conf["password_file"]).parent)
+    vols = {v.split(":")[1]: v.split(":")[0] for v in broker["volumes"]}
+    init = services["mosquitto-passwd"]
+    init_vols = {v.split(":")[0]: v.split(":")[1] for v in init["volumes"]}
+    assert init_vols[vols[passwd_dir]] == passwd_dir
+    script = command_text(init)
+    users = set(re.findall(r"mosquitto_passwd (?:-c )?-b \"\$\$f\" ([a-z-]+) ", script))
+    acl_users = set(re.findall(r"^user (\S+)$", acl_path.read_text(), flags=re.M))
+    assert acl_users <= users
+    secrets = env_file_vars(ENV_EXAMPLE)
+    for var in re.findall(r"\$\$([A-Z_]+)", script):
+        assert var in secrets or var == "f", var
+    # the Tocsin services' MQTT user may read the devices' topics and write the alert topics
+    acl = acl_path.read_text()
+    user = environment(services["gateway"])["TOCSIN_MQTT_USERNAME"]
+    assert user in users
+    block = acl.split(f"user {user}\n", 1)[1].split("\n\n", 1)[0]
+    assert "topic read tocsin/v1/#" in block and "topic write tocsin/v1/alerts/#" in block
+
+
+# --------------------------------------------------------------------------- prometheus
+
+
+def scrape_targets(config: dict[str, Any]) -> list[tuple[str, str, int]]:
+    out = []
+    for job in config["scrape_configs"]:
+        for sc in job.get("static_configs", []):
+            for target in sc["targets"]:
+                host, port = target.rsplit(":", 1)
+                out.append((job["job_name"], host, int(port)))
+        for sd in job.get("dns_sd_configs", []):
+            for name in sd["names"]:
+                out.append((job["job_name"], name, int(sd["port"])))
+    return out
+
+
+def test_prometheus_compose_targets_are_services_exposing_the_port(services: dict[str, dict[str, Any]]) -> None:
+    prom = services["prometheus"]
+    config_path = host_path(prom, "/etc/prometheus/prometheus.yml")
+    assert config_path == PROM_COMPOSE
+    config = load_yaml(PROM_COMPOSE)
+    targets = scrape_targets(config)
+    assert {job for job, _, _ in targets} == {"tocsin-gateway", "tocsin-worker", "tocsin-api", "prometheus"}
+    for job, host, port in targets:
+        assert host in services, f"{job}: {host} is not a compose service"
+        assert port in exposed_ports(services[host]), f"{job}: {host} does not expose {port}"
+    gw_env, wk_env = environment(services["gateway"]), environment(services["worker"])
+    assert ("tocsin-gateway", "gateway", int(gw_env["TOCSIN_METRICS_PORT"])) in targets
+    assert ("tocsin-worker", "worker", int(wk_env["TOCSIN_WORKER_WEB_PORT"])) in targets
+    api_port = int(re.search(r"--port (\d+)", command_text(services["operator-api"])).group(1))  # type: ignore[union-attr]
+    assert ("tocsin-api", "operator-api", api_port) in targets
+    for rule_file in config["rule_files"]:
+        mounted = host_path(prom, str(PurePosixPath("/etc/prometheus") / rule_file))
+        assert mounted is not None and mounted.is_file() and mounted.parent == DEPLOY / "prometheus"
+
+
+def test_promtool_accepts_the_compose_config(promtool: str) -> None:
+    import subprocess
+
+    proc = subprocess.run([promtool, "check", "config", str(PROM_COMPOSE)], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+
+
+# --------------------------------------------------------------------------- grafana
+
+
+def grafana_datasources() -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in sorted((GRAFANA / "provisioning" / "datasources").glob("*.y*ml")):
+        for ds in load_yaml(path)["datasources"]:
+            out[ds["uid"]] = ds
+    return out
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted((GRAFANA / "dashboards").glob("*.json"))}
+
+
+def test_grafana_provisioning_is_mounted_and_points_at_existing_dashboards(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    prov = host_path(grafana, "/etc/grafana/provisioning")
+    assert prov == GRAFANA / "provisioning"
+    providers = [p for f in sorted((prov / "dashboards").glob("*.y*ml")) for p in load_yaml(f)["providers"]]
+    assert providers
+    for provider in providers:
+        folder = host_path(grafana, provider["options"]["path"])
+        assert folder is not None and folder.is_dir(), provider
+        assert sorted(f.name for f in folder.glob("*.json")) == sorted(dashboards())
+
+
+def test_datasources_reach_services_and_their_env_is_provided(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    provided = set(environment(grafana))
+    for path in env_files(grafana):
+        provided |= set(env_file_vars(path))
+    sources = grafana_datasources()
+    assert {"tocsin-prometheus", "tocsin-influxdb"} <= set(sources)
+    for path in (GRAFANA / "provisioning" / "datasources").glob("*.y*ml"):
+        for var in re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", path.read_text()):
+            assert var in provided, f"{path.name} needs ${{{var}}}, not set for the grafana service"
+    for ds in sources.values():
+        m = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", ds["url"])
+        assert m and m.group(1) in services and int(m.group(2)) in exposed_ports(services[m.group(1)])
+    assert sources["tocsin-influxdb"]["jsonData"]["version"] == "Flux"
+    influx_env = environment(services["influxdb"])
+    assert influx_env["INFLUXDB_HTTP_FLUX_ENABLED"] == "true"
+
+
+def test_dashboards_are_valid_and_use_provisioned_datasources() -> None:
+    sources = grafana_datasources()
+    boards = dashboards()
+    assert {b["title"] for b in boards.values()} == {
+        "Tocsin pipeline health",
+        "Hazards live",
+        "Devices and active alerts",
+    }
+    assert len({b["uid"] for b in boards.values()}) == len(boards)
+    for name, board in boards.items():
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids)), name
+        for panel in board["panels"]:
+            where = f"{name}: {panel['title']}"
+            assert panel["datasource"]["uid"] in sources, where
+            assert panel["targets"], where
+            for target in panel["targets"]:
+                ds = sources[target["datasource"]["uid"]]
+                assert target["datasource"]["type"] == ds["type"], where
+                field = "expr" if ds["type"] == "prometheus" else "query"
+                assert target[field].strip(), where
+    geomaps = [p for b in boards.values() for p in b["panels"] if p["type"] == "geomap"]
+    assert len(geomaps) == 1
+    refs = {t["refId"] for t in geomaps[0]["targets"]}
+    for layer in geomaps[0]["options"]["layers"]:
+        assert layer["filterData"]["options"] in refs
+        assert (layer["location"]["latitude"], layer["location"]["longitude"]) == ("lat", "lon")
+
+
+def defined_metrics() -> set[str]:
+    names: set[str] = set()
+    for package in ("ingest", "detectors", "alerts", "tocsin"):
+        for path in (REPO / package).rglob("*.py"):
+            names |= set(METRIC_DEF.findall(path.read_text(encoding="utf-8")))
+    return names
+
+
+def test_pipeline_dashboard_uses_exactly_the_metrics_the_code_defines() -> None:
+    board = dashboards()["pipeline-health.json"]
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
+    used = set(re.findall(r"\btocsin_[a-z0-9_]+", exprs))
+    defined = defined_metrics()
+    assert defined, "no metric definitions found"
+
+    def base(name: str) -> str:
+        return re.sub(r"_(bucket|sum|count)$", "", name)
+
+    unknown = {u for u in used if u not in defined and base(u) not in defined}
+    assert not unknown, f"panels query metrics no process defines: {sorted(unknown)}"
+    unused = {d for d in defined if d not in used and not any(base(u) == d for u in used)}
+    assert not unused, f"metrics without a panel on the pipeline dashboard: {sorted(unused)}"
+
+
+# --------------------------------------------------------------------------- dockerfile
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            op, _, rest = line.partition(" ")
+            out.append((op.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_copies_existing_sources_and_bakes_in_no_secret() -> None:
+    copies = 0
+    for op, rest in dockerfile_instructions():
+        if op in ("COPY", "ADD"):
+            args = shlex.split(rest)
+            if any(a.startswith("--from=") for a in args):
+                continue
+            sources = [a for a in args if not a.startswith("--")][:-1]
+            for src in sources:
+                assert (REPO / src).exists(), f"COPY {src}: not in the repository"
+                copies += 1
+        if op in ("ENV", "ARG"):
+            assert not set(TOCSIN_VAR.findall(rest)) & SECRET_SETTINGS, rest
+            assert not set(TOCSIN_VAR.findall(rest)) - SETTINGS, rest
+    assert copies >= 2
+    # every package setuptools installs is copied into the build stage
+    copied = {shlex.split(rest)[0] for op, rest in dockerfile_instructions() if op == "COPY" and "--from" not in rest}
+    packages = {"tocsin", "ingest", "detectors", "alerts", "schemas", "simulators"}
+    assert packages <= copied
+    assert "pyproject.toml" in " ".join(copied) or any("pyproject.toml" in r for _, r in dockerfile_instructions())
+    assert any(op == "RUN" and "pip" in rest and " ." in rest for op, rest in dockerfile_instructions())
+    assert any(op == "USER" for op, _ in dockerfile_instructions())
