@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.silence_store import SilenceStore, TopicFollower, delete_silence, has_ended, publish_silence
@@ -458,13 +459,45 @@ class OperatorApi:
         load_cap: Callable[[], CapRenderer | None],
         clock: Callable[[], datetime],
         visible_timeout_s: float,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         self.view, self.store, self.writer, self.publish_ack = view, silence_store, silence_writer, ack_publisher
         self.load_cap, self.clock, self.visible_timeout_s = load_cap, clock, visible_timeout_s
+        self.metrics_registry = metrics_registry or CollectorRegistry()
+        self.requests = Counter(
+            "tocsin_api_requests_total",
+            "operator API requests by route and status",
+            ["method", "route", "status"],
+            registry=self.metrics_registry,
+        )
+        fingerprints = Gauge(
+            "tocsin_api_fingerprints", "alert fingerprints in the read model", registry=self.metrics_registry
+        )
+        fingerprints.set_function(lambda: float(len(self.view)))
+        ready = Gauge(
+            "tocsin_api_ready", "1 when the read model caught up with Kafka (readiness)", registry=self.metrics_registry
+        )
+        ready.set_function(lambda: 1.0 if self._ready() else 0.0)
+
+    @web.middleware
+    async def count_requests(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            self.requests.labels(request.method, name, str(exc.status)).inc()
+            raise
+        self.requests.labels(request.method, name, str(response.status)).inc()
+        return response
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+            web.get("/metrics", self.metrics),
             web.get("/alerts", self.list_alerts),
             web.get("/alerts/{fingerprint}", self.show_alert),
             web.get("/alerts/{fingerprint}/cap", self.show_cap),
@@ -475,7 +508,15 @@ class OperatorApi:
             web.get("/audit", self.audit),
         ]
 
+    def _ready(self) -> bool:
+        return self.view.caught_up and (self.store is None or self.store.caught_up)
+
     async def healthz(self, request: web.Request) -> web.Response:
+        """Historic: answers like ``/readyz`` (503 until caught up); probes should use ``/readyz``."""
+        return await self.readyz(request)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Ready when the read model caught up with ``alerts``, deliveries, acks and silences."""
         silences_ok = self.store is None or self.store.caught_up
         ready = self.view.caught_up and silences_ok
         body = {
@@ -485,6 +526,10 @@ class OperatorApi:
             "fingerprints": len(self.view),
         }
         return _json(body, status=200 if ready else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics_registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def list_alerts(self, request: web.Request) -> web.Response:
         try:
@@ -645,6 +690,7 @@ def build_app(
     load_cap: Callable[[], CapRenderer | None] = import_cap_renderer,
     clock: Callable[[], datetime] = _utcnow,
     visible_timeout_s: float = 5.0,
+    metrics_registry: CollectorRegistry | None = None,
 ) -> web.Application:
     """The aiohttp application over ``view``.
 
@@ -699,7 +745,9 @@ def build_app(
         load_cap=load_cap,
         clock=clock,
         visible_timeout_s=visible_timeout_s,
+        metrics_registry=metrics_registry,
     )
+    app.middlewares.append(api.count_requests)
     app.add_routes(api.routes())
     return app
 
@@ -732,8 +780,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8790, help="0: any free port (logged)")
     args = parser.parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    from tocsin.logs import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format, "operator-api")
     asyncio.run(serve(args.host, args.port, settings.kafka_bootstrap))
     return 0
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from alerts.adapters.base import Adapter, DeliveryResult, Notification, Outcome, send_with_retries
 from alerts.adapters.broadcast import STOP_CHANNEL
@@ -38,6 +38,13 @@ class NotifyMetrics:
         )
         self.attempts = Counter(
             "tocsin_alert_delivery_attempts_total", "delivery attempts", ["channel"], registry=registry
+        )
+        self.latency = Histogram(
+            "tocsin_worker_delivery_latency_seconds",
+            "alert message issued (its sent time) to the first delivery a channel's provider accepted",
+            ["channel"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+            registry=registry,
         )
 
 
@@ -145,11 +152,48 @@ class Notifier:
         if silence is not None:
             why = f"silence {silence.id} by {silence.creator}: {silence.reason}"
             held = [self._record(n, "suppressed", 0, why) for n in notes if n.channel != "mqtt"]
-            for _ in held:
+            for r in held:
                 self.metrics.deliveries.labels("any", "suppressed").inc()
+                self._log(r, logging.INFO)
             notes = [n for n in notes if n.channel == "mqtt"]
-            return held + list(await asyncio.gather(*(self._one(n) for n in notes)))
-        return list(await asyncio.gather(*(self._one(n) for n in notes)))
+            sent = list(await asyncio.gather(*(self._one(n) for n in notes)))
+            self._observe_latency(alert, sent)
+            return held + sent
+        sent = list(await asyncio.gather(*(self._one(n) for n in notes)))
+        self._observe_latency(alert, sent)
+        return sent
+
+    def _observe_latency(self, alert: Alert, records: list[DeliveryRecord]) -> None:
+        """Per channel: the alert's ``sent`` to its first accepted delivery (a redelivered alert's
+        ``duplicate`` answers are not a first delivery and are not measured)."""
+        first: dict[str, datetime] = {}
+        for r in records:
+            if r.outcome == "accepted" and (r.channel not in first or r.ts < first[r.channel]):
+                first[r.channel] = r.ts
+        for channel, ts in first.items():
+            self.metrics.latency.labels(channel).observe(max(0.0, (ts - alert.sent).total_seconds()))
+
+    @staticmethod
+    def _log(record: DeliveryRecord, level: int) -> None:
+        """One line per delivery outcome, with the correlation id (failures at ERROR, with the detail)."""
+        failed = level >= logging.ERROR
+        log.log(
+            level,
+            "delivery of %s via %s to %s failed: %s" if failed else "delivery %s via %s: %s",
+            record.alert_id,
+            record.channel,
+            record.recipient if failed else record.outcome,
+            *([record.detail] if failed else []),
+            extra={
+                "correlation_id": record.correlation_id,
+                "alert_id": record.alert_id,
+                "fingerprint": record.fingerprint,
+                "channel": record.channel,
+                "outcome": record.outcome,
+                "attempts": record.attempts,
+                "recipient": record.recipient,
+            },
+        )
 
     def _record(self, n: Notification, outcome: str, attempts: int, detail: str) -> DeliveryRecord:
         recipient = ",".join(mask_phone(r) if n.channel == "sms" else r for r in n.recipients)
@@ -181,6 +225,5 @@ class Notifier:
         outcome = last.outcome.value if last.ok or last.outcome is Outcome.REJECTED else "gave_up"
         self.metrics.deliveries.labels(n.channel, outcome).inc()
         record = self._record(n, outcome, len(attempts), last.detail)
-        if not last.ok:
-            log.error("delivery of %s via %s to %s failed: %s", n.alert_id, n.channel, record.recipient, last.detail)
+        self._log(record, logging.INFO if last.ok else logging.ERROR)
         return record

@@ -8,10 +8,11 @@ one partition and its state is owned by one worker.
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
 from alerts.engine import AlertEngine
@@ -32,16 +33,29 @@ class AlertMetrics:
         self.replayed = Counter(
             "tocsin_alert_replayed_total", "redelivered detections already in the state, skipped", registry=registry
         )
+        self.latency = Histogram(
+            "tocsin_worker_alert_latency_seconds",
+            "detection emitted (its Kafka record timestamp) to the alert message it caused",
+            ["hazard"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+            registry=registry,
+        )
 
 
 class AlertStage:
-    def __init__(self, engine: AlertEngine, metrics: AlertMetrics) -> None:
-        self.engine, self.metrics = engine, metrics
+    def __init__(self, engine: AlertEngine, metrics: AlertMetrics, *, clock: Callable[[], float] = time.time) -> None:
+        self.engine, self.metrics, self.clock = engine, metrics, clock
 
     def handle(
-        self, value: bytes, store: MutableMapping[str, Any], position: tuple[int, int] | None = None
+        self,
+        value: bytes,
+        store: MutableMapping[str, Any],
+        position: tuple[int, int] | None = None,
+        emitted_s: float | None = None,
     ) -> list[Alert]:
-        """``position``: the detection's Kafka (partition, offset); replays already in the state are skipped."""
+        """``position``: the detection's Kafka (partition, offset); replays already in the state are skipped.
+        ``emitted_s``: when the detection was emitted (its Kafka record timestamp, epoch seconds); the
+        alert latency is measured from it (lifecycle ticks' alerts are timer-driven: not measured)."""
         if LifecycleTick.is_tick(value):
             tick = LifecycleTick.model_validate_json(value)
             state, alerts = self.engine.tick(store.get(tick.fingerprint), tick.ts)
@@ -65,11 +79,29 @@ class AlertStage:
             state["position"] = list(position)
         store[key] = state
         self._count(alerts)
+        if emitted_s is not None:
+            now = self.clock()
+            for a in alerts:
+                self.metrics.latency.labels(a.hazard.value).observe(max(0.0, now - emitted_s))
         return alerts
 
     def _count(self, alerts: list[Alert]) -> None:
         for a in alerts:
             self.metrics.alerts.labels(a.hazard.value, a.level.value, a.msg_type.value).inc()
+            log.info(
+                "alert %s %s %s",
+                a.msg_type.value,
+                a.level.value,
+                a.identifier,
+                extra={
+                    "correlation_id": a.correlation_id,
+                    "alert_id": a.identifier,
+                    "fingerprint": a.fingerprint,
+                    "msg_type": a.msg_type.value,
+                    "hazard": a.hazard.value,
+                    "level": a.level.value,
+                },
+            )
 
     @staticmethod
     def tick_key(fingerprint: str) -> bytes:

@@ -8,10 +8,11 @@ already validated it; this guards against a foreign producer), never raised.
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
 from detectors.engine import DetectorEngine
@@ -35,11 +36,20 @@ class DetectorMetrics:
         self.detections = Counter(
             "tocsin_detections_total", "detection transitions", ["family", "kind", "state"], registry=registry
         )
+        self.latency = Histogram(
+            "tocsin_worker_detection_latency_seconds",
+            "gateway receipt of a reading (its Kafka record timestamp) to the detection it caused",
+            ["family"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+            registry=registry,
+        )
 
 
 class DetectorStage:
-    def __init__(self, engine: DetectorEngine, metrics: DetectorMetrics) -> None:
-        self.engine, self.metrics = engine, metrics
+    def __init__(
+        self, engine: DetectorEngine, metrics: DetectorMetrics, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.engine, self.metrics, self.clock = engine, metrics, clock
 
     def handle(
         self,
@@ -47,11 +57,16 @@ class DetectorStage:
         store: MutableMapping[str, Any],
         position: tuple[int, int] | None = None,
         received_s: float | None = None,
+        correlation_id: str | None = None,
     ) -> list[Detection]:
         """``position``: the record's Kafka (partition, offset). After a crash, Kafka may redeliver
         records whose effect is already in the (changelogged) state; the state remembers the last
         position it includes, and such replays are skipped, so a restart neither re-opens nor
-        re-clears. A device's records stay in one partition (keyed by device id)."""
+        re-clears. A device's records stay in one partition (keyed by device id).
+
+        ``received_s``: when the gateway received the reading (epoch seconds: the Kafka record
+        timestamp); the detection latency is measured from it. ``correlation_id``: the reading's
+        (the gateway's ``tocsin-correlation-id`` header), copied onto every detection it causes."""
         if DeadmanTick.is_tick(value):
             return self._tick(value, store, position)
         try:
@@ -69,8 +84,29 @@ class DetectorStage:
         if position is not None:
             state["position"] = list(position)
         store[reading.device_id] = state
+        if correlation_id:
+            detections = [
+                d if d.correlation_id else d.model_copy(update={"correlation_id": correlation_id}) for d in detections
+            ]
+        now = self.clock()
         for d in detections:
             self.metrics.detections.labels(d.family.value, d.kind, d.state.value).inc()
+            if received_s is not None:
+                self.metrics.latency.labels(d.family.value).observe(max(0.0, now - received_s))
+            log.info(
+                "detection %s %s",
+                d.kind,
+                d.state.value,
+                extra={
+                    "correlation_id": d.correlation_id,
+                    "device_id": d.device_id,
+                    "detection_id": d.id,
+                    "kind": d.kind,
+                    "state": d.state.value,
+                    "level": d.level.value if d.level else None,
+                    "value": d.value,
+                },
+            )
         return detections
 
     def _tick(self, value: bytes, store: MutableMapping[str, Any], position: tuple[int, int] | None) -> list[Detection]:

@@ -8,12 +8,13 @@ dropped. Kafka records are keyed by device id, so each device's readings stay in
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -21,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.metrics import GatewayMetrics
-from ingest.sinks import RecordSink
+from ingest.sinks import Done, KafkaSink, RecordSink
 from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
 from schemas import topics
 from schemas.deadletter import DeadLetter
@@ -32,10 +33,87 @@ from schemas.wire import encode
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+Headers = list[tuple[str, bytes]]
+
+CORRELATION_HEADER = "tocsin-correlation-id"
+"""Kafka record header carrying the reading's correlation id (the payload models are strict)."""
+RECEIVED_HEADER = "tocsin-received-ms"
+"""Kafka record header: when the gateway received the reading (ms since the epoch, ASCII)."""
+LIVE_AGE_S = 3600.0
+"""Readings older than this (device time) are backfill: counted, kept out of the ingest latency."""
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def correlation_id(device_id: str, ts: datetime, seq: int | None) -> str:
+    """The correlation id of one reading, derived from its identity (device, device time, sequence).
+
+    Deterministic, so a message the broker redelivers (gateway crash before the ack) carries the same
+    id, and the embedded pipeline derives exactly what the Kafka gateway sends."""
+    ident = f"{device_id}|{ts.astimezone(UTC).isoformat()}|{'' if seq is None else seq}"
+    return "c-" + hashlib.sha256(ident.encode("utf-8")).hexdigest()[:16]
+
+
+def header(headers: Any, name: str) -> str | None:
+    """A header's value as text from Kafka/Faust headers (a mapping or (name, bytes) pairs), or None."""
+    if not headers:
+        return None
+    items = headers.items() if hasattr(headers, "items") else headers
+    for k, v in items:
+        if k == name and v is not None:
+            return v.decode("utf-8", errors="replace") if isinstance(v, bytes | bytearray) else str(v)
+    return None
+
+
+class HeaderSink(Protocol):
+    """A RecordSink that also carries record headers and the record timestamp."""
+
+    accepts_headers: bool
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        on_done: Done,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None: ...
+
+
+class KafkaHeaderSink(KafkaSink):
+    """:class:`KafkaSink` whose records carry headers (correlation id) and the gateway's receive time
+    as their Kafka timestamp, which the worker's detection latency is measured from."""
+
+    accepts_headers = True
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        on_done: Done,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        try:
+            fut = self._producer.send(topic, key=key, value=value, headers=headers, timestamp_ms=timestamp_ms)
+        except Exception as exc:  # noqa: BLE001 - buffer full or metadata timeout: report, don't ack
+            on_done(exc)
+            return
+        fut.add_callback(lambda _md: on_done(None))
+        fut.add_errback(on_done)
+
+    def usable(self) -> bool:
+        """True while the producer holds a connection to a broker (its ``connection-count`` metric;
+        the periodic metadata refresh keeps one open even when no reading arrives)."""
+        try:
+            count = self._producer.metrics().get("producer-metrics", {}).get("connection-count", 0)
+            return bool(count and count >= 1) or bool(self._producer.bootstrap_connected())
+        except Exception:  # noqa: BLE001 - closed or broken producer: not usable
+            return False
 
 
 class GatewayCore:
@@ -82,7 +160,17 @@ class GatewayCore:
         if isinstance(result, DeadLetter):
             self._dead(result, ack)
             return
-        self._produce(result.kafka_topic, result.key, result.value, ack, result)
+        reading = result.reading
+        cid = correlation_id(reading.device_id, reading.ts, reading.seq)
+        age_s = (received - reading.ts).total_seconds()
+        if age_s <= LIVE_AGE_S:
+            # a device clock slightly ahead gives a negative age: clamp, the skew limit bounds it
+            self.metrics.ingest_latency.labels(reading.family.value).observe(max(0.0, age_s))
+        else:
+            self.metrics.backfill.labels(reading.family.value).inc()
+        received_ms = int(received.timestamp() * 1000)
+        headers: Headers = [(CORRELATION_HEADER, cid.encode()), (RECEIVED_HEADER, str(received_ms).encode())]
+        self._produce(result.kafka_topic, result.key, result.value, ack, result, headers, cid, received_ms)
 
     def _dead(self, letter: DeadLetter, ack: Callable[[], None]) -> None:
         self.metrics.dead_letters.labels(letter.reason.value).inc()
@@ -90,7 +178,15 @@ class GatewayCore:
         self._produce(topics.DEADLETTER, letter.mqtt_topic.encode(), encode(letter), ack, None)
 
     def _produce(
-        self, topic: str, key: bytes, value: bytes, ack: Callable[[], None], accepted: Accepted | None
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        ack: Callable[[], None],
+        accepted: Accepted | None,
+        headers: Headers | None = None,
+        cid: str = "",
+        received_ms: int | None = None,
     ) -> None:
         self._slots.acquire()  # backpressure: blocks the MQTT thread while max_in_flight records wait
         with self._lock:
@@ -113,8 +209,24 @@ class GatewayCore:
             self.metrics.produce_latency.observe(time.perf_counter() - started)
             self.metrics.messages_out.labels(topic).inc()
             ack()
+            if accepted is not None:
+                r = accepted.reading
+                log.info(
+                    "reading accepted",
+                    extra={
+                        "correlation_id": cid,
+                        "device_id": r.device_id,
+                        "family": r.family.value,
+                        "seq": r.seq,
+                        "device_ts": r.ts.isoformat(),
+                        "kafka_topic": topic,
+                    },
+                )
 
-        self.sink.send(topic, key, value, done)
+        if headers and getattr(self.sink, "accepts_headers", False):
+            cast(HeaderSink, self.sink).send(topic, key, value, done, headers=headers, timestamp_ms=received_ms)
+        else:
+            self.sink.send(topic, key, value, done)
 
     def drain(self, timeout_s: float) -> bool:
         """Flush the sink and wait until nothing is in flight; True when drained (within ``timeout_s``)."""
@@ -176,6 +288,15 @@ class MqttGateway:
         else:
             self.client.connect_async(self._host, self._port, keepalive=30)
         self.client.loop_start()
+
+    def alive(self) -> bool:
+        """Liveness: paho's network loop thread runs (it reconnects by itself while it does)."""
+        thread = getattr(self.client, "_thread", None)  # paho keeps its loop_start() thread here
+        return thread is not None and thread.is_alive()
+
+    def ready(self) -> bool:
+        """Readiness (MQTT side): connected and subscribed, not draining."""
+        return self.connected.is_set() and not self._closing.is_set()
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if getattr(reason, "is_failure", False):

@@ -1,8 +1,24 @@
-"""Gateway metrics. The registry is injected so tests read exact sample values."""
+"""Gateway metrics, and the small HTTP server of a process's /metrics, /healthz and /readyz.
+
+The registry is injected so tests read exact sample values. Names: prefix ``tocsin_``, unit last
+(``_seconds``, ``_total``, ``_bytes``); README "Operations" lists them all.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+"""End-to-end latency buckets (seconds): milliseconds in process up to a device's hour-late report."""
 
 
 class GatewayMetrics:
@@ -37,3 +53,82 @@ class GatewayMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.ingest_latency = Histogram(
+            "tocsin_gateway_ingest_latency_seconds",
+            "device timestamp to gateway acceptance, live readings (device clocks ahead count as 0)",
+            ["family"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.backfill = Counter(
+            "tocsin_gateway_backfill_readings_total",
+            "accepted readings more than an hour old (replays, buffered devices): not in the ingest latency",
+            ["family"],
+            registry=registry,
+        )
+
+
+Probe = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+def always_ok() -> tuple[bool, dict[str, Any]]:
+    return True, {}
+
+
+class HealthServer:
+    """``/metrics`` (the injected registry), ``/healthz`` (liveness) and ``/readyz`` (readiness) on
+    one port, served by a stdlib HTTP server in a daemon thread. ``prometheus_client``'s own server
+    cannot add routes, hence this one. A probe returns (ok, details); 200 when ok, else 503."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        live: Probe = always_ok,
+        ready: Probe = always_ok,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.registry, self.live, self.ready = registry, live, ready
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/readyz"):
+                    probe = server.live if path == "/healthz" else server.ready
+                    try:
+                        ok, details = probe()
+                    except Exception as exc:  # noqa: BLE001 - a failing probe means not ok
+                        ok, details = False, {"error": type(exc).__name__}
+                    body = json.dumps({"status": "ok" if ok else "unavailable", **details}).encode()
+                    self._send(200 if ok else 503, body, "application/json")
+                else:
+                    self._send(404, b'{"error": "not found"}', "application/json")
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - no access log
+                return None
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self.port = int(self._httpd.server_address[1])
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="health-http", daemon=True)
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        host = self._httpd.server_address[0]
+        log.info("metrics and health on http://%s:%s (/metrics /healthz /readyz)", host, self.port)
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -12,7 +12,8 @@ it accepts connections. In-process, use :func:`serve` from a running event loop,
 Carrier API (Bearer auth):
     ``POST /v1/sms``  send one message; 202 on accept, 200 + ``duplicate: true`` for a known
     idempotency key, 401/422/400/429 as a carrier would. Delivery receipts go to ``callback_url``.
-    ``GET /v1/sms``   every accepted message in arrival order.
+    ``GET /v1/sms``   every accepted message in arrival order (with the request's ``X-Correlation-ID``
+    header as ``correlation_id``, empty when absent).
     ``GET /healthz``  liveness.
 Control plane (no auth, for tests and demos):
     ``POST /_control/faults`` ``{"mode": "http500"|"timeout"|"http429"|"reject"|"none", "count": N}``
@@ -229,6 +230,7 @@ async def _post_sms(request: web.Request) -> web.Response:
         "priority": parsed.priority,
         "segments": segment_count(parsed.text),
         "received_at": cfg.wall_clock().isoformat(),
+        "correlation_id": request.headers.get("X-Correlation-ID", ""),
     }
     state.messages.append(record)
     state.by_key[parsed.idempotency_key] = record

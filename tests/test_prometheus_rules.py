@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,66 @@ def test_promtool(promtool: str, args: tuple[str, ...]) -> None:
     proc = subprocess.run([promtool, *args], cwd=DEPLOY, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout + proc.stderr
+
+
+def _exported_names() -> set[str]:
+    """Every sample name the gateway, worker and operator API export."""
+    from prometheus_client import CollectorRegistry
+
+    from alerts.api import AlertView, OperatorApi
+    from alerts.notify import NotifyMetrics
+    from alerts.service import AlertMetrics
+    from detectors.service import DetectorMetrics
+    from ingest.metrics import GatewayMetrics
+    from tocsin.worker import LagMetrics
+
+    reg = CollectorRegistry()
+    for metrics in (GatewayMetrics, DetectorMetrics, AlertMetrics, NotifyMetrics, LagMetrics):
+        metrics(reg)
+    OperatorApi(
+        AlertView(),
+        silence_store=None,
+        silence_writer=None,
+        ack_publisher=None,
+        load_cap=lambda: None,
+        clock=lambda: datetime.now(UTC),
+        visible_timeout_s=1.0,
+        metrics_registry=reg,
+    )
+    names = set()
+    for family in reg.collect():
+        names.add(family.name)
+        kind = family.type
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}.get(kind, ())
+        names.update(family.name + s for s in suffixes)
+    return names
+
+
+def test_rules_use_only_metrics_the_code_exports() -> None:
+    used = set(re.findall(r"\b(tocsin_[a-z_]+)\b", (DEPLOY / "rules.yml").read_text(encoding="utf-8")))
+    assert used, "no tocsin metric in the rules"
+    assert used - _exported_names() == set()
+
+
+def test_metric_names_follow_the_conventions() -> None:
+    names = _exported_names()
+    assert {
+        "tocsin_worker_consumer_lag",
+        "tocsin_gateway_ingest_latency_seconds_bucket",
+        "tocsin_worker_detection_latency_seconds_bucket",
+        "tocsin_worker_alert_latency_seconds_bucket",
+        "tocsin_worker_delivery_latency_seconds_bucket",
+        "tocsin_api_requests_total",
+    } <= names
+    for name in names:
+        assert name.startswith("tocsin_"), name
+        if "latency" in name:
+            assert re.search(r"_seconds(_bucket|_count|_sum)?$", name), name
+
+
+def test_every_metric_is_in_the_readme_table() -> None:
+    readme = (DEPLOY.parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`(tocsin_[a-z_]+)`", readme))
+    exported = {n for n in _exported_names() if not n.endswith(("_bucket", "_count", "_sum"))}
+    exported = {n for n in exported if n.endswith("_total") or f"{n}_total" not in exported}
+    assert exported - documented == set()

@@ -1,6 +1,7 @@
 """In-process bus for embedded mode: the same topic names as Kafka, carried by asyncio queues.
 
-Records are (topic, key, value) with the same bytes as on Kafka, so the stages cannot tell the
+Records are (topic, key, value, headers) with the same bytes and headers as on Kafka (the gateway's
+correlation id and receive time travel as headers there too), so the stages cannot tell the
 difference. Unbounded queues are fine here: embedded mode is a demo and development tool.
 """
 
@@ -11,7 +12,8 @@ from collections import Counter
 
 from ingest.sinks import Done
 
-Record = tuple[str, bytes | None, bytes]
+Headers = tuple[tuple[str, bytes], ...]
+Record = tuple[str, bytes | None, bytes, Headers]
 
 
 class MemoryBus:
@@ -27,12 +29,15 @@ class MemoryBus:
             self._subs.setdefault(t, []).append(q)
         return q
 
-    def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def publish(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         """Call from the loop's thread."""
         self.counts[topic] += 1
+        carried: Headers = tuple(headers or ())
         for q in self._subs.get(topic, []):
             self.pending += 1
-            q.put_nowait((topic, key, value))
+            q.put_nowait((topic, key, value, carried))
 
     def done(self) -> None:
         self.pending -= 1
@@ -53,14 +58,25 @@ class MemoryBus:
 
 
 class MemorySink:
-    """RecordSink for the gateway in embedded mode (called from paho's thread)."""
+    """RecordSink for the gateway in embedded mode (called from paho's thread); carries headers like
+    the Kafka sink (the record timestamp is already in the gateway's ``tocsin-received-ms`` header)."""
+
+    accepts_headers = True
 
     def __init__(self, bus: MemoryBus) -> None:
         self.bus = bus
 
-    def send(self, topic: str, key: bytes | None, value: bytes, on_done: Done) -> None:
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        on_done: Done,
+        headers: list[tuple[str, bytes]] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
         def publish() -> None:
-            self.bus.publish(topic, key, value)
+            self.bus.publish(topic, key, value, headers)
             on_done(None)
 
         self.bus.loop.call_soon_threadsafe(publish)
