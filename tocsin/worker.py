@@ -7,24 +7,30 @@
 - ``deliver``: ``alerts`` -> Notifier (SMS, MQTT) -> ``alerts.deliveries`` (audit).
 
 Tables are changelogged in Kafka, so a restarted or rebalanced worker resumes with its state.
+The gateway's ``tocsin-correlation-id`` record header is copied onto the detections (and by the
+alert engine onto alerts and deliveries). The web port serves ``/healthz`` (liveness), ``/readyz``
+(started, partitions assigned, not rebalancing or recovering) and ``/metrics``, including the
+consumer lag per topic and partition (``tocsin_worker_consumer_lag``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from faust.web import View
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from alerts.adapters.base import Adapter
 from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
 from alerts.adapters.mqtt_alerts import MqttAlertAdapter
 from alerts.adapters.sms import SmsAdapter
-from alerts.engine import AlertConfig, AlertEngine
+from alerts.engine import AlertConfig, AlertEngine, confirm_settings
 from alerts.notify import Notifier, NotifyMetrics
 from alerts.ratelimit import PriorityRateLimiter, RateLimited
 from alerts.receipts import SmsReceipt, receipt_record
@@ -34,6 +40,7 @@ from alerts.silence_store import SilenceStore
 from detectors.engine import DetectorEngine, detection_key
 from detectors.rules import load_rules
 from detectors.service import DetectorMetrics, DetectorStage
+from ingest.gateway import CORRELATION_HEADER, header
 from schemas import topics
 from schemas.alert import Alert, AlertStatus
 from schemas.common import Family
@@ -41,9 +48,68 @@ from schemas.detection import LifecycleTick
 from schemas.registry import open_registry
 from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
+from tocsin.logs import dict_config
 from tocsin.settings import Settings
 
 log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+class ConsumerLag:
+    """Lag of a consumer group per topic and partition: the partition's end offset (high-water
+    mark) minus the group's committed offset, read from Kafka (kafka-python, blocking: call it in a
+    thread). Partitions without a committed offset are not reported (nothing to measure from)."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.bootstrap, self.group = bootstrap.split(","), group
+        self._admin: Any = None
+        self._consumer: Any = None
+
+    def sample(self, only: set[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        from kafka import KafkaConsumer
+        from kafka.admin import KafkaAdminClient
+
+        if self._admin is None:
+            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.group}-lag")
+            self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        committed = {
+            (tp.topic, tp.partition): meta.offset
+            for tp, meta in self._admin.list_consumer_group_offsets(self.group).items()
+            if meta.offset >= 0 and (only is None or (tp.topic, tp.partition) in only)
+        }
+        if not committed:
+            return {}
+        from kafka import TopicPartition as KafkaTP
+
+        ends = self._consumer.end_offsets([KafkaTP(t, p) for t, p in committed])
+        return {(tp.topic, tp.partition): max(0, end - committed[(tp.topic, tp.partition)]) for tp, end in ends.items()}
+
+    def close(self) -> None:
+        for client in (self._admin, self._consumer):
+            if client is not None:
+                client.close()
+        self._admin = self._consumer = None
+
+
+class LagMetrics:
+    """``tocsin_worker_consumer_lag{topic,partition}``: records not yet consumed (and committed)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge(
+            "tocsin_worker_consumer_lag",
+            "records behind the end of the partition (end offset minus committed offset), this worker's partitions",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self._shown: set[TopicPartition] = set()
+
+    def update(self, lags: dict[TopicPartition, int]) -> None:
+        for topic, partition in self._shown - set(lags):  # partitions this worker no longer owns
+            self.lag.remove(topic, str(partition))
+        for (topic, partition), lag in lags.items():
+            self.lag.labels(topic, str(partition)).set(lag)
+        self._shown = set(lags)
 
 
 def _raw_topic(app: faust.App, name: str) -> Any:
@@ -61,8 +127,11 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         topic_partitions=settings.kafka_partitions,
         topic_replication_factor=1,
         producer_acks=-1,
+        # Every table write is a changelog record: unbatched, that is one produce request per detection.
+        producer_linger=settings.worker_producer_linger_ms / 1000.0,
+        producer_max_batch_size=int(__import__("os").environ.get("XB", "16384")),
         consumer_auto_offset_reset="earliest",
-        web_host="127.0.0.1",
+        web_host=settings.bind_host,
         web_port=settings.worker_web_port,
         web_in_thread=False,
         table_standby_replicas=0,
@@ -75,8 +144,9 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                 status=AlertStatus(settings.alert_status),
                 max_detection_age_s=settings.alert_max_detection_age_s,
                 cool_down_s=settings.alert_cool_down_s,
-                confirm=dict(settings.alert_confirm),
                 reminder_s=settings.alert_reminder_s,
+                # the rules file's confirm: section; TOCSIN_ALERT_CONFIRM overrides it per incident
+                **confirm_settings(rules.confirm, settings.alert_confirm),
             ),
             registry,
         ),
@@ -93,7 +163,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         async def detect(stream: Any, table: Any = table) -> None:
             async for event in stream.events():
                 msg = event.message  # its timestamp: when the gateway received the reading
-                for d in det_stage.handle(event.value, table, (msg.partition, msg.offset), msg.timestamp):
+                cid = header(msg.headers, CORRELATION_HEADER)
+                for d in det_stage.handle(event.value, table, (msg.partition, msg.offset), msg.timestamp, cid):
                     await detections.send(key=detection_key(d), value=encode(d))
 
         app.agent(source, name=f"detect-{family.value}")(detect)
@@ -124,8 +195,16 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     @app.agent(detections, name="confirm")
     async def confirm(stream: Any) -> None:
         async for event in stream.events():
-            for a in alert_stage.handle(event.value, lifecycle, (event.message.partition, event.message.offset)):
-                log.warning("ALERT %s %s %s: %s", a.msg_type.value, a.level.value, a.identifier, a.headline)
+            msg = event.message  # its timestamp: when the detection was emitted
+            for a in alert_stage.handle(event.value, lifecycle, (msg.partition, msg.offset), msg.timestamp):
+                log.warning(
+                    "ALERT %s %s %s: %s",
+                    a.msg_type.value,
+                    a.level.value,
+                    a.identifier,
+                    a.headline,
+                    extra={"correlation_id": a.correlation_id, "alert_id": a.identifier, "fingerprint": a.fingerprint},
+                )
                 await alerts.send(key=a.fingerprint.encode(), value=encode(a))
 
     adapters: dict[str, Adapter] = {}
@@ -133,7 +212,9 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         adapters["mqtt"] = MqttAlertAdapter(
             settings.mqtt_host,
             settings.mqtt_port,
-            client_id=f"{settings.worker_id}-alerts",
+            # one MQTT client id per worker instance: scaled replicas with the same id would keep
+            # disconnecting each other (the broker drops the older session)
+            client_id=f"{settings.worker_id}-alerts-{socket.gethostname()}-{os.getpid()}"[:64],
             username=settings.mqtt_username,
             password=settings.mqtt_password.get_secret_value(),
         )
@@ -195,6 +276,24 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     async def healthz(_self: Any, request: Any) -> Any:
         return _self.json({"status": "ok"})
 
+    @app.page("/readyz")
+    async def readyz(_self: Any, request: Any) -> Any:
+        checks = worker_readiness(app)
+        ok = all(checks.values())
+        return _self.json({"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503)
+
+    lag_metrics = LagMetrics(metrics_registry)
+    lag = ConsumerLag(settings.kafka_bootstrap, settings.worker_id)
+
+    @app.timer(interval=settings.consumer_lag_interval_s)
+    async def consumer_lag() -> None:
+        """Per topic and partition of this worker's assignment: end offset minus committed offset."""
+        assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        try:
+            lag_metrics.update(await asyncio.to_thread(lag.sample, assigned))
+        except Exception as exc:  # noqa: BLE001 - Kafka hiccup: keep the last values, try again later
+            log.warning("consumer lag not measured: %s", exc)
+
     @app.page("/metrics")
     async def metrics(_self: Any, request: Any) -> Any:
         from prometheus_client import generate_latest
@@ -204,8 +303,26 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     return app
 
 
+def worker_readiness(app: faust.App) -> dict[str, bool]:
+    """Ready: the app started, holds partitions, and is neither rebalancing nor recovering tables."""
+    try:
+        assigned = bool(app.consumer.assignment())
+    except Exception:  # noqa: BLE001 - no consumer yet
+        assigned = False
+    return {
+        "started": bool(app.started),
+        "partitions_assigned": assigned,
+        "not_rebalancing": not app.rebalancing,
+        "not_recovering": not getattr(app, "in_recovery", False),
+    }
+
+
 def run_worker(settings: Settings) -> None:
     registry = CollectorRegistry()
     app = create_app(settings, registry)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower())
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.lower(),
+        logging_config=dict_config(settings.log_level, settings.log_format, "worker"),
+    )
     worker.execute_from_commandline()

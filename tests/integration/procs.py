@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -71,3 +71,26 @@ def wait_until(fn: Callable[[], T | None], timeout_s: float, what: str, interval
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def start_group_at_end(bootstrap: str, group: str, names: tuple[str, ...] | None = None) -> dict[Any, int]:
+    """Commit the end offsets of ``names`` (default: the topics a worker reads) for a new consumer group,
+    so a worker of that group starts with the records produced from now on instead of replaying the
+    shared topics' history (a new group's offset reset is ``earliest``). Returns the committed ends."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from ingest.sinks import ensure_topics
+    from schemas import topics
+
+    names = names or (*topics.TELEMETRY_TOPICS, topics.DETECTIONS, topics.ALERTS)
+    ensure_topics(bootstrap, names, 2)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(n, p) for n in names for p in sorted(consumer.partitions_for_topic(n) or ())]
+        consumer.assign(tps)
+        ends: dict[Any, int] = consumer.end_offsets(tps)
+        consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
+        return ends
+    finally:
+        consumer.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from schemas import topics
 from schemas.registry import Registry
-from tests.integration.procs import Proc, free_port, tocsin, wait_until
+from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin, wait_until
 
 SMS_KEY = "stack-sms-key"
 BROADCAST_KEY = "stack-broadcast-key"
@@ -59,25 +59,9 @@ def _wait_http(url: str, proc: Proc, timeout_s: float, what: str) -> None:
 
 
 def skip_history(bootstrap: str, group_id: str) -> int:
-    """Commit the end of every Tocsin topic for a new consumer group, so a worker of that group starts
-    from now instead of replaying every earlier run's records (the shared Kafka keeps them all).
-    Returns the number of partitions committed."""
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.structs import OffsetAndMetadata
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group_id, enable_auto_commit=False)
-    try:
-        parts = [
-            TopicPartition(topic, p)
-            for topic in (*topics.ALL_KAFKA_TOPICS, topics.SILENCES)
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if parts:
-            ends = consumer.end_offsets(parts)
-            consumer.commit({tp: OffsetAndMetadata(ends[tp], "", -1) for tp in parts})
-        return len(parts)
-    finally:
-        consumer.close()
+    """Start a new worker group at the end of every Tocsin topic (see procs.start_group_at_end);
+    returns the number of partitions committed."""
+    return len(start_group_at_end(bootstrap, group_id, (*topics.ALL_KAFKA_TOPICS, topics.SILENCES)))
 
 
 @contextmanager

@@ -18,8 +18,7 @@ from kafka import KafkaProducer
 
 from schemas.telemetry import GasReading
 from schemas.wire import encode
-from tests.integration.procs import Proc, free_port, tocsin, wait_until
-from tests.integration.test_correlation import start_group_at_end
+from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin, wait_until
 from tocsin.worker import ConsumerLag
 
 pytestmark = pytest.mark.integration

@@ -31,7 +31,7 @@ from ingest.gateway import CORRELATION_HEADER, correlation_id
 from schemas import topics
 from schemas.common import Family
 from schemas.registry import Area, Device, Registry
-from tests.integration.procs import Proc, free_port, tocsin, wait_until
+from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -42,30 +42,6 @@ def sms_emulator(tmp_path: Path) -> Iterator[str]:
     m = proc.wait_for(r"listening on (http://127\.0\.0\.1:\d+)", 30)
     yield m.group(1)
     proc.stop()
-
-
-WORKER_SOURCES = (*topics.TELEMETRY_TOPICS, topics.DETECTIONS, topics.ALERTS)
-
-
-def start_group_at_end(
-    bootstrap: str, group: str, names: tuple[str, ...] = WORKER_SOURCES
-) -> dict[TopicPartition, int]:
-    """Commit the end offsets of ``names`` for a new consumer group, so a worker of that group
-    starts with the records produced from now on instead of the shared topics' whole history."""
-    from ingest.sinks import ensure_topics
-
-    ensure_topics(bootstrap, names, 2)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(n, p) for n in names for p in sorted(consumer.partitions_for_topic(n) or ())]
-        consumer.assign(tps)
-        ends: dict[TopicPartition, int] = consumer.end_offsets(tps)
-        from kafka.structs import OffsetAndMetadata
-
-        consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
-        return ends
-    finally:
-        consumer.close()
 
 
 def json_lines(proc: Proc) -> list[dict[str, Any]]:

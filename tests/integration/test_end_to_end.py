@@ -30,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from schemas import topics
 from schemas.registry import Area, Device, Registry
-from tests.integration.procs import Proc, free_port, tocsin, wait_until
+from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -113,6 +113,7 @@ def test_rain_burst_alert_travels_end_to_end(
     }
     env["TOCSIN_SMS_CALLBACK_URL"] = f"http://127.0.0.1:{env['TOCSIN_WORKER_WEB_PORT']}/callbacks/sms"
     gateway = Proc(tocsin("gateway"), tmp_path / "gateway.log", env)
+    start_group_at_end(services["TOCSIN_KAFKA_BOOTSTRAP"], env["TOCSIN_WORKER_ID"])
     worker = Proc(tocsin("worker"), tmp_path / "worker.log", env)
     try:
         gateway.wait_for(r"gateway connected to MQTT", 60)

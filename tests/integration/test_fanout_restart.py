@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from schemas import topics
 from schemas.registry import Area, Device, Registry
-from tests.integration.procs import Proc, free_port, tocsin, wait_until
+from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin, wait_until
 
 pytestmark = pytest.mark.integration
 N_RECIPIENTS = 120
@@ -65,6 +65,7 @@ def test_worker_killed_mid_fanout_sends_each_sms_exactly_once(services: dict[str
         "TOCSIN_SMS_RATE_PER_S": "25",  # what we were told the carrier allows; it enforces 30/s
     }
     gateway = Proc(tocsin("gateway"), tmp_path / "gateway.log", env)
+    start_group_at_end(services["TOCSIN_KAFKA_BOOTSTRAP"], env["TOCSIN_WORKER_ID"])
     worker = Proc(tocsin("worker"), tmp_path / "worker-1.log", env)
     worker2: Proc | None = None
     dev = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device)

@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from schemas import topics
 from schemas.registry import Area, Device, Registry
-from tests.integration.procs import Proc, free_port, tocsin, wait_until
+from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +66,7 @@ def test_restarted_worker_neither_reopens_nor_misses_the_clear(
     }
     bootstrap = services["TOCSIN_KAFKA_BOOTSTRAP"]
     gateway = Proc(tocsin("gateway"), tmp_path / "gateway.log", env)
+    start_group_at_end(services["TOCSIN_KAFKA_BOOTSTRAP"], env["TOCSIN_WORKER_ID"])
     worker = Proc(tocsin("worker"), tmp_path / "worker-1.log", env)
     worker2: Proc | None = None
     dev = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device)
