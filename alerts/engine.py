@@ -12,13 +12,14 @@ stations triggered within ``window_s`` (network coincidence).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from alerts.kernels import fire as fk
 from alerts.kernels import quake as qk
+from detectors.rules import ConfirmRules
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
 from schemas.common import WarningLevel
 from schemas.detection import Detection, DetectionState
@@ -67,8 +68,9 @@ class AlertConfig:
     status: AlertStatus = AlertStatus.ACTUAL
     sender: str = "tocsin@district.example"
     org_code: str = "TOCSIN"
-    seismic_min_stations: int = 3
+    seismic_min_stations: float = 3.0  # summed station weight (each station 1.0 unless weighted)
     seismic_window_s: float = 30.0
+    seismic_weights: dict[str, float] = field(default_factory=dict)  # station id -> vote
     vp_km_s: float = 6.0
     vs_km_s: float = 3.5
     depth_km: float = 10.0
@@ -81,6 +83,25 @@ class AlertConfig:
     confirm: dict[str, tuple[int, float]] = field(default_factory=dict)
     fire_k_cameras: int = 2
     fire_bearing_sigma_deg: float = 1.0
+    fire_max_range_km: float = 30.0  # bearings crossing farther from a tower do not locate a fire
+    fire_persist_sweeps: int = 1  # fire detections of one camera before an unlocated alert
+
+
+def confirm_settings(rules: ConfirmRules, env_confirm: Mapping[str, tuple[int, float]] | None = None) -> dict[str, Any]:
+    """AlertConfig fields from the rules file's ``confirm:`` section; ``TOCSIN_ALERT_CONFIRM``
+    (``env_confirm``) overrides it per incident."""
+    confirm = {name: (r.k, r.sustain_s) for name, r in rules.incidents.items()}
+    confirm |= {name: (int(k), float(s)) for name, (k, s) in (env_confirm or {}).items()}
+    return {
+        "confirm": confirm,
+        "fire_persist_sweeps": rules.fire.persist_sweeps,
+        "fire_k_cameras": rules.fire.k_cameras,
+        "fire_max_range_km": rules.fire.max_range_km,
+        "fire_bearing_sigma_deg": rules.fire.bearing_sigma_deg,
+        "seismic_min_stations": rules.seismic.min_stations,
+        "seismic_window_s": rules.seismic.window_s,
+        "seismic_weights": dict(rules.seismic.weights),
+    }
 
 
 def seismic_level(intensity: float) -> WarningLevel:
@@ -107,7 +128,44 @@ class AlertEngine:
         self.clock = clock
 
     def fingerprint(self, d: Detection) -> str:
+        """The lifecycle state's key. Its part before the last ``:`` is the ``detections`` key
+        (``<family>:<area>``), so lifecycle ticks reach the partition that owns the state."""
+        if d.kind == "offline":
+            token = self._offline_group(d)[0]
+            return f"{d.family.value}:{d.area_code or self.config.default_area_code}:offline.{token}"
         return fingerprint_of(d, self.config.default_area_code)
+
+    def message_fingerprint(self, d: Detection) -> str:
+        """The ``fingerprint`` of the alert messages: the state key, except for equipment (offline)
+        alerts, ``<family>:<area>:<gateway-or-site>:offline``: routing keeps anything ending in
+        ``:offline`` away from the public (alerts/routing.py)."""
+        if d.kind == "offline":
+            token = self._offline_group(d)[0]
+            return f"{d.family.value}:{d.area_code or self.config.default_area_code}:{token}:offline"
+        return self.fingerprint(d)
+
+    def _offline_group(self, d: Detection) -> tuple[str, str, int]:
+        """The outage group of an offline device: ``(fingerprint token, name, devices in the group)``.
+
+        A device behind a field gateway (registry ``gateway``) belongs to that gateway's group, any
+        other to its site's: when a gateway or a site loses power or backhaul, its devices make one
+        operators' alert, not one per device. Groups stay within a family and an area (the
+        ``detections`` partition key, so one worker owns each group's state); the group size counts
+        the registry's devices of that family and area (0 when the device is not registered).
+        """
+        area = d.area_code or self.config.default_area_code
+        device = self.registry.get(d.device_id) if self.registry is not None else None
+        if device is not None and device.gateway:
+            kind, name = "gateway", device.gateway
+        else:
+            kind, name = "site", d.site
+        size = 0
+        if self.registry is not None:
+            for x in self.registry.devices:
+                if x.family is not d.family or x.area.code != area:
+                    continue
+                size += (x.gateway == name) if kind == "gateway" else (not x.gateway and x.site == name)
+        return f"{kind}-{name}".replace(":", "_"), name, size
 
     def process(self, d: Detection, state: State | None) -> tuple[State, list[Alert]]:
         st: State = dict(state) if state else {"active": False, "revision": -1, "ids": [], "sources": {}}
@@ -121,7 +179,7 @@ class AlertEngine:
         if d.kind == "p_trigger":
             return st, self._seismic(d, st)
         if d.kind == "offline":
-            # Inhibition: every offline device of a family in an area is one operators' alert (blue),
+            # Inhibition: the offline devices of one gateway (or site) are one operators' alert (blue),
             # not one per device; routing never sends it to the public.
             d = d.model_copy(update={"level": WarningLevel.BLUE if d.state is not DetectionState.CLEAR else None})
         elif d.level is None and d.state is not DetectionState.CLEAR:
@@ -130,7 +188,8 @@ class AlertEngine:
         if d.state is DetectionState.CLEAR:
             st["sources"].pop(key, None)
         elif d.level is not None:
-            since = st["sources"].get(key, {}).get("since", d.onset.timestamp())
+            prev = st["sources"].get(key, {})
+            since = prev.get("since", d.onset.timestamp())
             st["sources"][key] = {
                 "level": d.level.value,
                 "value": d.value,
@@ -139,11 +198,31 @@ class AlertEngine:
                 "site": d.site,
                 "since": since,
             }
+            if d.kind == "fire":  # each open/update of a camera's fire detection is one more sweep seeing it
+                st["sources"][key]["sweeps"] = prev.get("sweeps", 0) + 1
             if d.kind == "fire" and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
                 st["sources"][key] |= {"lat": d.lat, "lon": d.lon, "bearing_deg": d.evidence["bearing_deg"]}
         if incident_group(d.kind) == "forest_fire":
             return st, self._fire(d, st)
+        if d.kind == "offline":
+            return st, self._offline(d, st)
         return st, self._emit(d, st)
+
+    def _offline(self, d: Detection, st: State) -> list[Alert]:
+        """One alert per gateway or site: 'X offline (n/m devices)', updated whenever n changes,
+        cancelled when the last device is back."""
+        token, name, size = self._offline_group(d)
+        n = len(st["sources"])
+        what = "网关" if token.startswith("gateway-") else "站点"
+        count = f"{n}/{size}台" if size >= n else f"{n}台"
+        offline = sorted(k.rsplit(":", 1)[0] for k in st["sources"])
+        headline = f"{what}{name}监测设备离线（{count}）"
+        text = f"{what}{name}下{count}监测设备停止上报：{'、'.join(offline)[:1000]}。可能为网关或站点供电、通信中断。"
+        out = self._emit(d, st, description=text, headline=headline)
+        if not out and st["active"] and n and n != st.get("offline_n"):
+            out = [self._message(d, st, MsgType.UPDATE, WarningLevel(st["level"]), description=text, headline=headline)]
+        st["offline_n"] = n if st["active"] else 0
+        return out
 
     def _fire(self, d: Detection, st: State) -> list[Alert]:
         """One camera persisting gives an unlocated fire (certainty Likely); two or more cameras whose
@@ -153,8 +232,16 @@ class AlertEngine:
             for s in st["sources"].values()
             if "bearing_deg" in s
         ]
-        fix = fk.intersect_bearings(towers) if len(towers) >= self.config.fire_k_cameras else None
+        cfg = self.config
+        fix = (
+            fk.intersect_bearings(towers, max_range_km=cfg.fire_max_range_km)
+            if len(towers) >= cfg.fire_k_cameras
+            else None
+        )
         if fix is None:
+            persisted = max((s.get("sweeps", 1) for s in st["sources"].values()), default=0)
+            if not st["active"] and st["sources"] and persisted < cfg.fire_persist_sweeps:
+                return []  # one camera, not yet seen in enough sweeps
             return self._emit(d, st, certainty="Likely")
         text = (
             f"{len(towers)}座瞭望塔交叉定位：火点约北纬{fix.lat:.4f}度、东经{fix.lon:.4f}度"
@@ -262,13 +349,16 @@ class AlertEngine:
         circle: tuple[float, float, float] | None = None,
         certainty: str = "Observed",
         reminder: bool = False,
+        headline: str | None = None,
     ) -> Alert:
         cfg = self.config
         group = incident_group(d.kind)
         area_code = d.area_code or cfg.default_area_code
         st["revision"] = st["revision"] + 1
         onset = datetime.fromtimestamp(st["onset"], BEIJING)
-        identifier = f"{area_code}{cfg.org_code}{onset:%Y%m%d%H%M%S}-{d.family.value}-{group}-{st['revision']:03d}"
+        fingerprint = self.message_fingerprint(d)
+        source = self.fingerprint(d).rsplit(":", 1)[1]  # the incident group, or offline.<gateway/site>
+        identifier = f"{area_code}{cfg.org_code}{onset:%Y%m%d%H%M%S}-{d.family.value}-{source}-{st['revision']:03d}"
         references = list(st["ids"])
         st["last_sent"] = self.clock().timestamp()
         st["ids"] = [*st["ids"], identifier]
@@ -289,14 +379,17 @@ class AlertEngine:
             description = f"{area.desc}{event}{level.zh}预警（{level.roman}级）解除，监测值已回落至阈值以下。"
         else:
             previous = WarningLevel(st.get("prev_level") or level.value)
+            given_headline = headline
             verb = "发布" if msg_type is MsgType.ALERT else ("升级为" if level.rank > previous.rank else "调整为")
             headline = f"{area.desc}{verb}{event}{level.zh}预警"
             if reminder:
                 headline = f"{area.desc}{event}{level.zh}预警持续中"
+            elif given_headline:
+                headline = f"{area.desc}{given_headline}"
             description = description or self._describe(d, level, area.desc, event)
         return Alert(
             identifier=identifier,
-            fingerprint=self.fingerprint(d),
+            fingerprint=fingerprint,
             revision=st["revision"],
             msg_type=msg_type,
             status=cfg.status,
@@ -353,14 +446,19 @@ class AlertEngine:
         newest = max(v["t"] for v in trig.values())
         trig = {k: v for k, v in trig.items() if v["t"] >= newest - 4 * cfg.seismic_window_s or not v["cleared"]}
         st["triggers"] = trig
+        weight = cfg.seismic_weights
         picks = [
-            qk.Pick(k, v["lat"], v["lon"], v["t"], pd_cm=v["pd_cm"]) for k, v in trig.items() if v["lat"] is not None
+            qk.Pick(k, v["lat"], v["lon"], v["t"], weight=weight.get(k, 1.0), pd_cm=v["pd_cm"])
+            for k, v in trig.items()
+            if v["lat"] is not None
         ]
         co = qk.coincidence(picks, cfg.seismic_window_s, float(cfg.seismic_min_stations))
         recent = [k for k, v in trig.items() if v["t"] >= newest - cfg.seismic_window_s]
         # Stations without coordinates cannot be checked for travel-time consistency or located:
         # then a plain count within the window confirms, and the epicentre is left open.
-        unlocated = len(recent) >= cfg.seismic_min_stations and any(trig[k]["lat"] is None for k in recent)
+        unlocated = sum(weight.get(k, 1.0) for k in recent) >= cfg.seismic_min_stations and any(
+            trig[k]["lat"] is None for k in recent
+        )
         confirmed = co.confirmed or unlocated
         if not st["active"] and not confirmed:
             return []
@@ -371,7 +469,10 @@ class AlertEngine:
         if not confirmed:
             return []
         stations = list(co.station_ids) if co.confirmed else recent
-        q = self._quake(co, trig, d.ts.timestamp()) if co.confirmed else self._unlocated(stations, trig)
+        # Warning times count from the moment this message is issued (the engine's clock), not from the
+        # triggering packet's device time: processing and queueing delay has already used up part of it.
+        issued_s = self.clock().timestamp()
+        q = self._quake(co, trig, issued_s) if co.confirmed else self._unlocated(stations, trig)
         level = seismic_level(max(q["observed"], q["predicted_max"]))
         st["sources"] = {k: {"level": level.value, "site": ""} for k in stations}
         d2 = d.model_copy(

@@ -76,6 +76,41 @@ class AnomalyRules(WireModel):
     clear_score: float = Field(default=0.5, ge=0, le=1)
 
 
+class IncidentConfirm(WireModel):
+    """Hold-down of one incident kind: alert when ``k`` sensors of the area agree, or when one
+    sensor has held the condition for ``sustain_s`` seconds (whichever comes first)."""
+
+    k: int = Field(default=1, ge=1, description="sensors of the area that must agree")
+    sustain_s: float = Field(default=0.0, ge=0, description="or one sensor holding the condition this long")
+
+
+class FireConfirm(WireModel):
+    persist_sweeps: int = Field(
+        default=1, ge=1, description="fire detections (camera sweeps) of one camera before an unlocated alert"
+    )
+    k_cameras: int = Field(default=2, ge=2, description="cameras whose bearings cross to locate the fire")
+    max_range_km: float = Field(default=30.0, gt=0, le=200, description="a crossing farther from a tower is refused")
+    bearing_sigma_deg: float = Field(default=1.0, gt=0, le=10, description="bearing uncertainty of a camera")
+
+
+class SeismicConfirm(WireModel):
+    min_stations: float = Field(default=3.0, gt=0, description="summed station weight that confirms an earthquake")
+    window_s: float = Field(default=30.0, gt=0, le=300, description="P picks within this window (coincidence)")
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="station id -> vote (default 1.0; e.g. 0.5 for a MEMS sensor)"
+    )
+
+
+class ConfirmRules(WireModel):
+    """When detections become public alerts (the alert stage's confirmation rules)."""
+
+    # Incident kinds (the last part of the fingerprint): rainstorm, flood, gas_leak, water_rise ...
+    # Absent: at once, because every detector has its own hold-down already.
+    incidents: dict[str, IncidentConfirm] = Field(default_factory=dict)
+    fire: FireConfirm = FireConfirm()
+    seismic: SeismicConfirm = SeismicConfirm()
+
+
 class Rules(WireModel):
     deadman_k: float = Field(default=3.0, gt=1, description="offline after k x the reporting interval")
     anomaly: AnomalyRules = AnomalyRules()
@@ -83,6 +118,7 @@ class Rules(WireModel):
     hazmat: HazmatRules = HazmatRules()
     fire: FireRules = FireRules()
     seismic: SeismicRules = SeismicRules()
+    confirm: ConfirmRules = ConfirmRules()
 
 
 def load_rules(path: str | Path | None) -> Rules:

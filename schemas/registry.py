@@ -36,6 +36,11 @@ class Device(WireModel):
     lon: float = Field(ge=-180, le=180)
     area: Area
     interval_s: float = Field(default=60.0, gt=0, description="expected reporting interval")
+    gateway: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,63})?$",
+        description="field gateway / concentrator the device hangs off (empty: none); offline alerts group by it",
+    )
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="per-device set-points, e.g. warning_level_m, guaranteed_level_m"
     )

@@ -28,14 +28,14 @@ from alerts.adapters.base import Adapter
 from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
 from alerts.adapters.mqtt_alerts import MqttAlertAdapter
 from alerts.adapters.sms import SmsAdapter
-from alerts.engine import AlertConfig, AlertEngine
+from alerts.engine import AlertConfig, AlertEngine, confirm_settings
 from alerts.notify import Notifier, NotifyMetrics
 from alerts.ratelimit import PriorityRateLimiter, RateLimited
 from alerts.service import AlertMetrics, AlertStage
 from detectors.engine import DetectorEngine, detection_key
 from detectors.rules import Rules
 from detectors.service import DetectorMetrics, DetectorStage
-from ingest.gateway import GatewayCore, MqttGateway
+from ingest.gateway import CORRELATION_HEADER, RECEIVED_HEADER, GatewayCore, MqttGateway, header
 from ingest.metrics import GatewayMetrics
 from schemas import topics
 from schemas.alert import Alert
@@ -48,6 +48,18 @@ from simulators.demo import Message
 from tocsin.bus import MemoryBus, MemorySink
 
 log = logging.getLogger(__name__)
+
+EMITTED_HEADER = "tocsin-emitted-ms"
+"""Embedded bus only: when a detection was emitted (Kafka records carry it as their timestamp)."""
+
+
+def _header_s(headers: Any, name: str) -> float | None:
+    """A millisecond-epoch header as epoch seconds, or None."""
+    raw = header(headers, name)
+    try:
+        return int(raw) / 1000.0 if raw is not None else None
+    except ValueError:
+        return None
 
 
 def free_port(preferred: int, host: str = "127.0.0.1") -> int:
@@ -100,7 +112,7 @@ class EmbeddedPipeline:
     ) -> None:
         self.registry, self.rules = registry, rules or Rules()
         self.mqtt_port = mqtt_port
-        self.alert_config = alert_config or AlertConfig()
+        self.alert_config = alert_config or AlertConfig(**confirm_settings(self.rules.confirm))
         self.on_alert = on_alert
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.summary = Summary()
@@ -166,10 +178,13 @@ class EmbeddedPipeline:
         q = self.bus.subscribe(*topics.TELEMETRY_TOPICS)
         state: dict[str, Any] = {}
         while True:
-            _topic, _key, value = await q.get()
+            _topic, _key, value, headers = await q.get()
             try:
-                for d in self.detector.handle(value, state, received_s=time.time()):
-                    self.bus.publish(topics.DETECTIONS, detection_key(d), encode(d))
+                received_s = _header_s(headers, RECEIVED_HEADER) or time.time()
+                cid = header(headers, CORRELATION_HEADER)
+                for d in self.detector.handle(value, state, received_s=received_s, correlation_id=cid):
+                    emitted = [(EMITTED_HEADER, str(int(time.time() * 1000)).encode())]
+                    self.bus.publish(topics.DETECTIONS, detection_key(d), encode(d), emitted)
             finally:
                 self.bus.done()
 
@@ -187,9 +202,9 @@ class EmbeddedPipeline:
         q = self.bus.subscribe(topics.DETECTIONS)
         state = self.lifecycle
         while True:
-            _topic, _key, value = await q.get()
+            _topic, _key, value, headers = await q.get()
             try:
-                for a in self.alerter.handle(value, state):
+                for a in self.alerter.handle(value, state, emitted_s=_header_s(headers, EMITTED_HEADER)):
                     self.bus.publish(topics.ALERTS, a.fingerprint.encode(), encode(a))
             finally:
                 self.bus.done()
@@ -197,7 +212,7 @@ class EmbeddedPipeline:
     async def _deliver(self) -> None:
         q = self.bus.subscribe(topics.ALERTS)
         while True:
-            _topic, _key, value = await q.get()
+            _topic, _key, value, _headers = await q.get()
             try:
                 alert = Alert.model_validate_json(value)
                 self.summary.alerts.append(alert)
@@ -215,7 +230,7 @@ class EmbeddedPipeline:
     async def _dead_letters(self) -> None:
         q = self.bus.subscribe(topics.DEADLETTER)
         while True:
-            _topic, _key, value = await q.get()
+            _topic, _key, value, _headers = await q.get()
             self.summary.dead_letters.append(DeadLetter.model_validate_json(value))
             self.bus.done()
 

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     worker_data_dir: str = Field(default="var/worker", description="Faust data directory")
     worker_web_port: int = Field(default=6066, description="Faust web server port (health, metrics)")
     deadman_tick_s: float = Field(default=10.0, description="how often registered devices are checked for silence")
+    worker_producer_linger_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="worker Kafka producer linger: table changelog records share produce requests",
+    )
 
     # Delivery
     sms_url: str = Field(default="", description="SMS gateway base URL; empty disables SMS")
@@ -72,7 +77,17 @@ class Settings(BaseSettings):
 
     # Observability
     metrics_port: int = Field(default=0, description="Prometheus /metrics port of this process; 0: off")
+    bind_host: str = Field(
+        default="127.0.0.1",
+        description="address the gateway's metrics and the worker's web server listen on (0.0.0.0 in containers)",
+    )
     log_level: str = Field(default="INFO", description="logging level")
+    log_format: str = Field(
+        default="json", description="service logs: json (one object per line) or text; `tocsin run` is always text"
+    )
+    consumer_lag_interval_s: float = Field(
+        default=10.0, description="how often the worker measures its Kafka consumer lag (tocsin_worker_consumer_lag)"
+    )
 
 
 def markdown_table() -> str:

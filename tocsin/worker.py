@@ -129,7 +129,6 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         producer_acks=-1,
         # Every table write is a changelog record: unbatched, that is one produce request per detection.
         producer_linger=settings.worker_producer_linger_ms / 1000.0,
-        producer_max_batch_size=int(__import__("os").environ.get("XB", "16384")),
         consumer_auto_offset_reset="earliest",
         web_host=settings.bind_host,
         web_port=settings.worker_web_port,

@@ -523,12 +523,31 @@ class PgvModel:
     ``lg(PGV cm/s) = (I - 3.77)/3``: ``a = (5.7123 - 3.77)/3``, ``b = 1.3626/3``, ``c = 4.2903/3``,
     ``d = 25 km``. So :func:`predicted_intensity` reproduces that intensity relation exactly.
 
-    Rough check: M6 at R = 10 km gives 14.6 cm/s (intensity 7.3), M7 at 10 km 41.6 cm/s (8.6), M5
-    at 10 km 5.1 cm/s (5.9), M6 at 100 km 2.4 cm/s (4.9): intensity VI-VIII near moderate to strong
-    events, the usual range of Chinese EEW intensity predictions. The long axis
-    is the conservative (stronger-shaking) branch, appropriate for a warning. Other regions or a
-    mean-axis relation: pass another :class:`PgvModel`. Using the hypocentral instead of the
-    epicentral distance makes the prediction slightly lower very close to the source.
+    Review (behaviour checked against the intensities the Chinese scale and macroseismic practice
+    lead one to expect; golden tests in tests/alerts/test_quake_kernels.py):
+
+    ======  ==========  =========  ===============================================
+    M       R (hypo)    predicted  expected
+    ======  ==========  =========  ===============================================
+    5.5     10 km       6.6 (VII)  epicentral intensity of an M5.5 about VII
+    5.5     40 km       5.4 (V)    V-VI at a few tens of km
+    5.5     100 km      4.2 (IV)   IV: felt indoors, no damage
+    4.5     10 km       5.2 (V)    V-VI at the epicentre of an M4.5
+    6.5     10 km       7.9 (VIII) VIII at the epicentre of an M6.5
+    7.0     100 km      6.3 (VI)   VI a hundred km from an M7
+    ======  ==========  =========  ===============================================
+
+    (Integer intensity: the instrumental value rounded, 6.5 <= I < 7.5 is VII.) No value is off by
+    a degree, so the coefficients and the near-source term ``R + 25 km`` are kept; the coefficient
+    values themselves were not re-checked against the paper's tables in that review.
+
+    Limitations: a point source (for M >= 7 the rupture is tens of km long and shaking along it is
+    under-predicted far from the epicentre); the hypocentral instead of the epicentral distance,
+    so at the epicentre of a 10 km deep event the prediction is about 0.6 degree below the
+    relation's R = 0 value; the relation is fit on surface-wave magnitude while the Pd magnitude
+    approximates moment magnitude (close for M 5-7); no site amplification; the long axis is the
+    conservative (stronger-shaking) branch, appropriate for a warning. Other regions or a
+    mean-axis relation: pass another :class:`PgvModel`.
     """
 
     a: float = (5.7123 - 3.77) / 3.0

@@ -428,11 +428,150 @@ def test_offline_devices_of_an_area_are_one_operators_alert_never_public() -> No
     for dev in ("rg-01", "rg-02", "rg-03"):
         state, alerts = engine.process(_det(OPEN, None, device=dev, kind="offline", value=900.0, unit="s"), state)
         issued += alerts
-    assert [a.msg_type for a in issued] == [MsgType.ALERT]  # inhibition: one alert, not three
+    # inhibition: one alert for the site, updated with the count, not three alerts
+    assert [a.msg_type for a in issued] == [MsgType.ALERT, MsgType.UPDATE, MsgType.UPDATE]
+    assert issued[2].headline.endswith("站点s1监测设备离线（3台）")
     alert = issued[0]
-    assert alert.fingerprint == "hydro:110105:offline" and alert.level is BLUE and alert.event == "监测设备离线"
+    assert alert.fingerprint == "hydro:110105:site-s1:offline" and alert.level is BLUE and alert.event == "监测设备离线"
     registry = Registry(sms_recipients={"110105": ["+8613800000001"]})
     assert [d.channel for d in plan(alert, DEFAULT_ROUTING, registry)] == ["mqtt"]  # operators only
     for i, dev in enumerate(("rg-01", "rg-02", "rg-03")):
         state, alerts = engine.process(_det(CLEAR, None, device=dev, kind="offline", value=0.0, unit="s"), state)
-        assert [a.msg_type for a in alerts] == ([MsgType.CANCEL] if i == 2 else [])
+        assert [a.msg_type for a in alerts] == ([MsgType.CANCEL] if i == 2 else [MsgType.UPDATE])
+
+
+def test_s_wave_warning_time_counts_from_the_issue_time_not_the_device_time() -> None:
+    """The third trigger's packet is stamped ONSET + 12 s; the alert is issued 6 s later (queueing,
+    processing): the text and the blind zone tell the time left from the issue time."""
+    from alerts.kernels import quake as qk
+    from schemas.registry import Target
+
+    # a town 150 km east of st-01 on the stations' line
+    town_lon = 116.55 + 150.0 / (111.32 * math.cos(math.radians(39.95)))
+    registry = Registry(targets=[Target(name="东城镇", lat=39.95, lon=town_lon)])
+    issued = ONSET + timedelta(seconds=18)
+    engine = AlertEngine(registry=registry, clock=lambda: issued)
+    dets = [_trig("st-01", 0.0), _trig("st-02", 4.0), _trig("st-03", 12.0)]
+    _, per = _feed(engine, dets)
+    [alert] = per[2]
+    picks = [qk.Pick(d.device_id, d.lat, d.lon, d.onset.timestamp()) for d in dets]  # type: ignore[arg-type]
+    loc = qk.locate(picks)
+    left = qk.s_warning_time_s(loc, 39.95, town_lon, issued.timestamp())
+    by_device_time = qk.s_warning_time_s(loc, 39.95, town_lon, dets[2].ts.timestamp())
+    assert round(by_device_time - left) == 6  # the 6 s between the packet and the issue are gone
+    assert 20 < left < 40
+    assert f"东城镇：横波约{left:.0f}秒后到达" in alert.description
+    blind = qk.blind_zone_radius_km(loc, issued.timestamp())
+    assert alert.area.circle is not None and alert.area.circle[2] == pytest.approx(max(10.0, blind), abs=1e-9)
+    # an alert issued after the S wave passed the town says so instead of a negative countdown
+    late = AlertEngine(registry=registry, clock=lambda: ONSET + timedelta(seconds=120))
+    _, per = _feed(late, dets)
+    assert "东城镇：已处于盲区" in per[2][0].description
+
+
+# ---------------------------------------------------------------------------------------------
+# Confirmation rules from the rules file (confirm: section), TOCSIN_ALERT_CONFIRM overriding
+# ---------------------------------------------------------------------------------------------
+
+RULES_YAML = """
+confirm:
+  incidents:
+    gas_leak: {k: 2, sustain_s: 60}
+    flood: {k: 3, sustain_s: 600}
+  fire: {persist_sweeps: 2, max_range_km: 5}
+  seismic: {min_stations: 2.5, window_s: 20, weights: {st-03: 0.5}}
+"""
+
+
+def _rules_config(tmp_path, env: dict | None = None) -> AlertConfig:  # type: ignore[no-untyped-def]
+    from alerts.engine import confirm_settings
+    from detectors.rules import load_rules
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES_YAML, encoding="utf-8")
+    return AlertConfig(**confirm_settings(load_rules(path).confirm, env))
+
+
+def test_confirm_section_defaults_and_file_and_env_override(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alerts.engine import confirm_settings
+    from detectors.rules import Rules
+
+    # no rules file: the documented defaults, which are AlertConfig's own
+    defaults = AlertConfig(**confirm_settings(Rules().confirm))
+    assert defaults == AlertConfig()
+    assert (defaults.confirm, defaults.fire_persist_sweeps, defaults.fire_max_range_km) == ({}, 1, 30.0)
+    assert (defaults.seismic_min_stations, defaults.seismic_window_s, defaults.seismic_weights) == (3.0, 30.0, {})
+    cfg = _rules_config(tmp_path)
+    assert cfg.confirm == {"gas_leak": (2, 60.0), "flood": (3, 600.0)}
+    assert (cfg.fire_persist_sweeps, cfg.fire_max_range_km, cfg.fire_k_cameras) == (2, 5.0, 2)
+    assert (cfg.seismic_min_stations, cfg.seismic_window_s, cfg.seismic_weights) == (2.5, 20.0, {"st-03": 0.5})
+    # TOCSIN_ALERT_CONFIRM replaces the file's rule of the incidents it names, and adds others
+    cfg = _rules_config(tmp_path, {"gas_leak": (1, 0.0), "rainstorm": (2, 300.0)})
+    assert cfg.confirm == {"gas_leak": (1, 0.0), "flood": (3, 600.0), "rainstorm": (2, 300.0)}
+
+
+def test_a_bad_confirm_section_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from detectors.rules import load_rules
+
+    path = tmp_path / "rules.yaml"
+    path.write_text("confirm:\n  incidents:\n    gas_leak: {k: 0}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="rules file"):
+        load_rules(path)
+
+
+def test_gas_leak_k_of_n_from_the_rules_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = AlertEngine(_rules_config(tmp_path), clock=_clock)
+    gas = dict(kind="gas_h2s", family=Family.HAZMAT, unit="mg/m3", value=12.0)
+    state, per = _feed(engine, [_det(OPEN, YELLOW, device="gs-01", **gas)])
+    assert per == [[]] and state["pending"] is True  # one detector: held
+    state, per = _feed(engine, [_det(OPEN, YELLOW, device="gs-02", **gas)], state)
+    assert [a.msg_type for a in per[0]] == [MsgType.ALERT]  # two agree: k = 2
+
+
+def _camera(device: str, lat: float, lon: float, fire: tuple[float, float], state: DetectionState, rev: int):  # type: ignore[no-untyped-def]
+    from alerts.kernels import fire as fk
+
+    return _det(
+        state,
+        YELLOW,
+        device=device,
+        kind="fire",
+        family=Family.FIRE,
+        rev=rev,
+        value=0.8,
+        unit="",
+        threshold=None,
+        window_s=None,
+        lat=lat,
+        lon=lon,
+        evidence={"bearing_deg": fk.initial_bearing_deg(lat, lon, *fire)},
+    )
+
+
+def test_fire_persist_sweeps_and_cross_bearing_range_from_the_rules_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fire = (30.05, 120.05)  # about 7.4 km from each tower
+    a1 = _camera("cam-a", 30.0, 120.0, fire, OPEN, 0)
+    a2 = _camera("cam-a", 30.0, 120.0, fire, UPDATE, 1)
+    b1 = _camera("cam-b", 30.0, 120.1, fire, OPEN, 1)
+    # defaults: one camera alerts at once (unlocated), the second locates it (Update, Observed)
+    _, per = _feed(AlertEngine(clock=_clock), [a1, b1])
+    assert [(a.msg_type, a.certainty) for alerts in per for a in alerts] == [
+        (MsgType.ALERT, "Likely"),
+        (MsgType.UPDATE, "Observed"),
+    ]
+    # persist_sweeps 2: camera a's first sweep is held, its second alerts; max_range_km 5: the
+    # crossing 7.4 km away is refused, so camera b does not locate the fire
+    engine = AlertEngine(_rules_config(tmp_path), clock=_clock)
+    _, per = _feed(engine, [a1, a2, b1])
+    assert [[(a.msg_type, a.certainty) for a in alerts] for alerts in per] == [[], [(MsgType.ALERT, "Likely")], []]
+
+
+def test_seismic_weights_and_min_weight_from_the_rules_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # min weight 2.5: st-01 + st-03 (0.5) is 1.5, not enough; + st-02 (1.0) is 2.5
+    engine = AlertEngine(_rules_config(tmp_path), clock=_clock)
+    _, per = _feed(engine, [_trig("st-01", 0.0), _trig("st-03", 12.0), _trig("st-02", 4.0)])
+    assert per[0] == [] and per[1] == [] and [a.msg_type for a in per[2]] == [MsgType.ALERT]
+    # with st-03 at full weight, two stations + st-03 = 3 > 2.5 but two alone (2.0) are not
+    engine = AlertEngine(AlertConfig(seismic_min_stations=2.5), clock=_clock)
+    _, per = _feed(engine, [_trig("st-01", 0.0), _trig("st-02", 4.0), _trig("st-03", 12.0)])
+    assert per[1] == [] and [a.msg_type for a in per[2]] == [MsgType.ALERT]

@@ -316,6 +316,27 @@ def test_predicted_pgv_formula_and_intensity_golden() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("mag", "hypo_km", "intensity", "pgv_cm_s", "roman"),
+    [
+        (5.5, 10.0, 6.6, 8.66, 7),  # an M5.5's epicentral intensity is about VII
+        (5.5, 40.0, 5.4, 3.57, 5),  # V-VI a few tens of km away
+        (5.5, 100.0, 4.2, 1.40, 4),
+        (4.5, 10.0, 5.2, 3.04, 5),
+        (6.5, 10.0, 7.9, 24.64, 8),
+        (7.0, 100.0, 6.3, 6.73, 6),
+    ],
+)
+def test_predicted_intensity_golden_against_expected_intensities(
+    mag: float, hypo_km: float, intensity: float, pgv_cm_s: float, roman: int
+) -> None:
+    """Golden values of the default relation, and the integer intensity they round to (GB/T
+    17742-2020: 6.5 <= I < 7.5 is VII) against what an M at that distance is expected to do."""
+    assert predicted_intensity(mag, hypo_km) == intensity
+    assert predicted_pgv_ms(mag, hypo_km) * 100.0 == pytest.approx(pgv_cm_s, abs=0.005)
+    assert math.floor(intensity + 0.5) == roman
+
+
 def test_predicted_intensity_monotone() -> None:
     dists = np.linspace(0.0, 300.0, 301)
     for mag in (4.0, 5.0, 6.0, 7.0, 8.0):

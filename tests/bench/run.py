@@ -8,6 +8,8 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
   Faust table does) vs the validation of the same reading.
 - sms_dispatch: SMS sent through the priority rate limiter to the carrier emulator, both at 100/s:
   achieved rate / configured limit.
+- alert_latency: red detection -> first SMS at the carrier emulator through Kafka and a real worker,
+  under 1,000 background detections/s, vs a bare Kafka round trip (tests/bench/latency.py).
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {
+    results: dict[str, object] = {
         "machine": platform.machine(),
         "python": platform.python_version(),
         "when": datetime.now(UTC).isoformat(),
@@ -209,6 +211,12 @@ def bench_sms_dispatch() -> dict[str, float]:
 
 
 BENCHES["sms_dispatch"] = bench_sms_dispatch
+from tests.bench.fleet import bench_fleet  # noqa: E402 (MQTT fleet publisher vs bare paho)
+
+BENCHES["fleet"] = bench_fleet
+from tests.bench.latency import bench_alert_latency  # noqa: E402 (red alert latency on the real stack)
+
+BENCHES["alert_latency"] = bench_alert_latency
 
 
 if __name__ == "__main__":
