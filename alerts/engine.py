@@ -514,7 +514,7 @@ class AlertEngine:
     def _quake(self, co: qk.Coincidence, trig: dict[str, Any], alert_t_s: float) -> dict[str, Any]:
         cfg = self.config
         loc = qk.locate(list(co.picks), vp_km_s=cfg.vp_km_s, depth_km=cfg.depth_km)
-        mag = qk.network_magnitude(list(co.picks), loc)
+        mag = qk.network_magnitude(list(co.picks), loc, vp_km_s=cfg.vp_km_s, vs_km_s=cfg.vs_km_s)
         observed = max(trig[k]["intensity"] for k in co.station_ids)
         targets = list(self.registry.targets) if self.registry is not None else []
         lines, predicted = [], []

@@ -487,14 +487,26 @@ def pd_from_magnitude(magnitude: float, hypo_km: float) -> float:
 
 
 def network_magnitude(
-    picks_with_pd: Sequence[Pick | Mapping[str, Any]], location: Location | Mapping[str, Any]
+    picks_with_pd: Sequence[Pick | Mapping[str, Any]],
+    location: Location | Mapping[str, Any],
+    *,
+    pd_window_s: float = 3.0,
+    vp_km_s: float = 6.0,
+    vs_km_s: float = 3.5,
 ) -> float | None:
     """Median of the station Pd magnitudes; None if no pick has a usable Pd.
 
     A pick counts if ``pd_cm`` is set, finite and > 0 and its hypocentral distance is > 0.
+    Pd is the peak displacement over ``pd_window_s`` after the P pick; at a station so close that the
+    S wave arrives inside that window (S-P time ``R*(1/vs - 1/vp)`` < ``pd_window_s``, about 25 km
+    for 3 s) Pd includes S-wave motion and overestimates the magnitude, so those stations are left
+    out while any farther station has a Pd. When only near stations have one, their median is
+    returned (an overestimate, on the safe side for a warning, until farther stations report).
     """
     loc = _as_location(location)
-    mags = []
+    near: list[float] = []
+    far: list[float] = []
+    s_minus_p_per_km = 1.0 / vs_km_s - 1.0 / vp_km_s
     for p in picks_with_pd:
         pick = _as_pick(p)
         pd = pick.pd_cm
@@ -502,7 +514,8 @@ def network_magnitude(
             continue
         r = loc.hypo_km(pick.lat, pick.lon)
         if r > 0.0:
-            mags.append(magnitude_from_pd(pd, r))
+            (far if r * s_minus_p_per_km >= pd_window_s else near).append(magnitude_from_pd(pd, r))
+    mags = far or near
     return float(np.median(mags)) if mags else None
 
 

@@ -286,11 +286,33 @@ def test_network_magnitude_is_median_of_usable_stations() -> None:
     for k, (p, m) in enumerate(zip(_exact_picks(), [5.8, 6.0, 6.1, 7.5, 6.05], strict=True)):
         pd = pd_from_magnitude(m, loc.hypo_km(p.lat, p.lon)) if k != 4 else None
         picks.append(Pick(p.station_id, p.lat, p.lon, p.t_s, pd_cm=pd))
-    assert network_magnitude(picks, loc) == pytest.approx((6.0 + 6.1) / 2, abs=1e-9)
-    assert network_magnitude(picks[:3], loc.to_dict()) == pytest.approx(6.0, abs=1e-9)
+    # pd_window_s=0: no station is too near for its Pd window
+    assert network_magnitude(picks, loc, pd_window_s=0.0) == pytest.approx((6.0 + 6.1) / 2, abs=1e-9)
+    assert network_magnitude(picks[:3], loc.to_dict(), pd_window_s=0.0) == pytest.approx(6.0, abs=1e-9)
     no_pd = [Pick(p.station_id, p.lat, p.lon, p.t_s) for p in picks]
     assert network_magnitude(no_pd, loc) is None
     assert network_magnitude([], loc) is None
+
+
+def test_network_magnitude_leaves_out_stations_whose_s_wave_falls_in_the_pd_window() -> None:
+    loc = Location(EPI[0], EPI[1], DEPTH_KM, T0, 0.0, 5)
+    picks = _exact_picks()
+    hypo = [loc.hypo_km(p.lat, p.lon) for p in picks]
+    s_minus_p = [r * (1 / 3.5 - 1 / 6.0) for r in hypo]
+    # ST0 is 22.9 km away: its S wave comes 2.7 s after P, inside a 3 s Pd window
+    assert s_minus_p[0] < 3.0 and all(x >= 3.0 for x in s_minus_p[1:])
+    # ST0's Pd, contaminated by S, reads M7.0; the others read the true M5.5
+    mags = [7.0, 5.5, 5.5, 5.5, 5.5]
+    with_pd = [
+        Pick(p.station_id, p.lat, p.lon, p.t_s, pd_cm=pd_from_magnitude(m, r))
+        for p, m, r in zip(picks, mags, hypo, strict=True)
+    ]
+    assert network_magnitude(with_pd, loc) == pytest.approx(5.5, abs=1e-9)
+    # with only the near station, its (high) magnitude is used rather than none
+    assert network_magnitude(with_pd[:1], loc) == pytest.approx(7.0, abs=1e-9)
+    # a 2 s window keeps ST0: median of [7.0, 5.5 x4]
+    assert network_magnitude(with_pd, loc, pd_window_s=2.0) == pytest.approx(5.5, abs=1e-9)
+    assert network_magnitude(with_pd[:2], loc, pd_window_s=2.0) == pytest.approx(6.25, abs=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------
