@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SERVICES := bash deploy/local/services.sh
 
-.PHONY: help run test test-unit lint bench services-up services-down services-status clean
+.PHONY: help run scenarios test test-unit lint bench services-up services-down services-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP) ## embedded demo: broker, gateway, detectors, alerts in one process, no services needed
 	$(BIN)/tocsin run
+
+scenarios: $(STAMP) ## every shipped scenario through the embedded mode, scored (tables; outputs in var/scenarios/)
+	$(BIN)/tocsin simulate run all --out var/scenarios
 
 test: $(STAMP) ## the whole suite; starts the real local services it needs and stops them after
 	$(BIN)/pytest -q

@@ -20,8 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(level: str, fmt: str = "text", role: str = "") -> None:
+    from tocsin.logs import setup_logging
+
+    setup_logging(level, fmt, role)
 
 
 # --------------------------------------------------------------------------- run (embedded)
@@ -105,24 +107,22 @@ async def _run_embedded(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- gateway (Kafka)
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
-    from ingest.gateway import GatewayCore, MqttGateway
+    from ingest.gateway import GatewayCore, KafkaHeaderSink, MqttGateway
     from ingest.influx import InfluxHttpWriter, InfluxKafkaSink
-    from ingest.metrics import GatewayMetrics
-    from ingest.sinks import KafkaSink, ensure_topics
+    from ingest.metrics import GatewayMetrics, HealthServer
+    from ingest.sinks import ensure_topics
     from ingest.validate import Limits
     from schemas import topics
     from schemas.registry import open_registry
 
     s = Settings()
-    _logging(s.log_level)
+    _logging(s.log_level, s.log_format, "gateway")
     log = logging.getLogger("tocsin.gateway")
     registry = open_registry(s.registry_file, on_error=lambda e: log.error("registry not reloaded: %s", e))
     reg = CollectorRegistry()
     metrics = GatewayMetrics(reg)
-    if s.metrics_port:
-        start_http_server(s.metrics_port, addr="127.0.0.1", registry=reg)
     ensure_topics(s.kafka_bootstrap, topics.ALL_KAFKA_TOPICS, s.kafka_partitions)
     stop = threading.Event()
     sink_thread = None
@@ -130,7 +130,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         writer = InfluxHttpWriter(s.influx_url, s.influx_token.get_secret_value(), s.influx_org, s.influx_bucket)
         influx = InfluxKafkaSink.connect(s.kafka_bootstrap, writer, metrics, registry)
         sink_thread = threading.Thread(target=influx.run, args=(stop,), name="influx-sink", daemon=True)
-    kafka = KafkaSink(s.kafka_bootstrap, client_id=s.mqtt_client_id)
+    kafka = KafkaHeaderSink(s.kafka_bootstrap, client_id=s.mqtt_client_id)
     core = GatewayCore(
         kafka,
         metrics,
@@ -153,6 +153,17 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if registry is not None:
         signal.signal(signal.SIGHUP, lambda *_: log.info("registry reloaded: %s", registry.reload()))
+
+    def live() -> tuple[bool, dict[str, Any]]:
+        return gw.alive() and not stop.is_set(), {"mqtt_loop": gw.alive()}
+
+    def ready() -> tuple[bool, dict[str, Any]]:
+        mqtt_ok, kafka_ok = gw.ready(), kafka.usable()
+        return mqtt_ok and kafka_ok and not stop.is_set(), {"mqtt_connected": mqtt_ok, "kafka": kafka_ok}
+
+    health = None
+    if s.metrics_port:
+        health = HealthServer(reg, live=live, ready=ready, host=s.bind_host, port=s.metrics_port).start()
     gw.start()
     if sink_thread:
         sink_thread.start()
@@ -162,6 +173,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     kafka.close()
     if sink_thread:
         sink_thread.join(15)
+    if health is not None:
+        health.stop()
     log.info("gateway stopped (drained=%s)", drained)
     return 0 if drained else 1
 
@@ -177,12 +190,134 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """``tocsin simulate`` without a subcommand: publish the demo (the original behaviour)."""
     from simulators.demo import demo_messages
     from tocsin.embedded import publish_messages
 
     s = Settings()
-    n = publish_messages(demo_messages(), s.mqtt_host, s.mqtt_port, speed=args.speed)
+    n = publish_messages(demo_messages(), s.mqtt_host, s.mqtt_port, speed=args.speed or 120.0)
     print(f"published {n} demo device messages to mqtt://{s.mqtt_host}:{s.mqtt_port}")
+    return 0
+
+
+def cmd_simulate_list(args: argparse.Namespace) -> int:
+    from simulators.scenario import load_scenario, scenario_paths
+
+    for path in scenario_paths():
+        sc = load_scenario(path)
+        print(f"{path.stem:22s} {sc.description}")
+    return 0
+
+
+def cmd_simulate_build(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from simulators.run import resolve_scenario
+    from simulators.scenario import build, load_scenario, write_outputs
+
+    try:
+        sc = load_scenario(resolve_scenario(args.scenario))
+        start = datetime.fromisoformat(args.start) if args.start else None
+        registry, messages, truth = build(sc, start=start)
+    except (OSError, ValueError) as exc:
+        print(f"simulate build: {exc}", file=sys.stderr)
+        return 2
+    paths = write_outputs(args.out, registry, messages, truth)
+    print(
+        f"{sc.name}: {len(messages)} messages, {len(truth.hazards)} hazards -> " + ", ".join(map(str, paths.values()))
+    )
+    return 0
+
+
+def cmd_simulate_publish(args: argparse.Namespace) -> int:
+    if args.scenario == "demo":
+        return cmd_simulate(args)
+    from simulators.run import plan_scenario, publish_paced
+
+    s = Settings()
+    try:
+        plan = plan_scenario(args.scenario, speed=args.speed)
+    except (OSError, ValueError) as exc:
+        print(f"simulate publish: {exc}", file=sys.stderr)
+        return 2
+    _registry, messages, truth, offsets = plan.build()
+    print(
+        f"publishing {len(messages)} messages of {truth.scenario} at {plan.speed:g}x "
+        f"(about {offsets[-1] if offsets else 0:.0f} s) to mqtt://{s.mqtt_host}:{s.mqtt_port}",
+        flush=True,
+    )
+    n = publish_paced(messages, offsets, s.mqtt_host, s.mqtt_port)
+    print(f"published {n}/{len(messages)} messages")
+    return 0 if n == len(messages) else 1
+
+
+def cmd_simulate_run(args: argparse.Namespace) -> int:
+    """Every scenario named (``all``: the shipped ones) through the embedded pipeline, scored.
+    Exit 1 when a hazard was missed, or a scenario without hazards raised any alert."""
+    from simulators.run import print_result, run_scenario
+    from simulators.scenario import scenario_paths
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("amqtt", "transitions", "aiohttp.access", "tocsin.embedded", "ingest.gateway"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    names = [p.stem for p in scenario_paths()] if args.scenarios == ["all"] else args.scenarios
+    failed = []
+    for name in names:
+        started = time.monotonic()
+
+        def on_start(truth: Any, speed: float, wall_s: float) -> None:
+            print(f"== {truth.scenario}: {truth.messages} messages at {speed:g}x, about {wall_s:.0f} s", flush=True)
+
+        def on_alert(o: Any, started: float = started) -> None:
+            a = o.alert
+            print(
+                f"[{time.monotonic() - started:5.1f}s] sim {o.sim_time:%H:%M:%S}Z {a.msg_type.value.upper():6s} "
+                f"{a.hazard.value:7s} {a.level.value:6s}({a.level.roman:>3s}) {a.headline}",
+                flush=True,
+            )
+
+        out = Path(args.out) / name if args.out else None
+        try:
+            result = asyncio.run(
+                run_scenario(
+                    name,
+                    speed=args.speed,
+                    seismic_speed=args.seismic_speed,
+                    out_dir=out,
+                    on_alert=on_alert,
+                    on_start=on_start,
+                )
+            )
+        except (OSError, ValueError) as exc:
+            print(f"simulate run {name}: {exc}", file=sys.stderr)
+            return 2
+        print_result(result)
+        if out is not None:
+            print(f"  wrote {out}/alerts.jsonl, score.json, ground_truth.json, run.json")
+        sc = result.score
+        if sc.missed or (not result.truth.hazards and sc.false_positives):
+            failed.append(name)
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_simulate_score(args: argparse.Namespace) -> int:
+    from schemas.scenario import GroundTruth
+    from simulators.run import read_alerts_jsonl
+    from simulators.score import format_table, score
+
+    try:
+        truth = GroundTruth.model_validate_json(Path(args.truth).read_text(encoding="utf-8"))
+        alerts = read_alerts_jsonl(Path(args.alerts).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"simulate score: {exc}", file=sys.stderr)
+        return 2
+    result = score(truth, alerts, tolerance_s=args.tolerance, grace_s=args.grace)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -223,6 +358,77 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- replay and fleet
+def cmd_replay(args: argparse.Namespace) -> int:
+    import json
+
+    from simulators.replay import CsvDefaults, ReplayError, main_replay
+
+    s = Settings()
+    if args.speed is not None and args.speed <= 0:
+        print("--speed must be > 0", file=sys.stderr)
+        return 2
+    defaults = CsvDefaults(
+        device_id=args.device, site=args.site, kind=args.kind, gas=args.gas, unit=args.unit, interval_s=args.interval
+    )
+    try:
+        result = main_replay(
+            [Path(f) for f in args.files],
+            host=s.mqtt_host,
+            port=s.mqtt_port,
+            fmt=args.format,
+            speed=None if args.fast else (args.speed or 1.0),
+            rebase_now=args.rebase or args.rebase_end,
+            rebase_anchor="last" if args.rebase_end else "first",
+            csv_defaults=defaults,
+            mseed_as=args.mseed_as,
+            show_progress=True if args.progress else None,
+            username=s.mqtt_username,
+            password=s.mqtt_password.get_secret_value(),
+        )
+    except (ReplayError, OSError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.as_dict()))
+    return 0 if result.acked == result.messages else 1
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    import json
+
+    from simulators.fleet import FleetConfig, run_fleet
+
+    s = Settings()
+    shares = None
+    try:
+        if args.mix:
+            shares = {k.strip(): float(v) for k, v in (kv.split("=", 1) for kv in args.mix.split(","))}
+    except ValueError:
+        print(f"--mix needs kind=share,..., got {args.mix!r}", file=sys.stderr)
+        return 2
+    cfg = FleetConfig(
+        devices=args.devices,
+        duration_s=args.duration,
+        rate_multiplier=args.rate_multiplier,
+        max_mode=args.max,
+        connections=args.connections,
+        window=args.window,
+        shares=shares,
+        prefix=args.prefix,
+        root=args.topic_root,
+        clear_retained=args.clear_retained,
+    )
+    try:
+        report, _ = run_fleet(
+            cfg, s.mqtt_host, s.mqtt_port, username=s.mqtt_username, password=s.mqtt_password.get_secret_value()
+        )
+    except (ValueError, OSError, TimeoutError) as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report))
+    return 0 if report["acked"] == report["published"] else 1
+
+
 # --------------------------------------------------------------------------- services
 def cmd_services(args: argparse.Namespace) -> int:
     if not SERVICES_SH.exists():
@@ -256,9 +462,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", help="MQTT -> Kafka gateway (TOCSIN_* settings)").set_defaults(func=cmd_gateway)
     sub.add_parser("worker", help="Faust worker: detectors, alerts, delivery").set_defaults(func=cmd_worker)
 
-    sm = sub.add_parser("simulate", help="publish the demo scenario's device messages to TOCSIN_MQTT_*")
-    sm.add_argument("--speed", type=float, default=120.0)
+    sm = sub.add_parser(
+        "simulate", help="scenarios: list, build, publish, run (embedded, scored), score; alone: publish the demo"
+    )
+    sm.add_argument("--speed", type=float, default=None, help="without a subcommand: the demo's speed (120)")
     sm.set_defaults(func=cmd_simulate)
+    smsub = sm.add_subparsers(dest="simulate_command")
+    smsub.add_parser("list", help="the shipped scenarios").set_defaults(func=cmd_simulate_list)
+    sb = smsub.add_parser("build", help="write registry, messages.jsonl, ground_truth.json of a scenario")
+    sb.add_argument("scenario", help="a name from simulators/scenarios or a YAML path")
+    sb.add_argument("--out", required=True)
+    sb.add_argument("--start", help="ISO 8601 start with offset (default: the scenario's, else ending now)")
+    sb.set_defaults(func=cmd_simulate_build)
+    sp = smsub.add_parser("publish", help="publish a scenario (or demo) to TOCSIN_MQTT_HOST:PORT, ending now")
+    sp.add_argument("scenario", help="a scenario name or YAML path, or demo")
+    sp.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="default: the scenario's hint")
+    sp.set_defaults(func=cmd_simulate_publish)
+    sr = smsub.add_parser("run", help="run scenarios through the embedded pipeline and score them")
+    sr.add_argument("scenarios", nargs="+", help="names or YAML paths; all: every shipped scenario")
+    sr.add_argument("--out", help="write <out>/<scenario>/alerts.jsonl, score.json ...")
+    sr.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="default: the scenario's hint")
+    sr.add_argument("--seismic-speed", type=float, default=1.0, help="speed around earthquakes (default real time)")
+    sr.set_defaults(func=cmd_simulate_run)
+    ss = smsub.add_parser("score", help="score alerts (JSONL) against a ground truth")
+    ss.add_argument("--truth", required=True, help="ground_truth.json")
+    ss.add_argument("--alerts", required=True, help="JSONL of ObservedAlert or bare Alert (Kafka alerts)")
+    ss.add_argument("--json", help="write the score as JSON here")
+    ss.add_argument("--tolerance", type=float, default=60.0, help="s before detectable_from still matched")
+    ss.add_argument("--grace", type=float, default=1800.0, help="s after a hazard's end still matched")
+    ss.set_defaults(func=cmd_simulate_score)
 
     rg = sub.add_parser("demo-registry", help="write the demo district's device registry (JSON)")
     rg.add_argument("out")
@@ -270,6 +502,38 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--param", action="append", default=[], help="k=v detector parameter (repeatable)")
     bt.add_argument("--out", help="output file (default stdout)")
     bt.set_defaults(func=cmd_backtest)
+
+    rp = sub.add_parser("replay", help="publish recorded feeds (JSONL, CSV, miniSEED) to TOCSIN_MQTT_*")
+    rp.add_argument("files", nargs="+")
+    rp.add_argument("--format", choices=["auto", "jsonl", "csv", "mseed"], default="auto")
+    pace = rp.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, help="N times real time (default 1)")
+    pace.add_argument("--fast", action="store_true", help="as fast as the broker acknowledges")
+    rebasing = rp.add_mutually_exclusive_group()
+    rebasing.add_argument("--rebase", action="store_true", help="shift timestamps so the first message is now")
+    rebasing.add_argument("--rebase-end", action="store_true", help="shift timestamps so the last message is now")
+    rp.add_argument("--device", help="device id (CSV; miniSEED default: station code)")
+    rp.add_argument("--site", help="site (CSV; miniSEED default: network code)")
+    rp.add_argument("--kind", choices=["rain_mm", "level_m", "gas"], help="what a CSV value is")
+    rp.add_argument("--gas", default="CH4", help="CSV gas name")
+    rp.add_argument("--unit", default="%LEL", help="CSV gas unit")
+    rp.add_argument("--interval", type=float, default=300.0, help="CSV rain: first row's interval_s")
+    rp.add_argument("--mseed-as", choices=["raw", "json"], default="raw", help="miniSEED records as is, or JSON")
+    rp.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a TTY")
+    rp.set_defaults(func=cmd_replay)
+
+    fl = sub.add_parser("fleet", help="simulate N devices from one process; JSON report of messages/s")
+    fl.add_argument("--devices", type=int, default=10_000)
+    fl.add_argument("--duration", type=float, default=60.0, help="seconds of publishing")
+    fl.add_argument("--rate-multiplier", type=float, default=1.0, help="divides every report interval")
+    fl.add_argument("--max", action="store_true", help="publish as fast as the broker acknowledges")
+    fl.add_argument("--connections", type=int, default=0, help="MQTT connections (0: one per device, fd limit)")
+    fl.add_argument("--window", type=int, default=0, help="in-flight QoS 1 messages per connection (0: auto)")
+    fl.add_argument("--mix", help="device shares, e.g. rain=0.35,level=0.25,gas=0.25,fire=0.14,seismic=0.01")
+    fl.add_argument("--prefix", default="FLT", help="device id prefix")
+    fl.add_argument("--topic-root", default="tocsin/v1", help="topic root (another root keeps gateways out)")
+    fl.add_argument("--clear-retained", action="store_true", help="remove the retained statuses at the end")
+    fl.set_defaults(func=cmd_fleet)
 
     sv = sub.add_parser("services", help="local real services: mosquitto, kafka, influxdb, prometheus")
     sv.add_argument("action", choices=["up", "down", "status", "provision"])
