@@ -49,6 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from alerts.kernels.quake import haversine_km, pd_from_magnitude, predicted_pgv_ms
+from detectors.kernels.gas import MOLAR_MASS_G as _DETECTOR_MOLAR_MASS_G
+from detectors.kernels.gas import MOLAR_VOLUME_L
 
 VP_KM_S = 6.0  # P-wave velocity, upper crust
 VS_KM_S = 3.5  # S-wave velocity (the alert kernel's warning-time value)
@@ -247,19 +249,8 @@ _BRIGGS_RURAL = {
 }
 STABILITY_CLASSES = tuple(_BRIGGS_RURAL)
 
-MOLAR_VOLUME_L = 24.45  # L/mol at 25 degC, 101.325 kPa (as detectors/kernels/gas.py)
-MOLAR_MASS_G = {
-    "H2S": 34.08,
-    "CO": 28.01,
-    "NH3": 17.03,
-    "Cl2": 70.90,
-    "SO2": 64.07,
-    "NO2": 46.01,
-    "HCN": 27.03,
-    "CH4": 16.04,
-    "C3H8": 44.10,
-    "H2": 2.016,
-}
+# the same conversion as the gas detector (ppm <-> mg/m3), plus the combustibles it reads in %LEL
+MOLAR_MASS_G = {**_DETECTOR_MOLAR_MASS_G, "CH4": 16.04, "C3H8": 44.10, "H2": 2.016}
 LEL_PCT_VOL = {"CH4": 5.0, "C3H8": 2.1, "H2": 4.0}
 
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry
 
 from alerts.adapters.base import Adapter
@@ -258,27 +255,9 @@ class EmbeddedPipeline:
 def publish_messages(
     messages: list[Message], host: str, port: int, *, speed: float = 120.0, max_gap_s: float = 1.0
 ) -> int:
-    """Publish like the devices would (QoS 1), pacing by device time divided by ``speed``."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="tocsin-demo-devices", protocol=mqtt.MQTTv311)
-    connected = threading.Event()
-    client.on_connect = lambda *_a: connected.set()
-    client.max_inflight_messages_set(200)
-    client.connect(host, port, keepalive=30)
-    client.loop_start()
-    try:
-        if not connected.wait(10):
-            raise RuntimeError(f"demo devices could not connect to MQTT {host}:{port}")
-        infos = []
-        prev = messages[0].t if messages else None
-        for m in messages:
-            gap = (m.t - prev).total_seconds() / speed if prev else 0.0
-            if gap > 0:
-                time.sleep(min(gap, max_gap_s))
-            prev = m.t
-            infos.append(client.publish(m.topic, m.payload, qos=1))
-        for info in infos:
-            info.wait_for_publish(10)
-        return sum(1 for i in infos if i.is_published())
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    """Publish like the devices would (QoS 1), pacing by device time divided by ``speed`` (a gap is
+    never longer than ``max_gap_s`` of wall time); blocking. Returns the messages acknowledged."""
+    from simulators.run import pacing, publish_paced
+
+    offsets = pacing([m.t for m in messages], speed, max_gap_s=max_gap_s)
+    return publish_paced(messages, offsets, host, port, client_id="tocsin-demo-devices")
