@@ -16,7 +16,7 @@ from alerts.engine import AlertConfig
 from schemas import topics
 from schemas.alert import AlertStatus, MsgType
 from simulators.demo import demo_messages, demo_registry
-from tocsin.embedded import EmbeddedPipeline, free_port, publish_messages
+from tocsin.embedded import DeviceTimeClock, EmbeddedPipeline, free_port, publish_messages
 
 
 async def _run_demo(status: AlertStatus) -> tuple[EmbeddedPipeline, dict]:
@@ -69,6 +69,10 @@ def test_demo_detects_and_alerts_every_family(actual_demo: tuple[EmbeddedPipelin
         assert a.references == [e.identifier for e in earlier]
         earlier.append(a)
     assert sum(a.msg_type is MsgType.ALERT and a.hazard.value == "seismic" for a in s.alerts) == 1
+    # the engine's clock follows device time in a compressed replay: the first earthquake message tells
+    # every target the seconds left before the S wave, not "already in the blind zone" (wall clock)
+    quake = first["seismic"].description
+    assert quake.count("横波约") == len(demo_registry().targets) and "盲区" not in quake, quake
     # every alert message went to the operators' topic and to the 3 registered numbers, once each
     # devices that stopped reporting (the deadman) give operators' alerts only: MQTT, no SMS/broadcast
     public = [a for a in s.alerts if not a.fingerprint.endswith(":offline")]
@@ -107,3 +111,21 @@ def test_exercise_alerts_never_reach_the_public() -> None:
     assert s.alerts and all(a.status is AlertStatus.EXERCISE for a in s.alerts)
     assert stats["stored"] == 0
     assert s.deliveries[("mqtt", "accepted")] == len(s.alerts)
+
+
+def test_device_time_clock_follows_the_newest_detection_plus_wall_time() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    wall = [100.0]
+    clock = DeviceTimeClock(wall=lambda: wall[0])
+    before = datetime.now(UTC)
+    assert before - timedelta(seconds=1) <= clock() <= datetime.now(UTC)  # nothing seen: the wall clock
+    t0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
+    clock.observe(t0)
+    wall[0] = 100.25
+    assert clock() == t0 + timedelta(seconds=0.25)
+    clock.observe(t0 - timedelta(seconds=30))  # an older detection does not move it back
+    assert clock() == t0 + timedelta(seconds=0.25)
+    clock.observe(t0 + timedelta(minutes=5))  # compressed replay: device time jumps ahead
+    wall[0] = 101.0
+    assert clock() == t0 + timedelta(minutes=5, seconds=0.75)

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -37,7 +37,7 @@ from ingest.metrics import GatewayMetrics
 from schemas import topics
 from schemas.alert import Alert
 from schemas.deadletter import DeadLetter
-from schemas.detection import LifecycleTick
+from schemas.detection import Detection, LifecycleTick
 from schemas.registry import RegistryLike
 from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
@@ -93,6 +93,32 @@ class Summary:
     topic_counts: Counter[str] = field(default_factory=Counter)
 
 
+class DeviceTimeClock:
+    """The alert engine's clock in embedded mode: the device time of the newest detection, plus the
+    wall time since it arrived.
+
+    The embedded mode replays history compressed (``make run``, scenarios), so device time runs far
+    ahead of the wall clock's pace and lags it by up to the replay's span. Against the wall clock an
+    earthquake's S-wave warning times would all read "already in the blind zone"; against this clock
+    they are what the devices' own time says, as they are in production where the two agree.
+    Before any detection it is the wall clock.
+    """
+
+    def __init__(self, wall: Callable[[], float] = time.monotonic) -> None:
+        self._wall = wall
+        self._t: datetime | None = None
+        self._at = 0.0
+
+    def observe(self, t: datetime) -> None:
+        if self._t is None or t > self._t:
+            self._t, self._at = t, self._wall()
+
+    def __call__(self) -> datetime:
+        if self._t is None:
+            return datetime.now(UTC)
+        return self._t + timedelta(seconds=self._wall() - self._at)
+
+
 class EmbeddedPipeline:
     """Everything but the devices: broker, gateway, bus, stages, notifier, SMS emulator."""
 
@@ -115,6 +141,7 @@ class EmbeddedPipeline:
         self.summary = Summary()
         self.deadman_tick_s = deadman_tick_s
         self.lifecycle: dict[str, Any] = {}
+        self.device_clock = DeviceTimeClock()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -146,7 +173,9 @@ class EmbeddedPipeline:
         for a in set(self.adapters.values()):
             await a.start()
         self.detector = DetectorStage(DetectorEngine(self.rules, self.registry), DetectorMetrics(reg))
-        self.alerter = AlertStage(AlertEngine(self.alert_config, self.registry), AlertMetrics(reg))
+        self.alerter = AlertStage(
+            AlertEngine(self.alert_config, self.registry, clock=self.device_clock), AlertMetrics(reg)
+        )
         self.notifier = Notifier(self.registry, self.adapters, NotifyMetrics(reg), base_delay_s=0.2)
         self._tasks = [
             asyncio.create_task(self._detect(), name="detect"),
@@ -201,6 +230,9 @@ class EmbeddedPipeline:
         while True:
             _topic, _key, value, headers = await q.get()
             try:
+                if not LifecycleTick.is_tick(value):
+                    with contextlib.suppress(ValueError):
+                        self.device_clock.observe(Detection.model_validate_json(value).ts)
                 for a in self.alerter.handle(value, state, emitted_s=_header_s(headers, EMITTED_HEADER)):
                     self.bus.publish(topics.ALERTS, a.fingerprint.encode(), encode(a))
             finally:
