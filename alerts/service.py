@@ -33,6 +33,11 @@ class AlertMetrics:
         self.replayed = Counter(
             "tocsin_alert_replayed_total", "redelivered detections already in the state, skipped", registry=registry
         )
+        self.unchanged = Counter(
+            "tocsin_alert_unchanged_total",
+            "detections that changed no lifecycle state (no table write, no message)",
+            registry=registry,
+        )
         self.latency = Histogram(
             "tocsin_worker_alert_latency_seconds",
             "detection emitted (its Kafka record timestamp) to the alert message it caused",
@@ -58,8 +63,9 @@ class AlertStage:
         alert latency is measured from it (lifecycle ticks' alerts are timer-driven: not measured)."""
         if LifecycleTick.is_tick(value):
             tick = LifecycleTick.model_validate_json(value)
-            state, alerts = self.engine.tick(store.get(tick.fingerprint), tick.ts)
-            if state is not None:
+            previous = store.get(tick.fingerprint)
+            state, alerts = self.engine.tick(previous, tick.ts)
+            if state is not None and (alerts or state != previous):  # a quiet tick changes nothing: no write
                 store[tick.fingerprint] = state
             self._count(alerts)
             return alerts
@@ -75,6 +81,15 @@ class AlertStage:
             self.metrics.replayed.inc()
             return []
         state, alerts = self.engine.process(detection, previous)
+        if not alerts and previous is not None and _same_apart_from_position(state, previous):
+            # A no-op (no warning level, a stale detection, ...): the state is not written, so it keeps
+            # an older ``position`` and a crash before a later write redelivers this detection. That
+            # replay is harmless: ``process`` is a function of (detection, state), the state it meets
+            # then is the one it met now (no write happened in between for this fingerprint: later
+            # detections of it come after it in the partition), so it is the same no-op again. Skipping
+            # the write saves a changelog record per such detection.
+            self.metrics.unchanged.inc()
+            return alerts
         if position is not None:
             state["position"] = list(position)
         store[key] = state
@@ -107,6 +122,13 @@ class AlertStage:
     def tick_key(fingerprint: str) -> bytes:
         """The ``detections`` key whose partition holds this fingerprint (``<family>:<area>``)."""
         return fingerprint.rsplit(":", 1)[0].encode()
+
+
+def _same_apart_from_position(state: dict[str, Any], previous: dict[str, Any]) -> bool:
+    """True when ``state`` equals ``previous`` in every key but the replay guard's ``position``."""
+    if state.keys() - {"position"} != previous.keys() - {"position"}:
+        return False
+    return all(v == previous[k] for k, v in state.items() if k != "position")
 
 
 def _replayed(stored: list[int] | None, position: tuple[int, int]) -> bool:

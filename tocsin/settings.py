@@ -50,6 +50,21 @@ class Settings(BaseSettings):
         ge=0,
         description="worker Kafka producer linger: table changelog records share produce requests",
     )
+    worker_fetch_max_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        description="worker Kafka consumer long-poll wait (Faust hardcodes 1500; patched in tocsin/worker.py)",
+    )
+    worker_confirm_batch_max: int = Field(
+        default=1000,
+        ge=1,
+        description="confirm agent: detections taken per batch; each fingerprint's state is written once a batch",
+    )
+    worker_confirm_batch_ms: float = Field(
+        default=20.0,
+        gt=0,
+        description="confirm agent: longest wait for a batch to fill (a red alert waits at most this long)",
+    )
 
     # Delivery
     sms_url: str = Field(default="", description="SMS gateway base URL; empty disables SMS")

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,11 +113,81 @@ class LagMetrics:
         self._shown = set(lags)
 
 
+class BatchedState(MutableMapping[str, Any]):
+    """A Faust table seen through one batch of events: writes are held (with the partition of the
+    event that made them) and ``flush`` writes each key's last value once, to the table and its
+    changelog partition. Reads see the held writes first. The partition is explicit because Faust's
+    own ``table[key] = value`` takes it from the stream's current event, which in a batch is the
+    last event taken, not necessarily one of the key's partition."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.partition = 0  # of the event being handled: set before each one
+        self._held: dict[str, tuple[Any, int]] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._held:
+            return self._held[key][0]
+        value = self.table.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._held[key] = (value, self.partition)
+
+    def __delitem__(self, key: str) -> None:
+        raise NotImplementedError("lifecycle states are never deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(set(self._held) | set(self.table.keys()))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def flush(self) -> int:
+        """Write the held values (in-memory table and changelog); returns how many."""
+        n = len(self._held)
+        for key, (value, partition) in self._held.items():
+            self.table.data[key] = value
+            self.table.send_changelog(partition, key, value)
+        self._held.clear()
+        return n
+
+
 def _raw_topic(app: faust.App, name: str) -> Any:
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
+def patch_fetch_max_wait(ms: int) -> None:
+    """Set the long-poll wait of Faust's aiokafka consumer (the one place Tocsin patches Faust).
+
+    faust-streaming 0.15 hardcodes ``fetch_max_wait_ms=1500`` in
+    ``AIOKafkaConsumerThread._create_worker_consumer`` and has no setting for it. aiokafka keeps one
+    fetch request in flight per broker, and leaves out of it the partitions that still have buffered
+    records: under load the busy ``detections`` partitions are buffered, so the request covers only
+    the idle ones (``alerts``, ticks) and the broker holds it for the whole wait. Once the buffer is
+    drained the agent idles until that request returns: processing came in bursts every 1.5 s, well
+    below the CPU's capacity, and a red alert waited behind it. A short wait costs one empty fetch
+    per ``ms`` when the worker is idle. The value is read by ``AIOKafkaConsumer.start`` (it builds
+    its fetcher there), so setting it on the freshly created consumer is enough.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    cls = driver.AIOKafkaConsumerThread
+    original = getattr(cls, "_tocsin_original_create_worker_consumer", cls._create_worker_consumer)
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = ms
+        return consumer
+
+    cls._tocsin_original_create_worker_consumer = original  # type: ignore[attr-defined]
+    cls._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust.App:
+    patch_fetch_max_wait(settings.worker_fetch_max_wait_ms)
     registry = open_registry(settings.registry_file)
     rules = load_rules(settings.rules_file)
     app = faust.App(
@@ -191,20 +262,40 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                 tick = LifecycleTick(fingerprint=fingerprint, ts=now)
                 await detections.send(key=AlertStage.tick_key(fingerprint), value=encode(tick))
 
+    # Batches: what arrived within ``batch_ms`` (more when the agent is behind); a fingerprint touched
+    # several times in a batch gets one changelog record (its last state, whose ``position`` is its
+    # last detection's offset, so the replay guard still covers every detection of the batch).
+    # Faust acks the batch's offsets after the body, i.e. after its states are queued for the
+    # changelog, and flushes the producer before committing them. Detections are handled in order;
+    # alerts are sent as they arise, before their state is written: a crash in between replays the
+    # detection against the old state, which issues the same message again (the deliveries'
+    # idempotency keys dedupe it) -- never a lost one. Measured: README, "Latency".
+    batch_max, batch_within = settings.worker_confirm_batch_max, settings.worker_confirm_batch_ms / 1000.0
+
     @app.agent(detections, name="confirm")
     async def confirm(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message  # its timestamp: when the detection was emitted
-            for a in alert_stage.handle(event.value, lifecycle, (msg.partition, msg.offset), msg.timestamp):
-                log.warning(
-                    "ALERT %s %s %s: %s",
-                    a.msg_type.value,
-                    a.level.value,
-                    a.identifier,
-                    a.headline,
-                    extra={"correlation_id": a.correlation_id, "alert_id": a.identifier, "fingerprint": a.fingerprint},
-                )
-                await alerts.send(key=a.fingerprint.encode(), value=encode(a))
+        async for events in stream.take_events(batch_max, within=batch_within):
+            batch = BatchedState(lifecycle)
+            try:
+                for event in events:
+                    msg = event.message  # its timestamp: when the detection was emitted
+                    batch.partition = msg.partition
+                    for a in alert_stage.handle(event.value, batch, (msg.partition, msg.offset), msg.timestamp):
+                        log.warning(
+                            "ALERT %s %s %s: %s",
+                            a.msg_type.value,
+                            a.level.value,
+                            a.identifier,
+                            a.headline,
+                            extra={
+                                "correlation_id": a.correlation_id,
+                                "alert_id": a.identifier,
+                                "fingerprint": a.fingerprint,
+                            },
+                        )
+                        await alerts.send(key=a.fingerprint.encode(), value=encode(a))
+            finally:  # also after a failure: the states of the detections handled so far
+                batch.flush()
 
     adapters: dict[str, Adapter] = {}
     if settings.mqtt_host:

@@ -482,6 +482,9 @@ def bench_alert_latency() -> dict[str, float]:
             "red_alert_p50_ms": p50,
             "red_alert_p99_ms": p99,
             "red_alert_max_ms": max(lat, default=float("nan")),
+            "red_alert_p90_ms": _pct(lat, 0.9),
+            # how many probes missed the 200 ms: a few (one stall) or most (a backlog)
+            "red_alert_over_200ms": float(sum(x > 200.0 for x in lat)),
             "n": float(len(lat)),
             "history_catch_up_s": caught_up_s,
             "lost": float(len(probes) - len(lat)),
