@@ -314,6 +314,17 @@ class AlertEngine:
         st["flapping"] = False
         return [msg]
 
+    def needs_tick(self, state: State | None) -> bool:
+        """Whether :meth:`tick` can do anything for this state: a pending alert waiting for its
+        sustain time, a held all-clear (cool-down, flapping window), or reminders configured. The
+        workers' lifecycle clock ticks only these, so a thousand quiet open alerts cost nothing."""
+        if not state or "last_det" not in state or "triggers" in state:
+            return False
+        if not (state.get("active") or state.get("pending")):
+            return False
+        waiting = bool(state.get("pending")) and not state.get("active")
+        return waiting or "clear_since" in state or bool(self.config.reminder_s)
+
     def tick(self, state: State | None, now: datetime) -> tuple[State | None, list[Alert]]:
         """The clock for one fingerprint: send a held all-clear once the cool-down (or, for a
         flapping alert, the flapping window) has passed quietly, and remind while active."""

@@ -220,7 +220,7 @@ class EmbeddedPipeline:
             await asyncio.sleep(self.deadman_tick_s)
             now = datetime.now(UTC)
             for fingerprint, state in list(self.lifecycle.items()):
-                if state and (state.get("active") or state.get("pending")) and "triggers" not in state:
+                if self.alerter.engine.needs_tick(state):
                     tick = LifecycleTick(fingerprint=fingerprint, ts=now)
                     self.bus.publish(topics.DETECTIONS, AlertStage.tick_key(fingerprint), encode(tick))
 

@@ -258,7 +258,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         worker's partitions, through the alert's own partition of ``detections``."""
         now = datetime.now(UTC)
         for fingerprint, state in list(lifecycle.items()):
-            if state and (state.get("active") or state.get("pending")) and "triggers" not in state:
+            if alert_stage.engine.needs_tick(state):
                 tick = LifecycleTick(fingerprint=fingerprint, ts=now)
                 await detections.send(key=AlertStage.tick_key(fingerprint), value=encode(tick))
 

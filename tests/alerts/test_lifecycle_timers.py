@@ -60,6 +60,10 @@ def run(config: AlertConfig, events: list[tuple[str, float, DetectionState | Non
     for kind, t_s, state in events:
         if kind == "tick":
             value = tick(clock, t_s)
+            state = table.get("hazmat:330110:gas_leak")
+            if not stage.engine.needs_tick(state):
+                # the workers skip these ticks: they must be no-ops
+                assert stage.engine.tick(state, clock.now) == (state, [])
         else:
             clock.now = T0 + timedelta(seconds=t_s)
             assert state is not None
@@ -164,3 +168,29 @@ def test_k_of_n_or_sustained_confirmation() -> None:
     assert stage.handle(det_from("GD4", OPEN, 2000), table) == []
     assert stage.handle(det_from("GD4", CLEAR, 2030), table) == []
     assert stage.handle(tick(clock, 2200), table) == []
+
+
+def test_only_states_with_something_to_wait_for_need_ticks() -> None:
+    clock = Clock()
+    quiet = AlertStage(AlertEngine(AlertConfig(), clock=clock), AlertMetrics(CollectorRegistry()))
+    table: dict = {}
+    fp = "hazmat:330110:gas_leak"
+    assert not quiet.engine.needs_tick(None)
+    quiet.handle(det(OPEN, 0), table)
+    assert table[fp]["active"] and not quiet.engine.needs_tick(table[fp])  # open, no reminders: nothing to do
+    quiet.handle(det(CLEAR, 60), table)
+    assert not quiet.engine.needs_tick(table[fp])  # cancelled at once
+    # reminders: every active alert needs the clock
+    reminding = AlertEngine(AlertConfig(reminder_s=900), clock=clock)
+    state, _ = reminding.process(Detection.model_validate_json(det(OPEN, 0)), None)
+    assert reminding.needs_tick(state)
+    # a cool-down holds the all-clear: the clock must release it
+    holding = AlertEngine(AlertConfig(cool_down_s=300), clock=clock)
+    state, _ = holding.process(Detection.model_validate_json(det(OPEN, 0)), None)
+    assert not holding.needs_tick(state)
+    state, _ = holding.process(Detection.model_validate_json(det(CLEAR, 60)), state)
+    assert holding.needs_tick(state)
+    # pending confirmation (one sensor, sustain time): the clock confirms it
+    pending = AlertEngine(AlertConfig(confirm={"gas_leak": (2, 120.0)}), clock=clock)
+    state, alerts = pending.process(Detection.model_validate_json(det(OPEN, 0)), None)
+    assert alerts == [] and pending.needs_tick(state)
