@@ -77,6 +77,9 @@ def test_scenario_end_to_end(name: str) -> None:
         assert -60.0 <= h.lead_time_s <= 1800.0, report
         if h.family is Family.SEISMIC:
             assert h.targets and all(x.warning_s is not None for x in h.targets), report
+            # 40 km away the targets are warned before the S wave (measured +5.6 to +6.7 s)
+            if name == "m55_earthquake_40km":
+                assert all(x.warning_s is not None and x.warning_s > 2.0 for x in h.targets), report
     if name == "bad_day":
         faults = dict(f.split(":", 1) for f in r.truth.faults if f.startswith(("malformed:", "duplicates:")))
         bad = sum(n for reason, n in r.dead_letters.items() if reason != "duplicate")
