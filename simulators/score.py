@@ -20,7 +20,7 @@ Rules (``score``):
   however many revisions it had. Later revisions of a matched incident that fall outside the window
   are not false positives (``late_revisions``).
 - Device health: operators' equipment alerts (the deadman's ``offline`` incident, event
-  "监测设备离线", fingerprint ``<family>:<area>:offline``) are not hazards. Such an alert is
+  "监测设备离线", fingerprint ``<family>:<area>:<gateway or site>:offline``) are not hazards. Such an alert is
   *expected* when the scenario injected an ``offline:<device>`` fault for one of its devices (or for
   any device when the alert names none) and is then reported under ``device_health`` only; an
   offline alert no injected fault explains is *unexpected*: listed under ``device_health`` and also
