@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -22,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.metrics import GatewayMetrics
-from ingest.sinks import Done, KafkaSink, RecordSink
+from ingest.sinks import Headers, HeaderSink, RecordSink
 from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
 from schemas import topics
 from schemas.deadletter import DeadLetter
@@ -33,7 +33,6 @@ from schemas.wire import encode
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-Headers = list[tuple[str, bytes]]
 
 CORRELATION_HEADER = "tocsin-correlation-id"
 """Kafka record header carrying the reading's correlation id (the payload models are strict)."""
@@ -65,55 +64,6 @@ def header(headers: Any, name: str) -> str | None:
         if k == name and v is not None:
             return v.decode("utf-8", errors="replace") if isinstance(v, bytes | bytearray) else str(v)
     return None
-
-
-class HeaderSink(Protocol):
-    """A RecordSink that also carries record headers and the record timestamp."""
-
-    accepts_headers: bool
-
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        on_done: Done,
-        headers: Headers | None = None,
-        timestamp_ms: int | None = None,
-    ) -> None: ...
-
-
-class KafkaHeaderSink(KafkaSink):
-    """:class:`KafkaSink` whose records carry headers (correlation id) and the gateway's receive time
-    as their Kafka timestamp, which the worker's detection latency is measured from."""
-
-    accepts_headers = True
-
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        on_done: Done,
-        headers: Headers | None = None,
-        timestamp_ms: int | None = None,
-    ) -> None:
-        try:
-            fut = self._producer.send(topic, key=key, value=value, headers=headers, timestamp_ms=timestamp_ms)
-        except Exception as exc:  # noqa: BLE001 - buffer full or metadata timeout: report, don't ack
-            on_done(exc)
-            return
-        fut.add_callback(lambda _md: on_done(None))
-        fut.add_errback(on_done)
-
-    def usable(self) -> bool:
-        """True while the producer holds a connection to a broker (its ``connection-count`` metric;
-        the periodic metadata refresh keeps one open even when no reading arrives)."""
-        try:
-            count = self._producer.metrics().get("producer-metrics", {}).get("connection-count", 0)
-            return bool(count and count >= 1) or bool(self._producer.bootstrap_connected())
-        except Exception:  # noqa: BLE001 - closed or broken producer: not usable
-            return False
 
 
 class GatewayCore:

@@ -13,6 +13,7 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 Done = Callable[[BaseException | None], None]
+Headers = list[tuple[str, bytes]]
 
 
 class RecordSink(Protocol):
@@ -21,6 +22,23 @@ class RecordSink(Protocol):
     def flush(self, timeout_s: float) -> None: ...
 
     def close(self) -> None: ...
+
+
+class HeaderSink(Protocol):
+    """A RecordSink that also carries record headers (the correlation id) and the record timestamp
+    (the gateway's receive time); the gateway checks ``accepts_headers`` before passing them."""
+
+    accepts_headers: bool
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        on_done: Done,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None: ...
 
 
 class KafkaSink:
@@ -43,14 +61,35 @@ class KafkaSink:
             request_timeout_ms=15_000,
         )
 
-    def send(self, topic: str, key: bytes | None, value: bytes, on_done: Done) -> None:
+    accepts_headers = True
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        on_done: Done,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        """``headers``: record headers (the correlation id); ``timestamp_ms``: the record's Kafka
+        timestamp (the gateway's receive time, which the worker's detection latency is measured from)."""
         try:
-            fut = self._producer.send(topic, key=key, value=value)
+            fut = self._producer.send(topic, key=key, value=value, headers=headers, timestamp_ms=timestamp_ms)
         except Exception as exc:  # noqa: BLE001 - buffer full or metadata timeout: report, don't ack
             on_done(exc)
             return
         fut.add_callback(lambda _md: on_done(None))
         fut.add_errback(on_done)
+
+    def usable(self) -> bool:
+        """True while the producer holds a connection to a broker (its ``connection-count`` metric;
+        the periodic metadata refresh keeps one open even when no reading arrives)."""
+        try:
+            count = self._producer.metrics().get("producer-metrics", {}).get("connection-count", 0)
+            return bool(count and count >= 1) or bool(self._producer.bootstrap_connected())
+        except Exception:  # noqa: BLE001 - closed or broken producer: not usable
+            return False
 
     def flush(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for buffered records; what is still pending stays unacknowledged."""
