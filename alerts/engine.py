@@ -7,7 +7,14 @@ fingerprint sends an Alert, a level change an Update, the last clear a Cancel, a
 message references every earlier identifier of the incident.
 
 Seismic detections are station triggers: an earthquake alert needs ``min_stations`` distinct
-stations triggered within ``window_s`` (network coincidence).
+stations triggered within ``window_s`` (network coincidence). Its magnitude is the median Pd
+magnitude over P-wave-only windows (``alerts.kernels.quake.magnitude_estimate``: a near station's Pd
+window is cut before its S wave, or the station left out; never an S-inflated first magnitude).
+
+Earthquake update policy (:meth:`AlertEngine._seismic_update_level`): escalation is sent at once; a
+lower level only once the magnitude rests on ``seismic_deescalate_stations`` (3) stations' Pd and the
+intensity is ``seismic_deescalate_margin`` (0.2) below the current level's lower bound, as an Update
+with the lower level; an Update is also sent when the magnitude moves by 0.3 (level held or not).
 """
 
 from __future__ import annotations
@@ -71,6 +78,9 @@ class AlertConfig:
     seismic_min_stations: float = 3.0  # summed station weight (each station 1.0 unless weighted)
     seismic_window_s: float = 30.0
     seismic_weights: dict[str, float] = field(default_factory=dict)  # station id -> vote
+    # an active quake alert goes down a level only when its magnitude rests on this many stations' Pd ...
+    seismic_deescalate_stations: int = 3
+    seismic_deescalate_margin: float = 0.2  # ... and the intensity is this far below the current level
     vp_km_s: float = 6.0
     vs_km_s: float = 3.5
     depth_km: float = 10.0
@@ -439,7 +449,8 @@ class AlertEngine:
     def _seismic(self, d: Detection, st: State) -> list[Alert]:
         """Network confirmation: station triggers consistent with one P wave (coincidence), then a
         located epicentre, a magnitude from Pd, and predicted intensity and S-wave warning time at
-        the registry's targets. Issued as soon as confirmed; updated as more stations report."""
+        the registry's targets. Issued as soon as confirmed; updated as more stations report, up at
+        once and down under the guards of :meth:`_seismic_update_level`."""
         cfg = self.config
         trig = dict(st.get("triggers", {}))
         prev = trig.get(d.device_id, {})
@@ -451,6 +462,8 @@ class AlertEngine:
             "lon": d.lon,
             "intensity": _intensity(d, trig),
             "pd_cm": d.evidence.get("pd_cm", prev.get("pd_cm")),
+            "pd_profile": d.evidence.get("pd_profile_cm", prev.get("pd_profile")),
+            "pd_step_s": d.evidence.get("pd_step_s", prev.get("pd_step_s", 0.5)),
             "cleared": d.state is DetectionState.CLEAR,
         }
         trig[d.device_id] = entry
@@ -459,7 +472,16 @@ class AlertEngine:
         st["triggers"] = trig
         weight = cfg.seismic_weights
         picks = [
-            qk.Pick(k, v["lat"], v["lon"], v["t"], weight=weight.get(k, 1.0), pd_cm=v["pd_cm"])
+            qk.Pick(
+                k,
+                v["lat"],
+                v["lon"],
+                v["t"],
+                weight=weight.get(k, 1.0),
+                pd_cm=v["pd_cm"],
+                pd_profile_cm=tuple(v["pd_profile"]) if v.get("pd_profile") else None,
+                pd_step_s=float(v.get("pd_step_s", 0.5)),
+            )
             for k, v in trig.items()
             if v["lat"] is not None
         ]
@@ -484,8 +506,8 @@ class AlertEngine:
         # triggering packet's device time: processing and queueing delay has already used up part of it.
         issued_s = self.clock().timestamp()
         q = self._quake(co, trig, issued_s) if co.confirmed else self._unlocated(stations, trig)
-        level = seismic_level(max(q["observed"], q["predicted_max"]))
-        st["sources"] = {k: {"level": level.value, "site": ""} for k in stations}
+        shaking = max(q["observed"], q["predicted_max"])
+        level = seismic_level(shaking)
         d2 = d.model_copy(
             update={
                 "kind": "p_trigger",
@@ -496,17 +518,44 @@ class AlertEngine:
         )
         circle = (q["lat"], q["lon"], max(10.0, q["blind_km"])) if q["lat"] is not None else None
         if not st["active"]:
+            st["sources"] = {k: {"level": level.value, "site": ""} for k in stations}
             st.update(active=True, onset=q["origin_t"], ids=[], level=level.value, mag=q["magnitude"], n=len(stations))
             return [self._message(d2, st, MsgType.ALERT, level, description=q["text"], circle=circle)]
-        grew = level.rank > WarningLevel(st["level"]).rank
+        current = WarningLevel(st["level"])
+        new = self._seismic_update_level(current, shaking, q["mag_stations"])
+        changed = new is not current
         mag_moved = q["magnitude"] is not None and abs((st.get("mag") or 0.0) - q["magnitude"]) >= 0.3
-        if grew or mag_moved:
-            if grew:
-                st["prev_level"], st["level"] = st["level"], level.value
+        st["sources"] = {k: {"level": new.value, "site": ""} for k in stations}
+        if changed or mag_moved:
+            if changed:
+                st["prev_level"], st["level"] = st["level"], new.value
             st.update(mag=q["magnitude"], n=len(stations))
-            level_now = WarningLevel(st["level"])
-            return [self._message(d2, st, MsgType.UPDATE, level_now, description=q["text"], circle=circle)]
+            return [self._message(d2, st, MsgType.UPDATE, new, description=q["text"], circle=circle)]
         return []
+
+    def _seismic_update_level(self, current: WarningLevel, shaking: float, mag_stations: int) -> WarningLevel:
+        """The level of an active earthquake alert after new station data (the update policy).
+
+        ``shaking`` is the governing intensity: the larger of the observed intensity (running
+        station peaks, which only grow) and the largest intensity predicted at the targets from the
+        network magnitude. Escalation is immediate: ``seismic_level(shaking)`` above the current
+        level. De-escalation (the magnitude refined downwards as farther stations report) only when
+        both guards hold, so the alert does not flip-flop on one station's scatter:
+
+        * the magnitude rests on at least ``seismic_deescalate_stations`` stations with a P-only Pd
+          window (the median of three Pd magnitudes, each +-0.3 M, moves little with a fourth), and
+        * the intensity is below the current level's lower bound by ``seismic_deescalate_margin``
+          (hysteresis: an orange alert, VII from 7.0, goes down only below 6.8; the new level is
+          ``seismic_level(shaking + margin)``), so a re-escalation needs a real rise.
+        """
+        cfg = self.config
+        up = seismic_level(shaking)
+        if up.rank > current.rank:
+            return up
+        if mag_stations < cfg.seismic_deescalate_stations:
+            return current
+        down = seismic_level(shaking + cfg.seismic_deescalate_margin)
+        return down if down.rank < current.rank else current
 
     @staticmethod
     def _unlocated(stations: list[str], trig: dict[str, Any]) -> dict[str, Any]:
@@ -516,6 +565,7 @@ class AlertEngine:
             "lon": None,
             "origin_t": min(trig[k]["t"] for k in stations),
             "magnitude": None,
+            "mag_stations": 0,
             "observed": observed,
             "predicted_max": 0.0,
             "blind_km": 0.0,
@@ -525,7 +575,8 @@ class AlertEngine:
     def _quake(self, co: qk.Coincidence, trig: dict[str, Any], alert_t_s: float) -> dict[str, Any]:
         cfg = self.config
         loc = qk.locate(list(co.picks), vp_km_s=cfg.vp_km_s, depth_km=cfg.depth_km)
-        mag = qk.network_magnitude(list(co.picks), loc, vp_km_s=cfg.vp_km_s, vs_km_s=cfg.vs_km_s)
+        est = qk.magnitude_estimate(list(co.picks), loc, vp_km_s=cfg.vp_km_s, vs_km_s=cfg.vs_km_s)
+        mag = est.magnitude
         observed = max(trig[k]["intensity"] for k in co.station_ids)
         targets = list(self.registry.targets) if self.registry is not None else []
         lines, predicted = [], []
@@ -548,6 +599,7 @@ class AlertEngine:
             "lon": round(loc.lon, 4),
             "origin_t": loc.origin_t_s,
             "magnitude": round(mag, 1) if mag is not None else None,
+            "mag_stations": est.n,
             "observed": observed,
             "predicted_max": max(predicted, default=0.0),
             "blind_km": qk.blind_zone_radius_km(loc, alert_t_s, vs_km_s=cfg.vs_km_s),

@@ -55,6 +55,7 @@ class _Source(NamedTuple):
 
 
 LEVELS = (WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE, WarningLevel.RED)
+PD_PROFILE_STEP_S = 0.5  # seconds between the Pd profile's windows (0.5, 1.0, ... up to the Pd window)
 
 
 def _epoch(ts: datetime) -> float:
@@ -454,10 +455,20 @@ class DetectorEngine:
             buf += samples[: window_n - len(buf)].tolist()
         if buf is not None and len(buf) >= window_n:
             st["k"]["pd_buf"] = None
-            disp = seis_k.velocity_to_displacement(np.asarray(buf), r.sample_rate_hz)
-            return round(seis_k.pd_from_displacement(disp), 6)
+            vel = np.asarray(buf)
+            # Pd over 0.5, 1.0, ... s as well: the alert engine cuts a near station's window before its
+            # S wave with it (alerts.kernels.quake.truncated_pd_magnitude); sent with the Pd below
+            step = PD_PROFILE_STEP_S
+            st["k"]["pd_profile"] = [round(x, 6) for x in seis_k.pd_profile(vel, r.sample_rate_hz, step)]
+            return round(seis_k.pd_from_displacement(seis_k.velocity_to_displacement(vel, r.sample_rate_hz)), 6)
         st["k"]["pd_buf"] = buf
         return None
+
+    def _pd_evidence(self, st: State, pd_cm: float) -> dict[str, Any]:
+        """Pd, its window, and the Pd profile of the same window (once: taken out of the state)."""
+        profile = st["k"].pop("pd_profile", None)
+        extra = {} if profile is None else {"pd_profile_cm": profile, "pd_step_s": PD_PROFILE_STEP_S}
+        return {"pd_cm": pd_cm, "pd_window_s": self.rules.seismic.pd_window_s, **extra}
 
     def _seismic(self, r: SeismicPacket, st: State, device: Device | None) -> list[Detection]:
         """Station trigger (band-pass, recursive STA/LTA, hysteresis) with running PGA/PGV/intensity.
@@ -510,7 +521,7 @@ class DetectorEngine:
             else:
                 evidence = {k: round(ev[k], 6) for k in ("pga_ms2", "pgv_ms", "intensity")}
                 if pd_cm is not None:  # the window filled in the packet where the trigger ended
-                    evidence |= {"pd_cm": pd_cm, "pd_window_s": self.rules.seismic.pd_window_s}
+                    evidence |= self._pd_evidence(st, pd_cm)
                     pd_cm = None
                 out += self._transition(
                     st,
@@ -526,7 +537,7 @@ class DetectorEngine:
         grew = trig.triggered and trig.intensity >= reported + 0.5
         if (grew or pd_cm is not None) and "p_trigger" in st["open"]:
             reported = max(reported, trig.intensity) if grew else reported
-            pd = {} if pd_cm is None else {"pd_cm": pd_cm, "pd_window_s": self.rules.seismic.pd_window_s}
+            pd = {} if pd_cm is None else self._pd_evidence(st, pd_cm)
             out += self._transition(
                 st,
                 r,

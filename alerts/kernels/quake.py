@@ -6,7 +6,10 @@ station triggers (P-wave picks) of one event:
 1. :func:`coincidence` - the heaviest set of distinct stations whose pick times are mutually
    consistent with one P wave crossing the network; a single noisy station cannot confirm an event.
 2. :func:`locate` - epicentre and origin time by grid search at a fixed depth (uniform P velocity).
-3. :func:`network_magnitude` - median of the per-station Pd magnitudes (Wu & Zhao 2006).
+3. :func:`magnitude_estimate` / :func:`network_magnitude` - median of the per-station Pd magnitudes
+   (Wu & Zhao 2006) over P-wave-only windows: a station whose S wave arrives inside the 3 s Pd
+   window is used with its window cut before the predicted S arrival (from its Pd profile, with a
+   growth correction, :func:`truncated_pd_magnitude`) or left out, never with S-inflated Pd.
 4. :func:`predicted_pgv_ms` / :func:`predicted_intensity` - expected shaking at a target site.
 5. :func:`s_warning_time_s` - seconds between the alert and the S wave at the target.
 
@@ -35,19 +38,23 @@ __all__ = [
     "EARTH_RADIUS_KM",
     "Coincidence",
     "Location",
+    "MagnitudeEstimate",
     "Pick",
     "PgvModel",
+    "StationMagnitude",
     "blind_zone_radius_km",
     "coincidence",
     "haversine_km",
     "local_xy_km",
     "locate",
+    "magnitude_estimate",
     "magnitude_from_pd",
     "network_magnitude",
     "pd_from_magnitude",
     "predicted_intensity",
     "predicted_pgv_ms",
     "s_warning_time_s",
+    "truncated_pd_magnitude",
     "xy_to_latlon",
 ]
 
@@ -128,7 +135,9 @@ class Pick:
 
     ``weight`` (>= 0) is the station's vote in :func:`coincidence` (e.g. 1.0 for a strong-motion
     station, 0.5 for a MEMS sensor). ``pd_cm`` is the peak P displacement (cm) measured after the
-    onset, if any, for :func:`network_magnitude`.
+    onset, if any, for :func:`network_magnitude`; ``pd_profile_cm`` optionally the peak displacement
+    over the first ``step, 2*step, ...`` seconds (``pd_step_s``), which lets a station whose S wave
+    falls inside the Pd window still give a magnitude from its P-only start (:func:`magnitude_estimate`).
     """
 
     station_id: str
@@ -137,13 +146,18 @@ class Pick:
     t_s: float
     weight: float = 1.0
     pd_cm: float | None = None
+    pd_profile_cm: tuple[float, ...] | None = None
+    pd_step_s: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["pd_profile_cm"] = None if self.pd_profile_cm is None else list(self.pd_profile_cm)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Pick:
         pd = d.get("pd_cm")
+        profile = d.get("pd_profile_cm")
         return cls(
             station_id=str(d["station_id"]),
             lat=float(d["lat"]),
@@ -151,6 +165,8 @@ class Pick:
             t_s=float(d["t_s"]),
             weight=float(d.get("weight", 1.0)),
             pd_cm=None if pd is None else float(pd),
+            pd_profile_cm=None if profile is None else tuple(float(x) for x in profile),
+            pd_step_s=float(d.get("pd_step_s", 0.5)),
         )
 
 
@@ -486,6 +502,161 @@ def pd_from_magnitude(magnitude: float, hypo_km: float) -> float:
     return 10.0 ** (_PD_A + _PD_B * magnitude - _PD_C * math.log10(hypo_km))
 
 
+# Pd magnitude from a window cut short by the S wave (see :func:`magnitude_estimate`)
+PD_MIN_WINDOW_S = 1.0  # a shorter P-only window is not used: too little of the P wave to scale
+S_MARGIN_S = 0.2  # the window must end this long before the predicted S arrival (location, velocity error)
+MAX_PD_GROWTH_EXPONENT = 1.0  # Pd(t) extrapolated to the full window at most linearly in t
+
+
+@dataclass(frozen=True)
+class StationMagnitude:
+    """One station's Pd magnitude in :func:`magnitude_estimate`.
+
+    ``window_s`` is the Pd window the magnitude rests on: the full ``pd_window_s`` (``full``), or a
+    window cut before the S wave; ``s_after_pick_s`` the predicted S arrival after the pick;
+    ``growth`` the exponent of the window correction (0 for a full window)."""
+
+    station_id: str
+    magnitude: float
+    hypo_km: float
+    window_s: float
+    s_after_pick_s: float
+    full: bool = True
+    growth: float = 0.0
+
+
+@dataclass(frozen=True)
+class MagnitudeEstimate:
+    """Result of :func:`magnitude_estimate`: the network magnitude (None: no usable station), the
+    stations it rests on, and the stations left out because the S wave falls inside their Pd window
+    and they carry no Pd profile to cut the window short (``contaminated``)."""
+
+    magnitude: float | None
+    stations: tuple[StationMagnitude, ...]
+    contaminated: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.stations)
+
+    @property
+    def n_full(self) -> int:
+        """Stations whose whole Pd window is P wave."""
+        return sum(1 for s in self.stations if s.full)
+
+
+def truncated_pd_magnitude(
+    profile_cm: Sequence[float],
+    step_s: float,
+    hypo_km: float,
+    usable_s: float,
+    *,
+    pd_window_s: float = 3.0,
+    min_window_s: float = PD_MIN_WINDOW_S,
+) -> tuple[float, float, float] | None:
+    """Pd magnitude from the P-only start of a station's Pd profile: ``(M, window_s, growth)``.
+
+    ``profile_cm[k]`` is the peak displacement over the first ``(k + 1) * step_s`` seconds after the
+    pick (each prefix processed as the full-window Pd: ``detectors.kernels.seismic.pd_profile``).
+    The window used is the longest profile window ``w <= min(usable_s, pd_window_s)``; None when it
+    is shorter than ``min_window_s`` (or the profile is empty, or its Pd is not positive).
+
+    Window correction: Pd over a window ``w`` shorter than the relation's ``T = pd_window_s`` is a lower
+    bound of the full-window Pd (a running peak), so the magnitude would come out low for an event
+    whose P displacement is still growing. The station's own growth is extrapolated as a power law,
+    ``Pd(T) = Pd(w) * (T / w) ** g``, with ``g`` the log-log slope of the profile over the second half
+    of the window, ``g = log(Pd(w) / Pd(w_h)) / log(w / w_h)`` (``w_h`` the profile window nearest
+    ``w / 2``, at least one step), clipped to [0, :data:`MAX_PD_GROWTH_EXPONENT`] (at most linear
+    growth). Then ``M = magnitude_from_pd(Pd(T), R)``, i.e.
+    ``M = M_w + g * log10(T / w) / 0.729``. A small event (displacement already at its peak) gets
+    ``g = 0`` and no correction; the correction is at most ``log10(T / w) / 0.729`` (+0.65 for
+    ``w = 1 s``, ``T = 3 s``). The exponent comes from the data, not from a calibration: with regional
+    data, a time-dependent relation fit per window (Pd(w) against M and R) would replace it.
+    """
+    if not (step_s > 0.0 and math.isfinite(step_s)):
+        raise ValueError(f"step_s must be positive, got {step_s!r}")
+    limit = min(usable_s, pd_window_s)
+    k = min(len(profile_cm), int(math.floor(limit / step_s + 1e-9)))
+    w = k * step_s
+    if k < 1 or w < min_window_s - 1e-9:
+        return None
+    pd_w = float(profile_cm[k - 1])
+    if not (pd_w > 0.0 and math.isfinite(pd_w)):
+        return None
+    j = max(1, min(k - 1, int(round(k / 2))))
+    growth = 0.0
+    if j < k:
+        pd_h = float(profile_cm[j - 1])
+        if pd_h > 0.0 and math.isfinite(pd_h):
+            growth = math.log(pd_w / pd_h) / math.log(k / j)
+    growth = min(MAX_PD_GROWTH_EXPONENT, max(0.0, growth))
+    if w >= pd_window_s - 1e-9:
+        growth = 0.0
+    pd_full = pd_w * (pd_window_s / w) ** growth
+    return magnitude_from_pd(pd_full, hypo_km), w, growth
+
+
+def magnitude_estimate(
+    picks_with_pd: Sequence[Pick | Mapping[str, Any]],
+    location: Location | Mapping[str, Any],
+    *,
+    pd_window_s: float = 3.0,
+    vp_km_s: float = 6.0,
+    vs_km_s: float = 3.5,
+) -> MagnitudeEstimate:
+    """Network Pd magnitude: the median of the station magnitudes whose Pd window is P wave only.
+
+    ``vp_km_s`` is accepted for symmetry with the other kernels; the S arrival is predicted from the
+    location's origin time, ``t_S = origin + R / vs``, and counted from the station's pick
+    (``s_after_pick = t_S - t_pick``; the pick, a trigger, lags the true P onset, so this is shorter
+    than the S-P time ``R * (1/vs - 1/vp)`` and is what falls inside a window that starts at the pick).
+
+    * ``s_after_pick >= pd_window_s + S_MARGIN_S``: the reported Pd (``pd_cm``, over ``pd_window_s``)
+      is P wave only; Wu & Zhao (2006), :func:`magnitude_from_pd`.
+    * otherwise the S wave falls inside the window and ``pd_cm`` includes S-wave motion (several times
+      the P displacement: a first warning a magnitude unit or two too high). With a Pd profile
+      (``pd_profile_cm`` every ``pd_step_s``) the window is cut before the S wave, at
+      ``s_after_pick - S_MARGIN_S``, and :func:`truncated_pd_magnitude` corrects it to the full window;
+      without one (or when the P-only part is shorter than :data:`PD_MIN_WINDOW_S`) the station is
+      left out (``contaminated``): its Pd only bounds the P displacement from above.
+
+    With no usable station the magnitude is None (pending): an alert then rests on observed intensity
+    until a station with a clean window reports, rather than on an S-inflated magnitude.
+    """
+    del vp_km_s
+    if not (vs_km_s > 0.0 and math.isfinite(vs_km_s)):
+        raise ValueError(f"vs_km_s must be positive, got {vs_km_s!r}")
+    loc = _as_location(location)
+    used: list[StationMagnitude] = []
+    contaminated: list[str] = []
+    for p in picks_with_pd:
+        pick = _as_pick(p)
+        pd = pick.pd_cm
+        r = loc.hypo_km(pick.lat, pick.lon)
+        if r <= 0.0:
+            continue
+        s_after = loc.origin_t_s + r / vs_km_s - pick.t_s
+        clean = s_after >= pd_window_s + S_MARGIN_S
+        if clean and pd is not None and pd > 0.0 and math.isfinite(pd):
+            used.append(StationMagnitude(pick.station_id, magnitude_from_pd(pd, r), r, pd_window_s, s_after))
+            continue
+        if clean:
+            continue  # no Pd yet
+        cut = None
+        if pick.pd_profile_cm:
+            cut = truncated_pd_magnitude(
+                pick.pd_profile_cm, pick.pd_step_s, r, s_after - S_MARGIN_S, pd_window_s=pd_window_s
+            )
+        if cut is not None:
+            m, w, g = cut
+            used.append(StationMagnitude(pick.station_id, m, r, w, s_after, full=False, growth=g))
+        elif pd is not None or pick.pd_profile_cm:
+            contaminated.append(pick.station_id)
+    used.sort(key=lambda s: s.station_id)
+    mag = float(np.median([s.magnitude for s in used])) if used else None
+    return MagnitudeEstimate(mag, tuple(used), tuple(sorted(contaminated)))
+
+
 def network_magnitude(
     picks_with_pd: Sequence[Pick | Mapping[str, Any]],
     location: Location | Mapping[str, Any],
@@ -494,29 +665,10 @@ def network_magnitude(
     vp_km_s: float = 6.0,
     vs_km_s: float = 3.5,
 ) -> float | None:
-    """Median of the station Pd magnitudes; None if no pick has a usable Pd.
-
-    A pick counts if ``pd_cm`` is set, finite and > 0 and its hypocentral distance is > 0.
-    Pd is the peak displacement over ``pd_window_s`` after the P pick; at a station so close that the
-    S wave arrives inside that window (S-P time ``R*(1/vs - 1/vp)`` < ``pd_window_s``, about 25 km
-    for 3 s) Pd includes S-wave motion and overestimates the magnitude, so those stations are left
-    out while any farther station has a Pd. When only near stations have one, their median is
-    returned (an overestimate, on the safe side for a warning, until farther stations report).
-    """
-    loc = _as_location(location)
-    near: list[float] = []
-    far: list[float] = []
-    s_minus_p_per_km = 1.0 / vs_km_s - 1.0 / vp_km_s
-    for p in picks_with_pd:
-        pick = _as_pick(p)
-        pd = pick.pd_cm
-        if pd is None or not (pd > 0.0 and math.isfinite(pd)):
-            continue
-        r = loc.hypo_km(pick.lat, pick.lon)
-        if r > 0.0:
-            (far if r * s_minus_p_per_km >= pd_window_s else near).append(magnitude_from_pd(pd, r))
-    mags = far or near
-    return float(np.median(mags)) if mags else None
+    """The magnitude of :func:`magnitude_estimate` (None while no station has a P-only Pd)."""
+    return magnitude_estimate(
+        picks_with_pd, location, pd_window_s=pd_window_s, vp_km_s=vp_km_s, vs_km_s=vs_km_s
+    ).magnitude
 
 
 # ---------------------------------------------------------------------------------------------

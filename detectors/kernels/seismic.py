@@ -50,6 +50,7 @@ __all__ = [
     "instrumental_intensity",
     "magnitude_from_pd",
     "pd_from_displacement",
+    "pd_profile",
     "peak_ground_motion",
     "recursive_sta_lta",
     "trigger_onset",
@@ -534,6 +535,37 @@ def pd_from_displacement(disp_m: ArrayLike) -> float:
     """Peak absolute displacement, converted from m to cm (0.0 for an empty window)."""
     d = _as_1d(disp_m, "disp_m")
     return float(np.max(np.abs(d)) * 100.0) if d.size else 0.0
+
+
+def pd_profile(
+    vel: ArrayLike,
+    df: float,
+    step_s: float = 0.5,
+    highpass_hz: float | None = 0.075,
+) -> list[float]:
+    """Pd (cm) over the growing windows ``step_s, 2*step_s, ...`` from the start of ``vel`` (m/s).
+
+    Each window is a prefix of ``vel`` processed on its own exactly as the full-window Pd
+    (:func:`velocity_to_displacement` with its offset removal over that prefix only, then
+    :func:`pd_from_displacement`), so samples after a window (an S wave) do not reach into it, and
+    the last value, when ``vel`` spans a whole number of steps, is the full-window Pd. A window longer
+    than ``vel`` is not reported. The alert engine cuts a near station's window before the predicted
+    S arrival with it (``alerts.kernels.quake.truncated_pd_magnitude``).
+    """
+    v = _as_1d(vel, "vel")
+    if not (step_s > 0.0 and math.isfinite(step_s)):
+        raise ValueError(f"step_s must be positive, got {step_s!r}")
+    if not df > 0:
+        raise ValueError(f"df must be positive, got {df!r}")
+    out: list[float] = []
+    k = 1
+    while True:
+        n = round(k * step_s * df)
+        if n > v.size or n < 1:
+            break
+        out.append(pd_from_displacement(velocity_to_displacement(v[:n], df, highpass_hz)))
+        k += 1
+    return out
 
 
 def velocity_to_displacement(

@@ -1,0 +1,170 @@
+"""The earthquake update policy of alerts/engine.py: escalate at once, de-escalate only on a settled
+magnitude (enough stations' Pd) and with hysteresis; and the first magnitude never comes from a Pd
+window the S wave has reached."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alerts.engine import AlertConfig, AlertEngine
+from alerts.kernels.quake import haversine_km, pd_from_magnitude, xy_to_latlon
+from schemas.alert import Alert, MsgType
+from schemas.common import Family, WarningLevel
+from schemas.detection import Detection, DetectionState
+from schemas.registry import Registry, Target
+
+BLUE, YELLOW, ORANGE = WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE
+OPEN, UPDATE, CLEAR = DetectionState.OPEN, DetectionState.UPDATE, DetectionState.CLEAR
+ORIGIN = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)
+EPI = (30.60, 104.05)
+DEPTH_KM = 10.0
+# Stations (east km, north km) from the epicentre, all 30+ km away: the S wave comes 3.6 s or more
+# after P, so every 3 s Pd window is P wave only.
+OFFSETS = {"ST0": (30.0, 5.0), "ST1": (-22.0, 22.0), "ST2": (-8.0, -32.0), "ST3": (28.0, -18.0), "ST4": (5.0, 36.0)}
+# a town at the epicentre: predicted intensity there (hypocentral 10 km) M5.0 -> 5.9, M5.6 -> 6.7, M6.2 -> 7.5
+REGISTRY = Registry(targets=[Target(name="震中镇", lat=EPI[0], lon=EPI[1])])
+
+
+def _where(station: str) -> tuple[float, float, float]:
+    lat, lon = xy_to_latlon(*OFFSETS[station], *EPI)
+    return lat, lon, math.hypot(haversine_km(*EPI, lat, lon), DEPTH_KM)
+
+
+def _det(station: str, state: DetectionState = OPEN, rev: int = 0, **evidence: Any) -> Detection:
+    lat, lon, hypo = _where(station)
+    onset = ORIGIN + timedelta(seconds=hypo / 6.0)
+    return Detection(
+        id=f"{station}:p_trigger:{rev}",
+        device_id=station,
+        site=station,
+        family=Family.SEISMIC,
+        kind="p_trigger",
+        state=state,
+        level=None,
+        value=5.0,
+        threshold=None,
+        unit="",
+        window_s=None,
+        onset=onset,
+        ts=onset + timedelta(seconds=3.0 * rev),
+        revision=rev,
+        area_code="110105",
+        lat=lat,
+        lon=lon,
+        evidence=evidence,
+    )
+
+
+def _pd(station: str, magnitude: float, rev: int = 1) -> Detection:
+    return _det(station, UPDATE, rev, pd_cm=pd_from_magnitude(magnitude, _where(station)[2]), pd_window_s=3.0)
+
+
+def _engine(**cfg: Any) -> AlertEngine:
+    return AlertEngine(AlertConfig(**cfg), registry=REGISTRY, clock=lambda: ORIGIN + timedelta(seconds=10))
+
+
+def _run(engine: AlertEngine, dets: list[Detection]) -> list[list[Alert]]:
+    state: dict[str, Any] | None = None
+    out = []
+    for d in dets:
+        state, alerts = engine.process(d, state)
+        json.dumps(state, allow_nan=False)
+        out.append(alerts)
+    return out
+
+
+def _summary(per: list[list[Alert]]) -> list[tuple[str, str, float | None] | None]:
+    """Per detection: (message type, level, value) of the one message it caused, or None."""
+    out: list[tuple[str, str, float | None] | None] = []
+    for alerts in per:
+        assert len(alerts) <= 1
+        out.append((alerts[0].msg_type.value, alerts[0].level.value, alerts[0].value) if alerts else None)
+    return out
+
+
+def test_escalation_is_immediate_de_escalation_waits_for_three_stations_and_hysteresis() -> None:
+    dets = [
+        _det("ST0"),
+        _det("ST1"),
+        _det("ST2"),  # three stations: Alert, no Pd yet (magnitude pending), nothing observed: blue
+        _pd("ST0", 6.2),  # M6.2 on one station: 7.5 predicted at the town, orange at once
+        _pd("ST1", 5.0),  # median M5.6 (6.7, yellow) on two stations: orange held; the new magnitude is sent
+        _pd("ST2", 4.6),  # median M5.0 on three: 5.9 is within 0.2 of yellow's 6.0: yellow, not blue
+        _pd("ST3", 4.6),  # median M4.8 on four: 5.6 (+0.2 below 6.0): blue
+        _det("ST4", intensity=7.2),  # a station measures VII: orange again at once
+    ]
+    got = _summary(_run(_engine(), dets))
+    assert got == [
+        None,
+        None,
+        ("Alert", "blue", 0.0),
+        ("Update", "orange", 6.2),
+        ("Update", "orange", 5.6),
+        ("Update", "yellow", 5.0),
+        ("Update", "blue", 4.8),
+        ("Update", "orange", 4.8),
+    ]
+
+
+def test_de_escalation_messages_reference_the_incident_and_say_adjusted() -> None:
+    dets = [_det("ST0"), _det("ST1"), _det("ST2"), _pd("ST0", 6.2), _pd("ST1", 4.6), _pd("ST2", 4.6)]
+    per = _run(_engine(), dets)
+    alert, up, held, down = per[2][0], per[3][0], per[4][0], per[5][0]
+    assert (held.msg_type, held.level, held.value) == (MsgType.UPDATE, ORANGE, 5.4)  # two stations: held
+    assert (down.msg_type, down.level, down.value) == (MsgType.UPDATE, BLUE, 4.6)
+    assert down.references == [alert.identifier, up.identifier, held.identifier]
+    assert "调整为" in down.headline and "升级为" in up.headline
+    assert "M4.6" in down.description
+
+
+def test_a_level_just_below_the_boundary_is_held_no_flip_flop() -> None:
+    # M5.7 at the town: 6.9 (yellow by the table), but within 0.2 of orange's 7.0: orange holds
+    dets = [_det("ST0"), _det("ST1"), _det("ST2"), _pd("ST0", 6.3), _pd("ST1", 5.7), _pd("ST2", 5.7), _pd("ST3", 5.7)]
+    got = _summary(_run(_engine(), dets))
+    assert got[3] == ("Update", "orange", 6.3)
+    assert got[4] is None  # median M6.0 on two stations: less than 0.3 moved, the level held anyway
+    assert got[5] == ("Update", "orange", 5.7)  # three stations on M5.7: the new magnitude, orange kept
+    assert got[6] is None  # a fourth agreeing: nothing new
+
+
+def test_de_escalation_guards_are_configurable() -> None:
+    dets = [_det("ST0"), _det("ST1"), _det("ST2"), _pd("ST0", 6.2), _pd("ST1", 4.6)]
+    # two stations suffice and no hysteresis: median M5.4 (6.4 at the town) is yellow at once
+    got = _summary(_run(_engine(seismic_deescalate_stations=2, seismic_deescalate_margin=0.0), dets))
+    assert got[3:] == [("Update", "orange", 6.2), ("Update", "yellow", 5.4)]
+
+
+def test_the_cancel_carries_the_de_escalated_level() -> None:
+    dets = [_det("ST0"), _det("ST1"), _det("ST2"), _pd("ST0", 6.2), _pd("ST1", 4.6), _pd("ST2", 4.6)]
+    dets += [_det(s, CLEAR, rev=2) for s in ("ST0", "ST1", "ST2")]
+    got = _summary(_run(_engine(), dets))
+    assert got[5] == ("Update", "blue", 4.6)
+    assert got[-1] is not None and got[-1][:2] == ("Cancel", "blue")
+
+
+def test_a_near_station_s_inflated_pd_does_not_set_the_first_magnitude() -> None:
+    """A station 13 km from the epicentre (S 1.8 s after P) reports a 3 s Pd that includes the S wave
+    (here: reading M6.6 for an M4.8). Without a Pd profile it is left out: the magnitude stays
+    pending (level from observed intensity) until a station with a P-only window reports; with a
+    profile its window is cut before the S wave."""
+    near = {"NR": (8.0, 5.0)}
+    OFFSETS.update(near)
+    try:
+        _, _, hypo = _where("NR")
+        inflated = pd_from_magnitude(6.6, hypo)
+        clean = pd_from_magnitude(4.8, hypo)
+        seq = [_det("NR"), _det("ST0"), _det("ST1"), _det("NR", UPDATE, 1, pd_cm=inflated, pd_window_s=3.0)]
+        got = _summary(_run(_engine(), [*seq, _pd("ST0", 4.8)]))
+        assert got[2] == ("Alert", "blue", 0.0)
+        assert got[3] is None  # S-inflated: no M6.6 (which would be orange at the town)
+        assert got[4] == ("Update", "blue", 4.8)  # the first P-only Pd
+        # the same near station with a profile: Pd over the first 1.5 s (S arrives 1.8 s after the pick)
+        profile = [clean, clean, clean, inflated, inflated, inflated]
+        seq[3] = _det("NR", UPDATE, 1, pd_cm=inflated, pd_window_s=3.0, pd_profile_cm=profile, pd_step_s=0.5)
+        got = _summary(_run(_engine(), seq))
+        assert got[3] == ("Update", "blue", 4.8)
+    finally:
+        del OFFSETS["NR"]
