@@ -43,6 +43,30 @@ class HazardTruth(WireModel):
     params: dict[str, float | str] = Field(default_factory=dict, description="magnitude, depth_km, rate_g_s ...")
 
 
+class OutageTruth(WireModel):
+    """An injected outage the deadman can see: the devices of one field gateway (or, for devices
+    without one, of one site) that went silent together, as one operators' equipment alert.
+
+    Its fingerprint is the alert's, ``<family>:<area_code>:<group>:offline`` (alerts/engine.py)."""
+
+    outage_id: str = Field(min_length=1, max_length=96)
+    family: Family
+    area_code: str = Field(min_length=1)
+    group: str = Field(min_length=1, description="gateway-<gateway id>, or site-<site> for devices without one")
+    devices: list[str] = Field(min_length=1, description="the devices that went silent")
+    start: AwareDatetime = Field(description="when the first device went silent (the fault's at_s)")
+    detectable_from: AwareDatetime = Field(
+        description="when the first device had been silent for more than deadman_k x its interval"
+    )
+    back: AwareDatetime | None = Field(
+        default=None, description="the last device's first report after the outage; None: not within the scenario"
+    )
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.family.value}:{self.area_code}:{self.group}:offline"
+
+
 class GroundTruth(WireModel):
     scenario: str = Field(min_length=1)
     seed: int
@@ -51,6 +75,9 @@ class GroundTruth(WireModel):
     hazards: list[HazardTruth] = Field(default_factory=list, description="empty: a quiet day, no alert expected")
     faults: list[str] = Field(
         default_factory=list, description="injected faults, e.g. 'offline:RG03', 'stuck:GD02', 'malformed:3'"
+    )
+    outages: list[OutageTruth] = Field(
+        default_factory=list, description="offline faults long enough for the deadman: one equipment alert each"
     )
     messages: int = Field(default=0, ge=0, description="device messages generated")
     undetectable: list[str] = Field(

@@ -11,6 +11,12 @@ when it drops off (the gateway reads that as reason ``last-will``).
 
 ``Message.t`` is the (true) time the device publishes; a device with a skewed clock stamps ``ts``
 with its own wrong time.
+
+Stuck instruments keep reporting (fresh ``ts`` and ``seq``) what no longer moves: a gas detector its
+last value, a seismic station a flat line (every sample the last value before it stuck: a dead
+digitiser), a camera the detections of its last live sweep over and over (a frozen frame: same
+bearings, kinds and confidences, nothing new). The scenario builder adds the river gauge's stuck
+float and the rain gauge's jammed bucket.
 """
 
 from __future__ import annotations
@@ -123,7 +129,9 @@ class LevelGauge(DeviceSim):
 
 
 class SeismicStation(DeviceSim):
-    """Broadband velocity channel: 1 s packets of ``sample_rate_hz`` samples, quantised to 1 nm/s."""
+    """Broadband velocity channel: 1 s packets of ``sample_rate_hz`` samples, quantised to 1 nm/s.
+
+    From ``stuck_from`` on, every sample is the last one before it (a flat line), across calls."""
 
     def __init__(
         self, device: Device, *, sample_rate_hz: float = 100.0, channel: str = "HHZ", clock_skew_s: float = 0.0
@@ -131,11 +139,24 @@ class SeismicStation(DeviceSim):
         super().__init__(device, clock_skew_s=clock_skew_s)
         self.df = sample_rate_hz
         self.channel = channel
+        self.last_sample: float | None = None  # the last sample sent (a stuck digitiser repeats it)
 
-    def packets(self, t0: datetime, velocity_ms: np.ndarray, note: str = "") -> list[Message]:
+    def packets(
+        self, t0: datetime, velocity_ms: np.ndarray, note: str = "", *, stuck_from: datetime | None = None
+    ) -> list[Message]:
         per = int(round(self.df))
         out = []
         q = np.round(np.asarray(velocity_ms, dtype=float), 9)
+        n = (len(q) // per) * per
+        if stuck_from is not None and n:
+            first = max(0, math.ceil((stuck_from - t0).total_seconds() * self.df - 1e-9))
+            if first < n:
+                flat = q[first - 1] if first > 0 else (self.last_sample if self.last_sample is not None else q[0])
+                q = q.copy()
+                q[first:] = flat
+                note = note or "stuck: flat line"
+        if n:
+            self.last_sample = float(q[n - 1])
         for k in range(0, len(q) - per + 1, per):
             t = t0 + timedelta(seconds=k / self.df)
             samples = [float(x) for x in q[k : k + per]]
@@ -232,6 +253,7 @@ class FireCamera(DeviceSim):
         self.sweep_s, self.bearing_sigma_deg = sweep_s, bearing_sigma_deg
         self.mask_m, self.visibility_km = mask_m, visibility_km
         self.sweep_no = 0
+        self.last_seen: list[tuple[float, str, float, str]] = []  # the last live sweep: a frozen frame repeats it
 
     def sweep(
         self,
@@ -241,8 +263,14 @@ class FireCamera(DeviceSim):
         *,
         fp_rate: float = 0.0,
         min_visibility: float = 0.05,
+        frozen: bool = False,
     ) -> list[Message]:
-        """One sweep beginning at ``t_start``: messages in the order the camera turns past them."""
+        """One sweep beginning at ``t_start``: messages in the order the camera turns past them.
+        ``frozen`` (a stuck camera): the detections of the last live sweep again, nothing new."""
+        if frozen:
+            return self._emit(
+                t_start, [(b, kind, conf, f"stuck: frozen frame ({note})") for b, kind, conf, note in self.last_seen]
+            )
         d = self.device
         seen: list[tuple[float, str, float, str]] = []  # (bearing, kind, confidence, note)
         t0 = t_start.timestamp()
@@ -261,9 +289,12 @@ class FireCamera(DeviceSim):
             b = float(rng.uniform(0.0, 360.0))
             conf = float(rng.uniform(0.30, 0.66))
             seen.append((b, "smoke", conf, "false positive: " + ("cloud" if rng.random() < 0.5 else "dust")))
+        self.last_seen = [(round(b, 2) % 360.0, kind, round(conf, 3), note) for b, kind, conf, note in sorted(seen)]
+        return self._emit(t_start, self.last_seen)
+
+    def _emit(self, t_start: datetime, seen: Sequence[tuple[float, str, float, str]]) -> list[Message]:
         out = []
-        for b, kind, conf, note in sorted(seen):
-            b = round(b, 2) % 360.0
+        for b, kind, conf, note in seen:
             t = t_start + timedelta(milliseconds=round(b / 360.0 * self.sweep_s * 1000.0))
             out.append(
                 self.telemetry(

@@ -26,9 +26,14 @@ wall clock by up to the scenario's span, so, as in ``tocsin run``, the alert sta
 gate (``TOCSIN_ALERT_MAX_DETECTION_AGE_S``) is off in these runs: it exists to keep a *history*
 replay from warning the public, and a compressed scenario is exactly such a history.
 
-The deadman runs on the wall clock (as in production); in a compressed run a device silent for
-hours of device time is silent for seconds of wall time, so injected offline faults are usually
-too short to be flagged; see simulators/score.py for how device-health alerts are scored.
+The deadman runs on device time in these runs (tocsin/embedded.py): its ticks fall due as the
+readings the detectors process advance device time, each reading bounded by this replay clock (a
+device whose clock runs ahead cannot drag it forward), so a device silent for 15 min of device time
+is offline although that took a second of wall time, and an outage is flagged at the device time
+it would be in production. See simulators/score.py for how device-health alerts are scored.
+
+Status messages (``.../status``: ``online``, the last will's ``offline``) are published retained,
+as devices do (a subscriber arriving later learns each device's state); telemetry is not.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "FAMILY_SPEED",
     "ReplayClock",
+    "is_status",
     "RunResult",
     "choose_speed",
     "layout_start",
@@ -183,6 +189,11 @@ class ReplayClock:
         return t + timedelta(seconds=max(0.0, advanced))
 
 
+def is_status(topic: str) -> bool:
+    """A device's status topic (``tocsin/v1/<family>/<site>/<device>/status``): published retained."""
+    return topic.endswith("/status")
+
+
 def publish_paced(
     messages: Sequence[Message],
     offsets: Sequence[float],
@@ -193,8 +204,8 @@ def publish_paced(
     client_id: str = "tocsin-scenario-devices",
     stop: threading.Event | None = None,
 ) -> int:
-    """Publish like the devices (QoS 1) at the wall offsets given (absolute schedule: no drift);
-    blocking, run it in a thread. Returns the messages the broker acknowledged."""
+    """Publish like the devices (QoS 1; status messages retained) at the wall offsets given (absolute
+    schedule: no drift); blocking, run it in a thread. Returns the messages the broker acknowledged."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     connected = threading.Event()
     client.on_connect = lambda *_a: connected.set()
@@ -212,7 +223,7 @@ def publish_paced(
             delay = t0 + off - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            infos.append(client.publish(m.topic, m.payload, qos=1))
+            infos.append(client.publish(m.topic, m.payload, qos=1, retain=is_status(m.topic)))
             if clock is not None:
                 clock.mark(i)
         for info in infos:
@@ -274,12 +285,18 @@ async def run_messages(
     own = pipeline is None
     if own:
         # max_detection_age_s=0: a compressed scenario is a history replay (see the module docstring)
-        pipeline = EmbeddedPipeline(registry, mqtt_port=free_port(0), alert_config=AlertConfig(max_detection_age_s=0.0))
+        pipeline = EmbeddedPipeline(
+            registry,
+            mqtt_port=free_port(0),
+            alert_config=AlertConfig(max_detection_age_s=0.0),
+            deadman_clock="device",
+        )
         await pipeline.start()
     times = [m.t for m in messages]
     if offsets is None:
         offsets = pacing(times, speed, max_gap_s=max_gap_s, slow=slow_windows(truth), slow_speed=seismic_speed)
     clock = ReplayClock(times, offsets, time.monotonic)
+    pipeline.replay_clock = clock.now  # bounds the deadman's device time (tocsin/embedded.py)
     observed: list[ObservedAlert] = []
     queue = pipeline.bus.subscribe(topics.ALERTS)
     det_queue = pipeline.bus.subscribe(topics.DETECTIONS)
@@ -431,7 +448,7 @@ async def run_scenario(
 
     plan = await asyncio.to_thread(plan_scenario, name_or_path, speed=speed, seismic_speed=seismic_speed)
     pipeline = EmbeddedPipeline(
-        plan.registry, mqtt_port=free_port(0), alert_config=AlertConfig(max_detection_age_s=0.0)
+        plan.registry, mqtt_port=free_port(0), alert_config=AlertConfig(max_detection_age_s=0.0), deadman_clock="device"
     )
     await pipeline.start()
     try:

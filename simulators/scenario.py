@@ -43,7 +43,7 @@ from detectors.rules import Rules
 from schemas.common import Family, WarningLevel, WireModel
 from schemas.files import load_model_file
 from schemas.registry import Area, Device, Registry, Target
-from schemas.scenario import GroundTruth, HazardTruth, TargetArrival
+from schemas.scenario import GroundTruth, HazardTruth, OutageTruth, TargetArrival
 from simulators import physics
 from simulators.demo import CENTRE, DISTRICT, DISTRICT_NAME, Message
 from simulators.devices import DeviceSim, FireCamera, GasDetector, LevelGauge, RainGauge, SeismicStation, iso
@@ -111,6 +111,7 @@ class DeviceSpec(WireModel):
     village: str = ""
     interval_s: float | None = Field(default=None, gt=0, description="reporting interval (default per kind)")
     thresholds: dict[str, float] = Field(default_factory=dict)
+    gateway: str = Field(default="", description="field gateway the device hangs off (offline alerts group by it)")
     # simulator options
     gas: str = "H2S"
     unit: Literal["%LEL", "ppm", "mg/m3", "%vol"] = "mg/m3"
@@ -366,6 +367,7 @@ def _registry(s: Scenario, specs: list[DeviceSpec]) -> Registry:
                 lon=round(d.lon, 6),
                 area=Area(code=code, district=name, town=d.town, village=d.village),
                 interval_s=interval,
+                gateway=d.gateway,
                 thresholds=d.thresholds,
             )
         )
@@ -591,8 +593,10 @@ class _Builder:
         rng = self.rng("camera", d.device_id)
         out = []
         t = self.start + timedelta(seconds=self.phase(d.device_id, d.sweep_s))
+        stuck = self.stuck.get(d.device_id)
         while t + timedelta(seconds=d.sweep_s) <= self.end:
-            out += sim.sweep(t, fires, rng, fp_rate=self.s.noise.fire_false_positives_per_sweep)
+            frozen = stuck is not None and t >= stuck
+            out += sim.sweep(t, fires, rng, fp_rate=self.s.noise.fire_false_positives_per_sweep, frozen=frozen)
             t += timedelta(seconds=d.sweep_s)
         return out
 
@@ -623,7 +627,7 @@ class _Builder:
             v = physics.seismic_noise(n, sim.df, rng)
             for q in quakes:
                 v += physics.quake_waveform(q, d.lat, d.lon, a, n, sim.df, rng, noise=False)
-            out += sim.packets(datetime.fromtimestamp(a, UTC), v)
+            out += sim.packets(datetime.fromtimestamp(a, UTC), v, stuck_from=self.stuck.get(d.device_id))
         return out
 
 
@@ -950,6 +954,53 @@ def _fire_truth(
     )
 
 
+def _outage_truth(b: _Builder, readings: dict[str, list[tuple[datetime, dict[str, object]]]]) -> list[OutageTruth]:
+    """The offline faults the deadman can see, one per gateway (or site) and overlapping silence.
+
+    A device is flagged once silent for more than ``deadman_k`` x its interval since its last clean
+    reading before the fault (or since the scenario start); a fault shorter than that (its first
+    reading after ``back_s`` comes first) is invisible and listed nowhere. Devices of one family,
+    area and gateway (or site, without a gateway) whose silences overlap make one outage, as the
+    alert engine groups them into one equipment alert."""
+    k = Rules().deadman_k
+    per_group: dict[tuple[Family, str, str], list[tuple[datetime, datetime, datetime | None, str]]] = {}
+    for f in b.s.faults.offline:
+        dev = b.devices[f.device]
+        down = b.start + timedelta(seconds=f.at_s)
+        up = b.start + timedelta(seconds=f.back_s) if f.back_s is not None else None
+        seen = [t for t, _ in readings.get(f.device, [])]
+        last = max((t for t in seen if t < down), default=b.start)
+        flagged = last + timedelta(seconds=k * dev.interval_s)
+        back = min((t for t in seen if t >= up), default=None) if up is not None else None
+        if flagged >= b.end or (back is not None and back <= flagged):
+            continue
+        group = (f"gateway-{dev.gateway}" if dev.gateway else f"site-{dev.site}").replace(":", "_")
+        per_group.setdefault((dev.family, dev.area.code, group), []).append((down, flagged, back, f.device))
+    out: list[OutageTruth] = []
+    for (family, area, group), spans in sorted(per_group.items(), key=lambda kv: kv[0][1:]):
+        merged: list[list[tuple[datetime, datetime, datetime | None, str]]] = []
+        for span in sorted(spans, key=lambda x: x[1]):
+            if merged and all(e is None or span[1] < e for _, _, e, _ in merged[-1]):
+                merged[-1].append(span)
+            else:
+                merged.append([span])
+        for i, m in enumerate(merged):
+            backs = [e for _, _, e, _ in m]
+            out.append(
+                OutageTruth(
+                    outage_id=f"{group}-{i + 1}" if len(merged) > 1 else group,
+                    family=family,
+                    area_code=area,
+                    group=group,
+                    devices=sorted(x[3] for x in m),
+                    start=min(x[0] for x in m),
+                    detectable_from=min(x[1] for x in m),
+                    back=None if any(e is None for e in backs) else max(e for e in backs if e is not None),
+                )
+            )
+    return sorted(out, key=lambda o: o.detectable_from)
+
+
 def _observed_intensity(samples: list[float], df: float = 100.0) -> float:
     """GB/T 17742-2020 intensity the generated trace carries: PGA/PGV of its 0.1-10 Hz velocity."""
     if len(samples) < 2:
@@ -1067,6 +1118,7 @@ def build(scenario: Scenario, start: datetime | None = None) -> tuple[Registry, 
         if not found:
             undetectable.append(h.hazard_id)
         hazards += found
+    outages = _outage_truth(b, readings)
     fs = s.faults
     faults = (
         [f"offline:{x.device}" for x in fs.offline]
@@ -1082,6 +1134,7 @@ def build(scenario: Scenario, start: datetime | None = None) -> tuple[Registry, 
         end=b.end,
         hazards=sorted(hazards, key=lambda x: x.detectable_from),
         faults=faults,
+        outages=outages,
         messages=len(messages),
         undetectable=undetectable,
     )

@@ -25,6 +25,12 @@ Rules (``score``):
   any device when the alert names none) and is then reported under ``device_health`` only; an
   offline alert no injected fault explains is *unexpected*: listed under ``device_health`` and also
   counted as a false positive, because it would page the maintenance crew for nothing.
+- Outages (``GroundTruth.outages``: offline faults long enough for the deadman, per gateway or site):
+  an outage is detected by the device-health messages of its fingerprint whose time falls in
+  ``[detectable_from - tolerance_s, (back or truth.end) + grace_s]``; per outage: the first alert,
+  the lead time (first alert - ``detectable_from``), the distinct incidents (one expected: the
+  group's devices in one alert, updated as their count changes), the devices named, and when the
+  all-clear (``Cancel``) came. Outages are not hazards: they count neither in recall nor precision.
 - Precision = matched incidents / (matched incidents + false positives), recall = detected hazards /
   hazards; ``None`` when the denominator is 0 (no alert at all, or a quiet day).
 """
@@ -39,12 +45,13 @@ from pydantic import AwareDatetime, Field
 
 from schemas.alert import Alert, MsgType
 from schemas.common import Family, WarningLevel, WireModel
-from schemas.scenario import GroundTruth, HazardTruth, ObservedAlert
+from schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, OutageTruth
 
 __all__ = [
     "DEVICE_HEALTH_GROUP",
     "DeviceHealthAlert",
     "HazardScore",
+    "OutageScore",
     "Score",
     "TargetWarning",
     "alert_time",
@@ -92,6 +99,21 @@ class DeviceHealthAlert(WireModel):
     expected: bool = Field(description="an injected offline fault explains it")
 
 
+class OutageScore(WireModel):
+    outage_id: str
+    fingerprint: str
+    devices: list[str] = Field(description="the devices the truth says went silent")
+    detected: bool
+    detectable_from: AwareDatetime
+    first_alert: AwareDatetime | None = None
+    lead_time_s: float | None = Field(default=None, description="first alert - detectable_from, s")
+    incidents: int = Field(default=0, description="distinct alerts (incidents) of the fingerprint in the window")
+    messages: int = Field(default=0, description="Alert/Update messages in the window")
+    devices_alerted: list[str] = Field(default_factory=list, description="every device the messages named")
+    back: AwareDatetime | None = None
+    cleared_at: AwareDatetime | None = Field(default=None, description="the first Cancel after the first alert")
+
+
 class Score(WireModel):
     scenario: str
     hazards: list[HazardScore] = Field(default_factory=list)
@@ -100,6 +122,8 @@ class Score(WireModel):
     false_positives: int = Field(default=0, description="incidents (distinct fingerprints) matching no hazard")
     false_positive_fingerprints: list[str] = Field(default_factory=list)
     device_health: list[DeviceHealthAlert] = Field(default_factory=list)
+    outages: list[OutageScore] = Field(default_factory=list)
+    outages_missed: int = 0
     matched_incidents: int = 0
     late_revisions: int = Field(default=0, description="revisions of matched incidents outside every window")
     cancels: int = 0
@@ -181,11 +205,14 @@ def score(
     incident_match: dict[str, bool] = {}
     incident_fp: dict[str, str] = {}
     health_first: dict[str, tuple[datetime, Alert]] = {}
+    health_msgs: list[tuple[datetime, Alert]] = []  # every device-health message, cancels included
     cancels = 0
     offline_devices = _offline_faults(truth)
     offline_any = any(f.startswith("offline") for f in truth.faults)
     for o in observed:
         a, t = o.alert, alert_time(o)
+        if is_device_health(a):
+            health_msgs.append((t, a))
         if a.msg_type is MsgType.CANCEL:
             cancels += 1
             continue
@@ -224,6 +251,7 @@ def score(
             fp_fingerprints.add(a.fingerprint)
 
     hazards = [_hazard_score(h, matched[h.hazard_id]) for h in truth.hazards]
+    outages = [_outage_score(x, truth, health_msgs, tolerance_s, grace_s) for x in truth.outages]
     tp = sum(h.detected for h in hazards)
     n_matched = sum(incident_match.values())
     n_fp = len(fp_fingerprints)
@@ -235,12 +263,45 @@ def score(
         false_positives=n_fp,
         false_positive_fingerprints=sorted(fp_fingerprints),
         device_health=health,
+        outages=outages,
+        outages_missed=sum(not x.detected for x in outages),
         matched_incidents=n_matched,
         late_revisions=late,
         cancels=cancels,
         alert_messages=len(observed),
         precision=n_matched / (n_matched + n_fp) if n_matched + n_fp else None,
         recall=tp / len(hazards) if hazards else None,
+    )
+
+
+def _outage_score(
+    x: OutageTruth, truth: GroundTruth, msgs: list[tuple[datetime, Alert]], tolerance_s: float, grace_s: float
+) -> OutageScore:
+    lo = x.detectable_from - timedelta(seconds=tolerance_s)
+    hi = (x.back or truth.end) + timedelta(seconds=grace_s)
+    mine = [(t, a) for t, a in msgs if a.fingerprint == x.fingerprint and lo <= t <= hi]
+    alerts = [(t, a) for t, a in mine if a.msg_type is not MsgType.CANCEL]
+    base = OutageScore(
+        outage_id=x.outage_id,
+        fingerprint=x.fingerprint,
+        devices=list(x.devices),
+        detected=bool(alerts),
+        detectable_from=x.detectable_from,
+        back=x.back,
+    )
+    if not alerts:
+        return base
+    first = min(t for t, _ in alerts)
+    cleared = [t for t, a in mine if a.msg_type is MsgType.CANCEL and t >= first]
+    return base.model_copy(
+        update={
+            "first_alert": first,
+            "lead_time_s": (first - x.detectable_from).total_seconds(),
+            "incidents": len({_incident_key(a) for _, a in alerts}),
+            "messages": len(alerts),
+            "devices_alerted": sorted({d for _, a in alerts for d in a.devices}),
+            "cleared_at": min(cleared) if cleared else None,
+        }
     )
 
 
@@ -301,6 +362,14 @@ def format_table(s: Score) -> str:
         for x in h.targets:
             warn = f"{x.warning_s:+.1f} s" if x.warning_s is not None else "-"
             lines.append(f"      target {x.target:20s} {x.distance_km:6.1f} km  S-wave warning {warn}")
+    for o in s.outages:
+        if o.detected:
+            lead = f"lead {o.lead_time_s:.1f} s" if o.lead_time_s is not None else ""
+            clear = f"cleared {o.cleared_at:%H:%M:%S}" if o.cleared_at else "not cleared"
+            result = f"detected, {lead}, {o.incidents} alert(s), {clear}"
+        else:
+            result = "MISSED"
+        lines.append(f"  outage {o.outage_id} {o.fingerprint} {','.join(o.devices)}: {result}")
     for d in s.device_health:
         tag = "expected" if d.expected else "UNEXPECTED"
         lines.append(f"  device health {d.fingerprint} {','.join(d.devices)} ({tag})")

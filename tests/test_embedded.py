@@ -9,6 +9,8 @@ import subprocess
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -129,3 +131,138 @@ def test_device_time_clock_follows_the_newest_detection_plus_wall_time() -> None
     clock.observe(t0 + timedelta(minutes=5))  # compressed replay: device time jumps ahead
     wall[0] = 101.0
     assert clock() == t0 + timedelta(minutes=5, seconds=0.75)
+
+
+# ------------------------------------------------------------------ the deadman on device time
+def test_device_time_ticker_golden() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tocsin.embedded import DeviceTimeTicker
+
+    t0 = datetime(2026, 7, 1, 8, 0, 10, tzinfo=UTC)  # 10 s past a 30 s boundary
+    ticker = DeviceTimeTicker(30.0, max_burst=3)
+    assert ticker.advance(t0) == [t0]  # the first check, at once
+    assert ticker.advance(t0 + timedelta(seconds=19)) == []  # 08:00:29: no boundary crossed
+    assert ticker.advance(t0 + timedelta(seconds=20)) == [t0 + timedelta(seconds=20)]  # 08:00:30
+    assert ticker.advance(t0 + timedelta(seconds=85)) == [t0 + timedelta(seconds=50), t0 + timedelta(seconds=80)]
+    assert ticker.advance(t0) == []  # time never runs backwards
+    # a gap of an hour in the data: only the latest max_burst boundaries
+    late = ticker.advance(t0 + timedelta(seconds=3600 + 20))
+    assert late == [t0 + timedelta(seconds=3600 + 20 - 30 * k) for k in (2, 1, 0)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    every=st.sampled_from([5.0, 10.0, 30.0, 60.0]),
+    steps=st.lists(st.floats(min_value=-50.0, max_value=400.0), min_size=1, max_size=40),
+)
+def test_device_time_ticker_ticks_every_boundary_once_in_order(every: float, steps: list[float]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tocsin.embedded import DeviceTimeTicker
+
+    ticker = DeviceTimeTicker(every, max_burst=10_000)
+    t = datetime(2026, 7, 1, 8, 0, 0, 250_000, tzinfo=UTC)
+    ticks = ticker.advance(t)
+    high = t
+    for dt in steps:
+        t = t + timedelta(seconds=dt)
+        out = ticker.advance(t)
+        assert all(x <= t for x in out)
+        ticks += out
+        high = max(high, t)
+    # the first check, then every boundary of `every` s up to the highest device time seen, once each
+    start = ticks[0].timestamp()
+    expected = [k * every for k in range(int(start // every) + 1, int(high.timestamp() // every) + 1)]
+    assert [x.timestamp() for x in ticks[1:]] == pytest.approx(expected)
+
+
+def test_reading_time_and_tick_period() -> None:
+    from datetime import UTC, datetime
+
+    from schemas.common import Family
+    from schemas.registry import Area, Device, Registry
+    from tocsin.embedded import default_device_tick_s, reading_time
+
+    assert reading_time(b'{"type":"hydro.rain","ts":"2026-07-01T08:00:00.000+08:00"}') == datetime(
+        2026, 7, 1, 0, 0, tzinfo=UTC
+    )
+    assert reading_time(b'{"ts":"2026-07-01T08:00:00"}') is None  # naive: not a device time
+    assert reading_time(b"not json") is None and reading_time(b"[1]") is None
+    area = Area(code="330110", district="临江区")
+
+    def dev(i: str, interval: float) -> Device:
+        return Device(device_id=i, family=Family.HYDRO, site="s", lat=30.0, lon=120.0, area=area, interval_s=interval)
+
+    assert default_device_tick_s(Registry(devices=[dev("A", 300), dev("B", 60)])) == 30.0
+    assert default_device_tick_s(Registry(devices=[dev("A", 4)])) == 5.0  # never finer than 5 s
+    assert default_device_tick_s(None) == 30.0
+
+
+def test_device_time_deadman_flags_a_silent_gateway_in_a_compressed_replay() -> None:
+    """Two gauges behind one field gateway report every 60 s for 40 min of device time, replayed
+    at 600x (4 s); one is silent from minute 10 to 25. On device time it is offline once silent for
+    more than 3 x 60 s (noticed at the next 30 s tick), the gateway's equipment alert follows, and
+    it clears with the gauge's first report back, although the whole outage took 1.5 s of wall time."""
+    from datetime import UTC, datetime, timedelta
+
+    from schemas.common import Family
+    from schemas.detection import Detection, LifecycleTick
+    from schemas.registry import Area, Device, Registry
+    from simulators.devices import RainGauge
+
+    area = Area(code="330110", district="临江区", town="白沙镇")
+    devs = [
+        Device(
+            device_id=i, family=Family.HYDRO, site="s1", lat=30.2, lon=120.2, area=area, interval_s=60, gateway="GW9"
+        )
+        for i in ("RGA", "RGB")
+    ]
+    registry = Registry(devices=devs)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2410)
+    gauges = {d.device_id: RainGauge(d) for d in devs}
+    messages = []
+    for k in range(1, 41):
+        for dev_id, g in gauges.items():
+            if dev_id == "RGB" and 10 <= k < 25:
+                continue
+            messages.append(g.report(t0 + timedelta(seconds=60 * k), 0.0))
+
+    async def run() -> tuple[list[Detection], EmbeddedPipeline]:
+        port = free_port(0)
+        pipeline = EmbeddedPipeline(
+            registry, mqtt_port=port, alert_config=AlertConfig(max_detection_age_s=0.0), deadman_clock="device"
+        )
+        await pipeline.start()
+        dets: list[Detection] = []
+        q = pipeline.bus.subscribe(topics.DETECTIONS)
+
+        async def drain() -> None:
+            while True:
+                value = (await q.get())[2]
+                if not LifecycleTick.is_tick(value):
+                    dets.append(Detection.model_validate_json(value))
+                pipeline.bus.done()
+
+        task = asyncio.create_task(drain())
+        try:
+            published = await asyncio.to_thread(publish_messages, messages, "127.0.0.1", port, speed=600.0)
+            assert published == len(messages)
+            assert await pipeline.bus.idle(settle_s=1.0, timeout_s=60)
+        finally:
+            task.cancel()
+            await pipeline.stop()
+        return dets, pipeline
+
+    dets, pipeline = asyncio.run(run())
+    offline = [(d.device_id, d.state.value, d.ts) for d in dets if d.kind == "offline"]
+    assert [x[:2] for x in offline] == [("RGB", "open"), ("RGB", "clear")]
+    silent_s = (offline[0][2] - (t0 + timedelta(seconds=540))).total_seconds()
+    assert 180.0 < silent_s <= 180.0 + 30.0 + 1.0  # past 3 x 60 s, at the next 30 s tick of device time
+    assert offline[1][2] == t0 + timedelta(seconds=1500)  # the first report back
+    alerts = [(a.msg_type, a.fingerprint) for a in pipeline.summary.alerts]
+    assert alerts == [
+        (MsgType.ALERT, "hydro:330110:gateway-GW9:offline"),
+        (MsgType.CANCEL, "hydro:330110:gateway-GW9:offline"),
+    ]
+    assert pipeline.summary.alerts[0].devices == ["RGB"]

@@ -4,20 +4,32 @@ An embedded MQTT broker (amqtt) accepts devices on localhost; the gateway valida
 into an in-process bus that carries the Kafka topic names; the detector and alert stages and the
 notifier are the very ones the Kafka worker runs. SMS goes to the carrier emulator, started in a
 thread; alerts are also published, retained, on the broker's operator topics.
+
+Time. Embedded runs replay history compressed (``make run``, ``tocsin simulate run``): device time
+runs far faster than the wall clock. The alert engine follows device time (:class:`DeviceTimeClock`).
+With ``deadman_clock="device"`` (scenario runs, simulators/run.py) so does the deadman: its ticks are
+due at every ``device_tick_s`` of the device time of the readings the detectors have processed
+(:class:`DeviceTimeTicker`), and a reading counts as seen at that device time, so a device silent for
+15 min of device time is offline although that took a second of wall time. The default, ``"wall"``,
+is the Kafka worker's wall-clock timer; ``tocsin run`` keeps it because the demo's gas detectors,
+cameras and seismic stations report only around their hazard (on device time they would be offline
+for most of the demo).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import socket
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry
 
@@ -119,6 +131,55 @@ class DeviceTimeClock:
         return self._t + timedelta(seconds=self._wall() - self._at)
 
 
+class DeviceTimeTicker:
+    """When the deadman ticks on device time: at every multiple of ``every_s`` (epoch seconds) that
+    device time crosses as it advances. Pure.
+
+    ``advance(t)`` gives the tick times due now that device time has reached ``t``: the first call
+    one tick at ``t`` itself (the deadman's first check), later every boundary in ``(last, t]``; a
+    jump over more than ``max_burst`` boundaries (a long gap in the data) gives only the latest
+    ``max_burst``. Time never runs backwards: an earlier ``t`` gives nothing.
+    """
+
+    def __init__(self, every_s: float, *, max_burst: int = 120) -> None:
+        if not (math.isfinite(every_s) and every_s > 0):
+            raise ValueError("every_s must be positive and finite")
+        if max_burst < 1:
+            raise ValueError("max_burst must be at least 1")
+        self.every_s, self.max_burst = float(every_s), max_burst
+        self.last: float | None = None  # epoch seconds of the latest tick given
+
+    def advance(self, t: datetime) -> list[datetime]:
+        now = t.timestamp()
+        if self.last is None:
+            self.last = now
+            return [t]
+        first = math.floor(self.last / self.every_s) + 1
+        last = math.floor(now / self.every_s)
+        if last < first:
+            return []
+        first = max(first, last - self.max_burst + 1)
+        self.last = last * self.every_s
+        return [datetime.fromtimestamp(k * self.every_s, UTC) for k in range(first, last + 1)]
+
+
+def reading_time(value: bytes) -> datetime | None:
+    """The device timestamp (``ts``) of a canonical telemetry record, or None."""
+    try:
+        ts = json.loads(value).get("ts")
+        t = datetime.fromisoformat(ts) if isinstance(ts, str) else None
+    except (ValueError, AttributeError):
+        return None
+    return t if t is not None and t.tzinfo is not None else None
+
+
+def default_device_tick_s(registry: RegistryLike | None, floor_s: float = 5.0) -> float:
+    """Deadman tick period on device time: half the shortest reporting interval, at least ``floor_s``
+    (a gas detector reporting every 60 s is offline after 180 s, noticed within 30 s)."""
+    intervals = [d.interval_s for d in (registry.devices if registry else []) if d.interval_s and d.interval_s > 0]
+    return max(floor_s, min(intervals) / 2.0) if intervals else 30.0
+
+
 class EmbeddedPipeline:
     """Everything but the devices: broker, gateway, bus, stages, notifier, SMS emulator."""
 
@@ -132,6 +193,8 @@ class EmbeddedPipeline:
         on_alert: Callable[[Alert, list[Any]], None] | None = None,
         metrics_registry: CollectorRegistry | None = None,
         deadman_tick_s: float = 5.0,
+        deadman_clock: Literal["device", "wall"] = "wall",
+        device_tick_s: float | None = None,
     ) -> None:
         self.registry, self.rules = registry, rules or Rules()
         self.mqtt_port = mqtt_port
@@ -142,6 +205,13 @@ class EmbeddedPipeline:
         self.deadman_tick_s = deadman_tick_s
         self.lifecycle: dict[str, Any] = {}
         self.device_clock = DeviceTimeClock()
+        # the deadman on device time: the stream's own clock (the newest reading's device time), and
+        # an optional bound from the replay (``replay_clock``: the publisher's position, see
+        # simulators/run.py) so that a device whose clock runs ahead cannot drag device time forward
+        self.deadman_clock = deadman_clock
+        self.stream_clock = DeviceTimeClock()
+        self.ticker = DeviceTimeTicker(device_tick_s or default_device_tick_s(registry))
+        self.replay_clock: Callable[[], datetime | None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -172,7 +242,10 @@ class EmbeddedPipeline:
         self.adapters["broadcast"] = self.adapters[STOP_CHANNEL] = BroadcastAdapter(broadcast_url, "embedded-demo")
         for a in set(self.adapters.values()):
             await a.start()
-        self.detector = DetectorStage(DetectorEngine(self.rules, self.registry), DetectorMetrics(reg))
+        stage_clock = (lambda: self.stream_clock().timestamp()) if self.deadman_clock == "device" else time.time
+        self.detector = DetectorStage(
+            DetectorEngine(self.rules, self.registry), DetectorMetrics(reg), clock=stage_clock
+        )
         self.alerter = AlertStage(
             AlertEngine(self.alert_config, self.registry, clock=self.device_clock), AlertMetrics(reg)
         )
@@ -189,16 +262,35 @@ class EmbeddedPipeline:
         if not await asyncio.to_thread(self.gateway.connected.wait, 10.0):
             raise RuntimeError(f"gateway could not connect to the embedded broker on port {self.mqtt_port}")
 
-    async def _deadman(self) -> None:
-        """Wall-clock ticks through the same path as in the worker (see tocsin/worker.py)."""
+    def _publish_ticks(self, now: datetime) -> None:
+        """One deadman tick per registered device, through its telemetry topic (as the worker does)."""
         if self.registry is None:
             return
+        for device in self.registry.devices:
+            tick = DeadmanTick(device_id=device.device_id, ts=now)
+            self.bus.publish(topics.kafka_telemetry(device.family), device.device_id.encode(), encode(tick))
+
+    async def _deadman(self) -> None:
+        """Wall-clock ticks through the same path as in the worker (see tocsin/worker.py); on device
+        time the ticks come from ``_detect`` instead, as readings advance device time."""
+        if self.registry is None or self.deadman_clock == "device":
+            return
         while True:
-            now = datetime.now(UTC)
-            for device in self.registry.devices:
-                tick = DeadmanTick(device_id=device.device_id, ts=now)
-                self.bus.publish(topics.kafka_telemetry(device.family), device.device_id.encode(), encode(tick))
+            self._publish_ticks(datetime.now(UTC))
             await asyncio.sleep(self.deadman_tick_s)
+
+    def _device_seen_s(self, value: bytes) -> float:
+        """Device time: a reading advances the stream's clock (its ``ts``, capped by the replay's
+        position when known) and counts as seen at it; ticks that became due are published."""
+        t = reading_time(value)
+        if t is not None:
+            bound = self.replay_clock() if self.replay_clock is not None else None
+            self.stream_clock.observe(min(t, bound) if bound is not None else t)
+        now = self.stream_clock()
+        if t is not None:
+            for due in self.ticker.advance(now):
+                self._publish_ticks(due)
+        return now.timestamp()
 
     async def _detect(self) -> None:
         q = self.bus.subscribe(*topics.TELEMETRY_TOPICS)
@@ -206,7 +298,10 @@ class EmbeddedPipeline:
         while True:
             _topic, _key, value, headers = await q.get()
             try:
-                received_s = _header_s(headers, RECEIVED_HEADER) or time.time()
+                if self.deadman_clock == "device" and not DeadmanTick.is_tick(value):
+                    received_s = self._device_seen_s(value)
+                else:
+                    received_s = _header_s(headers, RECEIVED_HEADER) or time.time()
                 cid = header(headers, CORRELATION_HEADER)
                 for d in self.detector.handle(value, state, received_s=received_s, correlation_id=cid):
                     emitted = [(EMITTED_HEADER, str(int(time.time() * 1000)).encode())]

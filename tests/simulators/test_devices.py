@@ -190,3 +190,65 @@ def test_messages_keep_the_demo_message_type() -> None:
     m = RainGauge(RG).report(T0, 0.0)
     assert isinstance(m, Message)
     assert not math.isnan(json.loads(m.payload)["rain_mm"])
+
+
+def test_stuck_seismic_station_sends_a_flat_line_across_windows() -> None:
+    s = SeismicStation(SS)
+    v = ph.seismic_noise(1_000, 100.0, np.random.default_rng(3))
+    live = s.packets(T0, v)  # a live window: the last sample sent is remembered
+    last = json.loads(live[-1].payload)["samples"][-1]
+    assert s.last_sample == last
+    stuck_at = T0 + timedelta(seconds=62.5)
+    # the next window starts at 60 s: 2.5 s of live samples, then every sample the last live one
+    v2 = ph.seismic_noise(500, 100.0, np.random.default_rng(4))
+    msgs = s.packets(T0 + timedelta(seconds=60), v2, stuck_from=stuck_at)
+    packets = [r for r in (_accept(m).reading for m in msgs) if isinstance(r, SeismicPacket)]
+    joined = np.concatenate([np.asarray(p.samples) for p in packets])
+    assert len(joined) == 500
+    assert np.max(np.abs(joined[:250] - v2[:250])) <= 5e-10  # before 62.5 s: the real trace
+    assert set(joined[250:].tolist()) == {round(float(v2[249]), 9)}  # from 62.5 s: flat at the last value
+    assert [m.note for m in msgs] == ["stuck: flat line"] * 5
+    assert _seqs(msgs) == list(range(11, 16))  # still streaming: fresh seq and ts
+    # a window entirely after the fault repeats the value it stuck at
+    again = s.packets(
+        T0 + timedelta(seconds=120), ph.seismic_noise(200, 100.0, np.random.default_rng(5)), stuck_from=stuck_at
+    )
+    flat = {x for m in again for x in json.loads(m.payload)["samples"]}
+    assert flat == {round(float(v2[249]), 9)}
+
+
+@settings(max_examples=40, deadline=None)
+@given(stuck_s=st.floats(min_value=0.0, max_value=4.99), seed=st.integers(0, 2**16))
+def test_stuck_seismic_samples_never_move_after_the_fault(stuck_s: float, seed: int) -> None:
+    s = SeismicStation(SS)
+    v = ph.seismic_noise(500, 100.0, np.random.default_rng(seed))
+    msgs = s.packets(T0, v, stuck_from=T0 + timedelta(seconds=stuck_s))
+    joined = np.concatenate([np.asarray(json.loads(m.payload)["samples"]) for m in msgs])
+    first = int(np.ceil(stuck_s * 100.0 - 1e-9))
+    assert len(set(joined[first:].tolist())) == 1  # flat from the first sample at or after the fault
+    assert np.max(np.abs(joined[:first] - v[:first]), initial=0.0) <= 5e-10  # untouched before
+
+
+def test_stuck_camera_repeats_its_last_frame() -> None:
+    cam = FireCamera(FC, sweep_s=180.0)
+    fire_at = ph.destination(FC.lat, FC.lon, 52.0, 7.0)
+    fire = ph.Fire(fire_at[0], fire_at[1], T0.timestamp() - 3600.0)  # burning for an hour: seen at once
+    rng = np.random.default_rng(6)
+    live = cam.sweep(T0, [fire], rng, fp_rate=1.0)
+    assert live and any(m.note == "fire 0" for m in live)
+    frames = [cam.sweep(T0 + timedelta(seconds=180 * k), [], rng, fp_rate=3.0, frozen=True) for k in range(1, 4)]
+
+    def scores(msgs: list[Message]) -> list[tuple[str, float, float]]:
+        rs = [r for r in (_accept(m).reading for m in msgs) if isinstance(r, FireDetection)]
+        return [(r.kind, r.confidence, r.bearing_deg) for r in rs]
+
+    for k, frame in enumerate(frames, start=1):
+        # the same detections (kind, confidence, bearing) at the same place in the sweep, nothing new
+        assert scores(frame) == scores(live)
+        assert [m.t - timedelta(seconds=180 * k) for m in frame] == [m.t for m in live]
+        assert all(m.note.startswith("stuck: frozen frame") for m in frame)
+        assert {json.loads(m.payload)["sweep"] for m in frame} == {k}
+    assert _seqs(live + [m for f in frames for m in f]) == list(range(1, 4 * len(live) + 1))
+    # a camera frozen on an empty frame reports nothing, even with a fire in view
+    quiet = FireCamera(FC)
+    assert quiet.sweep(T0, [], rng) == [] and quiet.sweep(T0 + timedelta(seconds=180), [fire], rng, frozen=True) == []

@@ -26,6 +26,7 @@ SHIPPED = {
     "chemical_leak": {"gas_leak"},
     "two_tower_fire": {"forest_fire"},
     "bad_day": {"rainstorm", "river_flood", "gas_leak", "forest_fire", "earthquake"},
+    "gateway_outage": set(),
 }
 
 _BUILT: dict[str, tuple[Registry, list[Message], GroundTruth]] = {}
@@ -250,3 +251,89 @@ def test_invalid_scenarios_are_refused() -> None:
     )
     with pytest.raises(ValueError, match="unknown device"):
         build(s, start=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_outage_truth_groups_a_gateways_devices_from_the_messages() -> None:
+    registry, msgs, truth = _built("gateway_outage")
+    assert {d.device_id: d.gateway for d in registry.devices if d.gateway} == dict.fromkeys(
+        ["RG11", "RG12", "WL11"], "GW-BS01"
+    )
+    assert not truth.hazards and len(truth.outages) == 1
+    o = truth.outages[0]
+    assert o.fingerprint == "hydro:330110:gateway-GW-BS01:offline" and o.devices == ["RG11", "RG12", "WL11"]
+    down, up = truth.start + timedelta(seconds=2400), truth.start + timedelta(seconds=4200)
+    tele = {d: [m.t for m in msgs if f"/{d}/telemetry" in m.topic] for d in o.devices}
+    # the first device past 3 x 300 s of silence since its last report before the fault
+    assert o.start == down
+    assert o.detectable_from == min(max(t for t in ts if t < down) for ts in tele.values()) + timedelta(seconds=900)
+    # back: the last of the three to report again
+    assert o.back == max(min(t for t in ts if t >= up) for ts in tele.values())
+    # the devices elsewhere kept reporting through the outage
+    others = {m.topic.split("/")[4] for m in msgs if m.topic.endswith("/telemetry") and down <= m.t < up}
+    assert others == {"RG01", "WL01", "GD01"}
+    # bad_day: RG02 (no gateway) alone for its site
+    (rg02,) = _built("bad_day")[2].outages
+    assert rg02.devices == ["RG02"] and rg02.group == "site-" + registry_site("bad_day", "RG02")
+
+
+def registry_site(name: str, device_id: str) -> str:
+    return next(d.site for d in _built(name)[0].devices if d.device_id == device_id)
+
+
+def test_outages_too_short_for_the_deadman_or_apart_are_told_apart() -> None:
+    base = load_scenario("gateway_outage")
+    short = base.model_copy(
+        update={
+            "faults": base.faults.model_copy(
+                update={"offline": [base.faults.offline[0].model_copy(update={"back_s": 2700})]}
+            )
+        }
+    )
+    assert build(short)[2].outages == []  # 5 min of silence: under 3 x 300 s, invisible
+    off = base.faults.offline
+    apart = base.model_copy(
+        update={
+            "faults": base.faults.model_copy(
+                update={"offline": [off[0], off[1].model_copy(update={"at_s": 5400, "back_s": 6900})]}
+            )
+        }
+    )
+    outages = build(apart)[2].outages
+    assert [(o.outage_id, o.devices) for o in outages] == [
+        ("gateway-GW-BS01-1", ["RG11"]),
+        ("gateway-GW-BS01-2", ["RG12"]),
+    ]
+
+
+def test_stuck_seismic_station_and_camera_in_a_scenario() -> None:
+    s = Scenario.model_validate(
+        {
+            "name": "stuck",
+            "start": "2026-05-01T10:00:00+08:00",
+            "duration_s": 1800,
+            "seed": 3,
+            "devices": [
+                {"device_id": "SS01", "kind": "seismic", "site": "seis-net", "lat": 30.3, "lon": 120.1},
+                {"device_id": "FC01", "kind": "camera", "site": "tower", "lat": 30.37, "lon": 120.14, "sweep_s": 180},
+            ],
+            "hazards": [{"kind": "forest_fire", "hazard_id": "f", "bearing_deg": 40, "distance_km": 12}],
+            "noise": {"seismic_windows": [[600, 60]], "fire_false_positives_per_sweep": 1.0},
+            "faults": {"stuck": [{"device": "SS01", "at_s": 630}, {"device": "FC01", "at_s": 900}]},
+        }
+    )
+    _, msgs, truth = build(s)
+    assert {"stuck:SS01", "stuck:FC01"} <= set(truth.faults)
+    seis = [json.loads(m.payload)["samples"] for m in msgs if "/SS01/telemetry" in m.topic]
+    assert len(seis) == 60 and len({x for p in seis[30:] for x in p}) == 1  # flat from 630 s
+    assert len({x for p in seis[:29] for x in p}) > 100  # live noise before
+    frames: dict[int, list[tuple[str, float, float]]] = {}
+    notes: dict[int, set[str]] = {}
+    for m in msgs:
+        if "/FC01/telemetry" in m.topic:
+            obj = json.loads(m.payload)
+            frames.setdefault(obj["sweep"], []).append((obj["kind"], obj["confidence"], obj["bearing_deg"]))
+            notes.setdefault(obj["sweep"], set()).add(m.note.split(" (")[0])
+    frozen = sorted(k for k, n in notes.items() if n == {"stuck: frozen frame"})
+    live = sorted(k for k, n in notes.items() if "stuck: frozen frame" not in n)
+    assert len(frozen) >= 3 and max(live) < min(frozen)
+    assert all(frames[k] == frames[max(live)] for k in frozen)  # the last live frame over and over

@@ -8,7 +8,12 @@ Expected outcomes:
   of each hazard (and for earthquakes the S-wave warning time at each target) is printed (``pytest
   -s``) and is in every assertion message;
 - bad_day: each of its hazards detected, and its malformed payloads and duplicates end as dead
-  letters (one per injected fault).
+  letters (one per injected fault);
+- device health (the deadman runs on device time in these runs): every outage of the ground truth
+  (bad_day's RG02, gateway_outage's three gauges behind one field gateway) gives exactly one
+  equipment alert for its gateway or site, naming every silent device, within two minutes of device
+  time of being detectable, and its all-clear once the devices are back; gateway_outage raises
+  nothing else.
 
 Time: non-seismic stretches are compressed (the speeds below, above the scenarios' hints where the
 hint would make the file slow); the minute around each earthquake is replayed at 2x (so the warning
@@ -35,6 +40,7 @@ SPEEDS: dict[str, float | None] = {
     "chemical_leak": 240.0,
     "two_tower_fire": 600.0,
     "bad_day": None,
+    "gateway_outage": None,
 }
 SEISMIC_SPEED = 2.0
 
@@ -66,6 +72,17 @@ def test_scenario_end_to_end(name: str) -> None:
     print(f"\n{report}")
     s = r.score
     assert r.published == r.messages, report
+    assert s.outages_missed == 0 and len(s.outages) == len(r.truth.outages), report
+    for o, x in zip(s.outages, r.truth.outages, strict=True):
+        assert o.detected and o.incidents == 1 and o.devices_alerted == x.devices, report
+        assert o.lead_time_s is not None and -60.0 <= o.lead_time_s <= 120.0, report
+        assert x.back is None or (o.cleared_at is not None and o.cleared_at >= x.back), report
+    assert all(d.expected for d in s.device_health), report
+    if name == "gateway_outage":
+        assert [x.devices for x in r.truth.outages] == [["RG11", "RG12", "WL11"]], report
+        assert {o.alert.fingerprint for o in r.observed} == {"hydro:330110:gateway-GW-BS01:offline"}, report
+        assert s.false_positives == 0 and not r.truth.hazards, report
+        return
     if not r.truth.hazards:
         assert r.observed == [], report  # quiet: not one alert message, of any kind
         assert s.false_positives == 0 and not s.device_health, report

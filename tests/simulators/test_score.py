@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from schemas.alert import Alert, AlertArea, MsgType
 from schemas.common import Family, WarningLevel
-from schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, TargetArrival
+from schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, OutageTruth, TargetArrival
 from simulators.run import read_alerts_jsonl
 from simulators.score import Score, format_table, score
 from tocsin.cli import main as cli_main
@@ -339,3 +339,93 @@ def test_alerts_jsonl_names_the_bad_line() -> None:
         read_alerts_jsonl(
             '{"alert": null}\n'.replace("null", _alert(1, "hydro:330110:rainstorm").alert.model_dump_json()) + "{}"
         )
+
+
+GW_FP = "hydro:330110:gateway-GW1:offline"
+
+
+def _offline(
+    at_s: float, msg_type: MsgType, revision: int, devices: tuple[str, ...], first_id: str = ""
+) -> ObservedAlert:
+    ident = f"330110TOCSIN-offline-{at_s:.0f}-{revision:03d}"
+    alert = Alert(
+        identifier=ident,
+        fingerprint=GW_FP,
+        revision=revision,
+        msg_type=msg_type,
+        hazard=Family.HYDRO,
+        event="监测设备离线",
+        level=BLUE,
+        sent=_t(at_s + 86400),
+        onset=_t(at_s),
+        area=AlertArea(code="330110", desc="白沙镇"),
+        headline="网关GW1监测设备离线",
+        description="d",
+        references=[first_id] if first_id else [],
+        devices=list(devices),
+    )
+    return ObservedAlert(alert=alert, sim_time=_t(at_s))
+
+
+def _outage_truth(back_s: float | None = 4000) -> GroundTruth:
+    outage = OutageTruth(
+        outage_id="gateway-GW1",
+        family=Family.HYDRO,
+        area_code="330110",
+        group="gateway-GW1",
+        devices=["RG11", "RG12"],
+        start=_t(2400),
+        detectable_from=_t(3000),
+        back=_t(back_s) if back_s is not None else None,
+    )
+    return GroundTruth(
+        scenario="outage",
+        seed=1,
+        start=T0,
+        end=_t(7200),
+        faults=["offline:RG11", "offline:RG12"],
+        outages=[outage],
+    )
+
+
+def test_outage_detected_as_one_grouped_alert_and_cleared() -> None:
+    first = _offline(3020, MsgType.ALERT, 0, ("RG11",))
+    fid = first.alert.identifier
+    stream = [
+        first,
+        _offline(3050, MsgType.UPDATE, 1, ("RG11", "RG12"), fid),
+        _offline(4000, MsgType.UPDATE, 2, ("RG12",), fid),
+        _offline(4010, MsgType.CANCEL, 3, ("RG12",), fid),
+    ]
+    s = score(_outage_truth(), list(reversed(stream)))
+    (o,) = s.outages
+    assert o.detected and o.fingerprint == GW_FP and o.outage_id == "gateway-GW1"
+    assert o.first_alert == _t(3020) and o.lead_time_s == 20.0
+    assert o.incidents == 1 and o.messages == 3 and o.devices_alerted == ["RG11", "RG12"]
+    assert o.cleared_at == _t(4010) and o.back == _t(4000)
+    assert s.outages_missed == 0 and s.false_positives == 0 and s.precision is None and s.recall is None
+    assert [d.expected for d in s.device_health] == [True]
+    assert "outage gateway-GW1 hydro:330110:gateway-GW1:offline RG11,RG12: detected, lead 20.0 s, 1 alert(s)" in (
+        format_table(s)
+    )
+
+
+def test_outage_missed_split_or_outside_its_window() -> None:
+    truth = _outage_truth()
+    none = score(truth, [])
+    assert none.outages_missed == 1 and not none.outages[0].detected and "MISSED" in format_table(none)
+    # two incidents for one outage (the group's alert flapped) are reported as such
+    a, b = _offline(3020, MsgType.ALERT, 0, ("RG11",)), _offline(3500, MsgType.ALERT, 0, ("RG12",))
+    split = score(truth, [a, _offline(3100, MsgType.CANCEL, 1, ("RG11",), a.alert.identifier), b])
+    assert split.outages[0].incidents == 2 and split.outages[0].cleared_at == _t(3100)
+    # an alert of another gateway, or long before the outage, does not detect it
+    other = _offline(3020, MsgType.ALERT, 0, ("RG11",))
+    other = ObservedAlert(
+        alert=other.alert.model_copy(update={"fingerprint": "hydro:330110:gateway-GW2:offline"}), sim_time=_t(3020)
+    )
+    early = _offline(1000, MsgType.ALERT, 0, ("RG11",))
+    s = score(truth, [other, early])
+    assert s.outages_missed == 1
+    # an outage that outlasts the scenario is detected without an all-clear
+    (o,) = score(_outage_truth(back_s=None), [_offline(3020, MsgType.ALERT, 0, ("RG11",))]).outages
+    assert o.detected and o.cleared_at is None and o.back is None
