@@ -5,6 +5,8 @@ Secrets are ``SecretStr``: they print as ``**********`` in logs and reprs.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -75,6 +77,11 @@ class Settings(BaseSettings):
     )
     sms_rate_per_s: float = Field(default=100.0, description="the SMS provider's rate limit (messages per second)")
     deliver_concurrency: int = Field(default=4, description="alert messages a worker delivers at once")
+    alert_fast_lane_level: Literal["", "blue", "yellow", "orange", "red"] = Field(
+        default="orange",
+        description="alert messages at or above this level are delivered the moment they are issued "
+        "(alerts/fastlane.py), not after the round trip through Kafka alerts; empty: off",
+    )
     alert_sender: str = Field(default="tocsin@district.example", description="CAP sender")
     alert_status: str = Field(default="Actual", description="CAP status of every alert: Actual, Exercise or Test")
     alert_max_detection_age_s: float = Field(
@@ -102,6 +109,14 @@ class Settings(BaseSettings):
     )
     consumer_lag_interval_s: float = Field(
         default=10.0, description="how often the worker measures its Kafka consumer lag (tocsin_worker_consumer_lag)"
+    )
+
+    # Operator API read model
+    api_retention_days: float = Field(
+        default=7.0, gt=0, description="operator API: ended alerts older than this (in alert time) are evicted"
+    )
+    api_max_ended: int = Field(
+        default=10_000, ge=0, description="operator API: ended alerts kept at most (oldest evicted; active: all)"
     )
 
 

@@ -32,6 +32,7 @@ from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
 from alerts.adapters.mqtt_alerts import MqttAlertAdapter
 from alerts.adapters.sms import SmsAdapter
 from alerts.engine import AlertConfig, AlertEngine, confirm_settings
+from alerts.fastlane import FastLane, FastLaneMetrics
 from alerts.notify import Notifier, NotifyMetrics
 from alerts.ratelimit import PriorityRateLimiter, RateLimited
 from alerts.receipts import SmsReceipt, receipt_record
@@ -44,7 +45,7 @@ from detectors.service import DetectorMetrics, DetectorStage
 from ingest.gateway import CORRELATION_HEADER, header
 from schemas import topics
 from schemas.alert import Alert, AlertStatus
-from schemas.common import Family
+from schemas.common import Family, WarningLevel
 from schemas.detection import LifecycleTick
 from schemas.registry import open_registry
 from schemas.telemetry import DeadmanTick
@@ -262,39 +263,52 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                 tick = LifecycleTick(fingerprint=fingerprint, ts=now)
                 await detections.send(key=AlertStage.tick_key(fingerprint), value=encode(tick))
 
-    # Batches: what arrived within ``batch_ms`` (more when the agent is behind); a fingerprint touched
-    # several times in a batch gets one changelog record (its last state, whose ``position`` is its
-    # last detection's offset, so the replay guard still covers every detection of the batch).
-    # Faust acks the batch's offsets after the body, i.e. after its states are queued for the
-    # changelog, and flushes the producer before committing them. Detections are handled in order;
-    # alerts are sent as they arise, before their state is written: a crash in between replays the
-    # detection against the old state, which issues the same message again (the deliveries'
-    # idempotency keys dedupe it) -- never a lost one. Measured: README, "Latency".
+    # Each detection is handled the moment the stream hands it over (a stream processor), so a red
+    # detection never waits for a batch to fill; its alerts are sent at once, urgent ones also into
+    # the fast lane. What is batched is the durable part: the states the detections left are held
+    # (``BatchedState``) and written once per fingerprint per batch, and the batch's offsets are
+    # acknowledged after that write -- Faust flushes the producer before it commits them. A batch is
+    # what arrived within ``batch_ms`` (more when the agent is behind). ``lock`` keeps a write from
+    # happening while a detection is half handled: its state is written only after all its alerts
+    # were sent. A crash before a detection's state is written replays the detection against the
+    # old state, which issues the same message again (the deliveries' idempotency keys dedupe it) --
+    # never a lost one; a crash after it finds the state's ``position`` at or past the detection's
+    # offset and skips it. A detection whose handling raises is not acknowledged (the agent stops
+    # before it reaches the batch). Measured: README, "Latency".
     batch_max, batch_within = settings.worker_confirm_batch_max, settings.worker_confirm_batch_ms / 1000.0
 
     @app.agent(detections, name="confirm")
     async def confirm(stream: Any) -> None:
-        async for events in stream.take_events(batch_max, within=batch_within):
-            batch = BatchedState(lifecycle)
-            try:
-                for event in events:
-                    msg = event.message  # its timestamp: when the detection was emitted
-                    batch.partition = msg.partition
-                    for a in alert_stage.handle(event.value, batch, (msg.partition, msg.offset), msg.timestamp):
-                        log.warning(
-                            "ALERT %s %s %s: %s",
-                            a.msg_type.value,
-                            a.level.value,
-                            a.identifier,
-                            a.headline,
-                            extra={
-                                "correlation_id": a.correlation_id,
-                                "alert_id": a.identifier,
-                                "fingerprint": a.fingerprint,
-                            },
-                        )
-                        await alerts.send(key=a.fingerprint.encode(), value=encode(a))
-            finally:  # also after a failure: the states of the detections handled so far
+        batch = BatchedState(lifecycle)
+        lock = asyncio.Lock()
+
+        async def handle_now(value: bytes) -> bytes:
+            msg = stream.current_event.message  # its timestamp: when the detection was emitted
+            async with lock:
+                batch.partition = msg.partition
+                for a in alert_stage.handle(value, batch, (msg.partition, msg.offset), msg.timestamp):
+                    log.warning(
+                        "ALERT %s %s %s: %s",
+                        a.msg_type.value,
+                        a.level.value,
+                        a.identifier,
+                        a.headline,
+                        extra={
+                            "correlation_id": a.correlation_id,
+                            "alert_id": a.identifier,
+                            "fingerprint": a.fingerprint,
+                        },
+                    )
+                    # the detection's own partition: a fingerprint's messages stay in order, and the
+                    # ``deliver`` agent that claims a fast-lane delivery runs in this worker
+                    # (``alerts`` and ``detections`` have as many partitions: Faust co-assigns them)
+                    await alerts.send(key=a.fingerprint.encode(), value=encode(a), partition=msg.partition)
+                    fast_lane.offer(a)
+            return value
+
+        stream.add_processor(handle_now)
+        async for _events in stream.take_events(batch_max, within=batch_within):
+            async with lock:
                 batch.flush()
 
     adapters: dict[str, Adapter] = {}
@@ -342,13 +356,26 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     # Several alerts are delivered at once, so a red warning is not stuck behind a blue fan-out: the
     # providers' limiters serve the higher priority first. Offsets are committed only up to the
     # oldest alert still being delivered, so a crash redelivers (and the idempotency keys dedupe).
+    # Urgent messages were already started by the fast lane (alerts/fastlane.py) when ``confirm``
+    # issued them: the agent then awaits that delivery instead of starting its own.
+    async def deliver_and_record(alert: Alert) -> None:
+        await start_delivery()
+        for record in await notifier.deliver(alert):
+            await deliveries.send(key=record.alert_id.encode(), value=encode(record))
+
+    fast_lane = FastLane(
+        deliver_and_record,
+        FastLaneMetrics(metrics_registry),
+        min_rank=WarningLevel(settings.alert_fast_lane_level).rank if settings.alert_fast_lane_level else 99,
+        max_in_flight=settings.deliver_concurrency * 16,
+    )
+
     @app.agent(alerts, name="deliver", concurrency=settings.deliver_concurrency)
     async def deliver(stream: Any) -> None:
         async for value in stream:
-            await start_delivery()
             alert = Alert.model_validate_json(value)
-            for record in await notifier.deliver(alert):
-                await deliveries.send(key=record.alert_id.encode(), value=encode(record))
+            if not await fast_lane.claim(alert.identifier):  # not already delivered by the fast lane
+                await deliver_and_record(alert)
 
     @app.page("/callbacks/sms")
     class SmsReceipts(View):  # type: ignore[misc]
