@@ -15,9 +15,17 @@ GET sees it.
 Acks are per message: ``acknowledged`` is true when the *current* message of the fingerprint has
 been acknowledged, so an Update after an ack (say, an escalation to red) needs a new ack.
 
-Memory is not bounded: every message, delivery and ack within the topics' retention is held,
-which suits a district's volume; a bound (or a database behind the view) comes before a
-province-wide deployment.
+Memory is bounded. Active alerts (current message not a Cancel) are always kept, whatever their
+age. Ended incidents (current message a Cancel, and records whose alert message has not been seen,
+such as deliveries that overtook their alert) are evicted with their history, deliveries and acks,
+oldest first (by the time of their latest record, then arrival): every one whose latest record is
+older than ``retention`` (``TOCSIN_API_RETENTION_DAYS``, 7 days) before the newest alert message
+seen, and beyond ``max_ended`` of them (``TOCSIN_API_MAX_ENDED``, 10000) the oldest. Retention
+counts in alert time (the ``sent`` of the newest message), not wall-clock time, so a restarted API
+replaying the topics keeps the same incidents. The list, detail, CAP, ack and audit endpoints only
+know what is kept: ``/audit`` of an evicted fingerprint is empty (Kafka keeps the records for its
+own retention). The identifiers of evicted incidents are remembered (``max_ended`` fingerprints at
+least) so a late delivery, ack or duplicate message of one does not bring it back.
 
 JSON responses are UTF-8 with Chinese unescaped. Errors are ``{"error": ..., "detail": ...}``
 (``422`` with pydantic's message and its ``errors`` list for invalid input).
@@ -28,15 +36,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import heapq
 import importlib
 import json
 import logging
 import signal
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from aiohttp import web
@@ -57,6 +67,9 @@ ACKS = topics.ACKS
 VIEW_TOPICS = (topics.ALERTS, topics.DELIVERIES, ACKS)
 
 CapRenderer = Callable[..., bytes]
+
+DEFAULT_RETENTION = timedelta(days=7)
+DEFAULT_MAX_ENDED = 10_000
 
 
 def _utcnow() -> datetime:
@@ -143,6 +156,13 @@ class _Incident:
     acks: list[tuple[int, Ack]] = field(default_factory=list)
     identifiers: set[str] = field(default_factory=set)
     seen: set[Any] = field(default_factory=set)  # deliveries and acks already applied (replays are no-ops)
+    last_ts: datetime | None = None  # time of the latest record (message sent, delivery ts, ack at)
+    stamp: tuple[datetime, int] | None = None  # its entry in the eviction heap while it is ended
+
+    @property
+    def ended(self) -> bool:
+        """Evictable: cancelled, or only records whose alert message has not been seen."""
+        return not self.messages or self.messages[-1][1].msg_type is MsgType.CANCEL
 
 
 class AlertView:
@@ -150,13 +170,28 @@ class AlertView:
 
     Applying is idempotent (a message is known by its identifier, a delivery or ack by its content),
     so a replayed topic changes nothing.
+
+    Bounded (see the module docstring): at most ``max_ended`` ended incidents are kept, none whose
+    latest record is older than ``retention`` before the newest alert message seen; active incidents
+    are never evicted.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, retention: timedelta = DEFAULT_RETENTION, max_ended: int = DEFAULT_MAX_ENDED) -> None:
+        if retention <= timedelta(0):
+            raise ValueError(f"retention must be positive, not {retention}")
+        if max_ended < 0:
+            raise ValueError(f"max_ended must be >= 0, not {max_ended}")
+        self.retention, self.max_ended = retention, max_ended
         self._cond = threading.Condition(threading.RLock())
         self._incidents: dict[str, _Incident] = {}
         self._seq = 0
         self._caught_up = threading.Event()
+        self._alert_time: datetime | None = None  # the newest message's ``sent``: the retention clock
+        self._ended: set[str] = set()  # fingerprints of the ended incidents kept
+        self._heap: list[tuple[datetime, int, str]] = []  # (last_ts, seq, fingerprint); stale entries skipped
+        self._evicted: OrderedDict[str, frozenset[str]] = OrderedDict()  # fingerprint -> its message identifiers
+        self._evicted_max = max(max_ended, 1024)
+        self.evicted = 0  # incidents evicted so far
 
     # ------------------------------------------------------------------ feeding
     def apply_record(self, topic: str, value: bytes | None) -> bool:
@@ -182,33 +217,95 @@ class AlertView:
         self._seq += 1
         return self._seq, self._incidents.setdefault(fingerprint, _Incident())
 
+    def _of_evicted(self, fingerprint: str, identifier: str) -> bool:
+        gone = self._evicted.get(fingerprint)
+        return gone is not None and identifier in gone
+
     def apply_alert(self, alert: Alert) -> bool:
         with self._cond:
             inc = self._incidents.get(alert.fingerprint)
             if inc is not None and alert.identifier in inc.identifiers:
                 return False
+            if self._of_evicted(alert.fingerprint, alert.identifier):
+                return False
             seq, inc = self._next(alert.fingerprint)
             inc.messages.append((seq, alert))
             inc.identifiers.add(alert.identifier)
+            if self._alert_time is None or alert.sent > self._alert_time:
+                self._alert_time = alert.sent
+            self._changed(alert.fingerprint, inc, seq, alert.sent)
             self._cond.notify_all()
             return True
 
     def apply_delivery(self, record: DeliveryRecord) -> bool:
-        return self._apply_other(record.fingerprint, record, "deliveries")
+        return self._apply_other(record.fingerprint, record, "deliveries", record.alert_id, record.ts)
 
     def apply_ack(self, ack: Ack) -> bool:
-        return self._apply_other(ack.fingerprint, ack, "acks")
+        return self._apply_other(ack.fingerprint, ack, "acks", ack.identifier, ack.at)
 
-    def _apply_other(self, fingerprint: str, item: DeliveryRecord | Ack, attr: str) -> bool:
+    def _apply_other(
+        self, fingerprint: str, item: DeliveryRecord | Ack, attr: str, identifier: str, ts: datetime
+    ) -> bool:
         with self._cond:
             inc = self._incidents.get(fingerprint)
             if inc is not None and item in inc.seen:
                 return False
+            if self._of_evicted(fingerprint, identifier):
+                return False
             seq, inc = self._next(fingerprint)
             getattr(inc, attr).append((seq, item))
             inc.seen.add(item)
+            self._changed(fingerprint, inc, seq, ts)
             self._cond.notify_all()
             return True
+
+    # ------------------------------------------------------------------ the bound
+    def _changed(self, fingerprint: str, inc: _Incident, seq: int, ts: datetime) -> None:
+        """Book-keeping after a record was applied to ``inc``, then eviction."""
+        if inc.last_ts is None or ts > inc.last_ts:
+            inc.last_ts = ts
+        assert inc.last_ts is not None
+        if inc.ended:
+            self._ended.add(fingerprint)
+            inc.stamp = (inc.last_ts, seq)
+            heapq.heappush(self._heap, (inc.last_ts, seq, fingerprint))
+        else:
+            self._ended.discard(fingerprint)
+            inc.stamp = None
+        self._evict()
+
+    def _evict(self) -> None:
+        horizon = self._alert_time - self.retention if self._alert_time is not None else None
+        heap = self._heap
+        while heap:
+            ts, seq, fp = heap[0]
+            inc = self._incidents.get(fp)
+            if inc is None or inc.stamp != (ts, seq):
+                heapq.heappop(heap)  # stale: the incident changed since, became active or is gone
+                continue
+            if len(self._ended) <= self.max_ended and (horizon is None or ts >= horizon):
+                break
+            heapq.heappop(heap)
+            del self._incidents[fp]
+            self._ended.discard(fp)
+            self._evicted[fp] = self._evicted.pop(fp, frozenset()) | inc.identifiers
+            while len(self._evicted) > self._evicted_max:
+                self._evicted.popitem(last=False)
+            self.evicted += 1
+        if len(heap) > 2 * len(self._ended) + 1024:  # too many stale entries: rebuild
+            self._heap = [(i.stamp[0], i.stamp[1], fp) for fp in self._ended if (i := self._incidents[fp]).stamp]
+            heapq.heapify(self._heap)
+
+    @property
+    def ended_count(self) -> int:
+        """Ended incidents kept (never above ``max_ended``)."""
+        with self._cond:
+            return len(self._ended)
+
+    def fingerprints(self) -> set[str]:
+        """Every fingerprint kept (with or without a message)."""
+        with self._cond:
+            return set(self._incidents)
 
     def mark_caught_up(self) -> None:
         self._caught_up.set()
@@ -753,8 +850,8 @@ def build_app(
 
 
 # --------------------------------------------------------------------------- process
-async def serve(host: str, port: int, bootstrap: str) -> None:
-    app = build_app(AlertView(), bootstrap)
+async def serve(host: str, port: int, bootstrap: str, view: AlertView | None = None) -> None:
+    app = build_app(view if view is not None else AlertView(), bootstrap)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -783,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
     from tocsin.logs import setup_logging
 
     setup_logging(settings.log_level, settings.log_format, "operator-api")
-    asyncio.run(serve(args.host, args.port, settings.kafka_bootstrap))
+    view = AlertView(retention=timedelta(days=settings.api_retention_days), max_ended=settings.api_max_ended)
+    asyncio.run(serve(args.host, args.port, settings.kafka_bootstrap, view))
     return 0
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alerts.api import ACKS, Ack, AlertView, build_app
 from alerts.silence_store import SILENCES, SilenceStore, has_ended
@@ -388,3 +390,165 @@ def test_store_applies_records_tombstones_and_skips_malformed() -> None:
     store.apply(b"mw-2", None)
     assert store.all() == [] and store.wait_for(lambda: store.get("mw-1") is None, 0.1)
     assert SILENCES == "alerts.silences" and ACKS == "alerts.acks"
+
+
+# --------------------------------------------------------------------------- the bound on memory
+def sent_at(fp: str, msg_type: MsgType, sent: datetime, ident: str, level: WarningLevel = WarningLevel.BLUE) -> Alert:
+    """A message of ``fp`` with its own identifier, sent at ``sent``."""
+    return message(0, msg_type, level, fp=fp).model_copy(update={"identifier": ident, "sent": sent})
+
+
+def incident(v: AlertView, fp: str, start: datetime, end: datetime | None, tag: str = "") -> list[Alert]:
+    """An Alert at ``start`` (with an SMS delivery a minute later) and, with ``end``, its Cancel."""
+    msgs = [sent_at(fp, MsgType.ALERT, start, f"{fp}{tag}-a")]
+    v.apply_alert(msgs[0])
+    v.apply_delivery(delivery(msgs[0], "sms", "accepted", 1))
+    if end is not None:
+        msgs.append(sent_at(fp, MsgType.CANCEL, end, f"{fp}{tag}-c"))
+        v.apply_alert(msgs[-1])
+    return msgs
+
+
+def test_ended_incidents_older_than_the_retention_are_evicted_active_ones_kept() -> None:
+    v = AlertView(retention=timedelta(days=7), max_ended=100)
+    incident(v, "hydro:330110:old", T0, T0 + timedelta(hours=1))  # ended 7 days + 1 h before the last message
+    incident(v, "hydro:330111:active", T0 - timedelta(days=30), None)  # older still, but active
+    incident(v, "hydro:330112:recent", T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1))
+    assert v.ended_count == 2 and v.evicted == 0
+    incident(v, "fire:330113:now", T0 + timedelta(days=7, hours=2), None)  # alert time moves on
+    assert v.fingerprints() == {"hydro:330111:active", "hydro:330112:recent", "fire:330113:now"}
+    assert v.evicted == 1 and v.ended_count == 1
+    assert v.detail("hydro:330110:old") is None and v.audit("hydro:330110:old") == []
+    # What is kept stays queryable, its audit whole.
+    assert [e.kind for e in v.audit("hydro:330112:recent")] == ["message", "delivery", "message"]
+    assert [s.fingerprint for s in v.summaries()] == ["fire:330113:now", "hydro:330111:active"]
+    assert len(v) == 3
+
+
+def test_retention_is_counted_in_alert_time_not_by_deliveries_or_acks() -> None:
+    v = AlertView(retention=timedelta(days=7), max_ended=100)
+    incident(v, "hydro:330110:old", T0, T0 + timedelta(hours=1))
+    late = Ack(fingerprint="other:1:x", identifier="nothing", by="李值班", at=T0 + timedelta(days=30))
+    v.apply_ack(late)  # an ack (record time far ahead) does not move the retention clock
+    assert "hydro:330110:old" in v.fingerprints()
+    # Exactly at the horizon is kept; past it is evicted.
+    v.apply_alert(sent_at("fire:330124:x", MsgType.ALERT, T0 + timedelta(days=7, hours=1), "f-1"))
+    assert "hydro:330110:old" in v.fingerprints()
+    v.apply_alert(sent_at("fire:330124:x", MsgType.UPDATE, T0 + timedelta(days=7, hours=1, seconds=1), "f-2"))
+    assert "hydro:330110:old" not in v.fingerprints()
+
+
+def test_beyond_the_count_the_oldest_ended_incident_goes_first() -> None:
+    v = AlertView(retention=timedelta(days=365), max_ended=2)
+    incident(v, "hydro:330121:a", T0, T0 + timedelta(hours=1))
+    incident(v, "hydro:330122:b", T0 - timedelta(hours=5), T0 + timedelta(hours=2))
+    # An ack after its Cancel makes a newer: b (latest record T0+2h) is now the oldest.
+    v.apply_ack(
+        Ack(fingerprint="hydro:330121:a", identifier="hydro:330121:a-c", by="李值班", at=T0 + timedelta(hours=3))
+    )
+    incident(v, "hydro:330123:c", T0 + timedelta(hours=1), T0 + timedelta(hours=2, minutes=30))
+    assert v.fingerprints() == {"hydro:330121:a", "hydro:330123:c"} and v.ended_count == 2
+    # Active ones are never evicted, even with no room at all for ended ones.
+    w = AlertView(max_ended=0)
+    for k in range(5):
+        incident(w, f"hydro:33013{k}:x", T0 + timedelta(minutes=k), None)
+    incident(w, "hydro:330199:ended", T0, T0 + timedelta(hours=1))
+    assert len(w) == 5 and w.ended_count == 0 and w.evicted == 1
+
+
+def test_an_evicted_incident_is_not_brought_back_by_its_late_records() -> None:
+    v = AlertView(max_ended=0)
+    alert, cancel = incident(v, FP, T0, T0 + timedelta(hours=1))
+    assert v.fingerprints() == set()
+    assert not v.apply_alert(alert)  # a duplicate of an evicted message
+    assert not v.apply_delivery(delivery(cancel, "sms", "accepted", 2))
+    assert not v.apply_ack(Ack(fingerprint=FP, identifier=cancel.identifier, by="李值班", at=T0))
+    assert v.fingerprints() == set() and v.summaries("all") == []
+    # A new incident under the same fingerprint (a new identifier) is a new alert.
+    again = sent_at(FP, MsgType.ALERT, T0 + timedelta(days=1), "new-incident")
+    assert v.apply_alert(again)
+    detail = v.detail(FP)
+    assert detail is not None and detail.history == [again] and detail.active
+
+
+def test_records_without_their_message_count_as_ended() -> None:
+    v = AlertView(retention=timedelta(days=7), max_ended=1)
+    early = sent_at("hydro:330121:a", MsgType.ALERT, T0, "a-1")
+    v.apply_delivery(delivery(early, "sms", "accepted"))  # overtook its alert
+    assert v.ended_count == 1 and v.fingerprints() == {"hydro:330121:a"}
+    v.apply_alert(early)  # its alert arrives: active, the delivery is attached
+    assert v.ended_count == 0
+    detail = v.detail("hydro:330121:a")
+    assert detail is not None and len(detail.deliveries) == 1
+    other = sent_at("hydro:330122:b", MsgType.ALERT, T0, "b-1")
+    v.apply_delivery(delivery(other, "sms", "accepted", 1))
+    v.apply_delivery(delivery(other, "sms", "rejected", 2))  # same orphan, newer: still one ended
+    assert v.ended_count == 1
+    v.apply_alert(sent_at("hydro:330123:c", MsgType.ALERT, T0 + timedelta(days=8), "c-1"))
+    assert v.fingerprints() == {"hydro:330121:a", "hydro:330123:c"}  # the orphan is past the retention
+
+
+def test_bound_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="retention"):
+        AlertView(retention=timedelta(0))
+    with pytest.raises(ValueError, match="max_ended"):
+        AlertView(max_ended=-1)
+
+
+def test_evicted_fingerprint_is_404_and_has_no_audit() -> None:
+    v = AlertView(max_ended=0)
+    incident(v, FP, T0, T0 + timedelta(hours=1))
+    v.mark_caught_up()
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        assert (await client.get(f"/alerts/{FP}")).status == 404
+        assert (await (await client.get("/alerts", params={"state": "all"})).json())["count"] == 0
+        assert (await (await client.get("/audit", params={"fingerprint": FP})).json())["events"] == []
+
+    run(v, body)
+
+
+FPS = [f"{h}:33011{k}:x" for h in ("hydro", "fire") for k in range(3)]
+OPS = st.one_of(
+    st.tuples(st.just("msg"), st.sampled_from(FPS), st.sampled_from(list(MsgType)), st.integers(0, 20 * 24)),
+    st.tuples(st.just("dup"), st.integers(0, 1000), st.just(MsgType.ALERT), st.just(0)),
+    st.tuples(st.sampled_from(["delivery", "ack"]), st.sampled_from(FPS), st.just(MsgType.ALERT), st.integers(0, 480)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(max_ended=st.integers(0, 4), retention_h=st.integers(1, 96), ops=st.lists(OPS, max_size=60))
+def test_property_active_alerts_are_never_evicted_and_the_bound_holds(
+    max_ended: int, retention_h: int, ops: list[tuple[str, Any, MsgType, int]]
+) -> None:
+    """Any interleaving of messages (any order of times), duplicates, deliveries and acks: every
+    fingerprint whose latest message is not a Cancel is there with that message; ended incidents
+    are never more than ``max_ended`` nor older than the retention before the newest message."""
+    v = AlertView(retention=timedelta(hours=retention_h), max_ended=max_ended)
+    applied: list[Alert] = []
+    latest: dict[str, Alert] = {}
+    for n, (op, fp, msg_type, hours) in enumerate(ops):
+        if op == "msg":
+            m = sent_at(fp, msg_type, T0 + timedelta(hours=hours), f"m{n}")
+            assert v.apply_alert(m)
+            applied.append(m)
+            latest[fp] = m
+        elif op == "dup":
+            if applied:
+                assert not v.apply_alert(applied[fp % len(applied)])
+        else:
+            cur = latest.get(fp) or sent_at(fp, MsgType.ALERT, T0, f"unseen-{fp}")
+            if op == "delivery":
+                v.apply_delivery(delivery(cur, "sms", "accepted", hours))
+            else:
+                v.apply_ack(Ack(fingerprint=fp, identifier=cur.identifier, by="值班", at=T0 + timedelta(hours=hours)))
+
+        active = {fp for fp, m in latest.items() if m.msg_type is not MsgType.CANCEL}
+        for fp in active:
+            assert v.current(fp) == latest[fp]
+        assert v.ended_count <= max_ended
+        assert len(v.fingerprints()) <= len(active) + max_ended
+        if applied:
+            horizon = max(m.sent for m in applied) - timedelta(hours=retention_h)
+            for fp in v.fingerprints() - active:
+                assert max(e.ts for e in v.audit(fp)) >= horizon
