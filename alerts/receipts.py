@@ -38,7 +38,8 @@ def parse_identifier(identifier: str) -> tuple[str, int]:
         raise ValueError(f"not a Tocsin alert identifier: {identifier!r}") from exc
 
 
-def receipt_record(receipt: SmsReceipt) -> DeliveryRecord:
+def receipt_record(receipt: SmsReceipt, correlation_id: str = "") -> DeliveryRecord:
+    """``correlation_id``: from the callback URL's query (the SMS adapter puts it there per message)."""
     alert_id, _, recipient = receipt.idempotency_key.rpartition(":")
     if recipient != receipt.to:
         raise ValueError("idempotency key and recipient disagree")
@@ -54,4 +55,5 @@ def receipt_record(receipt: SmsReceipt) -> DeliveryRecord:
         attempts=0,
         detail=f"carrier receipt {receipt.status} for {receipt.message_id}",
         ts=receipt.delivered_at,
+        correlation_id=correlation_id[:200],
     )

@@ -383,7 +383,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
 
         async def post(self, request: Any) -> Any:
             try:
-                record = receipt_record(SmsReceipt.model_validate_json(await request.read()))
+                receipt = SmsReceipt.model_validate_json(await request.read())
+                record = receipt_record(receipt, request.query.get("correlation_id", ""))
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 return self.json({"error": str(exc)[:300]}, status=422)
             await deliveries.send(key=record.alert_id.encode(), value=encode(record))

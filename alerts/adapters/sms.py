@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from alerts.adapters.base import DeliveryResult, Notification, Outcome
 from alerts.adapters.http import HttpProvider
@@ -89,7 +90,7 @@ class SmsAdapter(HttpProvider):
             "priority": n.priority,
         }
         if self._callback_url:
-            payload["callback_url"] = self._callback_url
+            payload["callback_url"] = receipt_callback_url(self._callback_url, n.correlation_id)
         result = await self._post_json("/v1/sms", payload, _accepted, correlation_id=n.correlation_id)
         log.info(
             "sms %s to %s key=%s: %s %s",
@@ -127,3 +128,13 @@ def _aggregate(recipients: list[str], results: list[DeliveryResult]) -> Delivery
         detail=f"{len(failed)}/{len(results)} recipients failed: {listed}",
         retry_after_s=max(waits) if outcome is Outcome.RETRY and waits else None,
     )
+
+
+def receipt_callback_url(base: str, correlation_id: str) -> str:
+    """The per-message callback URL: the carrier posts the receipt to it verbatim, so the correlation
+    id rides along as a query parameter and the receipt's audit record carries it too."""
+    if not correlation_id:
+        return base
+    parts = urlsplit(base)
+    query = urlencode([*parse_qsl(parts.query), ("correlation_id", correlation_id)])
+    return urlunsplit(parts._replace(query=query))

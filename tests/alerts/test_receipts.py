@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
+
 import pytest
 
+from alerts.adapters.sms import receipt_callback_url
 from alerts.receipts import SmsReceipt, parse_identifier, receipt_record
 
 
@@ -34,6 +37,18 @@ def test_receipt_record() -> None:
         2,
     )
     assert (record.channel, record.outcome, record.recipient) == ("sms", "delivered", "+861****0001")
+    assert record.correlation_id == ""
+    assert (
+        receipt_record(receipt(), "gw1-RG01-2026-11-29T16:02:17Z-7").correlation_id == "gw1-RG01-2026-11-29T16:02:17Z-7"
+    )
     assert receipt_record(receipt(status="UNDELIV")).outcome == "undelivered"
     with pytest.raises(ValueError, match="disagree"):
         receipt_record(receipt(to="+8613800000009"))
+
+
+def test_callback_url_carries_the_correlation_id() -> None:
+    assert receipt_callback_url("http://w:6066/callbacks/sms", "") == "http://w:6066/callbacks/sms"
+    url = receipt_callback_url("http://w:6066/callbacks/sms?a=1", "gw1 RG01&x")
+    parts = urlsplit(url)
+    assert (parts.netloc, parts.path) == ("w:6066", "/callbacks/sms")
+    assert parse_qsl(parts.query) == [("a", "1"), ("correlation_id", "gw1 RG01&x")]

@@ -375,7 +375,7 @@ def test_delivery_receipt_reaches_callback(gw: GatewayControl) -> None:
         receipts: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
         async def on_receipt(request: web.Request) -> web.Response:
-            await receipts.put(await request.json())
+            await receipts.put({**await request.json(), "query": dict(request.query)})
             return web.Response(status=204)
 
         app = web.Application()
@@ -384,7 +384,7 @@ def test_delivery_receipt_reaches_callback(gw: GatewayControl) -> None:
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", 0).start()
-            callback_url = f"http://127.0.0.1:{runner.addresses[0][1]}/receipts"
+            callback_url = f"http://127.0.0.1:{runner.addresses[0][1]}/receipts?worker=w1"
             async with adapter_for(gw, callback_url=callback_url) as adapter:
                 result = await adapter.send(n)
                 receipt = await asyncio.wait_for(receipts.get(), timeout=5.0)
@@ -401,6 +401,8 @@ def test_delivery_receipt_reaches_callback(gw: GatewayControl) -> None:
     assert receipt["status"] == "DELIVRD"
     assert receipt["idempotency_key"] == f"{n.idempotency_key}:{ALICE}"
     assert datetime.fromisoformat(receipt["delivered_at"]).tzinfo is not None
+    # the per-message callback URL carries the correlation id (and keeps the configured query)
+    assert receipt["query"] == {"worker": "w1", "correlation_id": "corr-1"}
 
 
 # --- emulator API edges ---------------------------------------------------------------------------

@@ -76,7 +76,6 @@ def test_one_correlation_id_from_mqtt_to_the_phone(services: dict[str, str], tmp
         "TOCSIN_INFLUX_URL": "",
         "TOCSIN_LOG_FORMAT": "json",
         "TOCSIN_CONSUMER_LAG_INTERVAL_S": "1",
-        "TOCSIN_SMS_CALLBACK_URL": "",  # the carrier's receipts are test_end_to_end's; here, the id's path
     }
     bootstrap = services["TOCSIN_KAFKA_BOOTSTRAP"]
     with running_stack(services, tmp_path, run_id, registry, env, roles=("sms", "gateway", "worker")) as stack:
@@ -149,9 +148,10 @@ def test_one_correlation_id_from_mqtt_to_the_phone(services: dict[str, str], tmp
             bootstrap,
             topics.DELIVERIES,
             lambda rec: json.loads(rec.value)["alert_id"] == alert_id and json.loads(rec.value)["channel"] == "sms",
-            len(phones),
+            2 * len(phones),  # accepted by the carrier, then its delivery receipt, per phone
             start,
         )
+        assert sorted(json.loads(rec.value)["outcome"] for rec in audit) == ["accepted"] * 2 + ["delivered"] * 2
         assert {json.loads(rec.value)["correlation_id"] for rec in audit} == {cid}
 
         # The carrier saw the header on every message of this alert.
