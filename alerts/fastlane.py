@@ -56,7 +56,8 @@ class FastLane:
     ) -> None:
         self._deliver, self.metrics = deliver, metrics
         self.min_rank, self.max_in_flight, self.keep = min_rank, max_in_flight, keep
-        self._tasks: OrderedDict[str, asyncio.Task[None]] = OrderedDict()
+        # identifier -> the delivery in flight, or once it finished, whether it delivered
+        self._tasks: OrderedDict[str, asyncio.Task[bool] | bool] = OrderedDict()
         self._in_flight = 0
 
     def offer(self, alert: Alert) -> bool:
@@ -76,44 +77,46 @@ class FastLane:
     async def claim(self, identifier: str) -> bool:
         """Called by the durable path for every message it reads: True when the fast lane delivered
         it (awaited here if still in flight), False when the caller must deliver it itself."""
-        task = self._tasks.pop(identifier, None)
-        if task is None:
+        entry = self._tasks.pop(identifier, None)
+        if entry is None:
             return False
+        if isinstance(entry, bool):  # finished before the claim: its outcome
+            return self._claimed(entry)
         try:
-            await asyncio.shield(task)
+            return self._claimed(await asyncio.shield(entry))
         except asyncio.CancelledError:
-            if not task.cancelled():
+            if not entry.cancelled():
                 raise  # the caller itself is being cancelled: the durable path retries after a restart
-            return False
-        except Exception:  # noqa: BLE001 - already logged by _run; the durable path delivers again
-            self.metrics.messages.labels("failed").inc()
-            return False
-        self.metrics.messages.labels("claimed").inc()
-        return True
+            return self._claimed(False)
+
+    def _claimed(self, delivered: bool) -> bool:
+        self.metrics.messages.labels("claimed" if delivered else "failed").inc()
+        return delivered
 
     def in_flight(self) -> int:
         return self._in_flight
 
-    async def _run(self, alert: Alert) -> None:
+    async def _run(self, alert: Alert) -> bool:
+        """Deliver; True when delivered. A failure is logged and reported as False, never raised."""
+        identifier = alert.identifier
+        delivered = False
         try:
             await self._deliver(alert)
-        except Exception:
-            log.exception("fast-lane delivery of %s failed; the deliver agent delivers it", alert.identifier)
-            raise
+            delivered = True
+        except Exception:  # noqa: BLE001 - the deliver agent delivers it again
+            log.exception("fast-lane delivery of %s failed; the deliver agent delivers it", identifier)
         finally:
             self._in_flight -= 1
+            if identifier in self._tasks:  # not claimed yet: keep the outcome, not the task and its frames
+                self._tasks[identifier] = delivered
+        return delivered
 
     def _forget_old(self) -> None:
         """Past ``keep`` remembered deliveries, forget the oldest finished ones (never one in flight)."""
         excess = len(self._tasks) - self.keep
-        if excess <= 0:
-            return
         for identifier in list(self._tasks):
             if excess <= 0:
                 break
-            task = self._tasks[identifier]
-            if task.done():
-                if not task.cancelled():
-                    task.exception()  # retrieved: no "exception was never retrieved" warning
+            if isinstance(self._tasks[identifier], bool):
                 del self._tasks[identifier]
                 excess -= 1

@@ -518,6 +518,7 @@ def bench_alert_latency() -> dict[str, float]:
             probe_producer.flush()
             time.sleep(PROBE_EVERY_S / 2)
         measured_s = time.monotonic() - measure_from
+        probes_t0 = min(probes.values(), default=0.0)
         measuring.clear()
         cpu_used = sum(_cpu_s(w.p.pid) for w in workers) - cpu0
         processed = _committed(bootstrap, env["TOCSIN_WORKER_ID"]) - done0
@@ -533,6 +534,9 @@ def bench_alert_latency() -> dict[str, float]:
             time.sleep(0.5)
             got = _received(sms_url)
         lat = [(got[p] - probes[p]) * 1000.0 for p in probes if p in got]
+        if os.environ.get("TOCSIN_BENCH_KEEP"):  # per probe: (seconds into the measurement, latency ms)
+            series = sorted((probes[p] - probes_t0, (got[p] - probes[p]) * 1000.0) for p in probes if p in got)
+            (tmp / "probes.json").write_text(json.dumps(series), encoding="utf-8")
         fast = {o: sum(_metric(port, "tocsin_alert_fast_lane_total", o) for port in web_ports) for o in _FAST}
         probe_producer.close(5)
         rt_consumer.close()

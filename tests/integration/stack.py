@@ -82,6 +82,11 @@ class Stack:
         with urllib.request.urlopen(f"{self.sms_url}/_control/stats", timeout=10) as resp:
             return dict(json.loads(resp.read()))
 
+    def worker_metrics(self) -> str:
+        """The current worker's /metrics text."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.worker_port}/metrics", timeout=10) as resp:
+            return str(resp.read().decode())
+
 
 def http_status(url: str, timeout_s: float = 3.0) -> int:
     try:

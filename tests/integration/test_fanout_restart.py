@@ -24,7 +24,17 @@ pytestmark = pytest.mark.integration
 N_RECIPIENTS = 120
 
 
-def test_worker_killed_mid_fanout_sends_each_sms_exactly_once(services: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("values", "fast_lane"),
+    [
+        ((1.0, 14.0, 15.0, 16.0), False),  # H2S above level 1 (10 mg/m3): yellow, delivered via Kafka alerts
+        ((1.0, 24.0, 25.0, 26.0), True),  # above level 2 (20 mg/m3): orange, the fast lane delivers at issue
+    ],
+    ids=["yellow-durable-path", "orange-fast-lane"],
+)
+def test_worker_killed_mid_fanout_sends_each_sms_exactly_once(
+    services: dict[str, str], tmp_path: Path, values: tuple[float, ...], fast_lane: bool
+) -> None:
     run = uuid.uuid4().hex[:8]
     area = f"{random.randint(1, 9)}{random.randint(0, 99999):05d}"  # no other test's alerts reach these numbers
     device, site = f"GD-{run}", f"park-{run}"
@@ -49,7 +59,7 @@ def test_worker_killed_mid_fanout_sends_each_sms_exactly_once(services: dict[str
     ):
         t0 = datetime.now(UTC) - timedelta(minutes=2)
         topic = topics.mqtt_telemetry("hazmat", site, device)
-        for k, value in enumerate([1.0, 14.0, 15.0, 16.0]):  # H2S above level 1 (10 mg/m3): one alert
+        for k, value in enumerate(values):  # one alert
             publish(dev, topic, gas_reading(device, site, k + 1, t0 + timedelta(seconds=10 * k), value))
 
         # Mid fan-out: some numbers have their SMS, most do not yet.
@@ -59,6 +69,9 @@ def test_worker_killed_mid_fanout_sends_each_sms_exactly_once(services: dict[str
             "the fan-out to start",
             interval_s=0.05,
         )
+        metrics = stack.worker_metrics()
+        started = 'tocsin_alert_fast_lane_total{outcome="started"} 1.0' in metrics
+        assert started is fast_lane, [line for line in metrics.splitlines() if "fast_lane" in line]
         stack.stop_worker(signal.SIGKILL)
         stored_at_kill = stack.sms_stats()["stored"]
         assert stored_at_kill < N_RECIPIENTS
