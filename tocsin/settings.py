@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     )
     sms_rate_per_s: float = Field(default=100.0, description="the SMS provider's rate limit (messages per second)")
     deliver_concurrency: int = Field(default=4, description="alert messages a worker delivers at once")
+    delivery_sweep_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="a starting worker delivers again the alert messages of this many seconds whose "
+        "fan-out the audit shows incomplete (alerts/sweep.py; idempotent); 0: off",
+    )
     alert_fast_lane_level: Literal["", "blue", "yellow", "orange", "red"] = Field(
         default="orange",
         description="alert messages at or above this level are delivered the moment they are issued "

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,7 @@ from alerts.receipts import SmsReceipt, receipt_record
 from alerts.routing import load_routing
 from alerts.service import AlertMetrics, AlertStage
 from alerts.silence_store import SilenceStore
+from alerts.sweep import committed_offsets, incomplete, parsed, read_since
 from detectors.engine import DetectorEngine, detection_key
 from detectors.rules import load_rules
 from detectors.service import DetectorMetrics, DetectorStage
@@ -46,6 +48,7 @@ from ingest.gateway import CORRELATION_HEADER, header
 from schemas import topics
 from schemas.alert import Alert, AlertStatus
 from schemas.common import Family, WarningLevel
+from schemas.delivery import DeliveryRecord
 from schemas.detection import LifecycleTick
 from schemas.registry import open_registry
 from schemas.telemetry import DeadmanTick
@@ -376,6 +379,42 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
             alert = Alert.model_validate_json(value)
             if not await fast_lane.claim(alert.identifier):  # not already delivered by the fast lane
                 await deliver_and_record(alert)
+
+    @app.task
+    async def delivery_sweep() -> None:
+        """Once at start, when this worker owns its partitions: finish the fan-outs that the audit
+        shows incomplete among the alert messages the group has already committed (alerts/sweep.py)."""
+        if not settings.delivery_sweep_s:
+            return
+        for _ in range(1200):  # up to 10 min for the first assignment (a dead member's session first)
+            assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ALERTS}
+            if assigned and not app.rebalancing:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            return
+        since_ms = int((time.time() - settings.delivery_sweep_s) * 1000)
+        try:
+            committed = await asyncio.to_thread(
+                committed_offsets, settings.kafka_bootstrap, settings.worker_id, topics.ALERTS
+            )
+            raw = await asyncio.to_thread(
+                read_since, settings.kafka_bootstrap, topics.ALERTS, since_ms, partitions=assigned, before=committed
+            )
+            raw_records = await asyncio.to_thread(read_since, settings.kafka_bootstrap, topics.DELIVERIES, since_ms)
+        except Exception as exc:  # noqa: BLE001 - Kafka hiccup: the sweep is a safety net, not the path
+            log.warning("delivery sweep skipped: %s", exc)
+            return
+        todo = incomplete(parsed(Alert, raw), parsed(DeliveryRecord, raw_records), notifier.route)
+        for alert in todo:
+            log.warning(
+                "delivery sweep: %s %s has an incomplete fan-out in the audit; delivering it again",
+                alert.identifier,
+                alert.level.value,
+                extra={"correlation_id": alert.correlation_id, "alert_id": alert.identifier},
+            )
+            await deliver_and_record(alert)
+        log.info("delivery sweep: %d alert messages read, %d delivered again", len(raw), len(todo))
 
     @app.page("/callbacks/sms")
     class SmsReceipts(View):  # type: ignore[misc]

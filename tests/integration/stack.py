@@ -170,6 +170,9 @@ def running_stack(
             "TOCSIN_SMS_CALLBACK_URL": f"http://127.0.0.1:{worker_port}/callbacks/sms" if sms_url else "",
             "TOCSIN_BROADCAST_URL": broadcast_url,
             "TOCSIN_BROADCAST_API_KEY": BROADCAST_KEY if broadcast_url else "",
+            # the delivery sweep would also finish other tests' fan-outs of the last hour on the shared
+            # broker (their alerts sit below this group's start offsets): on only where a test asks
+            "TOCSIN_DELIVERY_SWEEP_S": "0",
             **(extra_env or {}),
         }
         stack = Stack(env, sms_url, broadcast_url, gateway_port, worker_port, api_port, procs)
