@@ -5,36 +5,19 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from alerts.fastlane import FastLane, FastLaneMetrics
-from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
+from schemas.alert import Alert
 from schemas.common import Family, WarningLevel
+from tests.alerts.factories import alert_message
 
 
 def _alert(identifier: str, level: WarningLevel) -> Alert:
-    t = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
-    return Alert(
-        identifier=identifier,
-        fingerprint=f"hydro:330110:{identifier}",
-        revision=0,
-        msg_type=MsgType.ALERT,
-        status=AlertStatus.ACTUAL,
-        hazard=Family.HYDRO,
-        event="暴雨",
-        level=level,
-        sent=t,
-        onset=t,
-        area=AlertArea(code="330110", desc="青山镇"),
-        headline="青山镇发布暴雨预警",
-        description="d",
-        devices=["RG01"],
-        sites=["qingshan"],
-    )
+    return alert_message(identifier, level, Family.HYDRO)
 
 
 class Recorder:

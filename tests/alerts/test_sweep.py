@@ -9,33 +9,17 @@ from hypothesis import strategies as st
 
 from alerts.adapters.base import Notification
 from alerts.sweep import FINAL, incomplete, parsed
-from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel
+from schemas.alert import Alert
 from schemas.delivery import DeliveryRecord
 from schemas.wire import encode
+from tests.alerts.factories import alert_message
 
 T = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 PHONES = ["+8613800000001", "+8613800000002", "+8613800000003"]
 
 
 def alert(identifier: str) -> Alert:
-    return Alert(
-        identifier=identifier,
-        fingerprint=f"hazmat:330110:{identifier}",
-        revision=0,
-        msg_type=MsgType.ALERT,
-        status=AlertStatus.ACTUAL,
-        hazard=Family.HAZMAT,
-        event="危险化学品泄漏",
-        level=WarningLevel.YELLOW,
-        sent=T,
-        onset=T,
-        area=AlertArea(code="330110", desc="青山镇"),
-        headline="青山镇发布危险化学品泄漏黄色预警",
-        description="d",
-        devices=["GD01"],
-        sites=["park"],
-    )
+    return alert_message(identifier)
 
 
 def plan(a: Alert) -> list[Notification]:
