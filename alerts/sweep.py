@@ -64,7 +64,8 @@ def read_since(
 ) -> list[bytes]:
     """Record values of ``topic`` from ``since_ms`` (epoch ms) to its current end (kafka-python,
     blocking: call it in a thread). ``partitions``: only these; ``before``: per partition, only
-    offsets below this one (the group's committed offset). Bounded by ``timeout_s``."""
+    offsets below this one (the group's committed offset; a partition missing from it: none).
+    Bounded by ``timeout_s``."""
     import time
 
     from kafka import KafkaConsumer, TopicPartition
@@ -77,7 +78,8 @@ def read_since(
             return []
         starts = consumer.offsets_for_times({tp: since_ms for tp in tps})
         ends = consumer.end_offsets(tps)
-        stop = {tp: min(ends[tp], (before or {}).get(tp.partition, ends[tp])) for tp in tps}
+        # a partition the group has no offset for is read in full by the group anyway: nothing to sweep
+        stop = {tp: ends[tp] if before is None else min(ends[tp], before.get(tp.partition, 0)) for tp in tps}
         todo = {tp for tp in tps if starts.get(tp) is not None and starts[tp].offset < stop[tp]}
         if not todo:
             return []
