@@ -6,7 +6,7 @@ station triggers (P-wave picks) of one event:
 1. :func:`coincidence` - the heaviest set of distinct stations whose pick times are mutually
    consistent with one P wave crossing the network; a single noisy station cannot confirm an event.
 2. :func:`locate` - epicentre and origin time by grid search at a fixed depth (uniform P velocity).
-3. :func:`magnitude_estimate` / :func:`network_magnitude` - median of the per-station Pd magnitudes
+3. :func:`magnitude_estimate` - median of the per-station Pd magnitudes
    (Wu & Zhao 2006) over P-wave-only windows: a station whose S wave arrives inside the 3 s Pd
    window is used with its window cut before the predicted S arrival (from its Pd profile, with a
    growth correction, :func:`truncated_pd_magnitude`) or left out, never with S-inflated Pd.
@@ -49,7 +49,6 @@ __all__ = [
     "locate",
     "magnitude_estimate",
     "magnitude_from_pd",
-    "network_magnitude",
     "pd_from_magnitude",
     "predicted_intensity",
     "predicted_pgv_ms",
@@ -135,7 +134,7 @@ class Pick:
 
     ``weight`` (>= 0) is the station's vote in :func:`coincidence` (e.g. 1.0 for a strong-motion
     station, 0.5 for a MEMS sensor). ``pd_cm`` is the peak P displacement (cm) measured after the
-    onset, if any, for :func:`network_magnitude`; ``pd_profile_cm`` optionally the peak displacement
+    onset, if any, for :func:`magnitude_estimate`; ``pd_profile_cm`` optionally the peak displacement
     over the first ``step, 2*step, ...`` seconds (``pd_step_s``), which lets a station whose S wave
     falls inside the Pd window still give a magnitude from its P-only start (:func:`magnitude_estimate`).
     """
@@ -655,20 +654,6 @@ def magnitude_estimate(
     used.sort(key=lambda s: s.station_id)
     mag = float(np.median([s.magnitude for s in used])) if used else None
     return MagnitudeEstimate(mag, tuple(used), tuple(sorted(contaminated)))
-
-
-def network_magnitude(
-    picks_with_pd: Sequence[Pick | Mapping[str, Any]],
-    location: Location | Mapping[str, Any],
-    *,
-    pd_window_s: float = 3.0,
-    vp_km_s: float = 6.0,
-    vs_km_s: float = 3.5,
-) -> float | None:
-    """The magnitude of :func:`magnitude_estimate` (None while no station has a P-only Pd)."""
-    return magnitude_estimate(
-        picks_with_pd, location, pd_window_s=pd_window_s, vp_km_s=vp_km_s, vs_km_s=vs_km_s
-    ).magnitude
 
 
 # ---------------------------------------------------------------------------------------------

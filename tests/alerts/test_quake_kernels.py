@@ -22,8 +22,8 @@ from alerts.kernels.quake import (
     haversine_km,
     local_xy_km,
     locate,
+    magnitude_estimate,
     magnitude_from_pd,
-    network_magnitude,
     pd_from_magnitude,
     predicted_intensity,
     predicted_pgv_ms,
@@ -288,11 +288,11 @@ def test_network_magnitude_is_median_of_usable_stations() -> None:
         pd = pd_from_magnitude(m, loc.hypo_km(p.lat, p.lon)) if k != 4 else None
         picks.append(Pick(p.station_id, p.lat, p.lon, p.t_s, pd_cm=pd))
     # pd_window_s=0: no station is too near for its Pd window
-    assert network_magnitude(picks, loc, pd_window_s=0.0) == pytest.approx((6.0 + 6.1) / 2, abs=1e-9)
-    assert network_magnitude(picks[:3], loc.to_dict(), pd_window_s=0.0) == pytest.approx(6.0, abs=1e-9)
+    assert magnitude_estimate(picks, loc, pd_window_s=0.0).magnitude == pytest.approx((6.0 + 6.1) / 2, abs=1e-9)
+    assert magnitude_estimate(picks[:3], loc.to_dict(), pd_window_s=0.0).magnitude == pytest.approx(6.0, abs=1e-9)
     no_pd = [Pick(p.station_id, p.lat, p.lon, p.t_s) for p in picks]
-    assert network_magnitude(no_pd, loc) is None
-    assert network_magnitude([], loc) is None
+    assert magnitude_estimate(no_pd, loc).magnitude is None
+    assert magnitude_estimate([], loc).magnitude is None
 
 
 def test_network_magnitude_leaves_out_stations_whose_s_wave_falls_in_the_pd_window() -> None:
@@ -308,13 +308,13 @@ def test_network_magnitude_leaves_out_stations_whose_s_wave_falls_in_the_pd_wind
         Pick(p.station_id, p.lat, p.lon, p.t_s, pd_cm=pd_from_magnitude(m, r))
         for p, m, r in zip(picks, mags, hypo, strict=True)
     ]
-    assert network_magnitude(with_pd, loc) == pytest.approx(5.5, abs=1e-9)
+    assert magnitude_estimate(with_pd, loc).magnitude == pytest.approx(5.5, abs=1e-9)
     # with only the near station (and no Pd profile to cut its window before S), no magnitude rather
     # than its S-inflated one: a first warning two units too high is a false red
-    assert network_magnitude(with_pd[:1], loc) is None
+    assert magnitude_estimate(with_pd[:1], loc).magnitude is None
     # a 2 s window keeps ST0: median of [7.0, 5.5 x4]
-    assert network_magnitude(with_pd, loc, pd_window_s=2.0) == pytest.approx(5.5, abs=1e-9)
-    assert network_magnitude(with_pd[:2], loc, pd_window_s=2.0) == pytest.approx(6.25, abs=1e-9)
+    assert magnitude_estimate(with_pd, loc, pd_window_s=2.0).magnitude == pytest.approx(5.5, abs=1e-9)
+    assert magnitude_estimate(with_pd[:2], loc, pd_window_s=2.0).magnitude == pytest.approx(6.25, abs=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------
