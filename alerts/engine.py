@@ -134,6 +134,7 @@ class AlertEngine:
     ) -> None:
         self.config = config or AlertConfig()
         self.stale = 0  # detections too old to alert on
+        self.superseded = 0  # detections older than one already applied for their source
         self.registry = registry
         self.clock = clock
 
@@ -186,15 +187,26 @@ class AlertEngine:
             # never warn the public about it. Its state is not taken in either.
             self.stale += 1
             return st, []
+        # The detections of one source reach this state through two Kafka topics (``detections`` and
+        # ``detections.urgent``, detectors/engine.py ``detection_topic``), so a source's older
+        # detection can arrive after a newer one. It is skipped: the state already holds that source's
+        # later word (a late clear must not end an alert a newer red detection reopened).
+        source = f"{d.device_id}:{d.kind}"
+        stamp = [d.ts.timestamp(), d.revision]
+        last = st.get("seen", {}).get(source)
+        if last is not None and stamp < last:
+            self.superseded += 1
+            return st, []
+        if d.level is None and d.state is not DetectionState.CLEAR and d.kind not in ("p_trigger", "offline"):
+            return st, []  # anomaly, sensor faults: operator information on Kafka, not warnings
+        st["seen"] = {**st.get("seen", {}), source: stamp}
         if d.kind == "p_trigger":
             return st, self._seismic(d, st)
         if d.kind == "offline":
             # Inhibition: the offline devices of one gateway (or site) are one operators' alert (blue),
             # not one per device; routing never sends it to the public.
             d = d.model_copy(update={"level": WarningLevel.BLUE if d.state is not DetectionState.CLEAR else None})
-        elif d.level is None and d.state is not DetectionState.CLEAR:
-            return st, []  # anomaly, sensor faults: operator information on Kafka, not warnings
-        key = f"{d.device_id}:{d.kind}"
+        key = source
         if d.state is DetectionState.CLEAR:
             st["sources"].pop(key, None)
         elif d.level is not None:

@@ -33,6 +33,11 @@ class AlertMetrics:
         self.replayed = Counter(
             "tocsin_alert_replayed_total", "redelivered detections already in the state, skipped", registry=registry
         )
+        self.superseded = Counter(
+            "tocsin_alert_superseded_total",
+            "detections older than one their source already applied (the two detection topics reorder), skipped",
+            registry=registry,
+        )
         self.unchanged = Counter(
             "tocsin_alert_unchanged_total",
             "detections that changed no lifecycle state (no table write, no message)",
@@ -57,8 +62,11 @@ class AlertStage:
         store: MutableMapping[str, Any],
         position: tuple[int, int] | None = None,
         emitted_s: float | None = None,
+        lane: str = "",
     ) -> list[Alert]:
-        """``position``: the detection's Kafka (partition, offset); replays already in the state are skipped.
+        """``position``: the detection's Kafka (partition, offset) in its ``lane`` (its topic: "" for
+        ``detections``, "urgent" for ``detections.urgent``); replays already in the state are skipped.
+        Each lane has its own replay guard: offsets of two topics do not compare.
         ``emitted_s``: when the detection was emitted (its Kafka record timestamp, epoch seconds); the
         alert latency is measured from it (lifecycle ticks' alerts are timer-driven: not measured)."""
         if LifecycleTick.is_tick(value):
@@ -77,21 +85,25 @@ class AlertStage:
             return []
         key = self.engine.fingerprint(detection)
         previous = store.get(key)
-        if position is not None and previous is not None and _replayed(previous.get("position"), position):
+        guard = f"position.{lane}" if lane else "position"
+        if position is not None and previous is not None and _replayed(previous.get(guard), position):
             self.metrics.replayed.inc()
             return []
+        superseded = self.engine.superseded
         state, alerts = self.engine.process(detection, previous)
+        if self.engine.superseded != superseded:
+            self.metrics.superseded.inc()
         if not alerts and previous is not None and _same_apart_from_position(state, previous):
-            # A no-op (no warning level, a stale detection, ...): the state is not written, so it keeps
-            # an older ``position`` and a crash before a later write redelivers this detection. That
-            # replay is harmless: ``process`` is a function of (detection, state), the state it meets
-            # then is the one it met now (no write happened in between for this fingerprint: later
-            # detections of it come after it in the partition), so it is the same no-op again. Skipping
-            # the write saves a changelog record per such detection.
+            # A no-op: no warning level, too old (history), or superseded by a later detection of its
+            # source (every detection that is applied records its source's stamp, so nothing else
+            # leaves the state as it was). The state is not written, so it keeps an older ``position``
+            # and a crash before a later write redelivers this detection. That replay is harmless: it
+            # is the same no-op against any later state (levels do not appear, ages and stamps only
+            # grow). Skipping the write saves a changelog record per such detection.
             self.metrics.unchanged.inc()
             return alerts
         if position is not None:
-            state["position"] = list(position)
+            state[guard] = list(position)
         store[key] = state
         self._count(alerts)
         if emitted_s is not None:
@@ -125,10 +137,11 @@ class AlertStage:
 
 
 def _same_apart_from_position(state: dict[str, Any], previous: dict[str, Any]) -> bool:
-    """True when ``state`` equals ``previous`` in every key but the replay guard's ``position``."""
-    if state.keys() - {"position"} != previous.keys() - {"position"}:
+    """True when ``state`` equals ``previous`` in every key but the lanes' replay guards (``position*``)."""
+    keys = {k for k in state if not k.startswith("position")}
+    if keys != {k for k in previous if not k.startswith("position")}:
         return False
-    return all(v == previous[k] for k, v in state.items() if k != "position")
+    return all(state[k] == previous[k] for k in keys)
 
 
 def _replayed(stored: list[int] | None, position: tuple[int, int]) -> bool:

@@ -23,6 +23,7 @@ from detectors.kernels import seismic as seis_k
 from detectors.kernels import sensor_faults as sf_k
 from detectors.kernels.levels import LevelRule, LevelState, step_level
 from detectors.rules import Rules
+from schemas import topics
 from schemas.common import Family, WarningLevel
 from schemas.detection import Detection, DetectionState
 from schemas.registry import Device, RegistryLike
@@ -69,6 +70,19 @@ def _from_epoch(t: float) -> datetime:
 def detection_key(d: Detection) -> bytes:
     """Kafka key of a detection: all detections of one hazard in one area meet in one partition."""
     return f"{d.family.value}:{d.area_code or d.site}".encode()
+
+
+def detection_topic(d: Detection, urgent_from: WarningLevel | None) -> str:
+    """The Kafka topic of a detection: ``detections.urgent`` for seismic triggers (seconds of S-wave
+    warning are at stake) and for levels at or above ``urgent_from`` (None: no urgent lane), so they
+    never wait behind a backlog of routine detections; ``detections`` for the rest. Both topics have
+    the same keys and partition count, so a fingerprint's detections meet in the same worker; the
+    alert engine skips a detection older than one its source already applied (the lanes reorder)."""
+    if urgent_from is None:
+        return topics.DETECTIONS
+    if d.kind == "p_trigger" or (d.level is not None and d.level.rank >= urgent_from.rank):
+        return topics.DETECTIONS_URGENT
+    return topics.DETECTIONS
 
 
 class DetectorEngine:

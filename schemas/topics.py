@@ -55,9 +55,21 @@ TELEMETRY_TOPICS = tuple(kafka_telemetry(f) for f in Family)
 DEADLETTER = "telemetry.deadletter"
 DEVICE_STATUS = "devices.status"
 DETECTIONS = "detections"
+# Urgent detections (seismic triggers; orange and red levels) travel on a topic of their own, so they
+# never queue behind a backlog of routine ones: same keys and partition count as ``detections``.
+DETECTIONS_URGENT = "detections.urgent"
 ALERTS = "alerts"
 DELIVERIES = "alerts.deliveries"  # audit of every delivery attempt
 ACKS = "alerts.acks"  # operators' acknowledgements
 SILENCES = "alerts.silences"  # silences and maintenance windows (compacted, key = silence id)
 
-ALL_KAFKA_TOPICS = (*TELEMETRY_TOPICS, DEADLETTER, DEVICE_STATUS, DETECTIONS, ALERTS, DELIVERIES, ACKS)
+ALL_KAFKA_TOPICS = (
+    *TELEMETRY_TOPICS,
+    DEADLETTER,
+    DEVICE_STATUS,
+    DETECTIONS,
+    DETECTIONS_URGENT,
+    ALERTS,
+    DELIVERIES,
+    ACKS,
+)

@@ -85,8 +85,9 @@ class Settings(BaseSettings):
     )
     alert_fast_lane_level: Literal["", "blue", "yellow", "orange", "red"] = Field(
         default="orange",
-        description="alert messages at or above this level are delivered the moment they are issued "
-        "(alerts/fastlane.py), not after the round trip through Kafka alerts; empty: off",
+        description="urgent lane: detections at or above this level (and seismic triggers) travel on "
+        "Kafka detections.urgent, and alert messages at or above it are delivered the moment they are "
+        "issued (alerts/fastlane.py), not after the round trip through Kafka alerts; empty: off",
     )
     alert_sender: str = Field(default="tocsin@district.example", description="CAP sender")
     alert_status: str = Field(default="Actual", description="CAP status of every alert: Actual, Exercise or Test")

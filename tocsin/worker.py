@@ -41,7 +41,7 @@ from alerts.routing import load_routing
 from alerts.service import AlertMetrics, AlertStage
 from alerts.silence_store import SilenceStore
 from alerts.sweep import committed_offsets, incomplete, parsed, read_since
-from detectors.engine import DetectorEngine, detection_key
+from detectors.engine import DetectorEngine, detection_key, detection_topic
 from detectors.rules import load_rules
 from detectors.service import DetectorMetrics, DetectorStage
 from ingest.gateway import CORRELATION_HEADER, header
@@ -227,6 +227,9 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         AlertMetrics(metrics_registry),
     )
     detections = _raw_topic(app, topics.DETECTIONS)
+    urgent_detections = _raw_topic(app, topics.DETECTIONS_URGENT)
+    lanes = {topics.DETECTIONS: detections, topics.DETECTIONS_URGENT: urgent_detections}
+    urgent_from = WarningLevel(settings.alert_fast_lane_level) if settings.alert_fast_lane_level else None
     alerts = _raw_topic(app, topics.ALERTS)
     deliveries = _raw_topic(app, topics.DELIVERIES)
 
@@ -239,7 +242,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                 msg = event.message  # its timestamp: when the gateway received the reading
                 cid = header(msg.headers, CORRELATION_HEADER)
                 for d in det_stage.handle(event.value, table, (msg.partition, msg.offset), msg.timestamp, cid):
-                    await detections.send(key=detection_key(d), value=encode(d))
+                    await lanes[detection_topic(d, urgent_from)].send(key=detection_key(d), value=encode(d))
 
         app.agent(source, name=f"detect-{family.value}")(detect)
 
@@ -277,42 +280,56 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     # old state, which issues the same message again (the deliveries' idempotency keys dedupe it) --
     # never a lost one; a crash after it finds the state's ``position`` at or past the detection's
     # offset and skips it. A detection whose handling raises is not acknowledged (the agent stops
-    # before it reaches the batch). Measured: README, "Latency".
+    # before it reaches the batch).
+    #
+    # Two agents share that state: ``confirm`` reads ``detections`` and ``confirm-urgent`` reads
+    # ``detections.urgent`` (seismic triggers, orange and red: detectors/engine.py
+    # ``detection_topic``). Under load the routine topic builds a backlog (a garbage collection or a
+    # CPU stall of a few hundred ms takes seconds to drain); the urgent topic has its own fetch
+    # position and stream queue, so a red detection does not queue behind it, and ``confirm`` gives
+    # the event loop back after every detection, so the urgent agent and the fast-lane deliveries run
+    # between two routine detections instead of after a whole batch. Measured: README, "Latency".
     batch_max, batch_within = settings.worker_confirm_batch_max, settings.worker_confirm_batch_ms / 1000.0
+    batch = BatchedState(lifecycle)
+    lock = asyncio.Lock()
 
-    @app.agent(detections, name="confirm")
-    async def confirm(stream: Any) -> None:
-        batch = BatchedState(lifecycle)
-        lock = asyncio.Lock()
+    def confirm_agent(lane: str) -> Any:
+        async def confirm(stream: Any) -> None:
+            async def handle_now(value: bytes) -> bytes:
+                msg = stream.current_event.message  # its timestamp: when the detection was emitted
+                async with lock:
+                    batch.partition = msg.partition
+                    for a in alert_stage.handle(value, batch, (msg.partition, msg.offset), msg.timestamp, lane):
+                        log.warning(
+                            "ALERT %s %s %s: %s",
+                            a.msg_type.value,
+                            a.level.value,
+                            a.identifier,
+                            a.headline,
+                            extra={
+                                "correlation_id": a.correlation_id,
+                                "alert_id": a.identifier,
+                                "fingerprint": a.fingerprint,
+                            },
+                        )
+                        # the detection's own partition: a fingerprint's messages stay in order, and the
+                        # ``deliver`` agent that claims a fast-lane delivery runs in this worker
+                        # (``alerts`` and both detection topics have as many partitions: Faust co-assigns them)
+                        await alerts.send(key=a.fingerprint.encode(), value=encode(a), partition=msg.partition)
+                        fast_lane.offer(a)
+                if not lane:
+                    await asyncio.sleep(0)  # let urgent work run between two routine detections
+                return value
 
-        async def handle_now(value: bytes) -> bytes:
-            msg = stream.current_event.message  # its timestamp: when the detection was emitted
-            async with lock:
-                batch.partition = msg.partition
-                for a in alert_stage.handle(value, batch, (msg.partition, msg.offset), msg.timestamp):
-                    log.warning(
-                        "ALERT %s %s %s: %s",
-                        a.msg_type.value,
-                        a.level.value,
-                        a.identifier,
-                        a.headline,
-                        extra={
-                            "correlation_id": a.correlation_id,
-                            "alert_id": a.identifier,
-                            "fingerprint": a.fingerprint,
-                        },
-                    )
-                    # the detection's own partition: a fingerprint's messages stay in order, and the
-                    # ``deliver`` agent that claims a fast-lane delivery runs in this worker
-                    # (``alerts`` and ``detections`` have as many partitions: Faust co-assigns them)
-                    await alerts.send(key=a.fingerprint.encode(), value=encode(a), partition=msg.partition)
-                    fast_lane.offer(a)
-            return value
+            stream.add_processor(handle_now)
+            async for _events in stream.take_events(batch_max, within=batch_within):
+                async with lock:
+                    batch.flush()
 
-        stream.add_processor(handle_now)
-        async for _events in stream.take_events(batch_max, within=batch_within):
-            async with lock:
-                batch.flush()
+        return confirm
+
+    app.agent(detections, name="confirm")(confirm_agent(""))
+    app.agent(urgent_detections, name="confirm-urgent")(confirm_agent("urgent"))
 
     adapters: dict[str, Adapter] = {}
     if settings.mqtt_host:

@@ -29,9 +29,13 @@ the worst (with 60 probes it was the maximum); the probes add 10 real red alerts
 Reference, same broker, same load, interleaved with the probes: a bare produce -> consume round
 trip of a small record on a topic of its own (``bench.roundtrip``, one partition).
 
+Lanes: every detection goes to the topic the worker's detect agents would give it
+(``detection_topic``): the red probes to the urgent lane, the background to the routine one.
+
 Isolation on a shared broker: the worker runs the unchanged ``tocsin worker`` code with the
-``detections``, ``alerts`` and ``alerts.deliveries`` topic names pointed at ``bench.detections``,
-``bench.alerts`` and ``bench.alerts.deliveries`` (one-hour retention), so other workers never read
+``detections``, ``detections.urgent``, ``alerts`` and ``alerts.deliveries`` topic names pointed at
+``bench.detections``, ``bench.detections.urgent``, ``bench.alerts`` and ``bench.alerts.deliveries``
+(one-hour retention), so other workers never read
 the bench's 30,000+ detections as live ones; and its consumer group's offsets are committed at the
 end of every topic it reads before it starts, so it does not first replay history.
 
@@ -63,7 +67,26 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ["bash", str(REPO / "deploy" / "local" / "services.sh")]
 ROUNDTRIP_TOPIC = "bench.roundtrip"
-BENCH_TOPICS = {"DETECTIONS": "bench.detections", "ALERTS": "bench.alerts", "DELIVERIES": "bench.alerts.deliveries"}
+BENCH_TOPICS = {
+    "DETECTIONS": "bench.detections",
+    "DETECTIONS_URGENT": "bench.detections.urgent",
+    "ALERTS": "bench.alerts",
+    "DELIVERIES": "bench.alerts.deliveries",
+}
+BENCH_DETECTION_TOPICS = (BENCH_TOPICS["DETECTIONS"], BENCH_TOPICS["DETECTIONS_URGENT"])
+
+
+def _lane(d: Any) -> str:
+    """The bench topic of a detection: the one the worker's detect agents would choose
+    (``detection_topic`` with the default urgent level, orange), under its bench name."""
+    from detectors.engine import detection_topic
+    from schemas import topics
+    from schemas.common import WarningLevel
+
+    urgent = detection_topic(d, WarningLevel.ORANGE) == topics.DETECTIONS_URGENT
+    return BENCH_TOPICS["DETECTIONS_URGENT"] if urgent else BENCH_TOPICS["DETECTIONS"]
+
+
 # The worker, with the bench topic names; under cProfile when TOCSIN_BENCH_PROFILE names an output file.
 _WORKER = "\n".join(
     [
@@ -262,7 +285,7 @@ async def _background_load(
             now = datetime.now(UTC)
             while i < due:
                 d = _background(i, now, onset, rev)
-                fut = await producer.send(BENCH_TOPICS["DETECTIONS"], key=detection_key(d), value=encode(d))
+                fut = await producer.send(_lane(d), key=detection_key(d), value=encode(d))
                 pending.add(fut)
                 fut.add_done_callback(on_ack)
                 i += 1
@@ -337,7 +360,7 @@ def _prepare_topics(bootstrap: str, group: str) -> None:
     try:
         parts = [
             TopicPartition(name, p)
-            for name in (*topics.TELEMETRY_TOPICS, BENCH_TOPICS["DETECTIONS"], BENCH_TOPICS["ALERTS"])
+            for name in (*topics.TELEMETRY_TOPICS, *BENCH_DETECTION_TOPICS, BENCH_TOPICS["ALERTS"])
             for p in sorted(consumer.partitions_for_topic(name) or ())
         ]
         ends = consumer.end_offsets(parts)
@@ -361,7 +384,7 @@ def _committed(bootstrap: str, group: str) -> int:
         offsets = admin.list_consumer_group_offsets(group)
     finally:
         admin.close()
-    return sum(m.offset for tp, m in offsets.items() if tp.topic == BENCH_TOPICS["DETECTIONS"] and m.offset > 0)
+    return sum(m.offset for tp, m in offsets.items() if tp.topic in BENCH_DETECTION_TOPICS and m.offset > 0)
 
 
 _FAST = ("started", "claimed", "full", "failed")
@@ -457,7 +480,7 @@ def bench_alert_latency() -> dict[str, float]:
         # The new consumer group first reads the topics' history (other runs' detections and alerts):
         # one probe without background load, delivered, shows the worker has caught up.
         warm = _probe(n_probes - 1, run, datetime.now(UTC))
-        probe_producer.send(BENCH_TOPICS["DETECTIONS"], key=detection_key(warm), value=encode(warm))
+        probe_producer.send(_lane(warm), key=detection_key(warm), value=encode(warm))
         probe_producer.flush()
         deadline = time.monotonic() + 240
         while _probe_phone(run_n, n_probes - 1) not in _received(sms_url) and time.monotonic() < deadline:
@@ -505,7 +528,7 @@ def bench_alert_latency() -> dict[str, float]:
                 done0 = _committed(bootstrap, env["TOCSIN_WORKER_ID"])
             d = _probe(k, run, datetime.now(UTC))
             t_sent = time.time()
-            probe_producer.send(BENCH_TOPICS["DETECTIONS"], key=detection_key(d), value=encode(d))
+            probe_producer.send(_lane(d), key=detection_key(d), value=encode(d))
             probe_producer.flush()
             if measuring.is_set():
                 probes[_probe_phone(run_n, k)] = t_sent

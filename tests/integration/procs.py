@@ -83,7 +83,7 @@ def start_group_at_end(bootstrap: str, group: str, names: tuple[str, ...] | None
     from ingest.sinks import ensure_topics
     from schemas import topics
 
-    names = names or (*topics.TELEMETRY_TOPICS, topics.DETECTIONS, topics.ALERTS)
+    names = names or (*topics.TELEMETRY_TOPICS, topics.DETECTIONS, topics.DETECTIONS_URGENT, topics.ALERTS)
     ensure_topics(bootstrap, names, 2)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group, enable_auto_commit=False)
     try:
