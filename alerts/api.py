@@ -44,13 +44,14 @@ import signal
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.silence_store import SilenceStore, TopicFollower, delete_silence, has_ended, publish_silence
@@ -543,6 +544,20 @@ def _query(request: web.Request) -> dict[str, str]:
     return {k: (v.replace(" ", "+") if k in ("since", "until") else v) for k, v in request.query.items() if v != ""}
 
 
+class _EvictedCollector:
+    """``tocsin_api_evicted_total``: ended incidents the read model dropped (retention, size cap)."""
+
+    def __init__(self, view: Any) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "tocsin_api_evicted_total",
+            "ended incidents evicted from the operator API's read model (retention days, size cap)",
+            value=float(self.view.evicted),
+        )
+
+
 class OperatorApi:
     """The handlers; every dependency is injected (see :func:`build_app`)."""
 
@@ -575,6 +590,7 @@ class OperatorApi:
             "tocsin_api_ready", "1 when the read model caught up with Kafka (readiness)", registry=self.metrics_registry
         )
         ready.set_function(lambda: 1.0 if self._ready() else 0.0)
+        self.metrics_registry.register(_EvictedCollector(view))
 
     @web.middleware
     async def count_requests(

@@ -1,24 +1,35 @@
-"""The delivery sweep: a starting worker finishes fan-outs a previous run left incomplete.
+"""The delivery sweep: a worker finishes fan-outs the audit shows incomplete.
 
 The ``deliver`` agent commits an ``alerts`` offset only after the message's delivery, so a crash
 normally redelivers it. That guarantee rests on Faust's offset bookkeeping, which has been seen to
 commit past a message whose fan-out was still in flight (one run of the fan-out restart test: 94 of
 120 recipients never warned; Faust's gap and ack logic is the suspect). A missed warning is the
 worst outcome here, so the worker does not rely on it alone: when it starts, it reads the alert
-messages of the last ``window`` from the ``alerts`` partitions it owns, and the delivery audit
-(``alerts.deliveries``) of the same time, and delivers again every message with fewer final delivery
-records on some channel than the routing plans for it. The providers' idempotency keys (alert
-identifier, recipient, revision) make that safe: a recipient already served gets nothing new, and
-the audit shows a ``duplicate``.
+messages of the last ``window`` from the ``alerts`` partitions it owns, below the group's committed
+offsets, and the delivery audit (``alerts.deliveries``) of the same time, and delivers again every
+message with fewer final delivery records on some channel than the routing plans for it. The
+providers' idempotency keys (alert identifier, recipient, revision) make that safe: a recipient
+already served gets nothing new, and the audit shows a ``duplicate``. It then sweeps again every
+``every`` seconds over the last two periods (a wrong commit while the worker runs, a partition that
+moved to it from a member that died mid-fan-out), so the cost of a pass stays that of a few minutes
+of alerts and audit, not of the whole window.
 
-``incomplete`` is the pure part: which messages to deliver again.
+Faust has also been seen to leave a message *at* the committed offset unread: a restarted worker
+owned the partition, sought to the offset and never handed the message to the agent (an orange
+alert's fan-out, 94 of 120 recipients left). So a pass also remembers the messages at or past the
+committed offset that this worker was not delivering, and the next pass delivers those that are
+still there, still not being delivered, with an incomplete audit: stuck for a whole period.
+
+``incomplete`` is the pure part: which messages to deliver again; ``Sweeper`` the schedule.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import NamedTuple, TypeVar
 
 from pydantic import BaseModel
 
@@ -27,6 +38,7 @@ from schemas.alert import Alert
 from schemas.delivery import DeliveryRecord
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 # Dispatch outcomes that end a notification (a carrier's later receipt, ``delivered`` or
 # ``undelivered``, is not one: it follows an ``accepted``).
@@ -66,6 +78,35 @@ def read_since(
     blocking: call it in a thread). ``partitions``: only these; ``before``: per partition, only
     offsets below this one (the group's committed offset; a partition missing from it: none).
     Bounded by ``timeout_s``."""
+    return [v for _p, _o, v in _read(bootstrap, topic, since_ms, partitions, before, timeout_s)]
+
+
+def read_split(
+    bootstrap: str,
+    topic: str,
+    since_ms: int,
+    partitions: Iterable[int],
+    committed: dict[int, int],
+    timeout_s: float = 30.0,
+) -> tuple[list[bytes], list[bytes]]:
+    """Record values of ``topic`` from ``since_ms`` to its end, split at the group's ``committed``
+    offsets: (below them, at or past them). A partition without a committed offset is all past."""
+    below: list[bytes] = []
+    past: list[bytes] = []
+    for partition, offset, value in _read(bootstrap, topic, since_ms, partitions, None, timeout_s):
+        (below if offset < committed.get(partition, 0) else past).append(value)
+    return below, past
+
+
+def _read(
+    bootstrap: str,
+    topic: str,
+    since_ms: int,
+    partitions: Iterable[int] | None,
+    before: dict[int, int] | None,
+    timeout_s: float,
+) -> list[tuple[int, int, bytes]]:
+    """(partition, offset, value) of ``topic`` from ``since_ms`` to the end (or ``before``)."""
     import time
 
     from kafka import KafkaConsumer, TopicPartition
@@ -86,11 +127,11 @@ def read_since(
         consumer.assign(sorted(todo, key=lambda tp: tp.partition))
         for tp in todo:
             consumer.seek(tp, starts[tp].offset)
-        out: list[bytes] = []
+        out: list[tuple[int, int, bytes]] = []
         deadline = time.monotonic() + timeout_s
         while todo and time.monotonic() < deadline:
             for tp, recs in consumer.poll(timeout_ms=500).items():
-                out += [r.value for r in recs if r.offset < stop[tp] and r.value is not None]
+                out += [(tp.partition, r.offset, r.value) for r in recs if r.offset < stop[tp] and r.value is not None]
                 if consumer.position(tp) >= stop[tp]:
                     todo.discard(tp)
         return out
@@ -119,3 +160,98 @@ def parsed(model: type[M], values: Iterable[bytes]) -> list[M]:
         except ValueError:
             continue
     return out
+
+
+def windows(window_s: float, every_s: float) -> Iterator[float]:
+    """How far back each pass looks: the whole ``window_s`` at start, then (``every_s`` > 0) the last
+    two periods, never more than ``window_s``; with ``every_s`` 0, the start pass only."""
+    yield window_s
+    while every_s > 0:
+        yield min(window_s, 2 * every_s)
+
+
+class Sweep(NamedTuple):
+    """What one pass reads: the alert messages since its start, below the group's committed offsets
+    (``committed``) and at or past them (``pending``), and the delivery records of the same time."""
+
+    committed: list[Alert]
+    pending: list[Alert]
+    records: list[DeliveryRecord]
+
+
+class Sweeper:
+    """Runs the passes. ``owned()``: the ``alerts`` partitions this worker owns once it is settled
+    (None: it never got any; the loop ends); ``read(partitions, since_s)``: a ``Sweep`` since
+    ``since_s`` (epoch s); ``busy(identifier)``: this worker is delivering that message now;
+    ``deliver``: the worker's delivery (records included); ``route``: the routing plan; ``sleep`` and
+    ``clock`` are injected for tests. A pass that cannot read Kafka is skipped and logged."""
+
+    def __init__(
+        self,
+        *,
+        window_s: float,
+        every_s: float,
+        owned: Callable[[], Awaitable[set[int] | None]],
+        read: Callable[[set[int], float], Awaitable[Sweep]],
+        busy: Callable[[str], bool],
+        route: Callable[[Alert], list[Notification]],
+        deliver: Callable[[Alert], Awaitable[None]],
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.window_s, self.every_s = window_s, every_s
+        self.owned, self.read, self.busy, self.route, self.deliver = owned, read, busy, route, deliver
+        self.clock, self.sleep = clock, sleep
+        self.passes = 0
+        self.redelivered = 0
+        self._waiting: set[str] = set()  # past the committed offset, not being delivered, last pass
+
+    async def run(self) -> None:
+        if not self.window_s:
+            return
+        for n, window_s in enumerate(windows(self.window_s, self.every_s)):
+            if n:
+                await self.sleep(self.every_s)
+            partitions = await self.owned()
+            if partitions is None:
+                return
+            await self.sweep(partitions, window_s)
+
+    async def sweep(self, partitions: set[int], window_s: float) -> list[Alert]:
+        """One pass over ``partitions``; returns the messages delivered again."""
+        self.passes += 1
+        if not partitions:
+            return []
+        try:
+            seen = await self.read(partitions, self.clock() - window_s)
+        except Exception as exc:  # noqa: BLE001 - Kafka hiccup: the sweep is a safety net, not the path
+            log.warning("delivery sweep skipped: %s", exc)
+            return []
+        idle = [a for a in seen.pending if not self.busy(a.identifier)]
+        stuck = [a for a in idle if a.identifier in self._waiting]
+        self._waiting = {a.identifier for a in idle}
+        stuck_ids = {a.identifier for a in stuck}
+        todo = [
+            a for a in incomplete([*seen.committed, *stuck], seen.records, self.route) if not self.busy(a.identifier)
+        ]
+        for alert in todo:
+            if alert.identifier in stuck_ids:
+                why = "was not consumed for a whole period"
+            else:
+                why = "was committed with an incomplete fan-out"
+            log.warning(
+                "delivery sweep: %s %s %s; delivering it again",
+                alert.identifier,
+                alert.level.value,
+                why,
+                extra={"correlation_id": alert.correlation_id, "alert_id": alert.identifier},
+            )
+            await self.deliver(alert)
+        self.redelivered += len(todo)
+        log.info(
+            "delivery sweep: %d alert messages read (%d past the committed offsets), %d delivered again",
+            len(seen.committed) + len(seen.pending),
+            len(seen.pending),
+            len(todo),
+        )
+        return todo

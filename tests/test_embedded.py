@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.engine import AlertConfig
 from schemas import topics
-from schemas.alert import AlertStatus, MsgType
+from schemas.alert import Alert, AlertStatus, MsgType
 from simulators.demo import demo_messages, demo_registry
 from tocsin.embedded import DeviceTimeClock, EmbeddedPipeline, free_port, publish_messages
 
@@ -53,7 +53,7 @@ def test_demo_detects_and_alerts_every_family(actual_demo: tuple[EmbeddedPipelin
         for t in topics.TELEMETRY_TOPICS
     )
     assert produced == len(demo_messages()) - 2
-    first = {}
+    first: dict[str, Alert] = {}
     for a in s.alerts:
         first.setdefault(a.hazard.value, a)
     assert set(first) == {"hydro", "hazmat", "fire", "seismic"}

@@ -322,6 +322,7 @@ def test_operator_api_readyz_and_metrics(promtool: str) -> None:
     assert b'tocsin_api_requests_total{method="GET",route="/readyz",status="503"} 1.0' in text
     assert b'tocsin_api_requests_total{method="GET",route="/alerts",status="422"} 1.0' in text
     assert b"tocsin_api_ready 1.0" in text and b"tocsin_api_fingerprints 0.0" in text
+    assert b"tocsin_api_evicted_total 0.0" in text
     _promtool_ok(promtool, text)
 
 

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         description="a starting worker delivers again the alert messages of this many seconds whose "
         "fan-out the audit shows incomplete (alerts/sweep.py; idempotent); 0: off",
     )
+    delivery_sweep_every_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="a running worker sweeps again this often, over the last two periods (at most "
+        "TOCSIN_DELIVERY_SWEEP_S); a message past the committed offset that was not being delivered "
+        "in two passes in a row is delivered too (stuck); 0: only at start",
+    )
     alert_fast_lane_level: Literal["", "blue", "yellow", "orange", "red"] = Field(
         default="orange",
         description="urgent lane: detections at or above this level (and seismic triggers) travel on "

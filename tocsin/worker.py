@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +41,7 @@ from alerts.receipts import SmsReceipt, receipt_record
 from alerts.routing import load_routing
 from alerts.service import AlertMetrics, AlertStage
 from alerts.silence_store import SilenceStore
-from alerts.sweep import committed_offsets, incomplete, parsed, read_since
+from alerts.sweep import Sweep, Sweeper, committed_offsets, parsed, read_since, read_split
 from detectors.engine import DetectorEngine, detection_key, detection_topic
 from detectors.rules import load_rules
 from detectors.service import DetectorMetrics, DetectorStage
@@ -378,10 +379,18 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     # oldest alert still being delivered, so a crash redelivers (and the idempotency keys dedupe).
     # Urgent messages were already started by the fast lane (alerts/fastlane.py) when ``confirm``
     # issued them: the agent then awaits that delivery instead of starting its own.
+    busy: Counter[str] = Counter()  # identifiers of the messages this worker is delivering now
+
     async def deliver_and_record(alert: Alert) -> None:
         await start_delivery()
-        for record in await notifier.deliver(alert):
-            await deliveries.send(key=record.alert_id.encode(), value=encode(record))
+        busy[alert.identifier] += 1
+        try:
+            for record in await notifier.deliver(alert):
+                await deliveries.send(key=record.alert_id.encode(), value=encode(record))
+        finally:
+            busy[alert.identifier] -= 1
+            if not busy[alert.identifier]:
+                del busy[alert.identifier]
 
     fast_lane = FastLane(
         deliver_and_record,
@@ -397,41 +406,44 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
             if not await fast_lane.claim(alert.identifier):  # not already delivered by the fast lane
                 await deliver_and_record(alert)
 
-    @app.task
-    async def delivery_sweep() -> None:
-        """Once at start, when this worker owns its partitions: finish the fan-outs that the audit
-        shows incomplete among the alert messages the group has already committed (alerts/sweep.py)."""
-        if not settings.delivery_sweep_s:
-            return
-        for _ in range(1200):  # up to 10 min for the first assignment (a dead member's session first)
+    async def owned_alert_partitions() -> set[int] | None:
+        """The ``alerts`` partitions of this worker once no rebalance is going on (up to 10 min for
+        the first assignment: a dead member's session must expire first); None when it has none."""
+        for _ in range(1200):
             assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ALERTS}
             if assigned and not app.rebalancing:
-                break
+                return assigned
             await asyncio.sleep(0.5)
-        else:
-            return
-        since_ms = int((time.time() - settings.delivery_sweep_s) * 1000)
-        try:
-            committed = await asyncio.to_thread(
-                committed_offsets, settings.kafka_bootstrap, settings.worker_id, topics.ALERTS
-            )
-            raw = await asyncio.to_thread(
-                read_since, settings.kafka_bootstrap, topics.ALERTS, since_ms, partitions=assigned, before=committed
-            )
-            raw_records = await asyncio.to_thread(read_since, settings.kafka_bootstrap, topics.DELIVERIES, since_ms)
-        except Exception as exc:  # noqa: BLE001 - Kafka hiccup: the sweep is a safety net, not the path
-            log.warning("delivery sweep skipped: %s", exc)
-            return
-        todo = incomplete(parsed(Alert, raw), parsed(DeliveryRecord, raw_records), notifier.route)
-        for alert in todo:
-            log.warning(
-                "delivery sweep: %s %s has an incomplete fan-out in the audit; delivering it again",
-                alert.identifier,
-                alert.level.value,
-                extra={"correlation_id": alert.correlation_id, "alert_id": alert.identifier},
-            )
-            await deliver_and_record(alert)
-        log.info("delivery sweep: %d alert messages read, %d delivered again", len(raw), len(todo))
+        return None
+
+    async def read_for_sweep(partitions: set[int], since_s: float) -> Sweep:
+        since_ms = int(since_s * 1000)
+        committed = await asyncio.to_thread(
+            committed_offsets, settings.kafka_bootstrap, settings.worker_id, topics.ALERTS
+        )
+        below, past = await asyncio.to_thread(
+            read_split, settings.kafka_bootstrap, topics.ALERTS, since_ms, partitions, committed
+        )
+        raw_records = await asyncio.to_thread(read_since, settings.kafka_bootstrap, topics.DELIVERIES, since_ms)
+        return Sweep(parsed(Alert, below), parsed(Alert, past), parsed(DeliveryRecord, raw_records))
+
+    sweeper = Sweeper(
+        window_s=settings.delivery_sweep_s,
+        every_s=settings.delivery_sweep_every_s,
+        owned=owned_alert_partitions,
+        read=read_for_sweep,
+        busy=busy.__contains__,
+        route=notifier.route,
+        deliver=deliver_and_record,
+        clock=time.time,
+    )
+
+    @app.task
+    async def delivery_sweep() -> None:
+        """At start, when this worker owns its partitions, then every ``delivery_sweep_every_s``:
+        finish the fan-outs that the audit shows incomplete among the alert messages the group has
+        already committed (alerts/sweep.py)."""
+        await sweeper.run()
 
     @app.page("/callbacks/sms")
     class SmsReceipts(View):  # type: ignore[misc]

@@ -12,8 +12,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from alerts.api import ACKS, Ack, AlertView, build_app
+from alerts.api import ACKS, Ack, AlertView, _EvictedCollector, build_app
 from alerts.silence_store import SILENCES, SilenceStore, has_ended
 from alerts.silences import Silence
 from schemas import topics
@@ -418,6 +419,9 @@ def test_ended_incidents_older_than_the_retention_are_evicted_active_ones_kept()
     incident(v, "fire:330113:now", T0 + timedelta(days=7, hours=2), None)  # alert time moves on
     assert v.fingerprints() == {"hydro:330111:active", "hydro:330112:recent", "fire:330113:now"}
     assert v.evicted == 1 and v.ended_count == 1
+    registry = CollectorRegistry()
+    registry.register(_EvictedCollector(v))  # what the API's /metrics exposes
+    assert registry.get_sample_value("tocsin_api_evicted_total") == 1.0
     assert v.detail("hydro:330110:old") is None and v.audit("hydro:330110:old") == []
     # What is kept stays queryable, its audit whole.
     assert [e.kind for e in v.audit("hydro:330112:recent")] == ["message", "delivery", "message"]

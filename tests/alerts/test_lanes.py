@@ -73,6 +73,9 @@ def test_seismic_triggers_and_orange_and_red_take_the_urgent_lane() -> None:
     assert detection_topic(_det(OPEN, YELLOW, 0), ORANGE) == ROUTINE
     assert detection_topic(_det(OPEN, BLUE, 0), ORANGE) == ROUTINE
     assert detection_topic(_det(CLEAR, None, 0), ORANGE) == ROUTINE
+    # a clear carries its incident's level: the all-clear of a red incident takes the urgent lane
+    assert detection_topic(_det(CLEAR, RED, 0), ORANGE) == URGENT
+    assert detection_topic(_det(CLEAR, BLUE, 0), ORANGE) == ROUTINE
     assert detection_topic(_det(OPEN, None, 0, kind="anomaly"), ORANGE) == ROUTINE
     # a P-wave trigger is urgent whatever its level (the network decides the intensity), its clear too
     assert detection_topic(_det(OPEN, None, 0, kind="p_trigger"), ORANGE) == URGENT
@@ -141,17 +144,28 @@ _LEVELS = [None, BLUE, YELLOW, ORANGE, RED]
 
 @st.composite
 def _chain_and_arrival(draw: Any) -> tuple[list[Detection], list[Detection]]:
-    """One gauge's detections in device order (levels move freely, None is a clear), and an arrival
-    order that keeps each lane's own order but interleaves the two lanes at random."""
-    levels = draw(st.lists(st.sampled_from(_LEVELS), min_size=1, max_size=6))
-    chain, active = [], False
+    """One gauge's detections in device order, as the detector makes them (levels move freely; None
+    is a clear, which carries the incident's last level, as detectors/engine.py does; a new incident
+    starts at revision 0), and an arrival order that keeps each lane's own order but interleaves the
+    two lanes at random."""
+    levels = [draw(st.sampled_from(_LEVELS[1:])), *draw(st.lists(st.sampled_from(_LEVELS), max_size=6))]
+    chain: list[Detection] = []
+    last: WarningLevel | None = None  # the open incident's level
+    rev = 0
     for i, level in enumerate(levels):
+        if level is None and last is None:
+            continue  # nothing open: the detector says nothing
         if level is None:
-            state = CLEAR
-        else:
-            state = UPDATE if active else OPEN
-        active = level is not None
-        chain.append(_det(state, level, 60.0 * i, rev=i))
+            chain.append(_det(CLEAR, last, 60.0 * i, rev=rev + 1))
+            last, rev = None, 0
+            continue
+        if last is None:
+            chain.append(_det(OPEN, level, 60.0 * i, rev=0))
+            rev = 0
+        elif level is not last:
+            rev += 1
+            chain.append(_det(UPDATE, level, 60.0 * i, rev=rev))
+        last = level
     lanes = {lane: [d for d in chain if detection_topic(d, ORANGE) == lane] for lane in (ROUTINE, URGENT)}
     picks = draw(st.lists(st.booleans(), min_size=len(chain), max_size=len(chain)))
     arrival, i, j = [], 0, 0

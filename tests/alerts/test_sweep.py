@@ -1,14 +1,17 @@
-"""The delivery sweep's decision: which alert messages have a fan-out the audit shows incomplete."""
+"""The delivery sweep's decision (which alert messages have a fan-out the audit shows incomplete)
+and its schedule (a pass at start over the whole window, then a short pass every period)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from alerts.adapters.base import Notification
-from alerts.sweep import FINAL, incomplete, parsed
+from alerts.sweep import FINAL, Sweep, Sweeper, incomplete, parsed, windows
 from schemas.alert import Alert
 from schemas.delivery import DeliveryRecord
 from schemas.wire import encode
@@ -85,3 +88,108 @@ def test_incomplete_exactly_when_some_channel_has_fewer_final_records_than_plann
 def test_parsed_skips_what_does_not_decode() -> None:
     a = alert("A-1")
     assert parsed(Alert, [encode(a), b"{not json", b'{"identifier": "x"}']) == [a]
+
+
+def test_windows_are_the_whole_window_at_start_then_two_periods() -> None:
+    w = windows(3600.0, 300.0)
+    assert [next(w) for _ in range(4)] == [3600.0, 600.0, 600.0, 600.0]
+    assert list(windows(3600.0, 0.0)) == [3600.0]  # start only
+    w = windows(400.0, 300.0)
+    assert [next(w) for _ in range(2)] == [400.0, 400.0]  # never longer than the window
+
+
+class FakeKafka:
+    """What the sweeper reads, pass by pass: (partitions, since) asked, and the answers given."""
+
+    def __init__(self, answers: list[Any]) -> None:
+        self.answers, self.asked = answers, []
+
+    async def read(self, partitions: set[int], since_s: float) -> Sweep:
+        self.asked.append((partitions, since_s))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def _run(kafka: FakeKafka, owned: list[set[int] | None], busy: set[str] = frozenset()) -> tuple[Sweeper, list[str]]:
+    """Run a sweeper (window 1 h, every 5 min) until ``owned`` says None; returns it and what it delivered."""
+    delivered: list[str] = []
+
+    async def deliver(a: Alert) -> None:
+        delivered.append(a.identifier)
+
+    async def sleep(s: float) -> None:
+        assert s == 300.0
+
+    async def owned_now() -> set[int] | None:
+        return owned.pop(0)
+
+    sweeper = Sweeper(
+        window_s=3600.0,
+        every_s=300.0,
+        owned=owned_now,
+        read=kafka.read,
+        busy=busy.__contains__,
+        route=plan,
+        deliver=deliver,
+        clock=lambda: 10_000.0,
+        sleep=sleep,
+    )
+    asyncio.run(sweeper.run())
+    return sweeper, delivered
+
+
+def test_the_sweeper_passes_at_start_and_then_every_period_delivering_what_is_cut_short() -> None:
+    done, cut, later_cut = alert("A-1"), alert("A-2"), alert("A-3")
+    full = [record(done, "mqtt", "accepted"), *(record(done, "sms", "accepted", p) for p in PHONES)]
+    kafka = FakeKafka(
+        [
+            Sweep([done, cut], [], [*full, record(cut, "mqtt", "accepted")]),  # start: cut killed after MQTT
+            ConnectionError("broker away"),  # second pass: skipped, logged, not fatal
+            Sweep([later_cut], [], []),  # third pass: a commit went past a fan-out while running
+        ]
+    )
+    sweeper, delivered = _run(kafka, [{0, 1}, {0, 1}, {1}, None])  # None: the worker lost its partitions
+    assert delivered == ["A-2", "A-3"]
+    assert kafka.asked == [({0, 1}, 10_000.0 - 3600.0), ({0, 1}, 10_000.0 - 600.0), ({1}, 10_000.0 - 600.0)]
+    assert (sweeper.passes, sweeper.redelivered) == (3, 2)
+
+
+def test_a_message_past_the_committed_offset_is_delivered_once_it_was_idle_for_a_whole_period() -> None:
+    stuck, moving, in_flight, complete = alert("S-1"), alert("S-2"), alert("S-3"), alert("S-4")
+    records = [record(complete, "mqtt", "accepted"), *(record(complete, "sms", "accepted", p) for p in PHONES)]
+    moved = [record(moving, "mqtt", "accepted"), *(record(moving, "sms", "accepted", p) for p in PHONES)]
+    kafka = FakeKafka(
+        [
+            # start: all four are past the committed offset and none is delivered yet (the agent may
+            # be about to read them): nothing is done
+            Sweep([], [stuck, moving, in_flight, complete], records),
+            # a period later: ``moving`` was delivered and committed meanwhile; the other three are
+            # still past the committed offset
+            Sweep([moving], [stuck, in_flight, complete], [*records, *moved]),
+            Sweep([moving], [], [*records, *moved]),
+        ]
+    )
+    sweeper, delivered = _run(kafka, [{0}, {0}, {0}, None], busy={"S-3"})
+    # stuck: delivered in the second pass; in_flight: this worker is on it; complete: the audit is whole
+    assert delivered == ["S-1"]
+    assert sweeper.redelivered == 1
+
+
+def test_a_sweeper_with_no_window_does_nothing() -> None:
+    async def never(*_a: Any) -> Any:
+        raise AssertionError("no pass expected")
+
+    sweeper = Sweeper(
+        window_s=0.0,
+        every_s=300.0,
+        owned=never,
+        read=never,
+        busy=lambda _i: False,
+        route=plan,
+        deliver=never,
+        clock=float,
+    )
+    asyncio.run(sweeper.run())
+    assert sweeper.passes == 0

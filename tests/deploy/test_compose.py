@@ -30,7 +30,7 @@ GRAFANA = DEPLOY / "grafana"
 SETTINGS = {f"TOCSIN_{name.upper()}" for name in Settings.model_fields}
 SECRET_SETTINGS = {f"TOCSIN_{n.upper()}" for n, f in Settings.model_fields.items() if f.annotation is SecretStr}
 TOCSIN_VAR = re.compile(r"\bTOCSIN_[A-Z0-9_]+")
-METRIC_DEF = re.compile(r"\b(?:Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
+METRIC_DEF = re.compile(r"\b(?:Counter|Gauge|Histogram|Summary|CounterMetricFamily)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
 
 
 def load_yaml(path: Path) -> Any:

@@ -48,6 +48,7 @@ def test_worker_killed_mid_fanout_sends_each_sms_exactly_once(
         "TOCSIN_SMS_CALLBACK_URL": "",  # no delivery receipts: only the fan-out itself
         "TOCSIN_SMS_RATE_PER_S": "25",  # what we were told the carrier allows; it enforces 30/s
         "TOCSIN_DELIVERY_SWEEP_S": "3600",  # on, as in production (the stack turns it off by default)
+        "TOCSIN_DELIVERY_SWEEP_EVERY_S": "20",  # a message the agent left unread is delivered within 40 s
     }
     with (
         running_stack(
@@ -88,20 +89,25 @@ def test_worker_killed_mid_fanout_sends_each_sms_exactly_once(
             )
 
         worker2 = stack.start_worker()
-        wait_until(lambda: len(stack.sms_messages()) >= N_RECIPIENTS or None, 120, "every recipient's SMS")
+        wait_until(lambda: len(stack.sms_messages()) >= N_RECIPIENTS or None, 180, "every recipient's SMS")
 
         msgs = stack.sms_messages()
         per_phone = Counter(m["to"] for m in msgs)
         assert set(per_phone) == set(phones)  # nobody missed
         assert max(per_phone.values()) == 1, per_phone.most_common(3)  # nobody warned twice
         assert len({m["idempotency_key"] for m in msgs}) == N_RECIPIENTS
-        swept = any(area in line and "delivering it again" in line for line in worker2.text().splitlines())
-        assert swept is lost_commit  # the sweep acts only where the offsets lost the fan-out
+        lines = [line for line in worker2.text().splitlines() if area in line and "delivering it again" in line]
+        swept = any("committed with an incomplete fan-out" in line for line in lines)
+        assert swept is lost_commit  # the sweep acts on committed messages only where the offsets lost the fan-out
+        # Faust once left the message at the committed offset unread after the restart; the sweep's
+        # stuck pass delivered it then (alerts/sweep.py). Shown, not failed: it is the safety net working.
+        stuck = [line for line in lines if "not consumed for a whole period" in line]
         stats = stack.sms_stats()
         assert "gave_up" not in worker2.text() and "failed:" not in worker2.text()
         print(
             f"\nstored at kill {stored_at_kill}; duplicates refused by the carrier after restart: "
-            f"{stats['duplicates']}; rate-limited requests: {stats.get('rate_limited')}"
+            f"{stats['duplicates']}; rate-limited requests: {stats.get('rate_limited')}; "
+            f"delivered by the stuck-message sweep: {len(stuck)}"
         )
 
 
