@@ -26,6 +26,7 @@ still there, still not being delivered, with an incomplete audit: stuck for a wh
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -171,20 +172,40 @@ def windows(window_s: float, every_s: float) -> Iterator[float]:
 
 
 class Sweep(NamedTuple):
-    """What one pass reads: the alert messages since its start, below the group's committed offsets
-    (``committed``) and at or past them (``pending``), and the delivery records of the same time."""
+    """The alert messages a pass reads since its start, as (identifier, raw value): below the group's
+    committed offsets (``committed``) and at or past them (``pending``)."""
 
-    committed: list[Alert]
-    pending: list[Alert]
-    records: list[DeliveryRecord]
+    committed: list[tuple[str, bytes]]
+    pending: list[tuple[str, bytes]]
+
+
+def identified(values: Iterable[bytes]) -> list[tuple[str, bytes]]:
+    """(identifier, value) of the alert messages among ``values`` (a plain JSON read: the sweep
+    decodes in full only the few messages it has to check)."""
+    out: list[tuple[str, bytes]] = []
+    for v in values:
+        try:
+            identifier = json.loads(v)["identifier"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(identifier, str):
+            out.append((identifier, v))
+    return out
 
 
 class Sweeper:
     """Runs the passes. ``owned()``: the ``alerts`` partitions this worker owns once it is settled
-    (None: it never got any; the loop ends); ``read(partitions, since_s)``: a ``Sweep`` since
-    ``since_s`` (epoch s); ``busy(identifier)``: this worker is delivering that message now;
+    (None: it never got any; the loop ends); ``read_alerts(partitions, since_s)``: a ``Sweep`` since
+    ``since_s`` (epoch s); ``read_records(since_s)``: the delivery audit since then, read only when
+    some message needs checking; ``busy(identifier)``: this worker is delivering that message now;
+    ``done(identifier)``: this worker has delivered it to the end (its audit need not be read);
     ``deliver``: the worker's delivery (records included); ``route``: the routing plan; ``sleep`` and
-    ``clock`` are injected for tests. A pass that cannot read Kafka is skipped and logged."""
+    ``clock`` are injected for tests. A pass that cannot read Kafka is skipped and logged.
+
+    Cost: a pass reads the alert messages of its window from the owned partitions and decodes only
+    those it has not judged before and this worker did not deliver itself; in steady state that is
+    none, and the audit is not read at all (measured: a pass that decoded every message and its
+    audit once a minute took the red-alert p99 of the latency bench from 124 ms to 0.3-1.1 s)."""
 
     def __init__(
         self,
@@ -192,19 +213,24 @@ class Sweeper:
         window_s: float,
         every_s: float,
         owned: Callable[[], Awaitable[set[int] | None]],
-        read: Callable[[set[int], float], Awaitable[Sweep]],
+        read_alerts: Callable[[set[int], float], Awaitable[Sweep]],
+        read_records: Callable[[float], Awaitable[list[DeliveryRecord]]],
         busy: Callable[[str], bool],
+        done: Callable[[str], bool],
         route: Callable[[Alert], list[Notification]],
         deliver: Callable[[Alert], Awaitable[None]],
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.window_s, self.every_s = window_s, every_s
-        self.owned, self.read, self.busy, self.route, self.deliver = owned, read, busy, route, deliver
+        self.owned, self.read_alerts, self.read_records = owned, read_alerts, read_records
+        self.busy, self.done, self.route, self.deliver = busy, done, route, deliver
         self.clock, self.sleep = clock, sleep
         self.passes = 0
+        self.checked = 0  # messages whose audit was read
         self.redelivered = 0
         self._waiting: set[str] = set()  # past the committed offset, not being delivered, last pass
+        self._settled: set[str] = set()  # below it and judged already (checked, or delivered here)
 
     async def run(self) -> None:
         if not self.window_s:
@@ -222,20 +248,25 @@ class Sweeper:
         self.passes += 1
         if not partitions:
             return []
+        since = self.clock() - window_s
         try:
-            seen = await self.read(partitions, self.clock() - window_s)
+            seen = await self.read_alerts(partitions, since)
+            idle = [(i, v) for i, v in seen.pending if not (self.busy(i) or self.done(i))]
+            stuck = {i for i, _ in idle if i in self._waiting}
+            self._waiting = {i for i, _ in idle}
+            check = [v for i, v in seen.committed if not (i in self._settled or self.busy(i) or self.done(i))]
+            check += [v for i, v in idle if i in stuck]
+            alerts = parsed(Alert, check)
+            records = await self.read_records(since) if alerts else []
         except Exception as exc:  # noqa: BLE001 - Kafka hiccup: the sweep is a safety net, not the path
             log.warning("delivery sweep skipped: %s", exc)
             return []
-        idle = [a for a in seen.pending if not self.busy(a.identifier)]
-        stuck = [a for a in idle if a.identifier in self._waiting]
-        self._waiting = {a.identifier for a in idle}
-        stuck_ids = {a.identifier for a in stuck}
-        todo = [
-            a for a in incomplete([*seen.committed, *stuck], seen.records, self.route) if not self.busy(a.identifier)
-        ]
+        # a committed message is judged once; one being delivered now is judged again next time
+        self._settled = {i for i, _ in seen.committed if not self.busy(i)}
+        self.checked += len(alerts)
+        todo = [a for a in incomplete(alerts, records, self.route) if not self.busy(a.identifier)]
         for alert in todo:
-            if alert.identifier in stuck_ids:
+            if alert.identifier in stuck:
                 why = "was not consumed for a whole period"
             else:
                 why = "was committed with an incomplete fan-out"
@@ -249,9 +280,11 @@ class Sweeper:
             await self.deliver(alert)
         self.redelivered += len(todo)
         log.info(
-            "delivery sweep: %d alert messages read (%d past the committed offsets), %d delivered again",
+            "delivery sweep: %d alert messages read (%d past the committed offsets), %d checked against "
+            "the audit, %d delivered again",
             len(seen.committed) + len(seen.pending),
             len(seen.pending),
+            len(alerts),
             len(todo),
         )
         return todo

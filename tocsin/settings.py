@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         default="", description="where the carrier posts delivery receipts (the worker's /callbacks/sms)"
     )
     sms_rate_per_s: float = Field(default=100.0, description="the SMS provider's rate limit (messages per second)")
+    worker_gc_freeze_after_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="worker: this long after start, freeze the start-up heap out of the garbage "
+        "collector's full collections (shorter pauses); 0: off",
+    )
     deliver_concurrency: int = Field(default=4, description="alert messages a worker delivers at once")
     delivery_sweep_s: float = Field(
         default=3600.0,

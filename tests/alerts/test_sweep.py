@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerts.adapters.base import Notification
-from alerts.sweep import FINAL, Sweep, Sweeper, incomplete, parsed, windows
+from alerts.sweep import FINAL, Sweep, Sweeper, identified, incomplete, parsed, windows
 from schemas.alert import Alert
 from schemas.delivery import DeliveryRecord
 from schemas.wire import encode
@@ -99,20 +99,33 @@ def test_windows_are_the_whole_window_at_start_then_two_periods() -> None:
 
 
 class FakeKafka:
-    """What the sweeper reads, pass by pass: (partitions, since) asked, and the answers given."""
+    """What the sweeper reads, pass by pass: the alert messages (a ``Sweep`` of ``Alert`` lists,
+    encoded here as Kafka would hold them, or an exception) and the audit, and what was asked."""
 
-    def __init__(self, answers: list[Any]) -> None:
-        self.answers, self.asked = answers, []
+    def __init__(self, answers: list[Any], records: list[DeliveryRecord]) -> None:
+        self.answers, self.records = answers, records
+        self.asked: list[tuple[set[int], float]] = []
+        self.audit_reads = 0
 
-    async def read(self, partitions: set[int], since_s: float) -> Sweep:
+    async def read_alerts(self, partitions: set[int], since_s: float) -> Sweep:
         self.asked.append((partitions, since_s))
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        below, past = answer
+        return Sweep(identified([encode(a) for a in below]), identified([encode(a) for a in past]))
+
+    async def read_records(self, since_s: float) -> list[DeliveryRecord]:
+        self.audit_reads += 1
+        return self.records
 
 
-def _run(kafka: FakeKafka, owned: list[set[int] | None], busy: set[str] = frozenset()) -> tuple[Sweeper, list[str]]:
+def _run(
+    kafka: FakeKafka,
+    owned: list[set[int] | None],
+    busy: frozenset[str] = frozenset(),
+    done: frozenset[str] = frozenset(),
+) -> tuple[Sweeper, list[str]]:
     """Run a sweeper (window 1 h, every 5 min) until ``owned`` says None; returns it and what it delivered."""
     delivered: list[str] = []
 
@@ -129,8 +142,10 @@ def _run(kafka: FakeKafka, owned: list[set[int] | None], busy: set[str] = frozen
         window_s=3600.0,
         every_s=300.0,
         owned=owned_now,
-        read=kafka.read,
+        read_alerts=kafka.read_alerts,
+        read_records=kafka.read_records,
         busy=busy.__contains__,
+        done=done.__contains__,
         route=plan,
         deliver=deliver,
         clock=lambda: 10_000.0,
@@ -140,41 +155,54 @@ def _run(kafka: FakeKafka, owned: list[set[int] | None], busy: set[str] = frozen
     return sweeper, delivered
 
 
+def complete(a: Alert) -> list[DeliveryRecord]:
+    return [record(a, "mqtt", "accepted"), *(record(a, "sms", "accepted", p) for p in PHONES)]
+
+
 def test_the_sweeper_passes_at_start_and_then_every_period_delivering_what_is_cut_short() -> None:
     done, cut, later_cut = alert("A-1"), alert("A-2"), alert("A-3")
-    full = [record(done, "mqtt", "accepted"), *(record(done, "sms", "accepted", p) for p in PHONES)]
     kafka = FakeKafka(
         [
-            Sweep([done, cut], [], [*full, record(cut, "mqtt", "accepted")]),  # start: cut killed after MQTT
+            ([done, cut], []),  # start: cut was killed after its MQTT delivery
             ConnectionError("broker away"),  # second pass: skipped, logged, not fatal
-            Sweep([later_cut], [], []),  # third pass: a commit went past a fan-out while running
-        ]
+            ([later_cut], []),  # third pass: a commit went past a fan-out while running
+        ],
+        [*complete(done), record(cut, "mqtt", "accepted")],
     )
     sweeper, delivered = _run(kafka, [{0, 1}, {0, 1}, {1}, None])  # None: the worker lost its partitions
     assert delivered == ["A-2", "A-3"]
     assert kafka.asked == [({0, 1}, 10_000.0 - 3600.0), ({0, 1}, 10_000.0 - 600.0), ({1}, 10_000.0 - 600.0)]
-    assert (sweeper.passes, sweeper.redelivered) == (3, 2)
+    assert (sweeper.passes, sweeper.checked, sweeper.redelivered) == (3, 3, 2)
 
 
 def test_a_message_past_the_committed_offset_is_delivered_once_it_was_idle_for_a_whole_period() -> None:
-    stuck, moving, in_flight, complete = alert("S-1"), alert("S-2"), alert("S-3"), alert("S-4")
-    records = [record(complete, "mqtt", "accepted"), *(record(complete, "sms", "accepted", p) for p in PHONES)]
-    moved = [record(moving, "mqtt", "accepted"), *(record(moving, "sms", "accepted", p) for p in PHONES)]
+    stuck, moving, in_flight, whole = alert("S-1"), alert("S-2"), alert("S-3"), alert("S-4")
     kafka = FakeKafka(
         [
             # start: all four are past the committed offset and none is delivered yet (the agent may
-            # be about to read them): nothing is done
-            Sweep([], [stuck, moving, in_flight, complete], records),
+            # be about to read them): nothing is checked, the audit is not read
+            ([], [stuck, moving, in_flight, whole]),
             # a period later: ``moving`` was delivered and committed meanwhile; the other three are
             # still past the committed offset
-            Sweep([moving], [stuck, in_flight, complete], [*records, *moved]),
-            Sweep([moving], [], [*records, *moved]),
-        ]
+            ([moving], [stuck, in_flight, whole]),
+            ([moving], []),
+        ],
+        [*complete(whole), *complete(moving)],
     )
-    sweeper, delivered = _run(kafka, [{0}, {0}, {0}, None], busy={"S-3"})
-    # stuck: delivered in the second pass; in_flight: this worker is on it; complete: the audit is whole
+    sweeper, delivered = _run(kafka, [{0}, {0}, {0}, None], busy=frozenset({"S-3"}))
+    # stuck: delivered in the second pass; in_flight: this worker is on it; whole: the audit is complete
     assert delivered == ["S-1"]
     assert sweeper.redelivered == 1
+    assert kafka.audit_reads == 1  # only in the second pass: at start nothing needed checking, and
+    # in the third ``moving`` was judged already
+
+
+def test_what_this_worker_delivered_itself_is_not_checked_and_the_audit_not_read() -> None:
+    mine = [alert(f"M-{k}") for k in range(50)]
+    kafka = FakeKafka([(mine[:40], mine[40:]), (mine[:40], mine[40:])], [])
+    sweeper, delivered = _run(kafka, [{0}, {0}, None], done=frozenset(a.identifier for a in mine))
+    assert delivered == [] and sweeper.checked == 0
+    assert kafka.audit_reads == 0
 
 
 def test_a_sweeper_with_no_window_does_nothing() -> None:
@@ -185,11 +213,26 @@ def test_a_sweeper_with_no_window_does_nothing() -> None:
         window_s=0.0,
         every_s=300.0,
         owned=never,
-        read=never,
+        read_alerts=never,
+        read_records=never,
         busy=lambda _i: False,
+        done=lambda _i: False,
         route=plan,
         deliver=never,
         clock=float,
     )
     asyncio.run(sweeper.run())
     assert sweeper.passes == 0
+
+
+def test_identified_keeps_the_alert_messages_and_skips_what_is_not_one() -> None:
+    a = alert("I-1")
+    raw = encode(a)
+    assert identified([b"{not json", b'{"identifier": 7}', b'["I-1"]', b"{}", raw]) == [("I-1", raw)]
+
+
+def test_a_committed_message_is_judged_once_unless_it_was_being_delivered() -> None:
+    whole, busy_now = alert("J-1"), alert("J-2")
+    kafka = FakeKafka([([whole, busy_now], []), ([whole, busy_now], [])], complete(whole))
+    sweeper, delivered = _run(kafka, [{0}, {0}, None], busy=frozenset({"J-2"}))
+    assert delivered == [] and kafka.audit_reads == 1 and sweeper.checked == 1
