@@ -414,13 +414,14 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
 
     async def owned_alert_partitions() -> set[int] | None:
         """The ``alerts`` partitions of this worker once no rebalance is going on (up to 10 min for
-        the first assignment: a dead member's session must expire first); None when it has none."""
+        an assignment: a dead member's session must expire first). Empty when it still has none (a
+        worker beyond the partition count): that pass is skipped, the next one asks again."""
         for _ in range(1200):
             assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ALERTS}
             if assigned and not app.rebalancing:
                 return assigned
             await asyncio.sleep(0.5)
-        return None
+        return set()
 
     async def read_alerts_for_sweep(partitions: set[int], since_s: float) -> Sweep:
         def read() -> Sweep:  # in a thread: Kafka reads and JSON decoding stay off the event loop
