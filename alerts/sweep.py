@@ -66,20 +66,10 @@ def incomplete(
     return out
 
 
-def read_since(
-    bootstrap: str,
-    topic: str,
-    since_ms: int,
-    *,
-    partitions: Iterable[int] | None = None,
-    before: dict[int, int] | None = None,
-    timeout_s: float = 30.0,
-) -> list[bytes]:
-    """Record values of ``topic`` from ``since_ms`` (epoch ms) to its current end (kafka-python,
-    blocking: call it in a thread). ``partitions``: only these; ``before``: per partition, only
-    offsets below this one (the group's committed offset; a partition missing from it: none).
-    Bounded by ``timeout_s``."""
-    return [v for _p, _o, v in _read(bootstrap, topic, since_ms, partitions, before, timeout_s)]
+def read_since(bootstrap: str, topic: str, since_ms: int, timeout_s: float = 30.0) -> list[bytes]:
+    """Record values of ``topic`` from ``since_ms`` (epoch ms) to its current end, every partition
+    (kafka-python, blocking: call it in a thread). Bounded by ``timeout_s``."""
+    return [v for _p, _o, v in _read(bootstrap, topic, since_ms, None, timeout_s)]
 
 
 def read_split(
@@ -90,24 +80,20 @@ def read_split(
     committed: dict[int, int],
     timeout_s: float = 30.0,
 ) -> tuple[list[bytes], list[bytes]]:
-    """Record values of ``topic`` from ``since_ms`` to its end, split at the group's ``committed``
-    offsets: (below them, at or past them). A partition without a committed offset is all past."""
+    """Record values of ``topic`` (these ``partitions``) from ``since_ms`` to its end, split at the
+    group's ``committed`` offsets: (below them, at or past them). A partition without a committed
+    offset is all past."""
     below: list[bytes] = []
     past: list[bytes] = []
-    for partition, offset, value in _read(bootstrap, topic, since_ms, partitions, None, timeout_s):
+    for partition, offset, value in _read(bootstrap, topic, since_ms, partitions, timeout_s):
         (below if offset < committed.get(partition, 0) else past).append(value)
     return below, past
 
 
 def _read(
-    bootstrap: str,
-    topic: str,
-    since_ms: int,
-    partitions: Iterable[int] | None,
-    before: dict[int, int] | None,
-    timeout_s: float,
+    bootstrap: str, topic: str, since_ms: int, partitions: Iterable[int] | None, timeout_s: float
 ) -> list[tuple[int, int, bytes]]:
-    """(partition, offset, value) of ``topic`` from ``since_ms`` to the end (or ``before``)."""
+    """(partition, offset, value) of ``topic`` (``partitions``, default all) from ``since_ms`` to the end."""
     import time
 
     from kafka import KafkaConsumer, TopicPartition
@@ -120,9 +106,7 @@ def _read(
             return []
         starts = consumer.offsets_for_times({tp: since_ms for tp in tps})
         ends = consumer.end_offsets(tps)
-        # a partition the group has no offset for is read in full by the group anyway: nothing to sweep
-        stop = {tp: ends[tp] if before is None else min(ends[tp], before.get(tp.partition, 0)) for tp in tps}
-        todo = {tp for tp in tps if starts.get(tp) is not None and starts[tp].offset < stop[tp]}
+        todo = {tp for tp in tps if starts.get(tp) is not None and starts[tp].offset < ends[tp]}
         if not todo:
             return []
         consumer.assign(sorted(todo, key=lambda tp: tp.partition))
@@ -132,8 +116,8 @@ def _read(
         deadline = time.monotonic() + timeout_s
         while todo and time.monotonic() < deadline:
             for tp, recs in consumer.poll(timeout_ms=500).items():
-                out += [(tp.partition, r.offset, r.value) for r in recs if r.offset < stop[tp] and r.value is not None]
-                if consumer.position(tp) >= stop[tp]:
+                out += [(tp.partition, r.offset, r.value) for r in recs if r.offset < ends[tp] and r.value is not None]
+                if consumer.position(tp) >= ends[tp]:
                     todo.discard(tp)
         return out
     finally:
