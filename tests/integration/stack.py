@@ -12,16 +12,18 @@ emulator's messages, ``promtool check metrics``).
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from kafka import KafkaConsumer, TopicPartition
@@ -208,6 +210,28 @@ def one_device_registry(
 def village(code: str) -> Area:
     """Area ``code`` as 测试区 青山镇 横溪村."""
     return Area(code=code, district="测试区", town="青山镇", village="横溪村")
+
+
+class Gauge(NamedTuple):
+    """One rain gauge of a test run: its own area (a random code no other run's alerts reach), site,
+    two SMS recipients, and the registry that holds it (reporting every 300 s)."""
+
+    run_id: str
+    area: str
+    device: str
+    site: str
+    phones: list[str]
+    registry: Registry
+
+
+def rain_gauge(phone_prefix: str) -> Gauge:
+    """A fresh ``Gauge``; ``phone_prefix`` (say ``+86138``) keeps different tests' numbers apart."""
+    run_id = uuid.uuid4().hex[:8]
+    area = f"{random.randint(1, 9)}{random.randint(0, 99999):05d}"
+    device, site = f"RG-{run_id}", f"site-{run_id}"
+    phones = [f"{phone_prefix}{random.randint(0, 99999999):08d}" for _ in range(2)]
+    registry = one_device_registry(device, Family.HYDRO, site, village(area), phones, interval_s=300)
+    return Gauge(run_id, area, device, site, phones, registry)
 
 
 @contextmanager

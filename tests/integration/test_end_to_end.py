@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import re
 import threading
 import urllib.request
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,16 +24,14 @@ import pytest
 from influxdb_client import InfluxDBClient
 
 from schemas import topics
-from schemas.common import Family
 from tests.integration.procs import wait_until
 from tests.integration.stack import (
     check_metrics,
     mqtt_device,
-    one_device_registry,
     publish,
     rain_burst,
+    rain_gauge,
     running_stack,
-    village,
     wait_records,
 )
 
@@ -48,11 +44,7 @@ def _get(url: str) -> bytes:
 
 
 def test_rain_burst_alert_travels_end_to_end(services: dict[str, str], tmp_path: Path, promtool: str) -> None:
-    run_id = uuid.uuid4().hex[:8]
-    area = f"{random.randint(1, 9)}{random.randint(0, 99999):05d}"
-    device, site = f"RG-{run_id}", f"site-{run_id}"
-    phones = [f"+86138{random.randint(0, 99999999):08d}" for _ in range(2)]
-    registry = one_device_registry(device, Family.HYDRO, site, village(area), phones, interval_s=300)
+    run_id, area, device, site, phones, registry = rain_gauge("+86138")
     bootstrap = services["TOCSIN_KAFKA_BOOTSTRAP"]
     with (
         running_stack(services, tmp_path, run_id, registry, roles=("sms", "gateway", "worker")) as stack,

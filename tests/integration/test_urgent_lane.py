@@ -7,9 +7,7 @@ as superseded instead of ending the alert; the real, later all-clear ends it."""
 from __future__ import annotations
 
 import json
-import random
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,17 +17,15 @@ from kafka import KafkaProducer
 
 from detectors.engine import detection_key
 from schemas import topics
-from schemas.common import Family
 from schemas.detection import Detection, DetectionState
 from schemas.wire import encode
 from tests.integration.procs import wait_until
 from tests.integration.stack import (
     mqtt_device,
-    one_device_registry,
     publish,
     rain_burst,
+    rain_gauge,
     running_stack,
-    village,
     wait_records,
 )
 
@@ -44,11 +40,7 @@ def _superseded(metrics: str) -> float:
 def test_orange_and_red_take_the_urgent_lane_and_a_late_older_clear_is_superseded(
     services: dict[str, str], tmp_path: Path
 ) -> None:
-    run_id = uuid.uuid4().hex[:8]
-    area = f"{random.randint(1, 9)}{random.randint(0, 99999):05d}"
-    device, site = f"RG-{run_id}", f"site-{run_id}"
-    phones = [f"+86137{random.randint(0, 99999999):08d}" for _ in range(2)]
-    registry = one_device_registry(device, Family.HYDRO, site, village(area), phones, interval_s=300)
+    run_id, _area, device, site, phones, registry = rain_gauge("+86137")
     bootstrap = services["TOCSIN_KAFKA_BOOTSTRAP"]
     with running_stack(services, tmp_path, run_id, registry, roles=("sms", "gateway", "worker")) as stack:
         # 12 reports of 10 mm every 5 minutes: 40 mm in 1 h (blue) with the 4th, 50 mm in 3 h (orange)
