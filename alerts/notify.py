@@ -21,7 +21,7 @@ from alerts.adapters.base import Adapter, DeliveryResult, Notification, Outcome,
 from alerts.adapters.broadcast import STOP_CHANNEL
 from alerts.adapters.sms import mask_phone
 from alerts.routing import DEFAULT_ROUTING, Routing, plan
-from alerts.silences import Silence, silencing
+from alerts.silences import Silence, overridden, silencing
 from schemas import topics
 from schemas.alert import Alert, AlertStatus, MsgType
 from schemas.delivery import DeliveryRecord
@@ -38,6 +38,12 @@ class NotifyMetrics:
         )
         self.attempts = Counter(
             "tocsin_alert_delivery_attempts_total", "delivery attempts", ["channel"], registry=registry
+        )
+        self.silence_overrides = Counter(
+            "tocsin_alert_silence_overrides_total",
+            "alert messages delivered despite a matching silence (red or earthquake: never silenced)",
+            ["hazard", "level"],
+            registry=registry,
         )
         self.latency = Histogram(
             "tocsin_worker_delivery_latency_seconds",
@@ -146,9 +152,20 @@ class Notifier:
 
     async def deliver(self, alert: Alert) -> list[DeliveryRecord]:
         """Deliver one alert message, red before blue; under an active silence only the operators'
-        topic is updated and every other notification is recorded as ``suppressed``."""
+        topic is updated and every other notification is recorded as ``suppressed``. A red or seismic
+        alert is never held back: a silence that matches it is logged and counted as overridden."""
         notes = sorted(self.route(alert), key=lambda n: -n.priority)
-        silence = silencing(alert, self.silences(), self.clock())
+        active, now = self.silences(), self.clock()
+        if (over := overridden(alert, active, now)) is not None:
+            self.metrics.silence_overrides.labels(alert.hazard.value, alert.level.value).inc()
+            log.warning(
+                "silence %s (by %s) matches %s alert %s: delivered anyway (red and earthquake warnings are never silenced)",
+                over.id,
+                over.creator,
+                alert.level.value,
+                alert.identifier,
+            )
+        silence = silencing(alert, active, now)
         if silence is not None:
             why = f"silence {silence.id} by {silence.creator}: {silence.reason}"
             held = [self._record(n, "suppressed", 0, why) for n in notes if n.channel != "mqtt"]

@@ -5,6 +5,10 @@ A silence matches alerts by any of device, site, area (admin-code prefix) and ha
 window every Tuesday 02:00-04:00, say) until ``until``. The matched alert is still issued, recorded
 and published on Kafka; only its deliveries are replaced by a ``suppressed`` record naming the
 silence, its creator and reason.
+
+Safety rule, enforced here and nowhere else: a silence never holds back a red warning or an
+earthquake early warning (any seismic alert). Such an alert is delivered on every channel even when
+a silence matches it; :func:`overridden` names the silence so the notifier can record the override.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field, model_validator
 
 from schemas.alert import Alert
-from schemas.common import Family, WireModel
+from schemas.common import Family, WarningLevel, WireModel
 
 _PERIOD = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 
@@ -64,6 +68,23 @@ class Silence(WireModel):
         return self.site is None or self.site in alert.sites
 
 
-def silencing(alert: Alert, silences: list[Silence], now: datetime) -> Silence | None:
-    """The first active silence that matches the alert, if any."""
+def never_silenced(alert: Alert) -> bool:
+    """Red warnings and earthquake early warnings always reach the public, whatever is silenced."""
+    return alert.level is WarningLevel.RED or alert.hazard is Family.SEISMIC
+
+
+def _matching(alert: Alert, silences: list[Silence], now: datetime) -> Silence | None:
     return next((s for s in silences if s.active_at(now) and s.matches(alert)), None)
+
+
+def silencing(alert: Alert, silences: list[Silence], now: datetime) -> Silence | None:
+    """The first active silence that holds back the alert's deliveries, if any (never for a red or
+    seismic alert: see :func:`never_silenced`)."""
+    if never_silenced(alert):
+        return None
+    return _matching(alert, silences, now)
+
+
+def overridden(alert: Alert, silences: list[Silence], now: datetime) -> Silence | None:
+    """The active silence that matches a red or seismic alert and is overridden by the safety rule."""
+    return _matching(alert, silences, now) if never_silenced(alert) else None

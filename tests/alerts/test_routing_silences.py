@@ -7,13 +7,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from alerts.adapters.base import DeliveryResult, Notification, Outcome
 from alerts.notify import Notifier, NotifyMetrics
 from alerts.routing import Route, Routing, load_routing, plan
-from alerts.silences import Silence, silencing
+from alerts.silences import Silence, overridden, silencing
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
 from schemas.common import Family, WarningLevel
 from schemas.registry import Registry
@@ -162,3 +164,57 @@ def test_silence_suppresses_delivery_but_keeps_the_audit_and_the_operator_view()
     records = asyncio.run(notifier.deliver(alert()))
     assert sorted(r.outcome for r in records) == ["accepted"] * 5
     assert {n.recipients[0] for n in adapters["sms"].sent} == {"+8613800000001", "+8613800000002", "+8613900000009"}
+
+
+def test_red_and_earthquake_warnings_are_never_silenced() -> None:
+    """Safety rule (brief: a red warning or an earthquake early warning always reaches the public):
+    a district-wide silence of every hazard holds back an orange flood warning but not a red one,
+    and not an earthquake warning of any level; each override is counted."""
+    registry = CollectorRegistry()
+    adapters = {name: Recorder(name) for name in ("sms", "mqtt", "broadcast")}
+    everything = [silence(id=f"all-{h.value}", area="33", hazard=h) for h in Family]
+    notifier = Notifier(
+        REG, adapters, NotifyMetrics(registry), routing=ROUTING, silences=lambda: everything, clock=lambda: T0
+    )
+    orange = asyncio.run(notifier.deliver(alert(level=WarningLevel.ORANGE)))
+    assert {r.outcome for r in orange if r.channel != "mqtt"} == {"suppressed"}
+    assert adapters["sms"].sent == [] and adapters["broadcast"].sent == []
+
+    for hazard, level in ((Family.HYDRO, WarningLevel.RED), (Family.SEISMIC, WarningLevel.BLUE)):
+        for a in adapters.values():
+            a.sent.clear()
+        records = asyncio.run(notifier.deliver(alert(hazard, level)))
+        assert "suppressed" not in {r.outcome for r in records}
+        # the residents of 330110 get the SMS, the town's loudspeakers the broadcast
+        assert {"+8613800000001", "+8613800000002"} <= {n.recipients[0] for n in adapters["sms"].sent}
+        assert [n.recipients for n in adapters["broadcast"].sent] == [["330110"]]
+    assert registry.get_sample_value("tocsin_alert_silence_overrides_total", {"hazard": "hydro", "level": "red"}) == 1.0
+    assert (
+        registry.get_sample_value("tocsin_alert_silence_overrides_total", {"hazard": "seismic", "level": "blue"}) == 1.0
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hazard=st.sampled_from(list(Family)),
+    level=st.sampled_from(list(WarningLevel)),
+    matchers=st.fixed_dictionaries(
+        {},
+        optional={
+            "hazard": st.sampled_from(list(Family)),
+            "area": st.sampled_from(["3", "33", "3301", "330110"]),
+            "site": st.just("qingshan"),
+            "device": st.just("RG01"),
+        },
+    ).filter(bool),
+)
+def test_silencing_never_holds_back_red_or_seismic(hazard: Family, level: WarningLevel, matchers: dict) -> None:
+    a = alert(hazard, level)
+    s = silence(**matchers)
+    held = silencing(a, [s], T0)
+    if level is WarningLevel.RED or hazard is Family.SEISMIC:
+        assert held is None
+        assert (overridden(a, [s], T0) is not None) == s.matches(a)
+    else:
+        assert (held is not None) == s.matches(a)
+        assert overridden(a, [s], T0) is None
