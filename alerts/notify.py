@@ -159,7 +159,7 @@ class Notifier:
         if (over := overridden(alert, active, now)) is not None:
             self.metrics.silence_overrides.labels(alert.hazard.value, alert.level.value).inc()
             log.warning(
-                "silence %s (by %s) matches %s alert %s: delivered anyway (red and earthquake warnings are never silenced)",
+                "silence %s (by %s) matches %s alert %s: delivered anyway (red and earthquake are never silenced)",
                 over.id,
                 over.creator,
                 alert.level.value,
