@@ -86,3 +86,12 @@ def test_longest_allowed_names_still_build_a_valid_alert(
     assert alerts, "an alert is issued"
     for a in alerts:
         assert PLACE_NAME_MAX_CHARS * 2 <= len(a.headline) <= 200
+
+
+@pytest.mark.parametrize("body", ["seismic: {freqmin_hz: 5.0}", "seismic: {freqmin_hz: 2, freqmax_hz: 2}"])
+def test_rules_band_that_some_accepted_packet_cannot_take_is_refused(tmp_path: Path, body: str) -> None:
+    # the slowest accepted packet is 10 Hz (schemas.seismic_band): Nyquist 5 Hz must lie above freqmin_hz
+    path = tmp_path / "rules.yaml"
+    path.write_text(body + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="freq"):
+        load_rules(path)
