@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SERVICES := bash deploy/local/services.sh
 
-.PHONY: help run scenarios test test-unit lint bench services-up services-down services-status clean
+.PHONY: help run scenarios test test-unit fuzz lint bench services-up services-down services-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test: $(STAMP) ## the whole suite; starts the real local services it needs and s
 
 test-unit: $(STAMP) ## only the tests that need no service
 	$(BIN)/pytest -q -m "not integration"
+
+fuzz: $(STAMP) ## the fuzz targets at 10x (100,000 gateway messages); results in var/fuzz/
+	TOCSIN_FUZZ_SCALE=10 $(BIN)/pytest -q tests/fuzz
 
 lint: $(STAMP) ## ruff and mypy over the packages
 	$(BIN)/ruff check tocsin ingest detectors alerts schemas simulators tests

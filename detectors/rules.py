@@ -4,18 +4,24 @@ per device, by the registry's ``thresholds``."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, StringConstraints, model_validator
 
-from schemas.common import WarningLevel, WireModel
+from schemas.common import Ident, PublicText, WarningLevel, WireModel
 from schemas.files import load_model_file
+from schemas.seismic_band import DEFAULT_TRIGGER_BAND_HZ, band_problem
+
+# A gas name as devices send it (schemas.telemetry.GasReading.gas).
+GasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,12}$")]
+ParamValue = Annotated[PublicText, Field(max_length=200)] | float | int | bool | None
 
 
 class RainRule(WireModel):
     window_h: float = Field(gt=0, le=24)
     level: WarningLevel
     mm: float = Field(gt=0)
-    source: str = ""
+    source: PublicText = Field(default="", max_length=100)
 
 
 # CMA rainstorm signals and a county's flash-flood critical rainfall (the blue 1/3/6/24 h values).
@@ -41,11 +47,11 @@ class HydroRules(WireModel):
 
 
 class HazmatRules(WireModel):
-    setpoints: dict[str, dict[str, float]] = Field(
+    setpoints: dict[GasName, dict[Ident, float]] = Field(
         default_factory=dict, description="per gas: level1/level2 (or o2_low/o2_high) overriding GB/T 50493"
     )
     hold_down: int = Field(default=2, ge=1, description="consecutive readings before an alarm")
-    fault_params: dict[str, str | float | int | bool | None] = Field(
+    fault_params: dict[Ident, ParamValue] = Field(
         default_factory=dict, description="sensor fault checks (detectors/kernels/sensor_faults.py FaultParams)"
     )
 
@@ -59,17 +65,30 @@ class FireRules(WireModel):
 
 
 class SeismicRules(WireModel):
-    freqmin_hz: float = 1.0
-    freqmax_hz: float = 20.0
-    sta_s: float = 0.5
-    lta_s: float = 10.0
-    thr_on: float = 4.0
-    thr_off: float = 1.5
+    """The station trigger. The band must suit every packet the gateway accepts (schemas.seismic_band)."""
+
+    freqmin_hz: float = DEFAULT_TRIGGER_BAND_HZ[0]
+    freqmax_hz: float = DEFAULT_TRIGGER_BAND_HZ[1]
+    sta_s: float = Field(default=0.5, gt=0)
+    lta_s: float = Field(default=10.0, gt=0)
+    thr_on: float = Field(default=4.0, gt=0)
+    thr_off: float = Field(default=1.5, ge=0)
     pd_window_s: float = Field(default=3.0, gt=0, le=10, description="P-wave window for Pd (magnitude)")
+
+    @model_validator(mode="after")
+    def _usable(self) -> SeismicRules:
+        problem = band_problem(self.freqmin_hz, self.freqmax_hz)
+        if problem:
+            raise ValueError(problem)
+        if self.sta_s > self.lta_s:
+            raise ValueError(f"sta_s {self.sta_s:g} must not exceed lta_s {self.lta_s:g}")
+        if self.thr_off > self.thr_on:
+            raise ValueError(f"thr_off {self.thr_off:g} must not exceed thr_on {self.thr_on:g}")
+        return self
 
 
 class AnomalyRules(WireModel):
-    params: dict[str, str | float | int] = Field(
+    params: dict[Ident, Annotated[PublicText, Field(max_length=200)] | float | int] = Field(
         default_factory=dict, description="detectors/kernels/anomaly.py AnomalyParams overrides"
     )
     open_score: float = Field(default=0.9, gt=0, le=1)
@@ -96,7 +115,7 @@ class FireConfirm(WireModel):
 class SeismicConfirm(WireModel):
     min_stations: float = Field(default=3.0, gt=0, description="summed station weight that confirms an earthquake")
     window_s: float = Field(default=30.0, gt=0, le=300, description="P picks within this window (coincidence)")
-    weights: dict[str, float] = Field(
+    weights: dict[Ident, float] = Field(
         default_factory=dict, description="station id -> vote (default 1.0; e.g. 0.5 for a MEMS sensor)"
     )
 
@@ -106,7 +125,7 @@ class ConfirmRules(WireModel):
 
     # Incident kinds (the last part of the fingerprint): rainstorm, flood, gas_leak, water_rise ...
     # Absent: at once, because every detector has its own hold-down already.
-    incidents: dict[str, IncidentConfirm] = Field(default_factory=dict)
+    incidents: dict[Ident, IncidentConfirm] = Field(default_factory=dict)
     fire: FireConfirm = FireConfirm()
     seismic: SeismicConfirm = SeismicConfirm()
 

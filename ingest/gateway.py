@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -25,7 +26,7 @@ from ingest.metrics import GatewayMetrics
 from ingest.sinks import Headers, HeaderSink, RecordSink
 from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
 from schemas import topics
-from schemas.deadletter import DeadLetter
+from schemas.deadletter import TOPIC_MAX_CHARS, DeadLetter, Reason, printable
 from schemas.registry import RegistryLike
 from schemas.topics import parse_device_topic
 from schemas.wire import encode
@@ -66,6 +67,19 @@ def header(headers: Any, name: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    """The one Kafka record a message becomes (its reading's record, or its dead letter)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    accepted: Accepted | None = None
+    headers: Headers | None = None
+    cid: str = ""
+    received_ms: int | None = None
+
+
 class GatewayCore:
     """Transport-free heart of the gateway: one message in, one record out, ack when durable."""
 
@@ -92,24 +106,40 @@ class GatewayCore:
         return self._in_flight
 
     def handle(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
-        """Validate and forward one message; ``ack`` runs once the record is durable downstream."""
+        """Validate and forward one message; ``ack`` runs once its record is durable downstream.
+
+        Never raises on any topic or payload: the message becomes its Kafka record, or a dead letter
+        with a reason; a failure of the gateway itself becomes a dead letter with reason ``internal``.
+        """
         received = self.clock()
+        try:
+            out = self._route(topic, payload, received)
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave the message unacknowledged
+            log.exception("gateway failed on a message from %s", printable(topic, TOPIC_MAX_CHARS))
+            letter = DeadLetter.of(
+                payload,
+                reason=Reason.INTERNAL,
+                message=f"{type(exc).__name__}: {exc}",
+                mqtt_topic=topic,
+                received_at=received,
+            )
+            out = self._dead_letter_record(letter)
+        self._produce(out, ack)
+
+    def _route(self, topic: str, payload: bytes, received: datetime) -> _Outgoing:
         where = parse_device_topic(topic)
         family = where.family.value if where else "unknown"
         self.metrics.messages_in.labels(family).inc()
         if where is not None and where.leaf == "status":
-            status = parse_status(topic, payload, received)
+            status = parse_status(topic, payload, received, limits=self.limits)
             if isinstance(status, DeadLetter):
-                self._dead(status, ack)
-            else:
-                self._produce(topics.DEVICE_STATUS, status.device_id.encode(), encode(status), ack, None)
-            return
+                return self._dead_letter_record(status)
+            return _Outgoing(topics.DEVICE_STATUS, status.device_id.encode(), encode(status))
         result = validate_telemetry(
             topic, payload, received, limits=self.limits, registry=self.registry, duplicates=self.duplicates
         )
         if isinstance(result, DeadLetter):
-            self._dead(result, ack)
-            return
+            return self._dead_letter_record(result)
         reading = result.reading
         cid = correlation_id(reading.device_id, reading.ts, reading.seq)
         age_s = (received - reading.ts).total_seconds()
@@ -120,24 +150,16 @@ class GatewayCore:
             self.metrics.backfill.labels(reading.family.value).inc()
         received_ms = int(received.timestamp() * 1000)
         headers: Headers = [(CORRELATION_HEADER, cid.encode()), (RECEIVED_HEADER, str(received_ms).encode())]
-        self._produce(result.kafka_topic, result.key, result.value, ack, result, headers, cid, received_ms)
+        return _Outgoing(result.kafka_topic, result.key, result.value, result, headers, cid, received_ms)
 
-    def _dead(self, letter: DeadLetter, ack: Callable[[], None]) -> None:
+    def _dead_letter_record(self, letter: DeadLetter) -> _Outgoing:
+        """The Kafka record of a dead letter (keyed by its topic, already made valid UTF-8)."""
         self.metrics.dead_letters.labels(letter.reason.value).inc()
         log.info("dead letter %s on %s: %s", letter.reason.value, letter.mqtt_topic, letter.message)
-        self._produce(topics.DEADLETTER, letter.mqtt_topic.encode(), encode(letter), ack, None)
+        return _Outgoing(topics.DEADLETTER, letter.mqtt_topic.encode("utf-8"), encode(letter))
 
-    def _produce(
-        self,
-        topic: str,
-        key: bytes,
-        value: bytes,
-        ack: Callable[[], None],
-        accepted: Accepted | None,
-        headers: Headers | None = None,
-        cid: str = "",
-        received_ms: int | None = None,
-    ) -> None:
+    def _produce(self, out: _Outgoing, ack: Callable[[], None]) -> None:
+        topic, accepted, cid = out.topic, out.accepted, out.cid
         self._slots.acquire()  # backpressure: blocks the MQTT thread while max_in_flight records wait
         with self._lock:
             self._in_flight += 1
@@ -173,10 +195,15 @@ class GatewayCore:
                     },
                 )
 
-        if headers and getattr(self.sink, "accepts_headers", False):
-            cast(HeaderSink, self.sink).send(topic, key, value, done, headers=headers, timestamp_ms=received_ms)
-        else:
-            self.sink.send(topic, key, value, done)
+        try:
+            if out.headers and getattr(self.sink, "accepts_headers", False):
+                cast(HeaderSink, self.sink).send(
+                    topic, out.key, out.value, done, headers=out.headers, timestamp_ms=out.received_ms
+                )
+            else:
+                self.sink.send(topic, out.key, out.value, done)
+        except Exception as exc:  # noqa: BLE001 - e.g. the producer's queue is full: a produce failure
+            done(exc)
 
     def drain(self, timeout_s: float) -> bool:
         """Flush the sink and wait until nothing is in flight; True when drained (within ``timeout_s``)."""
@@ -272,9 +299,13 @@ class MqttGateway:
                 client.ack(mid, qos)
 
         try:
-            self.core.handle(msg.topic, bytes(msg.payload), ack)
-        except Exception:  # noqa: BLE001 - a bug must not kill the MQTT thread; message stays unacked
-            log.exception("gateway failed on a message from %s", msg.topic)
+            topic = msg.topic
+        except UnicodeDecodeError:  # paho decodes the topic strictly; keep the bytes visible instead
+            topic = bytes(msg._topic).decode("utf-8", "surrogateescape")  # noqa: SLF001 - no public raw topic
+        try:
+            self.core.handle(topic, bytes(msg.payload), ack)
+        except Exception:  # noqa: BLE001 - handle() does not raise; belt and braces for the MQTT thread
+            log.exception("gateway failed on a message from %s", printable(topic, TOPIC_MAX_CHARS))
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Graceful: stop taking messages, flush what is in flight (acking it), then disconnect."""

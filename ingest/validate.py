@@ -30,6 +30,7 @@ _NONFINITE_ERRORS = {"finite_number"}
 @dataclass(frozen=True)
 class Limits:
     max_payload_bytes: int = 262_144
+    max_status_bytes: int = 4_096  # a status is "online"/"offline" or a small JSON object
     max_future_skew_s: float = 300.0
     max_age_s: float = 7 * 86_400.0
 
@@ -96,7 +97,12 @@ def mseed_packet(payload: bytes) -> dict[str, Any]:
             raise MseedError(f"gap or overlap between records at {rec.start.isoformat()}")
         samples.extend(float(x) for x in rec.samples)
         if rec.sample_rate_hz > 0:
-            expected = rec.start + timedelta(seconds=rec.num_samples / rec.sample_rate_hz)
+            try:  # a rate of 1e-30 Hz puts the record's end beyond any datetime
+                expected = rec.start + timedelta(seconds=rec.num_samples / rec.sample_rate_hz)
+            except OverflowError:
+                raise MseedError(
+                    f"{rec.num_samples} samples at {rec.sample_rate_hz:g} Hz end beyond any representable time"
+                ) from None
     fields = to_packet_fields(first)
     fields["samples"] = samples
     if first.sequence_number is not None:
@@ -218,7 +224,9 @@ def _classify(exc: ValidationError, dead: Callable[[Reason, str, str | None], De
     return dead(Reason.SCHEMA, summary, field)
 
 
-def parse_status(topic: str, payload: bytes, received_at: datetime) -> DeviceStatus | DeadLetter:
+def parse_status(
+    topic: str, payload: bytes, received_at: datetime, *, limits: Limits = DEFAULT_LIMITS
+) -> DeviceStatus | DeadLetter:
     """A device's retained status: bare ``online``/``offline`` (typical last will) or JSON with ``state``."""
 
     def dead(reason: Reason, message: str, field: str | None = None) -> DeadLetter:
@@ -226,6 +234,8 @@ def parse_status(topic: str, payload: bytes, received_at: datetime) -> DeviceSta
             payload, reason=reason, message=message, mqtt_topic=topic, received_at=received_at, field=field
         )
 
+    if len(payload) > limits.max_status_bytes:
+        return dead(Reason.TOO_LARGE, f"status payload of {len(payload)} bytes exceeds {limits.max_status_bytes}")
     where = parse_device_topic(topic)
     if where is None or where.leaf != "status":
         return dead(Reason.BAD_TOPIC, "topic is not tocsin/v1/<family>/<site>/<device_id>/status")

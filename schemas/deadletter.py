@@ -22,16 +22,34 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"  # payload over the size limit
     DUPLICATE = "duplicate"  # a sequence number already seen within the window
     BAD_TOPIC = "bad_topic"  # topic outside the tocsin/v1 scheme
+    INTERNAL = "internal"  # the gateway itself failed on the message (a bug): exception type and message kept
+
+
+RAW_MAX_BYTES = 262_144
+"""At most this much of the payload is kept in a dead letter (the first bytes; ``raw_size`` keeps the
+original size), so that a dead letter always fits Kafka's default 1 MiB record limit."""
+TOPIC_MAX_CHARS = 1_024
+FIELD_MAX_CHARS = 200
+MESSAGE_MAX_CHARS = 2_000
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` as valid UTF-8 (lone surrogates written as ``\\udXXX``), cut to ``limit`` characters."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return safe[:limit]
 
 
 class DeadLetter(WireModel):
     reason: Reason
-    message: str = Field(max_length=2000)
-    field: str | None = Field(default=None, description="dotted path of the offending field, when known")
-    mqtt_topic: str
+    message: str = Field(max_length=MESSAGE_MAX_CHARS)
+    field: str | None = Field(
+        default=None, max_length=FIELD_MAX_CHARS, description="dotted path of the offending field, when known"
+    )
+    mqtt_topic: str = Field(max_length=TOPIC_MAX_CHARS)
     received_at: AwareDatetime
-    raw_b64: str = Field(description="the payload exactly as received, base64")
-    raw_size: int = Field(ge=0)
+    raw_b64: str = Field(description="the payload as received (its first RAW_MAX_BYTES bytes), base64")
+    raw_size: int = Field(ge=0, description="size of the payload as received, bytes")
+    raw_truncated: bool = Field(default=False, description="raw_b64 holds only the first RAW_MAX_BYTES bytes")
 
     @property
     def raw(self) -> bytes:
@@ -48,12 +66,14 @@ class DeadLetter(WireModel):
         received_at: object,
         field: str | None = None,
     ) -> DeadLetter:
+        """A dead letter whose text fields are always encodable and whose size is bounded (under 1 MiB)."""
         return cls(
             reason=reason,
-            message=message[:2000],
-            field=field,
-            mqtt_topic=mqtt_topic,
+            message=printable(message, MESSAGE_MAX_CHARS),
+            field=None if field is None else printable(field, FIELD_MAX_CHARS),
+            mqtt_topic=printable(mqtt_topic, TOPIC_MAX_CHARS),
             received_at=received_at,  # type: ignore[arg-type]
-            raw_b64=base64.b64encode(raw).decode("ascii"),
+            raw_b64=base64.b64encode(raw[:RAW_MAX_BYTES]).decode("ascii"),
             raw_size=len(raw),
+            raw_truncated=len(raw) > RAW_MAX_BYTES,
         )

@@ -10,6 +10,27 @@ from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 
+MAX_NESTING = 100
+"""Deepest bracket nesting a YAML file may have: PyYAML's scanner is quadratic in it (50,000 '[' take minutes)."""
+
+
+def _flow_depth(text: str) -> int:
+    """Deepest nesting of [ and { outside quoted strings (a cheap upper bound, no YAML parsing)."""
+    depth = deepest = 0
+    quote = ""
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
 
 def load_model_file(path: str | Path, model_cls: type[M], what: str, *, wrap_read_errors: bool = True) -> M:
     """Read ``path`` into ``model_cls``; errors are re-raised as ``ValueError(f"{what} {path}: {error}")``.
@@ -26,6 +47,8 @@ def load_model_file(path: str | Path, model_cls: type[M], what: str, *, wrap_rea
         if p.suffix in (".yaml", ".yml"):
             import yaml
 
+            if _flow_depth(text) > MAX_NESTING:
+                raise ValueError(f"nested deeper than {MAX_NESTING} levels")
             data = yaml.safe_load(text) or {}
         else:
             data = json.loads(text)

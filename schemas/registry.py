@@ -9,19 +9,30 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, StringConstraints
 
-from schemas.common import AdminCode, Family, Ident, WireModel
+from schemas.common import AdminCode, Family, Ident, PublicText, WireModel
 from schemas.files import load_model_file
+
+PLACE_NAME_MAX_CHARS = 50
+"""Longest district, town or village name. Alert headlines are at most 200 characters; the longest one
+the alert engine builds is an equipment alert, area (town + village, at most 100) + "网关" + gateway or
+site id (at most 64) + "监测设备离线（n/m台）" (under 30): 200 at most. China's longest township names
+are about 10 characters, so the cap costs nobody anything."""
+TARGET_NAME_MAX_CHARS = 100
+"""Longest seismic target name (it appears in the warning's description, itself capped at 4000)."""
+
+# E.164: '+', country code and subscriber number, at most 15 digits.
+PhoneNumber = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{4,14}$")]
 
 
 class Area(WireModel):
     code: AdminCode = Field(description="GB/T 2260 six-digit district code")
-    district: str = ""
-    town: str = ""
-    village: str = ""
+    district: PublicText = Field(default="", max_length=PLACE_NAME_MAX_CHARS)
+    town: PublicText = Field(default="", max_length=PLACE_NAME_MAX_CHARS)
+    village: PublicText = Field(default="", max_length=PLACE_NAME_MAX_CHARS)
 
     @property
     def desc(self) -> str:
@@ -41,7 +52,7 @@ class Device(WireModel):
         pattern=r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,63})?$",
         description="field gateway / concentrator the device hangs off (empty: none); offline alerts group by it",
     )
-    thresholds: dict[str, float] = Field(
+    thresholds: dict[Ident, float] = Field(
         default_factory=dict, description="per-device set-points, e.g. warning_level_m, guaranteed_level_m"
     )
 
@@ -49,8 +60,10 @@ class Device(WireModel):
 class Target(WireModel):
     """A place that needs a seismic warning time: a town, a rail line, a metro station, a pipeline."""
 
-    name: str = Field(min_length=1, max_length=100)
-    kind: str = Field(default="town", description="town, rail, metro, pipeline, school, hospital ...")
+    name: PublicText = Field(min_length=1, max_length=TARGET_NAME_MAX_CHARS)
+    kind: PublicText = Field(
+        default="town", min_length=1, max_length=32, description="town, rail, metro, pipeline, school, hospital ..."
+    )
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     area_code: AdminCode | None = None
@@ -59,7 +72,7 @@ class Target(WireModel):
 class Registry(WireModel):
     devices: list[Device] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list, description="seismic warning targets")
-    sms_recipients: dict[AdminCode, list[str]] = Field(
+    sms_recipients: dict[AdminCode, list[PhoneNumber]] = Field(
         default_factory=dict, description="area code -> E.164 numbers of on-duty officers and residents"
     )
 

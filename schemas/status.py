@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from schemas.common import Family, Ident, WireModel
+from schemas.common import DeviceTime, Family, Ident, PublicText, WireModel
 
 
 class DeviceState(StrEnum):
@@ -19,5 +19,5 @@ class DeviceStatus(WireModel):
     site: Ident
     family: Family
     state: DeviceState
-    ts: AwareDatetime
-    reason: str = Field(default="", max_length=200, description="'last-will', 'shutdown', 'timeout' ...")
+    ts: DeviceTime
+    reason: PublicText = Field(default="", max_length=200, description="'last-will', 'shutdown', 'timeout' ...")

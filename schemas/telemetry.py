@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, TypeAdapter, model_validator
+from pydantic import AwareDatetime, Field, Strict, TypeAdapter, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.common import Family, Ident, Seq, WireModel
+from schemas.common import DeviceTime, Family, Ident, Number, Seq, WireModel
+from schemas.seismic_band import sample_rate_problem
 
 
 def _out_of_range(message: str) -> PydanticCustomError:
@@ -23,7 +24,7 @@ def _out_of_range(message: str) -> PydanticCustomError:
 class _Reading(WireModel):
     device_id: Ident
     site: Ident
-    ts: AwareDatetime = Field(description="device time of the reading, with its UTC offset")
+    ts: DeviceTime = Field(description="device time of the reading: ISO 8601 with its UTC offset")
     seq: Seq | None = Field(default=None, description="device sequence number, for duplicate detection")
 
     @property
@@ -36,10 +37,10 @@ class FireDetection(_Reading):
 
     type: Literal["fire.detection"] = "fire.detection"
     kind: Literal["smoke", "flame"]
-    confidence: float = Field(ge=0.0, le=1.0)
-    bearing_deg: float = Field(ge=0.0, lt=360.0, description="true bearing from the tower, clockwise from north")
-    elevation_deg: float | None = Field(default=None, ge=-90.0, le=90.0)
-    sweep: int | None = Field(default=None, ge=0, description="sweep counter of the rotating camera")
+    confidence: Number = Field(ge=0.0, le=1.0)
+    bearing_deg: Number = Field(ge=0.0, lt=360.0, description="true bearing from the tower, clockwise from north")
+    elevation_deg: Number | None = Field(default=None, ge=-90.0, le=90.0)
+    sweep: Annotated[int, Strict()] | None = Field(default=None, ge=0, description="camera sweep counter")
 
     @property
     def family(self) -> Family:
@@ -50,8 +51,8 @@ class RainIncrement(_Reading):
     """Rain measured by a tipping-bucket gauge since its previous report."""
 
     type: Literal["hydro.rain"] = "hydro.rain"
-    rain_mm: float = Field(ge=0.0, le=500.0)
-    interval_s: float = Field(gt=0.0, le=86_400.0, description="seconds covered by rain_mm")
+    rain_mm: Number = Field(ge=0.0, le=500.0)
+    interval_s: Number = Field(gt=0.0, le=86_400.0, description="seconds covered by rain_mm")
 
     @model_validator(mode="after")
     def _plausible_intensity(self) -> RainIncrement:
@@ -69,7 +70,7 @@ class WaterLevel(_Reading):
     """River or reservoir stage, metres above the gauge datum."""
 
     type: Literal["hydro.level"] = "hydro.level"
-    level_m: float = Field(ge=-500.0, le=9_000.0)
+    level_m: Number = Field(ge=-500.0, le=9_000.0)
 
     @property
     def family(self) -> Family:
@@ -87,9 +88,17 @@ class SeismicPacket(_Reading):
 
     type: Literal["seismic.waveform"] = "seismic.waveform"
     channel: Annotated[str, Field(pattern=r"^[A-Z0-9]{3}$")] = "HHZ"
-    sample_rate_hz: float = Field(gt=0.0, le=1_000.0)
+    sample_rate_hz: Number = Field(description="samples per second; see schemas.seismic_band")
     unit: Literal["m/s", "m/s2", "counts"] = "m/s"
-    samples: list[float] = Field(min_length=1, max_length=20_000)
+    samples: list[Number] = Field(min_length=1, max_length=20_000)
+
+    @field_validator("sample_rate_hz")
+    @classmethod
+    def _processable_rate(cls, rate: float) -> float:
+        problem = sample_rate_problem(rate)
+        if problem:
+            raise _out_of_range(problem)
+        return rate
 
     @model_validator(mode="after")
     def _amplitude_range(self) -> SeismicPacket:
@@ -116,7 +125,7 @@ class GasReading(_Reading):
 
     type: Literal["hazmat.gas"] = "hazmat.gas"
     gas: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,12}$")] = Field(description="CH4, H2S, CO, NH3, Cl2, O2 ...")
-    value: float = Field(ge=0.0)
+    value: Number = Field(ge=0.0)
     unit: Literal["%LEL", "ppm", "mg/m3", "%vol"]
 
     @model_validator(mode="after")

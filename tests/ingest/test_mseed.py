@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from ingest.mseed import MseedError, MseedRecord, decode_mseed, looks_like_mseed, to_packet_fields
+from schemas.seismic_band import MIN_SAMPLE_RATE_HZ
 from schemas.telemetry import TELEMETRY_ADAPTER, SeismicPacket
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -240,6 +242,12 @@ def test_to_packet_fields_builds_a_valid_seismic_packet(name: str) -> None:
         "ts": rec.start,
     }
     assert all(type(v) is float for v in fields["samples"])
+    if rec.sample_rate_hz < MIN_SAMPLE_RATE_HZ:
+        # decodable, but slower than the seismic detector can filter (0.1 Hz: Nyquist 0.05 Hz < the 1 Hz corner)
+        with pytest.raises(ValidationError) as err:
+            TELEMETRY_ADAPTER.validate_python({**fields, "device_id": "TOC01", "site": "st.1"})
+        assert [e["type"] for e in err.value.errors()] == ["out_of_range"]
+        return
     packet = TELEMETRY_ADAPTER.validate_python({**fields, "device_id": "TOC01", "site": "st.1"})
     assert isinstance(packet, SeismicPacket)
     assert packet.ts == rec.start and packet.channel == "HHZ"
