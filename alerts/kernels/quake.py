@@ -36,6 +36,7 @@ from numpy.typing import ArrayLike
 __all__ = [
     "DEFAULT_PGV_MODEL",
     "EARTH_RADIUS_KM",
+    "PD_SATURATION_MAGNITUDE",
     "Coincidence",
     "Location",
     "MagnitudeEstimate",
@@ -53,6 +54,7 @@ __all__ = [
     "predicted_intensity",
     "predicted_pgv_ms",
     "s_warning_time_s",
+    "shaking_radius_km",
     "truncated_pd_magnitude",
     "xy_to_latlon",
 ]
@@ -479,6 +481,10 @@ def locate(
 
 # Wu & Zhao (2006), southern California: log10(Pd) = -3.463 + 0.729*M - 1.374*log10(R) +- 0.305
 _PD_A, _PD_B, _PD_C = -3.463, 0.729, 1.374
+# The first 3 s of P carry too little of a large rupture: Pd magnitudes saturate at about M6.5 (a
+# larger event reads about M6.5 until longer windows or more stations come in). At or above this
+# value an estimate is flagged as a lower bound.
+PD_SATURATION_MAGNITUDE = 6.5
 
 
 def magnitude_from_pd(pd_cm: float, hypo_km: float) -> float:
@@ -738,6 +744,30 @@ def predicted_intensity(magnitude: float, hypo_km: float, model: PgvModel = DEFA
     if i_v >= 12.0:
         return 12.0
     return min(12.0, max(1.0, _round_half_up_1(i_v)))
+
+
+def shaking_radius_km(
+    magnitude: float, intensity: float, depth_km: float, model: PgvModel = DEFAULT_PGV_MODEL
+) -> float | None:
+    """Epicentral radius (km) inside which :func:`predicted_intensity` reaches ``intensity``.
+
+    The predicted intensity falls with hypocentral distance only (a point source), so the places
+    where it reaches a value form a disc around the epicentre. With the rounding to 0.1, the
+    prediction reaches ``intensity`` where the unrounded ``I_V >= intensity - 0.05``:
+    ``3*(a + b*M - c*lg(R + d) - 2) + 9.77 >= intensity - 0.05`` (PGV in cm/s, hence the ``- 2``), i.e.
+    ``lg(R + d) <= (a + b*M - 2 - (intensity - 0.05 - 9.77)/3) / c``; the epicentral radius is
+    ``sqrt(R**2 - depth**2)``. None when not even the epicentre reaches it (``R < depth``).
+    """
+    m = _finite("magnitude", magnitude)
+    i = _finite("intensity", intensity)
+    h = _finite("depth_km", depth_km)
+    if h < 0.0:
+        raise ValueError(f"depth_km must be >= 0, got {depth_km!r}")
+    lg = (model.a + model.b * m - 2.0 - (i - 0.05 - 9.77) / 3.0) / model.c
+    hypo = 10.0**lg - model.d_km
+    if hypo < h:
+        return None
+    return math.sqrt(hypo * hypo - h * h)
 
 
 # ---------------------------------------------------------------------------------------------
