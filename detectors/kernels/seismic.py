@@ -30,6 +30,7 @@ Both STA/LTA kernels require ``1 <= nsta <= nlta``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
@@ -312,7 +313,16 @@ def _classic_sta_lta_reference(x: ArrayLike, nsta: int, nlta: int) -> np.ndarray
 
 
 def _butter_sos(freqmin: float, freqmax: float, df: float, corners: int) -> tuple[np.ndarray, str]:
-    """Butterworth SOS as ObsPy builds it; falls back to a high-pass when freqmax >= Nyquist."""
+    """Butterworth SOS as ObsPy builds it; falls back to a high-pass when freqmax >= Nyquist.
+
+    Designed once per parameter set (a design costs about a millisecond, and the streaming filters
+    are rebuilt from their saved state for every packet); each caller gets its own copy."""
+    sos, kind = _butter_sos_cached(float(freqmin), float(freqmax), float(df), corners)
+    return sos.copy(), kind
+
+
+@functools.lru_cache(maxsize=64)
+def _butter_sos_cached(freqmin: float, freqmax: float, df: float, corners: int) -> tuple[np.ndarray, str]:
     if not (df > 0 and math.isfinite(df)):
         raise ValueError(f"df must be a positive sampling rate, got {df!r}")
     if isinstance(corners, bool) or int(corners) != corners or corners < 1:
@@ -323,8 +333,10 @@ def _butter_sos(freqmin: float, freqmax: float, df: float, corners: int) -> tupl
     if not freqmax > freqmin:
         raise ValueError(f"freqmax ({freqmax!r}) must exceed freqmin ({freqmin!r})")
     if freqmax / nyq - 1.0 > -1e-6:  # same test as obspy.signal.filter.bandpass
-        return signal.butter(int(corners), freqmin, btype="highpass", fs=df, output="sos"), "highpass"
-    return signal.butter(int(corners), [freqmin, freqmax], btype="bandpass", fs=df, output="sos"), "bandpass"
+        sos, kind = signal.butter(int(corners), freqmin, btype="highpass", fs=df, output="sos"), "highpass"
+    else:
+        sos, kind = signal.butter(int(corners), [freqmin, freqmax], btype="bandpass", fs=df, output="sos"), "bandpass"
+    return sos, kind
 
 
 class Bandpass:
@@ -883,7 +895,8 @@ class StationTrigger:
     None uses the raw samples). Both filters start in steady state for the first sample so a
     DC offset causes no start-up transient. ``pga_ms2`` / ``pgv_ms`` / ``intensity`` are the
     running peaks while triggered and keep the last event's values after it ends; they are reset
-    at the next ``on``.
+    at the next ``on``. These are the peaks of the one component it runs on; the observed intensity
+    of a station (GB/T 17742-2020, the vector sum of three components) is :class:`GroundMotion`'s.
 
     ``process(samples, df, t0_epoch_s)`` returns events ``{"event": "on", "t", "sample",
     "ratio"}`` and ``{"event": "off", "t", "sample", "t_on", "pga_ms2", "pgv_ms", "intensity"}``
