@@ -524,7 +524,8 @@ class AlertEngine:
             st["active"], st["triggers"], st["sources"] = False, {}, {}
             cancel = d.model_copy(update={"kind": "p_trigger"})
             msg = self._message(cancel, st, MsgType.CANCEL, WarningLevel(st["level"]))
-            return [msg.model_copy(update={"public": bool(st.pop("public", True))})]
+            zone = st.pop("zone", None)
+            return [_seismic_audience_and_area(msg, bool(st.pop("public", True)), _zone_of(zone))]
         if not confirmed:
             return []
         stations = list(co.station_ids) if co.confirmed else recent
@@ -550,6 +551,8 @@ class AlertEngine:
             st["sources"] = {k: {"level": level.value, "site": ""} for k in stations}
             st.update(active=True, onset=q["origin_t"], ids=[], level=level.value, mag=q["magnitude"], n=len(stations))
             st["public"] = public
+            if zone and zone[1]:
+                st["zone"] = zone
             msg = self._message(d2, st, MsgType.ALERT, level, description=q["text"], circle=circle)
             return [_seismic_audience_and_area(msg, public, zone)]
         current = WarningLevel(st["level"])
@@ -562,8 +565,10 @@ class AlertEngine:
             if changed:
                 st["prev_level"], st["level"] = st["level"], new.value
             st.update(mag=q["magnitude"], n=len(stations), public=public)
+            if zone and zone[1]:
+                st["zone"] = zone
             msg = self._message(d2, st, MsgType.UPDATE, new, description=q["text"], circle=circle)
-            return [_seismic_audience_and_area(msg, public, zone)]
+            return [_seismic_audience_and_area(msg, public, zone, first_public=went_public)]
         return []
 
     def _seismic_update_level(self, current: WarningLevel, shaking: float, mag_stations: int) -> WarningLevel:
@@ -590,9 +595,7 @@ class AlertEngine:
         down = seismic_level(shaking + cfg.seismic_deescalate_margin)
         return down if down.rank < current.rank else current
 
-    def _shaking_zone(
-        self, lat: float, lon: float, magnitude: float | None
-    ) -> tuple[tuple[float, float, float], list[str], list[str]] | None:
+    def _shaking_zone(self, lat: float, lon: float, magnitude: float | None) -> Zone | None:
         """Where shaking reaches the public floor: ``(circle, area codes, area names)``, or None.
 
         The predicted intensity depends on the hypocentral distance only, so the zone is the disc
@@ -676,19 +679,35 @@ class AlertEngine:
         }
 
 
-def _seismic_audience_and_area(
-    msg: Alert, public: bool, zone: tuple[tuple[float, float, float], list[str], list[str]] | None
-) -> Alert:
+Zone = tuple[tuple[float, float, float], list[str], list[str]]
+
+
+def _zone_of(saved: Any) -> Zone | None:
+    """A shaking zone kept in the (JSON) state back as a tuple."""
+    if not saved:
+        return None
+    circle, codes, names = saved
+    return (float(circle[0]), float(circle[1]), float(circle[2])), list(codes), list(names)
+
+
+def _seismic_audience_and_area(msg: Alert, public: bool, zone: Zone | None, *, first_public: bool = False) -> Alert:
     """An earthquake message with its audience (below the public floor: agencies and operators only)
     and, when shaking is predicted to reach the floor over registry areas, those areas: their names
-    as the area description and their GB/T 2260 codes as geocodes."""
+    as the area description, their GB/T 2260 codes as geocodes, the zone as the circle.
+
+    ``first_public``: an Update that takes an agencies-only incident public is the public's first
+    message about it, so its headline says the warning is issued (发布), not raised or adjusted."""
     update: dict[str, Any] = {"public": public}
+    if first_public:
+        update["headline"] = f"{msg.area.desc}发布{msg.event}{msg.level.zh}预警"
     if zone and zone[1]:
-        _circle, codes, names = zone
+        circle, codes, names = zone
         desc = "、".join(names)
         if len(desc) > 200:
             desc = desc[:199] + "等"
-        update["area"] = msg.area.model_copy(update={"desc": desc or msg.area.desc, "geocodes": codes})
+        update["area"] = msg.area.model_copy(
+            update={"desc": desc or msg.area.desc, "geocodes": codes, "circle": circle}
+        )
     return msg.model_copy(update=update)
 
 

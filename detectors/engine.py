@@ -57,6 +57,7 @@ class _Source(NamedTuple):
 
 LEVELS = (WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE, WarningLevel.RED)
 PD_PROFILE_STEP_S = 0.5  # seconds between the Pd profile's windows (0.5, 1.0, ... up to the Pd window)
+PD_EARLY_EVERY_S = 1.0  # before the Pd window fills, the profile so far is sent every this many seconds
 
 
 def _epoch(ts: datetime) -> float:
@@ -456,7 +457,9 @@ class DetectorEngine:
         """Pd (cm): peak displacement over the first ``pd_window_s`` after trigger-on (for magnitude).
 
         The velocity from the trigger sample on is collected across packets in the state; returns Pd
-        in the packet where the window fills (whether or not the trigger has ended by then).
+        in the packet where the window fills (whether or not the trigger has ended by then). Before
+        that, every ``PD_EARLY_EVERY_S`` the Pd profile so far is left in the state
+        (``pd_early_profile``) for an early, partial-window magnitude.
         """
         window_n = max(1, round(self.rules.seismic.pd_window_s * r.sample_rate_hz))
         first = trig.n - len(samples)  # global index of this packet's first sample
@@ -467,8 +470,21 @@ class DetectorEngine:
             buf = samples[start : start + window_n].tolist()
         elif buf is not None:
             buf += samples[: window_n - len(buf)].tolist()
+        if ons:
+            st["k"]["pd_early"] = 0
+        early_n = max(1, round(PD_EARLY_EVERY_S * r.sample_rate_hz))
+        if buf is not None and len(buf) < window_n and len(buf) // early_n > st["k"].get("pd_early", 0):
+            # The magnitude must not wait the whole window: the profile so far (1 s, 2 s) goes out, and
+            # the alert engine makes a growth-corrected magnitude of it (alerts.kernels.quake
+            # truncated_pd_magnitude) until the full-window Pd replaces it.
+            st["k"]["pd_early"] = len(buf) // early_n
+            vel = np.asarray(buf[: st["k"]["pd_early"] * early_n])
+            profile = seis_k.pd_profile(vel, r.sample_rate_hz, PD_PROFILE_STEP_S)
+            st["k"]["pd_early_profile"] = [round(x, 6) for x in profile]
         if buf is not None and len(buf) >= window_n:
             st["k"]["pd_buf"] = None
+            st["k"]["pd_early"] = 0
+            st["k"].pop("pd_early_profile", None)
             vel = np.asarray(buf)
             # Pd over 0.5, 1.0, ... s as well: the alert engine cuts a near station's window before its
             # S wave with it (alerts.kernels.quake.truncated_pd_magnitude); sent with the Pd below
@@ -626,9 +642,12 @@ class DetectorEngine:
                     evidence=evidence,
                 )
         grew = triggered and peaks["intensity"] >= reported + 0.5
-        if (grew or pd_cm is not None) and "p_trigger" in st["open"]:
+        early = st["k"].pop("pd_early_profile", None) if pd_cm is None else None
+        if (grew or pd_cm is not None or early) and "p_trigger" in st["open"]:
             reported = max(reported, peaks["intensity"]) if grew else reported
             pd = {} if pd_cm is None else self._pd_evidence(st, pd_cm)
+            if early:
+                pd = {"pd_profile_cm": early, "pd_step_s": PD_PROFILE_STEP_S, "pd_partial": True}
             out += self._transition(
                 st,
                 r,

@@ -625,6 +625,11 @@ def magnitude_estimate(
       without one (or when the P-only part is shorter than :data:`PD_MIN_WINDOW_S`) the station is
       left out (``contaminated``): its Pd only bounds the P displacement from above.
 
+    * a station whose window is P only but not yet full (no ``pd_cm``, a Pd profile of the first 1 or
+      2 s) gives an early magnitude from that profile (:func:`truncated_pd_magnitude`), so the first
+      magnitude (and with it the public floor, alerts/engine.py) does not wait the whole window;
+      the full-window Pd replaces it when it comes.
+
     With no usable station the magnitude is None (pending): an alert then rests on observed intensity
     until a station with a clean window reports, rather than on an S-inflated magnitude.
     """
@@ -646,7 +651,16 @@ def magnitude_estimate(
             used.append(StationMagnitude(pick.station_id, magnitude_from_pd(pd, r), r, pd_window_s, s_after))
             continue
         if clean:
-            continue  # no Pd yet
+            # no full-window Pd yet: the profile so far (the first 1 s, 2 s of P), growth-corrected
+            early = (
+                truncated_pd_magnitude(pick.pd_profile_cm, pick.pd_step_s, r, pd_window_s, pd_window_s=pd_window_s)
+                if pick.pd_profile_cm
+                else None
+            )
+            if early is not None:
+                m, w, g = early
+                used.append(StationMagnitude(pick.station_id, m, r, w, s_after, full=False, growth=g))
+            continue
         cut = None
         if pick.pd_profile_cm:
             cut = truncated_pd_magnitude(

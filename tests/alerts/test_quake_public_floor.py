@@ -215,3 +215,26 @@ def test_a_saturating_pd_magnitude_is_flagged() -> None:
     assert "饱和" in alert.description
     [alert] = _run([_with_pd(s, 6.0) for s in OFFSETS])
     assert "饱和" not in alert.description
+
+
+def test_an_early_magnitude_from_the_first_second_of_p() -> None:
+    """A station whose Pd window is P only but not yet full gives a magnitude from its Pd profile
+    (Wu & Zhao 2006 with the window correction of truncated_pd_magnitude), so the public floor does
+    not wait for the whole 3 s window."""
+    from alerts.kernels.quake import Location, magnitude_estimate
+
+    loc = Location(lat=EPI[0], lon=EPI[1], depth_km=DEPTH_KM, origin_t_s=0.0, rms_s=0.0, n=3)
+    lat, lon = _place(*OFFSETS["ST0"])
+    hypo = math.hypot(haversine_km(*EPI, lat, lon), DEPTH_KM)
+    p = pd_from_magnitude(4.4, hypo)
+    pick = {"station_id": "ST0", "lat": lat, "lon": lon, "t_s": hypo / 6.0, "pd_step_s": 0.5}
+    # Pd already at its peak after 0.5 s (growth 0): the magnitude is Wu & Zhao's, 4.4
+    est = magnitude_estimate([{**pick, "pd_profile_cm": [p, p]}], loc)
+    assert est.magnitude == pytest.approx(4.4, abs=1e-9) and est.n_full == 0
+    # Pd doubling from 0.5 s to 1 s: growth exponent lg 2 / lg 2 = 1, Pd(3 s) = 3 Pd(1 s),
+    # M = 4.4 + lg 3 / 0.729 = 4.4 + 0.47712 / 0.729 = 4.4 + 0.6545 = 5.0545
+    est = magnitude_estimate([{**pick, "pd_profile_cm": [p / 2, p]}], loc)
+    assert est.magnitude == pytest.approx(5.0545, abs=1e-3)
+    # the full-window Pd, when it comes, is used as is
+    est = magnitude_estimate([{**pick, "pd_cm": p, "pd_profile_cm": [p / 2, p, p, p, p, p]}], loc)
+    assert est.magnitude == pytest.approx(4.4, abs=1e-9) and est.n_full == 1

@@ -120,7 +120,10 @@ def test_de_escalation_messages_reference_the_incident_and_say_adjusted() -> Non
     assert (held.msg_type, held.level, held.value) == (MsgType.UPDATE, ORANGE, 5.2)  # two stations: held
     assert (down.msg_type, down.level, down.value) == (MsgType.UPDATE, BLUE, 4.4)
     assert down.references == [alert.identifier, up.identifier, held.identifier]
-    assert "调整为" in down.headline and "升级为" in up.headline
+    # the first Alert (no magnitude, nothing observed) was below the public floor, agencies only: the
+    # Update to orange is the public's first message about it, so it says 发布 (issued)
+    assert not alert.public and up.public
+    assert "调整为" in down.headline and "发布" in up.headline
     assert "M4.4" in down.description
 
 

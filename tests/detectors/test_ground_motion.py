@@ -198,3 +198,17 @@ def test_the_vertical_alone_measures_less_than_the_three_components() -> None:
     # PGA 0.02 x 4 pi = 0.25133, I_A = 3.17 x (-0.59976) + 6.59 = 4.6887; mean 4.6809 -> 4.7
     dets = _run(_packets("SS2", "HH", "m/s", comps="Z"))
     assert max(d.evidence.get("intensity", 0.0) for d in dets) == 4.7
+
+
+def test_the_pd_profile_so_far_goes_out_each_second_before_the_full_window() -> None:
+    dets = _run(_packets("SS3", "HH", "m/s"))
+    opened = next(d for d in dets if d.state is DetectionState.OPEN)
+    early = [d for d in dets if d.evidence.get("pd_partial")]
+    full = [d for d in dets if "pd_cm" in d.evidence]
+    # 1 s and 2 s of P (profiles at 0.5 s steps: 2 and 4 values), then the 3 s window's Pd
+    assert [len(d.evidence["pd_profile_cm"]) for d in early] == [2, 4]
+    assert len(full) == 1 and len(full[0].evidence["pd_profile_cm"]) == 6
+    assert opened.ts < early[0].ts < early[1].ts < full[0].ts
+    assert "pd_cm" not in early[0].evidence
+    # each early profile is the start of the full one (the same prefixes of the same record)
+    assert early[1].evidence["pd_profile_cm"] == full[0].evidence["pd_profile_cm"][:4]
