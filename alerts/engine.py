@@ -636,7 +636,6 @@ class AlertEngine:
             "predicted_max": 0.0,
             "blind_km": 0.0,
             "zone": None,
-            "magnitude_saturated": False,
             "text": f"地震预警：{len(stations)}个台站触发，震中待定，台站实测最大烈度{observed:.1f}度。",
         }
 
@@ -669,7 +668,6 @@ class AlertEngine:
             "lon": round(loc.lon, 4),
             "origin_t": loc.origin_t_s,
             "zone": self._shaking_zone(loc.lat, loc.lon, mag),
-            "magnitude_saturated": mag is not None and mag >= qk.PD_SATURATION_MAGNITUDE,
             "magnitude": round(mag, 1) if mag is not None else None,
             "mag_stations": est.n,
             "observed": observed,
