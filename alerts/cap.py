@@ -32,7 +32,10 @@ What the model does not carry:
   when it is a plain token (engine fingerprints always are) and to a ``fingerprint`` parameter.
   Other parameters: ``warningLevel`` (IV..I), ``warningColour`` (蓝色..红色), ``measuredValue`` and
   ``unit`` when the alert has a value, ``revision``. ``eventCode`` is ``TOCSIN`` = ``<hazard>.<level>``,
-  ``geocode`` is ``GB/T 2260`` = the area code.
+  ``geocode`` is ``GB/T 2260`` = the area code, then each further code of ``area.geocodes`` (the
+  areas an earthquake's shaking zone covers).
+* ``scope`` is ``Public``, or ``Restricted`` (with a ``restriction``) for an alert below the public
+  floor (``Alert.public`` False).
 * ``category`` and ``responseType`` are derived from the event name and hazard family
   (:data:`EVENT_CATEGORIES`, consistent with ``alerts.engine._EVENTS``).
 """
@@ -69,6 +72,7 @@ LANGUAGE = "zh-CN"
 GEOCODE_NAME = "GB/T 2260"
 EVENT_CODE_NAME = "TOCSIN"
 DEFAULT_SENDER_NAME = "区应急管理局"
+RESTRICTION = "仅供应急管理部门和值班人员，不向公众发布"  # <restriction> of a scope Restricted alert
 
 # Event name (as alerts.engine writes it) -> CAP category. Same pairs as alerts.engine._EVENTS.
 EVENT_CATEGORIES: dict[str, str] = {
@@ -156,7 +160,11 @@ def render_cap(
     _sub(root, "sent", sent)
     _sub(root, "status", alert.status.value)
     _sub(root, "msgType", alert.msg_type.value)
-    _sub(root, "scope", "Public")  # Exercise/Test are marked by <status>, not by restricting the audience
+    # Exercise/Test are marked by <status>, not by restricting the audience; an alert below the public
+    # floor (alert.public False: an earthquake nobody would act on) is Restricted to agencies.
+    _sub(root, "scope", "Public" if alert.public else "Restricted")
+    if not alert.public:
+        _sub(root, "restriction", RESTRICTION)
     if note is None:
         note = _DEFAULT_NOTES.get(alert.status, "")
     _optional(root, "note", note)
@@ -201,7 +209,8 @@ def render_cap(
         _sub(area, "polygon", _polygon(polygon))
     if alert.area.circle is not None:
         _sub(area, "circle", _circle(alert.area.circle))
-    _pair(area, "geocode", GEOCODE_NAME, alert.area.code)
+    for code in dict.fromkeys([alert.area.code, *alert.area.geocodes]):
+        _pair(area, "geocode", GEOCODE_NAME, code)
 
     return ET.tostring(root, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS)
 

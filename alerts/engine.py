@@ -81,6 +81,9 @@ class AlertConfig:
     # an active quake alert goes down a level only when its magnitude rests on this many stations' Pd ...
     seismic_deescalate_stations: int = 3
     seismic_deescalate_margin: float = 0.2  # ... and the intensity is this far below the current level
+    # an earthquake goes to the public (SMS, broadcast) only when the governing intensity (observed, or
+    # predicted at the registry's targets and areas) reaches this; below it, agencies and operators only
+    seismic_public_min_intensity: float = 4.5
     vp_km_s: float = 6.0
     vs_km_s: float = 3.5
     depth_km: float = 10.0
@@ -111,16 +114,26 @@ def confirm_settings(rules: ConfirmRules, env_confirm: Mapping[str, tuple[int, f
         "seismic_min_stations": rules.seismic.min_stations,
         "seismic_window_s": rules.seismic.window_s,
         "seismic_weights": dict(rules.seismic.weights),
+        "seismic_public_min_intensity": rules.seismic.public_min_intensity,
     }
 
 
+# GB/T 17742-2020: the intensity degree is the instrumental intensity rounded to an integer, so
+# degree VI covers 5.5 <= I < 6.5, VII 6.5 <= I < 7.5, VIII and above 7.5 <= I.
+SEISMIC_YELLOW_FROM = 5.5  # VI
+SEISMIC_ORANGE_FROM = 6.5  # VII
+SEISMIC_RED_FROM = 7.5  # VIII and above
+
+
 def seismic_level(intensity: float) -> WarningLevel:
-    """Expected intensity (GB/T 17742) -> warning level: VIII+ red, VII orange, VI yellow, else blue."""
-    if intensity >= 8.0:
+    """Expected intensity (GB/T 17742-2020) -> warning level: degree VIII and above red, VII orange,
+    VI yellow, below VI blue. The degree is the instrumental intensity rounded (VII is
+    6.5 <= I < 7.5), so the level changes at 5.5, 6.5 and 7.5, not at the integers."""
+    if intensity >= SEISMIC_RED_FROM:
         return WarningLevel.RED
-    if intensity >= 7.0:
+    if intensity >= SEISMIC_ORANGE_FROM:
         return WarningLevel.ORANGE
-    if intensity >= 6.0:
+    if intensity >= SEISMIC_YELLOW_FROM:
         return WarningLevel.YELLOW
     return WarningLevel.BLUE
 
@@ -510,7 +523,9 @@ class AlertEngine:
         if st["active"] and all(v["cleared"] for v in trig.values()):
             st["active"], st["triggers"], st["sources"] = False, {}, {}
             cancel = d.model_copy(update={"kind": "p_trigger"})
-            return [self._message(cancel, st, MsgType.CANCEL, WarningLevel(st["level"]))]
+            msg = self._message(cancel, st, MsgType.CANCEL, WarningLevel(st["level"]))
+            zone = st.pop("zone", None)
+            return [_seismic_audience_and_area(msg, bool(st.pop("public", True)), _zone_of(zone))]
         if not confirmed:
             return []
         stations = list(co.station_ids) if co.confirmed else recent
@@ -528,21 +543,32 @@ class AlertEngine:
                 "threshold": None,
             }
         )
-        circle = (q["lat"], q["lon"], max(10.0, q["blind_km"])) if q["lat"] is not None else None
+        zone = q["zone"]
+        circle = zone[0] if zone else (q["lat"], q["lon"], max(10.0, q["blind_km"])) if q["lat"] is not None else None
+        # The public floor: once an incident has gone public, its updates and cancel stay public.
+        public = bool(st.get("public")) or shaking >= cfg.seismic_public_min_intensity or bool(zone and zone[1])
         if not st["active"]:
             st["sources"] = {k: {"level": level.value, "site": ""} for k in stations}
             st.update(active=True, onset=q["origin_t"], ids=[], level=level.value, mag=q["magnitude"], n=len(stations))
-            return [self._message(d2, st, MsgType.ALERT, level, description=q["text"], circle=circle)]
+            st["public"] = public
+            if zone and zone[1]:
+                st["zone"] = zone
+            msg = self._message(d2, st, MsgType.ALERT, level, description=q["text"], circle=circle)
+            return [_seismic_audience_and_area(msg, public, zone)]
         current = WarningLevel(st["level"])
         new = self._seismic_update_level(current, shaking, q["mag_stations"])
         changed = new is not current
         mag_moved = q["magnitude"] is not None and abs((st.get("mag") or 0.0) - q["magnitude"]) >= 0.3
         st["sources"] = {k: {"level": new.value, "site": ""} for k in stations}
-        if changed or mag_moved:
+        went_public = public and not st.get("public")
+        if changed or mag_moved or went_public:
             if changed:
                 st["prev_level"], st["level"] = st["level"], new.value
-            st.update(mag=q["magnitude"], n=len(stations))
-            return [self._message(d2, st, MsgType.UPDATE, new, description=q["text"], circle=circle)]
+            st.update(mag=q["magnitude"], n=len(stations), public=public)
+            if zone and zone[1]:
+                st["zone"] = zone
+            msg = self._message(d2, st, MsgType.UPDATE, new, description=q["text"], circle=circle)
+            return [_seismic_audience_and_area(msg, public, zone, first_public=went_public)]
         return []
 
     def _seismic_update_level(self, current: WarningLevel, shaking: float, mag_stations: int) -> WarningLevel:
@@ -557,7 +583,7 @@ class AlertEngine:
         * the magnitude rests on at least ``seismic_deescalate_stations`` stations with a P-only Pd
           window (the median of three Pd magnitudes, each +-0.3 M, moves little with a fourth), and
         * the intensity is below the current level's lower bound by ``seismic_deescalate_margin``
-          (hysteresis: an orange alert, VII from 7.0, goes down only below 6.8; the new level is
+          (hysteresis: an orange alert, VII from 6.5, goes down only below 6.3; the new level is
           ``seismic_level(shaking + margin)``), so a re-escalation needs a real rise.
         """
         cfg = self.config
@@ -568,6 +594,34 @@ class AlertEngine:
             return current
         down = seismic_level(shaking + cfg.seismic_deescalate_margin)
         return down if down.rank < current.rank else current
+
+    def _shaking_zone(self, lat: float, lon: float, magnitude: float | None) -> Zone | None:
+        """Where shaking reaches the public floor: ``(circle, area codes, area names)``, or None.
+
+        The predicted intensity depends on the hypocentral distance only, so the zone is the disc
+        around the epicentre of radius :func:`alerts.kernels.quake.shaking_radius_km`; the areas are
+        the registry's targets (their ``area_code``, default the engine's area) and the device areas
+        (GB/T 2260 code, district/town/village) whose location lies inside it, nearest first."""
+        cfg = self.config
+        if magnitude is None:
+            return None
+        radius = qk.shaking_radius_km(magnitude, cfg.seismic_public_min_intensity, cfg.depth_km)
+        if radius is None:
+            return None
+        places: list[tuple[float, str, str]] = []
+        if self.registry is not None:
+            for t in self.registry.targets:
+                km = qk.haversine_km(lat, lon, t.lat, t.lon)
+                if km <= radius:
+                    places.append((km, t.area_code or cfg.default_area_code, t.name))
+            for dev in self.registry.devices:
+                km = qk.haversine_km(lat, lon, dev.lat, dev.lon)
+                if km <= radius:
+                    places.append((km, dev.area.code, dev.area.desc))
+        places.sort(key=lambda p: p[0])
+        codes = list(dict.fromkeys(p[1] for p in places))
+        names = list(dict.fromkeys(p[2] for p in places))
+        return (round(lat, 4), round(lon, 4), round(radius, 3)), codes, names
 
     @staticmethod
     def _unlocated(stations: list[str], trig: dict[str, Any]) -> dict[str, Any]:
@@ -581,6 +635,7 @@ class AlertEngine:
             "observed": observed,
             "predicted_max": 0.0,
             "blind_km": 0.0,
+            "zone": None,
             "text": f"地震预警：{len(stations)}个台站触发，震中待定，台站实测最大烈度{observed:.1f}度。",
         }
 
@@ -602,6 +657,8 @@ class AlertEngine:
             when = f"横波约{warn:.0f}秒后到达" if warn > 0 else "已处于盲区"
             lines.append(f"{t.name}：{shown}{when}")
         m_text = f"M{mag:.1f}" if mag is not None else "震级待定"
+        if mag is not None and mag >= qk.PD_SATURATION_MAGNITUDE:
+            m_text += "（Pd震级在M6.5以上趋于饱和，实际震级可能更大）"
         text = (
             f"地震预警：{co.n}个台站触发，震中约北纬{loc.lat:.2f}度、东经{loc.lon:.2f}度，{m_text}，"
             f"台站实测最大烈度{observed:.1f}度。" + "；".join(lines)
@@ -610,6 +667,7 @@ class AlertEngine:
             "lat": round(loc.lat, 4),
             "lon": round(loc.lon, 4),
             "origin_t": loc.origin_t_s,
+            "zone": self._shaking_zone(loc.lat, loc.lon, mag),
             "magnitude": round(mag, 1) if mag is not None else None,
             "mag_stations": est.n,
             "observed": observed,
@@ -617,6 +675,38 @@ class AlertEngine:
             "blind_km": qk.blind_zone_radius_km(loc, alert_t_s, vs_km_s=cfg.vs_km_s),
             "text": text[:4000],
         }
+
+
+Zone = tuple[tuple[float, float, float], list[str], list[str]]
+
+
+def _zone_of(saved: Any) -> Zone | None:
+    """A shaking zone kept in the (JSON) state back as a tuple."""
+    if not saved:
+        return None
+    circle, codes, names = saved
+    return (float(circle[0]), float(circle[1]), float(circle[2])), list(codes), list(names)
+
+
+def _seismic_audience_and_area(msg: Alert, public: bool, zone: Zone | None, *, first_public: bool = False) -> Alert:
+    """An earthquake message with its audience (below the public floor: agencies and operators only)
+    and, when shaking is predicted to reach the floor over registry areas, those areas: their names
+    as the area description, their GB/T 2260 codes as geocodes, the zone as the circle.
+
+    ``first_public``: an Update that takes an agencies-only incident public is the public's first
+    message about it, so its headline says the warning is issued (发布), not raised or adjusted."""
+    update: dict[str, Any] = {"public": public}
+    if first_public:
+        update["headline"] = f"{msg.area.desc}发布{msg.event}{msg.level.zh}预警"
+    if zone and zone[1]:
+        circle, codes, names = zone
+        desc = "、".join(names)
+        if len(desc) > 200:
+            desc = desc[:199] + "等"
+        update["area"] = msg.area.model_copy(
+            update={"desc": desc or msg.area.desc, "geocodes": codes, "circle": circle}
+        )
+    return msg.model_copy(update=update)
 
 
 def _intensity(d: Detection, trig: dict[str, Any]) -> float:

@@ -58,13 +58,14 @@ class Delivery:
 def _matches(route: Route, alert: Alert) -> bool:
     if route.audience == "public" and alert.fingerprint.endswith(":offline"):
         return False  # equipment alerts are for operators and agencies, never the public
+    if route.audience == "public" and not alert.public:
+        return False  # below the public floor (an earthquake nobody would act on): agencies only
     if route.hazards is not None and alert.hazard not in route.hazards:
         return False
     if alert.level.rank < route.min_level.rank:
         return False
-    if route.areas is not None and not any(
-        alert.area.code.startswith(a) or a.startswith(alert.area.code) for a in route.areas
-    ):
+    codes = [alert.area.code, *alert.area.geocodes]
+    if route.areas is not None and not any(c.startswith(a) or a.startswith(c) for a in route.areas for c in codes):
         return False
     if alert.status is not AlertStatus.ACTUAL and (route.audience == "public" or not route.exercise):
         return False
@@ -75,6 +76,7 @@ def plan(alert: Alert, routing: Routing, registry: RegistryLike | None) -> list[
     """The deliveries of one alert message. SMS numbers reached by several routes are sent once."""
     out: list[Delivery] = []
     seen_numbers: set[str] = set()
+    codes = list(dict.fromkeys([alert.area.code, *alert.area.geocodes]))  # an earthquake: every shaken area
     for route in routing.routes:
         if not _matches(route, alert):
             continue
@@ -82,13 +84,13 @@ def plan(alert: Alert, routing: Routing, registry: RegistryLike | None) -> list[
             if channel == "sms":
                 numbers = list(route.recipients)
                 if route.residents and registry is not None:
-                    numbers += registry.sms_recipients.get(alert.area.code, [])
+                    numbers += [n for code in codes for n in registry.sms_recipients.get(code, [])]
                 fresh = tuple(n for n in dict.fromkeys(numbers) if n not in seen_numbers)
                 seen_numbers.update(fresh)
                 if fresh:
                     out.append(Delivery(route.name, "sms", fresh))
             elif channel == "broadcast":
-                out.append(Delivery(route.name, "broadcast", (alert.area.code,)))
+                out.append(Delivery(route.name, "broadcast", tuple(codes)))
             else:
                 out.append(Delivery(route.name, channel, ()))
     return out

@@ -57,6 +57,7 @@ class _Source(NamedTuple):
 
 LEVELS = (WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE, WarningLevel.RED)
 PD_PROFILE_STEP_S = 0.5  # seconds between the Pd profile's windows (0.5, 1.0, ... up to the Pd window)
+PD_EARLY_EVERY_S = 1.0  # before the Pd window fills, the profile so far is sent every this many seconds
 
 
 def _epoch(ts: datetime) -> float:
@@ -456,7 +457,9 @@ class DetectorEngine:
         """Pd (cm): peak displacement over the first ``pd_window_s`` after trigger-on (for magnitude).
 
         The velocity from the trigger sample on is collected across packets in the state; returns Pd
-        in the packet where the window fills (whether or not the trigger has ended by then).
+        in the packet where the window fills (whether or not the trigger has ended by then). Before
+        that, every ``PD_EARLY_EVERY_S`` the Pd profile so far is left in the state
+        (``pd_early_profile``) for an early, partial-window magnitude.
         """
         window_n = max(1, round(self.rules.seismic.pd_window_s * r.sample_rate_hz))
         first = trig.n - len(samples)  # global index of this packet's first sample
@@ -467,8 +470,21 @@ class DetectorEngine:
             buf = samples[start : start + window_n].tolist()
         elif buf is not None:
             buf += samples[: window_n - len(buf)].tolist()
+        if ons:
+            st["k"]["pd_early"] = 0
+        early_n = max(1, round(PD_EARLY_EVERY_S * r.sample_rate_hz))
+        if buf is not None and len(buf) < window_n and len(buf) // early_n > st["k"].get("pd_early", 0):
+            # The magnitude must not wait the whole window: the profile so far (1 s, 2 s) goes out, and
+            # the alert engine makes a growth-corrected magnitude of it (alerts.kernels.quake
+            # truncated_pd_magnitude) until the full-window Pd replaces it.
+            st["k"]["pd_early"] = len(buf) // early_n
+            vel = np.asarray(buf[: st["k"]["pd_early"] * early_n])
+            profile = seis_k.pd_profile(vel, r.sample_rate_hz, PD_PROFILE_STEP_S)
+            st["k"]["pd_early_profile"] = [round(x, 6) for x in profile]
         if buf is not None and len(buf) >= window_n:
             st["k"]["pd_buf"] = None
+            st["k"]["pd_early"] = 0
+            st["k"].pop("pd_early_profile", None)
             vel = np.asarray(buf)
             # Pd over 0.5, 1.0, ... s as well: the alert engine cuts a near station's window before its
             # S wave with it (alerts.kernels.quake.truncated_pd_magnitude); sent with the Pd below
@@ -484,42 +500,119 @@ class DetectorEngine:
         extra = {} if profile is None else {"pd_profile_cm": profile, "pd_step_s": PD_PROFILE_STEP_S}
         return {"pd_cm": pd_cm, "pd_window_s": self.rules.seismic.pd_window_s, **extra}
 
+    def _seismic_unit(self, r: SeismicPacket, device: Device | None) -> tuple[str, float] | None:
+        """``(physical unit, counts per unit)`` of a packet: m/s or m/s2 as sent (gain 1), counts with
+        the station's ``counts_per_m_s`` (velocity) or ``counts_per_m_s2`` (acceleration) sensitivity
+        from the registry; None for counts without a sensitivity."""
+        if r.unit != "counts":
+            return r.unit, 1.0
+        th = device.thresholds if device else {}
+        if th.get("counts_per_m_s"):
+            return seis_k.VELOCITY, th["counts_per_m_s"]
+        if th.get("counts_per_m_s2"):
+            return seis_k.ACCELERATION, th["counts_per_m_s2"]
+        return None
+
+    def _ground_motion(self, r: SeismicPacket, st: State, unit: str, x: np.ndarray) -> dict[str, float]:
+        """Fold a packet into its instrument's three-component peaks (GB/T 17742-2020: vector sum of
+        the 0.1-10 Hz band-passed components) and return the station's peaks: those of the instrument
+        with the highest intensity (a station with a seismometer and an accelerometer counts once)."""
+        gms: dict[str, Any] = dict(st["k"].get("gm", {}))
+        instrument = r.channel[:2]
+        saved = gms.get(instrument)
+        gm = seis_k.GroundMotion.from_dict(saved) if saved else seis_k.GroundMotion(r.sample_rate_hz)
+        if gm.df != r.sample_rate_hz:  # the instrument changed its rate: start over
+            gm = seis_k.GroundMotion(r.sample_rate_hz)
+        window = st["k"].get("gm_window")
+        gm.set_window(*(window or (None, None)))
+        gm.add(r.channel[-1], unit, x, _epoch(r.ts), r.sample_rate_hz)
+        gms[instrument] = gm.to_dict()
+        st["k"]["gm"] = gms
+        return self._station_peaks(st)
+
+    @staticmethod
+    def _station_peaks(st: State) -> dict[str, float]:
+        best = {"pga_ms2": 0.0, "pgv_ms": 0.0, "intensity": 0.0}
+        for saved in st["k"].get("gm", {}).values():
+            pga, pgv = float(saved["pga_ms2"]), float(saved["pgv_ms"])
+            i = seis_k.instrumental_intensity(pga, pgv)
+            if i > best["intensity"] or (i == best["intensity"] and pgv > best["pgv_ms"]):
+                best = {"pga_ms2": pga, "pgv_ms": pgv, "intensity": i}
+        return best
+
+    def _set_peak_window(self, st: State, t_on: float | None, t_off: float | None) -> None:
+        """The station trigger's on/off window for the peaks of every instrument of the station."""
+        st["k"]["gm_window"] = [t_on, t_off]
+        gms = st["k"].get("gm", {})
+        for name, saved in gms.items():
+            gm = seis_k.GroundMotion.from_dict(saved)
+            gm.set_window(t_on, t_off)
+            gms[name] = gm.to_dict()
+
     def _seismic(self, r: SeismicPacket, st: State, device: Device | None) -> list[Detection]:
         """Station trigger (band-pass, recursive STA/LTA, hysteresis) with running PGA/PGV/intensity.
 
+        Channels: velocity (m/s), acceleration (m/s2, a strong-motion station), or counts with the
+        registry's ``counts_per_m_s`` / ``counts_per_m_s2``. The station trigger and Pd run on the
+        vertical component (the first channel ending in ``Z``; acceleration is integrated to velocity
+        first); every component feeds the intensity, GB/T 17742-2020: PGA and PGV are the peaks of
+        the vector sum of the three components band-passed to 0.1-10 Hz
+        (:class:`detectors.kernels.seismic.GroundMotion`), from trigger-on to trigger-off.
+
         Opens a ``p_trigger`` detection at the trigger-on sample, updates it when the intensity
-        estimate grows by 0.5 or more, clears it at trigger-off. Velocity channels: m/s, or counts
-        with the station's ``counts_per_m_s`` sensitivity in the registry.
+        estimate grows by 0.5 or more (whichever component's packet makes it grow) or when Pd is
+        ready, clears it at trigger-off.
         """
-        gain = (device.thresholds.get("counts_per_m_s") if device else None) if r.unit == "counts" else 1.0
-        if r.unit == "m/s2" or not gain:
-            return []  # accelerometers and uncalibrated counts: not handled by the velocity trigger
-        samples = np.asarray(r.samples, dtype=float) / gain
-        sr = self.rules.seismic
-        saved = st["k"].get("seis")
-        trig = (
-            seis_k.StationTrigger.from_dict(saved)
-            if saved
-            else seis_k.StationTrigger(sr.freqmin_hz, sr.freqmax_hz, 4, sr.sta_s, sr.lta_s, sr.thr_on, sr.thr_off)
-        )
-        events = trig.process(samples, r.sample_rate_hz, _epoch(r.ts))
-        pd_cm = self._pd_progress(r, st, trig, samples, events)
+        known = self._seismic_unit(r, device)
+        if known is None:
+            return []  # counts without a sensitivity: not a physical quantity
+        unit, gain = known
+        x = np.asarray(r.samples, dtype=float) / gain
+        vertical = r.channel.endswith("Z") and st["k"].setdefault("seis_channel", r.channel) == r.channel
+        events: list[dict[str, Any]] = []
+        pd_cm: float | None = None
+        triggered = "p_trigger" in st["open"]
+        if vertical:
+            sr = self.rules.seismic
+            if unit == seis_k.ACCELERATION:
+                saved_i = st["k"].get("acc2vel")
+                integ = (
+                    seis_k.AccelerationToVelocity.from_dict(saved_i)
+                    if saved_i and saved_i["df"] == r.sample_rate_hz
+                    else seis_k.AccelerationToVelocity(r.sample_rate_hz)
+                )
+                samples = integ.process(x)
+                st["k"]["acc2vel"] = integ.to_dict()
+            else:
+                samples = x
+            saved = st["k"].get("seis")
+            trig = (
+                seis_k.StationTrigger.from_dict(saved)
+                if saved
+                else seis_k.StationTrigger(sr.freqmin_hz, sr.freqmax_hz, 4, sr.sta_s, sr.lta_s, sr.thr_on, sr.thr_off)
+            )
+            events = trig.process(samples, r.sample_rate_hz, _epoch(r.ts))
+            pd_cm = self._pd_progress(r, st, trig, samples, events)
+            st["k"]["seis"] = trig.to_dict()
+            triggered = trig.triggered
+            # the peak window follows the trigger: the last on (and its off, if it ended)
+            for ev in events:
+                if ev["event"] == "on":
+                    self._set_peak_window(st, ev["t"], None)
+                elif st["k"].get("gm_window"):
+                    self._set_peak_window(st, st["k"]["gm_window"][0], ev["t"])
         out: list[Detection] = []
         reported = st["k"].get("seis_reported_i", 0.0)
-        peaks = {
-            "pga_ms2": round(trig.pga_ms2, 6),
-            "pgv_ms": round(trig.pgv_ms, 6),
-            "intensity": trig.intensity,
-        }
+        peaks = self._ground_motion(r, st, unit, x)
         for ev in events:
             at = _from_epoch(ev["t"])
             if ev["event"] == "on":
                 # The peaks so far (to the end of this packet) travel with the opening record.
-                reported = trig.intensity if trig.triggered else 0.0
+                reported = peaks["intensity"] if triggered else 0.0
                 evidence = {
                     "ratio": round(ev["ratio"], 3),
                     "channel": r.channel,
-                    **(peaks if trig.triggered else {}),
+                    **({k: round(v, 6) for k, v in peaks.items()} if triggered else {}),
                 }
                 out += self._transition(
                     st,
@@ -533,7 +626,7 @@ class DetectorEngine:
                     evidence=evidence,
                 )
             else:
-                evidence = {k: round(ev[k], 6) for k in ("pga_ms2", "pgv_ms", "intensity")}
+                evidence = {k: round(v, 6) for k, v in peaks.items()}
                 if pd_cm is not None:  # the window filled in the packet where the trigger ended
                     evidence |= self._pd_evidence(st, pd_cm)
                     pd_cm = None
@@ -544,14 +637,17 @@ class DetectorEngine:
                     "p_trigger",
                     active=False,
                     level=None,
-                    value=ev["intensity"],
+                    value=peaks["intensity"],
                     at=at,
                     evidence=evidence,
                 )
-        grew = trig.triggered and trig.intensity >= reported + 0.5
-        if (grew or pd_cm is not None) and "p_trigger" in st["open"]:
-            reported = max(reported, trig.intensity) if grew else reported
+        grew = triggered and peaks["intensity"] >= reported + 0.5
+        early = st["k"].pop("pd_early_profile", None) if pd_cm is None else None
+        if (grew or pd_cm is not None or early) and "p_trigger" in st["open"]:
+            reported = max(reported, peaks["intensity"]) if grew else reported
             pd = {} if pd_cm is None else self._pd_evidence(st, pd_cm)
+            if early:
+                pd = {"pd_profile_cm": early, "pd_step_s": PD_PROFILE_STEP_S, "pd_partial": True}
             out += self._transition(
                 st,
                 r,
@@ -559,11 +655,10 @@ class DetectorEngine:
                 "p_trigger",
                 active=True,
                 level=None,
-                value=trig.intensity,
+                value=peaks["intensity"],
                 at=r.end,
                 material_change=True,
-                evidence={**peaks, **pd},
+                evidence={**{k: round(v, 6) for k, v in peaks.items()}, **pd},
             )
-        st["k"]["seis"] = trig.to_dict()
         st["k"]["seis_reported_i"] = reported
         return out

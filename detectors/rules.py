@@ -118,6 +118,13 @@ class SeismicConfirm(WireModel):
     weights: dict[Ident, float] = Field(
         default_factory=dict, description="station id -> vote (default 1.0; e.g. 0.5 for a MEMS sensor)"
     )
+    public_min_intensity: float = Field(
+        default=4.5,
+        ge=1.0,
+        le=12.0,
+        description="instrumental intensity (observed, or predicted at targets/areas) from which an earthquake "
+        "reaches the public; below it agencies and operators only (4.5: degree V, docs/detection-rules-seismic.md)",
+    )
 
 
 class ConfirmRules(WireModel):

@@ -30,6 +30,9 @@ class AlertArea(WireModel):
     town: str = ""
     village: str = ""
     circle: tuple[float, float, float] | None = Field(default=None, description="lat, lon, radius km")
+    geocodes: list[AdminCode] = Field(
+        default_factory=list, description="further GB/T 2260 codes the area covers (earthquake shaking zone)"
+    )
 
 
 class Alert(WireModel):
@@ -58,6 +61,9 @@ class Alert(WireModel):
     unit: str = ""
     correlation_id: str = ""
     flapping: bool = Field(default=False, description="toggling often: held as one alert until quiet")
+    public: bool = Field(
+        default=True, description="False: agencies and operators only, never public routes (below the public floor)"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -74,6 +74,10 @@ class TargetWarning(WireModel):
     distance_km: float
     s_arrival: AwareDatetime
     warning_s: float | None = Field(description="S arrival - first alert, s; positive: warned before shaking")
+    public_warning_s: float | None = Field(
+        default=None,
+        description="S arrival - first public alert (an earthquake below the public floor goes to agencies first), s",
+    )
 
 
 class HazardScore(WireModel):
@@ -321,6 +325,7 @@ def _hazard_score(h: HazardTruth, hits: list[tuple[datetime, Alert]]) -> HazardS
             ],
         )
     first = min(t for t, _ in hits)
+    first_public = min((t for t, a in hits if a.public), default=None)
     highest = WarningLevel.from_rank(max(a.level.rank for _, a in hits))
     return HazardScore(
         hazard_id=h.hazard_id,
@@ -341,6 +346,7 @@ def _hazard_score(h: HazardTruth, hits: list[tuple[datetime, Alert]]) -> HazardS
                 distance_km=x.distance_km,
                 s_arrival=x.s_arrival,
                 warning_s=(x.s_arrival - first).total_seconds(),
+                public_warning_s=(x.s_arrival - first_public).total_seconds() if first_public else None,
             )
             for x in h.targets
         ],
@@ -361,7 +367,10 @@ def format_table(s: Score) -> str:
         lines.append(f"  {h.hazard_id:18s} {h.family.value:8s} {h.kind:12s} {result:9s} {lead}  {lvl:18s} {h.messages}")
         for x in h.targets:
             warn = f"{x.warning_s:+.1f} s" if x.warning_s is not None else "-"
-            lines.append(f"      target {x.target:20s} {x.distance_km:6.1f} km  S-wave warning {warn}")
+            public = f"{x.public_warning_s:+.1f} s" if x.public_warning_s is not None else "-"
+            lines.append(
+                f"      target {x.target:20s} {x.distance_km:6.1f} km  S-wave warning {warn} (public {public})"
+            )
     for o in s.outages:
         if o.detected:
             lead = f"lead {o.lead_time_s:.1f} s" if o.lead_time_s is not None else ""

@@ -36,6 +36,7 @@ from numpy.typing import ArrayLike
 __all__ = [
     "DEFAULT_PGV_MODEL",
     "EARTH_RADIUS_KM",
+    "PD_SATURATION_MAGNITUDE",
     "Coincidence",
     "Location",
     "MagnitudeEstimate",
@@ -53,6 +54,7 @@ __all__ = [
     "predicted_intensity",
     "predicted_pgv_ms",
     "s_warning_time_s",
+    "shaking_radius_km",
     "truncated_pd_magnitude",
     "xy_to_latlon",
 ]
@@ -479,6 +481,10 @@ def locate(
 
 # Wu & Zhao (2006), southern California: log10(Pd) = -3.463 + 0.729*M - 1.374*log10(R) +- 0.305
 _PD_A, _PD_B, _PD_C = -3.463, 0.729, 1.374
+# The first 3 s of P carry too little of a large rupture: Pd magnitudes saturate at about M6.5 (a
+# larger event reads about M6.5 until longer windows or more stations come in). At or above this
+# value an estimate is flagged as a lower bound.
+PD_SATURATION_MAGNITUDE = 6.5
 
 
 def magnitude_from_pd(pd_cm: float, hypo_km: float) -> float:
@@ -619,6 +625,11 @@ def magnitude_estimate(
       without one (or when the P-only part is shorter than :data:`PD_MIN_WINDOW_S`) the station is
       left out (``contaminated``): its Pd only bounds the P displacement from above.
 
+    * a station whose window is P only but not yet full (no ``pd_cm``, a Pd profile of the first 1 or
+      2 s) gives an early magnitude from that profile (:func:`truncated_pd_magnitude`), so the first
+      magnitude (and with it the public floor, alerts/engine.py) does not wait the whole window;
+      the full-window Pd replaces it when it comes.
+
     With no usable station the magnitude is None (pending): an alert then rests on observed intensity
     until a station with a clean window reports, rather than on an S-inflated magnitude.
     """
@@ -640,7 +651,16 @@ def magnitude_estimate(
             used.append(StationMagnitude(pick.station_id, magnitude_from_pd(pd, r), r, pd_window_s, s_after))
             continue
         if clean:
-            continue  # no Pd yet
+            # no full-window Pd yet: the profile so far (the first 1 s, 2 s of P), growth-corrected
+            early = (
+                truncated_pd_magnitude(pick.pd_profile_cm, pick.pd_step_s, r, pd_window_s, pd_window_s=pd_window_s)
+                if pick.pd_profile_cm
+                else None
+            )
+            if early is not None:
+                m, w, g = early
+                used.append(StationMagnitude(pick.station_id, m, r, w, s_after, full=False, growth=g))
+            continue
         cut = None
         if pick.pd_profile_cm:
             cut = truncated_pd_magnitude(
@@ -738,6 +758,30 @@ def predicted_intensity(magnitude: float, hypo_km: float, model: PgvModel = DEFA
     if i_v >= 12.0:
         return 12.0
     return min(12.0, max(1.0, _round_half_up_1(i_v)))
+
+
+def shaking_radius_km(
+    magnitude: float, intensity: float, depth_km: float, model: PgvModel = DEFAULT_PGV_MODEL
+) -> float | None:
+    """Epicentral radius (km) inside which :func:`predicted_intensity` reaches ``intensity``.
+
+    The predicted intensity falls with hypocentral distance only (a point source), so the places
+    where it reaches a value form a disc around the epicentre. With the rounding to 0.1, the
+    prediction reaches ``intensity`` where the unrounded ``I_V >= intensity - 0.05``:
+    ``3*(a + b*M - c*lg(R + d) - 2) + 9.77 >= intensity - 0.05`` (PGV in cm/s, hence the ``- 2``), i.e.
+    ``lg(R + d) <= (a + b*M - 2 - (intensity - 0.05 - 9.77)/3) / c``; the epicentral radius is
+    ``sqrt(R**2 - depth**2)``. None when not even the epicentre reaches it (``R < depth``).
+    """
+    m = _finite("magnitude", magnitude)
+    i = _finite("intensity", intensity)
+    h = _finite("depth_km", depth_km)
+    if h < 0.0:
+        raise ValueError(f"depth_km must be >= 0, got {depth_km!r}")
+    lg = (model.a + model.b * m - 2.0 - (i - 0.05 - 9.77) / 3.0) / model.c
+    hypo = 10.0**lg - model.d_km
+    if hypo < h:
+        return None
+    return math.sqrt(hypo * hypo - h * h)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,7 +46,19 @@ OPEN, UPDATE, CLEAR = DetectionState.OPEN, DetectionState.UPDATE, DetectionState
 BLUE, YELLOW, ORANGE, RED = WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE, WarningLevel.RED
 CAP_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00$")
 
-ALERT_ORDER = ["identifier", "sender", "sent", "status", "msgType", "scope", "note", "references", "incidents", "info"]
+ALERT_ORDER = [
+    "identifier",
+    "sender",
+    "sent",
+    "status",
+    "msgType",
+    "scope",
+    "restriction",
+    "note",
+    "references",
+    "incidents",
+    "info",
+]
 INFO_ORDER = [
     "language",
     "category",
@@ -252,7 +264,11 @@ def test_engine_lifecycles_render_schema_valid_cap(cap_schema: Any, group: str, 
         info = root.find(_q("info"))
         assert info is not None and _in_order([_local(c) for c in info], INFO_ORDER)
         assert _text(root, "status") == status.value and _text(root, "msgType") == a.msg_type.value
-        assert _text(root, "scope") == "Public"
+        # the earthquake's first Alert (three triggers, no intensity or magnitude yet) is below the
+        # public floor: agencies only, CAP scope Restricted; the intensity 8.3 update takes it public
+        scope = "Restricted" if (group == "earthquake" and i == 0) else "Public"
+        assert _text(root, "scope") == scope
+        assert (_text(root, "restriction") is None) is (scope == "Public")
         assert (_text(root, "note") is None) is (status is AlertStatus.ACTUAL)
         assert _text(root, "incidents") == f"{a.hazard.value}:330110:{group}"
         # references: every earlier message of the incident, as sender,identifier,sent

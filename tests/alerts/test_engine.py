@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alerts.engine import AlertConfig, AlertEngine, fingerprint_of, incident_group, seismic_level
+from alerts.kernels.quake import predicted_intensity
 from schemas.alert import Alert, AlertStatus, MsgType
 from schemas.common import Family, WarningLevel
 from schemas.detection import Detection, DetectionState
@@ -315,21 +316,42 @@ def _trig(
     )
 
 
+# GB/T 17742-2020 (中国地震烈度表): the intensity degree is the instrumental intensity I rounded to
+# the nearest integer, so degree VI is 5.5 <= I < 6.5, VII 6.5 <= I < 7.5, VIII 7.5 <= I < 8.5. The
+# warning colours follow the degree: below VI blue, VI yellow, VII orange, VIII and above red.
 @pytest.mark.parametrize(
     ("intensity", "level"),
     [
         (0.0, BLUE),
-        (5.9, BLUE),
+        (5.49, BLUE),  # rounds to V
+        (5.5, YELLOW),  # rounds to VI
         (6.0, YELLOW),
-        (6.9, YELLOW),
+        (6.49, YELLOW),  # still VI
+        (6.5, ORANGE),  # rounds to VII
         (7.0, ORANGE),
-        (7.9, ORANGE),
+        (7.49, ORANGE),  # still VII
+        (7.5, RED),  # rounds to VIII
         (8.0, RED),
         (12.0, RED),
     ],
 )
-def test_seismic_level(intensity: float, level: WarningLevel) -> None:
+def test_seismic_level_follows_the_rounded_degree(intensity: float, level: WarningLevel) -> None:
     assert seismic_level(intensity) is level
+
+
+# Predicted intensity from Yu Yanxiang et al. (2013), eastern China long axis,
+# I = 5.7123 + 1.3626 M - 4.2903 lg(R + 25), R hypocentral km (alerts/kernels/quake.py PgvModel).
+# M5.5 at R = 10 km: 5.7123 + 7.4943 - 4.2903 * lg 35 (1.5441) = 13.2066 - 6.6246 = 6.58 -> 6.6, VII.
+# M6.5 at R = 10 km: 5.7123 + 8.8569 - 6.6246 = 7.9446 -> 7.9, VIII.
+@pytest.mark.parametrize(
+    ("magnitude", "intensity", "level"),
+    [(5.5, 6.6, ORANGE), (6.5, 7.9, RED)],
+)
+def test_predicted_epicentral_shaking_gets_the_colour_of_its_degree(
+    magnitude: float, intensity: float, level: WarningLevel
+) -> None:
+    assert predicted_intensity(magnitude, 10.0) == intensity
+    assert seismic_level(predicted_intensity(magnitude, 10.0)) is level
 
 
 def test_three_stations_within_the_window_give_one_alert() -> None:
