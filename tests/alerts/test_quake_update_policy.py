@@ -115,7 +115,7 @@ def test_de_escalation_messages_reference_the_incident_and_say_adjusted() -> Non
     alert, up, held, down = per[2][0], per[3][0], per[4][0], per[5][0]
     assert (held.msg_type, held.level, held.value) == (MsgType.UPDATE, ORANGE, 5.4)  # two stations: held
     assert (down.msg_type, down.level, down.value) == (MsgType.UPDATE, BLUE, 4.6)
-    assert down.references == [alert.identifier, up.identifier, held.identifier]
+    assert down.references == [alert.identifier, held.identifier]  # the original and the replaced message
     assert "调整为" in down.headline and "升级为" in up.headline
     assert "M4.6" in down.description
 
