@@ -89,8 +89,15 @@ class AlertConfig:
     depth_km: float = 10.0
     max_detection_age_s: float = 0.0  # detections older than this (device time) never alert; 0: off
     cool_down_s: float = 0.0  # quiet time after the last clear before the all-clear (0: at once)
-    flap_toggles: int = 4  # more Alert/Cancel toggles than this within flap_window_s: flapping
-    flap_window_s: float = 3600.0  # ... and a flapping alert's all-clear waits this long for quiet
+    # Flapping (alert storms): a toggle is a reversal of the public level's direction (the Alert, the
+    # first fall after a rise, the first rise after a fall); more than ``flap_toggles`` of them within
+    # ``flap_window_s`` is flapping: one message says the situation is unstable, at the highest level
+    # seen, then only escalations go out until the condition has not changed for ``flap_settle_s``.
+    flap_toggles: int = 2
+    flap_window_s: float = 3600.0
+    flap_settle_s: float = 3600.0
+    max_sources: int = 256  # detection sources (device x kind) held per incident; beyond: lowest evicted
+    max_seen: int = 1024  # sources whose newest (time, revision) is remembered (reordered lanes); oldest evicted
     reminder_s: float = 0.0  # re-send an active alert this often (0: never)
     # incident -> (k sensors, or one sensor sustained this many seconds) before an alert; absent: at once
     confirm: dict[str, tuple[int, float]] = field(default_factory=dict)
@@ -148,6 +155,7 @@ class AlertEngine:
         self.config = config or AlertConfig()
         self.stale = 0  # detections too old to alert on
         self.superseded = 0  # detections older than one already applied for their source
+        self.capped: dict[str, int] = {}  # state caps that evicted or refused, by reason (metric)
         self.registry = registry
         self.clock = clock
 
@@ -192,6 +200,11 @@ class AlertEngine:
         return f"{kind}-{name}".replace(":", "_"), name, size
 
     def process(self, d: Detection, state: State | None) -> tuple[State, list[Alert]]:
+        st, out = self._process(d, state)
+        _bound_chain(st)
+        return st, out
+
+    def _process(self, d: Detection, state: State | None) -> tuple[State, list[Alert]]:
         st: State = dict(state) if state else {"active": False, "revision": -1, "ids": [], "sources": {}}
         st["sources"] = dict(st["sources"])
         max_age = self.config.max_detection_age_s
@@ -213,6 +226,8 @@ class AlertEngine:
         if d.level is None and d.state is not DetectionState.CLEAR and d.kind not in ("p_trigger", "offline"):
             return st, []  # anomaly, sensor faults: operator information on Kafka, not warnings
         st["seen"] = {**st.get("seen", {}), source: stamp}
+        if len(st["seen"]) > self.config.max_seen:
+            self._evict_seen(st)
         if d.kind == "p_trigger":
             return st, self._seismic(d, st)
         if d.kind == "offline":
@@ -223,6 +238,9 @@ class AlertEngine:
         if d.state is DetectionState.CLEAR:
             st["sources"].pop(key, None)
         elif d.level is not None:
+            if key not in st["sources"] and len(st["sources"]) >= self.config.max_sources:
+                if not self._make_room(st, d.level):
+                    return st, []
             prev = st["sources"].get(key, {})
             since = prev.get("since", d.onset.timestamp())
             st["sources"][key] = {
@@ -242,6 +260,31 @@ class AlertEngine:
         if d.kind == "offline":
             return st, self._offline(d, st)
         return st, self._emit(d, st)
+
+    def _count_cap(self, reason: str) -> None:
+        self.capped[reason] = self.capped.get(reason, 0) + 1
+
+    def _evict_seen(self, st: State) -> None:
+        """Forget the oldest remembered source stamps beyond ``max_seen`` (sources without an open
+        detection first): a very late detection of a forgotten source is then applied, not skipped."""
+        held = st["sources"]
+        order = sorted(st["seen"], key=lambda k: (k in held, st["seen"][k]))
+        for k in order[: len(st["seen"]) - self.config.max_seen]:
+            del st["seen"][k]
+            self._count_cap("alert_seen_evicted")
+
+    def _make_room(self, st: State, level: WarningLevel) -> bool:
+        """A full incident (``max_sources``) takes a new source by evicting its lowest-level source
+        (oldest first) when that is not above the new one's level, so the incident's level never
+        drops; otherwise the new source is refused. Either is counted."""
+        sources = st["sources"]
+        victim = min(sources, key=lambda k: (WarningLevel(sources[k]["level"]).rank, sources[k].get("since", 0.0)))
+        if WarningLevel(sources[victim]["level"]).rank > level.rank:
+            self._count_cap("alert_source_refused")
+            return False
+        del sources[victim]
+        self._count_cap("alert_source_evicted")
+        return True
 
     def _offline(self, d: Detection, st: State) -> list[Alert]:
         """One alert per gateway or site: 'X offline (n/m devices)', updated whenever n changes,
@@ -295,15 +338,22 @@ class AlertEngine:
         sources = st["sources"]
         st["last_det"] = d.model_dump(mode="json")
         level = max((WarningLevel(s["level"]) for s in sources.values()), key=lambda lv: lv.rank, default=None)
+        now = d.ts.timestamp()
+        if st["active"] and (level.value if level else None) != st.get("current", st["level"]):
+            self._changed(st, now, level)
         if level is None:
             if not st["active"]:
                 return []
-            if self._hold_s(st) > 0:  # cool-down (or a flapping hold): the all-clear waits for quiet
-                st.setdefault("clear_since", d.ts.timestamp())
+            st.setdefault("clear_since", now)
+            if st.get("flapping"):
+                return []  # the all-clear of a flapping alert waits until it settles (tick)
+            if self.config.cool_down_s > 0:  # cool-down: the all-clear waits for quiet (tick)
                 return []
+            if self._toggle(st, now, -1):  # this fall makes it flapping: the warning stays, marked unstable
+                return [self._unstable(d, st, MsgType.UPDATE, WarningLevel(st["level"]), details)]
             return self._cancel(d, st)
         st.pop("clear_since", None)
-        if not st["active"] and not self._confirmed(d, st, d.ts.timestamp()):
+        if not st["active"] and not self._confirmed(d, st, now):
             st["pending"] = True  # hold-down: waits for more sensors or for the condition to last
             return []
         if not st["active"]:
@@ -312,12 +362,22 @@ class AlertEngine:
             st["onset"] = d.onset.timestamp()
             st["ids"] = []
             st["level"] = level.value
-            self._toggle(st, d.ts.timestamp())
+            self._changed(st, now, level)
+            if self._toggle(st, now, 1) or st.get("flapping"):
+                return [self._unstable(d, st, MsgType.ALERT, level, details)]
             return [self._message(d, st, MsgType.ALERT, level, **details)]
-        if level.value != st["level"]:
-            st["prev_level"], st["level"] = st["level"], level.value
-            return [self._message(d, st, MsgType.UPDATE, level, **details)]
-        return []
+        announced = WarningLevel(st["level"])
+        if level is announced:
+            return []
+        if st.get("flapping"):
+            if level.rank <= announced.rank:
+                return []  # flapping: nothing for the public until it settles ...
+            st["prev_level"], st["level"] = st["level"], level.value  # ... or escalates: at once
+            return [self._unstable(d, st, MsgType.UPDATE, level, details)]
+        if self._toggle(st, now, 1 if level.rank > announced.rank else -1):
+            return [self._unstable(d, st, MsgType.UPDATE, level, details)]
+        st["prev_level"], st["level"] = st["level"], level.value
+        return [self._message(d, st, MsgType.UPDATE, level, **details)]
 
     def _confirmed(self, d: Detection, st: State, now_s: float) -> bool:
         """k of n: ``k`` sensors of the area agree, or one has held the condition ``sustain_s``."""
@@ -330,21 +390,58 @@ class AlertEngine:
         return len(devices) >= k or any(now_s - s.get("since", now_s) >= sustain_s for s in sources)
 
     # ------------------------------------------------------------------ timers: cool-down, flapping, reminders
-    def _hold_s(self, st: State) -> float:
-        return self.config.flap_window_s if st.get("flapping") else self.config.cool_down_s
+    def _changed(self, st: State, t: float, level: WarningLevel | None) -> None:
+        """The condition's level changed (whether or not the public hears of it): when, to what, and the
+        highest level seen within the flapping window."""
+        st["current"] = level.value if level else None
+        st["changed_at"] = t
+        rank = level.rank if level else 0
+        peak = st.get("peak")
+        if peak is None or rank >= peak[1] or peak[0] <= t - self.config.flap_window_s:
+            st["peak"] = [t, rank]
 
-    def _toggle(self, st: State, t: float) -> None:
-        """Count Alert/Cancel toggles; more than ``flap_toggles`` in ``flap_window_s`` is flapping."""
-        window = self.config.flap_window_s
-        st["toggles"] = [x for x in st.get("toggles", []) if x > t - window] + [t]
-        if len(st["toggles"]) > self.config.flap_toggles:
+    def _toggle(self, st: State, t: float, direction: int) -> bool:
+        """Count a public level change going ``direction`` (+1 up, -1 down). A reversal of direction
+        (the Alert, a fall after a rise, a rise after a fall) is a toggle; more than ``flap_toggles``
+        within ``flap_window_s`` is flapping. True when this change starts flapping."""
+        if st.get("dir") == direction:
+            return False
+        st["dir"] = direction
+        cfg = self.config
+        st["toggles"] = ([x for x in st.get("toggles", []) if x > t - cfg.flap_window_s] + [t])[
+            -(cfg.flap_toggles + 1) :
+        ]
+        if len(st["toggles"]) > cfg.flap_toggles and not st.get("flapping"):
             st["flapping"] = True
+            return True
+        return False
+
+    def _unstable(
+        self, d: Detection, st: State, msg_type: MsgType, level: WarningLevel, details: dict[str, Any]
+    ) -> Alert:
+        """The one message of a flapping alert (and of its escalations): at the highest level seen,
+        saying the situation is unstable and that the warning stays until it settles."""
+        peak = st.get("peak")
+        if peak and peak[1] > level.rank:
+            level = WarningLevel.from_rank(peak[1])
+        if st["level"] != level.value:
+            st["prev_level"], st["level"] = st["level"], level.value
+        group = incident_group(d.kind)
+        event = _EVENTS.get(group, (group, ""))[0]
+        where = d.town + d.village or d.area_code or self.config.default_area_code
+        base = details.get("description") or self._describe(d, level, where, event)
+        n = len(st.get("toggles", []))
+        note = (
+            f"监测值在1小时内{n}次反复升降，形势不稳定。{level.zh}预警（{level.roman}级）按已出现的最高级别保持，"
+            "期间不再逐次通知，稳定后或级别升高时另行发布。"
+        )
+        return self._message(d, st, msg_type, level, **{**details, "description": f"{note}{base}"})
 
     def _cancel(self, d: Detection, st: State) -> list[Alert]:
         st["active"] = False
         st.pop("located", None)
+        self._toggle(st, d.ts.timestamp(), -1)  # (counted already when the clear itself made no flapping)
         st.pop("clear_since", None)
-        self._toggle(st, d.ts.timestamp())
         msg = self._message(d, st, MsgType.CANCEL, WarningLevel(st["level"]))
         st["flapping"] = False
         return [msg]
@@ -358,11 +455,18 @@ class AlertEngine:
         if not (state.get("active") or state.get("pending")):
             return False
         waiting = bool(state.get("pending")) and not state.get("active")
-        return waiting or "clear_since" in state or bool(self.config.reminder_s)
+        return waiting or "clear_since" in state or bool(state.get("flapping")) or bool(self.config.reminder_s)
 
     def tick(self, state: State | None, now: datetime) -> tuple[State | None, list[Alert]]:
-        """The clock for one fingerprint: send a held all-clear once the cool-down (or, for a
-        flapping alert, the flapping window) has passed quietly, and remind while active."""
+        """The clock for one fingerprint: send a held all-clear once the cool-down has passed quietly,
+        settle a flapping alert once its condition has not changed for ``flap_settle_s`` (an Update at
+        the current level, or the Cancel when clear), and remind while active."""
+        st, out = self._tick(state, now)
+        if st is not None:
+            _bound_chain(st)
+        return st, out
+
+    def _tick(self, state: State | None, now: datetime) -> tuple[State | None, list[Alert]]:
         if state is None or not (state.get("active") or state.get("pending")):
             return state, []
         if "last_det" not in state or "triggers" in state:
@@ -375,7 +479,15 @@ class AlertEngine:
                 st.pop("pending", None)
                 return st, []
             return st, self._emit(d, st) if self._confirmed(d, st, now_s) else []
-        if "clear_since" in st and now_s - st["clear_since"] >= self._hold_s(st):
+        if st.get("flapping") and now_s - st.get("changed_at", now_s) >= self.config.flap_settle_s:
+            if "clear_since" in st:
+                return st, self._cancel(d, st)
+            st["flapping"] = False  # settled at a level: one Update says so, at that level
+            level = WarningLevel(st.get("current") or st["level"])
+            st["prev_level"], st["level"] = st["level"], level.value
+            st["dir"] = 0
+            return st, [self._message(d, st, MsgType.UPDATE, level)]
+        if "clear_since" in st and not st.get("flapping") and now_s - st["clear_since"] >= self.config.cool_down_s:
             return st, self._cancel(d, st)
         reminder = self.config.reminder_s
         if reminder and "clear_since" not in st and now_s - st.get("last_sent", now_s) >= reminder:
@@ -712,3 +824,12 @@ def _seismic_audience_and_area(msg: Alert, public: bool, zone: Zone | None, *, f
 def _intensity(d: Detection, trig: dict[str, Any]) -> float:
     prev = trig.get(d.device_id, {}).get("intensity", 0.0)
     return max(prev, float(d.evidence.get("intensity", 0.0)))
+
+
+def _bound_chain(st: State) -> None:
+    """An incident's message chain keeps the original Alert and the latest message: the next Update
+    or Cancel references those two (CAP 1.2 ``references``: the earlier messages referenced, not
+    necessarily all), so the state and the references stay bounded however long the incident."""
+    ids = st.get("ids")
+    if ids and len(ids) > 2:
+        st["ids"] = [ids[0], ids[-1]]

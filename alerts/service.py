@@ -43,6 +43,12 @@ class AlertMetrics:
             "detections that changed no lifecycle state (no table write, no message)",
             registry=registry,
         )
+        self.capped = Counter(
+            "tocsin_alert_state_capped_total",
+            "incident sources or remembered source stamps refused or evicted by a state cap",
+            ["reason"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "tocsin_worker_alert_latency_seconds",
             "detection emitted (its Kafka record timestamp) to the alert message it caused",
@@ -55,6 +61,13 @@ class AlertMetrics:
 class AlertStage:
     def __init__(self, engine: AlertEngine, metrics: AlertMetrics, *, clock: Callable[[], float] = time.time) -> None:
         self.engine, self.metrics, self.clock = engine, metrics, clock
+        self._capped: dict[str, int] = {}
+
+    def _count_capped(self) -> None:
+        for reason, n in self.engine.capped.items():
+            if n != self._capped.get(reason, 0):
+                self.metrics.capped.labels(reason).inc(n - self._capped.get(reason, 0))
+                self._capped[reason] = n
 
     def handle(
         self,
@@ -91,6 +104,7 @@ class AlertStage:
             return []
         superseded = self.engine.superseded
         state, alerts = self.engine.process(detection, previous)
+        self._count_capped()
         if self.engine.superseded != superseded:
             self.metrics.superseded.inc()
         if not alerts and previous is not None and _same_apart_from_position(state, previous):

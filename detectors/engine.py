@@ -90,6 +90,10 @@ class DetectorEngine:
     def __init__(self, rules: Rules | None = None, registry: RegistryLike | None = None) -> None:
         self.rules = rules or Rules()
         self.registry = registry
+        self.capped: dict[str, int] = {}  # state caps (rules ``limits``) that refused or evicted, by reason
+
+    def _count_cap(self, reason: str) -> None:
+        self.capped[reason] = self.capped.get(reason, 0) + 1
 
     # ------------------------------------------------------------------ entry point
     def process(
@@ -228,9 +232,13 @@ class DetectorEngine:
     def _rain(self, r: RainIncrement, st: State, device: Device | None) -> list[Detection]:
         hr = self.rules.hydro
         now = _epoch(r.ts)
-        reports = rain_k.add_report([tuple(x) for x in st["k"].get("rain", [])], now, r.interval_s, r.rain_mm)
-        st["k"]["rain"] = [list(x) for x in reports]
         rules = self._rain_rules(device)
+        horizon_s = max(rule.window_h for rule in rules) * 3600.0  # only what the longest window needs
+        held = rain_k.add_report([tuple(x) for x in st["k"].get("rain", [])], now, r.interval_s, r.rain_mm, horizon_s)
+        reports = rain_k.cap_reports(held, self.rules.limits.rain_max_reports, horizon_s)
+        if len(reports) < len(held):
+            self._count_cap("rain_reports_merged")
+        st["k"]["rain"] = [list(x) for x in reports]
         windows = sorted({rule.window_h for rule in rules})
         acc = {w: rain_k.accumulation(reports, now, w * 3600.0)[0] for w in windows}
         # Per level, the largest ratio of accumulation to that level's threshold over its windows.
@@ -352,6 +360,12 @@ class DetectorEngine:
 
     # ------------------------------------------------------------------ hazmat
     def _gas(self, r: GasReading, st: State, device: Device | None) -> list[Detection]:
+        gases = st["k"].get("gases", [])
+        if r.gas.upper() not in gases:
+            if len(gases) >= self.rules.limits.max_gases:
+                self._count_cap("gas_refused")  # one more distinct gas than a device may have: refused
+                return []
+            st["k"]["gases"] = [*gases, r.gas.upper()]
         out = self._faults(r, st, device)
         rules = gas_k.rules_for(r.gas, r.unit, self._gas_overrides(r, device))
         if not rules:
@@ -421,11 +435,17 @@ class DetectorEngine:
     # ------------------------------------------------------------------ fire
     def _fire(self, r: FireDetection, st: State, device: Device | None) -> list[Detection]:
         fr = self.rules.fire
-        p = fire_k.FireParams(fr.k, fr.window_s, fr.min_confidence, fr.bearing_tol_deg, fr.clear_after_s)
-        now = _epoch(r.ts)
-        hits = fire_k.add_hit(
-            [tuple(h) for h in st["k"].get("fire", [])], (now, r.bearing_deg, r.confidence, r.kind), p
+        p = fire_k.FireParams(
+            fr.k, fr.window_s, fr.min_confidence, fr.bearing_tol_deg, fr.clear_after_s, self.rules.limits.fire_max_hits
         )
+        now = _epoch(r.ts)
+        held = [tuple(h) for h in st["k"].get("fire", [])]
+        hits = fire_k.add_hit(held, (now, r.bearing_deg, r.confidence, r.kind), p)
+        if len(held) >= p.max_hits and hits:  # hits still inside the window but beyond the count: evicted
+            horizon = hits[-1][0] - max(p.window_s, p.clear_after_s)
+            in_window = sum(h[0] > horizon for h in held) + (r.confidence >= p.min_confidence)
+            for _ in range(in_window - len(hits)):
+                self._count_cap("fire_hit_evicted")
         st["k"]["fire"] = [list(h) for h in hits]
         pers = fire_k.evaluate(hits, now, p)
         is_open = "fire" in st["open"]

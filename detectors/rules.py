@@ -137,6 +137,20 @@ class ConfirmRules(WireModel):
     seismic: SeismicConfirm = SeismicConfirm()
 
 
+class StateLimits(WireModel):
+    """Caps on one device's detector state (a hostile or broken device cannot grow it without bound).
+    What a cap refuses or evicts is counted (``tocsin_detector_state_capped_total{reason}``)."""
+
+    max_gases: int = Field(default=8, ge=1, le=64, description="distinct gases per gas device; more are refused")
+    rain_max_reports: int = Field(
+        default=288,
+        ge=16,
+        le=5000,
+        description="rain reports held (24 h of 5-min reports); beyond: merged in time buckets",
+    )
+    fire_max_hits: int = Field(default=64, ge=3, le=1000, description="camera hits held (newest kept)")
+
+
 class Rules(WireModel):
     deadman_k: float = Field(default=3.0, gt=1, description="offline after k x the reporting interval")
     anomaly: AnomalyRules = AnomalyRules()
@@ -145,6 +159,7 @@ class Rules(WireModel):
     fire: FireRules = FireRules()
     seismic: SeismicRules = SeismicRules()
     confirm: ConfirmRules = ConfirmRules()
+    limits: StateLimits = StateLimits()
 
 
 def load_rules(path: str | Path | None) -> Rules:

@@ -36,6 +36,12 @@ class DetectorMetrics:
         self.detections = Counter(
             "tocsin_detections_total", "detection transitions", ["family", "kind", "state"], registry=registry
         )
+        self.capped = Counter(
+            "tocsin_detector_state_capped_total",
+            "readings refused or state entries evicted or merged by a state cap (rules limits)",
+            ["reason"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "tocsin_worker_detection_latency_seconds",
             "gateway receipt of a reading (its Kafka record timestamp) to the detection it caused",
@@ -50,6 +56,13 @@ class DetectorStage:
         self, engine: DetectorEngine, metrics: DetectorMetrics, *, clock: Callable[[], float] = time.time
     ) -> None:
         self.engine, self.metrics, self.clock = engine, metrics, clock
+        self._capped: dict[str, int] = {}
+
+    def _count_capped(self) -> None:
+        for reason, n in self.engine.capped.items():
+            if n != self._capped.get(reason, 0):
+                self.metrics.capped.labels(reason).inc(n - self._capped.get(reason, 0))
+                self._capped[reason] = n
 
     def handle(
         self,
@@ -81,6 +94,7 @@ class DetectorStage:
             return []
         self.metrics.readings.labels(reading.family.value).inc()
         state, detections = self.engine.process(reading, previous, received_s)
+        self._count_capped()
         if position is not None:
             state["position"] = list(position)
         store[reading.device_id] = state

@@ -113,6 +113,18 @@ class Settings(BaseSettings):
     )
     alert_cool_down_s: float = Field(default=0.0, description="quiet time after the last clear before the all-clear")
     alert_reminder_s: float = Field(default=0.0, description="re-send active alerts this often; 0: never")
+    alert_flap_toggles: int = Field(
+        default=2,
+        ge=1,
+        description="more reversals of an alert's level (the Alert, a fall after a rise, a rise after a fall) "
+        "than this within TOCSIN_ALERT_FLAP_WINDOW_S: flapping (one 'unstable' message, then only escalations)",
+    )
+    alert_flap_window_s: float = Field(default=3600.0, gt=0, description="window of the flapping count")
+    alert_flap_settle_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a flapping alert settles after this long without a change: one Update at its level, or the Cancel",
+    )
     routing_file: str = Field(default="", description="routing file (YAML/JSON); empty: residents by SMS+broadcast")
     broadcast_url: str = Field(default="", description="emergency-broadcast platform base URL; empty disables it")
     broadcast_api_key: SecretStr = Field(default=SecretStr(""), description="broadcast platform API key")

@@ -221,6 +221,9 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                 max_detection_age_s=settings.alert_max_detection_age_s,
                 cool_down_s=settings.alert_cool_down_s,
                 reminder_s=settings.alert_reminder_s,
+                flap_toggles=settings.alert_flap_toggles,
+                flap_window_s=settings.alert_flap_window_s,
+                flap_settle_s=settings.alert_flap_settle_s,
                 # the rules file's confirm: section; TOCSIN_ALERT_CONFIRM overrides it per incident
                 **confirm_settings(rules.confirm, settings.alert_confirm),
             ),

@@ -22,6 +22,7 @@ class FireParams:
     min_confidence: float = 0.6
     bearing_tol_deg: float = 3.0
     clear_after_s: float = 1800.0
+    max_hits: int = 64  # newest hits kept (bounded state): k of them decide, the newest clears
 
 
 def bearing_diff(a: float, b: float) -> float:
@@ -57,7 +58,7 @@ def add_hit(hits: Sequence[Hit], hit: Hit, p: FireParams) -> list[Hit]:
         out.append(hit)
         out.sort()
     newest = out[-1][0] if out else hit[0]
-    return [h for h in out if h[0] > newest - max(p.window_s, p.clear_after_s)]
+    return [h for h in out if h[0] > newest - max(p.window_s, p.clear_after_s)][-p.max_hits :]
 
 
 def evaluate(hits: Sequence[Hit], now_s: float, p: FireParams) -> Persistence:

@@ -36,6 +36,25 @@ def add_report(
     return [r for r in out if r[0] > cut]
 
 
+def cap_reports(reports: Sequence[Report], max_n: int, horizon_s: float = 24 * HOUR_S) -> list[Report]:
+    """At most ``max_n`` reports (bounded state): when there are more, the reports whose ends fall in
+    the same time bucket of ``horizon_s / (max_n - 1)`` are merged into one report spanning them (the
+    sum of their rain, from the earliest start to the latest end). A gauge reporting no more often than
+    that bucket is never merged; a flood of distinct timestamps keeps its rain, at bucket resolution."""
+    if len(reports) <= max_n:
+        return list(reports)
+    width = horizon_s / max(1, max_n - 1)
+    out: list[Report] = []
+    for t_end, interval, mm in reports:  # in time order
+        if out and t_end // width == out[-1][0] // width:
+            t0, i0, mm0 = out[-1]
+            start = min(t0 - i0, t_end - interval)
+            out[-1] = (t_end, t_end - start, mm0 + mm)
+        else:
+            out.append((t_end, interval, mm))
+    return out[-max_n:]
+
+
 def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return max(0.0, min(a1, b1) - max(a0, b0))
 

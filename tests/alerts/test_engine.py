@@ -95,8 +95,8 @@ def test_escalation_lifecycle_alert_update_update_cancel() -> None:
     assert [a.revision for a in alerts] == [0, 1, 2, 3]
     ids = [a.identifier for a in alerts]
     assert len(set(ids)) == 4
-    for i, a in enumerate(alerts):
-        assert a.references == ids[:i]
+    # CAP 1.2 references: the original Alert and the message this one replaces (a bounded chain)
+    assert [a.references for a in alerts] == [[], [ids[0]], [ids[0], ids[1]], [ids[0], ids[2]]]
     assert {a.fingerprint for a in alerts} == {"hydro:110105:rainstorm"}
     assert ids[0] == "110105TOCSIN20240701200000-hydro-rainstorm-000"
     assert ids[3] == "110105TOCSIN20240701200000-hydro-rainstorm-003"
@@ -181,7 +181,7 @@ def test_two_devices_level_is_max_and_cancel_waits_for_both() -> None:
     assert per[3][0].devices == ["rg-02"]
     alerts = [a for alerts in per for a in alerts]
     assert [a.revision for a in alerts] == [0, 1, 2, 3]
-    assert alerts[-1].references == [a.identifier for a in alerts[:-1]]
+    assert alerts[-1].references == [alerts[0].identifier, alerts[-2].identifier]  # the original, the replaced
 
 
 def test_two_devices_higher_clears_first_steps_down_then_cancels() -> None:

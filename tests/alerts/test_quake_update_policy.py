@@ -119,7 +119,7 @@ def test_de_escalation_messages_reference_the_incident_and_say_adjusted() -> Non
     alert, up, held, down = per[2][0], per[3][0], per[4][0], per[5][0]
     assert (held.msg_type, held.level, held.value) == (MsgType.UPDATE, ORANGE, 5.2)  # two stations: held
     assert (down.msg_type, down.level, down.value) == (MsgType.UPDATE, BLUE, 4.4)
-    assert down.references == [alert.identifier, up.identifier, held.identifier]
+    assert down.references == [alert.identifier, held.identifier]  # the original and the replaced message
     # the first Alert (no magnitude, nothing observed) was below the public floor, agencies only: the
     # Update to orange is the public's first message about it, so it says 发布 (issued)
     assert not alert.public and up.public
