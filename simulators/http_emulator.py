@@ -299,7 +299,7 @@ def parse_args(
     The API key is never a command-line argument (``ps`` shows those to every local user): it is
     read from ``--api-key-file`` (first line) or the environment variable ``key_env``, into
     ``args.api_key``. Placeholders and development keys are refused unless ``TOCSIN_DEV`` is on."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port, help="0 picks a free port (printed on start)")
     parser.add_argument("--api-key-file", help=f"file holding the API key (default: ${key_env})")

@@ -7,7 +7,8 @@ back: a 2xx answer counts only when it is ``application/json`` with a JSON objec
 schema accepts (:func:`checked`); anything else (a captive portal's ``200 text/html``, an empty
 ``204``, a body without a message id) is ``RETRY``, never ``ACCEPTED``, since the provider may or may
 not have the message and the idempotency key makes the retry safe; 5xx, 408, 425 and 429 are
-``RETRY`` with the provider's ``Retry-After``; any other 3xx/4xx is ``REJECTED``; timeouts and connection errors are ``RETRY``.
+``RETRY`` with the provider's ``Retry-After``; any other 3xx/4xx is ``REJECTED``; timeouts and
+connection errors are ``RETRY``.
 """
 
 from __future__ import annotations
