@@ -104,7 +104,7 @@ def _parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
         salt, want = base64.b64decode(salt_s, validate=True), base64.b64decode(hash_s, validate=True)
     except (ValueError, binascii.Error) as exc:
         raise AuthError("not a scrypt hash made by tocsin") from exc
-    if scheme != "scrypt" or n < _MIN_N or n & (n - 1) or r < 1 or p < 1 or len(salt) < 16 or len(want) < 16:
+    if scheme != "scrypt" or n < _MIN_N or n & (n - 1) or r < 1 or p < 1 or not salt or len(want) < 16:
         raise AuthError(f"scrypt parameters refused (N={n}, r={r}, p={p}; N must be a power of two >= {_MIN_N})")
     return n, r, p, salt, want
 
@@ -291,7 +291,7 @@ class Authenticator:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.path = Path(users_file)
-        self.limiter = limiter or FailureLimiter(clock=clock)
+        self.limiter = limiter if limiter is not None else FailureLimiter(clock=clock)
         self.cache_ttl_s, self.cache_max, self.clock, self.wall_clock = cache_ttl_s, cache_max, clock, wall_clock
         self._cache: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
         self._lock = threading.Lock()
