@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -42,12 +43,12 @@ def signed_headers(secret: str, body: bytes, now_s: float) -> dict[str, str]:
     return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: receipt_signature(secret, ts, body)}
 
 
-def verify_receipt(secret: str, headers: dict[str, str] | object, body: bytes, now_s: float) -> str | None:
-    """None when the receipt is authentic, else why not. ``headers``: a mapping with ``get``.
+def verify_receipt(secret: str, headers: Mapping[str, str], body: bytes, now_s: float) -> str | None:
+    """None when the receipt is authentic, else why not. ``headers``: the request's (case-insensitive
+    in aiohttp; exact names in a plain dict).
 
     An empty ``secret`` refuses everything (no receipt can be authenticated)."""
-    get = headers.get
-    ts, sig = get(TIMESTAMP_HEADER) or "", get(SIGNATURE_HEADER) or ""
+    ts, sig = headers.get(TIMESTAMP_HEADER) or "", headers.get(SIGNATURE_HEADER) or ""
     if not secret:
         return "receipts are not accepted: no TOCSIN_SMS_CALLBACK_SECRET"
     if not ts or not sig:
