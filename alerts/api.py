@@ -669,6 +669,8 @@ class OperatorApi:
             ["status"],
             registry=self.metrics_registry,
         )
+        for status in ("401", "403", "429"):
+            self.auth_failures.labels(status)  # every series exists from the start (at 0)
 
     @web.middleware
     async def authenticate(

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import prometheus_client
 from faust.web import View
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client import Counter as PromCounter
 
 from alerts.adapters.base import Adapter
 from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
@@ -476,7 +476,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         gc.freeze()
         log.info("garbage collector: %d start-up objects frozen", gc.get_freeze_count())
 
-    receipts_refused = PromCounter(
+    receipts_refused = prometheus_client.Counter(
         "tocsin_worker_sms_receipts_refused_total",
         "SMS receipts refused with 401: unsigned, bad signature, stale timestamp, or no secret configured",
         registry=metrics_registry,
