@@ -39,6 +39,7 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import threading
@@ -51,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tcn_"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -300,11 +303,21 @@ class Authenticator:
         self.reload()
 
     def reload(self) -> None:
-        """Re-read the users file if it changed (and forget every remembered credential)."""
-        mtime = self.path.stat().st_mtime_ns
-        if mtime == self._mtime:
+        """Re-read the users file if it changed (and forget every remembered credential).
+
+        The first read raises (:class:`AuthError`, :class:`OSError`): no API without users. Later, a
+        missing or broken file keeps the users last read (logged), so a typo during an incident does
+        not lock every operator out."""
+        try:
+            mtime = self.path.stat().st_mtime_ns
+            if mtime == self._mtime:
+                return
+            store = read_users_file(self.path)
+        except (OSError, AuthError) as exc:
+            if self._mtime is None:
+                raise
+            log.error("users file %s not re-read, the previous users stay: %s", self.path, exc)
             return
-        store = read_users_file(self.path)
         with self._lock:
             self._store, self._mtime = store, mtime
             self._cache.clear()

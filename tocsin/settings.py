@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     )
 
 
-# Values no deployment may run with: the placeholders of deploy/compose.env.example, the local
+# Values no deployment may run with: the placeholders of deploy/secrets/*.env.example, the local
 # harness's development passwords (deploy/local/services.sh) and the keys of the docs' examples.
 PLACEHOLDER_MARKERS = ("change-me", "changeme")
 DEV_SECRETS = frozenset({"gateway-dev", "device-demo-dev", "operator-dev", "devkey", "embedded-demo"})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -251,3 +253,42 @@ def test_no_silence_longer_than_the_maximum_whoever_asks() -> None:
     assert silence_policy(daily, Role.SUPERVISOR) is not None  # no `until`: it would never end
     bounded = daily.model_copy(update={"until": T0 + timedelta(hours=20)})
     assert silence_policy(bounded, Role.OPERATOR) is None
+
+
+def test_a_broken_users_file_keeps_the_users_last_read(users: tuple[Path, str]) -> None:
+    path, _ = users
+    auth = Authenticator(path)
+    path.write_text("{not json", encoding="utf-8")
+    os.utime(path, ns=(3, 3))
+    assert auth.authenticate(basic("li", "li-password-1"), "10.0.0.6").name == "li"
+    path.unlink()
+    assert auth.authenticate(basic("li", "li-password-1"), "10.0.0.6").name == "li"
+    with pytest.raises(FileNotFoundError):
+        Authenticator(path)  # but no API starts without users
+
+
+def test_cli_adds_users_and_issues_tokens_without_secrets_in_argv(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    env = {**os.environ, "TOCSIN_API_USERS_FILE": str(path)}
+
+    def users(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "tocsin.cli", "users", *args]
+        return subprocess.run(cmd, input=stdin, env=env, capture_output=True, text=True, timeout=60)
+
+    assert users("add", "wang", "--role", "supervisor", "--password-stdin", stdin="short\n").returncode != 0
+    r = users("add", "wang", "--role", "supervisor", "--password-stdin", stdin="a-long-enough-pw\n")
+    assert r.returncode == 0, r.stderr
+    assert users("token", "nobody").returncode != 0
+    r = users("token", "wang", "--expires-days", "30")
+    assert r.returncode == 0, r.stderr
+    token = r.stdout.strip()
+    assert token.startswith("tcn_") and token.partition(".")[2] not in path.read_text()
+    assert "a-long-enough-pw" not in path.read_text()
+    auth = Authenticator(path)
+    assert auth.authenticate(basic("wang", "a-long-enough-pw"), "c").role is Role.SUPERVISOR
+    assert auth.authenticate(f"Bearer {token}", "c").name == "wang"
+    token_id = token[len("tcn_") :].partition(".")[0]
+    assert users("revoke", token_id).returncode == 0
+    os.utime(path, ns=(4, 4))
+    with pytest.raises(Denied):
+        auth.authenticate(f"Bearer {token}", "c")
