@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -30,7 +31,7 @@ from schemas.alert import Alert, AlertArea, MsgType
 from schemas.common import Family, WarningLevel
 from schemas.registry import Registry
 from schemas.wire import encode
-from tests.integration.procs import wait_until
+from tests.integration.procs import Proc, free_port, wait_until
 from tests.integration.stack import RECEIPT_SECRET, Stack, api_auth, running_stack, wait_records
 
 pytestmark = pytest.mark.integration
@@ -226,3 +227,20 @@ def test_password_guessing_is_locked_out(stack: Stack) -> None:
     metrics = call(f"{api}/metrics")[1]
     locked = statuses.count(429) + 1
     assert f'tocsin_api_auth_failures_total{{status="429"}} {locked}.0' in metrics
+
+
+def test_development_mode_makes_a_one_off_login(services: dict[str, str], tmp_path: Path) -> None:
+    """TOCSIN_DEV without a users file: a random supervisor password printed once, and still no open API."""
+    port = free_port()
+    env = {"TOCSIN_KAFKA_BOOTSTRAP": services["TOCSIN_KAFKA_BOOTSTRAP"], "TOCSIN_DEV": "1", "TOCSIN_API_USERS_FILE": ""}
+    proc = Proc([sys.executable, "-m", "alerts.api", "--port", str(port)], tmp_path / "api.log", env)
+    try:
+        password = proc.wait_for(r"development login \(TOCSIN_DEV\): demo / (\S+)", 60).group(1)
+        proc.wait_for(r"operator API listening on", 60)
+        api = f"http://127.0.0.1:{port}"
+        assert call(f"{api}/whoami")[0] == 401
+        demo = {"Authorization": "Basic " + base64.b64encode(f"demo:{password}".encode()).decode()}
+        status, me = call(f"{api}/whoami", headers=demo)
+        assert status == 200 and (me["name"], me["role"]) == ("demo", "supervisor")
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
