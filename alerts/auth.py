@@ -8,9 +8,9 @@ Credentials
     and compared with :func:`hmac.compare_digest`. A token's ``<id>`` only finds its record; the
     secret after the dot (32 random bytes) is what is verified.
 
-    scrypt is slow on purpose (tens of milliseconds of CPU), so a credential that verified is
-    remembered for ``cache_ttl_s`` by a SHA-256 of what was sent (never the secret itself); the
-    memory is bounded and cleared whenever the users file changes.
+    scrypt is slow on purpose (about 0.1 s of CPU), so a credential that verified is remembered for
+    ``cache_ttl_s`` by a SHA-256 of what was sent (never the secret itself); the memory is bounded
+    and cleared whenever the users file changes.
 
 Roles (each includes the ones before it)
     ``viewer``: read alerts, silences and the audit trail. ``operator``: acknowledge, create and
@@ -18,10 +18,12 @@ Roles (each includes the ones before it)
     whole district, a hazard everywhere) and user management.
 
 Failures
-    Repeated failures are refused before any hashing: more than ``max_failures`` within
+    Repeated failures are refused before any hashing: ``max_failures`` within
     ``window_s`` from one client address, or against one user name or token id, answer ``429`` with
     ``Retry-After`` until the window has passed. At most ``max_keys`` addresses and names are
     remembered (the oldest are forgotten first), so a flood of made-up names cannot exhaust memory.
+    A credential verified within ``cache_ttl_s`` still works during a lock-out, so guessing at a
+    name cannot lock its owner's running session out (it locks out new logins for the window).
 
 The users file (``TOCSIN_API_USERS_FILE``) is JSON (YAML too, if PyYAML is installed)::
 
@@ -347,16 +349,19 @@ class Authenticator:
                 self._fail(client, subject, "malformed API token")
         else:
             raise Denied(401, "authentication required (HTTP Basic or a Bearer API token)")
-        wait = self.limiter.retry_after_s(f"client:{client}", subject)
-        if wait > 0:
-            raise Denied(429, "too many failed attempts; try again later", wait)
+        # A credential that verified recently is known before the lock-out is consulted: someone
+        # guessing an operator's password cannot lock out the operator's session in use.
         key = hashlib.sha256(f"{scheme} {value}".encode()).digest()
         now = self.clock()
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None and hit[0] > now:
+                self._cache[key] = (now + self.cache_ttl_s, hit[1])  # sliding: a session in use stays known
                 self._cache.move_to_end(key)
                 return hit[1]
+        wait = self.limiter.retry_after_s(f"client:{client}", subject)
+        if wait > 0:
+            raise Denied(429, "too many failed attempts; try again later", wait)
         principal = self._basic(name, secret) if scheme == "basic" else self._bearer(*(parts or ("", "")))
         if principal is None:
             self._fail(client, subject, "invalid credentials")

@@ -154,6 +154,8 @@ def test_bad_credentials_are_401(users: tuple[Path, str], header: str | None) ->
 def test_repeated_failures_lock_out_even_the_right_password(users: tuple[Path, str]) -> None:
     clock = Clock()
     auth = Authenticator(users[0], limiter=FailureLimiter(max_failures=3, window_s=60, clock=clock))
+    path, token = users
+    assert auth.authenticate(f"Bearer {token}", "10.0.0.3").name == "dashboard"  # a session in use
     for _ in range(3):
         with pytest.raises(Denied):
             auth.authenticate(basic("li", "guess"), "10.0.0.3")
@@ -163,6 +165,8 @@ def test_repeated_failures_lock_out_even_the_right_password(users: tuple[Path, s
     with pytest.raises(Denied) as e:
         auth.authenticate(basic("other", "x"), "10.0.0.3")  # and so is the address, whatever the user
     assert e.value.status == 429
+    # the session verified before the guessing goes on working: guessing cannot lock its owner out
+    assert auth.authenticate(f"Bearer {token}", "10.0.0.3").name == "dashboard"
     clock.t += 61
     assert auth.authenticate(basic("li", "li-password-1"), "10.0.0.3").name == "li"
 

