@@ -27,6 +27,14 @@ know what is kept: ``/audit`` of an evicted fingerprint is empty (Kafka keeps th
 own retention). The identifiers of evicted incidents are remembered (``max_ended`` fingerprints at
 least) so a late delivery, ack or duplicate message of one does not bring it back.
 
+Authentication (alerts/auth.py, docs/security.md): every route except ``/healthz``, ``/readyz`` and
+``/metrics`` needs HTTP Basic or a Bearer API token (``401`` without, ``429`` after repeated
+failures) and a role: ``viewer`` reads, ``operator`` acknowledges and silences one device or site,
+``supervisor`` silences wider (an area, a district, a hazard) and sees the users (``403`` otherwise).
+The identity in an ack (``by``) and a silence (``creator``) is the credential's user: a body that
+names somebody else is refused (``403 identity_mismatch``), one that names nobody gets the user.
+Every silence has a reason and ends within ``TOCSIN_API_SILENCE_MAX_HOURS`` (24) of its start.
+
 JSON responses are UTF-8 with Chinese unescaped. Errors are ``{"error": ..., "detail": ...}``
 (``422`` with pydantic's message and its ``errors`` list for invalid input).
 """
@@ -40,7 +48,10 @@ import heapq
 import importlib
 import json
 import logging
+import os
 import signal
+import ssl
+import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -54,6 +65,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from alerts.auth import Authenticator, Denied, Principal, Role, UserRecord, UsersFile, hash_secret, write_users_file
 from alerts.silence_store import SilenceStore, TopicFollower, delete_silence, has_ended, publish_silence
 from alerts.silences import Silence
 from schemas import topics
@@ -71,6 +83,9 @@ CapRenderer = Callable[..., bytes]
 
 DEFAULT_RETENTION = timedelta(days=7)
 DEFAULT_MAX_ENDED = 10_000
+DEFAULT_SILENCE_MAX = timedelta(hours=24)
+PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def _utcnow() -> datetime:
@@ -91,7 +106,9 @@ class Ack(WireModel):
 class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    by: str = Field(min_length=1, max_length=100, description="operator name")
+    by: str | None = Field(
+        default=None, min_length=1, max_length=100, description="must be the caller's own name; default: it"
+    )
     note: str = Field(default="", max_length=1000)
     identifier: str | None = Field(default=None, description="message seen by the operator; default: the current")
 
@@ -525,6 +542,12 @@ def _error(status: int, error: str, detail: str = "", **extra: Any) -> web.Respo
     return _json({"error": error, "detail": detail, **extra}, status=status)
 
 
+def _unauthorized(reason: str) -> web.Response:
+    resp = _error(401, "unauthorized", reason)
+    resp.headers["WWW-Authenticate"] = 'Basic realm="tocsin", charset="UTF-8"'
+    return resp
+
+
 def _invalid(e: ValidationError) -> web.Response:
     return _error(422, "validation", str(e), errors=json.loads(e.json(include_url=False)))
 
@@ -558,6 +581,51 @@ class _EvictedCollector:
         )
 
 
+# --------------------------------------------------------------------------- the silence policy
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    error: str
+    detail: str
+
+
+def silence_span(silence: Silence) -> timedelta | None:
+    """How long a silence can mute: ``ends_at - starts_at``, or for a recurring one ``until -
+    starts_at`` (None: a recurring silence without ``until`` never ends)."""
+    if silence.recurrence == "none":
+        return silence.ends_at - silence.starts_at
+    return None if silence.until is None else silence.until - silence.starts_at
+
+
+def needs_supervisor(silence: Silence) -> bool:
+    """Wider than one device or one site: an area (down to a village, up to the whole district) or a
+    hazard everywhere. Such a silence mutes every device's alerts there, the public warnings at orange
+    and above included, so it takes a supervisor; an operator may silence a device or a site (a sensor
+    under maintenance, a false-alarming camera)."""
+    return silence.device is None and silence.site is None
+
+
+def silence_policy(silence: Silence, role: Role, max_span: timedelta = DEFAULT_SILENCE_MAX) -> Refusal | None:
+    """Why ``role`` may not create ``silence`` (None: it may). Checked again on replace."""
+    span = silence_span(silence)
+    hours = max_span.total_seconds() / 3600
+    if span is None:
+        return Refusal(422, "too_long", "a recurring silence needs an `until` (it would never end)")
+    if span > max_span:
+        return Refusal(
+            422, "too_long", f"a silence may last at most {hours:g} h (TOCSIN_API_SILENCE_MAX_HOURS); this one {span}"
+        )
+    if needs_supervisor(silence) and not role.allows(Role.SUPERVISOR):
+        scope = f"area {silence.area}" if silence.area else f"hazard {silence.hazard} everywhere"
+        return Refusal(
+            403,
+            "supervisor_required",
+            f"a silence of {scope} mutes public warnings (orange and above included) for a whole area: "
+            "only a supervisor may create it; an operator may silence one device or one site",
+        )
+    return None
+
+
 class OperatorApi:
     """The handlers; every dependency is injected (see :func:`build_app`)."""
 
@@ -572,8 +640,12 @@ class OperatorApi:
         clock: Callable[[], datetime],
         visible_timeout_s: float,
         metrics_registry: CollectorRegistry | None = None,
+        auth: Authenticator | None = None,
+        silence_max: timedelta = DEFAULT_SILENCE_MAX,
     ) -> None:
         self.view, self.store, self.writer, self.publish_ack = view, silence_store, silence_writer, ack_publisher
+        self.auth, self.silence_max = auth, silence_max
+        self._verifying = asyncio.Semaphore(2)  # scrypt runs at most twice at once (CPU is the cost)
         self.load_cap, self.clock, self.visible_timeout_s = load_cap, clock, visible_timeout_s
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.requests = Counter(
@@ -591,6 +663,57 @@ class OperatorApi:
         )
         ready.set_function(lambda: 1.0 if self._ready() else 0.0)
         self.metrics_registry.register(_EvictedCollector(view))
+        self.auth_failures = Counter(
+            "tocsin_api_auth_failures_total",
+            "operator API requests refused: 401 no or bad credential, 403 role or identity, 429 locked out",
+            ["status"],
+            registry=self.metrics_registry,
+        )
+        for status in ("401", "403", "429"):
+            self.auth_failures.labels(status)  # every series exists from the start (at 0)
+
+    @web.middleware
+    async def authenticate(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Every route but the probes needs a valid credential (401/429 otherwise)."""
+        route = request.match_info.route.resource
+        if route is None or route.canonical in PUBLIC_ROUTES:
+            return await handler(request)
+        if self.auth is None:
+            self.auth_failures.labels("401").inc()
+            return _unauthorized("no users configured (TOCSIN_API_USERS_FILE)")
+        auth = self.auth
+        header, client = request.headers.get("Authorization"), request.remote or "?"
+        try:
+            async with self._verifying:
+                principal = await asyncio.to_thread(auth.authenticate, header, client)
+        except Denied as d:
+            self.auth_failures.labels(str(d.status)).inc()
+            if d.status == 429:
+                resp = _error(429, "locked_out", d.reason)
+                resp.headers["Retry-After"] = str(max(1, int(d.retry_after_s + 0.999)))
+                return resp
+            return _unauthorized(d.reason)
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    def _role(self, request: web.Request, needed: Role) -> web.Response | None:
+        """403 unless the caller's role includes ``needed``."""
+        principal = request[PRINCIPAL]
+        if principal.role.allows(needed):
+            return None
+        self.auth_failures.labels("403").inc()
+        return _error(403, "forbidden", f"{principal.name} is {principal.role}; this needs {needed}")
+
+    def _identity(self, request: web.Request, named: str | None, field_name: str) -> web.Response | None:
+        """403 when the body names someone other than the caller."""
+        principal = request[PRINCIPAL]
+        if named is None or named == principal.name:
+            return None
+        self.auth_failures.labels("403").inc()
+        log.warning("%s (%s) sent %s=%r: refused", principal.name, principal.via, field_name, named)
+        return _error(403, "identity_mismatch", f"`{field_name}` must be your own name ({principal.name!r}) or absent")
 
     @web.middleware
     async def count_requests(
@@ -611,15 +734,46 @@ class OperatorApi:
             web.get("/healthz", self.healthz),
             web.get("/readyz", self.readyz),
             web.get("/metrics", self.metrics),
-            web.get("/alerts", self.list_alerts),
-            web.get("/alerts/{fingerprint}", self.show_alert),
-            web.get("/alerts/{fingerprint}/cap", self.show_cap),
-            web.post("/alerts/{fingerprint}/ack", self.ack),
-            web.get("/silences", self.list_silences),
-            web.post("/silences", self.create_silence),
-            web.delete("/silences/{id}", self.delete_silence),
-            web.get("/audit", self.audit),
+            web.get("/alerts", self._needs(Role.VIEWER, self.list_alerts)),
+            web.get("/alerts/{fingerprint}", self._needs(Role.VIEWER, self.show_alert)),
+            web.get("/alerts/{fingerprint}/cap", self._needs(Role.VIEWER, self.show_cap)),
+            web.post("/alerts/{fingerprint}/ack", self._needs(Role.OPERATOR, self.ack)),
+            web.get("/silences", self._needs(Role.VIEWER, self.list_silences)),
+            web.post("/silences", self._needs(Role.OPERATOR, self.create_silence)),
+            web.delete("/silences/{id}", self._needs(Role.OPERATOR, self.delete_silence)),
+            web.get("/audit", self._needs(Role.VIEWER, self.audit)),
+            web.get("/whoami", self._needs(Role.VIEWER, self.whoami)),
+            web.get("/users", self._needs(Role.SUPERVISOR, self.users)),
         ]
+
+    def _needs(
+        self, role: Role, handler: Callable[[web.Request], Awaitable[web.Response]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.Response:
+            if (refused := self._role(request, role)) is not None:
+                return refused
+            return await handler(request)
+
+        return guarded
+
+    async def whoami(self, request: web.Request) -> web.Response:
+        return _json(request[PRINCIPAL].model_dump(mode="json"))
+
+    async def users(self, request: web.Request) -> web.Response:
+        """The users and their tokens' ids (never a hash); change them with ``tocsin users``."""
+        assert self.auth is not None
+        store = self.auth.store
+        users = [
+            {
+                "name": u.name,
+                "role": u.role,
+                "disabled": u.disabled,
+                "tokens": [t.id for t in store.tokens if t.user == u.name],
+            }
+            for u in store.users
+        ]
+        return _json({"count": len(users), "users": users})
 
     def _ready(self) -> bool:
         return self.view.caught_up and (self.store is None or self.store.caught_up)
@@ -706,12 +860,15 @@ class OperatorApi:
             req = AckRequest.model_validate(body)
         except ValidationError as e:
             return _invalid(e)
+        if (refused := self._identity(request, req.by, "by")) is not None:
+            return refused
         identifier = req.identifier or detail.identifier
         if identifier not in {m.identifier for m in detail.history}:
             return _error(422, "validation", f"{identifier!r} is not a message of fingerprint {fp!r}")
         if self.publish_ack is None:
             return _error(503, "read_only", "acks are not configured")
-        ack = Ack(fingerprint=fp, identifier=identifier, by=req.by, note=req.note, at=self.clock())
+        by = request[PRINCIPAL].name
+        ack = Ack(fingerprint=fp, identifier=identifier, by=by, note=req.note, at=self.clock())
         try:
             await self.publish_ack(ack)
         except Exception as e:  # noqa: BLE001 - Kafka down or timed out: the operator must retry
@@ -745,6 +902,11 @@ class OperatorApi:
         body = await _body(request)
         if isinstance(body, web.Response):
             return body
+        principal = request[PRINCIPAL]
+        creator = body.get("creator")
+        if (refused := self._identity(request, creator if isinstance(creator, str) else None, "creator")) is not None:
+            return refused
+        body["creator"] = principal.name
         if not body.get("id"):
             body["id"] = f"sil-{uuid.uuid4().hex[:12]}"
         try:
@@ -754,7 +916,18 @@ class OperatorApi:
         now = self.clock()
         if has_ended(silence, now):
             return _error(422, "validation", "the silence has already ended")
-        existed = self.store.get(silence.id) is not None
+        if (refusal := silence_policy(silence, principal.role, self.silence_max)) is not None:
+            if refusal.status == 403:
+                self.auth_failures.labels("403").inc()
+            log.warning("silence %s by %s refused: %s", silence.id, principal.name, refusal.detail)
+            return _error(refusal.status, refusal.error, refusal.detail)
+        old = self.store.get(silence.id)
+        if old is not None and needs_supervisor(old) and not principal.role.allows(Role.SUPERVISOR):
+            self.auth_failures.labels("403").inc()
+            return _error(
+                403, "supervisor_required", f"silence {silence.id} is a supervisor's: only one may replace it"
+            )
+        existed = old is not None
         try:
             await self.writer.publish(silence)
         except Exception as e:  # noqa: BLE001
@@ -765,6 +938,14 @@ class OperatorApi:
             store.wait_for, lambda: store.get(silence.id) == silence, self.visible_timeout_s
         )
         status = (200 if existed else 201) if visible else 202
+        log.info(
+            "silence %s %s by %s (%s): %s",
+            silence.id,
+            "replaced" if existed else "created",
+            principal.name,
+            principal.via,
+            silence.reason,
+        )
         return _json({**self._silence_json(silence, now), "visible": visible}, status=status)
 
     async def delete_silence(self, request: web.Request) -> web.Response:
@@ -781,6 +962,8 @@ class OperatorApi:
             return _error(503, "not_recorded", f"the deletion could not be recorded: {e}")
         store = self.store
         gone = await asyncio.to_thread(store.wait_for, lambda: store.get(sid) is None, self.visible_timeout_s)
+        principal = request[PRINCIPAL]
+        log.info("silence %s lifted by %s (%s)", sid, principal.name, principal.via)
         return _json({"id": sid, "deleted": True, "visible": gone}, status=200 if gone else 202)
 
     # ------------------------------------------------------------------ audit
@@ -804,13 +987,16 @@ def build_app(
     clock: Callable[[], datetime] = _utcnow,
     visible_timeout_s: float = 5.0,
     metrics_registry: CollectorRegistry | None = None,
+    auth: Authenticator | None = None,
+    silence_max: timedelta = DEFAULT_SILENCE_MAX,
 ) -> web.Application:
     """The aiohttp application over ``view``.
 
     With ``bootstrap`` (Kafka), whatever is not injected is wired to Kafka and runs with the app:
     a follower feeding ``view`` from ``alerts``, ``alerts.deliveries`` and ``alerts.acks``, a
     :class:`SilenceStore`, and a producer for acks and silences. Without it, only what is injected
-    works (tests feed ``view`` directly); missing writers answer ``503``.
+    works (tests feed ``view`` directly); missing writers answer ``503``. Without ``auth`` every
+    route but the probes answers ``401``.
     """
     app = web.Application()
     owned: list[Any] = []
@@ -859,21 +1045,34 @@ def build_app(
         clock=clock,
         visible_timeout_s=visible_timeout_s,
         metrics_registry=metrics_registry,
+        auth=auth,
+        silence_max=silence_max,
     )
     app.middlewares.append(api.count_requests)
+    app.middlewares.append(api.authenticate)
     app.add_routes(api.routes())
     return app
 
 
 # --------------------------------------------------------------------------- process
-async def serve(host: str, port: int, bootstrap: str, view: AlertView | None = None) -> None:
-    app = build_app(view if view is not None else AlertView(), bootstrap)
+async def serve(
+    host: str,
+    port: int,
+    bootstrap: str,
+    view: AlertView | None = None,
+    *,
+    auth: Authenticator | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    silence_max: timedelta = DEFAULT_SILENCE_MAX,
+) -> None:
+    app = build_app(view if view is not None else AlertView(), bootstrap, auth=auth, silence_max=silence_max)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     address = runner.addresses[0] if runner.addresses else (host, port)
-    log.info("operator API listening on http://%s:%s (kafka %s)", address[0], address[1], bootstrap)
+    scheme = "https" if ssl_context is not None else "http"
+    log.info("operator API listening on %s://%s:%s (kafka %s)", scheme, address[0], address[1], bootstrap)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -896,9 +1095,69 @@ def main(argv: list[str] | None = None) -> int:
     from tocsin.logs import setup_logging
 
     setup_logging(settings.log_level, settings.log_format, "operator-api")
+    from tocsin.settings import UnsafeSecret, refuse_dev_secrets
+
+    try:
+        refuse_dev_secrets(settings)
+        auth = authenticator(settings)
+        ssl_context = tls_context(settings.api_tls_cert, settings.api_tls_key)
+    except (UnsafeSecret, ValueError, OSError) as e:
+        log.error("operator API not started: %s", e)
+        return 2
     view = AlertView(retention=timedelta(days=settings.api_retention_days), max_ended=settings.api_max_ended)
-    asyncio.run(serve(args.host, args.port, settings.kafka_bootstrap, view))
+    silence_max = timedelta(hours=settings.api_silence_max_hours)
+    asyncio.run(
+        serve(
+            args.host,
+            args.port,
+            settings.kafka_bootstrap,
+            view,
+            auth=auth,
+            ssl_context=ssl_context,
+            silence_max=silence_max,
+        )
+    )
     return 0
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext | None:
+    """A server context (TLS 1.2 at least) from PEM files; None when neither is set."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ValueError("TOCSIN_API_TLS_CERT and TOCSIN_API_TLS_KEY go together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def authenticator(settings: Any) -> Authenticator:
+    """From ``TOCSIN_API_USERS_FILE``; without one, only in development mode (``TOCSIN_DEV``): a
+    one-off users file with the supervisor ``demo`` and a random password, printed once."""
+    from alerts.auth import AuthError, FailureLimiter
+
+    limiter = FailureLimiter(settings.api_auth_max_failures, settings.api_auth_window_s)
+    path = settings.api_users_file
+    if not path:
+        if not settings.dev:
+            raise ValueError(
+                "no TOCSIN_API_USERS_FILE: add users with `tocsin users add` (or set TOCSIN_DEV=1 for a demo login)"
+            )
+        import secrets
+        import tempfile
+
+        password = secrets.token_urlsafe(12)
+        fd, path = tempfile.mkstemp(prefix="tocsin-dev-users-", suffix=".json")
+        os.close(fd)
+        write_users_file(
+            path, UsersFile(users=[UserRecord(name="demo", role=Role.SUPERVISOR, password_hash=hash_secret(password))])
+        )
+        print(f"operator API development login (TOCSIN_DEV): demo / {password}", file=sys.stderr, flush=True)
+    try:
+        return Authenticator(path, limiter=limiter)
+    except AuthError as e:
+        raise ValueError(str(e)) from e
 
 
 if __name__ == "__main__":

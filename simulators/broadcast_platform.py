@@ -3,7 +3,9 @@
 
 Run it as a process::
 
-    python -m simulators.broadcast_platform --host 127.0.0.1 --port 8781 --api-key devkey
+    TOCSIN_BROADCAST_API_KEY=... python -m simulators.broadcast_platform --host 127.0.0.1 --port 8781
+
+(the key from the environment or ``--api-key-file``, never the command line)
 
 It prints ``broadcast-platform listening on http://HOST:PORT`` (the real port, also with ``--port 0``)
 once it accepts connections. In-process, use :func:`serve` from a running event loop, or
@@ -509,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m simulators.broadcast_platform",
         description="Local emergency-broadcast platform emulator",
         default_port=8781,
+        key_env="TOCSIN_BROADCAST_API_KEY",
     )
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     config = PlatformConfig(api_key=args.api_key, fault_timeout_s=args.fault_timeout_s)

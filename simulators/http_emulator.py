@@ -291,17 +291,47 @@ def parse_args(
     prog: str,
     description: str,
     default_port: int,
+    key_env: str,
     add_options: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
 ) -> argparse.Namespace:
-    """The common flags; ``add_options`` adds the emulator's own between ``--api-key`` and the rest."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    """The common flags; ``add_options`` adds the emulator's own between ``--api-key-file`` and the rest.
+
+    The API key is never a command-line argument (``ps`` shows those to every local user): it is
+    read from ``--api-key-file`` (first line) or the environment variable ``key_env``, into
+    ``args.api_key``. Placeholders and development keys are refused unless ``TOCSIN_DEV`` is on."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port, help="0 picks a free port (printed on start)")
-    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--api-key-file", help=f"file holding the API key (default: ${key_env})")
     add_options(parser)
     parser.add_argument("--fault-timeout-s", type=float, default=30.0)
     parser.add_argument("--log-level", default="WARNING")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.api_key = read_secret(parser, key_env, args.api_key_file)
+    return args
+
+
+def read_secret(parser: argparse.ArgumentParser, env: str, path: str | None) -> str:
+    """A secret from the first line of ``path`` or the environment variable ``env``; exits (via
+    ``parser.error``) when it is missing or a known placeholder outside development mode."""
+    import os
+
+    from tocsin.settings import unsafe_secret
+
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.readline().strip()
+        except OSError as exc:
+            parser.error(f"cannot read {path}: {exc.strerror}")
+    else:
+        value = os.environ.get(env, "").strip()
+    if not value:
+        parser.error(f"no API key: set {env} or --api-key-file")
+    dev = os.environ.get("TOCSIN_DEV", "").strip().lower() in ("1", "true", "yes", "on")
+    if unsafe_secret(value) and not dev:
+        parser.error(f"{env}: a placeholder or development key; set a real one (or TOCSIN_DEV=1)")
+    return value
 
 
 async def _serve_until_signalled(server: AbstractAsyncContextManager[str], name: str) -> None:

@@ -2,8 +2,12 @@
 
 Run it as a process::
 
-    python -m simulators.sms_gateway --host 127.0.0.1 --port 8780 --api-key devkey \
-        [--rate-limit-per-s 100] [--receipt-delay-s 0.5]
+    TOCSIN_SMS_API_KEY=... TOCSIN_SMS_CALLBACK_SECRET=... python -m simulators.sms_gateway \
+        --host 127.0.0.1 --port 8780 [--rate-limit-per-s 100] [--receipt-delay-s 0.5]
+
+The API key comes from the environment or ``--api-key-file``, never the command line; the receipt
+signing secret (alerts/receipts.py) from ``TOCSIN_SMS_CALLBACK_SECRET`` or ``--callback-secret-file``
+(without one, receipts go unsigned and a Tocsin worker refuses them).
 
 It prints ``sms-gateway listening on http://HOST:PORT`` (the real port, also with ``--port 0``) once
 it accepts connections. In-process, use :func:`serve` from a running event loop, or
@@ -26,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import math
+import os
 import sys
 import time
 import uuid
@@ -42,6 +48,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from alerts.receipts import signed_headers
 from alerts.sms_text import segment_count
 from simulators import http_emulator
 from simulators.http_emulator import (
@@ -75,6 +82,8 @@ class GatewayConfig:
     fault_timeout_s: float = 30.0
     """How long a ``timeout`` fault stalls before answering 504; longer than any sane client timeout."""
     receipt_timeout_s: float = 5.0
+    callback_secret: str = ""
+    """Signs every receipt (HMAC-SHA256, alerts/receipts.py); empty: receipts go unsigned."""
     monotonic_s: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], datetime] = _utc_now
 
@@ -87,7 +96,7 @@ class GatewayConfig:
             raise ValueError("delays must not be negative")
 
     def __repr__(self) -> str:
-        return f"GatewayConfig(api_key='***', rate_limit_per_s={self.rate_limit_per_s})"
+        return f"GatewayConfig(api_key='***', callback_secret='***', rate_limit_per_s={self.rate_limit_per_s})"
 
 
 # --- HTTP edge models ---------------------------------------------------------------------------
@@ -267,9 +276,13 @@ async def _send_receipt(state: GatewayState, record: dict[str, Any], callback_ur
     }
     if state.client is None:
         return
+    body = json.dumps(receipt).encode("utf-8")
+    headers = {"Content-Type": "application/json"}
+    if cfg.callback_secret:
+        headers |= signed_headers(cfg.callback_secret, body, cfg.wall_clock().timestamp())
     try:
         timeout = aiohttp.ClientTimeout(total=cfg.receipt_timeout_s)
-        async with state.client.post(callback_url, json=receipt, timeout=timeout) as resp:
+        async with state.client.post(callback_url, data=body, headers=headers, timeout=timeout) as resp:
             await resp.read()
     except Exception as exc:  # best effort: a broken callback must not affect the gateway
         log.debug("receipt for %s not delivered: %s", record["message_id"], type(exc).__name__)
@@ -336,6 +349,7 @@ class SmsGatewayThread(EmulatorThread[GatewayConfig]):
 def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit-per-s", type=float, default=100.0)
     parser.add_argument("--receipt-delay-s", type=float, default=0.5)
+    parser.add_argument("--callback-secret-file", help="receipt signing secret (default: $TOCSIN_SMS_CALLBACK_SECRET)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,11 +358,19 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m simulators.sms_gateway",
         description="Local SMS-carrier emulator",
         default_port=8780,
+        key_env="TOCSIN_SMS_API_KEY",
         add_options=_add_options,
     )
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    secret = ""
+    if args.callback_secret_file or os.environ.get("TOCSIN_SMS_CALLBACK_SECRET"):
+        parser = argparse.ArgumentParser(prog="python -m simulators.sms_gateway")
+        secret = http_emulator.read_secret(parser, "TOCSIN_SMS_CALLBACK_SECRET", args.callback_secret_file)
+    else:
+        log.warning("no TOCSIN_SMS_CALLBACK_SECRET: receipts go unsigned (a Tocsin worker refuses them)")
     config = GatewayConfig(
         api_key=args.api_key,
+        callback_secret=secret,
         rate_limit_per_s=args.rate_limit_per_s,
         receipt_delay_s=args.receipt_delay_s,
         fault_timeout_s=args.fault_timeout_s,

@@ -38,6 +38,7 @@ def services() -> Iterator[dict[str, str]]:
         "TOCSIN_INFLUX_URL": f"http://127.0.0.1:{os.environ.get('TOCSIN_INFLUX_PORT', '8086')}",
         "TOCSIN_INFLUX_BUCKET": os.environ.get("TOCSIN_INFLUX_DB", "tocsin"),
         "TOCSIN_INFLUX_ORG": "-",
+        "TOCSIN_DEV": "1",  # the local harness's development secrets are accepted (docs/security.md)
     }
     yield env
     if started and not os.environ.get("TOCSIN_KEEP_SERVICES"):

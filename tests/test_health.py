@@ -313,14 +313,15 @@ def test_operator_api_readyz_and_metrics(promtool: str) -> None:
             r = await client.get("/readyz")
             assert r.status == 200 and (await r.json())["alerts_caught_up"] is True
             assert (await client.get("/healthz")).status == 200
-            assert (await client.get("/alerts?hazard=volcano")).status == 422
+            assert (await client.get("/alerts?hazard=volcano")).status == 401  # no credentials (alerts/auth.py)
             m = await client.get("/metrics")
             assert m.status == 200 and m.headers["Content-Type"].startswith("text/plain")
             return await m.read()
 
     text = asyncio.run(body())
     assert b'tocsin_api_requests_total{method="GET",route="/readyz",status="503"} 1.0' in text
-    assert b'tocsin_api_requests_total{method="GET",route="/alerts",status="422"} 1.0' in text
+    assert b'tocsin_api_requests_total{method="GET",route="/alerts",status="401"} 1.0' in text
+    assert b'tocsin_api_auth_failures_total{status="401"} 1.0' in text
     assert b"tocsin_api_ready 1.0" in text and b"tocsin_api_fingerprints 0.0" in text
     assert b"tocsin_api_evicted_total 0.0" in text
     _promtool_ok(promtool, text)

@@ -119,6 +119,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
     s = Settings()
     _logging(s.log_level, s.log_format, "gateway")
+    _refuse_dev_secrets(s)
     log = logging.getLogger("tocsin.gateway")
     registry = open_registry(s.registry_file, on_error=lambda e: log.error("registry not reloaded: %s", e))
     reg = CollectorRegistry()
@@ -184,8 +185,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from tocsin.worker import run_worker
 
     sys.argv = [sys.argv[0], "worker"]
-    run_worker(Settings())
+    settings = Settings()
+    _refuse_dev_secrets(settings)
+    run_worker(settings)
     return 0
+
+
+def _refuse_dev_secrets(settings: Settings) -> None:
+    from tocsin.settings import UnsafeSecret, refuse_dev_secrets
+
+    try:
+        refuse_dev_secrets(settings)
+    except UnsafeSecret as e:
+        raise SystemExit(f"not started: {e}") from None
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from tocsin.users import main as users_main
+
+    return users_main(args)
 
 
 # --------------------------------------------------------------------------- simulate
@@ -539,6 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("action", choices=["up", "down", "status", "provision"])
     sv.add_argument("names", nargs="*")
     sv.set_defaults(func=cmd_services)
+
+    from tocsin.users import add_parser as add_users_parser
+
+    add_users_parser(sub, cmd_users)
 
     sg = sub.add_parser("sms-gateway", help="run the SMS carrier emulator (see simulators/sms_gateway.py)")
     sg.add_argument("rest", nargs=argparse.REMAINDER)

@@ -151,6 +151,69 @@ class Settings(BaseSettings):
         default=10_000, ge=0, description="operator API: ended alerts kept at most (oldest evicted; active: all)"
     )
 
+    # Security (docs/security.md)
+    dev: bool = Field(
+        default=False,
+        description="development mode: placeholder and harness dev secrets are accepted, and an operator API "
+        "without a users file makes a one-off demo supervisor (login printed); never in production",
+    )
+    api_users_file: str = Field(
+        default="", description="operator API users and API tokens (JSON/YAML, hashed; `tocsin users`)"
+    )
+    api_tls_cert: str = Field(default="", description="operator API TLS certificate (PEM); with the key: HTTPS")
+    api_tls_key: str = Field(default="", description="operator API TLS private key (PEM)")
+    api_silence_max_hours: float = Field(
+        default=24.0, gt=0, description="operator API: longest span of a silence (recurring: starts_at to until)"
+    )
+    api_auth_max_failures: int = Field(
+        default=5, ge=1, description="operator API: failed logins per client or user before a lock-out"
+    )
+    api_auth_window_s: float = Field(
+        default=60.0, gt=0, description="operator API: the window the failed logins are counted in"
+    )
+    sms_callback_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="shared with the SMS carrier: receipts to /callbacks/sms carry an HMAC-SHA256 of it; "
+        "empty: every receipt is refused",
+    )
+    worker_table_routes: bool = Field(
+        default=False, description="worker web server: serve Faust's /table/... state pages (off: 404)"
+    )
+
+
+# Values no deployment may run with: the placeholders of deploy/secrets/*.env.example, the local
+# harness's development passwords (deploy/local/services.sh) and the keys of the docs' examples.
+PLACEHOLDER_MARKERS = ("change-me", "changeme")
+DEV_SECRETS = frozenset({"gateway-dev", "device-demo-dev", "operator-dev", "devkey", "embedded-demo"})
+SECRET_SETTINGS = ("mqtt_password", "influx_token", "sms_api_key", "broadcast_api_key", "sms_callback_secret")
+
+
+class UnsafeSecret(ValueError):
+    """A secret is a known placeholder or development value, outside development mode."""
+
+
+def unsafe_secret(value: str) -> bool:
+    """Whether ``value`` is (or, as InfluxDB's ``user:password``, contains) a known placeholder or dev secret."""
+    low = value.strip().lower()
+    if not low:
+        return False
+    parts = {low, *low.split(":")}
+    return bool(parts & DEV_SECRETS) or any(m in low for m in PLACEHOLDER_MARKERS)
+
+
+def refuse_dev_secrets(settings: Settings, extra: dict[str, str] | None = None) -> None:
+    """Raise :class:`UnsafeSecret` naming every setting (and ``extra`` name -> value) that holds a
+    placeholder or development secret, unless ``TOCSIN_DEV`` is on. Never prints the values."""
+    if settings.dev:
+        return
+    values = {f"TOCSIN_{n.upper()}": getattr(settings, n).get_secret_value() for n in SECRET_SETTINGS}
+    bad = [name for name, v in {**values, **(extra or {})}.items() if unsafe_secret(v)]
+    if bad:
+        raise UnsafeSecret(
+            f"{', '.join(bad)} hold a placeholder or development secret: set real ones "
+            "(or TOCSIN_DEV=1 on a development machine)"
+        )
+
 
 def markdown_table() -> str:
     """The configuration table of the README (a test keeps the two in step)."""

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import prometheus_client
 from faust.web import View
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -38,7 +39,7 @@ from alerts.engine import AlertConfig, AlertEngine, confirm_settings
 from alerts.fastlane import FastLane, FastLaneMetrics
 from alerts.notify import Notifier, NotifyMetrics
 from alerts.ratelimit import PriorityRateLimiter, RateLimited
-from alerts.receipts import SmsReceipt, receipt_record
+from alerts.receipts import SmsReceipt, receipt_record, verify_receipt
 from alerts.routing import load_routing
 from alerts.service import AlertMetrics, AlertStage
 from alerts.silence_store import SilenceStore
@@ -210,6 +211,11 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         web_host=settings.bind_host,
         web_port=settings.worker_web_port,
         web_in_thread=False,
+        # /table/... serves detector and alert state, /router the cluster's worker URLs: off unless asked
+        web_tables_enabled=settings.worker_table_routes,
+        web_router_enabled=settings.worker_table_routes,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
         table_standby_replicas=0,
     )
     det_stage = DetectorStage(DetectorEngine(rules, registry), DetectorMetrics(metrics_registry))
@@ -473,13 +479,28 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         gc.freeze()
         log.info("garbage collector: %d start-up objects frozen", gc.get_freeze_count())
 
+    receipts_refused = prometheus_client.Counter(
+        "tocsin_worker_sms_receipts_refused_total",
+        "SMS receipts refused with 401: unsigned, bad signature, stale timestamp, or no secret configured",
+        registry=metrics_registry,
+    )
+    callback_secret = settings.sms_callback_secret.get_secret_value()
+    if settings.sms_callback_url and not callback_secret:
+        log.warning("TOCSIN_SMS_CALLBACK_SECRET is empty: every SMS receipt will be refused (401)")
+
     @app.page("/callbacks/sms")
     class SmsReceipts(View):  # type: ignore[misc]
-        """The carrier's delivery receipts -> audit records on ``alerts.deliveries``."""
+        """The carrier's delivery receipts (signed, alerts/receipts.py) -> audit records on ``alerts.deliveries``."""
 
         async def post(self, request: Any) -> Any:
+            body = await request.read()
+            why = verify_receipt(callback_secret, request.headers, body, time.time())
+            if why is not None:
+                receipts_refused.inc()
+                log.warning("SMS receipt refused from %s: %s", request.remote, why)
+                return self.json({"error": "unauthorized", "detail": why}, status=401)
             try:
-                receipt = SmsReceipt.model_validate_json(await request.read())
+                receipt = SmsReceipt.model_validate_json(body)
                 record = receipt_record(receipt, request.query.get("correlation_id", ""))
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 return self.json({"error": str(exc)[:300]}, status=422)

@@ -30,8 +30,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from alerts.adapters.base import AdapterError, DeliveryResult, Notification, Outcome
-from alerts.adapters.http import HttpProvider, json_object
+from alerts.adapters.http import HttpProvider, checked, json_object
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +155,43 @@ def _areas_for_log(areas: list[str]) -> str:
     return ",".join(areas[:_MAX_LOGGED_AREAS]) + (f" and {more} more" if more > 0 else "")
 
 
+class StartAnswer(BaseModel):
+    """The platform's answer to an accepted ``POST /v1/broadcasts`` (2xx)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    broadcast_id: str = Field(min_length=1, max_length=200)
+    state: str = Field(min_length=1, max_length=40)
+    terminals: int = Field(ge=0)
+    duplicate: bool = False
+
+
+class StopAnswer(BaseModel):
+    """The platform's answer to ``POST /v1/broadcasts/stop-by-alert`` (2xx)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    stopped: list[str]
+    duplicate: bool = False
+
+
 def _started(status: int, data: dict[str, Any]) -> DeliveryResult:
-    ref = str(data.get("broadcast_id", ""))
-    shown = f"HTTP {status} {data.get('state', '?')} on {data.get('terminals', '?')} terminals"
-    if data.get("duplicate") is True:
+    answer = checked(StartAnswer, status, data)
+    if isinstance(answer, DeliveryResult):
+        return answer
+    ref = answer.broadcast_id
+    shown = f"HTTP {status} {answer.state} on {answer.terminals} terminals"
+    if answer.duplicate:
         return DeliveryResult(Outcome.DUPLICATE, provider_ref=ref, detail=f"{shown} (duplicate)")
     return DeliveryResult(Outcome.ACCEPTED, provider_ref=ref, detail=shown)
 
 
 def _stopped(status: int, data: dict[str, Any]) -> DeliveryResult:
-    stopped = data.get("stopped")
-    ids = [str(i) for i in stopped] if isinstance(stopped, list) else []
+    answer = checked(StopAnswer, status, data)
+    if isinstance(answer, DeliveryResult):
+        return answer
+    ids = answer.stopped
     shown = f"HTTP {status} stopped {len(ids)} broadcasts"
-    if data.get("duplicate") is True:
+    if answer.duplicate:
         return DeliveryResult(Outcome.DUPLICATE, provider_ref=",".join(ids), detail=f"{shown} (duplicate)")
     return DeliveryResult(Outcome.ACCEPTED, provider_ref=",".join(ids), detail=shown)

@@ -3,8 +3,12 @@
 :class:`HttpProvider` owns the aiohttp session (``start``/``stop``, ``async with``), holds the API
 key as a :class:`pydantic.SecretStr` that is only unwrapped to build the ``Authorization`` header
 (it never reaches logs, ``repr`` or a result's ``detail``), posts JSON, and classifies what comes
-back: 2xx goes to the subclass; 5xx, 408, 425 and 429 are ``RETRY`` with the provider's
-``Retry-After``; any other 3xx/4xx is ``REJECTED``; timeouts and connection errors are ``RETRY``.
+back: a 2xx answer counts only when it is ``application/json`` with a JSON object the subclass's
+schema accepts (:func:`checked`); anything else (a captive portal's ``200 text/html``, an empty
+``204``, a body without a message id) is ``RETRY``, never ``ACCEPTED``, since the provider may or may
+not have the message and the idempotency key makes the retry safe; 5xx, 408, 425 and 429 are
+``RETRY`` with the provider's ``Retry-After``; any other 3xx/4xx is ``REJECTED``; timeouts and
+connection errors are ``RETRY``.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ import json
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import aiohttp
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from alerts.adapters.base import AdapterError, DeliveryResult, Outcome
 
@@ -24,7 +28,19 @@ MASK = "**********"
 RETRY_4XX_STATUSES = frozenset({408, 425, 429})
 
 OnSuccess = Callable[[int, dict[str, Any]], DeliveryResult]
-"""Turns a 2xx answer (status, JSON object body or ``{}``) into a result."""
+"""Turns a 2xx answer (status, its JSON object body) into a result."""
+ACCEPTED_STATUSES = frozenset({200, 201, 202})
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def checked(model: type[M], status: int, data: dict[str, Any]) -> M | DeliveryResult:
+    """``data`` validated by ``model``, or a ``RETRY`` naming what the provider's 2xx answer lacked."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)[:3])
+        return DeliveryResult(Outcome.RETRY, detail=f"HTTP {status} answer not understood ({wrong}); not counted")
 
 
 def parse_retry_after(value: str | None, *, now_s: float) -> float | None:
@@ -131,12 +147,29 @@ class HttpProvider:
             ) as resp:
                 body = await resp.text(errors="replace")
                 if 200 <= resp.status < 300:
-                    return on_success(resp.status, json_object(body))
+                    return self._success(resp.status, resp.content_type, body, on_success)
                 return self._classify_failure(resp.status, resp.headers.get("Retry-After"), body)
         except TimeoutError:
             return DeliveryResult(Outcome.RETRY, detail=f"timeout after {self._timeout_s}s")
         except aiohttp.ClientError as exc:
             return DeliveryResult(Outcome.RETRY, detail=self._scrub(f"{type(exc).__name__}: {exc}"))
+
+    def _success(self, status: int, content_type: str, body: str, on_success: OnSuccess) -> DeliveryResult:
+        """A 2xx answer counts only with the expected status, JSON content type and a JSON object."""
+        if status not in ACCEPTED_STATUSES:
+            return DeliveryResult(Outcome.RETRY, detail=f"HTTP {status} is not an acceptance; not counted")
+        if content_type != "application/json":
+            shown = content_type or "no content type"
+            return DeliveryResult(
+                Outcome.RETRY, detail=f"HTTP {status} with {shown}, not application/json; not counted"
+            )
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return DeliveryResult(Outcome.RETRY, detail=f"HTTP {status} body is not a JSON object; not counted")
+        return on_success(status, data)
 
     def _classify_failure(self, status: int, retry_after: str | None, body: str) -> DeliveryResult:
         """A non-2xx answer: ``RETRY`` (with ``Retry-After``) for 5xx/408/425/429, else ``REJECTED``."""

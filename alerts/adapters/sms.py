@@ -17,8 +17,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from alerts.adapters.base import DeliveryResult, Notification, Outcome
-from alerts.adapters.http import HttpProvider
+from alerts.adapters.http import HttpProvider, checked
 from alerts.adapters.http import parse_retry_after as parse_retry_after  # re-exported: part of this module's API
 
 log = logging.getLogger(__name__)
@@ -103,9 +105,21 @@ class SmsAdapter(HttpProvider):
         return result
 
 
+class SmsAnswer(BaseModel):
+    """What the carrier answers to an accepted ``POST /v1/sms`` (2xx)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    message_id: str = Field(min_length=1, max_length=200)
+    duplicate: bool = False
+
+
 def _accepted(status: int, data: dict[str, Any]) -> DeliveryResult:
-    ref = str(data.get("message_id", ""))
-    if data.get("duplicate") is True:
+    answer = checked(SmsAnswer, status, data)
+    if isinstance(answer, DeliveryResult):
+        return answer
+    ref = answer.message_id
+    if answer.duplicate:
         return DeliveryResult(Outcome.DUPLICATE, provider_ref=ref, detail=f"HTTP {status} duplicate")
     return DeliveryResult(Outcome.ACCEPTED, provider_ref=ref, detail=f"HTTP {status}")
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import BasicAuth, web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from alerts.api import ACKS, Ack, AlertView, _EvictedCollector, build_app
+from alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
 from alerts.silence_store import SILENCES, SilenceStore, has_ended
 from alerts.silences import Silence
 from schemas import topics
@@ -70,7 +73,7 @@ def silence_body(**over: Any) -> dict[str, Any]:
         "hazard": "hydro",
         "starts_at": (T0 - timedelta(hours=1)).isoformat(),
         "ends_at": (T0 + timedelta(hours=3)).isoformat(),
-        "creator": "王工",
+        "creator": "李值班",
         "reason": "雨量计检修",
     }
     return {**body, **over}
@@ -95,10 +98,26 @@ class FakeSilences:
             self.store.apply(silence_id.encode(), None)
 
 
-def run(view: AlertView, body: Callable[[TestClient[Any, Any]], Awaitable[None]], **kwargs: Any) -> None:
+# Who the tests log in as: every handler test runs as a supervisor (tests/alerts/test_auth.py and
+# tests/integration/test_security_api.py test the roles); cheap scrypt (N=2**10) keeps them fast.
+USERS = {"李值班": (Role.SUPERVISOR, "supervisor-pass-1"), "viewer": (Role.VIEWER, "viewer-pass-123")}
+
+
+def users_file() -> Path:
+    path = Path(tempfile.mkdtemp()) / "users.json"
+    records = [UserRecord(name=n, role=r, password_hash=hash_secret(pw, n=2**10)) for n, (r, pw) in USERS.items()]
+    write_users_file(path, UsersFile(users=records))
+    return path
+
+
+def run(
+    view: AlertView, body: Callable[[TestClient[Any, Any]], Awaitable[None]], user: str = "李值班", **kwargs: Any
+) -> None:
     async def main() -> None:
-        app: web.Application = build_app(view, clock=lambda: T0 + timedelta(minutes=30), **kwargs)
-        async with TestClient(TestServer(app)) as client:
+        auth = Authenticator(users_file())
+        app: web.Application = build_app(view, clock=lambda: T0 + timedelta(minutes=30), auth=auth, **kwargs)
+        login = BasicAuth(user, USERS[user][1], encoding="utf-8")
+        async with TestClient(TestServer(app), auth=login) as client:
             await body(client)
 
     asyncio.run(main())
@@ -250,12 +269,16 @@ def test_ack_is_published_and_then_shown(view: AlertView) -> None:
         assert item["acknowledged"] is False
         # Validation and unknown fingerprints.
         assert (await client.post("/alerts/hydro:999999:x/ack", json={"by": "x"})).status == 404
-        r = await client.post(f"/alerts/{FP}/ack", json={"note": "no name"})
-        assert r.status == 422 and "by" in (await r.json())["detail"]
-        assert (await client.post(f"/alerts/{FP}/ack", json={"by": "   "})).status == 422
-        assert (await client.post(f"/alerts/{FP}/ack", json={"by": "x", "identifier": "nope"})).status == 422
-        assert (await client.post(f"/alerts/{FP}/ack", data=b"{")).status == 400
+        # The identity is the credential's: a body naming someone else is refused, none names the caller.
+        r = await client.post(f"/alerts/{FP}/ack", json={"by": "王工", "note": "冒名"})
+        assert r.status == 403 and (await r.json())["error"] == "identity_mismatch"
         assert len(published) == 1
+        r = await client.post(f"/alerts/{FP}/ack", json={"note": "no name"})
+        assert r.status == 201 and (await r.json())["ack"]["by"] == "李值班"
+        assert (await client.post(f"/alerts/{FP}/ack", json={"by": "   "})).status == 422
+        assert (await client.post(f"/alerts/{FP}/ack", json={"identifier": "nope"})).status == 422
+        assert (await client.post(f"/alerts/{FP}/ack", data=b"{")).status == 400
+        assert len(published) == 2  # the first ack and the one without a name; nothing refused
 
     run(view, body, ack_publisher=publisher)
 
@@ -273,7 +296,7 @@ def test_ack_not_seen_back_in_time_is_202(view: AlertView) -> None:
 
 def test_read_only_without_publishers(view: AlertView) -> None:
     async def body(client: TestClient[Any, Any]) -> None:
-        assert (await client.post(f"/alerts/{FP}/ack", json={"by": "x"})).status == 503
+        assert (await client.post(f"/alerts/{FP}/ack", json={})).status == 503
         assert (await client.get("/silences")).status == 503
 
     run(view, body)
@@ -288,7 +311,7 @@ def test_silences_create_list_delete(view: AlertView) -> None:
         assert r.status == 201, await r.text()
         created = await r.json()
         sid = created["id"]
-        assert sid.startswith("sil-") and created["active_now"] is True and created["creator"] == "王工"
+        assert sid.startswith("sil-") and created["active_now"] is True and created["creator"] == "李值班"
         listed = (await (await client.get("/silences")).json())["silences"]
         assert [s["id"] for s in listed] == [sid]
         assert fake.store.get(sid) is not None
@@ -309,7 +332,7 @@ def test_silences_create_list_delete(view: AlertView) -> None:
     [
         ({"ends_at": (T0 - timedelta(hours=2)).isoformat()}, "ends_at must be after starts_at"),
         ({"area": None, "hazard": None}, "at least one matcher"),
-        ({"creator": ""}, "creator"),
+        ({"reason": ""}, "reason"),
         ({"starts_at": "2026-07-14T02:00:00"}, "timezone"),
         ({"hazard": "volcano"}, "hazard"),
         ({"colour": "red"}, "colour"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
 import random
 import re
@@ -107,10 +108,11 @@ def platform_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stderr_path = tmp_path_factory.mktemp("broadcast-platform") / "stderr.log"
     cmd = [
         sys.executable, "-m", "simulators.broadcast_platform",
-        "--host", "127.0.0.1", "--port", "0", "--api-key", API_KEY,
+        "--host", "127.0.0.1", "--port", "0",
     ]  # fmt: skip
+    env = {**os.environ, "TOCSIN_BROADCAST_API_KEY": API_KEY}  # the key never goes on the command line
     with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     try:
         try:
             url = _wait_for_banner(proc, timeout_s=20.0)

@@ -23,7 +23,8 @@ from tocsin.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
-ENV_EXAMPLE = DEPLOY / "compose.env.example"
+SECRETS = DEPLOY / "secrets"
+SECRET_EXAMPLES = sorted(SECRETS.glob("*.env.example"))
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 PROM_COMPOSE = DEPLOY / "prometheus" / "prometheus.compose.yml"
 GRAFANA = DEPLOY / "grafana"
@@ -61,13 +62,14 @@ def env_file_vars(path: Path) -> dict[str, str]:
 
 
 def env_files(svc: dict[str, Any]) -> list[Path]:
-    """A service's env files; compose.env is the operator's copy of compose.env.example."""
+    """A service's env files; ``secrets/<name>.env`` is the operator's copy of ``<name>.env.example``."""
     raw = svc.get("env_file", [])
     names = [raw] if isinstance(raw, str) else [e if isinstance(e, str) else e["path"] for e in raw]
     out = []
     for name in names:
         p = DEPLOY / name
-        out.append(p if p.exists() or p.name != "compose.env" else ENV_EXAMPLE)
+        example = p.with_name(p.name + ".example")
+        out.append(p if p.exists() or not example.exists() else example)
     return out
 
 
@@ -169,9 +171,36 @@ def test_env_files_exist_and_the_example_has_no_real_secrets(services: dict[str,
     for name, svc in services.items():
         for path in env_files(svc):
             assert path.exists(), f"{name}: env file {path} missing"
-    assert not (DEPLOY / "compose.env").exists() or "compose.env" in (REPO / ".gitignore").read_text()
-    for key, value in env_file_vars(ENV_EXAMPLE).items():
-        assert value.startswith("change-me") or value.startswith("tocsin:change-me"), key
+    assert "deploy/secrets/*.env" in (REPO / ".gitignore").read_text().splitlines()
+    assert SECRET_EXAMPLES
+    for example in SECRET_EXAMPLES:
+        for key, value in env_file_vars(example).items():
+            assert value.startswith("change-me") or value.startswith("tocsin:change-me"), key
+
+
+# Which secrets each service may see (docs/security.md, "Secrets"): nothing more.
+SECRET_NEEDS = {
+    "mosquitto-passwd": {"TOCSIN_MQTT_PASSWORD", "MQTT_OPERATOR_PASSWORD", "MQTT_DEVICE_DEMO_PASSWORD"},
+    "influxdb": {"INFLUXDB_ADMIN_PASSWORD", "INFLUXDB_USER_PASSWORD"},
+    "grafana": {"GF_SECURITY_ADMIN_PASSWORD", "TOCSIN_INFLUX_TOKEN"},
+    "gateway": {"TOCSIN_MQTT_PASSWORD", "TOCSIN_INFLUX_TOKEN"},
+    "worker": {"TOCSIN_MQTT_PASSWORD", "TOCSIN_SMS_API_KEY", "TOCSIN_SMS_CALLBACK_SECRET", "TOCSIN_BROADCAST_API_KEY"},
+    "operator-api": set(),
+    "sms-gateway": {"TOCSIN_SMS_API_KEY", "TOCSIN_SMS_CALLBACK_SECRET"},
+    "broadcast-platform": {"TOCSIN_BROADCAST_API_KEY"},
+}
+
+
+def test_each_service_gets_only_the_secrets_it_needs(services: dict[str, dict[str, Any]]) -> None:
+    every = {k for example in SECRET_EXAMPLES for k in env_file_vars(example)}
+    for name, svc in services.items():
+        got = {k for path in env_files(svc) for k in env_file_vars(path)}
+        assert got == SECRET_NEEDS.get(name, set()), f"{name}: {sorted(got)}"
+    assert set().union(*SECRET_NEEDS.values()) == every  # every secret is used by someone
+    assert all(len(v) < len(every) for v in SECRET_NEEDS.values())
+    # no secret on a command line (``ps`` shows those to every user of the host)
+    for name, svc in services.items():
+        assert "--api-key" not in command_text(svc), name
 
 
 def test_tocsin_env_vars_are_real_settings(services: dict[str, dict[str, Any]]) -> None:
@@ -195,7 +224,7 @@ def test_tocsin_env_vars_are_real_settings(services: dict[str, dict[str, Any]]) 
 
 
 def test_shared_secrets_agree_in_the_example() -> None:
-    env = env_file_vars(ENV_EXAMPLE)
+    env = {k: v for example in SECRET_EXAMPLES for k, v in env_file_vars(example).items()}
     user, _, password = env["TOCSIN_INFLUX_TOKEN"].partition(":")
     assert (user, password) == ("tocsin", env["INFLUXDB_USER_PASSWORD"])
 
@@ -256,7 +285,7 @@ def test_mosquitto_config_acl_and_password_file_line_up(services: dict[str, dict
     users = set(re.findall(r"mosquitto_passwd (?:-c )?-b \"\$\$f\" ([a-z-]+) ", script))
     acl_users = set(re.findall(r"^user (\S+)$", acl_path.read_text(), flags=re.M))
     assert acl_users <= users
-    secrets = env_file_vars(ENV_EXAMPLE)
+    secrets = {k for path in env_files(init) for k in env_file_vars(path)}
     for var in re.findall(r"\$\$([A-Z_]+)", script):
         assert var in secrets or var == "f", var
     # the Tocsin services' MQTT user may read the devices' topics and write the alert topics

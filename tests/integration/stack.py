@@ -11,6 +11,7 @@ emulator's messages, ``promtool check metrics``).
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import signal
@@ -29,6 +30,7 @@ import paho.mqtt.client as mqtt
 from kafka import KafkaConsumer, TopicPartition
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerts.auth import Role, UserRecord, UsersFile, hash_secret, write_users_file
 from schemas import topics
 from schemas.common import Family
 from schemas.registry import Area, Device, Registry
@@ -37,6 +39,27 @@ from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin,
 ROLES = ("sms", "broadcast", "gateway", "worker", "api")
 SMS_KEY = "stack-sms-key"
 BROADCAST_KEY = "stack-broadcast-key"
+RECEIPT_SECRET = "stack-receipt-secret"  # signs the SMS emulator's receipts (alerts/receipts.py)
+# The operator API's users (name -> role, password); hashed with the smallest accepted scrypt cost.
+API_USERS = {
+    "王工": (Role.SUPERVISOR, "stack-supervisor-pw"),
+    "李值班": (Role.OPERATOR, "stack-operator-pw"),
+    "张查看": (Role.VIEWER, "stack-viewer-pw"),
+    "赵备班": (Role.OPERATOR, "stack-standby-pw"),  # logs in only where a test says so
+}
+
+
+def write_api_users(path: Path) -> Path:
+    """The users file of ``API_USERS`` (see alerts/auth.py)."""
+    records = [UserRecord(name=n, role=r, password_hash=hash_secret(pw, n=2**10)) for n, (r, pw) in API_USERS.items()]
+    write_users_file(path, UsersFile(users=records))
+    return path
+
+
+def api_auth(name: str) -> dict[str, str]:
+    """The ``Authorization`` header of ``API_USERS[name]`` (HTTP Basic)."""
+    token = base64.b64encode(f"{name}:{API_USERS[name][1]}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 @dataclass
@@ -150,11 +173,14 @@ def running_stack(
 
         sms_url = broadcast_url = ""
         if "sms" in roles:
-            sms = start("sms", tocsin("sms-gateway", "--port", "0", "--api-key", SMS_KEY, *sms_args))
+            sms_env = {"TOCSIN_SMS_API_KEY": SMS_KEY, "TOCSIN_SMS_CALLBACK_SECRET": RECEIPT_SECRET}
+            sms = start("sms", tocsin("sms-gateway", "--port", "0", *sms_args), sms_env)
             sms_url = sms.wait_for(r"listening on (http://127\.0\.0\.1:\d+)", 30).group(1)
         if "broadcast" in roles:
             bcast = start(
-                "broadcast", [*tocsin()[:2], "simulators.broadcast_platform", "--port", "0", "--api-key", BROADCAST_KEY]
+                "broadcast",
+                [*tocsin()[:2], "simulators.broadcast_platform", "--port", "0"],
+                {"TOCSIN_BROADCAST_API_KEY": BROADCAST_KEY},
             )
             broadcast_url = bcast.wait_for(r"listening on (http://127\.0\.0\.1:\d+)", 30).group(1)
         gateway_port, worker_port, api_port = free_port(), free_port(), free_port()
@@ -172,6 +198,9 @@ def running_stack(
             "TOCSIN_SMS_CALLBACK_URL": f"http://127.0.0.1:{worker_port}/callbacks/sms" if sms_url else "",
             "TOCSIN_BROADCAST_URL": broadcast_url,
             "TOCSIN_BROADCAST_API_KEY": BROADCAST_KEY if broadcast_url else "",
+            "TOCSIN_SMS_CALLBACK_SECRET": RECEIPT_SECRET,
+            "TOCSIN_API_USERS_FILE": str(write_api_users(tmp_path / "api-users.json")),
+            "TOCSIN_DEV": "1",  # the local harness's development secrets are accepted
             # the delivery sweep would also finish other tests' fan-outs of the last hour on the shared
             # broker (their alerts sit below this group's start offsets): on only where a test asks
             "TOCSIN_DELIVERY_SWEEP_S": "0",

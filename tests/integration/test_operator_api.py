@@ -30,14 +30,17 @@ from schemas.common import Family, WarningLevel
 from schemas.delivery import DeliveryRecord
 from schemas.wire import encode
 from tests.integration.procs import Proc, free_port, wait_until
+from tests.integration.stack import api_auth, write_api_users
 
 pytestmark = pytest.mark.integration
 
 
-def http(method: str, url: str, body: Any = None) -> tuple[int, Any, str]:
-    """(status, parsed JSON or None, content type) of one request; HTTP errors are returned, not raised."""
+def http(method: str, url: str, body: Any = None, user: str | None = "李值班") -> tuple[int, Any, str]:
+    """(status, parsed JSON or None, content type) of one request as ``user`` (of stack.API_USERS; None:
+    no credentials); HTTP errors are returned, not raised."""
     data = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **(api_auth(user) if user else {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=20) as resp:
             raw, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type", "")
@@ -58,7 +61,10 @@ def api(services: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Proc]]:
     proc = Proc(
         [sys.executable, "-m", "alerts.api", "--host", "127.0.0.1", "--port", str(port)],
         tmp_path / "api.log",
-        {"TOCSIN_KAFKA_BOOTSTRAP": services["TOCSIN_KAFKA_BOOTSTRAP"]},
+        {
+            "TOCSIN_KAFKA_BOOTSTRAP": services["TOCSIN_KAFKA_BOOTSTRAP"],
+            "TOCSIN_API_USERS_FILE": str(write_api_users(tmp_path / "users.json")),
+        },
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -188,8 +194,8 @@ def test_operator_api_on_real_kafka(services: dict[str, str], api: tuple[str, Pr
         assert body["ack"]["identifier"] == cancel.identifier and body["visible"] is True
         acked = listed("all")
         assert acked is not None and acked["acknowledged"] is True and acked["acknowledged_by"] == "李值班"
-        status, body, _ = http("POST", f"{base}/alerts/{fp}/ack", {"note": "who?"})
-        assert status == 422 and "by" in body["detail"]
+        status, body, _ = http("POST", f"{base}/alerts/{fp}/ack", {"by": "王工", "note": "who?"})
+        assert status == 403 and body["error"] == "identity_mismatch"
         assert http("POST", f"{base}/alerts/hydro:{area}:nothing/ack", {"by": "x"})[0] == 404
 
         # 5. The audit trail of the incident.
@@ -211,9 +217,9 @@ def test_operator_api_on_real_kafka(services: dict[str, str], api: tuple[str, Pr
             "creator": "王工",
             "reason": "雨量计检修",
         }
-        status, body, _ = http("POST", f"{base}/silences", {**new, "ends_at": new["starts_at"]})
+        status, body, _ = http("POST", f"{base}/silences", {**new, "ends_at": new["starts_at"]}, user="王工")
         assert status == 422 and "ends_at must be after starts_at" in body["detail"]
-        status, body, _ = http("POST", f"{base}/silences", new)
+        status, body, _ = http("POST", f"{base}/silences", new, user="王工")
         assert status == 201, body
         status, listing, _ = http("GET", f"{base}/silences")
         assert status == 200 and silence_id in [s["id"] for s in listing["silences"]]

@@ -33,7 +33,7 @@ from schemas.detection import Detection, DetectionState
 from schemas.registry import Registry
 from schemas.wire import encode
 from tests.integration.procs import wait_until
-from tests.integration.stack import SMS_KEY, Stack, running_stack
+from tests.integration.stack import SMS_KEY, Stack, api_auth, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +57,10 @@ def producer(stack: Stack) -> Iterator[KafkaProducer]:
 
 
 def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    """As the supervisor 王工: an area-wide silence takes that role."""
     data = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **api_auth("王工")}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=20) as resp:
             return resp.status, json.loads(resp.read() or b"null")
