@@ -9,6 +9,7 @@
 #                                   (default DNS:localhost,IP:127.0.0.1,DNS:mosquitto,DNS:kafka), 825 days
 #   client-<name>.key/.crt          a client certificate per name given (CN = name), 825 days
 #   kafka.p12, kafka.p12.password   server.key + server.crt + ca.crt as the Kafka broker's PKCS12 keystore
+#   kafka-server.pem                server.key + server.crt as a PEM keystore (Kafka ssl.keystore.type=PEM)
 # A leaf certificate that expires within 30 days, or that the CA no longer signs, is made again.
 #   --renew   make every leaf certificate (and the keystore) again, keep the CA
 #   --new-ca  start over with a new CA (every client must then get the new ca.crt)
@@ -42,12 +43,12 @@ cd "$DIR"
 leaves() { ls server.crt client-*.crt 2>/dev/null || true; }
 
 case $mode in
-    new-ca) rm -f ca.key ca.crt ca.srl server.* client-*.* kafka.p12 kafka.p12.password ;;
-    renew) rm -f server.crt client-*.crt kafka.p12 ;;
+    new-ca) rm -f ca.key ca.crt ca.srl server.* client-*.* kafka.p12 kafka.p12.password kafka-server.pem ;;
+    renew) rm -f server.crt client-*.crt kafka.p12 kafka-server.pem ;;
 esac
 
 if [[ ! -s ca.key || ! -s ca.crt ]]; then
-    rm -f ca.key ca.crt server.crt client-*.crt kafka.p12
+    rm -f ca.key ca.crt server.crt client-*.crt kafka.p12 kafka-server.pem
     openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt \
         -days 3650 -subj "/O=Tocsin/CN=Tocsin broker CA" -addext basicConstraints=critical,CA:TRUE \
         -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null || die "could not create the CA"
@@ -59,7 +60,7 @@ for crt in $(leaves); do
     if ! openssl x509 -in "$crt" -noout -checkend $((30 * 86400)) >/dev/null 2>&1 ||
         ! openssl verify -CAfile ca.crt "$crt" >/dev/null 2>&1; then
         rm -f "$crt"
-        [[ $crt != server.crt ]] || rm -f kafka.p12
+        [[ $crt != server.crt ]] || rm -f kafka.p12 kafka-server.pem
     fi
 done
 
@@ -91,4 +92,5 @@ if [[ ! -s kafka.p12 ]]; then
     openssl pkcs12 -export -inkey server.key -in server.crt -certfile ca.crt -name kafka \
         -out kafka.p12 -passout "file:kafka.p12.password" || die "could not write kafka.p12"
 fi
+[[ -s kafka-server.pem ]] || cat server.key server.crt >kafka-server.pem
 printf 'pki.sh: %s ready (CA %s)\n' "$DIR" "$(openssl x509 -in ca.crt -noout -fingerprint -sha256 | cut -d= -f2 | cut -c1-23)"
