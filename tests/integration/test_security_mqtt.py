@@ -282,3 +282,53 @@ def test_client_trusting_another_ca_fails_the_handshake(broker: Broker, tmp_path
         assert right.connect() == 0
     finally:
         right.close()
+
+
+def test_replay_publishes_over_tls_as_a_device(broker: Broker, tmp_path: Path) -> None:
+    """``tocsin replay`` with the TLS settings and a device's credentials: its own readings are acked
+    and arrive; a feed for another device, replayed with the same credentials, is refused by the ACL."""
+    rg, gd = broker.registry.devices
+    gw = Client(broker, "gateway")
+    try:
+        assert gw.connect() == 0
+        assert gw.subscribe(topics.MQTT_TELEMETRY_FILTER) == 1
+        env = {
+            "TOCSIN_MQTT_HOST": "127.0.0.1",
+            "TOCSIN_MQTT_PORT": str(broker.tls),
+            "TOCSIN_MQTT_TLS_CA": broker.ca,
+            "TOCSIN_MQTT_USERNAME": rg.device_id,
+            "TOCSIN_MQTT_PASSWORD": broker.creds[rg.device_id],
+        }
+        own = tmp_path / "own.jsonl"
+        own.write_bytes(_rain(rg.device_id, rg.site, 1, 0.5) + b"\n" + _rain(rg.device_id, rg.site, 2, 1.0) + b"\n")
+        done = subprocess.run(
+            tocsin("replay", "--fast", str(own)), env={**os.environ, **env}, capture_output=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        assert json.loads(done.stdout)["acked"] == 2
+        wait_until(lambda: len(gw.messages) >= 2, 10, "the replayed readings at the gateway")
+        assert {m.topic for m in gw.messages} == {topics.mqtt_telemetry(rg.family, rg.site, rg.device_id)}
+        # the same credentials replaying another device's feed: the broker refuses every message
+        other = tmp_path / "other.jsonl"
+        other.write_bytes(
+            json.dumps(
+                {
+                    "type": "hazmat.gas",
+                    "device_id": gd.device_id,
+                    "site": gd.site,
+                    "seq": 1,
+                    "ts": datetime.now(UTC).isoformat(),
+                    "gas": "H2S",
+                    "value": 30.0,
+                    "unit": "mg/m3",
+                }
+            ).encode()
+            + b"\n"
+        )
+        subprocess.run(
+            tocsin("replay", "--fast", str(other)), env={**os.environ, **env}, capture_output=True, timeout=60
+        )
+        time.sleep(0.5)
+        assert all(m.topic != topics.mqtt_telemetry(gd.family, gd.site, gd.device_id) for m in gw.messages)
+    finally:
+        gw.close()
