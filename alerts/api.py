@@ -72,6 +72,7 @@ from schemas import topics
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
 from schemas.common import Family, WarningLevel, WireModel
 from schemas.delivery import DeliveryRecord
+from schemas.transport import kafka_python_kwargs
 from schemas.wire import decode, encode
 
 log = logging.getLogger(__name__)
@@ -490,6 +491,7 @@ class KafkaWriter:
 
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.bootstrap.split(","),
+                    **kafka_python_kwargs(),
                     acks="all",
                     client_id="tocsin-operator-api",
                     max_block_ms=10_000,

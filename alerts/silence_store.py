@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from alerts.silences import Silence
 from schemas import topics
+from schemas.transport import kafka_python_kwargs
 from schemas.wire import decode, encode
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ def ensure_silence_topic(bootstrap: str, topic: str = SILENCES) -> bool:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="tocsin-silences-admin")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","), client_id="tocsin-silences-admin", **kafka_python_kwargs()
+    )
     try:
         if topic in set(admin.list_topics()):
             return False
@@ -77,6 +80,7 @@ def _producer(bootstrap: str) -> Any:
 
     return KafkaProducer(
         bootstrap_servers=bootstrap.split(","),
+        **kafka_python_kwargs(),
         acks="all",
         client_id="tocsin-silences",
         max_block_ms=10_000,
@@ -166,6 +170,7 @@ class TopicFollower:
             try:
                 consumer = KafkaConsumer(
                     bootstrap_servers=self.bootstrap.split(","),
+                    **kafka_python_kwargs(),
                     group_id=None,
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",

@@ -37,6 +37,7 @@ from pydantic import BaseModel
 from alerts.adapters.base import Notification
 from schemas.alert import Alert
 from schemas.delivery import DeliveryRecord
+from schemas.transport import kafka_python_kwargs
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ def _read(
 
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False, **kafka_python_kwargs()
+    )
     try:
         chosen = sorted(partitions) if partitions is not None else sorted(consumer.partitions_for_topic(topic) or ())
         tps = [TopicPartition(topic, p) for p in chosen]
@@ -128,7 +131,9 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """The consumer group's committed offset per partition of ``topic`` (kafka-python, blocking)."""
     from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id=f"{group}-sweep")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","), client_id=f"{group}-sweep", **kafka_python_kwargs()
+    )
     try:
         offsets = admin.list_consumer_group_offsets(group)
     finally:

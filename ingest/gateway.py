@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -229,7 +230,9 @@ class MqttGateway:
         share_group: str | None = "tocsin",
         mqtt5: bool = True,
         session_expiry_s: int = 3600,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: connect over TLS with this context (it verifies the broker; schemas/transport.py)."""
         self.core = core
         self._host, self._port = host, port
         self._closing = threading.Event()
@@ -252,6 +255,8 @@ class MqttGateway:
             )
         if username:
             self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message

@@ -35,6 +35,7 @@ from schemas.telemetry import (
     WaterLevel,
 )
 from schemas.topics import ALERTS, TELEMETRY_TOPICS
+from schemas.transport import kafka_python_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class InfluxKafkaSink:
             *TELEMETRY_TOPICS,
             ALERTS,
             bootstrap_servers=bootstrap.split(","),
+            **kafka_python_kwargs(),
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

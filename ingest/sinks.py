@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from schemas.transport import kafka_python_kwargs
+
 log = logging.getLogger(__name__)
 
 Done = Callable[[BaseException | None], None]
@@ -49,6 +51,7 @@ class KafkaSink:
 
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap.split(","),
+            **kafka_python_kwargs(),
             client_id=client_id,
             acks="all",
             enable_idempotence=True,
@@ -114,7 +117,7 @@ def ensure_topics(bootstrap: str, topics: tuple[str, ...], partitions: int) -> N
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="tocsin-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="tocsin-admin", **kafka_python_kwargs())
     try:
         existing = set(admin.list_topics())
         missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]

@@ -45,6 +45,7 @@ import asyncio
 import heapq
 import math
 import resource
+import ssl
 import struct
 import time
 from collections import deque
@@ -361,7 +362,9 @@ class Connection:
     async def connect(self, timeout_s: float = 10.0) -> None:
         loop = asyncio.get_running_loop()
         self._connack = loop.create_future()
-        transport, _ = await loop.create_connection(lambda: _Link(self), self.fleet.host, self.fleet.port)
+        transport, _ = await loop.create_connection(
+            lambda: _Link(self), self.fleet.host, self.fleet.port, ssl=self.fleet.tls
+        )
         self.transport = transport  # type: ignore[assignment]
         transport.write(
             encode_connect(
@@ -521,9 +524,10 @@ class Fleet:
         *,
         username: str = "",
         password: str = "",
+        tls: ssl.SSLContext | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.cfg, self.host, self.port = cfg, host, port
+        self.cfg, self.host, self.port, self.tls = cfg, host, port, tls
         self.username, self.password, self.now = username, password, now
         self.root, self.keepalive_s = cfg.root, cfg.keepalive_s
         self.devices = plan_devices(
@@ -667,9 +671,16 @@ class Fleet:
 
 
 def run_fleet(
-    cfg: FleetConfig, host: str, port: int, *, username: str = "", password: str = ""
+    cfg: FleetConfig,
+    host: str,
+    port: int,
+    *,
+    username: str = "",
+    password: str = "",
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[dict[str, Any], Fleet]:
-    """Run a fleet to completion; its JSON report and the fleet (per-device counts in ``fleet.stats``)."""
-    fleet = Fleet(cfg, host, port, username=username, password=password)
+    """Run a fleet to completion; its JSON report and the fleet (per-device counts in ``fleet.stats``).
+    ``tls``: connect over TLS with this (verifying) context."""
+    fleet = Fleet(cfg, host, port, username=username, password=password, tls=tls)
     report = asyncio.run(fleet.run())
     return report, fleet

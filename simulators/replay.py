@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import ssl
 import struct
 import sys
 import threading
@@ -422,6 +423,7 @@ def publish_timeline(
     progress: TextIO | None = None,
     username: str = "",
     password: str = "",
+    tls: ssl.SSLContext | None = None,
     client_id: str = "",
     ack_timeout_s: float = 60.0,
     clock: Callable[[], float] = time.monotonic,
@@ -435,6 +437,8 @@ def publish_timeline(
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     if username:
         client.username_pw_set(username, password or None)
+    if tls is not None:  # verified TLS (schemas/transport.py)
+        client.tls_set_context(tls)
     client.max_inflight_messages_set(max_in_flight)
     connected = threading.Event()
     window = threading.Semaphore(max_in_flight)
@@ -503,6 +507,7 @@ def main_replay(
     show_progress: bool | None = None,
     username: str = "",
     password: str = "",
+    tls: ssl.SSLContext | None = None,
     max_in_flight: int = 1000,
 ) -> ReplayResult:
     """Read, optionally rebase, and publish; the ``tocsin replay`` command's body."""
@@ -520,4 +525,5 @@ def main_replay(
         progress=sys.stderr if show_progress else None,
         username=username,
         password=password,
+        tls=tls,
     )

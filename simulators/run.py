@@ -60,6 +60,7 @@ from schemas.common import Family
 from schemas.detection import Detection, LifecycleTick
 from schemas.registry import Registry
 from schemas.scenario import GroundTruth, ObservedAlert
+from schemas.transport import apply_mqtt_tls
 from simulators.demo import Message
 from simulators.score import Score, format_table, score
 
@@ -207,6 +208,7 @@ def publish_paced(
     """Publish like the devices (QoS 1; status messages retained) at the wall offsets given (absolute
     schedule: no drift); blocking, run it in a thread. Returns the messages the broker acknowledged."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    apply_mqtt_tls(client)  # TOCSIN_MQTT_TLS_CA set: verified TLS (schemas/transport.py)
     connected = threading.Event()
     client.on_connect = lambda *_a: connected.set()
     client.max_inflight_messages_set(200)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from schemas.transport import mqtt_tls_context
 from tocsin.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,6 +150,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         password=s.mqtt_password.get_secret_value(),
         share_group=s.mqtt_share_group,
         session_expiry_s=s.mqtt_session_expiry_s,
+        tls=mqtt_tls_context(s),
     )
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -339,6 +341,36 @@ def cmd_simulate_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mqtt_auth(args: argparse.Namespace) -> int:
+    from schemas.registry import load_registry
+    from tocsin.mqtt_auth import MqttAuthError, ServiceUsers, write_auth
+
+    fixed: dict[str, str] = {}
+    for spec in args.password_from_env:
+        user, _, var = spec.partition("=")
+        if not user or not os.environ.get(var):
+            print(f"mqtt-auth: --password-from-env {spec!r}: need USER=VAR with VAR set and non-empty", file=sys.stderr)
+            return 2
+        fixed[user] = os.environ[var]
+    try:
+        counts = write_auth(
+            load_registry(args.registry),
+            Path(args.credentials),
+            Path(args.acl),
+            Path(args.passwd),
+            ServiceUsers(args.gateway_user, args.worker_user, args.operator_user),
+            fixed,
+        )
+    except (MqttAuthError, ValueError, OSError) as exc:
+        print(f"mqtt-auth: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"mqtt-auth: {counts['users']} users ({counts['devices']} devices, {counts['new']} new, "
+        f"{counts['dropped']} dropped) -> {args.acl}, {args.passwd}"
+    )
+    return 0
+
+
 def cmd_registry(args: argparse.Namespace) -> int:
     from simulators.demo import demo_registry
 
@@ -403,6 +435,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             show_progress=True if args.progress else None,
             username=s.mqtt_username,
             password=s.mqtt_password.get_secret_value(),
+            tls=mqtt_tls_context(s),
         )
     except (ReplayError, OSError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
@@ -438,7 +471,12 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     )
     try:
         report, _ = run_fleet(
-            cfg, s.mqtt_host, s.mqtt_port, username=s.mqtt_username, password=s.mqtt_password.get_secret_value()
+            cfg,
+            s.mqtt_host,
+            s.mqtt_port,
+            username=s.mqtt_username,
+            password=s.mqtt_password.get_secret_value(),
+            tls=mqtt_tls_context(s),
         )
     except (ValueError, OSError, TimeoutError) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
@@ -513,6 +551,24 @@ def build_parser() -> argparse.ArgumentParser:
     rg = sub.add_parser("demo-registry", help="write the demo district's device registry (JSON)")
     rg.add_argument("out")
     rg.set_defaults(func=cmd_registry)
+
+    ma = sub.add_parser(
+        "mqtt-auth", help="Mosquitto password file and ACL from the device registry (one user per device)"
+    )
+    ma.add_argument("--registry", required=True, help="device registry (YAML/JSON)")
+    ma.add_argument("--credentials", required=True, help="credentials file (JSON user -> password, kept, 0600)")
+    ma.add_argument("--acl", required=True, help="ACL file to write")
+    ma.add_argument("--passwd", required=True, help="Mosquitto password file to write (hashes)")
+    for role in ("gateway", "worker", "operator"):
+        ma.add_argument(f"--{role}-user", default=role, help=f"MQTT user of the {role} (default {role})")
+    ma.add_argument(
+        "--password-from-env",
+        action="append",
+        default=[],
+        metavar="USER=VAR",
+        help="take USER's password from environment variable VAR (say a service's secret); repeatable",
+    )
+    ma.set_defaults(func=cmd_mqtt_auth)
 
     bt = sub.add_parser("backtest", help="run a detector offline over a recorded series; JSONL out")
     bt.add_argument("--detector", required=True, help="rainfall, water_level, gas, fire, seismic, threshold, anomaly")

@@ -8,10 +8,15 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from schemas.transport import KafkaTransport, MqttTransport
 
 
-class Settings(BaseSettings):
+class Settings(MqttTransport, KafkaTransport):
+    """Every setting; the brokers' transport security (TLS, SASL) comes from the two bases, which the
+    clients built outside the process's entry points read on their own (schemas/transport.py)."""
+
     model_config = SettingsConfigDict(env_prefix="TOCSIN_", frozen=True, extra="ignore")
 
     # MQTT (devices and operators' alert topics)

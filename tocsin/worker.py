@@ -55,6 +55,7 @@ from schemas.delivery import DeliveryRecord
 from schemas.detection import LifecycleTick
 from schemas.registry import open_registry
 from schemas.telemetry import DeadmanTick
+from schemas.transport import KafkaTransport, kafka_python_kwargs, kafka_ssl_context, mqtt_tls_context
 from schemas.wire import encode
 from tocsin.logs import dict_config
 from tocsin.settings import Settings
@@ -79,8 +80,11 @@ class ConsumerLag:
         from kafka.admin import KafkaAdminClient
 
         if self._admin is None:
-            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.group}-lag")
-            self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+            security = kafka_python_kwargs()
+            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.group}-lag", **security)
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, **security
+            )
         committed = {
             (tp.topic, tp.partition): meta.offset
             for tp, meta in self._admin.list_consumer_group_offsets(self.group).items()
@@ -193,6 +197,20 @@ def patch_fetch_max_wait(ms: int) -> None:
     cls._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
+def broker_credentials(t: KafkaTransport) -> Any:
+    """Faust's (aiokafka's) Kafka credentials for the transport settings: SASL (with TLS for SASL_SSL),
+    TLS alone, or None for PLAINTEXT."""
+    ctx = kafka_ssl_context(t)
+    if t.uses_sasl:
+        return faust.SASLCredentials(
+            username=t.kafka_sasl_username,
+            password=t.kafka_sasl_password.get_secret_value(),
+            ssl_context=ctx,
+            mechanism=t.kafka_sasl_mechanism,
+        )
+    return faust.SSLCredentials(ctx) if ctx is not None else None
+
+
 def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust.App:
     patch_fetch_max_wait(settings.worker_fetch_max_wait_ms)
     registry = open_registry(settings.registry_file)
@@ -217,6 +235,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         web_stats_enabled=False,
         web_graph_enabled=False,
         table_standby_replicas=0,
+        broker_credentials=broker_credentials(settings),
     )
     det_stage = DetectorStage(DetectorEngine(rules, registry), DetectorMetrics(metrics_registry))
     alert_stage = AlertStage(
@@ -352,6 +371,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
             client_id=f"{settings.worker_id}-alerts-{socket.gethostname()}-{os.getpid()}"[:64],
             username=settings.mqtt_username,
             password=settings.mqtt_password.get_secret_value(),
+            tls=mqtt_tls_context(settings),
         )
     if settings.sms_url:
         sms = SmsAdapter(

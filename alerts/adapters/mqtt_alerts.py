@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 
 import paho.mqtt.client as mqtt
@@ -29,12 +30,15 @@ class MqttAlertAdapter:
         client_id: str = "tocsin-alerts",
         username: str = "",
         password: str = "",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._host, self._port = host, port
         self._connected = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
         if username:
             self.client.username_pw_set(username, password)
+        if tls is not None:  # verified TLS (schemas/transport.py)
+            self.client.tls_set_context(tls)
         self.client.on_connect = lambda *_a: self._connected.set()
         self.client.on_disconnect = lambda *_a: self._connected.clear()
 

@@ -9,6 +9,7 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 ALL_SERVICES=(mosquitto kafka influxdb prometheus)
 
 # Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH.
@@ -21,17 +22,20 @@ RUN_DIR=$STATE/run
 
 MQTT_PORT=${TOCSIN_MQTT_PORT:-1883}
 MQTT_SECURE_PORT=${TOCSIN_MQTT_SECURE_PORT:-1884}
+MQTT_TLS_PORT=${TOCSIN_MQTT_TLS_PORT:-8883}
+MQTT_REGISTRY=${TOCSIN_MQTT_REGISTRY:-$REPO/deploy/docker/config/registry.json}
+PKI_DIR=$STATE/pki
 KAFKA_PORT=${TOCSIN_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${TOCSIN_KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_SECURE=${TOCSIN_KAFKA_SECURE:-1}
+KAFKA_SECURE_PORT=${TOCSIN_KAFKA_SECURE_PORT:-9094}
+KAFKA_SCRAM_USER=${TOCSIN_KAFKA_SCRAM_USER:-tocsin}
 INFLUX_PORT=${TOCSIN_INFLUX_PORT:-8086}
 INFLUX_RPC_PORT=${TOCSIN_INFLUX_RPC_PORT:-$((INFLUX_PORT + 2))}
 INFLUX_DB=${TOCSIN_INFLUX_DB:-tocsin}
 PROMETHEUS_PORT=${TOCSIN_PROMETHEUS_PORT:-9090}
 declare -A MAIN_PORT=([mosquitto]=$MQTT_PORT [kafka]=$KAFKA_PORT [influxdb]=$INFLUX_PORT [prometheus]=$PROMETHEUS_PORT)
 
-MQTT_GATEWAY_PASSWORD=${TOCSIN_MQTT_GATEWAY_PASSWORD:-gateway-dev}
-MQTT_DEVICE_DEMO_PASSWORD=${TOCSIN_MQTT_DEVICE_DEMO_PASSWORD:-device-demo-dev}
-MQTT_OPERATOR_PASSWORD=${TOCSIN_MQTT_OPERATOR_PASSWORD:-operator-dev}
 
 READY_TIMEOUT=${TOCSIN_READY_TIMEOUT:-60}
 STOP_TIMEOUT=${TOCSIN_STOP_TIMEOUT:-20}
@@ -318,39 +322,102 @@ provision_mosquitto() {
     ensure_apt_tools mosquitto mosquitto_passwd mosquitto_sub mosquitto_pub
 }
 
-mosquitto_write_password_file() { # out
-    local out=$1
-    rm -f "$out.tmp"
-    (
-        umask 077
-        mosquitto_passwd -c -b "$out.tmp" gateway "$MQTT_GATEWAY_PASSWORD" &&
-            mosquitto_passwd -b "$out.tmp" device-demo "$MQTT_DEVICE_DEMO_PASSWORD" &&
-            mosquitto_passwd -b "$out.tmp" operator "$MQTT_OPERATOR_PASSWORD"
-    ) >/dev/null || die "mosquitto_passwd -b failed while generating $out"
-    mv -f "$out.tmp" "$out"
+# The harness's Python: the checkout's virtualenv if it has one, else a `tocsin` on PATH, else python3 with
+# the repository on PYTHONPATH (needs pydantic, pydantic-settings, pyyaml).
+tocsin_cli() { # args...
+    if [[ -x $REPO/.venv/bin/python ]]; then
+        "$REPO/.venv/bin/python" -m tocsin.cli "$@"
+    elif command -v tocsin >/dev/null 2>&1; then
+        tocsin "$@"
+    else
+        PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} python3 -m tocsin.cli "$@"
+    fi
+}
+
+# CA, the brokers' server certificate (127.0.0.1/localhost), client certificates for the gateway and the
+# worker, Kafka's PKCS12 keystore: made once per state dir (deploy/pki.sh), renewed when close to expiry.
+ensure_pki() {
+    mkdir -p "$LOG_DIR"
+    bash "$SCRIPT_DIR/../pki.sh" "$PKI_DIR" gateway worker >"$LOG_DIR/pki.log" 2>&1 ||
+        die_with_log "$LOG_DIR/pki.log" "deploy/pki.sh $PKI_DIR failed, see $LOG_DIR/pki.log"
+}
+
+# One MQTT user per registered device (TOCSIN_MQTT_REGISTRY) bound to its own topics, plus gateway, worker,
+# operator (tocsin/mqtt_auth.py). Passwords: TOCSIN_MQTT_<ROLE>_PASSWORD if set, else random, kept in
+# $STATE/mosquitto/credentials.json.
+mosquitto_write_auth() {
+    local dir=$STATE/mosquitto out fixed=() role var
+    for role in gateway worker operator; do
+        var=TOCSIN_MQTT_${role^^}_PASSWORD
+        [[ -z ${!var:-} ]] || fixed+=(--password-from-env "$role=$var")
+    done
+    out=$(tocsin_cli mqtt-auth --registry "$MQTT_REGISTRY" --credentials "$dir/credentials.json" \
+        --acl "$dir/acl" --passwd "$dir/passwd" "${fixed[@]}" 2>&1) ||
+        die "mosquitto: tocsin mqtt-auth (ACL and passwords from $MQTT_REGISTRY) failed: $out"
+}
+
+mosquitto_render() { # out
+    render "$SCRIPT_DIR/mosquitto/mosquitto.conf" "$1" \
+        "MQTT_PORT=$MQTT_PORT" "MQTT_SECURE_PORT=$MQTT_SECURE_PORT" "MQTT_TLS_PORT=$MQTT_TLS_PORT" \
+        "RUN_USER=$(id -un)" "PERSISTENCE_DIR=$STATE/mosquitto/data" "PASSWORD_FILE=$STATE/mosquitto/passwd" \
+        "ACL_FILE=$STATE/mosquitto/acl" "PKI_DIR=$PKI_DIR"
 }
 
 start_mosquitto() {
     local dir=$STATE/mosquitto
-    ensure_ports_free mosquitto "TOCSIN_MQTT_PORT / TOCSIN_MQTT_SECURE_PORT" "$MQTT_PORT" "$MQTT_SECURE_PORT"
+    ensure_ports_free mosquitto "TOCSIN_MQTT_PORT / TOCSIN_MQTT_SECURE_PORT / TOCSIN_MQTT_TLS_PORT" \
+        "$MQTT_PORT" "$MQTT_SECURE_PORT" "$MQTT_TLS_PORT"
     mkdir -p "$dir/data"
-    mosquitto_write_password_file "$dir/passwd"
-    render "$SCRIPT_DIR/mosquitto/mosquitto.conf" "$dir/mosquitto.conf" \
-        "MQTT_PORT=$MQTT_PORT" "MQTT_SECURE_PORT=$MQTT_SECURE_PORT" "RUN_USER=$(id -un)" \
-        "PERSISTENCE_DIR=$dir/data" "PASSWORD_FILE=$dir/passwd" "ACL_FILE=$SCRIPT_DIR/mosquitto/acl"
+    ensure_pki
+    mosquitto_write_auth
+    mosquitto_render "$dir/mosquitto.conf"
     start_daemon mosquitto mosquitto -c "$dir/mosquitto.conf"
+}
+
+# A running broker whose configuration (ports, listeners) differs from what would be rendered now was
+# started by an older harness: say why, and it is restarted.
+stale_config_mosquitto() {
+    local cur=$STATE/mosquitto/mosquitto.conf
+    mosquitto_render "$cur.new"
+    if cmp -s "$cur" "$cur.new"; then
+        rm -f "$cur.new"
+        return 1
+    fi
+    rm -f "$cur.new"
+    printf 'configuration changed (listeners/ports)'
+}
+
+# Registry or passwords may have changed: regenerate the ACL and password file and reload (SIGHUP).
+after_ready_mosquitto() {
+    local pid
+    ensure_pki
+    mosquitto_write_auth
+    pid=$(svc_pid mosquitto) && kill -HUP "$pid"
 }
 
 ready_mosquitto() {
     # shellcheck disable=SC2016 # $SYS is a literal MQTT topic
-    port_open "$MQTT_PORT" &&
+    port_open "$MQTT_PORT" && port_open "$MQTT_TLS_PORT" &&
         mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t '$SYS/broker/version' -C 1 -W 5 >/dev/null 2>&1
 }
 
+credential() { # user -> password from the credentials file
+    tocsin_py -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
+        "$STATE/mosquitto/credentials.json" "$1"
+}
+
+tocsin_py() {
+    if [[ -x $REPO/.venv/bin/python ]]; then "$REPO/.venv/bin/python" "$@"; else python3 "$@"; fi
+}
+
 check_mosquitto() {
-    local topic=tocsin/v1/site-a/sensor/device-demo/check out
+    local out dev topic gw_pw dev_pw tls=(--cafile "$PKI_DIR/ca.crt")
+    # the first device of the registry, and its own telemetry topic
+    read -r dev topic < <(tocsin_py -c 'import json,sys; d=json.load(open(sys.argv[1]))["devices"][0]; print(d["device_id"], "tocsin/v1/%s/%s/%s/telemetry" % (d["family"], d["site"], d["device_id"]))' "$MQTT_REGISTRY") ||
+        die "mosquitto: no device in $MQTT_REGISTRY"
     local sub=(mosquitto_sub -h 127.0.0.1 -C 1 -W 5 -t "$topic")
     local pub=(mosquitto_pub -h 127.0.0.1 -t "$topic" -q 1)
+    gw_pw=$(credential gateway) && dev_pw=$(credential "$dev") || die "mosquitto: credentials missing"
     # anonymous round trip on the open listener
     out=$(
         "${sub[@]}" -p "$MQTT_PORT" &
@@ -359,19 +426,23 @@ check_mosquitto() {
         wait
     ) || true
     [[ $out == anon-ok ]] || die "mosquitto: anonymous pub/sub round trip on :$MQTT_PORT failed (got '$out')"
-    # secure listener: anonymous must be refused
+    # secure listeners: anonymous must be refused
     if mosquitto_pub -h 127.0.0.1 -p "$MQTT_SECURE_PORT" -t "$topic" -m x >/dev/null 2>&1; then
         die "mosquitto: secure listener :$MQTT_SECURE_PORT accepted an anonymous client"
     fi
-    # gateway reads what device-demo writes below its own id
+    if mosquitto_pub -h 127.0.0.1 -p "$MQTT_TLS_PORT" "${tls[@]}" -t "$topic" -m x >/dev/null 2>&1; then
+        die "mosquitto: TLS listener :$MQTT_TLS_PORT accepted an anonymous client"
+    fi
+    # over TLS (certificate verified), the gateway reads what a device writes on its own topic
     out=$(
-        "${sub[@]}" -p "$MQTT_SECURE_PORT" -u gateway -P "$MQTT_GATEWAY_PASSWORD" &
+        "${sub[@]}" -p "$MQTT_TLS_PORT" "${tls[@]}" -u gateway -P "$gw_pw" &
         sleep 0.5
-        "${pub[@]}" -p "$MQTT_SECURE_PORT" -u device-demo -P "$MQTT_DEVICE_DEMO_PASSWORD" -m auth-ok
+        "${pub[@]}" -p "$MQTT_TLS_PORT" "${tls[@]}" -u "$dev" -P "$dev_pw" -m tls-ok
         wait
     ) || true
-    [[ $out == auth-ok ]] || die "mosquitto: device-demo -> gateway round trip on :$MQTT_SECURE_PORT failed (got '$out')"
-    info "mosquitto: OK (anonymous :$MQTT_PORT round trip; :$MQTT_SECURE_PORT refuses anonymous, gateway reads device-demo)"
+    [[ $out == tls-ok ]] || die "mosquitto: $dev -> gateway round trip over TLS on :$MQTT_TLS_PORT failed (got '$out')"
+    info "mosquitto: OK (anonymous :$MQTT_PORT round trip; :$MQTT_SECURE_PORT and TLS :$MQTT_TLS_PORT refuse" \
+        "anonymous; over TLS the gateway reads $dev)"
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -405,8 +476,69 @@ kafka_identity() {
     grep -E '^(process\.roles|node\.id|controller\.quorum\.voters)=' "$STATE/kafka/server.properties"
 }
 
+# SCRAM password of the harness's Kafka user: TOCSIN_KAFKA_SCRAM_PASSWORD, else random, kept in the state dir.
+kafka_scram_password() {
+    local f=$STATE/kafka/scram.password
+    if [[ -n ${TOCSIN_KAFKA_SCRAM_PASSWORD:-} ]]; then
+        printf '%s' "$TOCSIN_KAFKA_SCRAM_PASSWORD"
+        return 0
+    fi
+    if [[ ! -s $f ]]; then
+        mkdir -p "$STATE/kafka"
+        (umask 077 && openssl rand -hex 24 >"$f.tmp" && mv -f "$f.tmp" "$f") || die "kafka: cannot write $f"
+    fi
+    tr -d '\n' <"$f"
+}
+
+# What the broker's SCRAM store should hold (user and a hash of the password), to know when to update it.
+kafka_scram_marker() {
+    printf '%s:%s\n' "$KAFKA_SCRAM_USER" "$(kafka_scram_password | sha256sum | cut -c 1-64)"
+}
+
+kafka_render() { # out
+    local listener="" settings="# SASL_SSL listener off (TOCSIN_KAFKA_SECURE=0)"
+    if [[ $KAFKA_SECURE == 1 ]]; then
+        ensure_pki
+        listener=",SASL_SSL://127.0.0.1:$KAFKA_SECURE_PORT"
+        settings="sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$PKI_DIR/kafka.p12
+listener.name.sasl_ssl.ssl.keystore.password=$(<"$PKI_DIR/kafka.p12.password")"
+    fi
+    render "$SCRIPT_DIR/kafka/server.properties" "$1" \
+        "KAFKA_PORT=$KAFKA_PORT" "KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "KAFKA_LOG_DIR=$KAFKA_DATA" \
+        "KAFKA_SECURE_LISTENER=$listener" "KAFKA_SECURE_SETTINGS=$settings"
+    chmod 600 "$1"
+}
+
+stale_config_kafka() {
+    local cur=$STATE/kafka/server.properties
+    kafka_render "$cur.new"
+    if cmp -s "$cur" "$cur.new"; then
+        rm -f "$cur.new"
+        return 1
+    fi
+    rm -f "$cur.new"
+    printf 'configuration changed (listeners/ports, TOCSIN_KAFKA_SECURE)'
+}
+
+# The SCRAM user must exist in the cluster's metadata: formatting adds it; a log dir formatted without it
+# (an older harness, or a changed password) gets it through the admin API on the PLAINTEXT listener.
+after_ready_kafka() {
+    [[ $KAFKA_SECURE == 1 ]] || return 0
+    local marker=$KAFKA_DATA/.tocsin-scram clog=$LOG_DIR/kafka-scram.log
+    cmp -s <(kafka_scram_marker) "$marker" && return 0
+    kafka_java kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+        --add-config "SCRAM-SHA-512=[iterations=8192,password=$(kafka_scram_password)]" \
+        --entity-type users --entity-name "$KAFKA_SCRAM_USER" >"$clog" 2>&1 ||
+        die_with_log "$clog" "kafka: could not create SCRAM user $KAFKA_SCRAM_USER, see $clog"
+    kafka_scram_marker >"$marker"
+    info "kafka: SCRAM-SHA-512 user $KAFKA_SCRAM_USER set"
+}
+
 kafka_format() {
-    local dir=$STATE/kafka flog=$LOG_DIR/kafka-format.log cluster_id
+    local dir=$STATE/kafka flog=$LOG_DIR/kafka-format.log cluster_id scram=()
     if [[ -s $dir/cluster.id ]]; then
         cluster_id=$(<"$dir/cluster.id")
     else
@@ -415,10 +547,13 @@ kafka_format() {
             die_with_log "$flog" "kafka: StorageTool random-uuid failed (got '$cluster_id'), see $flog"
         printf '%s\n' "$cluster_id" >"$dir/cluster.id"
     fi
+    [[ $KAFKA_SECURE != 1 ]] ||
+        scram=(--add-scram "SCRAM-SHA-512=[name=$KAFKA_SCRAM_USER,iterations=8192,password=$(kafka_scram_password)]")
     kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
-        --ignore-formatted >>"$flog" 2>&1 ||
+        --ignore-formatted "${scram[@]}" >>"$flog" 2>&1 ||
         die_with_log "$flog" "kafka: StorageTool format failed, see $flog"
     kafka_identity >"$KAFKA_DATA/.tocsin-identity"
+    [[ $KAFKA_SECURE != 1 ]] || kafka_scram_marker >"$KAFKA_DATA/.tocsin-scram"
     KAFKA_FRESH=1
     info "kafka: formatted $KAFKA_DATA (cluster id $cluster_id)"
 }
@@ -431,8 +566,7 @@ kafka_wipe() { # reason
 kafka_prepare() {
     local dir=$STATE/kafka
     mkdir -p "$dir" "$LOG_DIR"
-    render "$SCRIPT_DIR/kafka/server.properties" "$dir/server.properties" \
-        "KAFKA_PORT=$KAFKA_PORT" "KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "KAFKA_LOG_DIR=$KAFKA_DATA"
+    kafka_render "$dir/server.properties"
     if [[ -f $KAFKA_DATA/meta.properties ]] &&
         ! cmp -s <(kafka_identity) "$KAFKA_DATA/.tocsin-identity"; then
         kafka_wipe "node id / controller quorum changed since the log dir was formatted"
@@ -474,7 +608,9 @@ after_stop_kafka() { # killed(0/1)
 }
 
 start_kafka() {
-    ensure_ports_free kafka "TOCSIN_KAFKA_PORT / TOCSIN_KAFKA_CONTROLLER_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+    local ports=("$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT")
+    [[ $KAFKA_SECURE != 1 ]] || ports+=("$KAFKA_SECURE_PORT")
+    ensure_ports_free kafka "TOCSIN_KAFKA_PORT / TOCSIN_KAFKA_CONTROLLER_PORT / TOCSIN_KAFKA_SECURE_PORT" "${ports[@]}"
     kafka_prepare
     local extra_opts=() cds
     read -r -a extra_opts <<<"${TOCSIN_KAFKA_JVM_OPTS:-}"
@@ -487,7 +623,7 @@ start_kafka() {
 }
 
 ready_kafka() {
-    port_open "$KAFKA_PORT" &&
+    port_open "$KAFKA_PORT" && { [[ $KAFKA_SECURE != 1 ]] || port_open "$KAFKA_SECURE_PORT"; } &&
         kcat -L -b "127.0.0.1:$KAFKA_PORT" -m 5 2>/dev/null | grep -q '^ *broker 1 at '
 }
 
@@ -626,8 +762,11 @@ check_prometheus() {
 
 svc_ports() {
     case $1 in
-        mosquitto) printf '%s,%s(auth)' "$MQTT_PORT" "$MQTT_SECURE_PORT" ;;
-        kafka) printf '%s,%s(controller)' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ;;
+        mosquitto) printf '%s,%s(auth),%s(tls)' "$MQTT_PORT" "$MQTT_SECURE_PORT" "$MQTT_TLS_PORT" ;;
+        kafka)
+            printf '%s,%s(controller)' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+            [[ $KAFKA_SECURE != 1 ]] || printf ',%s(sasl_ssl)' "$KAFKA_SECURE_PORT"
+            ;;
         influxdb) printf '%s,%s(rpc)' "$INFLUX_PORT" "$INFLUX_RPC_PORT" ;;
         prometheus) printf '%s' "$PROMETHEUS_PORT" ;;
     esac
@@ -638,6 +777,10 @@ cmd_provision() {
     info "provision: ok ($*)"
 }
 
+after_ready() { # svc
+    if declare -F "after_ready_$1" >/dev/null; then "after_ready_$1"; fi
+}
+
 # Start those of the given services that are not running yet, then poll every pending one until it is
 # ready. Each service's time is measured from its own start.
 start_and_wait() { # svc...
@@ -645,8 +788,14 @@ start_and_wait() { # svc...
     local -A t0=() deadline=()
     for svc in "$@"; do
         t0[$svc]=$(now_us)
-        if pid=$(svc_pid "$svc"); then
+        if pid=$(svc_pid "$svc") && declare -F "stale_config_$svc" >/dev/null &&
+            reason=$("stale_config_$svc"); then
+            info "$svc: running (pid $pid) but $reason: restarting it"
+            stop_pid "$svc" "$pid"
+            "start_$svc"
+        elif pid=$(svc_pid "$svc"); then
             if "ready_$svc"; then
+                after_ready "$svc"
                 info "$svc: already running (pid $pid) and ready, nothing to do"
                 continue
             fi
@@ -671,6 +820,7 @@ start_and_wait() { # svc...
                 fi
                 fail_start "$svc" "exited during startup, see $(log_file "$svc")"
             elif "ready_$svc"; then
+                after_ready "$svc"
                 info "$svc ready in $(secs_since "${t0[$svc]}") s (pid $(svc_pid "$svc"), port $(svc_ports "$svc"))"
             elif ((SECONDS >= deadline[$svc])); then
                 pid=$(svc_pid "$svc" 2>/dev/null) && stop_pid "$svc" "$pid" >&2
@@ -736,11 +886,20 @@ cmd_env() {
         TOCSIN_MQTT_HOST 127.0.0.1 \
         TOCSIN_MQTT_PORT "$MQTT_PORT" \
         TOCSIN_MQTT_SECURE_PORT "$MQTT_SECURE_PORT" \
+        TOCSIN_MQTT_TLS_PORT "$MQTT_TLS_PORT" \
+        TOCSIN_MQTT_CREDENTIALS "$STATE/mosquitto/credentials.json" \
+        TOCSIN_PKI_DIR "$PKI_DIR" \
         TOCSIN_KAFKA_BOOTSTRAP "127.0.0.1:$KAFKA_PORT" \
         TOCSIN_INFLUX_URL "http://127.0.0.1:$INFLUX_PORT" \
         TOCSIN_INFLUX_BUCKET "$INFLUX_DB" \
         TOCSIN_INFLUX_ORG - \
         TOCSIN_PROMETHEUS_URL "http://127.0.0.1:$PROMETHEUS_PORT"
+    if [[ $KAFKA_SECURE == 1 ]]; then
+        printf 'export %s=%q\n' \
+            TOCSIN_KAFKA_SECURE_BOOTSTRAP "127.0.0.1:$KAFKA_SECURE_PORT" \
+            TOCSIN_KAFKA_SCRAM_USER "$KAFKA_SCRAM_USER" \
+            TOCSIN_KAFKA_SCRAM_PASSWORD_FILE "$STATE/kafka/scram.password"
+    fi
 }
 
 main() {

@@ -151,7 +151,9 @@ def test_every_bind_mount_exists_and_every_named_volume_is_declared(compose: dic
     declared = set(compose.get("volumes") or {})
     for name, svc in compose["services"].items():
         for host, _ in bind_mounts(svc):
-            assert host.exists(), f"{name}: {host} does not exist"
+            # deploy/pki/ is made on the host by deploy/pki.sh (private keys: never in the repository)
+            generated = host == DEPLOY / "pki" or DEPLOY / "pki" in host.parents
+            assert host.exists() or generated, f"{name}: {host} does not exist"
             assert REPO in host.parents, f"{name}: {host} is outside the repository"
         for vol in svc.get("volumes", []):
             source = vol.split(":")[0] if isinstance(vol, str) else vol.get("source", "")
@@ -180,12 +182,19 @@ def test_env_files_exist_and_the_example_has_no_real_secrets(services: dict[str,
 
 # Which secrets each service may see (docs/security.md, "Secrets"): nothing more.
 SECRET_NEEDS = {
-    "mosquitto-passwd": {"TOCSIN_MQTT_PASSWORD", "MQTT_OPERATOR_PASSWORD", "MQTT_DEVICE_DEMO_PASSWORD"},
+    "mqtt-auth": {"MQTT_GATEWAY_PASSWORD", "MQTT_WORKER_PASSWORD", "MQTT_OPERATOR_PASSWORD"},
+    "kafka": {"KAFKA_SCRAM_PASSWORD"},
     "influxdb": {"INFLUXDB_ADMIN_PASSWORD", "INFLUXDB_USER_PASSWORD"},
     "grafana": {"GF_SECURITY_ADMIN_PASSWORD", "TOCSIN_INFLUX_TOKEN"},
-    "gateway": {"TOCSIN_MQTT_PASSWORD", "TOCSIN_INFLUX_TOKEN"},
-    "worker": {"TOCSIN_MQTT_PASSWORD", "TOCSIN_SMS_API_KEY", "TOCSIN_SMS_CALLBACK_SECRET", "TOCSIN_BROADCAST_API_KEY"},
-    "operator-api": set(),
+    "gateway": {"MQTT_GATEWAY_PASSWORD", "KAFKA_SCRAM_PASSWORD", "TOCSIN_INFLUX_TOKEN"},
+    "worker": {
+        "MQTT_WORKER_PASSWORD",
+        "KAFKA_SCRAM_PASSWORD",
+        "TOCSIN_SMS_API_KEY",
+        "TOCSIN_SMS_CALLBACK_SECRET",
+        "TOCSIN_BROADCAST_API_KEY",
+    },
+    "operator-api": {"KAFKA_SCRAM_PASSWORD"},
     "sms-gateway": {"TOCSIN_SMS_API_KEY", "TOCSIN_SMS_CALLBACK_SECRET"},
     "broadcast-platform": {"TOCSIN_BROADCAST_API_KEY"},
 }
@@ -267,33 +276,35 @@ def test_workers_reach_the_emulators_by_service_name(services: dict[str, dict[st
 # --------------------------------------------------------------------------- mosquitto
 
 
-def test_mosquitto_config_acl_and_password_file_line_up(services: dict[str, dict[str, Any]]) -> None:
+def test_mosquitto_is_tls_only_with_acl_and_passwords_generated_from_the_registry(
+    services: dict[str, dict[str, Any]],
+) -> None:
     broker = services["mosquitto"]
     conf_path = host_path(broker, "/mosquitto/config/mosquitto.conf")
     assert conf_path is not None and conf_path.is_file()
     conf = dict(line.split(None, 1) for line in conf_path.read_text().splitlines() if line.strip() and line[0] != "#")
-    assert conf["allow_anonymous"] == "false" and conf["listener"].split()[0] == "1883"
-    acl_path = host_path(broker, conf["acl_file"])
-    assert acl_path is not None and acl_path.is_file()
-    # the password file lives in the volume the init service writes
-    passwd_dir = str(PurePosixPath(conf["password_file"]).parent)
+    assert conf["allow_anonymous"] == "false" and conf["listener"].split() == ["8883"]
+    assert [p.split(":")[-1] for p in broker["ports"]] == ["8883"]
+    # ACL, password file and certificate live in the volume that the mqtt-auth job writes
     vols = {v.split(":")[1]: v.split(":")[0] for v in broker["volumes"]}
-    init = services["mosquitto-passwd"]
+    init = services["mqtt-auth"]
     init_vols = {v.split(":")[0]: v.split(":")[1] for v in init["volumes"]}
-    assert init_vols[vols[passwd_dir]] == passwd_dir
+    for key in ("acl_file", "password_file", "cafile", "certfile", "keyfile"):
+        directory = str(PurePosixPath(conf[key]).parent)
+        assert init_vols[vols[directory]] == directory, key
     script = command_text(init)
-    users = set(re.findall(r"mosquitto_passwd (?:-c )?-b \"\$\$f\" ([a-z-]+) ", script))
-    acl_users = set(re.findall(r"^user (\S+)$", acl_path.read_text(), flags=re.M))
-    assert acl_users <= users
+    assert "tocsin mqtt-auth --registry /etc/tocsin/registry.json" in script
+    assert host_path(init, "/etc/tocsin/registry.json") is not None
     secrets = {k for path in env_files(init) for k in env_file_vars(path)}
-    for var in re.findall(r"\$\$([A-Z_]+)", script):
-        assert var in secrets or var == "f", var
-    # the Tocsin services' MQTT user may read the devices' topics and write the alert topics
-    acl = acl_path.read_text()
-    user = environment(services["gateway"])["TOCSIN_MQTT_USERNAME"]
-    assert user in users
-    block = acl.split(f"user {user}\n", 1)[1].split("\n\n", 1)[0]
-    assert "topic read tocsin/v1/#" in block and "topic write tocsin/v1/alerts/#" in block
+    for _user, var in re.findall(r"--password-from-env (\w+)=(\w+)", script):
+        assert var in secrets, var
+    # each Tocsin service connects over TLS as its own user
+    for name, user in (("gateway", "gateway"), ("worker", "worker")):
+        text = command_text(services[name])
+        assert f"TOCSIN_MQTT_USERNAME={user}" in text
+        assert f"--password-from-env {user}=" in script
+        assert environment(services[name])["TOCSIN_MQTT_PORT"] == "8883"
+        assert environment(services[name])["TOCSIN_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
 
 
 # --------------------------------------------------------------------------- prometheus
