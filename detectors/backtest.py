@@ -184,11 +184,10 @@ def _threshold(path: Path, params: dict[str, str]) -> Iterator[dict[str, Any]]:
 
 
 def _anomaly(path: Path, params: dict[str, str]) -> Iterator[dict[str, Any]]:
-    from detectors.kernels.anomaly import AnomalyParams, AnomalyScorer
+    from detectors.kernels.anomaly import EnsembleParams, EnsembleScorer
 
-    p = AnomalyParams.from_mapping(params)
     threshold = float(params.get("threshold", 0.9))
-    scorer = AnomalyScorer(p)
+    scorer = EnsembleScorer(EnsembleParams.from_mapping({k: v for k, v in params.items() if k != "threshold"}))
     active, onset = False, None
     for row in read_rows(path):
         if not isinstance(row, Row) or row.value is None:

@@ -15,19 +15,20 @@ Per file (timestamps ``t[i]``, detector scores ``s[i]`` in [0, 1], anomaly windo
   window before the row (negative values, falling to -1; ``x > 3`` gives -1 exactly); before the
   first window of the file -1.
 * At a threshold ``th`` the detections are the scored rows with ``s >= th``. A window with at least
-  one detection counts ``A_TP * sigma`` of its *earliest* detection (the largest value, since sigma
-  falls through the window); a window without one counts ``-A_FN``; each detection outside every
+  one detection counts ``A_TP * sigma / sigma(-1)`` of its *earliest* detection (the largest value,
+  since sigma falls through the window; the division makes a detection on the window's first row
+  worth exactly ``A_TP``); a window without one counts ``-A_FN``; each detection outside every
   window counts ``A_FP * sigma`` (``A_FP`` > 0 here, sigma < 0, so a penalty of up to ``A_FP``).
 * One threshold for the whole corpus: the sum over files is evaluated at every distinct score
   (and above all of them, i.e. never alerting), and the best sum is kept.
-* Normalised: ``100 * (best - null) / (perfect - null)``, ``null = -A_FN * windows`` (never
-  alerting), ``perfect = A_TP * sigma(-1) * windows``... see ``PERFECT`` below: NAB's perfect
-  detector alerts on each window's first row.
+* Normalised: ``100 * (best - null) / (perfect - null)`` with ``null = -A_FN * windows`` (never
+  alerting) and ``perfect = A_TP * windows`` (every window caught on its first row).
 
 Profiles (TP, FP, FN weights): standard (1, 0.11, 1), reward_low_FP (1, 0.22, 1),
 reward_low_FN (1, 0.11, 2).
 
-Usage: ``python -m tests.bench.nab --nab-dir <dir> [--results <dir>/results/windowedGaussian]``.
+Usage: ``python -m tests.bench.nab --nab-dir <dir> [--detector windowedGaussian]`` scores the
+result files in ``<dir>/results/<detector>/``.
 """
 
 from __future__ import annotations
