@@ -311,7 +311,7 @@ def score_series(ts: ArrayLike, xs: ArrayLike, params: AnomalyParams | None = No
 # * suppression: for ``suppress_n`` samples after a score >= ``alarm_score`` the score is 0 (one
 #   event, one alarm).
 
-_FEATURES = ("short", "resid", "resid_short")
+_WEEK_S = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -327,11 +327,14 @@ class EnsembleParams:
     bin_alpha: float = 0.05  # weight floor of a bin's EWMA
     min_bin_n: int = 3
     warmup_n: int = 100  # samples scored 0 at the start (the statistics still learn)
-    suppress_n: int = 250  # samples scored 0 after an alarm
-    alarm_score: float = 0.3  # a score at least this starts the suppression
+    suppress_n: int = 200  # samples scored 0 after an alarm
+    alarm_score: float = 0.01  # a score at least this starts the suppression
     w_short: float = 1.0  # weights of the feature ratios (0 switches a feature off)
     w_resid: float = 1.0
     w_resid_short: float = 1.0
+    week_bins: int = 336  # bins of the day-of-week profile (7 x 48 half-hours); 0 disables it
+    w_week: float = 0.0
+    w_week_short: float = 1.0
 
     def __post_init__(self) -> None:
         checks = (
@@ -351,6 +354,9 @@ class EnsembleParams:
             ("w_short", self.w_short >= 0),
             ("w_resid", self.w_resid >= 0),
             ("w_resid_short", self.w_resid_short >= 0),
+            ("week_bins", self.week_bins >= 0),
+            ("w_week", self.w_week >= 0),
+            ("w_week_short", self.w_week_short >= 0),
         )
         for name, ok in checks:
             value = getattr(self, name)
@@ -379,13 +385,16 @@ class EnsembleScorer:
         self.since_alarm = -1  # samples since the last alarm, -1 for none in suppression
         self.buf = [0.0] * p.short_n  # last values (ring, position n % short_n)
         self.rbuf = [0.0] * p.short_n  # last residuals
-        self.mean = [0.0, 0.0, 0.0]
-        self.var = [0.0, 0.0, 0.0]
-        self.peak = [0.0, 0.0, 0.0]
+        self.wbuf = [0.0] * p.short_n  # last residuals from the weekly profile
+        self.mean = [0.0] * 5
+        self.var = [0.0] * 5
+        self.peak = [0.0] * 5
         self.profile = [0.0] * p.n_bins
         self.profile_n = [0] * p.n_bins
+        self.week = [0.0] * p.week_bins
+        self.week_n = [0] * p.week_bins
         self._decay = math.exp(-1.0 / p.peak_n)
-        self._weights = (p.w_short, p.w_resid, p.w_resid_short)
+        self._weights = (p.w_short, p.w_resid, p.w_resid_short, p.w_week, p.w_week_short)
 
     def step(self, t_epoch_s: float, x: float) -> AnomalyPoint:
         """Score one sample and absorb it."""
@@ -409,12 +418,21 @@ class EnsembleScorer:
                 resid = x - base
         rbuf = self.rbuf
         rbuf[j] = resid
-        feats = (short, resid, sum(rbuf) / (n if n < w else w))
+        wb = -1
+        wresid = 0.0
+        if p.week_bins:
+            wb = min(int((t % _WEEK_S) * p.week_bins / _WEEK_S), p.week_bins - 1)
+            if self.week_n[wb] >= p.min_bin_n:
+                wresid = x - self.week[wb]
+        wbuf = self.wbuf
+        wbuf[j] = wresid
+        m = n if n < w else w
+        feats = (short, resid, sum(rbuf) / m, wresid, sum(wbuf) / m)
         a = max(1.0 / n, 1.0 / p.long_n)
         mean, var, peak = self.mean, self.var, self.peak
         best = zmax = 0.0
         learn_peak = n > p.warmup_n // 2
-        for i in range(3):
+        for i in range(5):
             f = feats[i]
             if n == 1:
                 mean[i] = f
@@ -440,6 +458,9 @@ class EnsembleScorer:
         if b >= 0:
             self.profile_n[b] += 1
             self.profile[b] += max(1.0 / self.profile_n[b], p.bin_alpha) * (x - self.profile[b])
+        if wb >= 0:
+            self.week_n[wb] += 1
+            self.week[wb] += max(1.0 / self.week_n[wb], p.bin_alpha) * (x - self.week[wb])
         score = -math.expm1(-p.k * (best - 1.0)) if (best > 1.0 and n > p.warmup_n) else 0.0
         if self.since_alarm >= 0:
             self.since_alarm += 1
@@ -471,6 +492,9 @@ class EnsembleScorer:
             "since_alarm": self.since_alarm,
             "buf": list(self.buf),
             "rbuf": list(self.rbuf),
+            "wbuf": list(self.wbuf),
+            "week": list(self.week),
+            "week_n": list(self.week_n),
             "mean": list(self.mean),
             "var": list(self.var),
             "peak": list(self.peak),
@@ -483,12 +507,15 @@ class EnsembleScorer:
         """Restore a scorer; ``params`` override the stored ones but must keep ``short_n`` and ``n_bins``."""
         obj = cls(params or EnsembleParams.from_mapping(d["params"]))
         p = obj.params
-        if len(d["buf"]) != p.short_n or len(d["profile"]) != p.n_bins:
-            raise ValueError("stored state does not fit short_n / n_bins of the params")
+        if len(d["buf"]) != p.short_n or len(d["profile"]) != p.n_bins or len(d["week"]) != p.week_bins:
+            raise ValueError("stored state does not fit short_n / n_bins / week_bins of the params")
         obj.n = int(d["n"])
         obj.since_alarm = int(d["since_alarm"])
         obj.buf = [float(v) for v in d["buf"]]
         obj.rbuf = [float(v) for v in d["rbuf"]]
+        obj.wbuf = [float(v) for v in d["wbuf"]]
+        obj.week = [float(v) for v in d["week"]]
+        obj.week_n = [int(v) for v in d["week_n"]]
         obj.mean = [float(v) for v in d["mean"]]
         obj.var = [float(v) for v in d["var"]]
         obj.peak = [float(v) for v in d["peak"]]
