@@ -49,11 +49,12 @@ class Row:
 
 
 def _parse_ts(text: str) -> datetime:
-    try:
-        t = float(text)
-        return datetime.fromtimestamp(t, UTC)
-    except ValueError:
-        pass
+    if ":" not in text:  # an ISO time has one; epoch seconds never do (and a failed float() is slow)
+        try:
+            t = float(text)
+            return datetime.fromtimestamp(t, UTC)
+        except ValueError:
+            pass
     ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 

@@ -326,7 +326,7 @@ class EnsembleParams:
     period_s: float = 86400.0
     bin_alpha: float = 0.05  # weight floor of a bin's EWMA
     min_bin_n: int = 3
-    warmup_n: int = 100  # samples scored 0 at the start (the statistics still learn)
+    warmup_n: int = 200  # samples scored 0 at the start (the statistics still learn)
     suppress_n: int = 200  # samples scored 0 after an alarm
     alarm_score: float = 0.01  # a score at least this starts the suppression
     w_short: float = 1.0  # weights of the feature ratios (0 switches a feature off)
@@ -394,7 +394,10 @@ class EnsembleScorer:
         self.week = [0.0] * p.week_bins
         self.week_n = [0] * p.week_bins
         self._decay = math.exp(-1.0 / p.peak_n)
+        self.sums = [0.0, 0.0, 0.0]
         self._weights = (p.w_short, p.w_resid, p.w_resid_short, p.w_week, p.w_week_short)
+        self._active = tuple(i for i in range(5) if self._weights[i] > 0.0)
+        self._a_long = 1.0 / p.long_n
 
     def step(self, t_epoch_s: float, x: float) -> AnomalyPoint:
         """Score one sample and absorb it."""
@@ -405,62 +408,72 @@ class EnsembleScorer:
         w = p.short_n
         j = self.n % w
         self.n = n = self.n + 1
+        m = n if n < w else w
+        sums = self.sums  # running sums of the three rings (stored, so restores are exact)
         buf = self.buf
+        sums[0] += x - buf[j]
         buf[j] = x
-        short = sum(buf) / (n if n < w else w)
-        b = -1
-        resid = 0.0
         base = self.mean[0]
+        resid = 0.0
+        b = -1
         if p.n_bins:
-            b = min(int((t % p.period_s) * p.n_bins / p.period_s), p.n_bins - 1)
+            b = int((t % p.period_s) * p.n_bins / p.period_s)
+            b = b if b < p.n_bins else p.n_bins - 1
             if self.profile_n[b] >= p.min_bin_n:
                 base = self.profile[b]
                 resid = x - base
         rbuf = self.rbuf
+        sums[1] += resid - rbuf[j]
         rbuf[j] = resid
         wb = -1
         wresid = 0.0
         if p.week_bins:
-            wb = min(int((t % _WEEK_S) * p.week_bins / _WEEK_S), p.week_bins - 1)
+            wb = int((t % _WEEK_S) * p.week_bins / _WEEK_S)
+            wb = wb if wb < p.week_bins else p.week_bins - 1
             if self.week_n[wb] >= p.min_bin_n:
                 wresid = x - self.week[wb]
         wbuf = self.wbuf
+        sums[2] += wresid - wbuf[j]
         wbuf[j] = wresid
-        m = n if n < w else w
-        feats = (short, resid, sum(rbuf) / m, wresid, sum(wbuf) / m)
-        a = max(1.0 / n, 1.0 / p.long_n)
-        mean, var, peak = self.mean, self.var, self.peak
+        feats = (sums[0] / m, resid, sums[1] / m, wresid, sums[2] / m)
+        a = 1.0 / n
+        if a < self._a_long:
+            a = self._a_long
+        mean, var, peak, weights = self.mean, self.var, self.peak, self._weights
         best = zmax = 0.0
         learn_peak = n > p.warmup_n // 2
-        for i in range(5):
+        clip, floor_z, decay = p.clip, p.floor_z, self._decay
+        for i in self._active:
             f = feats[i]
             if n == 1:
                 mean[i] = f
                 continue
-            sd = math.sqrt(var[i])
+            v = var[i]
             r = f - mean[i]
-            z = abs(r) / sd if sd > 0.0 else (0.0 if r == 0.0 else math.inf)
-            if z > zmax and math.isfinite(z):
-                zmax = z
-            wt = self._weights[i]
-            if wt > 0.0:
-                ratio = wt * z / max(peak[i], p.floor_z)
+            if v > 0.0:
+                sd = math.sqrt(v)
+                z = abs(r) / sd
+                if z > zmax:
+                    zmax = z
+                pk = peak[i]
+                ratio = weights[i] * z / (pk if pk > floor_z else floor_z)
                 if ratio > best:
                     best = ratio
-            lim = p.clip * sd
-            if sd > 0.0:
+                lim = clip * sd
                 r = lim if r > lim else (-lim if r < -lim else r)
+                if learn_peak:
+                    pk *= decay
+                    peak[i] = z if z > pk else pk
+            elif r != 0.0:
+                best = math.inf  # the first spread ever seen: unbounded novelty, capped to 1 below
             mean[i] += a * r
-            var[i] += a * (r * r - var[i])
-            if learn_peak and math.isfinite(z):
-                pk = peak[i] * self._decay
-                peak[i] = z if z > pk else pk
+            var[i] = v + a * (r * r - v)
         if b >= 0:
-            self.profile_n[b] += 1
-            self.profile[b] += max(1.0 / self.profile_n[b], p.bin_alpha) * (x - self.profile[b])
+            cnt = self.profile_n[b] = self.profile_n[b] + 1
+            self.profile[b] += max(1.0 / cnt, p.bin_alpha) * (x - self.profile[b])
         if wb >= 0:
-            self.week_n[wb] += 1
-            self.week[wb] += max(1.0 / self.week_n[wb], p.bin_alpha) * (x - self.week[wb])
+            cnt = self.week_n[wb] = self.week_n[wb] + 1
+            self.week[wb] += max(1.0 / cnt, p.bin_alpha) * (x - self.week[wb])
         score = -math.expm1(-p.k * (best - 1.0)) if (best > 1.0 and n > p.warmup_n) else 0.0
         if self.since_alarm >= 0:
             self.since_alarm += 1
@@ -491,6 +504,7 @@ class EnsembleScorer:
             "n": self.n,
             "since_alarm": self.since_alarm,
             "buf": list(self.buf),
+            "sums": list(self.sums),
             "rbuf": list(self.rbuf),
             "wbuf": list(self.wbuf),
             "week": list(self.week),
@@ -512,6 +526,7 @@ class EnsembleScorer:
         obj.n = int(d["n"])
         obj.since_alarm = int(d["since_alarm"])
         obj.buf = [float(v) for v in d["buf"]]
+        obj.sums = [float(v) for v in d["sums"]]
         obj.rbuf = [float(v) for v in d["rbuf"]]
         obj.wbuf = [float(v) for v in d["wbuf"]]
         obj.week = [float(v) for v in d["week"]]
