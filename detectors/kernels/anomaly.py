@@ -331,7 +331,7 @@ class EnsembleParams:
     alarm_score: float = 0.01  # a score at least this starts the suppression
     w_short: float = 1.0  # weights of the feature ratios (0 switches a feature off)
     w_resid: float = 1.0
-    w_resid_short: float = 1.0
+    w_resid_short: float = 0.0
     week_bins: int = 336  # bins of the day-of-week profile (7 x 48 half-hours); 0 disables it
     w_week: float = 0.0
     w_week_short: float = 1.0
