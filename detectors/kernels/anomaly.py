@@ -298,16 +298,19 @@ def score_series(ts: ArrayLike, xs: ArrayLike, params: AnomalyParams | None = No
 # Tuned on 31 series of the Numenta Anomaly Benchmark (docs/anomaly.md has the figures). Per sample,
 # all statistics *before* the sample is absorbed, windows in samples, O(1) work and memory:
 #
-# * features: ``short`` (mean of the last ``short_n`` values), ``resid`` (the value minus the
-#   time-of-day profile, ``n_bins`` bins over ``period_s``, each an EWMA with weight
-#   ``max(1/m, bin_alpha)``; 0 while the bin has fewer than ``min_bin_n`` samples) and
-#   ``resid_short`` (mean of the last ``short_n`` residuals);
+# * features (each with a weight ``w_*``; 0 switches it off): ``short`` (mean of the last
+#   ``short_n`` values), ``resid`` (the value minus the time-of-day profile, ``n_bins`` bins over
+#   ``period_s``, each an EWMA with weight ``max(1/m, bin_alpha)``; 0 while the bin has fewer than
+#   ``min_bin_n`` samples), ``resid_short`` (mean of the last ``short_n`` of those residuals),
+#   ``week`` and ``week_short`` (the same against a day-of-week profile of ``week_bins`` bins over
+#   the week); by default short, resid and week_short are on;
 # * each feature has an EW mean and variance over ``long_n`` samples (weight ``max(1/n, 1/long_n)``,
 #   residual clipped to ``+-clip`` sigma in the update) giving ``z = |f - mean| / sd``;
-# * novelty: each feature keeps a decaying record ``peak = max(peak * exp(-1/peak_n), z)``; the
-#   ratio ``z / max(peak, floor_z)`` is above 1 only for a deviation larger than anything recent
-#   (heavy-tailed channels thus raise their own bar);
-# * score ``1 - exp(-k * max(0, ratio - 1))`` of the largest ratio, 0 for the first ``warmup_n``;
+# * novelty: each feature keeps a decaying record ``peak = max(peak * exp(-1/peak_n), z)`` (learnt
+#   from ``warmup_n / 2`` on); the ratio ``z / max(peak, floor_z)`` is above 1 only for a deviation
+#   larger than anything recent, so heavy-tailed channels raise their own bar;
+# * score ``1 - exp(-k * (ratio - 1))`` of the largest weighted ratio when above 1, else 0; 0 for
+#   the first ``warmup_n`` samples;
 # * suppression: for ``suppress_n`` samples after a score >= ``alarm_score`` the score is 0 (one
 #   event, one alarm).
 
