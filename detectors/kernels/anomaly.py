@@ -320,9 +320,9 @@ _WEEK_S = 7 * 86400.0
 @dataclass(frozen=True)
 class EnsembleParams:
     short_n: int = 10  # samples in the short means
-    long_n: float = 2000.0  # samples of the EW mean/variance of each feature
+    long_n: float = 3000.0  # samples of the EW mean/variance of each feature
     clip: float = 4.0  # sigmas a residual is clipped to in the EW updates
-    peak_n: float = 500.0  # samples over which the novelty record decays by e
+    peak_n: float = 700.0  # samples over which the novelty record decays by e
     floor_z: float = 5.0  # a ratio uses max(peak, floor_z): below floor_z sigma nothing scores
     k: float = 3.0  # score = 1 - exp(-k (ratio - 1))
     n_bins: int = 48  # time-of-day profile bins; 0 disables the residual features
