@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SERVICES := bash deploy/local/services.sh
 
-.PHONY: help run scenarios test test-unit fuzz lint bench services-up services-down services-status clean
+.PHONY: help run scenarios test test-unit fuzz lint bench bench-anomaly services-up services-down services-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ lint: $(STAMP) ## ruff and mypy over the packages
 
 bench: $(STAMP) ## benchmarks, JSON results in var/bench/
 	$(BIN)/python -m tests.bench.run --out var/bench
+
+bench-anomaly: $(STAMP) ## NAB scores of the anomaly detector (+ scorer self-check): make bench-anomaly NAB_DIR=<dir>
+	@test -n "$(NAB_DIR)" || { echo "usage: make bench-anomaly NAB_DIR=<NAB data folder>"; exit 2; }
+	$(BIN)/python -m tests.bench.anomaly --nab-dir "$(NAB_DIR)" --out var/bench/anomaly.json $(BENCH_ARGS)
 
 services-up: ## start mosquitto, kafka, influxdb, prometheus on 127.0.0.1 (provisions on first use)
 	$(SERVICES) up

@@ -340,8 +340,8 @@ class DetectorEngine:
         ar = self.rules.anomaly
         key = f"anomaly:{channel}"
         saved = st["k"].get(key)
-        params = anomaly_k.AnomalyParams.from_mapping(ar.params)
-        scorer = anomaly_k.AnomalyScorer.from_dict(saved, params) if saved else anomaly_k.AnomalyScorer(params)
+        params = anomaly_k.EnsembleParams.from_mapping(ar.params)
+        scorer = anomaly_k.EnsembleScorer.from_dict(saved, params) if saved else anomaly_k.EnsembleScorer(params)
         point = scorer.step(_epoch(r.ts), x)
         st["k"][key] = scorer.to_dict()
         kind = f"anomaly_{channel}"[:40].lower()

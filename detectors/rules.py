@@ -89,7 +89,7 @@ class SeismicRules(WireModel):
 
 class AnomalyRules(WireModel):
     params: dict[Ident, Annotated[PublicText, Field(max_length=200)] | float | int] = Field(
-        default_factory=dict, description="detectors/kernels/anomaly.py AnomalyParams overrides"
+        default_factory=dict, description="detectors/kernels/anomaly.py EnsembleParams overrides"
     )
     open_score: float = Field(default=0.9, gt=0, le=1)
     clear_score: float = Field(default=0.5, ge=0, le=1)
