@@ -611,7 +611,8 @@ class AlertEngine:
             field = ev.get("field", d.kind.removeprefix("anomaly_"))
             return (
                 f"{where}监测站{d.device_id}的{field}监测值{measured}明显偏离近期基线"
-                f"{ev.get('baseline', 0):g}（波动{ev.get('baseline_sd', 0):g}，异常分数{ev['score']:g}）。"
+                f"{ev.get('baseline', 0):.4g}{d.unit}（波动{ev.get('baseline_sd', 0):.2g}{d.unit}，"
+                f"异常分数{ev['score']:.3g}）。"
             )
         window = f"{d.window_s / 3600:g}小时" if d.window_s else ""
         limit = f"（阈值{d.threshold:g}{d.unit}）" if d.threshold is not None else ""

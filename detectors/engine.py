@@ -63,6 +63,16 @@ PD_EARLY_EVERY_S = 1.0  # before the Pd window fills, the profile so far is sent
 ANOMALY_PREFIX = "anomaly:"  # state keys of the anomaly channels: anomaly:<channel>
 
 
+_UNIT_SUFFIXES = {"_mm": "mm", "_m": "m", "_deg": "deg", "_hz": "Hz", "_s": "s"}
+
+
+def _field_unit(r: Telemetry, field: str) -> str:
+    """The unit of a scored field: a gas reading's own unit, else the field name's unit suffix."""
+    if isinstance(r, GasReading) and field == "value":
+        return r.unit
+    return next((u for suffix, u in _UNIT_SUFFIXES.items() if field.endswith(suffix)), "")
+
+
 def _anomaly_kind(channel: str) -> str:
     return f"anomaly_{channel}"[:40].lower()
 
@@ -446,6 +456,7 @@ class DetectorEngine:
             active=active,
             level=ch.promote_to,
             value=x,
+            unit=_field_unit(r, ch.field),
             evidence={
                 "score": round(point.score, 4),
                 "z": round(point.z, 3),
