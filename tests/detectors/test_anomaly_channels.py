@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -194,3 +195,17 @@ def test_channels_are_loaded_strictly(channel: dict[str, Any], message: str, tmp
     path.write_text(json.dumps({"anomaly": {"channels": [channel]}}), encoding="utf-8")
     with pytest.raises((ValidationError, ValueError), match=message):
         load_rules(path)
+
+
+def test_the_documented_example_loads(tmp_path: Any) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "anomaly.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "rules.yaml"
+    path.write_text(block, encoding="utf-8")
+    rules = load_rules(path)
+    tank = [ch for ch in rules.anomaly.channels if ch.devices]
+    assert [(ch.gas, ch.promote_to) for ch in tank] == [("VOC", WarningLevel.YELLOW)]
+    engine = DetectorEngine(rules)
+    st, _ = engine.process(_gas("GD-tank-01", "VOC", 0, 1.0), None)
+    st, _ = engine.process(_gas("GD-tank-01", "CO", 1, 1.0), st)
+    assert [k for k in st["k"] if k.startswith("anomaly:")] == ["anomaly:gas_VOC"]
