@@ -7,14 +7,22 @@ model, or raises :class:`PoisonRecord` with a dead-letter reason: nothing else, 
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from schemas.alert import Alert
 from schemas.deadletter import WorkerReason
 from schemas.detection import Detection, LifecycleTick
-from schemas.telemetry import TELEMETRY_ADAPTER, DeadmanTick, Telemetry
+from schemas.telemetry import (
+    DeadmanTick,
+    FireDetection,
+    GasReading,
+    RainIncrement,
+    SeismicPacket,
+    Telemetry,
+    WaterLevel,
+)
 
 T = TypeVar("T")
 
@@ -42,22 +50,38 @@ def _decode(validator: TypeAdapter[T] | type[BaseModel], raw: bytes | None, what
         raise PoisonRecord(reason, f"{what}: {where + ': ' if where else ''}{first['msg']}"[:2000]) from None
 
 
+# One parse per record, whatever the key order or spacing of the JSON (a byte-prefix check for the
+# ticks would send a tick written by another JSON encoder to the wrong model).
+_TELEMETRY_RECORD: TypeAdapter[Telemetry | DeadmanTick] = TypeAdapter(
+    Annotated[
+        FireDetection | RainIncrement | WaterLevel | SeismicPacket | GasReading | DeadmanTick,
+        Field(discriminator="type"),
+    ]
+)
+
+
+def _detection_or_tick(value: Any) -> str:
+    return "tick" if isinstance(value, dict) and value.get("type") == "tocsin.lifecycle_tick" else "detection"
+
+
+_DETECTION_RECORD: TypeAdapter[Detection | LifecycleTick] = TypeAdapter(
+    Annotated[
+        Annotated[Detection, Tag("detection")] | Annotated[LifecycleTick, Tag("tick")],
+        Discriminator(_detection_or_tick),
+    ]
+)
+
+
 def decode_telemetry(raw: bytes | None) -> Telemetry | DeadmanTick:
     """``telemetry.<family>``: a device reading, or the worker's own deadman tick."""
-    if raw is not None and DeadmanTick.is_tick(raw):
-        tick: DeadmanTick = _decode(DeadmanTick, raw, "deadman tick")
-        return tick
-    reading: Telemetry = _decode(TELEMETRY_ADAPTER, raw, "telemetry")
-    return reading
+    record: Telemetry | DeadmanTick = _decode(_TELEMETRY_RECORD, raw, "telemetry")
+    return record
 
 
 def decode_detection(raw: bytes | None) -> Detection | LifecycleTick:
     """``detections`` and ``detections.urgent``: a detection, or the worker's own lifecycle tick."""
-    if raw is not None and LifecycleTick.is_tick(raw):
-        tick: LifecycleTick = _decode(LifecycleTick, raw, "lifecycle tick")
-        return tick
-    detection: Detection = _decode(Detection, raw, "detection")
-    return detection
+    record: Detection | LifecycleTick = _decode(_DETECTION_RECORD, raw, "detection")
+    return record
 
 
 def decode_alert(raw: bytes | None) -> Alert:
