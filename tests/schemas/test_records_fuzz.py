@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 from alerts.silence_store import SilenceStore
 from alerts.silences import Silence
 from schemas.alert import Alert
+from schemas.common import Family, WarningLevel
 from schemas.deadletter import WorkerReason
-from schemas.detection import Detection, LifecycleTick
+from schemas.detection import Detection, DetectionState, LifecycleTick
 from schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
 from schemas.telemetry import DeadmanTick, FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
 from schemas.wire import encode
@@ -68,10 +69,10 @@ VALID: dict[str, list[dict[str, Any]]] = {
                 id="GD-1:gas_h2s:1:0",
                 device_id="GD-1",
                 site="p1",
-                family="hazmat",
+                family=Family.HAZMAT,
                 kind="gas_h2s",
-                state="open",
-                level="yellow",
+                state=DetectionState.OPEN,
+                level=WarningLevel.YELLOW,
                 value=12.0,
                 onset=T0,
                 ts=T0,
