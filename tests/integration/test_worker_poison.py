@@ -6,9 +6,10 @@ partition 0 of each topic the worker consumes, a poison record is produced, then
 - ``telemetry.<family>``: bytes that are not JSON (fire), a deadman tick without its time (hydro),
   the issue's seismic packet at 0.5 Hz that the 1-20 Hz band-pass refuses (seismic), a reading
   missing its fields (hazmat); then a valid reading of each family.
-- ``detections``: garbage and a lifecycle tick with an empty fingerprint; ``detections.urgent``:
-  a JSON array; then a valid detection on each, which must become an alert message.
-- ``alerts``: an alert message with a number as its identifier; then a valid one, which must be
+- ``detections``: a detection missing its fields and a lifecycle tick with an empty fingerprint;
+  ``detections.urgent``: an object with a number as its id; then a valid detection on each, which
+  must become an alert message.
+- ``alerts``: an object with a few alert keys and no valid one; then a valid alert, which must be
   delivered (its SMS audit record on ``alerts.deliveries``: accepted).
 - ``alerts.silences`` (read by the worker's silence store, a thread, not an agent): a malformed
   silence, then a valid one, which must suppress the SMS of an alert in its area (audit record
@@ -102,6 +103,25 @@ def detection(area: str, level: WarningLevel, now: datetime) -> Detection:
     )
 
 
+# The topics are shared with other tests, some of which read them with a plain ``json.loads(v)[key]``:
+# poison on ``detections*`` and ``alerts`` is a JSON object with the keys they look at (and fails the
+# schema all the same); undecodable bytes go to ``telemetry.fire`` only, whose readers filter by key.
+# Every kind of bad record on every topic is in tests/test_guard.py and tests/schemas/test_records_fuzz.py.
+ALERT_LOOKALIKE = {
+    "identifier": f"poison-{RUN}",
+    "fingerprint": f"poison-{RUN}",
+    "msg_type": "poison",
+    "level": "poison",
+    "devices": [],
+    "correlation_id": "",
+    "area": {},
+}
+
+
+def poison_json(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
 def alert_to(area: str, identifier: str) -> bytes:
     a = alert_message(identifier)
     now = datetime.now(UTC)
@@ -133,15 +153,20 @@ def test_poison_on_every_topic_is_dead_lettered_and_the_next_record_is_handled(s
             "detect-hydro",
         ),
         (topics.kafka_telemetry(Family.HAZMAT), b'{"type": "hazmat.gas"}', WorkerReason.SCHEMA, "detect-hazmat"),
-        (topics.DETECTIONS, b"garbage", WorkerReason.UNDECODABLE, "confirm"),
+        (
+            topics.DETECTIONS,
+            poison_json(device_id=f"poison-{RUN}", kind="gas_h2s", state="open"),
+            WorkerReason.SCHEMA,
+            "confirm",
+        ),
         (
             topics.DETECTIONS,
             b'{"type":"tocsin.lifecycle_tick","fingerprint":"","ts":"2026-07-01T08:00:00Z"}',
             WorkerReason.SCHEMA,
             "confirm",
         ),
-        (topics.DETECTIONS_URGENT, b"[1, 2, 3]", WorkerReason.SCHEMA, "confirm-urgent"),
-        (topics.ALERTS, b'{"identifier": 5}', WorkerReason.SCHEMA, "deliver"),
+        (topics.DETECTIONS_URGENT, poison_json(id=1, device_id=f"poison-{RUN}"), WorkerReason.SCHEMA, "confirm-urgent"),
+        (topics.ALERTS, poison_json(**ALERT_LOOKALIKE), WorkerReason.SCHEMA, "deliver"),
     ]
     if seismic_raises:
         poison.append(
