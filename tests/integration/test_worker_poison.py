@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -249,14 +250,17 @@ def test_poison_on_every_topic_is_dead_lettered_and_the_next_record_is_handled(s
             timeout_s=30,
         )
     for area, lane in ((AREAS[0], "detections"), (AREAS[1], "detections.urgent")):
-        [alert] = wait_records(
+        issued = wait_records(
             bootstrap,
             topics.ALERTS,
             lambda r, area=area: json.loads(r.value).get("area", {}).get("code") == area,  # type: ignore[misc]
             start=stack.start_offsets,
             timeout_s=30,
         )
-        assert json.loads(alert.value)["msg_type"] == "Alert", lane
+        # Other tests' workers on the shared broker read the same topic and may issue their own copy:
+        # the log shows that this worker issued it (identifiers begin with the area code).
+        assert {json.loads(r.value)["msg_type"] for r in issued} == {"Alert"}, lane
+        assert re.search(rf"ALERT Alert \w+ {area}TOCSIN", stack.worker.text()), lane
     records = wait_records(
         bootstrap,
         topics.DELIVERIES,
@@ -275,7 +279,7 @@ def test_poison_on_every_topic_is_dead_lettered_and_the_next_record_is_handled(s
     # 3. The same worker process, no agent crash or restart, the dead letters counted.
     assert stack.worker.p.poll() is None and stack.worker.p.pid == pid
     log = stack.worker.text()
-    for sign in ("Crashed reason", "Restarting", "Max restarts", "Agent crashed"):
+    for sign in ("Crashed reason", "Restarting dead", "Max restarts exceeded"):  # Faust and mode log these
         assert sign not in log, log[-4000:]
     assert f"malformed silence 'bad-{RUN}' skipped" in log
     metrics = stack.worker_metrics()
