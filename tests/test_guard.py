@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from alerts.silence_store import SilenceStore
+from alerts.silences import Silence
 from detectors.engine import DetectorEngine
 from detectors.service import DetectorMetrics, DetectorStage
 from schemas.deadletter import WORKER_RAW_MAX, WorkerDeadLetter, WorkerReason
 from schemas.records import decode_alert, decode_detection, decode_telemetry
+from schemas.wire import encode
 from tocsin.guard import DeadLetterMetrics, RecordGuard
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
@@ -192,3 +195,24 @@ def test_the_correlation_id_header_is_kept() -> None:
 
     run(h.guard.run("confirm", Record(b"{}", headers=[("tocsin-correlation-id", b"c-123")]), handle))
     assert h.letters()[0].correlation_id == "c-123"
+
+
+def test_the_silence_store_reports_each_record_it_skips_and_only_those() -> None:
+    """The worker turns these reports into dead letters with agent ``silences`` (tocsin/worker.py)."""
+    rejected: list[tuple[int, str]] = []
+    store = SilenceStore(
+        "127.0.0.1:1", create_topic=False, on_rejected=lambda rec, why: rejected.append((rec.offset, why))
+    )
+    good = Silence(id="s-1", area="3301", starts_at=T0, ends_at=T0.replace(hour=9), creator="ops", reason="drill")
+    records = [
+        Record(encode(good), topic="alerts.silences", partition=0, offset=0, key=b"s-1"),
+        Record(b"{not a silence", topic="alerts.silences", partition=0, offset=1, key=b"s-2"),
+        Record(encode(good), topic="alerts.silences", partition=0, offset=2, key=b"s-3"),  # key is not the id
+        Record(encode(good), topic="alerts.silences", partition=0, offset=3, key=None),
+        Record(None, topic="alerts.silences", partition=0, offset=4, key=b"s-9"),  # a tombstone: fine
+    ]
+    for rec in records:
+        store._record(rec)
+    assert [offset for offset, _ in rejected] == [1, 2, 3]
+    assert "json_invalid" in rejected[0][1] and "key" in rejected[1][1] and "key" in rejected[2][1]
+    assert [s.id for s in store.all()] == ["s-1"]

@@ -54,9 +54,10 @@ from ingest.gateway import CORRELATION_HEADER, header
 from schemas import topics
 from schemas.alert import Alert, AlertStatus
 from schemas.common import Family, WarningLevel
+from schemas.deadletter import WorkerReason
 from schemas.delivery import DeliveryRecord
 from schemas.detection import LifecycleTick
-from schemas.records import decode_alert, decode_detection, decode_telemetry
+from schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
 from schemas.registry import open_registry
 from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
@@ -249,7 +250,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         delivered = await dead_letters.send(key=key, value=value)
         await delivered
 
-    agent_names = [f"detect-{f.value}" for f in Family] + ["confirm", "confirm-urgent", "deliver"]
+    # the agents, and the silence store's reader of ``alerts.silences`` (a thread, not an agent)
+    agent_names = [f"detect-{f.value}" for f in Family] + ["confirm", "confirm-urgent", "deliver", "silences"]
     guard = RecordGuard(send_dead_letter, DeadLetterMetrics(metrics_registry, agent_names))
 
     sources = {family: _raw_topic(app, topics.kafka_telemetry(family)) for family in Family}
@@ -385,7 +387,17 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     if settings.broadcast_url:
         broadcast = BroadcastAdapter(settings.broadcast_url, settings.broadcast_api_key.get_secret_value())
         adapters["broadcast"] = adapters[STOP_CHANNEL] = broadcast
-    silences = SilenceStore(settings.kafka_bootstrap)
+    event_loop: list[asyncio.AbstractEventLoop] = []
+
+    def silence_rejected(record: Any, why: str) -> None:
+        """In the silence store's thread: a malformed silence is set aside like an agent's record (the
+        store reads the compacted topic from the beginning at every start, so until the record is
+        replaced or deleted, every start sets it aside again: an operator's silence is not in force)."""
+        reason = WorkerReason.UNDECODABLE if "json_invalid" in why else WorkerReason.SCHEMA
+        letter = guard.dead_letter("silences", record, PoisonRecord(reason, why))
+        asyncio.run_coroutine_threadsafe(letter, event_loop[0]).result(timeout=30)
+
+    silences = SilenceStore(settings.kafka_bootstrap, on_rejected=silence_rejected)
     notifier = Notifier(
         registry,
         adapters,
@@ -399,6 +411,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     async def start_delivery() -> None:
         async with starting:
             if not started:
+                event_loop.append(asyncio.get_running_loop())
                 for a in set(adapters.values()):
                     await a.start()
                 silences.start()

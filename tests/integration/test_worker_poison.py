@@ -11,9 +11,9 @@ partition 0 of each topic the worker consumes, a poison record is produced, then
   must become an alert message.
 - ``alerts``: an object with a few alert keys and no valid one; then a valid alert, which must be
   delivered (its SMS audit record on ``alerts.deliveries``: accepted).
-- ``alerts.silences`` (read by the worker's silence store, a thread, not an agent): a malformed
-  silence, then a valid one, which must suppress the SMS of an alert in its area (audit record
-  ``suppressed``, naming the silence).
+- ``alerts.silences`` (read by the worker's silence store, a thread, not an agent; its dead letters
+  carry the agent name ``silences``): a malformed silence, then a valid one, which must suppress
+  the SMS of an alert in its area (audit record ``suppressed``, naming the silence).
 
 Then: every poison record is on ``worker.deadletter`` with its topic, partition, offset, reason and
 bytes; every valid record had its effect (the detector state written at its offset -- the table's
@@ -181,7 +181,12 @@ def test_poison_on_every_topic_is_dead_lettered_and_the_next_record_is_handled(s
 
     # alerts.silences: a malformed silence, then a valid one for the last area
     silence_id = f"poison-{RUN}"
-    put(topics.SILENCES, b"{not a silence", key=f"bad-{RUN}".encode())
+    bad_silence = b"{not a silence"
+    placed[(topics.SILENCES, put(topics.SILENCES, bad_silence, key=f"poison-{RUN}".encode()))] = (
+        bad_silence,
+        WorkerReason.UNDECODABLE,
+        "silences",
+    )
     silence = Silence(
         id=silence_id,
         area=AREAS[3],
@@ -281,7 +286,7 @@ def test_poison_on_every_topic_is_dead_lettered_and_the_next_record_is_handled(s
     log = stack.worker.text()
     for sign in ("Crashed reason", "Restarting dead", "Max restarts exceeded"):  # Faust and mode log these
         assert sign not in log, log[-4000:]
-    assert f"malformed silence 'bad-{RUN}' skipped" in log
+    assert f"malformed silence 'poison-{RUN}' skipped" in log
     metrics = stack.worker_metrics()
     for (_topic, _offset), (_value, reason, agent) in placed.items():
         assert f'tocsin_worker_deadletters_total{{agent="{agent}",reason="{reason.value}"}}' in metrics
