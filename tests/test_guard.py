@@ -22,6 +22,7 @@ from detectors.service import DetectorMetrics, DetectorStage
 from schemas.deadletter import WORKER_RAW_MAX, WorkerDeadLetter, WorkerReason
 from schemas.records import decode_alert, decode_detection, decode_telemetry
 from schemas.wire import encode
+from tests.alerts.factories import alert_message
 from tocsin.guard import DeadLetterMetrics, RecordGuard
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
@@ -139,6 +140,26 @@ def test_a_detector_that_raises_becomes_a_processing_dead_letter_and_the_next_re
     assert letter.raw == poison.value
     assert done == [8] and "ST-1" in store  # the next record went through the same detector
     assert h.count("detect-seismic", "processing") == 1
+
+
+def test_any_exception_while_handling_a_decoded_record_is_a_processing_dead_letter() -> None:
+    """Whatever the stage raises (here a ZeroDivisionError in the middle of an alert's delivery)."""
+    h = Harness()
+
+    async def handle() -> None:
+        decode_alert(encode(alert_message("A-1")))
+        _ = 1 / 0
+
+    assert run(h.guard.run("deliver", Record(b"x", topic="alerts", offset=3), handle)) is None
+    [letter] = h.letters()
+    assert (letter.reason, letter.agent, letter.topic, letter.offset) == (
+        WorkerReason.PROCESSING,
+        "deliver",
+        "alerts",
+        3,
+    )
+    assert letter.exception_type == "builtins.ZeroDivisionError" and letter.message == "division by zero"
+    assert h.count("deliver", "processing") == 1
 
 
 def test_the_handlers_result_is_returned_and_nothing_is_sent_when_it_succeeds() -> None:
