@@ -231,12 +231,15 @@ class DetectorEngine:
         st["k"]["rain"] = [list(x) for x in reports]
         rules = self._rain_rules(device)
         windows = sorted({rule.window_h for rule in rules})
-        acc = {w: rain_k.accumulation(reports, now, w * 3600.0)[0] for w in windows}
+        # Totals and thresholds in integer hundredths of a millimetre (exact: 1,000 x 0.1 mm is
+        # 100 mm), so a total exactly at a threshold gives a ratio of exactly 1.0 and fires (>=).
+        units = {w: rain_k.accumulation_units(reports, now, w * 3600.0)[0] for w in windows}
+        acc = {w: u / rain_k.UNITS_PER_MM for w, u in units.items()}
         # Per level, the largest ratio of accumulation to that level's threshold over its windows.
         ratios = [0.0, 0.0, 0.0, 0.0]
         worst: dict[int, Any] = {}
         for rule in rules:
-            ratio = acc[rule.window_h] / rule.mm
+            ratio = units[rule.window_h] / max(1, rain_k.to_units(rule.mm))
             i = rule.level.rank - 1
             if ratio >= ratios[i]:
                 ratios[i] = ratio
