@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from alerts import cap_id
 from alerts.kernels import fire as fk
 from alerts.kernels import quake as qk
 from detectors.rules import ConfirmRules
@@ -73,8 +74,8 @@ def fingerprint_of(d: Detection, default_area: str) -> str:
 class AlertConfig:
     default_area_code: str = "110105"
     status: AlertStatus = AlertStatus.ACTUAL
-    sender: str = "tocsin@district.example"
-    org_code: str = "TOCSIN"
+    # The issuing unit's 14-digit code (GB/T 35965.1-2018 Appendix A): CAP sender and identifier prefix.
+    sender: str = "11010500000000"
     seismic_min_stations: float = 3.0  # summed station weight (each station 1.0 unless weighted)
     seismic_window_s: float = 30.0
     seismic_weights: dict[str, float] = field(default_factory=dict)  # station id -> vote
@@ -137,6 +138,8 @@ class AlertEngine:
         self.superseded = 0  # detections older than one already applied for their source
         self.registry = registry
         self.clock = clock
+        cap_id.check_unit_code(self.config.sender)
+        self._sequencer = cap_id.Sequencer()  # identifiers' sequence digits (one per message a second)
 
     def fingerprint(self, d: Detection) -> str:
         """The lifecycle state's key. Its part before the last ``:`` is the ``detections`` key
@@ -390,8 +393,9 @@ class AlertEngine:
         st["revision"] = st["revision"] + 1
         onset = datetime.fromtimestamp(st["onset"], BEIJING)
         fingerprint = self.message_fingerprint(d)
-        source = self.fingerprint(d).rsplit(":", 1)[1]  # the incident group, or offline.<gateway/site>
-        identifier = f"{area_code}{cfg.org_code}{onset:%Y%m%d%H%M%S}-{d.family.value}-{source}-{st['revision']:03d}"
+        # GB/T 35965.1-2018 Appendix A: unit code, the Beijing time the message is entered, sequence digit.
+        entered, seq = self._sequencer.next(self.clock())
+        identifier = cap_id.identifier(cfg.sender, entered, seq)
         references = list(st["ids"])
         st["last_sent"] = self.clock().timestamp()
         st["ids"] = [*st["ids"], identifier]
@@ -430,7 +434,7 @@ class AlertEngine:
             hazard=d.family,
             event=event,
             level=level,
-            sent=self.clock().astimezone(BEIJING),
+            sent=entered.astimezone(BEIJING),
             onset=onset,
             area=area,
             headline=headline,

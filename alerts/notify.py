@@ -2,8 +2,8 @@
 
 Routing comes from alerts/routing.py (a routing file, or the default: the area's residents by SMS
 and broadcast); the operators' MQTT topic always gets the alert. Exercises and tests never reach
-public routes. The idempotency key is the alert message's identifier (fingerprint + revision),
-extended per recipient by the SMS adapter, so a retry or a worker restart never sends the same
+public routes. The idempotency key is the alert message's :func:`message_key` (fingerprint +
+revision), extended per recipient by the SMS adapter, so a retry or a worker restart never sends the same
 message twice to anyone. Silences (alerts/silences.py) replace deliveries by audit records.
 """
 
@@ -46,6 +46,16 @@ class NotifyMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
             registry=registry,
         )
+
+
+def message_key(alert: Alert) -> str:
+    """The idempotency key of an alert message's deliveries, ``<fingerprint>#<revision>``.
+
+    Not the CAP identifier: that carries the time the message was entered (GB/T 35965.1-2018
+    Appendix A), so when a crash replays a detection against the old state the same message comes
+    out again under a new identifier; its fingerprint and revision are the same, and the providers
+    dedupe it by this key."""
+    return f"{alert.fingerprint}#{alert.revision}"
 
 
 def broadcast_text(alert: Alert) -> str:
@@ -107,7 +117,7 @@ class Notifier:
                     channel="mqtt",
                     recipients=[topics.mqtt_alert(alert.area.code, alert.hazard)],
                     text=encode(alert).decode("utf-8"),
-                    idempotency_key=f"{alert.identifier}:mqtt",
+                    idempotency_key=f"{message_key(alert)}:mqtt",
                     **common,
                 )
             )
@@ -117,7 +127,7 @@ class Notifier:
             if d.channel == "sms":
                 text = sms_text(alert)
                 out += [
-                    Notification(channel="sms", recipients=[n], text=text, idempotency_key=alert.identifier, **common)
+                    Notification(channel="sms", recipients=[n], text=text, idempotency_key=message_key(alert), **common)
                     for n in d.recipients
                 ]
             elif d.channel == "broadcast" and alert.msg_type is MsgType.CANCEL:
@@ -128,7 +138,7 @@ class Notifier:
                             channel=STOP_CHANNEL,
                             recipients=list(d.recipients),
                             text="",
-                            idempotency_key=f"{alert.identifier}:{d.route}:stop",
+                            idempotency_key=f"{message_key(alert)}:{d.route}:stop",
                             **common,
                         )
                     )
@@ -138,7 +148,7 @@ class Notifier:
                         channel=d.channel,
                         recipients=list(d.recipients),
                         text=broadcast_text(alert),
-                        idempotency_key=f"{alert.identifier}:{d.route}",
+                        idempotency_key=f"{message_key(alert)}:{d.route}",
                         **common,
                     )
                 )

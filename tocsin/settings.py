@@ -102,7 +102,12 @@ class Settings(BaseSettings):
         "Kafka detections.urgent, and alert messages at or above it are delivered the moment they are "
         "issued (alerts/fastlane.py), not after the round trip through Kafka alerts; empty: off",
     )
-    alert_sender: str = Field(default="tocsin@district.example", description="CAP sender")
+    alert_sender: str = Field(
+        default="11010500000000",
+        pattern=r"^\d{14}$",
+        description="issuing unit's 14-digit code (GB/T 35965.1-2018 Appendix A: GB/T 2260 area, GB/T 4657 "
+        "organisation, internal 000, extension 00): CAP sender and the prefix of every identifier",
+    )
     alert_status: str = Field(default="Actual", description="CAP status of every alert: Actual, Exercise or Test")
     alert_max_detection_age_s: float = Field(
         default=900.0, description="detections older than this never become public alerts (history replays); 0: off"

@@ -127,7 +127,7 @@ def test_a_gateway_going_offline_is_one_alert_updated_with_the_count_then_cancel
     assert all(a.level is WarningLevel.BLUE and a.event == "监测设备离线" for a in alerts)
     # one reference chain, identifiers unique and naming the gateway
     assert [a.references for a in alerts] == [[a.identifier for a in alerts[:i]] for i in range(len(alerts))]
-    assert len({a.identifier for a in alerts}) == 6 and "offline.gateway-gw-north" in alerts[0].identifier
+    assert len({a.identifier for a in alerts}) == 6 and alerts[0].fingerprint.endswith(":gateway-gw-north:offline")
     assert alerts[-1].headline.endswith("解除")
     # operators only, never the public
     assert [d.channel for d in plan(alerts[0], DEFAULT_ROUTING, REGISTRY)] == ["mqtt"]
