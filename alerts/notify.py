@@ -22,6 +22,7 @@ from alerts.adapters.broadcast import STOP_CHANNEL
 from alerts.adapters.sms import mask_phone
 from alerts.routing import DEFAULT_ROUTING, Routing, plan
 from alerts.silences import Silence, silencing
+from alerts.sms_text import compose_sms
 from schemas import topics
 from schemas.alert import Alert, AlertStatus, MsgType
 from schemas.delivery import DeliveryRecord
@@ -64,11 +65,13 @@ def broadcast_text(alert: Alert) -> str:
     return f"{tag}{alert.headline}。{alert.instruction or alert.description}"
 
 
-def sms_text(alert: Alert) -> str:
-    tag = (
-        "【演练】" if alert.status is AlertStatus.EXERCISE else ("【测试】" if alert.status is AlertStatus.TEST else "")
-    )
-    return f"{tag}【{alert.area.desc}】{alert.headline}。{alert.description}{alert.instruction}"
+def sms_text(alert: Alert, signature: str = "") -> str:
+    """``【signature】`` (the registered sender signature, first, as carriers require), an exercise or
+    test mark in the body, headline, description and instruction, at most 500 characters with the
+    instruction whole (alerts/sms_text.py ``compose_sms``). ``signature``: already checked and in 【】."""
+    marks = {AlertStatus.EXERCISE: "（演练）", AlertStatus.TEST: "（测试）"}
+    mark = marks.get(alert.status, "")
+    return compose_sms(signature, mark, alert.headline, alert.description, alert.instruction)
 
 
 class Notifier:
@@ -125,7 +128,7 @@ class Notifier:
             if d.channel not in self.adapters or d.channel == "mqtt":
                 continue
             if d.channel == "sms":
-                text = sms_text(alert)
+                text = sms_text(alert, self.routing.sms_signature or "")
                 out += [
                     Notification(channel="sms", recipients=[n], text=text, idempotency_key=message_key(alert), **common)
                     for n in d.recipients

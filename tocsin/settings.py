@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from alerts.sms_text import check_signature
 
 
 class Settings(BaseSettings):
@@ -72,6 +74,11 @@ class Settings(BaseSettings):
     sms_url: str = Field(default="", description="SMS gateway base URL; empty disables SMS")
     sms_api_key: SecretStr = Field(default=SecretStr(""), description="SMS gateway API key")
     sms_sender_id: str = Field(default="TOCSIN", description="SMS sender id")
+    sms_signature: str = Field(
+        default="",
+        description="registered sender signature put in 【】 at the start of every SMS, e.g. 临江区应急管理局 "
+        "(the routing file's sms_signature wins); empty: unset. Vague or test signatures are refused",
+    )
     sms_callback_url: str = Field(
         default="", description="where the carrier posts delivery receipts (the worker's /callbacks/sms)"
     )
@@ -143,6 +150,11 @@ class Settings(BaseSettings):
     api_max_ended: int = Field(
         default=10_000, ge=0, description="operator API: ended alerts kept at most (oldest evicted; active: all)"
     )
+
+    @field_validator("sms_signature")
+    @classmethod
+    def _signature(cls, v: str) -> str:
+        return check_signature(v) if v else v
 
 
 def markdown_table() -> str:
