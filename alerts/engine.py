@@ -95,7 +95,7 @@ class AlertConfig:
     fire_k_cameras: int = 2
     fire_bearing_sigma_deg: float = 1.0
     fire_max_range_km: float = 30.0  # bearings crossing farther from a tower do not locate a fire
-    fire_persist_sweeps: int = 1  # fire detections of one camera before an unlocated alert
+    fire_persist_sweeps: int = 1  # distinct sweeps of one camera seeing the fire before an unlocated alert
 
 
 def confirm_settings(rules: ConfirmRules, env_confirm: Mapping[str, tuple[int, float]] | None = None) -> dict[str, Any]:
@@ -113,6 +113,16 @@ def confirm_settings(rules: ConfirmRules, env_confirm: Mapping[str, tuple[int, f
         "seismic_window_s": rules.seismic.window_s,
         "seismic_weights": dict(rules.seismic.weights),
     }
+
+
+def _fire_sweeps(d: Detection, prev: Mapping[str, Any]) -> int:
+    """Distinct camera sweeps that have seen the fire: the detector counts them (``sweeps``
+    evidence, one per revolution however many frames saw it); a detection without that count
+    (an older detector) counts as one more sweep."""
+    sweeps = d.evidence.get("sweeps")
+    if isinstance(sweeps, int) and not isinstance(sweeps, bool):
+        return max(sweeps, int(prev.get("sweeps", 0)))
+    return int(prev.get("sweeps", 0)) + 1
 
 
 def seismic_level(intensity: float) -> WarningLevel:
@@ -223,8 +233,8 @@ class AlertEngine:
                 "site": d.site,
                 "since": since,
             }
-            if d.kind == "fire":  # each open/update of a camera's fire detection is one more sweep seeing it
-                st["sources"][key]["sweeps"] = prev.get("sweeps", 0) + 1
+            if d.kind == "fire":
+                st["sources"][key]["sweeps"] = _fire_sweeps(d, prev)
             if d.kind == "fire" and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
                 st["sources"][key] |= {"lat": d.lat, "lon": d.lon, "bearing_deg": d.evidence["bearing_deg"]}
         if incident_group(d.kind) == "forest_fire":

@@ -435,6 +435,18 @@ class DetectorEngine:
         level = WarningLevel.ORANGE if pers.kind == "flame" else WarningLevel.YELLOW
         if is_open and not pers.active:
             level = WarningLevel(st["open"]["fire"]["level"])
+        # Distinct sweeps seeing the fire (the alert stage's persist_sweeps counts these, not records).
+        old = st["k"].get("fire_sweeps")
+        tally = tuple(old) if old and (active or fire_k.quiet_for(hits, now) <= p.window_s) else None
+        if r.confidence >= p.min_confidence:
+            tally = fire_k.tally_sweep(tally, now, r.sweep, fr.min_sweep_s)  # type: ignore[arg-type]
+        if not active and is_open:
+            tally = None  # the detection clears: the next fire counts afresh
+        sweeps = tally[0] if tally else 0
+        st["k"]["fire_sweeps"] = list(tally) if tally else None
+        # one update per new sweep until the alert stage's persistence is reached (bounded records)
+        persist = self.rules.confirm.fire.persist_sweeps
+        more = is_open and active and sweeps > (old[0] if old else 0) and sweeps <= persist
         return self._transition(
             st,
             r,
@@ -444,7 +456,8 @@ class DetectorEngine:
             level=level,
             value=pers.confidence,
             threshold=p.min_confidence,
-            evidence={"bearing_deg": pers.bearing_deg, "hits": pers.count, "kind": pers.kind},
+            evidence={"bearing_deg": pers.bearing_deg, "hits": pers.count, "kind": pers.kind, "sweeps": sweeps},
+            material_change=more,
         )
 
     # ------------------------------------------------------------------ seismic
