@@ -389,9 +389,8 @@ class DetectorEngine:
     def _gas_overrides(self, r: GasReading, device: Device | None) -> dict[str, float]:
         overrides = dict(self.rules.hazmat.setpoints.get(r.gas, {}))
         if device:
-            overrides.update(
-                {k: v for k, v in device.thresholds.items() if k in ("level1", "level2", "o2_low", "o2_high")}
-            )
+            keys = ("level1", "level2", "o2_low", "o2_high", "lel_vol")
+            overrides.update({k: v for k, v in device.thresholds.items() if k in keys})
         return overrides
 
     def _gas_levels(
@@ -400,7 +399,7 @@ class DetectorEngine:
         out: list[Detection] = []
         for g in rules:
             try:
-                value = gas_k.to_unit(r.gas, r.value, r.unit, g.unit)
+                value = gas_k.to_unit(r.gas, r.value, r.unit, g.unit, g.lel_vol)
             except ValueError:
                 continue
             rule = LevelRule(g.rule.sets, g.rule.clears, g.rule.above, self.rules.hazmat.hold_down, 1)
