@@ -62,6 +62,9 @@ _INSTRUCTIONS = {
 # per channel and area; operators and agencies only unless the rules promote the channel.
 ANOMALY_EVENT = "监测数据异常"
 ANOMALY_INSTRUCTION = "请值班人员核查该监测点数据和现场情况；此为数据异常提示，不是灾害预警。"
+ANOMALY_HEADLINE = "监测数据异常（值班提示）"  # operators only: not called a warning (预警)
+# promoted by the rules (``promote_to``): a public warning whose cause is not yet known
+ANOMALY_PUBLIC_INSTRUCTION = "监测数据出现异常，请留意后续通知，听从现场工作人员和当地政府安排。"
 
 
 def is_anomaly(kind: str) -> bool:
@@ -73,6 +76,10 @@ def event_of(group: str) -> tuple[str, str]:
     if is_anomaly(group):
         return ANOMALY_EVENT, "Other"
     return _EVENTS.get(group, (group, "Other"))
+
+
+def _anomaly_instruction(st: dict[str, Any]) -> str:
+    return ANOMALY_PUBLIC_INSTRUCTION if st.get("public") else ANOMALY_INSTRUCTION
 
 
 def incident_group(kind: str) -> str:
@@ -300,6 +307,8 @@ class AlertEngine:
             # all-clear (the public heard the warning, so it hears the cancel).
             went = bool(st.get("public")) and st["active"]
             st["public"] = went or any(s.get("public", False) for s in st["sources"].values())
+            if not st["public"]:
+                return st, self._emit(d, st, headline=ANOMALY_HEADLINE)
         return st, self._emit(d, st)
 
     def _count_cap(self, reason: str) -> None:
@@ -574,7 +583,10 @@ class AlertEngine:
         sources = st["sources"]
         devices = sorted({k.split(":")[0] for k in sources} | {d.device_id})
         sites = sorted({s.get("site", "") for s in sources.values()} - {""} | {d.site})
-        if msg_type is MsgType.CANCEL:
+        if msg_type is MsgType.CANCEL and is_anomaly(group) and not st.get("public"):
+            headline = f"{area.desc}{ANOMALY_HEADLINE}解除"
+            description = f"{area.desc}{event}提示解除，监测值已回到近期基线附近。"
+        elif msg_type is MsgType.CANCEL:
             headline = f"{area.desc}{event}{level.zh}预警解除"
             description = f"{area.desc}{event}{level.zh}预警（{level.roman}级）解除，监测值已回落至阈值以下。"
         else:
@@ -604,7 +616,9 @@ class AlertEngine:
             description=description,
             instruction=""
             if msg_type is MsgType.CANCEL
-            else (ANOMALY_INSTRUCTION if is_anomaly(group) else _INSTRUCTIONS.get(group, "")),
+            else _anomaly_instruction(st)
+            if is_anomaly(group)
+            else _INSTRUCTIONS.get(group, ""),
             certainty=certainty,
             references=references,
             detections=[d.id],

@@ -78,6 +78,8 @@ def test_a_non_promoted_anomaly_reaches_operators_only() -> None:
     ]
     first = alerts[0]
     assert first.event == ANOMALY_EVENT and first.fingerprint == "hydro:330110:anomaly_level_m"
+    assert "预警" not in first.headline and "预警" not in alerts[1].headline  # a notice, not a warning
+    assert "不是灾害预警" in first.instruction
     # the evidence travels in the text: the value, the recent baseline (about 2 m) and the score
     assert "监测值6.8m" in first.description  # k = 50: 2.0 - 0.2 + 5.0
     assert "基线1.99" in first.description and "异常分数" in first.description
@@ -108,6 +110,7 @@ def test_a_promoted_anomaly_is_a_public_warning_at_the_rules_level() -> None:
         (MsgType.ALERT, WarningLevel.YELLOW, True),
         (MsgType.CANCEL, WarningLevel.YELLOW, True),
     ]
+    assert "黄色预警" in alerts[0].headline and "不是灾害预警" not in alerts[0].instruction
     for a in alerts:
         assert _channels(a) == {("public", "sms"), ("public", "broadcast"), ("operators", "mqtt")}
     plan_sms = [d for d in plan(alerts[0], DEFAULT_ROUTING, REGISTRY) if d.channel == "sms"]

@@ -123,7 +123,7 @@ def test_worker_scores_configured_channels_and_keeps_unpromoted_ones_from_the_pu
         )
         assert (alert_a["level"], alert_a["public"], alert_a["msg_type"]) == ("blue", False, "Alert")
         assert (alert_b["level"], alert_b["public"], alert_b["msg_type"]) == ("yellow", True, "Alert")
-        assert "监测数据异常" in alert_a["headline"] and "基线" in alert_a["description"]
+        assert "监测数据异常（值班提示）" in alert_a["headline"] and "基线" in alert_a["description"]
 
         # The promoted alert reaches its resident by SMS; once the operators' delivery of the other one
         # is recorded, its resident has none.
