@@ -53,6 +53,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
 
 from schemas import topics
 from schemas.alert import Alert
@@ -477,9 +478,10 @@ def write_run_outputs(out_dir: Path, result: RunResult) -> None:
     (out_dir / "run.json").write_text(json.dumps(result.summary(), indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def read_alerts_jsonl(text: str) -> list[ObservedAlert]:
+def read_alerts_jsonl(text: str, source: str = "alerts") -> list[ObservedAlert]:
     """Lines of ObservedAlert (``{"alert": ..., "sim_time": ...}``) or bare Alert JSON (as dumped
-    from Kafka ``alerts``; scored at their ``sent``). Blank lines are skipped."""
+    from Kafka ``alerts``; scored at their ``sent``). Blank lines are skipped. A bad line raises
+    ``ValueError("<source> line N: <first problem>")`` on one line."""
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -490,8 +492,12 @@ def read_alerts_jsonl(text: str) -> list[ObservedAlert]:
                 out.append(ObservedAlert.model_validate(obj))
             else:
                 out.append(ObservedAlert(alert=Alert.model_validate(obj)))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"{source} line {n}: {where + ': ' if where else ''}{first['msg']}") from exc
         except ValueError as exc:
-            raise ValueError(f"alerts line {n}: {exc}") from exc
+            raise ValueError(f"{source} line {n}: not JSON ({exc})") from exc
     return out
 
 
