@@ -205,14 +205,23 @@ def publish_paced(
     clock: ReplayClock | None = None,
     client_id: str = "tocsin-scenario-devices",
     stop: threading.Event | None = None,
+    ack_timeout_s: float = 60.0,
 ) -> int:
     """Publish like the devices (QoS 1; status messages retained) at the wall offsets given (absolute
-    schedule: no drift); blocking, run it in a thread. Returns the messages the broker acknowledged."""
+    schedule: no drift); blocking, run it in a thread. Returns the messages the broker acknowledged.
+
+    A broker restart does not end the run: the client reconnects (every 0.5-5 s), messages published
+    meanwhile wait in its queue and go out, with those not yet acknowledged, once it is back. The
+    end waits up to ``ack_timeout_s`` for the last acknowledgements."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     apply_mqtt_tls(client)  # TOCSIN_MQTT_TLS_CA set: verified TLS (schemas/transport.py)
     connected = threading.Event()
+    acked: set[int] = set()  # mids the broker acknowledged (MQTTMessageInfo raises while disconnected)
     client.on_connect = lambda *_a: connected.set()
+    client.on_publish = lambda _c, _u, mid, *_a: acked.add(mid)
     client.max_inflight_messages_set(200)
+    client.max_queued_messages_set(0)  # unbounded: nothing is dropped while the broker is away
+    client.reconnect_delay_set(min_delay=0.5, max_delay=5)
     client.connect(host, port, keepalive=30)
     client.loop_start()
     try:
@@ -226,12 +235,17 @@ def publish_paced(
             delay = t0 + off - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            # disconnected: paho queues a QoS 1 message (rc NO_CONN) and sends it after the reconnect
             infos.append(client.publish(m.topic, m.payload, qos=1, retain=is_status(m.topic)))
             if clock is not None:
                 clock.mark(i)
-        for info in infos:
-            info.wait_for_publish(10)
-        return sum(1 for info in infos if info.is_published())
+        deadline, pending = time.monotonic() + ack_timeout_s, 0
+        while pending < len(infos) and time.monotonic() < deadline:
+            if infos[pending].mid in acked:
+                pending += 1
+            else:
+                time.sleep(0.02)
+        return sum(1 for info in infos if info.mid in acked)
     finally:
         if clock is not None:
             clock.finished = True
