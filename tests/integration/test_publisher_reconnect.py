@@ -9,7 +9,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-
 from schemas import topics
 from simulators.demo import Message
 from simulators.run import publish_paced
