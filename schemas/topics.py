@@ -67,6 +67,8 @@ def kafka_telemetry(family: Family | str) -> str:
 
 TELEMETRY_TOPICS = tuple(kafka_telemetry(f) for f in Family)
 DEADLETTER = "telemetry.deadletter"
+# Kafka records a worker agent could not handle (schemas.deadletter.WorkerDeadLetter)
+WORKER_DEADLETTER = "worker.deadletter"
 DEVICE_STATUS = "devices.status"
 DETECTIONS = "detections"
 # Urgent detections (seismic triggers; orange and red levels) travel on a topic of their own, so they
@@ -80,6 +82,7 @@ SILENCES = "alerts.silences"  # silences and maintenance windows (compacted, key
 ALL_KAFKA_TOPICS = (
     *TELEMETRY_TOPICS,
     DEADLETTER,
+    WORKER_DEADLETTER,
     DEVICE_STATUS,
     DETECTIONS,
     DETECTIONS_URGENT,

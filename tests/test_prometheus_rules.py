@@ -34,10 +34,11 @@ def _exported_names() -> set[str]:
     from alerts.service import AlertMetrics
     from detectors.service import DetectorMetrics
     from ingest.metrics import GatewayMetrics
+    from tocsin.guard import DeadLetterMetrics
     from tocsin.worker import LagMetrics
 
     reg = CollectorRegistry()
-    for metrics in (GatewayMetrics, DetectorMetrics, AlertMetrics, NotifyMetrics, LagMetrics):
+    for metrics in (GatewayMetrics, DetectorMetrics, AlertMetrics, NotifyMetrics, LagMetrics, DeadLetterMetrics):
         metrics(reg)
     OperatorApi(
         AlertView(),
@@ -73,6 +74,7 @@ def test_metric_names_follow_the_conventions() -> None:
         "tocsin_worker_alert_latency_seconds_bucket",
         "tocsin_worker_delivery_latency_seconds_bucket",
         "tocsin_api_requests_total",
+        "tocsin_worker_deadletters_total",
     } <= names
     for name in names:
         assert name.startswith("tocsin_"), name

@@ -395,7 +395,7 @@ def test_topic_builders_golden() -> None:
         "telemetry.seismic",
         "telemetry.hazmat",
     )
-    assert len(set(topics.ALL_KAFKA_TOPICS)) == len(topics.ALL_KAFKA_TOPICS) == 11
+    assert len(set(topics.ALL_KAFKA_TOPICS)) == len(topics.ALL_KAFKA_TOPICS) == 12
     assert topics.DETECTIONS_URGENT in topics.ALL_KAFKA_TOPICS
     with pytest.raises(ValueError):
         topics.mqtt_telemetry("volcano", "s", "d")
