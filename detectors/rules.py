@@ -93,6 +93,9 @@ class FireRules(WireModel):
     min_confidence: float = Field(default=0.6, ge=0, le=1)
     bearing_tol_deg: float = Field(default=3.0, gt=0, le=45)
     clear_after_s: float = Field(default=1800, gt=0)
+    min_sweep_s: float = Field(
+        default=120.0, gt=0, description="hits without sweep ids this close to the last counted one are the same sweep"
+    )
 
 
 class SeismicRules(WireModel):
@@ -143,7 +146,7 @@ class IncidentConfirm(WireModel):
 
 class FireConfirm(WireModel):
     persist_sweeps: int = Field(
-        default=1, ge=1, description="fire detections (camera sweeps) of one camera before an unlocated alert"
+        default=1, ge=1, description="distinct camera sweeps seeing the fire before an unlocated alert (one camera)"
     )
     k_cameras: int = Field(default=2, ge=2, description="cameras whose bearings cross to locate the fire")
     max_range_km: float = Field(default=30.0, gt=0, le=200, description="a crossing farther from a tower is refused")

@@ -68,8 +68,9 @@ class Device(WireModel):
     device_id: Ident
     family: Family
     site: Ident
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    # WGS 84 (GNSS, CAP); coordinates read off Chinese map apps are GCJ-02, some 0.5 km away
+    lat: float = Field(ge=-90, le=90, description="WGS 84 latitude (not GCJ-02)")
+    lon: float = Field(ge=-180, le=180, description="WGS 84 longitude (not GCJ-02)")
     area: Area
     interval_s: float = Field(default=60.0, gt=0, description="expected reporting interval")
     gateway: str = Field(
@@ -102,8 +103,8 @@ class Target(WireModel):
     kind: PublicText = Field(
         default="town", min_length=1, max_length=32, description="town, rail, metro, pipeline, school, hospital ..."
     )
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90, description="WGS 84 latitude (not GCJ-02)")
+    lon: float = Field(ge=-180, le=180, description="WGS 84 longitude (not GCJ-02)")
     area_code: AdminCode | None = None
 
 

@@ -210,7 +210,7 @@ def publish_paced(
     """Publish like the devices (QoS 1; status messages retained) at the wall offsets given (absolute
     schedule: no drift); blocking, run it in a thread. Returns the messages the broker acknowledged.
 
-    A broker restart does not end the run: the client reconnects (every 0.5-5 s), messages published
+    A broker restart does not end the run: the client reconnects (every 1-5 s), messages published
     meanwhile wait in its queue and go out, with those not yet acknowledged, once it is back. The
     end waits up to ``ack_timeout_s`` for the last acknowledgements."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
@@ -221,7 +221,7 @@ def publish_paced(
     client.on_publish = lambda _c, _u, mid, *_a: acked.add(mid)
     client.max_inflight_messages_set(200)
     client.max_queued_messages_set(0)  # unbounded: nothing is dropped while the broker is away
-    client.reconnect_delay_set(min_delay=0.5, max_delay=5)
+    client.reconnect_delay_set(min_delay=1, max_delay=5)
     client.connect(host, port, keepalive=30)
     client.loop_start()
     try:
