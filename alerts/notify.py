@@ -110,7 +110,8 @@ class Notifier:
     def route(self, alert: Alert) -> list[Notification]:
         """The notifications of one alert message, from the routing plan, for the channels we have.
 
-        The operators' MQTT topic always gets the alert's JSON (the console's current state)."""
+        The operators' MQTT topic of the incident always gets the alert's JSON (the console's current
+        state); a Cancel is published and then clears that incident's retained message."""
         common: dict[str, Any] = {
             "alert_id": alert.identifier,
             "fingerprint": alert.fingerprint,
@@ -124,9 +125,16 @@ class Notifier:
             out.append(
                 Notification(
                     channel="mqtt",
-                    recipients=[topics.mqtt_alert(alert.area.code, alert.hazard)],
+                    recipients=[
+                        topics.mqtt_alert(
+                            alert.area.code,
+                            alert.hazard,
+                            topics.alert_incident(alert.fingerprint, alert.area.code, alert.hazard),
+                        )
+                    ],
                     text=encode(alert).decode("utf-8"),
                     idempotency_key=f"{message_key(alert)}:mqtt",
+                    ends_incident=alert.msg_type is MsgType.CANCEL,
                     **common,
                 )
             )

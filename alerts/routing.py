@@ -20,6 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 
 class Route(WireModel):
     name: str = Field(min_length=1)
-    audience: str = Field(default="public", description="public, agency or infrastructure")
-    channels: list[str] = Field(min_length=1, description="sms, broadcast, mqtt")
+    audience: Literal["public", "agency", "infrastructure"] = Field(
+        default="public", description="public, agency or infrastructure"
+    )
+    channels: list[Literal["sms", "broadcast", "mqtt"]] = Field(min_length=1, description="sms, broadcast, mqtt")
     hazards: list[Family] | None = Field(default=None, description="None: every hazard")
     min_level: WarningLevel = WarningLevel.BLUE
     areas: list[str] | None = Field(default=None, description="admin-code prefixes; None: every area")

@@ -3,13 +3,16 @@ per device, by the registry's ``thresholds``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Literal, Union, get_args, get_origin
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from detectors.kernels.anomaly import EnsembleParams
+from detectors.kernels import anomaly as anomaly_k
+from detectors.kernels import sensor_faults as sf_k
 from schemas.common import Ident, PublicText, WarningLevel, WireModel
 from schemas.files import load_model_file
 from schemas.seismic_band import DEFAULT_TRIGGER_BAND_HZ, band_problem
@@ -49,6 +52,19 @@ class HydroRules(WireModel):
     rise_m_per_h: float | None = Field(default=None, gt=0, description="yellow water_rise at this rate (off: None)")
 
 
+GAS_SETPOINT_KEYS = ("level1", "level2", "o2_low", "o2_high")
+
+
+def _known_keys(value: Mapping[str, object], known: tuple[str, ...] | list[str], what: str) -> None:
+    for key in value:
+        if key not in known:
+            raise PydanticCustomError(
+                "unknown_key",
+                "unknown {what} '{key}' (known: {known})",
+                {"what": what, "key": key, "known": ", ".join(known)},
+            )
+
+
 class HazmatRules(WireModel):
     setpoints: dict[GasName, dict[Ident, float]] = Field(
         default_factory=dict, description="per gas: level1/level2 (or o2_low/o2_high) overriding GB/T 50493"
@@ -57,6 +73,20 @@ class HazmatRules(WireModel):
     fault_params: dict[Ident, ParamValue] = Field(
         default_factory=dict, description="sensor fault checks (detectors/kernels/sensor_faults.py FaultParams)"
     )
+
+    @field_validator("setpoints")
+    @classmethod
+    def _known_setpoints(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for points in value.values():
+            _known_keys(points, GAS_SETPOINT_KEYS, "gas set-point")
+        return value
+
+    @field_validator("fault_params")
+    @classmethod
+    def _known_fault_params(cls, value: dict[str, object]) -> dict[str, object]:
+        _known_keys(value, list(sf_k.FaultParams.__dataclass_fields__), "fault parameter")
+        sf_k.FaultParams.from_mapping(value)  # values too
+        return value
 
 
 class FireRules(WireModel):
@@ -138,6 +168,12 @@ class AnomalyChannel(WireModel):
         description="None (default): operators' channels only; a level: a public warning at that level",
     )
 
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: dict[str, object]) -> dict[str, object]:
+        _known_keys(value, list(anomaly_k.EnsembleParams.__dataclass_fields__), "anomaly parameter")
+        return value  # the values are checked with anomaly.params by AnomalyRules
+
     @model_validator(mode="after")
     def _known_field(self) -> AnomalyChannel:
         known = numeric_fields(self.type)
@@ -178,7 +214,7 @@ class AnomalyRules(WireModel):
         for i, ch in enumerate((None, *self.channels)):
             where = "anomaly" if ch is None else f"anomaly.channels[{i - 1}]"
             try:
-                EnsembleParams.from_mapping({**self.params, **(ch.params if ch else {})})
+                anomaly_k.EnsembleParams.from_mapping({**self.params, **(ch.params if ch else {})})
             except ValueError as e:
                 raise ValueError(f"{where}: {e}") from None
             opened = ch.open_score if ch and ch.open_score is not None else self.open_score
@@ -186,6 +222,13 @@ class AnomalyRules(WireModel):
             if cleared > opened:
                 raise ValueError(f"{where}: clear_score {cleared:g} must not exceed open_score {opened:g}")
         return self
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: dict[str, object]) -> dict[str, object]:
+        _known_keys(value, list(anomaly_k.EnsembleParams.__dataclass_fields__), "anomaly parameter")
+        anomaly_k.EnsembleParams.from_mapping(value)  # values too
+        return value
 
 
 class IncidentConfirm(WireModel):

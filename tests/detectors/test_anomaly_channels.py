@@ -209,3 +209,15 @@ def test_the_documented_example_loads(tmp_path: Any) -> None:
     st, _ = engine.process(_gas("GD-tank-01", "VOC", 0, 1.0), None)
     st, _ = engine.process(_gas("GD-tank-01", "CO", 1, 1.0), st)
     assert [k for k in st["k"] if k.startswith("anomaly:")] == ["anomaly:gas_VOC"]
+
+
+def test_the_rules_reference_example_loads(tmp_path: Any) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "detection-rules.md").read_text(encoding="utf-8")
+    (block,) = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:] if "anomaly:" in b.split("```", 1)[0]]
+    path = tmp_path / "rules.yaml"
+    path.write_text("\n".join(line.removeprefix("  ") for line in block.splitlines()), encoding="utf-8")
+    channels = load_rules(path).anomaly.channels
+    assert [(c.type, c.field, c.promote_to) for c in channels] == [
+        ("hydro.level", "level_m", None),
+        ("hazmat.gas", "value", WarningLevel.YELLOW),
+    ]

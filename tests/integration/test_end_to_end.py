@@ -59,7 +59,7 @@ def test_rain_burst_alert_travels_end_to_end(services: dict[str, str], tmp_path:
             got_alert.set()
 
         op.on_message = on_message
-        op.subscribe(topics.mqtt_alert(area, "hydro"), qos=1)
+        op.subscribe(f"{topics.MQTT_ROOT}/alerts/{area}/hydro/+", qos=1)
 
         # The gauge: 8 reports of 6 mm every 5 minutes (48 mm in the last hour), QoS 1, and a NaN.
         now = datetime.now(UTC)
