@@ -190,7 +190,7 @@ class AnomalyChannel(WireModel):
 
     def name_for(self, gas: str | None) -> str:
         """The channel's name (the state key ``anomaly:<name>``, the detection kind ``anomaly_<name>``)."""
-        return f"gas_{gas}" if self.type == "hazmat.gas" and gas is not None else self.field
+        return f"gas_{gas.upper()}" if self.type == "hazmat.gas" and gas is not None else self.field
 
     def applies(self, device_id: str, gas: str | None) -> bool:
         if self.devices is not None and device_id not in self.devices:
