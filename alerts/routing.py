@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from alerts.release import ReleaseConfig
 from schemas.alert import Alert, AlertStatus
 from schemas.common import Family, WarningLevel, WireModel
 from schemas.files import load_model_file
@@ -36,6 +37,12 @@ class Route(WireModel):
 
 class Routing(WireModel):
     routes: list[Route]
+    release: ReleaseConfig = Field(
+        default_factory=ReleaseConfig, description="the release gate (alerts/release.py); default: all auto"
+    )
+
+    def public_routes(self) -> frozenset[str]:
+        return frozenset(r.name for r in self.routes if r.audience == "public")
 
 
 DEFAULT_ROUTING = Routing(
