@@ -41,12 +41,13 @@ from typing import Any, Literal, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import AwareDatetime, Field, model_validator
 
+from schemas import topics
 from schemas.alert import Alert, AlertStatus, MsgType
 from schemas.common import Family, WarningLevel, WireModel
 
 log = logging.getLogger(__name__)
 
-RELEASES = "alerts.releases"
+RELEASES = topics.RELEASES
 NATIONAL_MARK_S = 600.0  # the national system reaches the public within 10 minutes
 
 Mode = Literal["auto", "approve"]

@@ -40,6 +40,7 @@ from alerts.fastlane import FastLane, FastLaneMetrics
 from alerts.notify import Notifier, NotifyMetrics
 from alerts.ratelimit import PriorityRateLimiter, RateLimited
 from alerts.receipts import SmsReceipt, receipt_record, verify_receipt
+from alerts.release import RELEASES, Action, ReleaseDesk, ReleaseEvent, ReleaseGate, ReleaseMetrics
 from alerts.routing import load_routing
 from alerts.service import AlertMetrics, AlertStage
 from alerts.silence_store import SilenceStore
@@ -385,12 +386,23 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         broadcast = BroadcastAdapter(settings.broadcast_url, settings.broadcast_api_key.get_secret_value())
         adapters["broadcast"] = adapters[STOP_CHANNEL] = broadcast
     silences = SilenceStore(settings.kafka_bootstrap)
+    routing = load_routing(settings.routing_file)
     notifier = Notifier(
-        registry,
-        adapters,
-        NotifyMetrics(metrics_registry),
-        routing=load_routing(settings.routing_file),
-        silences=silences.silences,
+        registry, adapters, NotifyMetrics(metrics_registry), routing=routing, silences=silences.silences
+    )
+    # the release gate (alerts/release.py): public routes of ``approve`` alerts wait for a decision
+    # that arrives on ``alerts.releases``; the gate's own events are recorded there too
+    releases = _raw_topic(app, RELEASES)
+
+    async def record_release(event: ReleaseEvent) -> None:
+        await releases.send(key=event.fingerprint.encode(), value=encode(event))
+
+    desk = ReleaseDesk(
+        ReleaseGate(routing.release),
+        notifier,
+        record_release,
+        ReleaseMetrics(metrics_registry),
+        lambda: datetime.now(UTC),
     )
     started: list[bool] = []
     starting = asyncio.Lock()
@@ -416,7 +428,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         await start_delivery()
         busy[alert.identifier] += 1
         try:
-            for record in await notifier.deliver(alert):
+            for record in await desk.deliver(alert):
                 await deliveries.send(key=record.alert_id.encode(), value=encode(record))
         finally:
             busy[alert.identifier] -= 1
@@ -440,6 +452,29 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
             alert = Alert.model_validate_json(value)
             if not await fast_lane.claim(alert.identifier):  # not already delivered by the fast lane
                 await deliver_and_record(alert)
+
+    @app.agent(releases, name="releases")
+    async def release_decisions(stream: Any) -> None:
+        """Operators' approvals and rejections (the console) -> the public deliveries held."""
+        async for value in stream:
+            try:
+                event = ReleaseEvent.model_validate_json(value)
+            except ValueError as e:
+                log.warning("malformed release event skipped: %s", e)
+                continue
+            if event.action not in (Action.APPROVE, Action.REJECT):
+                continue
+            await start_delivery()
+            for record in await desk.apply(event):
+                await deliveries.send(key=record.alert_id.encode(), value=encode(record))
+
+    @app.timer(interval=5.0)
+    async def release_clock() -> None:
+        """Escalation (T1) and the T2 policy of the messages held for approval."""
+        if desk.gate.pending:
+            await start_delivery()
+            for record in await desk.tick():
+                await deliveries.send(key=record.alert_id.encode(), value=encode(record))
 
     async def owned_alert_partitions() -> set[int] | None:
         """The ``alerts`` partitions of this worker once no rebalance is going on (up to 10 min for
