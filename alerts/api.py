@@ -648,6 +648,7 @@ class OperatorApi:
         self.view, self.store, self.writer, self.publish_ack = view, silence_store, silence_writer, ack_publisher
         self.auth, self.silence_max = auth, silence_max
         self.public_routes = set(PUBLIC_ROUTES)  # the console (alerts/console) adds its login page
+        self.principal_key = PRINCIPAL  # ... and sets it from a session (this module may be __main__)
         self._verifying = asyncio.Semaphore(2)  # scrypt runs at most twice at once (CPU is the cost)
         self.load_cap, self.clock, self.visible_timeout_s = load_cap, clock, visible_timeout_s
         self.metrics_registry = metrics_registry or CollectorRegistry()

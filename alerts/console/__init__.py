@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 COOKIE = "tocsin_session"
 CSRF_HEADER = "X-CSRF-Token"
+CONSOLE_HEADER = "X-Tocsin-Console"  # sent by the page's script with every request
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_ROUTES = frozenset({"/console", "/console/", "/console/login", "/console/static"})
 ReleasePublisher = Callable[[ReleaseEvent], Awaitable[object]]
@@ -218,8 +219,6 @@ class Console:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         """A valid session cookie stands for the credential (alerts/api.py then skips its check)."""
-        from alerts.api import PRINCIPAL
-
         sid = request.cookies.get(COOKIE)
         if sid and "Authorization" not in request.headers:
             session = self.sessions.get(sid)
@@ -228,13 +227,17 @@ class Console:
                     sent = request.headers.get(CSRF_HEADER, "")
                     if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
                         return _error(403, "csrf", f"a change by session needs the {CSRF_HEADER} header")
-                request[PRINCIPAL] = session.principal
-        return await handler(request)
+                request[self.api.principal_key] = session.principal
+        response = await handler(request)
+        if response.status == 401 and (request.path.startswith("/console") or request.headers.get(CONSOLE_HEADER)):
+            # no Basic challenge for the page's own requests: a browser would open its password
+            # dialog over the console's login form (and a headless one would wait for it forever)
+            response.headers.pop("WWW-Authenticate", None)
+        return response
 
     def _principal(self, request: web.Request) -> Principal:
-        from alerts.api import PRINCIPAL
-
-        return request[PRINCIPAL]
+        principal: Principal = request[self.api.principal_key]
+        return principal
 
     def _needs(
         self, role: Role, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -53,7 +53,7 @@ MVN=${TOCSIN_MVN:-mvn}
 JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 JAVA_MAJOR=unknown # set by need_java17
 
-APT_PACKAGES=(mosquitto mosquitto-clients kcat prometheus)
+APT_PACKAGES=(mosquitto mosquitto-clients kcat prometheus chromium chromium-driver)
 APT_DONE=0
 
 # ---------------------------------------------------------------------------------------------------------
@@ -83,6 +83,7 @@ usage: ${0##*/} <command> [svc...]
   check [svc...]      end-to-end smoke test against running services
   env                 print 'export TOCSIN_...' lines for the endpoints in use
   logs-dir            print the directory holding one log per service
+  browser             install headless Chromium and chromedriver (Debian) for the console's browser tests
 svc: ${ALL_SERVICES[*]} (default: all)
 EOF
 }
@@ -919,6 +920,7 @@ main() {
         status) cmd_status "$@" ;;
         check) cmd_check "$@" ;;
         env) cmd_env ;;
+        browser) ensure_apt_tools chromium chromedriver ;; # the console's browser tests (headless)
         logs-dir) printf '%s\n' "$LOG_DIR" ;;
         help | -h | --help) usage ;;
         *)

@@ -30,7 +30,7 @@ function age(iso) {
 }
 
 async function api(path, opts = {}) {
-  const headers = { Accept: "application/json", ...(opts.headers || {}) };
+  const headers = { Accept: "application/json", "X-Tocsin-Console": "1", ...(opts.headers || {}) };
   if (opts.body !== undefined) headers["Content-Type"] = "application/json";
   if (opts.method && opts.method !== "GET" && state.me) headers["X-CSRF-Token"] = state.me.csrf;
   const resp = await fetch(path, { credentials: "same-origin", ...opts, headers,
@@ -181,10 +181,12 @@ async function refreshAlert(fp, quiet) {
 function renderAlert(a, rel, audit) {
   const cur = a.current, can = state.me && (state.me.role === "operator" || state.me.role === "supervisor");
   const pending = rel.state === "pending" || rel.state === "escalated";
-  const msg = h("p", { id: "action-result", role: "status" });
-  const done = (r, ok) => {
-    msg.className = r.status < 300 ? "ok" : "error";
-    msg.textContent = r.status < 300 ? ok : `失败：${(r.data && (r.data.detail || r.data.error)) || r.status}`;
+  const last = state.result && state.result.fp === a.fingerprint ? state.result : { cls: "", text: "" };
+  const msg = h("p", { id: "action-result", role: "status", class: last.cls }, last.text);
+  const done = (r, ok) => {  // kept across the re-renders that follow every change
+    state.result = { fp: a.fingerprint, cls: r.status < 300 ? "ok" : "error",
+      text: r.status < 300 ? ok : `失败：${(r.data && (r.data.detail || r.data.error)) || r.status}` };
+    msg.className = state.result.cls; msg.textContent = state.result.text;
   };
   const actions = h("section", { class: "card actions", "aria-labelledby": "act-h" }, h("h3", { id: "act-h" }, "处置"));
   if (pending) {
