@@ -31,13 +31,14 @@ def _exported_names() -> set[str]:
 
     from alerts.api import AlertView, OperatorApi
     from alerts.notify import NotifyMetrics
+    from alerts.release import ReleaseMetrics
     from alerts.service import AlertMetrics
     from detectors.service import DetectorMetrics
     from ingest.metrics import GatewayMetrics
     from tocsin.worker import LagMetrics
 
     reg = CollectorRegistry()
-    for metrics in (GatewayMetrics, DetectorMetrics, AlertMetrics, NotifyMetrics, LagMetrics):
+    for metrics in (GatewayMetrics, DetectorMetrics, AlertMetrics, NotifyMetrics, LagMetrics, ReleaseMetrics):
         metrics(reg)
     OperatorApi(
         AlertView(),

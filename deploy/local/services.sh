@@ -903,6 +903,18 @@ cmd_env() {
     fi
 }
 
+# The console's browser tests: headless Chromium, its driver, and a CJK font for readable screenshots.
+cmd_browser() {
+    ensure_apt_tools chromium chromedriver
+    if [[ -z $(fc-list :lang=zh 2>/dev/null) ]] && command -v apt-get >/dev/null 2>&1; then
+        local sudo=()
+        ((EUID == 0)) || sudo=(sudo)
+        info "provision: no CJK font -> apt-get install fonts-wqy-microhei"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y fonts-wqy-microhei >/dev/null 2>&1 ||
+            warn "fonts-wqy-microhei not installed: screenshots will show boxes for Chinese text"
+    fi
+}
+
 main() {
     local cmd=${1:-help} svc
     shift || true
@@ -920,7 +932,7 @@ main() {
         status) cmd_status "$@" ;;
         check) cmd_check "$@" ;;
         env) cmd_env ;;
-        browser) ensure_apt_tools chromium chromedriver ;; # the console's browser tests (headless)
+        browser) cmd_browser ;;
         logs-dir) printf '%s\n' "$LOG_DIR" ;;
         help | -h | --help) usage ;;
         *)
