@@ -351,6 +351,7 @@ class Console:
                     "fingerprint": s.fingerprint,
                     "level": s.level,
                     "code": s.area.code,
+                    "circle": s.area.circle,
                     "desc": s.area.desc,
                     "devices": devices,
                     "headline": s.headline,
