@@ -120,6 +120,7 @@ class ReleaseEvent(WireModel):
     by: str = Field(min_length=1, max_length=100, description="user name, or 'tocsin' for the gate")
     note: str = Field(default="", max_length=1000)
     at: AwareDatetime
+    alert: Alert | None = Field(default=None, description="HELD: the message held (a restarted worker restores it)")
 
 
 RELEASING = frozenset({Action.AUTO, Action.APPROVE, Action.TIMED_RELEASE, Action.FORCED})
@@ -216,6 +217,31 @@ class ReleaseGate:
                     p.holding = True
                     steps.append(Step(Action.TIMED_HOLD, p.alert, waited_s=_secs(waited)))
         return steps
+
+    def restore(self, events: list[ReleaseEvent]) -> int:
+        """Rebuild the held messages from ``alerts.releases`` (a restarted worker reads the last
+        ``t2_s`` and more): a HELD event with its alert is held again from its original time, later
+        events finish or mark it. Returns how many are held."""
+        for e in sorted(events, key=lambda e: e.at):
+            p = self.pending.get(e.fingerprint)
+            if e.action is Action.HELD and e.alert is not None:
+                if e.identifier in self.finished or (p is not None and p.alert.identifier == e.identifier):
+                    continue
+                since = p.since if p is not None else e.at  # a newer revision keeps the incident's clock
+                self.pending[e.fingerprint] = Pending(e.alert, since, p.escalated if p else False)
+            elif p is None:
+                continue
+            elif e.action in (Action.APPROVE, Action.REJECT):
+                del self.pending[e.fingerprint]
+                self._finish(p.alert, e.action)
+            elif e.action in (Action.TIMED_RELEASE, Action.FORCED) and e.identifier == p.alert.identifier:
+                del self.pending[e.fingerprint]
+                self._finish(p.alert, e.action)
+            elif e.action is Action.ESCALATED:
+                p.escalated = True
+            elif e.action is Action.TIMED_HOLD:
+                p.holding = True
+        return len(self.pending)
 
     def oldest_wait_s(self, now: datetime) -> float:
         return max((_secs(now - p.since) for p in self.pending.values()), default=0.0)
@@ -333,6 +359,7 @@ class ReleaseDesk:
                         by="tocsin",
                         note=note,
                         at=now,
+                        alert=s.alert if s.action is Action.HELD else None,
                     )
                 )
             if s.action is Action.ESCALATED:

@@ -468,6 +468,25 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
             for record in await desk.apply(event):
                 await deliveries.send(key=record.alert_id.encode(), value=encode(record))
 
+    @app.task
+    async def restore_releases() -> None:
+        """After a restart: the messages still held (alerts.releases of the last T2 and more) are
+        held again from their first time, so T2 releases them even though this worker never saw them."""
+        since_ms = int((time.time() - routing.release.t2_s - 300) * 1000)
+        try:
+            values = await asyncio.to_thread(read_since, settings.kafka_bootstrap, RELEASES, since_ms)
+        except Exception as e:  # noqa: BLE001 - Kafka down: nothing to restore from, deliveries go on
+            log.error("release gate not restored from %s: %s", RELEASES, e)
+            return
+        events = []
+        for v in values:
+            try:
+                events.append(ReleaseEvent.model_validate_json(v))
+            except ValueError:
+                continue
+        if events and (held := desk.gate.restore(events)):
+            log.warning("release gate restored %d held message(s) from %s", held, RELEASES)
+
     @app.timer(interval=5.0)
     async def release_clock() -> None:
         """Escalation (T1) and the T2 policy of the messages held for approval."""

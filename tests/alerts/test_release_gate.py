@@ -221,3 +221,47 @@ def test_desk_holds_public_then_releases_on_approval_and_counts() -> None:
     assert reg.get_sample_value("tocsin_release_decisions_total", {"decision": "approve"}) == 1
     assert reg.get_sample_value("tocsin_release_decision_seconds_sum", {"decision": "approve"}) == 230
     assert reg.get_sample_value("tocsin_release_pending") == 0
+
+
+def test_a_restarted_gate_restores_the_held_messages_from_the_events() -> None:
+    first = ReleaseGate(APPROVE_ALL)
+    events: list[ReleaseEvent] = []
+
+    def record(steps: list[Any], at: Any) -> None:
+        events.extend(
+            ReleaseEvent(
+                fingerprint=s.alert.fingerprint,
+                identifier=s.alert.identifier,
+                action=s.action,
+                by="tocsin",
+                at=at,
+                alert=s.alert if s.action is Action.HELD else None,
+            )
+            for s in steps
+        )
+
+    a, b = alert_message("rs1", WarningLevel.YELLOW, Family.HYDRO), alert_message("rs2", WarningLevel.BLUE, Family.FIRE)
+    record(first.admit(a, T0), T0)
+    record(first.admit(revision(a, 1, WarningLevel.ORANGE), T0 + timedelta(seconds=60)), T0 + timedelta(seconds=60))
+    record(first.tick(T0 + timedelta(seconds=200)), T0 + timedelta(seconds=200))
+    record(first.admit(b, T0 + timedelta(seconds=210)), T0 + timedelta(seconds=210))
+    events.append(
+        ReleaseEvent(
+            fingerprint=b.fingerprint,
+            identifier=b.identifier,
+            action=Action.REJECT,
+            by="李值班",
+            at=T0 + timedelta(seconds=220),
+        )
+    )
+    # the worker dies; a new one reads the events
+    gate = ReleaseGate(APPROVE_ALL)
+    assert gate.restore(events) == 1
+    p = gate.pending[a.fingerprint]
+    assert p.alert.identifier == f"{a.identifier}-r1" and p.since == T0 and p.escalated
+    assert gate.tick(T0 + timedelta(seconds=479)) == []
+    steps = gate.tick(T0 + timedelta(seconds=480))  # T2 from the first hold, not from the restart
+    assert [(s.action, s.alert.identifier, s.release) for s in steps] == [
+        (Action.TIMED_RELEASE, f"{a.identifier}-r1", True)
+    ]
+    assert [s.release for s in gate.admit(b, T0 + timedelta(seconds=500))] == [False]  # still rejected

@@ -6,6 +6,7 @@ cannot keep it from the public past the national 10-minute mark, issue 17); a re
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -98,3 +99,20 @@ def test_unapproved_warning_is_escalated_then_released_and_red_is_never_held(sta
     wait_until(lambda: len(texts(stack, GAUGE.phones, red.headline)) == 2, 20, "the red warning's SMS")
     assert time.monotonic() - t_red < T1_S + 5  # no wait for T2 (nor the 5 s tick): not held
     assert [r for r in read_records(bootstrap, topics.RELEASES) if r.key == red.fingerprint.encode()] == []
+
+
+def test_a_held_warning_survives_a_worker_crash_and_is_released_at_t2(stack: Stack) -> None:
+    held = produce(stack, WarningLevel.ORANGE)
+    bootstrap, key = stack.env["TOCSIN_KAFKA_BOOTSTRAP"], held.fingerprint.encode()
+    wait_records(bootstrap, topics.RELEASES, lambda r: r.key == key, want=1)  # HELD, with the alert
+    assert texts(stack, GAUGE.phones, held.headline) == []
+    stack.stop_worker(signal.SIGKILL)
+    stack.start_worker()  # a new worker, which never saw the alert's hold
+    # a restarted worker takes up to a minute to recover its tables on this shared broker
+    got = wait_until(lambda: len(texts(stack, GAUGE.phones, held.headline)) == 2, 120, "the timed release")
+    assert got
+    actions = [
+        ReleaseEvent.model_validate_json(r.value).action
+        for r in wait_records(bootstrap, topics.RELEASES, lambda r: r.key == key, want=2)
+    ]
+    assert actions[0] is Action.HELD and Action.TIMED_RELEASE in actions
