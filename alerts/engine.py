@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from alerts import cap_id
 from alerts.kernels import fire as fk
 from alerts.kernels import quake as qk
 from detectors.rules import ConfirmRules
@@ -73,8 +74,8 @@ def fingerprint_of(d: Detection, default_area: str) -> str:
 class AlertConfig:
     default_area_code: str = "110105"
     status: AlertStatus = AlertStatus.ACTUAL
-    sender: str = "tocsin@district.example"
-    org_code: str = "TOCSIN"
+    # The issuing unit's 14-digit code (GB/T 35965.1-2018 Appendix A): CAP sender and identifier prefix.
+    sender: str = "11010500000000"
     seismic_min_stations: float = 3.0  # summed station weight (each station 1.0 unless weighted)
     seismic_window_s: float = 30.0
     seismic_weights: dict[str, float] = field(default_factory=dict)  # station id -> vote
@@ -104,7 +105,7 @@ class AlertConfig:
     fire_k_cameras: int = 2
     fire_bearing_sigma_deg: float = 1.0
     fire_max_range_km: float = 30.0  # bearings crossing farther from a tower do not locate a fire
-    fire_persist_sweeps: int = 1  # fire detections of one camera before an unlocated alert
+    fire_persist_sweeps: int = 1  # distinct sweeps of one camera seeing the fire before an unlocated alert
 
 
 def confirm_settings(rules: ConfirmRules, env_confirm: Mapping[str, tuple[int, float]] | None = None) -> dict[str, Any]:
@@ -130,6 +131,16 @@ def confirm_settings(rules: ConfirmRules, env_confirm: Mapping[str, tuple[int, f
 SEISMIC_YELLOW_FROM = 5.5  # VI
 SEISMIC_ORANGE_FROM = 6.5  # VII
 SEISMIC_RED_FROM = 7.5  # VIII and above
+
+
+def _fire_sweeps(d: Detection, prev: Mapping[str, Any]) -> int:
+    """Distinct camera sweeps that have seen the fire: the detector counts them (``sweeps``
+    evidence, one per revolution however many frames saw it); a detection without that count
+    (an older detector) counts as one more sweep."""
+    sweeps = d.evidence.get("sweeps")
+    if isinstance(sweeps, int) and not isinstance(sweeps, bool):
+        return max(sweeps, int(prev.get("sweeps", 0)))
+    return int(prev.get("sweeps", 0)) + 1
 
 
 def seismic_level(intensity: float) -> WarningLevel:
@@ -158,6 +169,8 @@ class AlertEngine:
         self.capped: dict[str, int] = {}  # state caps that evicted or refused, by reason (metric)
         self.registry = registry
         self.clock = clock
+        cap_id.check_unit_code(self.config.sender)
+        self._sequencer = cap_id.Sequencer()  # identifiers' sequence digits (one per message a second)
 
     def fingerprint(self, d: Detection) -> str:
         """The lifecycle state's key. Its part before the last ``:`` is the ``detections`` key
@@ -251,8 +264,8 @@ class AlertEngine:
                 "site": d.site,
                 "since": since,
             }
-            if d.kind == "fire":  # each open/update of a camera's fire detection is one more sweep seeing it
-                st["sources"][key]["sweeps"] = prev.get("sweeps", 0) + 1
+            if d.kind == "fire":
+                st["sources"][key]["sweeps"] = _fire_sweeps(d, prev)
             if d.kind == "fire" and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
                 st["sources"][key] |= {"lat": d.lat, "lon": d.lon, "bearing_deg": d.evidence["bearing_deg"]}
         if incident_group(d.kind) == "forest_fire":
@@ -515,8 +528,9 @@ class AlertEngine:
         st["revision"] = st["revision"] + 1
         onset = datetime.fromtimestamp(st["onset"], BEIJING)
         fingerprint = self.message_fingerprint(d)
-        source = self.fingerprint(d).rsplit(":", 1)[1]  # the incident group, or offline.<gateway/site>
-        identifier = f"{area_code}{cfg.org_code}{onset:%Y%m%d%H%M%S}-{d.family.value}-{source}-{st['revision']:03d}"
+        # GB/T 35965.1-2018 Appendix A: unit code, the Beijing time the message is entered, sequence digit.
+        entered, seq = self._sequencer.next(self.clock())
+        identifier = cap_id.identifier(cfg.sender, entered, seq)
         references = list(st["ids"])
         st["last_sent"] = self.clock().timestamp()
         st["ids"] = [*st["ids"], identifier]
@@ -555,7 +569,7 @@ class AlertEngine:
             hazard=d.family,
             event=event,
             level=level,
-            sent=self.clock().astimezone(BEIJING),
+            sent=entered.astimezone(BEIJING),
             onset=onset,
             area=area,
             headline=headline,

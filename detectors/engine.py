@@ -240,12 +240,15 @@ class DetectorEngine:
             self._count_cap("rain_reports_merged")
         st["k"]["rain"] = [list(x) for x in reports]
         windows = sorted({rule.window_h for rule in rules})
-        acc = {w: rain_k.accumulation(reports, now, w * 3600.0)[0] for w in windows}
+        # Totals and thresholds in integer hundredths of a millimetre (exact: 1,000 x 0.1 mm is
+        # 100 mm), so a total exactly at a threshold gives a ratio of exactly 1.0 and fires (>=).
+        units = {w: rain_k.accumulation_units(reports, now, w * 3600.0)[0] for w in windows}
+        acc = {w: u / rain_k.UNITS_PER_MM for w, u in units.items()}
         # Per level, the largest ratio of accumulation to that level's threshold over its windows.
         ratios = [0.0, 0.0, 0.0, 0.0]
         worst: dict[int, Any] = {}
         for rule in rules:
-            ratio = acc[rule.window_h] / rule.mm
+            ratio = units[rule.window_h] / max(1, rain_k.to_units(rule.mm))
             i = rule.level.rank - 1
             if ratio >= ratios[i]:
                 ratios[i] = ratio
@@ -401,9 +404,8 @@ class DetectorEngine:
     def _gas_overrides(self, r: GasReading, device: Device | None) -> dict[str, float]:
         overrides = dict(self.rules.hazmat.setpoints.get(r.gas, {}))
         if device:
-            overrides.update(
-                {k: v for k, v in device.thresholds.items() if k in ("level1", "level2", "o2_low", "o2_high")}
-            )
+            keys = ("level1", "level2", "o2_low", "o2_high", "lel_vol")
+            overrides.update({k: v for k, v in device.thresholds.items() if k in keys})
         return overrides
 
     def _gas_levels(
@@ -412,7 +414,7 @@ class DetectorEngine:
         out: list[Detection] = []
         for g in rules:
             try:
-                value = gas_k.to_unit(r.gas, r.value, r.unit, g.unit)
+                value = gas_k.to_unit(r.gas, r.value, r.unit, g.unit, g.lel_vol)
             except ValueError:
                 continue
             rule = LevelRule(g.rule.sets, g.rule.clears, g.rule.above, self.rules.hazmat.hold_down, 1)
@@ -453,6 +455,18 @@ class DetectorEngine:
         level = WarningLevel.ORANGE if pers.kind == "flame" else WarningLevel.YELLOW
         if is_open and not pers.active:
             level = WarningLevel(st["open"]["fire"]["level"])
+        # Distinct sweeps seeing the fire (the alert stage's persist_sweeps counts these, not records).
+        old = st["k"].get("fire_sweeps")
+        tally = tuple(old) if old and (active or fire_k.quiet_for(hits, now) <= p.window_s) else None
+        if r.confidence >= p.min_confidence:
+            tally = fire_k.tally_sweep(tally, now, r.sweep, fr.min_sweep_s)  # type: ignore[arg-type]
+        if not active and is_open:
+            tally = None  # the detection clears: the next fire counts afresh
+        sweeps = tally[0] if tally else 0
+        st["k"]["fire_sweeps"] = list(tally) if tally else None
+        # one update per new sweep until the alert stage's persistence is reached (bounded records)
+        persist = self.rules.confirm.fire.persist_sweeps
+        more = is_open and active and sweeps > (old[0] if old else 0) and sweeps <= persist
         return self._transition(
             st,
             r,
@@ -462,7 +476,8 @@ class DetectorEngine:
             level=level,
             value=pers.confidence,
             threshold=p.min_confidence,
-            evidence={"bearing_deg": pers.bearing_deg, "hits": pers.count, "kind": pers.kind},
+            evidence={"bearing_deg": pers.bearing_deg, "hits": pers.count, "kind": pers.kind, "sweeps": sweeps},
+            material_change=more,
         )
 
     # ------------------------------------------------------------------ seismic

@@ -3,11 +3,15 @@ per device, by the registry's ``thresholds``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from detectors.kernels import anomaly as anomaly_k
+from detectors.kernels import sensor_faults as sf_k
 from schemas.common import Ident, PublicText, WarningLevel, WireModel
 from schemas.files import load_model_file
 from schemas.seismic_band import DEFAULT_TRIGGER_BAND_HZ, band_problem
@@ -46,6 +50,19 @@ class HydroRules(WireModel):
     rise_m_per_h: float | None = Field(default=None, gt=0, description="yellow water_rise at this rate (off: None)")
 
 
+GAS_SETPOINT_KEYS = ("level1", "level2", "o2_low", "o2_high")
+
+
+def _known_keys(value: Mapping[str, object], known: tuple[str, ...] | list[str], what: str) -> None:
+    for key in value:
+        if key not in known:
+            raise PydanticCustomError(
+                "unknown_key",
+                "unknown {what} '{key}' (known: {known})",
+                {"what": what, "key": key, "known": ", ".join(known)},
+            )
+
+
 class HazmatRules(WireModel):
     setpoints: dict[GasName, dict[Ident, float]] = Field(
         default_factory=dict, description="per gas: level1/level2 (or o2_low/o2_high) overriding GB/T 50493"
@@ -55,6 +72,20 @@ class HazmatRules(WireModel):
         default_factory=dict, description="sensor fault checks (detectors/kernels/sensor_faults.py FaultParams)"
     )
 
+    @field_validator("setpoints")
+    @classmethod
+    def _known_setpoints(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for points in value.values():
+            _known_keys(points, GAS_SETPOINT_KEYS, "gas set-point")
+        return value
+
+    @field_validator("fault_params")
+    @classmethod
+    def _known_fault_params(cls, value: dict[str, object]) -> dict[str, object]:
+        _known_keys(value, list(sf_k.FaultParams.__dataclass_fields__), "fault parameter")
+        sf_k.FaultParams.from_mapping(value)  # values too
+        return value
+
 
 class FireRules(WireModel):
     k: int = Field(default=3, ge=1)
@@ -62,6 +93,9 @@ class FireRules(WireModel):
     min_confidence: float = Field(default=0.6, ge=0, le=1)
     bearing_tol_deg: float = Field(default=3.0, gt=0, le=45)
     clear_after_s: float = Field(default=1800, gt=0)
+    min_sweep_s: float = Field(
+        default=120.0, gt=0, description="hits without sweep ids this close to the last counted one are the same sweep"
+    )
 
 
 class SeismicRules(WireModel):
@@ -94,6 +128,13 @@ class AnomalyRules(WireModel):
     open_score: float = Field(default=0.9, gt=0, le=1)
     clear_score: float = Field(default=0.5, ge=0, le=1)
 
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: dict[str, object]) -> dict[str, object]:
+        _known_keys(value, list(anomaly_k.EnsembleParams.__dataclass_fields__), "anomaly parameter")
+        anomaly_k.EnsembleParams.from_mapping(value)  # values too
+        return value
+
 
 class IncidentConfirm(WireModel):
     """Hold-down of one incident kind: alert when ``k`` sensors of the area agree, or when one
@@ -105,7 +146,7 @@ class IncidentConfirm(WireModel):
 
 class FireConfirm(WireModel):
     persist_sweeps: int = Field(
-        default=1, ge=1, description="fire detections (camera sweeps) of one camera before an unlocated alert"
+        default=1, ge=1, description="distinct camera sweeps seeing the fire before an unlocated alert (one camera)"
     )
     k_cameras: int = Field(default=2, ge=2, description="cameras whose bearings cross to locate the fire")
     max_range_km: float = Field(default=30.0, gt=0, le=200, description="a crossing farther from a tower is refused")

@@ -346,7 +346,8 @@ def test_fire_three_hits_open_yellow_and_flame_escalates_to_orange() -> None:
         Family.FIRE,
     )
     assert (opened.value, opened.threshold) == (0.8, 0.6)
-    assert opened.evidence == {"bearing_deg": 120.5, "hits": 3, "kind": "smoke"}
+    # three hits 5 min apart are three sweeps of the camera
+    assert opened.evidence == {"bearing_deg": 120.5, "hits": 3, "kind": "smoke", "sweeps": 3}
     assert opened.onset == T0 + timedelta(seconds=600)
     [flame] = per[3]
     assert (flame.state, flame.level, flame.revision, flame.value) == (
