@@ -119,6 +119,24 @@ def _visible(driver: Any, element_id: str) -> Any:
     return els[0] if els and els[0].is_displayed() else None
 
 
+def act(driver: Any, element_id: str, keys: str | None = None) -> None:
+    """Type into or click an element, again if the page re-rendered it in between."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    for _ in range(10):
+        try:
+            el = driver.find_element(By.ID, element_id)
+            if keys is not None:
+                el.send_keys(keys)
+            else:
+                el.click()
+            return
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    raise AssertionError(f"#{element_id} kept being re-rendered")
+
+
 def text_of(driver: Any, element_id: str) -> str:
     """The text of an element, "" while it is not there (the page re-renders)."""
     got = driver.execute_script(
@@ -223,13 +241,13 @@ def test_operator_sees_approves_silences_and_a_viewer_cannot_approve(stack: Stac
             continue
     wait_until(lambda: _visible(browser, "approve"), 15, "the alert page")
     assert "待审批" in text_of(browser, "release-state")
-    assert "62" in browser.find_element(By.TAG_NAME, "main").text
-    assert "<alert" in browser.find_element(By.CSS_SELECTOR, "pre.cap").text
+    assert "62" in text_of(browser, "main")
+    assert "<alert" in browser.execute_script("return document.querySelector('pre.cap').textContent")
     shot(browser, "03-alert-page")
 
     # 3. approve: the SMS carrier receives the warning
-    browser.find_element(By.ID, "release-note").send_keys("已电话核实，同意发布")
-    browser.find_element(By.ID, "approve").click()
+    act(browser, "release-note", "已电话核实，同意发布")
+    act(browser, "approve")
     msgs = wait_until(
         lambda: len(stack.sms_messages(GAUGE.phones)) == 2 and stack.sms_messages(GAUGE.phones),
         30,
@@ -240,8 +258,8 @@ def test_operator_sees_approves_silences_and_a_viewer_cannot_approve(stack: Stac
     shot(browser, "04-approved-sms-sent")
 
     # 4. a silence of the gauge within policy
-    browser.find_element(By.ID, "silence-reason").send_keys("雨量计检修")
-    browser.find_element(By.ID, "silence").click()
+    act(browser, "silence-reason", "雨量计检修")
+    act(browser, "silence")
     wait_until(lambda: "静默已创建" in text_of(browser, "action-result"), 15, "silence created")
     shot(browser, "05-silence-created")
     sil = [s for s in _silences(stack) if s.get("device") == GAUGE.device]
@@ -256,7 +274,7 @@ def test_operator_sees_approves_silences_and_a_viewer_cannot_approve(stack: Stac
     shot(browser, "06-audit-trail")
 
     # 6. a viewer cannot approve: no button, and the API refuses the request
-    browser.find_element(By.ID, "logout").click()
+    act(browser, "logout")
     login(browser, base, "张查看")
     browser.get(f"{base}/console/#/alert/{alert.fingerprint}")
     wait_until(lambda: _visible(browser, "read-only"), 15, "the viewer's alert page")

@@ -89,8 +89,11 @@ function connect() {
     }
     renderList();
     if (!$("#overview").hidden) loadMap();
+    // the open warning's page is redrawn only when that warning changed (not for every other one)
     const open = currentFingerprint();
-    if (open && msg.alerts.some((a) => a.fingerprint === open)) refreshAlert(open, true);
+    const mine = open && msg.alerts.find((a) => a.fingerprint === open);
+    const sig = mine ? JSON.stringify([mine.identifier, mine.acknowledged, mine.release]) : "";
+    if (mine && sig !== state.openSig) { state.openSig = sig; refreshAlert(open, true); }
   });
 }
 
