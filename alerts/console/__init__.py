@@ -60,6 +60,9 @@ CONSOLE_HEADER = "X-Tocsin-Console"  # sent by the page's script with every requ
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_ROUTES = frozenset({"/console", "/console/", "/console/login", "/console/static"})
 ReleasePublisher = Callable[[ReleaseEvent], Awaitable[object]]
+SeriesReader = Callable[[str, list[str], float], list[dict[str, Any]]]
+"""(measurement, devices, hours) -> [{"device", "field", "points": [[iso time, value], ...]}] (blocking)."""
+SKIP_FIELDS = frozenset({"lat", "lon", "seq", "interval_s", "n", "bearing_deg"})
 
 
 # --------------------------------------------------------------------------- sessions
@@ -207,7 +210,9 @@ class Console:
         sessions: Sessions | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         stream_poll_s: float = 0.2,
+        read_series: SeriesReader | None = None,
     ) -> None:
+        self.read_series = read_series
         self.api, self.releases, self.publish_release = api, releases, publish_release
         self.registry, self.outline, self.secure_cookie = registry, outline, secure_cookie
         self.sessions = sessions or Sessions()
@@ -374,6 +379,26 @@ class Console:
             )
         return _json({"outline": outline, "devices": devices, "areas": areas})
 
+    async def series(self, request: web.Request) -> web.Response:
+        """The last hours of the warning's devices' readings from InfluxDB (``?hours=``, 3 by default,
+        at most 24); ``available`` false without InfluxDB (the page then shows the evidence values)."""
+        fp = request.match_info["fingerprint"]
+        cur = self.api.view.current(fp)
+        if cur is None:
+            return _error(404, "not_found", f"no alert with fingerprint {fp!r}")
+        try:
+            hours = min(24.0, max(0.1, float(request.query.get("hours", "3"))))
+        except ValueError:
+            return _error(422, "validation", "hours is a number")
+        if self.read_series is None or not cur.devices:
+            return _json({"available": False, "series": []})
+        try:
+            series = await asyncio.to_thread(self.read_series, cur.hazard.value, list(cur.devices), hours)
+        except Exception as e:  # noqa: BLE001 - InfluxDB down: the page falls back to the evidence values
+            log.warning("series of %s from InfluxDB failed: %s", fp, e)
+            return _json({"available": False, "series": [], "error": str(e)})
+        return _json({"available": True, "hours": hours, "series": series})
+
     # ------------------------------------------------------------------ release and notes
     async def release_events(self, request: web.Request) -> web.Response:
         fp = request.match_info["fingerprint"]
@@ -443,6 +468,7 @@ class Console:
             web.get("/console/api/stream", self._needs(Role.VIEWER, self.stream)),
             web.get("/console/api/map", self._needs(Role.VIEWER, self.map)),
             web.get("/console/api/alerts/{fingerprint}/releases", self._needs(Role.VIEWER, self.release_events)),
+            web.get("/console/api/alerts/{fingerprint}/series", self._needs(Role.VIEWER, self.series)),
             web.post("/console/api/alerts/{fingerprint}/release", self._needs(Role.OPERATOR, self.decide)),
             web.post("/console/api/alerts/{fingerprint}/note", self._needs(Role.OPERATOR, self.note)),
         ]
@@ -463,6 +489,7 @@ def setup_console(
     publish_release: ReleasePublisher | None = None,
     registry: Any = None,
     secure_cookie: bool = False,
+    read_series: SeriesReader | None = None,
 ) -> Console:
     """Add the console to the API's ``app`` (before it starts). With ``bootstrap``, release events
     are followed from Kafka and published with ``producer()`` (the API's); otherwise whatever is
@@ -503,7 +530,11 @@ def setup_console(
 
         app.on_startup.append(start)
         app.on_cleanup.append(stop)
-    console = Console(api, releases, publish_release, registry=registry, secure_cookie=secure_cookie)
+    if read_series is None and bootstrap is not None:
+        read_series = _influx_from_settings()
+    console = Console(
+        api, releases, publish_release, registry=registry, secure_cookie=secure_cookie, read_series=read_series
+    )
     api.public_routes |= PUBLIC_ROUTES
     app.middlewares.insert(app.middlewares.index(api.authenticate), console.session_middleware)
     app.add_routes(console.routes())
@@ -525,3 +556,46 @@ def _registry_from_settings() -> Any:
     except Exception as e:  # noqa: BLE001 - the map then shows the outline and alerts only
         log.warning("console map without a device registry: %s", e)
         return None
+
+
+def influx_series_reader(url: str, token: str, org: str, bucket: str, max_points: int = 240) -> SeriesReader:
+    """Reads the devices' numeric fields from the gateway's InfluxDB measurements (ingest/influx.py:
+    one measurement per family, tag ``device``), averaged into at most ``max_points`` per series."""
+
+    def read(measurement: str, devices: list[str], hours: float) -> list[dict[str, Any]]:
+        from influxdb_client import InfluxDBClient
+
+        every_s = max(1, int(hours * 3600 / max_points))
+        quoted = " or ".join(f'r.device == "{_flux_str(d)}"' for d in devices[:20])
+        skip = " and ".join(f'r._field != "{f}"' for f in sorted(SKIP_FIELDS))
+        flux = (
+            f'from(bucket: "{_flux_str(bucket)}") |> range(start: -{int(hours * 3600)}s) '
+            f'|> filter(fn: (r) => r._measurement == "{_flux_str(measurement)}" and ({quoted})) '
+            f"|> filter(fn: (r) => {skip}) "
+            f"|> aggregateWindow(every: {every_s}s, fn: mean, createEmpty: false)"
+        )
+        out: dict[tuple[str, str], list[list[Any]]] = {}
+        with InfluxDBClient(url=url, token=token, org=org, timeout=10_000) as client:
+            for table in client.query_api().query(flux):
+                for rec in table.records:
+                    field = str(rec.get_field())
+                    if field in SKIP_FIELDS:
+                        continue
+                    key = (str(rec.values.get("device")), field)
+                    out.setdefault(key, []).append([rec.get_time().isoformat(), float(rec.get_value())])
+        return [{"device": d, "field": f, "points": pts[-max_points:]} for (d, f), pts in sorted(out.items())]
+
+    return read
+
+
+def _flux_str(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _influx_from_settings() -> SeriesReader | None:
+    from tocsin.settings import Settings
+
+    s = Settings()
+    if not s.influx_url:
+        return None
+    return influx_series_reader(s.influx_url, s.influx_token.get_secret_value(), s.influx_org, s.influx_bucket)

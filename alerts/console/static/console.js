@@ -263,6 +263,13 @@ function evidence(a) {
   const box = h("div", {}, h("p", {}, a.current.description),
     a.current.value !== null && a.current.value !== undefined ? h("p", {}, `当前值：${a.current.value} ${a.current.unit}`) : null,
     h("p", {}, `设备：${a.current.devices.join("、") || "—"}；检测：${a.current.detections.length} 条`));
+  const live = h("div", { id: "series" }, h("p", { class: "hint" }, "正在读取最近3小时的监测数据…"));
+  box.append(live);
+  api(`/console/api/alerts/${encodeURIComponent(a.fingerprint)}/series?hours=3`).then((r) => {
+    const series = r.status === 200 && r.data.available ? r.data.series.filter((x) => x.points.length) : [];
+    if (!series.length) { live.replaceChildren(h("p", { class: "hint" }, "无时序库数据，下方为告警携带的测量值")); return; }
+    live.replaceChildren(h("p", {}, "最近3小时（InfluxDB）"), ...series.slice(0, 3).map((x) => lineChart(x)));
+  });
   if (vals.length >= 1) {
     const NS = "http://www.w3.org/2000/svg", W = 360, H = 90;
     const svg = document.createElementNS(NS, "svg");
@@ -276,6 +283,24 @@ function evidence(a) {
     box.append(svg, h("p", { class: "hint" }, `各修订测量值 ${lo}–${hi} ${a.current.unit}`));
   }
   return box;
+}
+
+function lineChart(x) {
+  const NS = "http://www.w3.org/2000/svg", W = 420, H = 110, pad = 24;
+  const ts = x.points.map((p) => Date.parse(p[0])), ys = x.points.map((p) => p[1]);
+  const t0 = Math.min(...ts), t1 = Math.max(...ts), lo = Math.min(...ys), hi = Math.max(...ys);
+  const X = (t) => pad + ((t - t0) / ((t1 - t0) || 1)) * (W - 2 * pad), Y = (v) => H - pad - ((v - lo) / ((hi - lo) || 1)) * (H - 2 * pad);
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("role", "img"); svg.setAttribute("class", "series-chart");
+  svg.setAttribute("aria-label", `${x.device} ${x.field}：${lo}–${hi}`);
+  const line = document.createElementNS(NS, "polyline");
+  line.setAttribute("points", x.points.map((p, i) => `${X(ts[i])},${Y(ys[i])}`).join(" "));
+  line.setAttribute("fill", "none"); line.setAttribute("stroke", "#0b5cad"); line.setAttribute("stroke-width", "2");
+  const label = document.createElementNS(NS, "text");
+  label.setAttribute("x", "4"); label.setAttribute("y", "14"); label.setAttribute("font-size", "12");
+  label.textContent = `${x.device} ${x.field}  ${lo.toFixed(2)} – ${hi.toFixed(2)}（${x.points.length} 点）`;
+  svg.append(line, label);
+  return svg;
 }
 
 function silenceForm(a, done) {
