@@ -24,7 +24,9 @@ from tests.alerts.test_api_view import USERS, users_file
 ALERT = alert_message("con-1", WarningLevel.ORANGE, Family.HYDRO)
 
 
-def run(body: Callable[[TestClient[Any, Any], list[ReleaseEvent], ReleaseView], Awaitable[None]]) -> None:
+def run(
+    body: Callable[[TestClient[Any, Any], list[ReleaseEvent], ReleaseView], Awaitable[None]], **console: Any
+) -> None:
     view = AlertView()
     view.apply_alert(ALERT)
     view.mark_caught_up()
@@ -46,7 +48,7 @@ def run(body: Callable[[TestClient[Any, Any], list[ReleaseEvent], ReleaseView], 
         app: web.Application = build_app(
             view,
             auth=Authenticator(users_file()),
-            console={"releases": releases, "publish_release": publish, "registry": registry},
+            console={"releases": releases, "publish_release": publish, "registry": registry, **console},
         )
         async with TestClient(TestServer(app)) as client:
             await body(client, published, releases)
@@ -156,3 +158,26 @@ def test_stream_sends_the_active_list_with_the_release_state_and_the_map_has_dev
         assert [a["fingerprint"] for a in m["areas"]] == [ALERT.fingerprint]
 
     run(body)
+
+
+def test_series_come_from_the_reader_for_the_alerts_devices_or_are_unavailable() -> None:
+    async def body(client: TestClient[Any, Any], *_: Any) -> None:
+        await login(client, "viewer")
+        r = await (await client.get(f"/console/api/alerts/{ALERT.fingerprint}/series")).json()
+        assert r == {"available": False, "series": []}  # no InfluxDB: the page shows the evidence values
+        assert (await client.get("/console/api/alerts/nope/series")).status == 404
+
+    run(body)
+    asked: list[tuple[str, list[str], float]] = []
+
+    def reader(measurement: str, devices: list[str], hours: float) -> list[dict[str, Any]]:
+        asked.append((measurement, devices, hours))
+        return [{"device": "D01", "field": "rain_mm", "points": [["2026-07-01T08:00:00+00:00", 6.0]]}]
+
+    async def body2(client: TestClient[Any, Any], *_: Any) -> None:
+        await login(client, "viewer")
+        r = await (await client.get(f"/console/api/alerts/{ALERT.fingerprint}/series?hours=48")).json()
+        assert r["available"] and r["series"][0]["points"] == [["2026-07-01T08:00:00+00:00", 6.0]]
+
+    run(body2, read_series=reader)
+    assert asked == [("hydro", ["D01"], 24.0)]  # the alert's hazard and devices; hours capped at 24
