@@ -58,6 +58,30 @@ _INSTRUCTIONS = {
 }
 
 
+# The generic anomaly detector's detections (detectors/engine.py ``anomaly_<channel>``): an incident
+# per channel and area; operators and agencies only unless the rules promote the channel.
+ANOMALY_EVENT = "监测数据异常"
+ANOMALY_INSTRUCTION = "请值班人员核查该监测点数据和现场情况；此为数据异常提示，不是灾害预警。"
+ANOMALY_HEADLINE = "监测数据异常（值班提示）"  # operators only: not called a warning (预警)
+# promoted by the rules (``promote_to``): a public warning whose cause is not yet known
+ANOMALY_PUBLIC_INSTRUCTION = "监测数据出现异常，请留意后续通知，听从现场工作人员和当地政府安排。"
+
+
+def is_anomaly(kind: str) -> bool:
+    return kind.startswith("anomaly_")
+
+
+def event_of(group: str) -> tuple[str, str]:
+    """``(event name, CAP category)`` of an incident group."""
+    if is_anomaly(group):
+        return ANOMALY_EVENT, "Other"
+    return _EVENTS.get(group, (group, "Other"))
+
+
+def _anomaly_instruction(st: dict[str, Any]) -> str:
+    return ANOMALY_PUBLIC_INSTRUCTION if st.get("public") else ANOMALY_INSTRUCTION
+
+
 def incident_group(kind: str) -> str:
     if kind in _GROUPS:
         return _GROUPS[kind]
@@ -236,8 +260,12 @@ class AlertEngine:
         if last is not None and stamp < last:
             self.superseded += 1
             return st, []
+        anomaly = is_anomaly(d.kind)
         if d.level is None and d.state is not DetectionState.CLEAR and d.kind not in ("p_trigger", "offline"):
-            return st, []  # anomaly, sensor faults: operator information on Kafka, not warnings
+            if not anomaly:
+                return st, []  # sensor faults: operator information on Kafka, not warnings
+            # An anomaly the rules do not promote: a blue alert for operators and agencies only.
+            d = d.model_copy(update={"level": WarningLevel.BLUE, "evidence": {**d.evidence, "promoted": False}})
         st["seen"] = {**st.get("seen", {}), source: stamp}
         if len(st["seen"]) > self.config.max_seen:
             self._evict_seen(st)
@@ -264,6 +292,8 @@ class AlertEngine:
                 "site": d.site,
                 "since": since,
             }
+            if anomaly:  # promoted (a level from the rules' promote_to) or operators only
+                st["sources"][key]["public"] = bool(d.evidence.get("promoted", True))
             if d.kind == "fire":
                 st["sources"][key]["sweeps"] = _fire_sweeps(d, prev)
             if d.kind == "fire" and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
@@ -272,6 +302,13 @@ class AlertEngine:
             return st, self._fire(d, st)
         if d.kind == "offline":
             return st, self._offline(d, st)
+        if anomaly:
+            # Public once a promoted source is open; an incident that went public stays public to its
+            # all-clear (the public heard the warning, so it hears the cancel).
+            went = bool(st.get("public")) and st["active"]
+            st["public"] = went or any(s.get("public", False) for s in st["sources"].values())
+            if not st["public"]:
+                return st, self._emit(d, st, headline=ANOMALY_HEADLINE)
         return st, self._emit(d, st)
 
     def _count_cap(self, reason: str) -> None:
@@ -440,7 +477,7 @@ class AlertEngine:
         if st["level"] != level.value:
             st["prev_level"], st["level"] = st["level"], level.value
         group = incident_group(d.kind)
-        event = _EVENTS.get(group, (group, ""))[0]
+        event = event_of(group)[0]
         where = d.town + d.village or d.area_code or self.config.default_area_code
         base = details.get("description") or self._describe(d, level, where, event)
         n = len(st.get("toggles", []))
@@ -534,7 +571,7 @@ class AlertEngine:
         references = list(st["ids"])
         st["last_sent"] = self.clock().timestamp()
         st["ids"] = [*st["ids"], identifier]
-        event, _category = _EVENTS.get(group, (group, "Other"))
+        event, _category = event_of(group)
         device = self.registry.get(d.device_id) if self.registry else None
         area = AlertArea(
             code=area_code,
@@ -546,7 +583,10 @@ class AlertEngine:
         sources = st["sources"]
         devices = sorted({k.split(":")[0] for k in sources} | {d.device_id})
         sites = sorted({s.get("site", "") for s in sources.values()} - {""} | {d.site})
-        if msg_type is MsgType.CANCEL:
+        if msg_type is MsgType.CANCEL and is_anomaly(group) and not st.get("public"):
+            headline = f"{area.desc}{ANOMALY_HEADLINE}解除"
+            description = f"{area.desc}{event}提示解除，监测值已回到近期基线附近。"
+        elif msg_type is MsgType.CANCEL:
             headline = f"{area.desc}{event}{level.zh}预警解除"
             description = f"{area.desc}{event}{level.zh}预警（{level.roman}级）解除，监测值已回落至阈值以下。"
         else:
@@ -574,7 +614,11 @@ class AlertEngine:
             area=area,
             headline=headline,
             description=description,
-            instruction="" if msg_type is MsgType.CANCEL else _INSTRUCTIONS.get(group, ""),
+            instruction=""
+            if msg_type is MsgType.CANCEL
+            else _anomaly_instruction(st)
+            if is_anomaly(group)
+            else _INSTRUCTIONS.get(group, ""),
             certainty=certainty,
             references=references,
             detections=[d.id],
@@ -584,11 +628,20 @@ class AlertEngine:
             unit=d.unit,
             correlation_id=d.correlation_id,
             flapping=bool(st.get("flapping")),
+            public=bool(st.get("public", False)) if is_anomaly(group) else True,
         )
 
     @staticmethod
     def _describe(d: Detection, level: WarningLevel, where: str, event: str) -> str:
         measured = f"{d.value:g}{d.unit}" if d.unit else f"{d.value:g}"
+        if is_anomaly(d.kind) and "score" in d.evidence:
+            ev = d.evidence
+            field = ev.get("field", d.kind.removeprefix("anomaly_"))
+            return (
+                f"{where}监测站{d.device_id}的{field}监测值{measured}明显偏离近期基线"
+                f"{ev.get('baseline', 0):.4g}{d.unit}（波动{ev.get('baseline_sd', 0):.2g}{d.unit}，"
+                f"异常分数{ev['score']:.3g}）。"
+            )
         window = f"{d.window_s / 3600:g}小时" if d.window_s else ""
         limit = f"（阈值{d.threshold:g}{d.unit}）" if d.threshold is not None else ""
         return (

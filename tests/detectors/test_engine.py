@@ -428,9 +428,11 @@ def test_seismic_only_velocity_channels() -> None:
     assert set(states["st-01"]["k"]) == {"last_seen_s"}  # the deadman still sees the station alive
 
 
-def test_water_level_without_thresholds_falls_back_to_the_anomaly_detector() -> None:
-    engine = DetectorEngine()
-    state, dets = engine.process(_water(5.0, 0), None)
+def test_water_level_without_thresholds_is_anomaly_scored_only_when_configured() -> None:
+    state, dets = DetectorEngine().process(_water(5.0, 0), None)
+    assert dets == [] and set(state["k"]) == {"last_seen_s", "rise"}  # no rule, no channel: nothing scored
+    rules = Rules.model_validate({"anomaly": {"channels": [{"type": "hydro.level", "field": "level_m"}]}})
+    state, dets = DetectorEngine(rules).process(_water(5.0, 0), None)
     assert dets == [] and state["open"] == {}
     assert set(state["k"]) == {"last_seen_s", "rise", "anomaly:level_m"}
     assert state["k"]["anomaly:level_m"]["n"] == 1
