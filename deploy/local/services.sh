@@ -789,8 +789,8 @@ start_and_wait() { # svc...
     local -A t0=() deadline=()
     for svc in "$@"; do
         t0[$svc]=$(now_us)
-        if pid=$(svc_pid "$svc") && declare -F "stale_config_$svc" >/dev/null &&
-            reason=$("stale_config_$svc"); then
+        if pid=$(svc_pid "$svc") && [[ ${TOCSIN_UP_NO_RESTART:-0} != 1 ]] &&
+            declare -F "stale_config_$svc" >/dev/null && reason=$("stale_config_$svc"); then
             info "$svc: running (pid $pid) but $reason: restarting it"
             stop_pid "$svc" "$pid"
             "start_$svc"
