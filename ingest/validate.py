@@ -27,7 +27,7 @@ _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_e
 _NONFINITE_ERRORS = {"finite_number"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # by name only: a positional call put the age in the skew slot
 class Limits:
     max_payload_bytes: int = 262_144
     max_status_bytes: int = 4_096  # a status is "online"/"offline" or a small JSON object
