@@ -8,6 +8,8 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
   Faust table does) vs the validation of the same reading.
 - sms_dispatch: SMS sent through the priority rate limiter to the carrier emulator, both at 100/s:
   achieved rate / configured limit.
+- gateway: ``tocsin gateway`` vs the native pipe ``mosquitto_sub | kcat`` on the same 100,000 QoS 1
+  readings, msg/s each and gateway / native (tests/bench/gateway.py); ``--gateway-readings N``.
 - alert_latency: red detection -> first SMS at the carrier emulator through Kafka and a real worker,
   under 1,000 background detections/s, vs a bare Kafka round trip (tests/bench/latency.py).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -146,8 +149,11 @@ BENCHES = {
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="var/bench")
+    ap.add_argument("--gateway-readings", type=int, default=None, help="readings of the gateway bench (100,000)")
     ap.add_argument("only", nargs="*")
     args = ap.parse_args()
+    if args.gateway_readings:
+        os.environ["TOCSIN_BENCH_GW_READINGS"] = str(args.gateway_readings)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {
@@ -217,6 +223,9 @@ BENCHES["fleet"] = bench_fleet
 from tests.bench.latency import bench_alert_latency  # noqa: E402 (red alert latency on the real stack)
 
 BENCHES["alert_latency"] = bench_alert_latency
+from tests.bench.gateway import bench_gateway  # noqa: E402 (gateway vs mosquitto_sub | kcat on the real stack)
+
+BENCHES["gateway"] = bench_gateway
 
 
 if __name__ == "__main__":
