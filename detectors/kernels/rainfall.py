@@ -11,7 +11,9 @@ already held replaces it rather than adding twice.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 
 HOUR_S = 3600.0
 DEFAULT_WINDOWS_S = (1 * HOUR_S, 3 * HOUR_S, 6 * HOUR_S, 12 * HOUR_S, 24 * HOUR_S)
@@ -29,11 +31,13 @@ def add_report(
 ) -> list[Report]:
     """A new report list with the report inserted in time order and anything older than the horizon
     (relative to the newest report) dropped."""
-    out = [r for r in reports if not (r[0] == t_end_s and r[1] == interval_s)]
+    out = list(reports)
+    i = bisect.bisect_left(out, (t_end_s, interval_s))  # the first report of this (t_end, interval), if any
+    while i < len(out) and out[i][0] == t_end_s and out[i][1] == interval_s:
+        del out[i]
     bisect.insort(out, (t_end_s, interval_s, rain_mm))
-    newest = out[-1][0]
-    cut = newest - horizon_s
-    return [r for r in out if r[0] > cut]
+    cut = out[-1][0] - horizon_s  # relative to the newest report
+    return out[bisect.bisect_right(out, (cut, math.inf, math.inf)) :]
 
 
 def cap_reports(reports: Sequence[Report], max_n: int, horizon_s: float = 24 * HOUR_S) -> list[Report]:
@@ -77,3 +81,37 @@ def accumulations(
     reports: Sequence[Report], now_s: float, windows_s: Sequence[float] = DEFAULT_WINDOWS_S
 ) -> dict[float, float]:
     return {w: accumulation(reports, now_s, w)[0] for w in windows_s}
+
+
+def window_sums(reports: Sequence[Sequence[float]], now_s: float, windows_s: Sequence[float]) -> list[float]:
+    """``accumulation(reports, now_s, w)[0]`` for every window ``w``, for reports in time order, without
+    visiting every report per window: the reports ending inside a window count whole, found by
+    bisection; only those that can straddle its start (ending less than the longest interval after it)
+    or end after ``now_s`` (out-of-order arrivals) are prorated one by one. Sums are exactly rounded
+    (``math.fsum``): five hundred reports of 0.1 mm make exactly 50.0 mm.
+    The plain loop :func:`accumulation` is the reference twin (tests/detectors check them equal)."""
+    if not reports:
+        return [0.0 for _ in windows_s]
+    ends = list(map(itemgetter(0), reports))
+    longest = max(map(itemgetter(1), reports))
+    hi = bisect.bisect_right(ends, now_s)  # reports [.., hi) end at or before now
+    late = reports[hi : bisect.bisect_left(ends, now_s + longest, hi)]  # end later, may start before now
+    mms: list[float] | None = None
+    out = []
+    for w in windows_s:
+        w0 = now_s - w
+        lo = bisect.bisect_right(ends, w0, 0, hi)  # [lo, hi) end inside (w0, now]
+        edge = bisect.bisect_left(ends, w0 + longest, lo, hi)  # [lo, edge) may start before w0
+        parts = [
+            mm if t_end - interval >= w0 else mm * (t_end - w0) / interval for t_end, interval, mm in reports[lo:edge]
+        ]
+        if edge < hi:
+            if mms is None:
+                mms = list(map(itemgetter(2), reports))
+            parts += mms[edge:hi]
+        for t_end, interval, mm in late:
+            ov = _overlap(t_end - interval, t_end, w0, now_s)
+            if ov > 0:
+                parts.append(mm * ov / interval)
+        out.append(math.fsum(parts))
+    return out

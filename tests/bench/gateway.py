@@ -27,7 +27,9 @@ Tools: ``mosquitto_pub``, ``mosquitto_sub`` (Debian ``mosquitto-clients``) and `
 ``kcat``), which ``deploy/local/services.sh`` installs when it provisions the services. Mosquitto,
 Kafka and InfluxDB are started with ``services.sh up`` when not running (and left running).
 Knobs: ``--gateway-readings N`` of ``tests.bench.run`` (100,000), ``TOCSIN_BENCH_GW_PUBLISHERS`` (4),
-``TOCSIN_BENCH_GW_TIMEOUT_S`` (120: bound of each wait), ``TOCSIN_BENCH_KEEP=1`` (keep the logs).
+``TOCSIN_BENCH_GW_TIMEOUT_S`` (120: bound of each wait), ``TOCSIN_BENCH_KEEP=1`` (keep the logs),
+``TOCSIN_BENCH_GW_SINK=kafka-python`` (the gateway on kafka-python's producer instead of librdkafka),
+``TOCSIN_BENCH_GW_PYSPY=<file>`` (the gateway under ``py-spy record``: collapsed stacks of all threads).
 """
 
 from __future__ import annotations
@@ -35,17 +37,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ["bash", str(REPO / "deploy" / "local" / "services.sh")]
@@ -65,6 +65,9 @@ _GATEWAY = "\n".join(
         f"topics.MQTT_ROOT = {ROOT!r}",
         "topics.MQTT_TELEMETRY_FILTER = topics.MQTT_ROOT + '/+/+/+/telemetry'",
         "topics.MQTT_STATUS_FILTER = topics.MQTT_ROOT + '/+/+/+/status'",
+        "import os, ingest.sinks",
+        "if os.environ.get('TOCSIN_BENCH_GW_SINK') == 'kafka-python':",
+        "    ingest.sinks.RdKafkaSink = ingest.sinks.KafkaSink",
         "import ingest.validate as v",
         "_kt = v.kafka_telemetry",
         f"v.kafka_telemetry = lambda family: {PREFIX!r} + _kt(family)",
@@ -138,12 +141,12 @@ class _Offsets:
         self.consumer.close()
 
 
-def _reading(device: str, ts: datetime, seq: int, site: str = "s1") -> str:
+def _reading(device: str, ts: datetime, seq: int) -> str:
     return json.dumps(
         {
             "type": "hydro.rain",
             "device_id": device,
-            "site": site,
+            "site": "s1",
             "ts": ts.isoformat(timespec="milliseconds"),
             "seq": seq,
             "rain_mm": 0.5,
@@ -153,8 +156,15 @@ def _reading(device: str, ts: datetime, seq: int, site: str = "s1") -> str:
     )
 
 
-def _topic(device: str, site: str = "s1") -> str:
-    return f"{ROOT}/hydro/{site}/{device}/telemetry"
+def _topic(device: str) -> str:
+    return f"{ROOT}/hydro/s1/{device}/telemetry"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _cpu_s(pid: int) -> float:
@@ -178,7 +188,7 @@ def bench_gateway(readings: int | None = None) -> dict[str, float]:
 
     partitions = Settings().kafka_partitions
     gw_topic = PREFIX + "telemetry.hydro"
-    _admin_topics([NATIVE_TOPIC, gw_topic], partitions)
+    _admin_topics([NATIVE_TOPIC, gw_topic, PREFIX + "telemetry.fire"], partitions)
     run = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-gw-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -198,10 +208,16 @@ def bench_gateway(readings: int | None = None) -> dict[str, float]:
     for name in ("TOCSIN_LOG_LEVEL", "TOCSIN_LOG_FORMAT"):  # the defaults are what is measured
         env.pop(name, None)
     gw_log = tmp / "gateway.log"
+    profile = os.environ.get("TOCSIN_BENCH_GW_PYSPY")  # py-spy collapsed stacks of every thread
     try:
         with open(gw_log, "wb") as log_out:
+            spy = [shutil.which("py-spy") or "py-spy", "record", "-r", "200", "-f", "raw", "-o", profile, "--"]
             gw = subprocess.Popen(
-                [sys.executable, "-c", _GATEWAY], cwd=REPO, env=env, stdout=log_out, stderr=subprocess.STDOUT
+                [*(spy if profile else []), sys.executable, "-c", _GATEWAY],
+                cwd=REPO,
+                env=env,
+                stdout=log_out,
+                stderr=subprocess.STDOUT,
             )
         procs.append(gw)
         # Native path: a persistent MQTT 5 session subscribed (-E: exit once the broker acknowledged the
@@ -223,9 +239,10 @@ def bench_gateway(readings: int | None = None) -> dict[str, float]:
         sub.stdout.close()  # kcat holds the pipe now
         procs += [sub, kcat]
 
-        # The gateway subscribed and delivering into Kafka: probe readings (site "probe", outside the
-        # native pipe's filter) until its topic grew.
-        base_gw = offsets.total(gw_topic)
+        # The gateway subscribed and delivering into Kafka: probe readings (fire detections, outside
+        # the native pipe's filter and the rain topic counted below) until their topic grew.
+        probe_topic = PREFIX + "telemetry.fire"
+        base_probe = offsets.total(probe_topic)
         deadline = time.monotonic() + timeout_s
         probe = 0
         probe_dev = f"PROBE{run}"
@@ -233,33 +250,52 @@ def bench_gateway(readings: int | None = None) -> dict[str, float]:
             if gw.poll() is not None:
                 raise RuntimeError(f"the gateway exited ({gw.returncode}); log: {gw_log.read_text()[-2000:]}")
             probe += 1
-            line = _reading(probe_dev, datetime.now(UTC), probe, site="probe")
+            line = json.dumps(
+                {
+                    "type": "fire.detection",
+                    "device_id": probe_dev,
+                    "site": "probe",
+                    "ts": datetime.now(UTC).isoformat(),
+                    "seq": probe,
+                    "kind": "smoke",
+                    "confidence": 0.5,
+                    "bearing_deg": 10.0,
+                }
+            )
             subprocess.run(
                 [tools["mosquitto_pub"], "-h", MQTT[0], "-p", str(MQTT[1]), "-q", "1"]
-                + ["-t", _topic(probe_dev, "probe"), "-m", line],
+                + ["-t", f"{ROOT}/fire/probe/{probe_dev}/telemetry", "-m", line],
                 check=True,
                 timeout=10,
             )
             time.sleep(0.5)
-            if offsets.total(gw_topic) > base_gw:
+            if offsets.total(probe_topic) > base_probe:
                 break
         else:
             raise RuntimeError("the gateway delivered no probe reading within the timeout")
         time.sleep(1.0)  # let the last probes through
         base_native, base_gw = offsets.total(NATIVE_TOPIC), offsets.total(gw_topic)
 
-        # The readings: one device per publisher, one reading a second of device time up to now.
-        start_ts = datetime.now(UTC) - timedelta(seconds=per_pub + 60)
+        # The readings: one device per publisher, spread over the last 50 minutes of device time (live
+        # readings, not backfill: the gateway observes their ingest latency).
+        step_s = min(1.0, 3000.0 / per_pub)
+        start_ts = datetime.now(UTC) - timedelta(seconds=per_pub * step_s + 10)
         files = []
         for p in range(publishers):
             device = f"RG{run}{p:02d}"
             path = tmp / f"pub{p}.txt"
             path.write_text(
-                "".join(_reading(device, start_ts + timedelta(seconds=k), k) + "\n" for k in range(per_pub)),
+                "".join(_reading(device, start_ts + timedelta(seconds=k * step_s), k) + "\n" for k in range(per_pub)),
                 encoding="utf-8",
             )
             files.append((device, path))
-        gw_cpu0 = _cpu_s(gw.pid)
+        gw_pid = gw.pid
+        if profile:  # py-spy runs the gateway as its child
+            deadline = time.monotonic() + 10
+            while not _children(gw.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            gw_pid = _children(gw.pid)[0]
+        gw_cpu0, native_cpu0 = _cpu_s(gw_pid), _cpu_s(sub.pid) + _cpu_s(kcat.pid)
         pubs = []
         t0 = time.perf_counter()
         for device, path in files:
@@ -273,6 +309,7 @@ def bench_gateway(readings: int | None = None) -> dict[str, float]:
                 )
         procs += pubs
         done: dict[str, float] = {}
+        native_cpu_end = native_cpu0
         counts = {"native": 0, "gateway": 0}
         last_change, last_sum = time.perf_counter(), -1
         deadline = time.monotonic() + timeout_s
@@ -286,16 +323,24 @@ def bench_gateway(readings: int | None = None) -> dict[str, float]:
             for name, c in counts.items():
                 if name not in done and c >= n:
                     done[name] = now - t0
+            if sub.poll() is None:  # the native pipe's CPU while it runs (mosquitto_sub exits after -C)
+                native_cpu_end = _cpu_s(sub.pid) + _cpu_s(kcat.pid)
             total = sum(counts.values())
             if total != last_sum:
                 last_change, last_sum = now, total
             elif now - last_change > 20:
                 break  # no progress on either path for 20 s: report what arrived
             time.sleep(0.05)
-        gw_cpu = _cpu_s(gw.pid) - gw_cpu0
+        gw_cpu = _cpu_s(gw_pid) - gw_cpu0
+        native_cpu = native_cpu_end - native_cpu0
         elapsed = time.perf_counter() - t0
         lines = sum(1 for _ in open(gw_log, "rb"))
     finally:
+        if profile and procs:  # stop the gateway under py-spy, then py-spy (SIGINT: it writes its output)
+            for child in _children(procs[0].pid):
+                os.kill(child, signal.SIGTERM)
+            time.sleep(3)
+            procs[0].send_signal(signal.SIGINT)
         for p in reversed(procs):
             if p.poll() is None:
                 p.terminate()
@@ -327,5 +372,7 @@ def bench_gateway(readings: int | None = None) -> dict[str, float]:
         "gateway_cpu_s": gw_cpu,
         "gateway_per_cpu_s": counts["gateway"] / gw_cpu if gw_cpu > 0 else float("nan"),
         "gateway_log_lines": lines,
+        "native_cpu_s": native_cpu,
+        "native_per_cpu_s": counts["native"] / native_cpu if native_cpu > 0 else float("nan"),
         "load_avg_1m": os.getloadavg()[0],
     }
