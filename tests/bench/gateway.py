@@ -43,6 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -375,4 +377,114 @@ def bench_gateway(readings: int | None = None) -> dict[str, float]:
         "native_cpu_s": native_cpu,
         "native_per_cpu_s": counts["native"] / native_cpu if native_cpu > 0 else float("nan"),
         "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+def _influx(path: str, **params: str) -> bytes:
+    data = urllib.parse.urlencode(params).encode()
+    with urllib.request.urlopen(f"{INFLUX}{path}", data=data, timeout=30) as resp:
+        return bytes(resp.read())
+
+
+def bench_influx_sink(readings: int | None = None) -> dict[str, float]:
+    """The project's InfluxDB sink draining rain readings from Kafka vs InfluxDB's own line-protocol
+    write of the same points (prepared bodies, same batch size), each into a database of its own.
+
+    The readings: produced straight into a Kafka topic of this run (``bench.influx.<run>``), as the
+    gateway writes them (canonical JSON). Sink rate = points / (time from the sink's first poll to
+    the last point written); reference rate = points / time of ``POST /api/v2/write`` of the line
+    protocol of the same points (``to_point(...).to_line_protocol()``, prepared before the clock
+    starts) in batches as large as the sink's (at most 5,000 records a poll)."""
+    import threading
+
+    from kafka import KafkaConsumer, KafkaProducer
+    from prometheus_client import CollectorRegistry
+
+    from ingest.influx import InfluxHttpWriter, InfluxKafkaSink, to_point
+    from ingest.metrics import GatewayMetrics
+    from schemas.telemetry import RainIncrement
+    from schemas.wire import encode
+
+    n = readings or min(50_000, int(os.environ.get("TOCSIN_BENCH_GW_READINGS", DEFAULT_READINGS)))
+    _ensure_services(["kafka", "influxdb"])
+    run = uuid.uuid4().hex[:8]
+    topic, db_sink, db_ref = f"bench.influx.{run}", f"bench_sink_{run}", f"bench_ref_{run}"
+    _admin_topics([topic], 2)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    values = [
+        encode(
+            RainIncrement(
+                device_id=f"RG{k % 500:03d}",
+                site="s1",
+                ts=start + timedelta(milliseconds=35 * k),
+                seq=k,
+                rain_mm=0.5,
+                interval_s=60,
+            )
+        )
+        for k in range(n)
+    ]
+    producer = KafkaProducer(bootstrap_servers=KAFKA.split(","), linger_ms=20, batch_size=512 * 1024)
+    for v in values:
+        producer.send(topic, v)
+    producer.flush(60)
+    producer.close()
+    for db in (db_sink, db_ref):
+        _influx("/query", q=f'CREATE DATABASE "{db}"')
+    try:
+        # The project's sink, on a consumer of the bench topic only (InfluxKafkaSink.connect subscribes
+        # to every telemetry topic; everything else is unchanged).
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=KAFKA.split(","),
+            group_id=f"bench-influx-{run}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=5_000,
+        )
+        writer = InfluxHttpWriter(INFLUX, "", "-", db_sink)
+        sink = InfluxKafkaSink(consumer, writer, GatewayMetrics(CollectorRegistry()))
+        stop = threading.Event()
+        deadline = time.monotonic() + float(os.environ.get("TOCSIN_BENCH_GW_TIMEOUT_S", "120"))
+        t0 = time.perf_counter()
+        batches = []
+        while sink.written < n and time.monotonic() < deadline:
+            got = sink.step(stop)
+            if got:
+                batches.append(got)
+        sink_s = time.perf_counter() - t0
+        consumer.close()
+        writer.close()
+
+        # The reference: the same points, line protocol prepared beforehand, posted in the same batches.
+        from schemas.telemetry import TELEMETRY_ADAPTER
+
+        lines = [to_point(TELEMETRY_ADAPTER.validate_json(v)).to_line_protocol() for v in values]
+        size = max(batches) if batches else 5_000
+        bodies = ["\n".join(lines[i : i + size]).encode() for i in range(0, len(lines), size)]
+        url = f"{INFLUX}/api/v2/write?" + urllib.parse.urlencode({"bucket": db_ref, "org": "-", "precision": "ms"})
+        t0 = time.perf_counter()
+        for body in bodies:
+            req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "text/plain"})
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                assert resp.status == 204, resp.status
+        ref_s = time.perf_counter() - t0
+
+        def count(db: str) -> int:
+            out = json.loads(_influx("/query", db=db, q="SELECT count(rain_mm) FROM hydro"))
+            series = out["results"][0].get("series") or [{"values": [[0, 0]]}]
+            return int(series[0]["values"][0][1])
+
+        in_sink, in_ref = count(db_sink), count(db_ref)
+    finally:
+        for db in (db_sink, db_ref):
+            _influx("/query", q=f'DROP DATABASE "{db}"')
+    return {
+        "points": n,
+        "batch": size,
+        "sink_per_s": sink.written / sink_s,
+        "sink_points_in_influx": in_sink,
+        "reference_per_s": n / ref_s,
+        "reference_points_in_influx": in_ref,
+        "ratio": (sink.written / sink_s) / (n / ref_s),
     }

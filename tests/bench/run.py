@@ -11,6 +11,8 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
   achieved rate / configured limit.
 - gateway: ``tocsin gateway`` vs the native pipe ``mosquitto_sub | kcat`` on the same 100,000 QoS 1
   readings, msg/s each and gateway / native (tests/bench/gateway.py); ``--gateway-readings N``.
+- influx_sink: the InfluxDB sink (Kafka -> points -> influxdb-client) vs InfluxDB's own line-protocol
+  write of the same points (POST /api/v2/write of prepared bodies): points/s each and sink / reference.
 - alert_latency: red detection -> first SMS at the carrier emulator through Kafka and a real worker,
   under 1,000 background detections/s, vs a bare Kafka round trip (tests/bench/latency.py).
 """
@@ -238,9 +240,10 @@ BENCHES["fleet"] = bench_fleet
 from tests.bench.latency import bench_alert_latency  # noqa: E402 (red alert latency on the real stack)
 
 BENCHES["alert_latency"] = bench_alert_latency
-from tests.bench.gateway import bench_gateway  # noqa: E402 (gateway vs mosquitto_sub | kcat on the real stack)
+from tests.bench.gateway import bench_gateway, bench_influx_sink  # noqa: E402 (real stack)
 
 BENCHES["gateway"] = bench_gateway
+BENCHES["influx_sink"] = bench_influx_sink
 
 
 if __name__ == "__main__":
