@@ -25,13 +25,15 @@ scenarios: $(STAMP) ## every shipped scenario through the embedded mode, scored 
 	$(BIN)/tocsin simulate run all --out var/scenarios
 
 test: $(STAMP) ## the whole suite; starts the real local services it needs and stops them after
+	# fetch/build the services first (a fresh machine: apt, Maven, go install), outside any test's timeout
+	$(SERVICES) provision
 	$(BIN)/pytest -q
 
 test-unit: $(STAMP) ## only the tests that need no service
 	$(BIN)/pytest -q -m "not integration"
 
-fuzz: $(STAMP) ## the fuzz targets at 10x (100,000 gateway messages); results in var/fuzz/
-	TOCSIN_FUZZ_SCALE=10 $(BIN)/pytest -q tests/fuzz
+fuzz: $(STAMP) ## the fuzz targets at 10x (100,000 gateway messages, 150,000 worker records); results in var/fuzz/
+	TOCSIN_FUZZ_SCALE=10 $(BIN)/pytest -q tests/fuzz tests/schemas/test_records_fuzz.py
 
 lint: $(STAMP) ## ruff and mypy over the packages
 	$(BIN)/ruff check tocsin ingest detectors alerts schemas simulators tests

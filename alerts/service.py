@@ -13,11 +13,11 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import ValidationError
 
 from alerts.engine import AlertEngine
 from schemas.alert import Alert
 from schemas.detection import Detection, LifecycleTick
+from schemas.records import PoisonRecord, decode_detection
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +82,33 @@ class AlertStage:
         Each lane has its own replay guard: offsets of two topics do not compare.
         ``emitted_s``: when the detection was emitted (its Kafka record timestamp, epoch seconds); the
         alert latency is measured from it (lifecycle ticks' alerts are timer-driven: not measured)."""
-        if LifecycleTick.is_tick(value):
-            tick = LifecycleTick.model_validate_json(value)
+        try:
+            record = decode_detection(value)
+        except PoisonRecord as exc:
+            self.metrics.undecodable.inc()
+            log.error("undecodable detection skipped: %s", exc)
+            return []
+        return self.apply(record, store, position, emitted_s, lane)
+
+    def apply(
+        self,
+        record: Detection | LifecycleTick,
+        store: MutableMapping[str, Any],
+        position: tuple[int, int] | None = None,
+        emitted_s: float | None = None,
+        lane: str = "",
+    ) -> list[Alert]:
+        """``handle`` for a record already decoded (``schemas.records.decode_detection``): the worker
+        decodes inside its per-record guard, so an undecodable record becomes a dead letter there."""
+        if isinstance(record, LifecycleTick):
+            tick = record
             previous = store.get(tick.fingerprint)
             state, alerts = self.engine.tick(previous, tick.ts)
             if state is not None and (alerts or state != previous):  # a quiet tick changes nothing: no write
                 store[tick.fingerprint] = state
             self._count(alerts)
             return alerts
-        try:
-            detection = Detection.model_validate_json(value)
-        except ValidationError as exc:
-            self.metrics.undecodable.inc()
-            log.error("undecodable detection skipped: %s", exc.errors(include_url=False)[:1])
-            return []
+        detection = record
         key = self.engine.fingerprint(detection)
         previous = store.get(key)
         guard = f"position.{lane}" if lane else "position"

@@ -237,14 +237,26 @@ class SilenceStore:
     """
 
     def __init__(
-        self, bootstrap: str, *, clock: Clock = _utcnow, topic: str = SILENCES, create_topic: bool = True
+        self,
+        bootstrap: str,
+        *,
+        clock: Clock = _utcnow,
+        topic: str = SILENCES,
+        create_topic: bool = True,
+        on_rejected: Callable[[Any, str], object] | None = None,
     ) -> None:
+        """``on_rejected(record, why)``: called (in the follower's thread) with every kafka-python record
+        that is skipped as malformed; the worker sets them aside on ``worker.deadletter``."""
         self.bootstrap, self.clock, self.topic, self.create_topic = bootstrap, clock, topic, create_topic
+        self.on_rejected = on_rejected
         self._by_id: dict[str, Silence] = {}
         self._cond = threading.Condition(threading.RLock())
-        self._follower = TopicFollower(
-            bootstrap, [topic], lambda rec: self.apply(rec.key, rec.value), name=f"silences-{topic}"
-        )
+        self._follower = TopicFollower(bootstrap, [topic], self._record, name=f"silences-{topic}")
+
+    def _record(self, rec: Any) -> None:
+        why = self.apply(rec.key, rec.value)
+        if why is not None and self.on_rejected is not None:
+            self.on_rejected(rec, why)
 
     # lifecycle
     def start(self) -> None:
@@ -266,32 +278,35 @@ class SilenceStore:
         return self._follower.wait_caught_up(timeout_s)
 
     # records
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
-        """Apply one record of the topic: a silence, or a tombstone. Malformed records are logged and skipped."""
+    def apply(self, key: bytes | None, value: bytes | None) -> str | None:
+        """Apply one record of the topic: a silence, or a tombstone. Malformed records are logged and
+        skipped: the return value says why (None when the record was applied)."""
         if not key:
             log.warning("silence record without a key skipped")
-            return
+            return "silence record without a key"
         try:
             silence_id = key.decode("utf-8")
         except UnicodeDecodeError:
             log.warning("silence record with a non-UTF-8 key %r skipped", key[:100])
-            return
+            return "silence record with a non-UTF-8 key"
         if not value:
             with self._cond:
                 self._by_id.pop(silence_id, None)
                 self._cond.notify_all()
-            return
+            return None
         try:
             silence = decode(Silence, value)
         except ValidationError as e:
-            log.warning("malformed silence %r skipped: %s", silence_id, e.errors(include_url=False)[:3])
-            return
+            errors = e.errors(include_url=False, include_input=False)[:3]
+            log.warning("malformed silence %r skipped: %s", silence_id, errors)
+            return f"malformed silence: {errors}"[:2000]
         if silence.id != silence_id:
             log.warning("silence %r under key %r skipped: the key must be the id", silence.id, silence_id)
-            return
+            return "silence under another key than its id"
         with self._cond:
             self._by_id[silence_id] = silence
             self._cond.notify_all()
+        return None
 
     # queries
     def get(self, silence_id: str) -> Silence | None:

@@ -1,8 +1,10 @@
 """The detector stage as both transports use it: raw telemetry record in, detections out.
 
 ``store`` is any mapping from device id to that device's detector state: a Faust table in the
-worker, a dict in embedded mode. A record that fails to decode is counted and skipped (the gateway
-already validated it; this guards against a foreign producer), never raised.
+worker, a dict in embedded mode. ``handle`` counts and skips a record that fails to decode (the
+gateway already validated it; this guards against a foreign producer). The worker decodes inside its
+per-record guard instead and calls ``apply``, so such a record becomes a dead letter
+(``worker.deadletter``) with its bytes.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import ValidationError
 
 from detectors.engine import DetectorEngine
 from schemas.detection import Detection
-from schemas.telemetry import TELEMETRY_ADAPTER, DeadmanTick
+from schemas.records import PoisonRecord, decode_telemetry
+from schemas.telemetry import DeadmanTick, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +82,28 @@ class DetectorStage:
         ``received_s``: when the gateway received the reading (epoch seconds: the Kafka record
         timestamp); the detection latency is measured from it. ``correlation_id``: the reading's
         (the gateway's ``tocsin-correlation-id`` header), copied onto every detection it causes."""
-        if DeadmanTick.is_tick(value):
-            return self._tick(value, store, position)
         try:
-            reading = TELEMETRY_ADAPTER.validate_json(value)
-        except ValidationError as exc:
+            record = decode_telemetry(value)
+        except PoisonRecord as exc:
             self.metrics.undecodable.inc()
-            log.error("undecodable telemetry record skipped: %s", exc.errors(include_url=False)[:1])
+            log.error("undecodable telemetry record skipped: %s", exc)
             return []
+        return self.apply(record, store, position, received_s, correlation_id)
+
+    def apply(
+        self,
+        record: Telemetry | DeadmanTick,
+        store: MutableMapping[str, Any],
+        position: tuple[int, int] | None = None,
+        received_s: float | None = None,
+        correlation_id: str | None = None,
+    ) -> list[Detection]:
+        """``handle`` for a record already decoded (``schemas.records.decode_telemetry``): the worker
+        decodes inside its per-record guard, so an undecodable record becomes a dead letter there.
+        May raise (a detector kernel refusing its input): the caller decides what to do with it."""
+        if isinstance(record, DeadmanTick):
+            return self._tick(record, store, position)
+        reading = record
         previous = store.get(reading.device_id)
         if position is not None and previous is not None and _replayed(previous.get("position"), position):
             self.metrics.replayed.inc()
@@ -123,8 +139,9 @@ class DetectorStage:
             )
         return detections
 
-    def _tick(self, value: bytes, store: MutableMapping[str, Any], position: tuple[int, int] | None) -> list[Detection]:
-        tick = DeadmanTick.model_validate_json(value)
+    def _tick(
+        self, tick: DeadmanTick, store: MutableMapping[str, Any], position: tuple[int, int] | None
+    ) -> list[Detection]:
         device = self.engine.registry.get(tick.device_id) if self.engine.registry else None
         if device is None:
             return []  # removed from the registry since the tick was sent

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from schemas.transport import KafkaTransport, kafka_python_kwargs
 
@@ -203,7 +203,9 @@ class RdKafkaSink:
                 on_done(KafkaDeliveryError(str(err)))
 
         try:
-            self._producer.produce(topic, value, key, on_delivery=report, headers=headers, timestamp=timestamp_ms or 0)
+            self._producer.produce(
+                topic, value, key, on_delivery=report, headers=cast(Any, headers), timestamp=timestamp_ms or 0
+            )
         except Exception as exc:  # noqa: BLE001 - BufferError (queue full) or KafkaException: report, don't ack
             on_done(exc)
 

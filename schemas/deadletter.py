@@ -1,4 +1,5 @@
-"""Dead letter: a message the gateway refused, with the raw bytes and the reason."""
+"""Dead letters: a message the gateway refused, or a Kafka record a worker agent could not handle,
+each with the raw bytes and the reason."""
 
 from __future__ import annotations
 
@@ -76,4 +77,77 @@ class DeadLetter(WireModel):
             raw_b64=base64.b64encode(raw[:RAW_MAX_BYTES]).decode("ascii"),
             raw_size=len(raw),
             raw_truncated=len(raw) > RAW_MAX_BYTES,
+        )
+
+
+# base64 makes 4 bytes of 3: 700,000 raw bytes stay well under Kafka's default 1 MiB record limit
+WORKER_RAW_MAX = 700_000
+
+
+class WorkerReason(StrEnum):
+    """Why the worker set a Kafka record aside (``worker.deadletter``)."""
+
+    UNDECODABLE = "undecodable"  # empty, not UTF-8, or not JSON
+    SCHEMA = "schema"  # JSON, but not a message of the topic's models
+    PROCESSING = "processing"  # decoded, but handling it raised (a detector, the alert engine, delivery)
+
+
+class WorkerDeadLetter(WireModel):
+    """A Kafka record a worker agent could not handle, kept with its bytes and where it came from.
+
+    The agent goes on with the next record after producing this; the source offset is committed
+    only once Kafka has the dead letter."""
+
+    reason: WorkerReason
+    agent: str = Field(min_length=1, max_length=100, description="Faust agent name, e.g. detect-seismic")
+    topic: str = Field(description="source topic")
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    exception_type: str = Field(max_length=200, description="qualified class name of what was raised")
+    message: str = Field(max_length=2000, description="the exception's message (truncated)")
+    failed_at: AwareDatetime
+    key_b64: str | None = Field(default=None, description="the record key exactly as read, base64")
+    raw_b64: str = Field(description="the record value as read, base64 (empty for a null value)")
+    raw_size: int = Field(ge=0, description="size of the value as read, bytes")
+    raw_truncated: bool = Field(
+        default=False, description="only the first WORKER_RAW_MAX bytes are kept (Kafka's 1 MiB record limit)"
+    )
+    correlation_id: str = ""
+
+    @property
+    def raw(self) -> bytes:
+        return base64.b64decode(self.raw_b64)
+
+    @classmethod
+    def of(
+        cls,
+        raw: bytes | None,
+        *,
+        reason: WorkerReason,
+        agent: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        exc: BaseException,
+        failed_at: object,
+        key: bytes | None = None,
+        correlation_id: str = "",
+    ) -> WorkerDeadLetter:
+        kind = type(exc)
+        raw = raw or b""
+        kept = raw[:WORKER_RAW_MAX]
+        return cls(
+            reason=reason,
+            agent=agent[:100],
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            exception_type=f"{kind.__module__}.{kind.__qualname__}"[:200],
+            message=str(exc)[:2000],
+            failed_at=failed_at,  # type: ignore[arg-type]
+            key_b64=None if key is None else base64.b64encode(key).decode("ascii"),
+            raw_b64=base64.b64encode(kept).decode("ascii"),
+            raw_size=len(raw),
+            raw_truncated=len(kept) < len(raw),
+            correlation_id=correlation_id[:200],
         )

@@ -6,6 +6,10 @@
   fingerprint) -> ``alerts``.
 - ``deliver``: ``alerts`` -> Notifier (SMS, MQTT) -> ``alerts.deliveries`` (audit).
 
+Every agent handles each record inside one ``RecordGuard`` (tocsin/guard.py): a record that does
+not decode, or whose handling raises, goes to ``worker.deadletter`` with its bytes and the agent goes
+on with the next one (docs/bad-input.md).
+
 Tables are changelogged in Kafka, so a restarted or rebalanced worker resumes with its state.
 The gateway's ``tocsin-correlation-id`` record header is copied onto the detections (and by the
 alert engine onto alerts and deliveries). The web port serves ``/healthz`` (liveness), ``/readyz``
@@ -51,12 +55,15 @@ from ingest.gateway import CORRELATION_HEADER, header
 from schemas import topics
 from schemas.alert import Alert, AlertStatus
 from schemas.common import Family, WarningLevel
+from schemas.deadletter import WorkerReason
 from schemas.delivery import DeliveryRecord
 from schemas.detection import LifecycleTick
+from schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
 from schemas.registry import open_registry
 from schemas.telemetry import DeadmanTick
 from schemas.transport import KafkaTransport, kafka_python_kwargs, kafka_ssl_context, mqtt_tls_context
 from schemas.wire import encode
+from tocsin.guard import DeadLetterMetrics, RecordGuard
 from tocsin.logs import dict_config
 from tocsin.settings import Settings
 
@@ -263,18 +270,36 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     alerts = _raw_topic(app, topics.ALERTS)
     deliveries = _raw_topic(app, topics.DELIVERIES)
 
+    dead_letters = _raw_topic(app, topics.WORKER_DEADLETTER)
+
+    async def send_dead_letter(key: bytes, value: bytes) -> None:
+        """Returns once Kafka has the dead letter (raises if it cannot take it)."""
+        await dead_letters.maybe_declare()
+        delivered = await dead_letters.send(key=key, value=value)
+        await delivered
+
+    # the agents, and the silence store's reader of ``alerts.silences`` (a thread, not an agent)
+    agent_names = [f"detect-{f.value}" for f in Family] + ["confirm", "confirm-urgent", "deliver", "silences"]
+    guard = RecordGuard(send_dead_letter, DeadLetterMetrics(metrics_registry, agent_names))
+
     sources = {family: _raw_topic(app, topics.kafka_telemetry(family)) for family in Family}
     for family, source in sources.items():
         table = app.Table(f"detector-{family.value}", default=None, partitions=settings.kafka_partitions)
+        name = f"detect-{family.value}"
 
-        async def detect(stream: Any, table: Any = table) -> None:
+        async def detect(stream: Any, table: Any = table, name: str = name) -> None:
             async for event in stream.events():
                 msg = event.message  # its timestamp: when the gateway received the reading
-                cid = header(msg.headers, CORRELATION_HEADER)
-                for d in det_stage.handle(event.value, table, (msg.partition, msg.offset), msg.timestamp, cid):
-                    await lanes[detection_topic(d, urgent_from)].send(key=detection_key(d), value=encode(d))
 
-        app.agent(source, name=f"detect-{family.value}")(detect)
+                async def handle(msg: Any = msg) -> None:
+                    cid = header(msg.headers, CORRELATION_HEADER)
+                    record = decode_telemetry(msg.value)
+                    for d in det_stage.apply(record, table, (msg.partition, msg.offset), msg.timestamp, cid):
+                        await lanes[detection_topic(d, urgent_from)].send(key=detection_key(d), value=encode(d))
+
+                await guard.run(name, msg, handle)
+
+        app.agent(source, name=name)(detect)
 
     @app.timer(interval=settings.deadman_tick_s, on_leader=True)
     async def deadman() -> None:
@@ -309,8 +334,9 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     # were sent. A crash before a detection's state is written replays the detection against the
     # old state, which issues the same message again (the deliveries' idempotency keys dedupe it) --
     # never a lost one; a crash after it finds the state's ``position`` at or past the detection's
-    # offset and skips it. A detection whose handling raises is not acknowledged (the agent stops
-    # before it reaches the batch).
+    # offset and skips it. A detection whose handling raises is set aside on ``worker.deadletter``
+    # (the guard returns once Kafka has it) and the agent goes on; if the dead letter cannot be
+    # produced, the detection is not acknowledged (the agent stops before it reaches the batch).
     #
     # Two agents share that state: ``confirm`` reads ``detections`` and ``confirm-urgent`` reads
     # ``detections.urgent`` (seismic triggers, orange and red: detectors/engine.py
@@ -324,12 +350,21 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     lock = asyncio.Lock()
 
     def confirm_agent(lane: str) -> Any:
+        name = f"confirm-{lane}" if lane else "confirm"
+
         async def confirm(stream: Any) -> None:
             async def handle_now(value: bytes) -> bytes:
                 msg = stream.current_event.message  # its timestamp: when the detection was emitted
+                await guard.run(name, msg, lambda: confirm_one(msg))
+                if not lane:
+                    await asyncio.sleep(0)  # let urgent work run between two routine detections
+                return value
+
+            async def confirm_one(msg: Any) -> None:
+                record = decode_detection(msg.value)
                 async with lock:
                     batch.partition = msg.partition
-                    for a in alert_stage.handle(value, batch, (msg.partition, msg.offset), msg.timestamp, lane):
+                    for a in alert_stage.apply(record, batch, (msg.partition, msg.offset), msg.timestamp, lane):
                         log.warning(
                             "ALERT %s %s %s: %s",
                             a.msg_type.value,
@@ -347,9 +382,6 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                         # (``alerts`` and both detection topics have as many partitions: Faust co-assigns them)
                         await alerts.send(key=a.fingerprint.encode(), value=encode(a), partition=msg.partition)
                         fast_lane.offer(a)
-                if not lane:
-                    await asyncio.sleep(0)  # let urgent work run between two routine detections
-                return value
 
             stream.add_processor(handle_now)
             async for _events in stream.take_events(batch_max, within=batch_within):
@@ -384,7 +416,17 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     if settings.broadcast_url:
         broadcast = BroadcastAdapter(settings.broadcast_url, settings.broadcast_api_key.get_secret_value())
         adapters["broadcast"] = adapters[STOP_CHANNEL] = broadcast
-    silences = SilenceStore(settings.kafka_bootstrap)
+    event_loop: list[asyncio.AbstractEventLoop] = []
+
+    def silence_rejected(record: Any, why: str) -> None:
+        """In the silence store's thread: a malformed silence is set aside like an agent's record (the
+        store reads the compacted topic from the beginning at every start, so until the record is
+        replaced or deleted, every start sets it aside again: an operator's silence is not in force)."""
+        reason = WorkerReason.UNDECODABLE if "json_invalid" in why else WorkerReason.SCHEMA
+        letter = guard.dead_letter("silences", record, PoisonRecord(reason, why))
+        asyncio.run_coroutine_threadsafe(letter, event_loop[0]).result(timeout=30)
+
+    silences = SilenceStore(settings.kafka_bootstrap, on_rejected=silence_rejected)
     notifier = Notifier(
         registry,
         adapters,
@@ -398,6 +440,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     async def start_delivery() -> None:
         async with starting:
             if not started:
+                event_loop.append(asyncio.get_running_loop())
                 for a in set(adapters.values()):
                     await a.start()
                 silences.start()
@@ -436,10 +479,14 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
 
     @app.agent(alerts, name="deliver", concurrency=settings.deliver_concurrency)
     async def deliver(stream: Any) -> None:
-        async for value in stream:
-            alert = Alert.model_validate_json(value)
-            if not await fast_lane.claim(alert.identifier):  # not already delivered by the fast lane
-                await deliver_and_record(alert)
+        async for event in stream.events():
+
+            async def handle(value: bytes | None = event.message.value) -> None:
+                alert = decode_alert(value)
+                if not await fast_lane.claim(alert.identifier):  # not already delivered by the fast lane
+                    await deliver_and_record(alert)
+
+            await guard.run("deliver", event.message, handle)
 
     async def owned_alert_partitions() -> set[int] | None:
         """The ``alerts`` partitions of this worker once no rebalance is going on (up to 10 min for

@@ -6,6 +6,12 @@ window (rain assumed uniform within a report). Gaps (no reports) count as no rai
 coverage of the window by reports is returned so callers can tell "dry" from "silent".
 Reports arriving out of order are placed by time; a report identical in (t_end, interval) to one
 already held replaces it rather than adding twice.
+
+Totals are exact at the reporting resolution: each report is taken in integer hundredths of a
+millimetre (``UNITS_PER_MM``; gauges report 0.1, 0.2 or 0.5 mm tips, an 0.01 in tip of 0.254 mm
+becomes 0.25 mm) and summed as integers, so 1,000 reports of 0.1 mm make exactly 100 mm (a float
+sum gives 99.9999999999986 and would miss a ">= 100 mm" rule). A report straddling a window edge
+adds its exact pro-rata share, and the window's total is rounded once to the nearest hundredth.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from itertools import accumulate
 from operator import itemgetter
 
 HOUR_S = 3600.0
@@ -20,6 +28,13 @@ DEFAULT_WINDOWS_S = (1 * HOUR_S, 3 * HOUR_S, 6 * HOUR_S, 12 * HOUR_S, 24 * HOUR_
 
 # A report: (t_end epoch seconds, interval seconds, millimetres).
 Report = tuple[float, float, float]
+
+UNITS_PER_MM = 100  # totals are integer hundredths of a millimetre
+
+
+def to_units(mm: float) -> int:
+    """Millimetres in integer hundredths (the nearest one: ``0.1 * 100`` is 10.000000000000002)."""
+    return round(mm * UNITS_PER_MM)
 
 
 def add_report(
@@ -59,22 +74,31 @@ def cap_reports(reports: Sequence[Report], max_n: int, horizon_s: float = 24 * H
     return out[-max_n:]
 
 
-def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-    return max(0.0, min(a1, b1) - max(a0, b0))
+def accumulation_units(reports: Iterable[Report], now_s: float, window_s: float) -> tuple[int, float]:
+    """(hundredths of a millimetre, coverage 0..1) over ``(now_s - window_s, now_s]``, exact."""
+    w0 = now_s - window_s
+    whole = 0
+    part = Fraction(0)
+    covered = 0.0
+    for t_end, interval, mm in reports:  # the hot loop of the rain detector: no calls but round()
+        start = t_end - interval
+        if t_end <= w0 or start >= now_s:
+            continue
+        lo = start if start > w0 else w0
+        hi = t_end if t_end < now_s else now_s
+        covered += hi - lo
+        if lo == start and hi == t_end:
+            whole += round(mm * UNITS_PER_MM)
+        else:
+            part += Fraction(round(mm * UNITS_PER_MM)) * Fraction(hi - lo) / Fraction(interval)
+    return whole + round(part), min(1.0, covered / window_s)
 
 
 def accumulation(reports: Iterable[Report], now_s: float, window_s: float) -> tuple[float, float]:
-    """(millimetres, coverage 0..1) over ``(now_s - window_s, now_s]``."""
-    w0 = now_s - window_s
-    total = 0.0
-    covered = 0.0
-    for t_end, interval, mm in reports:
-        start = t_end - interval
-        ov = _overlap(start, t_end, w0, now_s)
-        if ov > 0:
-            total += mm * ov / interval
-            covered += ov
-    return total, min(1.0, covered / window_s)
+    """(millimetres, coverage 0..1) over ``(now_s - window_s, now_s]``: :func:`accumulation_units`
+    in millimetres (the float nearest the exact hundredths, e.g. exactly 100.0 for 10000)."""
+    units, coverage = accumulation_units(reports, now_s, window_s)
+    return units / UNITS_PER_MM, coverage
 
 
 def accumulations(
@@ -83,35 +107,42 @@ def accumulations(
     return {w: accumulation(reports, now_s, w)[0] for w in windows_s}
 
 
-def window_sums(reports: Sequence[Sequence[float]], now_s: float, windows_s: Sequence[float]) -> list[float]:
-    """``accumulation(reports, now_s, w)[0]`` for every window ``w``, for reports in time order, without
-    visiting every report per window: the reports ending inside a window count whole, found by
-    bisection; only those that can straddle its start (ending less than the longest interval after it)
-    or end after ``now_s`` (out-of-order arrivals) are prorated one by one. Sums are exactly rounded
-    (``math.fsum``): five hundred reports of 0.1 mm make exactly 50.0 mm.
-    The plain loop :func:`accumulation` is the reference twin (tests/detectors check them equal)."""
+def window_units(reports: Sequence[Report], now_s: float, windows_s: Sequence[float]) -> list[int]:
+    """``accumulation_units(reports, now_s, w)[0]`` for every window ``w`` (reports in time order),
+    without visiting every report per window: the reports ending inside a window that start inside it
+    count whole, summed from a running (prefix) sum of integer hundredths between two bisections;
+    only those that can straddle the window's start (ending less than the longest interval after it)
+    and those ending after ``now_s`` (out-of-order arrivals) are looked at one by one, with the same
+    exact arithmetic. :func:`accumulation_units` is the reference twin (tests/detectors check them
+    equal)."""
     if not reports:
-        return [0.0 for _ in windows_s]
+        return [0 for _ in windows_s]
     ends = list(map(itemgetter(0), reports))
+    prefix = list(accumulate((round(r[2] * UNITS_PER_MM) for r in reports), initial=0))
     longest = max(map(itemgetter(1), reports))
-    hi = bisect.bisect_right(ends, now_s)  # reports [.., hi) end at or before now
-    late = reports[hi : bisect.bisect_left(ends, now_s + longest, hi)]  # end later, may start before now
-    mms: list[float] | None = None
+    hi = bisect.bisect_right(ends, now_s)  # reports [0, hi) end at or before now
+    late = bisect.bisect_right(ends, now_s + longest * (1 + 1e-9) + 1e-6, hi)  # [hi, late) may start before now
     out = []
-    for w in windows_s:
-        w0 = now_s - w
+    for window_s in windows_s:
+        w0 = now_s - window_s
         lo = bisect.bisect_right(ends, w0, 0, hi)  # [lo, hi) end inside (w0, now]
-        edge = bisect.bisect_left(ends, w0 + longest, lo, hi)  # [lo, edge) may start before w0
-        parts = [
-            mm if t_end - interval >= w0 else mm * (t_end - w0) / interval for t_end, interval, mm in reports[lo:edge]
-        ]
-        if edge < hi:
-            if mms is None:
-                mms = list(map(itemgetter(2), reports))
-            parts += mms[edge:hi]
-        for t_end, interval, mm in late:
-            ov = _overlap(t_end - interval, t_end, w0, now_s)
-            if ov > 0:
-                parts.append(mm * ov / interval)
-        out.append(math.fsum(parts))
+        # [lo, edge) may start before w0 (the margin only widens the range checked one by one)
+        edge = bisect.bisect_right(ends, w0 + longest * (1 + 1e-9) + 1e-6, lo, hi)
+        whole = prefix[hi] - prefix[edge]
+        part = Fraction(0)
+        for i in range(lo, edge):
+            t_end, interval, _mm = reports[i]
+            units = prefix[i + 1] - prefix[i]
+            if t_end - interval >= w0:
+                whole += units
+            else:
+                part += Fraction(units) * Fraction(t_end - w0) / Fraction(interval)
+        for i in range(hi, late):
+            t_end, interval, _mm = reports[i]
+            start = t_end - interval
+            if start >= now_s:
+                continue
+            lo_s = start if start > w0 else w0
+            part += Fraction(prefix[i + 1] - prefix[i]) * Fraction(now_s - lo_s) / Fraction(interval)
+        out.append(whole + round(part))
     return out

@@ -1,0 +1,119 @@
+"""The worker's per-record guard: a record an agent cannot handle becomes a dead letter, not a crash.
+
+Every Faust agent of the worker (tocsin/worker.py) runs each record's handling through one
+:class:`RecordGuard`. When the handling raises -- the record does not decode (``PoisonRecord``), or
+a detector, the alert engine or delivery refuses it -- the guard produces a
+:class:`~schemas.deadletter.WorkerDeadLetter` to ``worker.deadletter`` (reason, agent, source topic,
+partition and offset, the exception, the raw key and value), counts it in
+``tocsin_worker_deadletters_total{agent,reason}`` and returns, so the agent goes on with the next
+record. Without it Faust's supervisor restarts the crashed agent, and a record that always raises
+would stop its partition.
+
+The dead letter is awaited until Kafka has it, before the guard returns, so before the agent can
+acknowledge the source record: if Kafka does not take it, the exception propagates, the record is
+not acknowledged and is read again. Cancellation (``asyncio.CancelledError``, a ``BaseException``)
+is never caught: Faust stops and rebalances agents by cancelling them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter
+
+from ingest.gateway import CORRELATION_HEADER, header
+from schemas.deadletter import WorkerDeadLetter, WorkerReason
+from schemas.records import PoisonRecord
+from schemas.wire import encode
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class SourceRecord(Protocol):
+    """What the guard needs of a consumed record (Faust's ``Message`` has all of it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+class DeadLetterMetrics:
+    """``tocsin_worker_deadletters_total{agent,reason}``; the series of ``agents`` start at 0, so a
+    rule's ``increase()`` sees the first dead letter."""
+
+    def __init__(self, registry: CollectorRegistry, agents: Iterable[str] = ()) -> None:
+        self.deadletters = Counter(
+            "tocsin_worker_deadletters",
+            "Kafka records a worker agent could not handle, set aside on worker.deadletter",
+            ["agent", "reason"],
+            registry=registry,
+        )
+        for agent in agents:
+            for reason in WorkerReason:
+                self.deadletters.labels(agent, reason.value)
+
+
+SendDeadLetter = Callable[[bytes, bytes], Awaitable[object]]
+
+
+class RecordGuard:
+    """``send(key, value)`` must return once Kafka has the record (and raise if it cannot)."""
+
+    def __init__(
+        self,
+        send: SendDeadLetter,
+        metrics: DeadLetterMetrics,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.send, self.metrics, self.clock = send, metrics, clock
+
+    async def run(self, agent: str, record: SourceRecord, handle: Callable[[], Awaitable[T]]) -> T | None:
+        """``await handle()``; if it raises an ``Exception``, dead-letter ``record`` and return None."""
+        try:
+            return await handle()
+        except Exception as exc:  # noqa: BLE001 - the point of the guard; BaseException (cancellation) passes
+            await self.dead_letter(agent, record, exc)
+            return None
+
+    async def dead_letter(self, agent: str, record: SourceRecord, exc: Exception) -> WorkerDeadLetter:
+        reason = exc.reason if isinstance(exc, PoisonRecord) else WorkerReason.PROCESSING
+        try:
+            cid = header(record.headers, CORRELATION_HEADER) or ""
+        except Exception:  # noqa: BLE001 - a malformed header must not stop the dead letter
+            cid = ""
+        letter = WorkerDeadLetter.of(
+            record.value,
+            reason=reason,
+            agent=agent,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            exc=exc,
+            failed_at=self.clock(),
+            key=record.key,
+            correlation_id=cid,
+        )
+        await self.send(f"{record.topic}/{record.partition}/{record.offset}".encode(), encode(letter))
+        self.metrics.deadletters.labels(agent, reason.value).inc()
+        log.error(
+            "%s: record %s[%d]@%d set aside on worker.deadletter (%s): %s: %s",
+            agent,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason.value,
+            letter.exception_type,
+            letter.message[:300],
+            exc_info=reason is WorkerReason.PROCESSING,
+            extra={"correlation_id": cid},
+        )
+        return letter
