@@ -211,7 +211,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     core = GatewayCore(
         kafka,
         metrics,
-        limits=Limits(s.max_payload_bytes, s.max_future_skew_s, s.max_age_s),
+        limits=Limits(
+            max_payload_bytes=s.max_payload_bytes, max_future_skew_s=s.max_future_skew_s, max_age_s=s.max_age_s
+        ),
         registry=registry,
         max_in_flight=s.kafka_max_in_flight,
         dedup_window=s.dedup_window,
