@@ -210,7 +210,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from ingest.gateway import GatewayCore, MqttGateway
     from ingest.influx import InfluxHttpWriter, InfluxKafkaSink
     from ingest.metrics import GatewayMetrics, HealthServer
-    from ingest.sinks import KafkaSink, ensure_topics
+    from ingest.sinks import RdKafkaSink, ensure_topics
     from schemas import topics
     from schemas.registry import open_registry
 
@@ -228,7 +228,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         writer = InfluxHttpWriter(s.influx_url, s.influx_token.get_secret_value(), s.influx_org, s.influx_bucket)
         influx = InfluxKafkaSink.connect(s.kafka_bootstrap, writer, metrics, registry)
         sink_thread = threading.Thread(target=influx.run, args=(stop,), name="influx-sink", daemon=True)
-    kafka = KafkaSink(s.kafka_bootstrap, client_id=s.mqtt_client_id)
+    kafka = RdKafkaSink(s.kafka_bootstrap, client_id=s.mqtt_client_id)
     core = GatewayCore(
         kafka,
         metrics,
