@@ -647,6 +647,8 @@ class OperatorApi:
     ) -> None:
         self.view, self.store, self.writer, self.publish_ack = view, silence_store, silence_writer, ack_publisher
         self.auth, self.silence_max = auth, silence_max
+        self.public_routes = set(PUBLIC_ROUTES)  # the console (alerts/console) adds its login page
+        self.principal_key = PRINCIPAL  # ... and sets it from a session (this module may be __main__)
         self._verifying = asyncio.Semaphore(2)  # scrypt runs at most twice at once (CPU is the cost)
         self.load_cap, self.clock, self.visible_timeout_s = load_cap, clock, visible_timeout_s
         self.metrics_registry = metrics_registry or CollectorRegistry()
@@ -680,8 +682,8 @@ class OperatorApi:
     ) -> web.StreamResponse:
         """Every route but the probes needs a valid credential (401/429 otherwise)."""
         route = request.match_info.route.resource
-        if route is None or route.canonical in PUBLIC_ROUTES:
-            return await handler(request)
+        if route is None or route.canonical in self.public_routes or request.get(PRINCIPAL) is not None:
+            return await handler(request)  # a probe, the console's login page, or a console session
         if self.auth is None:
             self.auth_failures.labels("401").inc()
             return _unauthorized("no users configured (TOCSIN_API_USERS_FILE)")
@@ -991,8 +993,10 @@ def build_app(
     metrics_registry: CollectorRegistry | None = None,
     auth: Authenticator | None = None,
     silence_max: timedelta = DEFAULT_SILENCE_MAX,
+    console: dict[str, Any] | None = None,
 ) -> web.Application:
-    """The aiohttp application over ``view``.
+    """The aiohttp application over ``view``; with ``console`` (keyword arguments of
+    :func:`alerts.console.setup_console`, ``{}`` for the defaults) the web console too.
 
     With ``bootstrap`` (Kafka), whatever is not injected is wired to Kafka and runs with the app:
     a follower feeding ``view`` from ``alerts``, ``alerts.deliveries`` and ``alerts.acks``, a
@@ -1053,6 +1057,12 @@ def build_app(
     app.middlewares.append(api.count_requests)
     app.middlewares.append(api.authenticate)
     app.add_routes(api.routes())
+    if console:
+        from alerts.console import setup_console
+
+        setup_console(
+            app, api, bootstrap=bootstrap, producer=kafka.producer if bootstrap is not None else None, **console
+        )
     return app
 
 
@@ -1067,7 +1077,13 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     silence_max: timedelta = DEFAULT_SILENCE_MAX,
 ) -> None:
-    app = build_app(view if view is not None else AlertView(), bootstrap, auth=auth, silence_max=silence_max)
+    app = build_app(
+        view if view is not None else AlertView(),
+        bootstrap,
+        auth=auth,
+        silence_max=silence_max,
+        console={"secure_cookie": ssl_context is not None},
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)

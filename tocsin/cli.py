@@ -140,25 +140,36 @@ async def _run_embedded(args: argparse.Namespace) -> int:
     status = AlertStatus(args.status)
     pipeline = EmbeddedPipeline(registry, mqtt_port=port, alert_config=AlertConfig(status=status), on_alert=on_alert)
     await pipeline.start()
+    console = None
+    if not args.no_console:
+        from alerts.console.embedded import start_console
+
+        console = await start_console(pipeline, free_port(args.console_port))
     messages = demo_messages()
     span_min = (messages[-1].t - messages[0].t).total_seconds() / 60
     print(f"Tocsin embedded demo: {DISTRICT_NAME} ({DISTRICT}), CAP status {status.value}", flush=True)
     print(f"  MQTT broker   mqtt://127.0.0.1:{port}  (devices publish tocsin/v1/<family>/<site>/<device>/telemetry)")
     print(f"  SMS emulator  {pipeline.sms_server.base_url}")
+    if console is not None:
+        print(f"  Console       {console.url}  (login {console.user} / {console.password}; docs/console.md)")
     print(
         f"Replaying {len(messages)} device messages ({span_min:.0f} min of device time at {args.speed:g}x) ...",
         flush=True,
     )
     published = await asyncio.to_thread(publish_messages, messages, "127.0.0.1", port, speed=args.speed)
     await pipeline.bus.idle(settle_s=1.0, timeout_s=60)
-    if args.keep_running:
-        print("Demo done; broker still running for your devices. Ctrl-C to stop.", flush=True)
+    # at a terminal the console stays open after the replay, so a newcomer can look around
+    if args.keep_running or (console is not None and sys.stdin.isatty()):
+        where = f"; console at {console.url}" if console is not None else ""
+        print(f"Demo done; broker still running for your devices{where}. Ctrl-C to stop.", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     stats = pipeline.sms_server_stats()
+    if console is not None:
+        await console.stop()
     await pipeline.stop()
     s = pipeline.summary
     print("\nSummary")
@@ -628,6 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--status", choices=["Actual", "Exercise", "Test"], default="Actual", help="CAP status")
     r.add_argument("--keep-running", action="store_true", help="keep the broker up after the demo")
+    r.add_argument("--console-port", type=int, default=8790, help="the console's port (a free one if taken)")
+    r.add_argument("--no-console", action="store_true", help="do not serve the operator API and console")
     r.set_defaults(func=cmd_run)
 
     sub.add_parser(
