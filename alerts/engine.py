@@ -4,7 +4,7 @@ Transport-free: the Faust agent and the embedded runner call ``AlertEngine.proce
 state of one fingerprint (hazard, area, source) and keep the returned state (a changelogged Faust
 table, or a dict). A fingerprint's level is the highest level among its open detections: a new
 fingerprint sends an Alert, a level change an Update, the last clear a Cancel, and each later
-message references every earlier identifier of the incident.
+message references the incident's original Alert and the message it replaces (a bounded chain).
 
 Seismic detections are station triggers: an earthquake alert needs ``min_stations`` distinct
 stations triggered within ``window_s`` (network coincidence). Its magnitude is the median Pd

@@ -187,7 +187,8 @@ def test_forged_sms_receipts_are_401_and_counted(stack: Stack) -> None:
         "message_id": f"sm-forged-{RUN}",
         "to": "+8613800001234",
         "status": "DELIVRD",
-        "idempotency_key": f"{AREA}00020260714100000-hydro-sec-000:+8613800001234",
+        # <message key>:<recipient>, the message key being <fingerprint>#<revision> (alerts/notify.py)
+        "idempotency_key": f"hydro:{AREA}:sec#0:+8613800001234",
         "delivered_at": datetime.now(UTC).isoformat(),
     }
     raw = json.dumps(receipt).encode()

@@ -222,6 +222,9 @@ def test_escalation_yellow_orange_red_then_all_clear_is_one_reference_chain(
         ("Cancel", "red"),
     ]
     ids = [a["identifier"] for a in chain]
-    assert [a["references"] for a in chain] == [ids[:i] for i in range(4)]
+    # CAP 1.2 ``references`` names the earlier messages referenced, not necessarily all: each message
+    # references the original Alert and the message it replaces (alerts/engine.py ``_bound_chain``)
+    assert [a["references"] for a in chain] == [[], [ids[0]], [ids[0], ids[1]], [ids[0], ids[2]]]
+    assert len(set(ids)) == 4
     assert [a["revision"] for a in chain] == [0, 1, 2, 3]
     assert "洪水" in chain[0]["headline"] and chain[3]["headline"].endswith("解除")
