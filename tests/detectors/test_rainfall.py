@@ -15,6 +15,7 @@ from detectors.kernels.rainfall import (
     accumulations,
     add_report,
     cap_reports,
+    to_units,
     window_units,
 )
 
@@ -162,8 +163,9 @@ def test_property_any_arrival_order_gives_the_same_accumulations(data: st.DataOb
             assert acc_a[w] == pytest.approx(acc_b[w], abs=1e-9)
             mm, cov = accumulation(a, now, w)
             assert 0.0 <= cov <= 1.0
-            # totals are in hundredths of a millimetre: each report rounds to its nearest hundredth
-            assert 0.0 <= mm <= sum(round(r[2], 2) for r in a) + 1e-9
+            # totals are in hundredths of a millimetre: each report counts as its nearest hundredth
+            # (to_units: 1.075 is stored as 107.5 hundredths in binary and rounds to 108)
+            assert 0.0 <= mm <= sum(to_units(r[2]) for r in a) / 100 + 1e-9
         # a longer window never holds less rain
         vals = [acc_a[w] for w in DEFAULT_WINDOWS_S]
         assert all(x <= y + 1e-9 for x, y in zip(vals, vals[1:], strict=False))
