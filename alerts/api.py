@@ -69,8 +69,9 @@ from alerts.auth import Authenticator, Denied, Principal, Role, UserRecord, User
 from alerts.silence_store import SilenceStore, TopicFollower, delete_silence, has_ended, publish_silence
 from alerts.silences import Silence
 from schemas import topics
+from schemas.ack import Ack
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel, WireModel
+from schemas.common import Family, WarningLevel
 from schemas.delivery import DeliveryRecord
 from schemas.transport import kafka_python_kwargs
 from schemas.wire import decode, encode
@@ -94,16 +95,6 @@ def _utcnow() -> datetime:
 
 
 # --------------------------------------------------------------------------- models at the edges
-class Ack(WireModel):
-    """An operator's acknowledgement of one alert message (Kafka ``alerts.acks``, key = fingerprint)."""
-
-    fingerprint: str = Field(min_length=1)
-    identifier: str = Field(min_length=1, description="the message acknowledged")
-    by: str = Field(min_length=1, max_length=100)
-    note: str = Field(default="", max_length=1000)
-    at: AwareDatetime
-
-
 class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

@@ -26,17 +26,25 @@ from typing import Any
 
 from alerts.kernels import fire as fk
 from alerts.kernels import quake as qk
-from detectors.rules import ConfirmRules
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
 from schemas.common import WarningLevel
-from schemas.detection import Detection, DetectionState
+from schemas.confirm import ConfirmRules
+from schemas.detection import Detection, DetectionKind, DetectionState, is_gas_kind
 from schemas.registry import RegistryLike
 
 State = dict[str, Any]
 BEIJING = timezone(timedelta(hours=8))
 
 # detection kind -> incident group (the "source" part of the fingerprint)
-_GROUPS = {"rainfall": "rainstorm", "water_level": "flood", "fire": "forest_fire", "p_trigger": "earthquake"}
+_GROUPS: dict[str, str] = {
+    DetectionKind.RAINFALL: "rainstorm",
+    DetectionKind.WATER_LEVEL: "flood",
+    DetectionKind.FIRE: "forest_fire",
+    DetectionKind.P_TRIGGER: "earthquake",
+}
+
+# kinds that alert without a warning level
+_LEVELLESS_ALERTS = (DetectionKind.P_TRIGGER, DetectionKind.OFFLINE)
 
 _EVENTS = {
     "rainstorm": ("暴雨", "Met"),
@@ -60,7 +68,7 @@ _INSTRUCTIONS = {
 def incident_group(kind: str) -> str:
     if kind in _GROUPS:
         return _GROUPS[kind]
-    if kind.startswith("gas_") or kind.startswith("o2_"):
+    if is_gas_kind(kind):
         return "gas_leak"
     return kind
 
@@ -162,7 +170,7 @@ class AlertEngine:
     def fingerprint(self, d: Detection) -> str:
         """The lifecycle state's key. Its part before the last ``:`` is the ``detections`` key
         (``<family>:<area>``), so lifecycle ticks reach the partition that owns the state."""
-        if d.kind == "offline":
+        if d.kind == DetectionKind.OFFLINE:
             token = self._offline_group(d)[0]
             return f"{d.family.value}:{d.area_code or self.config.default_area_code}:offline.{token}"
         return fingerprint_of(d, self.config.default_area_code)
@@ -171,7 +179,7 @@ class AlertEngine:
         """The ``fingerprint`` of the alert messages: the state key, except for equipment (offline)
         alerts, ``<family>:<area>:<gateway-or-site>:offline``: routing keeps anything ending in
         ``:offline`` away from the public (alerts/routing.py)."""
-        if d.kind == "offline":
+        if d.kind == DetectionKind.OFFLINE:
             token = self._offline_group(d)[0]
             return f"{d.family.value}:{d.area_code or self.config.default_area_code}:{token}:offline"
         return self.fingerprint(d)
@@ -223,14 +231,14 @@ class AlertEngine:
         if last is not None and stamp < last:
             self.superseded += 1
             return st, []
-        if d.level is None and d.state is not DetectionState.CLEAR and d.kind not in ("p_trigger", "offline"):
+        if d.level is None and d.state is not DetectionState.CLEAR and d.kind not in _LEVELLESS_ALERTS:
             return st, []  # anomaly, sensor faults: operator information on Kafka, not warnings
         st["seen"] = {**st.get("seen", {}), source: stamp}
         if len(st["seen"]) > self.config.max_seen:
             self._evict_seen(st)
-        if d.kind == "p_trigger":
+        if d.kind == DetectionKind.P_TRIGGER:
             return st, self._seismic(d, st)
-        if d.kind == "offline":
+        if d.kind == DetectionKind.OFFLINE:
             # Inhibition: the offline devices of one gateway (or site) are one operators' alert (blue),
             # not one per device; routing never sends it to the public.
             d = d.model_copy(update={"level": WarningLevel.BLUE if d.state is not DetectionState.CLEAR else None})
@@ -251,13 +259,13 @@ class AlertEngine:
                 "site": d.site,
                 "since": since,
             }
-            if d.kind == "fire":  # each open/update of a camera's fire detection is one more sweep seeing it
+            if d.kind == DetectionKind.FIRE:  # each open/update of a camera's fire detection: one more sweep seeing it
                 st["sources"][key]["sweeps"] = prev.get("sweeps", 0) + 1
-            if d.kind == "fire" and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
+            if d.kind == DetectionKind.FIRE and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
                 st["sources"][key] |= {"lat": d.lat, "lon": d.lon, "bearing_deg": d.evidence["bearing_deg"]}
         if incident_group(d.kind) == "forest_fire":
             return st, self._fire(d, st)
-        if d.kind == "offline":
+        if d.kind == DetectionKind.OFFLINE:
             return st, self._offline(d, st)
         return st, self._emit(d, st)
 
@@ -634,7 +642,7 @@ class AlertEngine:
             return []
         if st["active"] and all(v["cleared"] for v in trig.values()):
             st["active"], st["triggers"], st["sources"] = False, {}, {}
-            cancel = d.model_copy(update={"kind": "p_trigger"})
+            cancel = d.model_copy(update={"kind": DetectionKind.P_TRIGGER.value})
             msg = self._message(cancel, st, MsgType.CANCEL, WarningLevel(st["level"]))
             zone = st.pop("zone", None)
             return [_seismic_audience_and_area(msg, bool(st.pop("public", True)), _zone_of(zone))]
@@ -649,7 +657,7 @@ class AlertEngine:
         level = seismic_level(shaking)
         d2 = d.model_copy(
             update={
-                "kind": "p_trigger",
+                "kind": DetectionKind.P_TRIGGER.value,
                 "value": q["magnitude"] if q["magnitude"] is not None else q["observed"],
                 "unit": "M" if q["magnitude"] is not None else "度",
                 "threshold": None,
