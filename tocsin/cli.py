@@ -383,7 +383,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     import json
 
-    from detectors.backtest import BacktestError, run
+    from tocsin.backtest import BacktestError, run
 
     params = {}
     for kv in args.param:
