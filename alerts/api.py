@@ -1,10 +1,11 @@
 """The operators' HTTP API: alerts with their history, deliveries and acks; silences; the audit trail.
 
-Run it with ``python -m alerts.api --host 127.0.0.1 --port 8790`` (Kafka from ``TOCSIN_KAFKA_BOOTSTRAP``).
+Run it with ``python -m tocsin.api --host 127.0.0.1 --port 8790`` (Kafka from ``TOCSIN_KAFKA_BOOTSTRAP``; the
+process and its Kafka wiring are in tocsin/api.py).
 
 The API is a read model over Kafka. :class:`AlertView` is built by reading ``alerts``,
 ``alerts.deliveries`` and ``alerts.acks`` from the beginning and then following them (one
-:class:`~alerts.silence_store.TopicFollower` thread, no consumer group): for every fingerprint the
+:class:`~tocsin.kafka.TopicFollower` thread, no consumer group): for every fingerprint the
 messages in the order they were produced (the key is the fingerprint, so one partition keeps
 them in order; the last one is the current message), every delivery record and every ack.
 Writes go to Kafka, never to the view: an ack is produced to ``alerts.acks`` and a silence to
@@ -41,17 +42,11 @@ JSON responses are UTF-8 with Chinese unescaped. Errors are ``{"error": ..., "de
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import heapq
-import importlib
 import json
 import logging
-import os
-import signal
-import ssl
-import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -65,16 +60,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from alerts.auth import Authenticator, Denied, Principal, Role, UserRecord, UsersFile, hash_secret, write_users_file
-from alerts.silence_store import SilenceStore, TopicFollower, delete_silence, has_ended, publish_silence
+from alerts.auth import Authenticator, Denied, Principal, Role
+from alerts.cap import render_cap
+from alerts.silence_store import has_ended
 from alerts.silences import Silence
 from schemas import topics
 from schemas.ack import Ack
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
 from schemas.common import Family, WarningLevel
 from schemas.delivery import DeliveryRecord
-from schemas.transport import kafka_python_kwargs
-from schemas.wire import decode, encode
+from schemas.wire import decode
 
 log = logging.getLogger(__name__)
 
@@ -465,62 +460,6 @@ class SilenceWriter(Protocol):
     async def publish(self, silence: Silence) -> object: ...
 
     async def delete(self, silence_id: str) -> object: ...
-
-
-class KafkaWriter:
-    """The API's writes to Kafka (acks, silences) through one lazily made producer."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self._producer: Any = None
-        self._lock = threading.Lock()
-
-    def producer(self) -> Any:
-        with self._lock:
-            if self._producer is None:
-                from kafka import KafkaProducer
-
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap.split(","),
-                    **kafka_python_kwargs(),
-                    acks="all",
-                    client_id="tocsin-operator-api",
-                    max_block_ms=10_000,
-                    request_timeout_ms=10_000,
-                )
-            return self._producer
-
-    def _send_ack(self, ack: Ack) -> Any:
-        return self.producer().send(ACKS, key=ack.fingerprint.encode("utf-8"), value=encode(ack)).get(timeout=10)
-
-    async def publish_ack(self, ack: Ack) -> object:
-        return await asyncio.to_thread(self._send_ack, ack)
-
-    async def publish(self, silence: Silence) -> object:
-        return await asyncio.to_thread(
-            functools.partial(publish_silence, self.bootstrap, silence, producer=self.producer())
-        )
-
-    async def delete(self, silence_id: str) -> object:
-        return await asyncio.to_thread(
-            functools.partial(delete_silence, self.bootstrap, silence_id, producer=self.producer())
-        )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=5)
-                self._producer = None
-
-
-def import_cap_renderer() -> CapRenderer | None:
-    """``alerts.cap.render_cap`` if that module is there (imported on first use), else None."""
-    try:
-        module = importlib.import_module("alerts.cap")
-    except ImportError:
-        return None
-    render = getattr(module, "render_cap", None)
-    return render if callable(render) else None
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -971,12 +910,11 @@ class OperatorApi:
 
 def build_app(
     view: AlertView,
-    bootstrap: str | None = None,
     *,
     silence_store: SilenceSource | None = None,
     silence_writer: SilenceWriter | None = None,
     ack_publisher: AckPublisher | None = None,
-    load_cap: Callable[[], CapRenderer | None] = import_cap_renderer,
+    load_cap: Callable[[], CapRenderer | None] = lambda: render_cap,
     clock: Callable[[], datetime] = _utcnow,
     visible_timeout_s: float = 5.0,
     metrics_registry: CollectorRegistry | None = None,
@@ -985,50 +923,12 @@ def build_app(
 ) -> web.Application:
     """The aiohttp application over ``view``.
 
-    With ``bootstrap`` (Kafka), whatever is not injected is wired to Kafka and runs with the app:
-    a follower feeding ``view`` from ``alerts``, ``alerts.deliveries`` and ``alerts.acks``, a
-    :class:`SilenceStore`, and a producer for acks and silences. Without it, only what is injected
-    works (tests feed ``view`` directly); missing writers answer ``503``. Without ``auth`` every
-    route but the probes answers ``401``.
+    Only what is injected works: the Kafka wiring (a follower feeding ``view`` from ``alerts``,
+    ``alerts.deliveries`` and ``alerts.acks``, the silence store, the producer of acks and silences)
+    is made by the runtime (tocsin/api.py); tests feed ``view`` directly. Missing writers answer
+    ``503``. Without ``auth`` every route but the probes answers ``401``.
     """
     app = web.Application()
-    owned: list[Any] = []
-    if bootstrap is not None:
-        kafka = KafkaWriter(bootstrap)
-        if silence_store is None:
-            store = SilenceStore(bootstrap)
-            silence_store = store
-            owned.append(store)
-        silence_writer = silence_writer or kafka
-        ack_publisher = ack_publisher or kafka.publish_ack
-        feed = TopicFollower(
-            bootstrap,
-            VIEW_TOPICS,
-            lambda rec: view.apply_record(rec.topic, rec.value),
-            name="operator-api-view",
-            on_caught_up=view.mark_caught_up,
-        )
-
-        async def start(_app: web.Application) -> None:
-            from ingest.sinks import ensure_topics
-            from tocsin.settings import Settings
-
-            try:
-                await asyncio.to_thread(ensure_topics, bootstrap, VIEW_TOPICS, Settings().kafka_partitions)
-            except Exception as e:  # noqa: BLE001 - the follower picks the topics up once they exist
-                log.warning("could not ensure topics %s: %s", VIEW_TOPICS, e)
-            for s in owned:
-                await asyncio.to_thread(s.start)
-            feed.start()
-
-        async def stop(_app: web.Application) -> None:
-            feed.stop()
-            for s in owned:
-                await asyncio.to_thread(s.stop)
-            await asyncio.to_thread(kafka.close)
-
-        app.on_startup.append(start)
-        app.on_cleanup.append(stop)
     api = OperatorApi(
         view,
         silence_store=silence_store,
@@ -1045,113 +945,3 @@ def build_app(
     app.middlewares.append(api.authenticate)
     app.add_routes(api.routes())
     return app
-
-
-# --------------------------------------------------------------------------- process
-async def serve(
-    host: str,
-    port: int,
-    bootstrap: str,
-    view: AlertView | None = None,
-    *,
-    auth: Authenticator | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    silence_max: timedelta = DEFAULT_SILENCE_MAX,
-) -> None:
-    app = build_app(view if view is not None else AlertView(), bootstrap, auth=auth, silence_max=silence_max)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    await site.start()
-    address = runner.addresses[0] if runner.addresses else (host, port)
-    scheme = "https" if ssl_context is not None else "http"
-    log.info("operator API listening on %s://%s:%s (kafka %s)", scheme, address[0], address[1], bootstrap)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        log.info("operator API stopped")
-
-
-def main(argv: list[str] | None = None) -> int:
-    from tocsin.settings import Settings
-
-    parser = argparse.ArgumentParser(prog="python -m alerts.api", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8790, help="0: any free port (logged)")
-    args = parser.parse_args(argv)
-    settings = Settings()
-    from tocsin.logs import setup_logging
-
-    setup_logging(settings.log_level, settings.log_format, "operator-api")
-    from tocsin.settings import UnsafeSecret, refuse_dev_secrets
-
-    try:
-        refuse_dev_secrets(settings)
-        auth = authenticator(settings)
-        ssl_context = tls_context(settings.api_tls_cert, settings.api_tls_key)
-    except (UnsafeSecret, ValueError, OSError) as e:
-        log.error("operator API not started: %s", e)
-        return 2
-    view = AlertView(retention=timedelta(days=settings.api_retention_days), max_ended=settings.api_max_ended)
-    silence_max = timedelta(hours=settings.api_silence_max_hours)
-    asyncio.run(
-        serve(
-            args.host,
-            args.port,
-            settings.kafka_bootstrap,
-            view,
-            auth=auth,
-            ssl_context=ssl_context,
-            silence_max=silence_max,
-        )
-    )
-    return 0
-
-
-def tls_context(cert: str, key: str) -> ssl.SSLContext | None:
-    """A server context (TLS 1.2 at least) from PEM files; None when neither is set."""
-    if not cert and not key:
-        return None
-    if not (cert and key):
-        raise ValueError("TOCSIN_API_TLS_CERT and TOCSIN_API_TLS_KEY go together")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def authenticator(settings: Any) -> Authenticator:
-    """From ``TOCSIN_API_USERS_FILE``; without one, only in development mode (``TOCSIN_DEV``): a
-    one-off users file with the supervisor ``demo`` and a random password, printed once."""
-    from alerts.auth import AuthError, FailureLimiter
-
-    limiter = FailureLimiter(settings.api_auth_max_failures, settings.api_auth_window_s)
-    path = settings.api_users_file
-    if not path:
-        if not settings.dev:
-            raise ValueError(
-                "no TOCSIN_API_USERS_FILE: add users with `tocsin users add` (or set TOCSIN_DEV=1 for a demo login)"
-            )
-        import secrets
-        import tempfile
-
-        password = secrets.token_urlsafe(12)
-        fd, path = tempfile.mkstemp(prefix="tocsin-dev-users-", suffix=".json")
-        os.close(fd)
-        write_users_file(
-            path, UsersFile(users=[UserRecord(name="demo", role=Role.SUPERVISOR, password_hash=hash_secret(password))])
-        )
-        print(f"operator API development login (TOCSIN_DEV): demo / {password}", file=sys.stderr, flush=True)
-    try:
-        return Authenticator(path, limiter=limiter)
-    except AuthError as e:
-        raise ValueError(str(e)) from e
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

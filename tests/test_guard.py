@@ -221,9 +221,7 @@ def test_the_correlation_id_header_is_kept() -> None:
 def test_the_silence_store_reports_each_record_it_skips_and_only_those() -> None:
     """The worker turns these reports into dead letters with agent ``silences`` (tocsin/worker.py)."""
     rejected: list[tuple[int, str]] = []
-    store = SilenceStore(
-        "127.0.0.1:1", create_topic=False, on_rejected=lambda rec, why: rejected.append((rec.offset, why))
-    )
+    store = SilenceStore(on_rejected=lambda rec, why: rejected.append((rec.offset, why)))
     good = Silence(id="s-1", area="3301", starts_at=T0, ends_at=T0.replace(hour=9), creator="ops", reason="drill")
     records = [
         Record(encode(good), topic="alerts.silences", partition=0, offset=0, key=b"s-1"),

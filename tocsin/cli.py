@@ -113,10 +113,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from ingest.gateway import GatewayCore, MqttGateway
     from ingest.influx import InfluxHttpWriter, InfluxKafkaSink
     from ingest.metrics import GatewayMetrics, HealthServer
-    from ingest.sinks import KafkaSink, ensure_topics
     from ingest.validate import Limits
     from schemas import topics
     from schemas.registry import open_registry
+    from tocsin.kafka import KafkaSink, ensure_topics, influx_consumer
 
     s = Settings()
     _logging(s.log_level, s.log_format, "gateway")
@@ -130,7 +130,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     sink_thread = None
     if s.influx_url:
         writer = InfluxHttpWriter(s.influx_url, s.influx_token.get_secret_value(), s.influx_org, s.influx_bucket)
-        influx = InfluxKafkaSink.connect(s.kafka_bootstrap, writer, metrics, registry)
+        influx = InfluxKafkaSink(influx_consumer(s.kafka_bootstrap), writer, metrics, registry)
         sink_thread = threading.Thread(target=influx.run, args=(stop,), name="influx-sink", daemon=True)
     kafka = KafkaSink(s.kafka_bootstrap, client_id=s.mqtt_client_id)
     core = GatewayCore(

@@ -46,8 +46,7 @@ from alerts.ratelimit import PriorityRateLimiter, RateLimited
 from alerts.receipts import SmsReceipt, receipt_record, verify_receipt
 from alerts.routing import load_routing
 from alerts.service import AlertMetrics, AlertStage
-from alerts.silence_store import SilenceStore
-from alerts.sweep import Sweep, Sweeper, committed_offsets, identified, parsed, read_since, read_split
+from alerts.sweep import Sweep, Sweeper, identified, parsed
 from detectors.engine import DetectorEngine, detection_key, detection_topic
 from detectors.rules import load_rules
 from detectors.service import DetectorMetrics, DetectorStage
@@ -61,54 +60,14 @@ from schemas.detection import LifecycleTick
 from schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
 from schemas.registry import open_registry
 from schemas.telemetry import DeadmanTick
-from schemas.transport import KafkaTransport, kafka_python_kwargs, kafka_ssl_context, mqtt_tls_context
+from schemas.transport import KafkaTransport, kafka_ssl_context, mqtt_tls_context
 from schemas.wire import encode
 from tocsin.guard import DeadLetterMetrics, RecordGuard
+from tocsin.kafka import ConsumerLag, TopicPartition, committed_offsets, kafka_silence_store, read_since, read_split
 from tocsin.logs import dict_config
 from tocsin.settings import Settings
 
 log = logging.getLogger(__name__)
-
-TopicPartition = tuple[str, int]
-
-
-class ConsumerLag:
-    """Lag of a consumer group per topic and partition: the partition's end offset (high-water
-    mark) minus the group's committed offset, read from Kafka (kafka-python, blocking: call it in a
-    thread). Partitions without a committed offset are not reported (nothing to measure from)."""
-
-    def __init__(self, bootstrap: str, group: str) -> None:
-        self.bootstrap, self.group = bootstrap.split(","), group
-        self._admin: Any = None
-        self._consumer: Any = None
-
-    def sample(self, only: set[TopicPartition] | None = None) -> dict[TopicPartition, int]:
-        from kafka import KafkaConsumer
-        from kafka.admin import KafkaAdminClient
-
-        if self._admin is None:
-            security = kafka_python_kwargs()
-            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.group}-lag", **security)
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, **security
-            )
-        committed = {
-            (tp.topic, tp.partition): meta.offset
-            for tp, meta in self._admin.list_consumer_group_offsets(self.group).items()
-            if meta.offset >= 0 and (only is None or (tp.topic, tp.partition) in only)
-        }
-        if not committed:
-            return {}
-        from kafka import TopicPartition as KafkaTP
-
-        ends = self._consumer.end_offsets([KafkaTP(t, p) for t, p in committed])
-        return {(tp.topic, tp.partition): max(0, end - committed[(tp.topic, tp.partition)]) for tp, end in ends.items()}
-
-    def close(self) -> None:
-        for client in (self._admin, self._consumer):
-            if client is not None:
-                client.close()
-        self._admin = self._consumer = None
 
 
 class LagMetrics:
@@ -426,7 +385,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         letter = guard.dead_letter("silences", record, PoisonRecord(reason, why))
         asyncio.run_coroutine_threadsafe(letter, event_loop[0]).result(timeout=30)
 
-    silences = SilenceStore(settings.kafka_bootstrap, on_rejected=silence_rejected)
+    silences = kafka_silence_store(settings.kafka_bootstrap, on_rejected=silence_rejected)
     notifier = Notifier(
         registry,
         adapters,

@@ -83,7 +83,7 @@ class FakeSilences:
     """A real SilenceStore (never started) fed by a writer that applies records directly."""
 
     def __init__(self, apply: bool = True) -> None:
-        self.store = SilenceStore("unused:9092", clock=lambda: T0, create_topic=False)
+        self.store = SilenceStore(clock=lambda: T0)
         self.apply = apply
         self.written: list[tuple[str, bytes | None]] = []
 
@@ -387,7 +387,7 @@ def test_audit_endpoint(view: AlertView) -> None:
 # --------------------------------------------------------------------------- silence store, no Kafka
 def test_store_applies_records_tombstones_and_skips_malformed() -> None:
     now = [T0]
-    store = SilenceStore("unused:9092", clock=lambda: now[0], create_topic=False)
+    store = SilenceStore(clock=lambda: now[0])
     s = Silence.model_validate({**silence_body(), "id": "mw-1"})
     weekly = Silence.model_validate(
         {
