@@ -18,19 +18,24 @@ from alerts.engine import AlertConfig
 from schemas import topics
 from schemas.alert import Alert, AlertStatus, MsgType
 from simulators.demo import demo_messages, demo_registry
-from tocsin.embedded import DeviceTimeClock, EmbeddedPipeline, free_port, publish_messages
+from simulators.downstream import EmulatedDownstream
+from simulators.run import publish_messages
+from tocsin.embedded import DeviceTimeClock, EmbeddedPipeline, free_port
 
 
 async def _run_demo(status: AlertStatus) -> tuple[EmbeddedPipeline, dict]:
     port = free_port(0)
-    pipeline = EmbeddedPipeline(demo_registry(), mqtt_port=port, alert_config=AlertConfig(status=status))
+    downstream = EmulatedDownstream()
+    pipeline = EmbeddedPipeline(
+        demo_registry(), mqtt_port=port, alert_config=AlertConfig(status=status), downstream=downstream
+    )
     await pipeline.start()
     try:
         messages = demo_messages()
         published = await asyncio.to_thread(publish_messages, messages, "127.0.0.1", port, speed=5000.0)
         assert published == len(messages)
         assert await pipeline.bus.idle(settle_s=1.0, timeout_s=60)
-        stats = pipeline.sms_server_stats()
+        stats = downstream.sms_stats()
     finally:
         await pipeline.stop()
     return pipeline, stats

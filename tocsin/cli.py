@@ -39,7 +39,9 @@ async def _run_embedded(args: argparse.Namespace) -> int:
     from alerts.engine import AlertConfig
     from schemas.alert import AlertStatus
     from simulators.demo import DISTRICT, DISTRICT_NAME, demo_messages, demo_registry
-    from tocsin.embedded import EmbeddedPipeline, free_port, publish_messages
+    from simulators.downstream import EmulatedDownstream
+    from simulators.run import publish_messages
+    from tocsin.embedded import EmbeddedPipeline, free_port
 
     started = time.monotonic()
     port = free_port(args.mqtt_port)
@@ -60,13 +62,16 @@ async def _run_embedded(args: argparse.Namespace) -> int:
         )
 
     status = AlertStatus(args.status)
-    pipeline = EmbeddedPipeline(registry, mqtt_port=port, alert_config=AlertConfig(status=status), on_alert=on_alert)
+    downstream = EmulatedDownstream()
+    pipeline = EmbeddedPipeline(
+        registry, mqtt_port=port, alert_config=AlertConfig(status=status), on_alert=on_alert, downstream=downstream
+    )
     await pipeline.start()
     messages = demo_messages()
     span_min = (messages[-1].t - messages[0].t).total_seconds() / 60
     print(f"Tocsin embedded demo: {DISTRICT_NAME} ({DISTRICT}), CAP status {status.value}", flush=True)
     print(f"  MQTT broker   mqtt://127.0.0.1:{port}  (devices publish tocsin/v1/<family>/<site>/<device>/telemetry)")
-    print(f"  SMS emulator  {pipeline.sms_server.base_url}")
+    print(f"  SMS emulator  {downstream.sms_server.base_url}")
     print(
         f"Replaying {len(messages)} device messages ({span_min:.0f} min of device time at {args.speed:g}x) ...",
         flush=True,
@@ -80,7 +85,7 @@ async def _run_embedded(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-    stats = pipeline.sms_server_stats()
+    stats = downstream.sms_stats()
     await pipeline.stop()
     s = pipeline.summary
     print("\nSummary")
@@ -212,7 +217,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """``tocsin simulate`` without a subcommand: publish the demo (the original behaviour)."""
     from simulators.demo import demo_messages
-    from tocsin.embedded import publish_messages
+    from simulators.run import publish_messages
 
     s = Settings()
     n = publish_messages(demo_messages(), s.mqtt_host, s.mqtt_port, speed=args.speed or 120.0)

@@ -2,8 +2,9 @@
 
 An embedded MQTT broker (amqtt) accepts devices on localhost; the gateway validates their messages
 into an in-process bus that carries the Kafka topic names; the detector and alert stages and the
-notifier are the very ones the Kafka worker runs. SMS goes to the carrier emulator, started in a
-thread; alerts are also published, retained, on the broker's operator topics.
+notifier are the very ones the Kafka worker runs. SMS and broadcasts go to an injected
+:class:`Downstream` (``tocsin run`` and the scenario runs give the emulators of
+simulators/downstream.py); alerts are also published, retained, on the broker's operator topics.
 
 Time. Embedded runs replay history compressed (``make run``, ``tocsin simulate run``): device time
 runs far faster than the wall clock. The alert engine follows device time (:class:`DeviceTimeClock`).
@@ -29,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -53,7 +54,6 @@ from schemas.detection import Detection, LifecycleTick
 from schemas.registry import RegistryLike
 from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
-from simulators.demo import Message
 from tocsin.bus import MemoryBus, MemorySink
 
 log = logging.getLogger(__name__)
@@ -180,8 +180,22 @@ def default_device_tick_s(registry: RegistryLike | None, floor_s: float = 5.0) -
     return max(floor_s, min(intervals) / 2.0) if intervals else 30.0
 
 
+class Downstream(Protocol):
+    """Where an embedded run delivers SMS and broadcasts: ``start()`` (blocking) gives the base URLs
+    of the SMS gateway and the broadcast platform, reached with ``api_key``."""
+
+    api_key: str
+
+    def start(self) -> tuple[str, str]: ...
+
+    def stop(self) -> None: ...
+
+    def sms_stats(self) -> dict[str, Any]: ...
+
+
 class EmbeddedPipeline:
-    """Everything but the devices: broker, gateway, bus, stages, notifier, SMS emulator."""
+    """Everything but the devices: broker, gateway, bus, stages, notifier; SMS and broadcasts go to
+    ``downstream`` when given (without it, alerts are delivered on MQTT only)."""
 
     def __init__(
         self,
@@ -195,8 +209,10 @@ class EmbeddedPipeline:
         deadman_tick_s: float = 5.0,
         deadman_clock: Literal["device", "wall"] = "wall",
         device_tick_s: float | None = None,
+        downstream: Downstream | None = None,
     ) -> None:
         self.registry, self.rules = registry, rules or Rules()
+        self.downstream = downstream
         self.mqtt_port = mqtt_port
         self.alert_config = alert_config or AlertConfig(**confirm_settings(self.rules.confirm))
         self.on_alert = on_alert
@@ -215,16 +231,9 @@ class EmbeddedPipeline:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        from simulators.broadcast_platform import BroadcastPlatformThread, PlatformConfig
-        from simulators.sms_gateway import GatewayConfig, SmsGatewayThread
-
         loop = asyncio.get_running_loop()
         self.bus = MemoryBus(loop)
         self.broker = await start_broker("127.0.0.1", self.mqtt_port)
-        self.sms_server = SmsGatewayThread(GatewayConfig(api_key="embedded-demo", receipt_delay_s=0.1))
-        sms_url = await asyncio.to_thread(self.sms_server.start)
-        self.broadcast_server = BroadcastPlatformThread(PlatformConfig(api_key="embedded-demo"))
-        broadcast_url = await asyncio.to_thread(self.broadcast_server.start)
         reg = self.metrics_registry
         self.core = GatewayCore(MemorySink(self.bus), GatewayMetrics(reg), registry=self.registry)
         self.gateway = MqttGateway(
@@ -237,9 +246,12 @@ class EmbeddedPipeline:
         )
         self.adapters: dict[str, Adapter] = {
             "mqtt": MqttAlertAdapter("127.0.0.1", self.mqtt_port, client_id="tocsin-embedded-alerts"),
-            "sms": RateLimited(SmsAdapter(sms_url, "embedded-demo", timeout_s=5.0), PriorityRateLimiter(100.0)),
         }
-        self.adapters["broadcast"] = self.adapters[STOP_CHANNEL] = BroadcastAdapter(broadcast_url, "embedded-demo")
+        if self.downstream is not None:
+            key = self.downstream.api_key
+            sms_url, broadcast_url = await asyncio.to_thread(self.downstream.start)
+            self.adapters["sms"] = RateLimited(SmsAdapter(sms_url, key, timeout_s=5.0), PriorityRateLimiter(100.0))
+            self.adapters["broadcast"] = self.adapters[STOP_CHANNEL] = BroadcastAdapter(broadcast_url, key)
         for a in set(self.adapters.values()):
             await a.start()
         stage_clock = (lambda: self.stream_clock().timestamp()) if self.deadman_clock == "device" else time.time
@@ -365,26 +377,8 @@ class EmbeddedPipeline:
         for a in set(self.adapters.values()):
             with contextlib.suppress(Exception):
                 await a.stop()
-        await asyncio.to_thread(self.sms_server.stop)
-        await asyncio.to_thread(self.broadcast_server.stop)
+        if self.downstream is not None:
+            await asyncio.to_thread(self.downstream.stop)
         with contextlib.suppress(Exception):
             await self.broker.shutdown()
         self.summary.topic_counts = Counter(self.bus.counts)
-
-    def sms_server_stats(self) -> dict[str, Any]:
-        import json
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.sms_server.base_url}/_control/stats", timeout=5) as resp:
-            return dict(json.loads(resp.read()))
-
-
-def publish_messages(
-    messages: list[Message], host: str, port: int, *, speed: float = 120.0, max_gap_s: float = 1.0
-) -> int:
-    """Publish like the devices would (QoS 1), pacing by device time divided by ``speed`` (a gap is
-    never longer than ``max_gap_s`` of wall time); blocking. Returns the messages acknowledged."""
-    from simulators.run import pacing, publish_paced
-
-    offsets = pacing([m.t for m in messages], speed, max_gap_s=max_gap_s)
-    return publish_paced(messages, offsets, host, port, client_id="tocsin-demo-devices")
