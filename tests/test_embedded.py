@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -271,3 +272,35 @@ def test_device_time_deadman_flags_a_silent_gateway_in_a_compressed_replay() -> 
         (MsgType.CANCEL, "hydro:330110:gateway-GW9:offline"),
     ]
     assert pipeline.summary.alerts[0].devices == ["RGB"]
+
+
+def test_the_embedded_mode_sets_poison_records_aside_and_goes_on() -> None:
+    """The same guard as the worker's (tocsin/guard.py): a record no stage can handle becomes a
+    dead letter on the bus's ``worker.deadletter`` with its agent and reason, is counted, and the
+    stage handles the next record (here: a deadman tick of a registered device)."""
+    from schemas.deadletter import WorkerReason
+
+    async def run() -> EmbeddedPipeline:
+        pipeline = EmbeddedPipeline(demo_registry(), mqtt_port=free_port(0))
+        await pipeline.start()
+        try:
+            pipeline.bus.publish("telemetry.hydro", b"RG-1", b"\xff not json")
+            pipeline.bus.publish(topics.DETECTIONS, b"k", b'{"id": "half a detection"}')
+            pipeline.bus.publish(topics.ALERTS, b"k", b"[]")
+            pipeline._publish_ticks(datetime.now(UTC))  # still handled after the poison
+            assert await pipeline.bus.idle(settle_s=0.3, timeout_s=30)
+        finally:
+            await pipeline.stop()
+        return pipeline
+
+    pipeline = asyncio.run(run())
+    letters = {(d.agent, d.reason) for d in pipeline.summary.worker_dead_letters}
+    assert letters == {
+        ("detect-hydro", WorkerReason.UNDECODABLE),
+        ("confirm", WorkerReason.SCHEMA),
+        ("deliver", WorkerReason.SCHEMA),
+    }
+    reg = pipeline.metrics_registry
+    sample = reg.get_sample_value("tocsin_worker_deadletters_total", {"agent": "detect-hydro", "reason": "undecodable"})
+    assert sample == 1.0
+    assert pipeline.summary.topic_counts["telemetry.hydro"] > 1  # the ticks went through the same stage

@@ -235,3 +235,30 @@ def test_the_silence_store_reports_each_record_it_skips_and_only_those() -> None
     assert [offset for offset, _ in rejected] == [1, 2, 3]
     assert "json_invalid" in rejected[0][1] and "key" in rejected[1][1] and "key" in rejected[2][1]
     assert [s.id for s in store.all()] == ["s-1"]
+
+
+def test_a_clock_tick_that_raises_is_counted_and_the_next_tick_runs() -> None:
+    """The worker's timers and the embedded mode's clocks (deadman, alert lifecycle) run through
+    ``RecordGuard.tick`` (tocsin/topology.py): a failing tick must not stop the clock."""
+    registry = CollectorRegistry()
+    guard = RecordGuard(lambda k, v: asyncio.sleep(0), DeadLetterMetrics(registry, timers=["deadman"]))
+    ran: list[int] = []
+
+    async def failing() -> None:
+        raise RuntimeError("registry gone")
+
+    async def working() -> int:
+        ran.append(1)
+        return 7
+
+    assert registry.get_sample_value("tocsin_worker_timer_failures_total", {"timer": "deadman"}) == 0.0
+    assert run(guard.tick("deadman", failing)) is None
+    assert run(guard.tick("deadman", working)) == 7
+    assert ran == [1]
+    assert registry.get_sample_value("tocsin_worker_timer_failures_total", {"timer": "deadman"}) == 1.0
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):  # cancellation is how drivers stop: never swallowed
+        run(guard.tick("deadman", cancelled))

@@ -34,27 +34,22 @@ from typing import Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry
 
-from alerts.adapters.base import Adapter
-from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
-from alerts.adapters.mqtt_alerts import MqttAlertAdapter
-from alerts.adapters.sms import SmsAdapter
-from alerts.engine import AlertConfig, AlertEngine, confirm_settings
-from alerts.notify import Notifier, NotifyMetrics
-from alerts.ratelimit import PriorityRateLimiter, RateLimited
-from alerts.service import AlertMetrics, AlertStage
-from detectors.engine import DetectorEngine, detection_key
+from alerts.engine import AlertConfig, confirm_settings
+from detectors.engine import detection_key
 from detectors.rules import Rules
-from detectors.service import DetectorMetrics, DetectorStage
 from ingest.gateway import CORRELATION_HEADER, RECEIVED_HEADER, GatewayCore, MqttGateway, header
 from ingest.metrics import GatewayMetrics
 from schemas import topics
 from schemas.alert import Alert
-from schemas.deadletter import DeadLetter
-from schemas.detection import Detection, LifecycleTick
+from schemas.deadletter import DeadLetter, WorkerDeadLetter
+from schemas.detection import Detection
+from schemas.records import decode_alert, decode_detection, decode_telemetry
 from schemas.registry import RegistryLike
 from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
 from tocsin.bus import MemoryBus, MemorySink
+from tocsin.guard import DeadLetterMetrics, RecordGuard
+from tocsin.topology import AGENTS, TIMERS, Endpoints, Topology, build_adapters
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +93,22 @@ async def start_broker(host: str, port: int) -> Any:
 
 
 @dataclass
+class BusRecord:
+    """A record of the in-process bus as the guard sees it (one partition; offsets counted per topic)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+@dataclass
 class Summary:
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    worker_dead_letters: list[WorkerDeadLetter] = field(default_factory=list)
     deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
     topic_counts: Counter[str] = field(default_factory=Counter)
 
@@ -229,6 +237,7 @@ class EmbeddedPipeline:
         self.ticker = DeviceTimeTicker(device_tick_s or default_device_tick_s(registry))
         self.replay_clock: Callable[[], datetime | None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._offsets: Counter[str] = Counter()  # the bus's position per topic, for the dead letters
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -244,29 +253,44 @@ class EmbeddedPipeline:
             share_group=None,
             mqtt5=False,
         )
-        self.adapters: dict[str, Adapter] = {
-            "mqtt": MqttAlertAdapter("127.0.0.1", self.mqtt_port, client_id="tocsin-embedded-alerts"),
-        }
+        sms_url = broadcast_url = ""
+        key = self.downstream.api_key if self.downstream is not None else ""
         if self.downstream is not None:
-            key = self.downstream.api_key
             sms_url, broadcast_url = await asyncio.to_thread(self.downstream.start)
-            self.adapters["sms"] = RateLimited(SmsAdapter(sms_url, key, timeout_s=5.0), PriorityRateLimiter(100.0))
-            self.adapters["broadcast"] = self.adapters[STOP_CHANNEL] = BroadcastAdapter(broadcast_url, key)
-        for a in set(self.adapters.values()):
-            await a.start()
+        endpoints = Endpoints(
+            mqtt_host="127.0.0.1",
+            mqtt_port=self.mqtt_port,
+            mqtt_client_id="tocsin-embedded-alerts",
+            sms_url=sms_url,
+            sms_api_key=key,
+            broadcast_url=broadcast_url,
+            broadcast_api_key=key,
+        )
         stage_clock = (lambda: self.stream_clock().timestamp()) if self.deadman_clock == "device" else time.time
-        self.detector = DetectorStage(
-            DetectorEngine(self.rules, self.registry), DetectorMetrics(reg), clock=stage_clock
+        self.topology = Topology.build(
+            self.registry,
+            self.rules,
+            self.alert_config,
+            build_adapters(endpoints),
+            reg,
+            detector_clock=stage_clock,
+            alert_clock=self.device_clock,
+            notify_base_delay_s=0.2,
         )
-        self.alerter = AlertStage(
-            AlertEngine(self.alert_config, self.registry, clock=self.device_clock), AlertMetrics(reg)
+        self.adapters = self.topology.adapters
+        self.detector, self.alerter, self.notifier = (
+            self.topology.detector,
+            self.topology.alerter,
+            self.topology.notifier,
         )
-        self.notifier = Notifier(self.registry, self.adapters, NotifyMetrics(reg), base_delay_s=0.2)
+        await self.topology.start_adapters()
+        self.guard = RecordGuard(self._dead_letter, DeadLetterMetrics(reg, AGENTS, TIMERS))
         self._tasks = [
             asyncio.create_task(self._detect(), name="detect"),
             asyncio.create_task(self._confirm(), name="confirm"),
             asyncio.create_task(self._deliver(), name="deliver"),
             asyncio.create_task(self._dead_letters(), name="dead-letters"),
+            asyncio.create_task(self._worker_dead_letters(), name="worker-dead-letters"),
             asyncio.create_task(self._deadman(), name="deadman"),
             asyncio.create_task(self._alert_clock(), name="alert-clock"),
         ]
@@ -274,21 +298,30 @@ class EmbeddedPipeline:
         if not await asyncio.to_thread(self.gateway.connected.wait, 10.0):
             raise RuntimeError(f"gateway could not connect to the embedded broker on port {self.mqtt_port}")
 
+    async def _dead_letter(self, key: bytes, value: bytes) -> None:
+        """The guard's dead letters go to the bus's ``worker.deadletter`` (kept in the summary)."""
+        self.bus.publish(topics.WORKER_DEADLETTER, key, value)
+
+    def _record(self, topic: str, key: bytes | None, value: bytes, headers: Any) -> BusRecord:
+        self._offsets[topic] += 1
+        return BusRecord(topic, 0, self._offsets[topic] - 1, key, value, headers)
+
     def _publish_ticks(self, now: datetime) -> None:
         """One deadman tick per registered device, through its telemetry topic (as the worker does)."""
-        if self.registry is None:
-            return
-        for device in self.registry.devices:
-            tick = DeadmanTick(device_id=device.device_id, ts=now)
-            self.bus.publish(topics.kafka_telemetry(device.family), device.device_id.encode(), encode(tick))
+        for topic, key, value in self.topology.deadman_ticks(now):
+            self.bus.publish(topic, key, value)
 
     async def _deadman(self) -> None:
         """Wall-clock ticks through the same path as in the worker (see tocsin/worker.py); on device
         time the ticks come from ``_detect`` instead, as readings advance device time."""
         if self.registry is None or self.deadman_clock == "device":
             return
-        while True:
+
+        async def tick() -> None:
             self._publish_ticks(datetime.now(UTC))
+
+        while True:
+            await self.guard.tick("deadman", tick)
             await asyncio.sleep(self.deadman_tick_s)
 
     def _device_seen_s(self, value: bytes) -> float:
@@ -308,49 +341,61 @@ class EmbeddedPipeline:
         q = self.bus.subscribe(*topics.TELEMETRY_TOPICS)
         state: dict[str, Any] = {}
         while True:
-            _topic, _key, value, headers = await q.get()
-            try:
+            topic, key, value, headers = await q.get()
+
+            async def handle(value: bytes = value, headers: Any = headers) -> None:
                 if self.deadman_clock == "device" and not DeadmanTick.is_tick(value):
                     received_s = self._device_seen_s(value)
                 else:
                     received_s = _header_s(headers, RECEIVED_HEADER) or time.time()
                 cid = header(headers, CORRELATION_HEADER)
-                for d in self.detector.handle(value, state, received_s=received_s, correlation_id=cid):
+                record = decode_telemetry(value)
+                for d in self.detector.apply(record, state, received_s=received_s, correlation_id=cid):
                     emitted = [(EMITTED_HEADER, str(int(time.time() * 1000)).encode())]
                     self.bus.publish(topics.DETECTIONS, detection_key(d), encode(d), emitted)
+
+            try:
+                agent = f"detect-{topic.removeprefix('telemetry.')}"
+                await self.guard.run(agent, self._record(topic, key, value, headers), handle)
             finally:
                 self.bus.done()
 
     async def _alert_clock(self) -> None:
         """Lifecycle ticks for active alerts, as in the worker (tocsin/worker.py)."""
+
+        async def tick() -> None:
+            for topic, key, value in self.topology.lifecycle_ticks(list(self.lifecycle.items()), datetime.now(UTC)):
+                self.bus.publish(topic, key, value)
+
         while True:
             await asyncio.sleep(self.deadman_tick_s)
-            now = datetime.now(UTC)
-            for fingerprint, state in list(self.lifecycle.items()):
-                if self.alerter.engine.needs_tick(state):
-                    tick = LifecycleTick(fingerprint=fingerprint, ts=now)
-                    self.bus.publish(topics.DETECTIONS, AlertStage.tick_key(fingerprint), encode(tick))
+            await self.guard.tick("alert-clock", tick)
 
     async def _confirm(self) -> None:
         q = self.bus.subscribe(topics.DETECTIONS)
         state = self.lifecycle
         while True:
-            _topic, _key, value, headers = await q.get()
-            try:
-                if not LifecycleTick.is_tick(value):
-                    with contextlib.suppress(ValueError):
-                        self.device_clock.observe(Detection.model_validate_json(value).ts)
-                for a in self.alerter.handle(value, state, emitted_s=_header_s(headers, EMITTED_HEADER)):
+            topic, key, value, headers = await q.get()
+
+            async def handle(value: bytes = value, headers: Any = headers) -> None:
+                record = decode_detection(value)
+                if isinstance(record, Detection):
+                    self.device_clock.observe(record.ts)
+                for a in self.alerter.apply(record, state, emitted_s=_header_s(headers, EMITTED_HEADER)):
                     self.bus.publish(topics.ALERTS, a.fingerprint.encode(), encode(a))
+
+            try:
+                await self.guard.run("confirm", self._record(topic, key, value, headers), handle)
             finally:
                 self.bus.done()
 
     async def _deliver(self) -> None:
         q = self.bus.subscribe(topics.ALERTS)
         while True:
-            _topic, _key, value, _headers = await q.get()
-            try:
-                alert = Alert.model_validate_json(value)
+            topic, key, value, headers = await q.get()
+
+            async def handle(value: bytes = value) -> None:
+                alert = decode_alert(value)
                 self.summary.alerts.append(alert)
                 records = await self.notifier.deliver(alert)
                 for r in records:
@@ -358,8 +403,9 @@ class EmbeddedPipeline:
                     self.bus.publish(topics.DELIVERIES, r.alert_id.encode(), encode(r))
                 if self.on_alert:
                     self.on_alert(alert, records)
-            except Exception:  # noqa: BLE001 - keep delivering the next alerts
-                log.exception("delivery failed")
+
+            try:
+                await self.guard.run("deliver", self._record(topic, key, value, headers), handle)
             finally:
                 self.bus.done()
 
@@ -370,13 +416,18 @@ class EmbeddedPipeline:
             self.summary.dead_letters.append(DeadLetter.model_validate_json(value))
             self.bus.done()
 
+    async def _worker_dead_letters(self) -> None:
+        q = self.bus.subscribe(topics.WORKER_DEADLETTER)
+        while True:
+            _topic, _key, value, _headers = await q.get()
+            self.summary.worker_dead_letters.append(WorkerDeadLetter.model_validate_json(value))
+            self.bus.done()
+
     async def stop(self) -> None:
         await asyncio.to_thread(self.gateway.stop, 10.0)
         for t in self._tasks:
             t.cancel()
-        for a in set(self.adapters.values()):
-            with contextlib.suppress(Exception):
-                await a.stop()
+        await self.topology.stop_adapters()
         if self.downstream is not None:
             await asyncio.to_thread(self.downstream.stop)
         with contextlib.suppress(Exception):
