@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from alerts.api import DEFAULT_SILENCE_MAX, VIEW_TOPICS, AlertView, build_app
+from alerts.api import DEFAULT_SILENCE_MAX, build_app
 from alerts.auth import (
     Authenticator,
     AuthError,
@@ -31,6 +31,7 @@ from alerts.auth import (
     hash_secret,
     write_users_file,
 )
+from alerts.view import VIEW_TOPICS, AlertView
 from tocsin.kafka import KafkaWriter, TopicFollower, ensure_topics, kafka_silence_store
 from tocsin.logs import setup_logging
 from tocsin.settings import Settings, UnsafeSecret, refuse_dev_secrets

@@ -16,11 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from alerts.api import ACKS, Ack, AlertView, _EvictedCollector, build_app
+from alerts.api import _EvictedCollector, build_app
 from alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
 from alerts.silence_store import SILENCES, SilenceStore, has_ended
 from alerts.silences import Silence
+from alerts.view import ACKS, AlertView
 from schemas import topics
+from schemas.ack import Ack
 from schemas.alert import Alert, AlertArea, MsgType
 from schemas.common import Family, WarningLevel
 from schemas.delivery import DeliveryRecord

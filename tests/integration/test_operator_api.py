@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from alerts.api import ACKS
 from alerts.silence_store import SILENCES
 from schemas import topics
 from schemas.alert import Alert, AlertArea, MsgType
 from schemas.common import Family, WarningLevel
 from schemas.delivery import DeliveryRecord
+from schemas.topics import ACKS
 from schemas.wire import encode
 from tests.integration.procs import Proc, free_port, wait_until
 from tests.integration.stack import api_auth, write_api_users
