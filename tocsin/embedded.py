@@ -27,10 +27,12 @@ import math
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from functools import partial
+from types import SimpleNamespace
+from typing import Any, Literal, Protocol, cast
 
 from prometheus_client import CollectorRegistry
 
@@ -48,7 +50,7 @@ from schemas.registry import RegistryLike
 from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
 from tocsin.bus import MemoryBus, MemorySink
-from tocsin.guard import DeadLetterMetrics, RecordGuard
+from tocsin.guard import DeadLetterMetrics, RecordGuard, SourceRecord
 from tocsin.topology import AGENTS, TIMERS, Endpoints, Topology, build_adapters
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,10 @@ def _header_s(headers: Any, name: str) -> float | None:
         return int(raw) / 1000.0 if raw is not None else None
     except ValueError:
         return None
+
+
+def _detect_agent(topic: str) -> str:
+    return f"detect-{topic.removeprefix('telemetry.')}"
 
 
 def free_port(preferred: int, host: str = "127.0.0.1") -> int:
@@ -90,18 +96,6 @@ async def start_broker(host: str, port: int) -> Any:
     )
     await broker.start()
     return broker
-
-
-@dataclass
-class BusRecord:
-    """A record of the in-process bus as the guard sees it (one partition; offsets counted per topic)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Any
 
 
 @dataclass
@@ -227,7 +221,8 @@ class EmbeddedPipeline:
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.summary = Summary()
         self.deadman_tick_s = deadman_tick_s
-        self.lifecycle: dict[str, Any] = {}
+        self.lifecycle: dict[str, Any] = {}  # the alert stage's state, per fingerprint
+        self.device_states: dict[str, Any] = {}  # the detector stage's state, per device
         self.device_clock = DeviceTimeClock()
         # the deadman on device time: the stream's own clock (the newest reading's device time), and
         # an optional bound from the replay (``replay_clock``: the publisher's position, see
@@ -286,11 +281,11 @@ class EmbeddedPipeline:
         await self.topology.start_adapters()
         self.guard = RecordGuard(self._dead_letter, DeadLetterMetrics(reg, AGENTS, TIMERS))
         self._tasks = [
-            asyncio.create_task(self._detect(), name="detect"),
-            asyncio.create_task(self._confirm(), name="confirm"),
-            asyncio.create_task(self._deliver(), name="deliver"),
-            asyncio.create_task(self._dead_letters(), name="dead-letters"),
-            asyncio.create_task(self._worker_dead_letters(), name="worker-dead-letters"),
+            asyncio.create_task(self._consume(topics.TELEMETRY_TOPICS, _detect_agent, self._detect_one), name="detect"),
+            asyncio.create_task(self._consume((topics.DETECTIONS,), lambda _: "confirm", self._confirm_one)),
+            asyncio.create_task(self._consume((topics.ALERTS,), lambda _: "deliver", self._deliver_one)),
+            asyncio.create_task(self._collect(topics.DEADLETTER, self._keep_dead_letter)),
+            asyncio.create_task(self._collect(topics.WORKER_DEADLETTER, self._keep_worker_dead_letter)),
             asyncio.create_task(self._deadman(), name="deadman"),
             asyncio.create_task(self._alert_clock(), name="alert-clock"),
         ]
@@ -298,13 +293,15 @@ class EmbeddedPipeline:
         if not await asyncio.to_thread(self.gateway.connected.wait, 10.0):
             raise RuntimeError(f"gateway could not connect to the embedded broker on port {self.mqtt_port}")
 
+    def _keep_dead_letter(self, value: bytes) -> None:
+        self.summary.dead_letters.append(DeadLetter.model_validate_json(value))
+
+    def _keep_worker_dead_letter(self, value: bytes) -> None:
+        self.summary.worker_dead_letters.append(WorkerDeadLetter.model_validate_json(value))
+
     async def _dead_letter(self, key: bytes, value: bytes) -> None:
         """The guard's dead letters go to the bus's ``worker.deadletter`` (kept in the summary)."""
         self.bus.publish(topics.WORKER_DEADLETTER, key, value)
-
-    def _record(self, topic: str, key: bytes | None, value: bytes, headers: Any) -> BusRecord:
-        self._offsets[topic] += 1
-        return BusRecord(topic, 0, self._offsets[topic] - 1, key, value, headers)
 
     def _publish_ticks(self, now: datetime) -> None:
         """One deadman tick per registered device, through its telemetry topic (as the worker does)."""
@@ -337,28 +334,50 @@ class EmbeddedPipeline:
                 self._publish_ticks(due)
         return now.timestamp()
 
-    async def _detect(self) -> None:
-        q = self.bus.subscribe(*topics.TELEMETRY_TOPICS)
-        state: dict[str, Any] = {}
+    async def _consume(
+        self, names: tuple[str, ...], agent: Callable[[str], str], handle: Callable[[bytes, Any], Awaitable[None]]
+    ) -> None:
+        """One stage's loop: every record of the topics ``names`` through ``handle(value, headers)``,
+        inside the guard (a record it cannot handle becomes a dead letter, the loop goes on)."""
+        q = self.bus.subscribe(*names)
         while True:
             topic, key, value, headers = await q.get()
-
-            async def handle(value: bytes = value, headers: Any = headers) -> None:
-                if self.deadman_clock == "device" and not DeadmanTick.is_tick(value):
-                    received_s = self._device_seen_s(value)
-                else:
-                    received_s = _header_s(headers, RECEIVED_HEADER) or time.time()
-                cid = header(headers, CORRELATION_HEADER)
-                record = decode_telemetry(value)
-                for d in self.detector.apply(record, state, received_s=received_s, correlation_id=cid):
-                    emitted = [(EMITTED_HEADER, str(int(time.time() * 1000)).encode())]
-                    self.bus.publish(topics.DETECTIONS, detection_key(d), encode(d), emitted)
-
+            self._offsets[topic] += 1
+            record = SimpleNamespace(
+                topic=topic, partition=0, offset=self._offsets[topic] - 1, key=key, value=value, headers=headers
+            )
             try:
-                agent = f"detect-{topic.removeprefix('telemetry.')}"
-                await self.guard.run(agent, self._record(topic, key, value, headers), handle)
+                await self.guard.run(agent(topic), cast(SourceRecord, record), partial(handle, value, headers))
             finally:
                 self.bus.done()
+
+    async def _detect_one(self, value: bytes, headers: Any) -> None:
+        if self.deadman_clock == "device" and not DeadmanTick.is_tick(value):
+            received_s = self._device_seen_s(value)
+        else:
+            received_s = _header_s(headers, RECEIVED_HEADER) or time.time()
+        cid = header(headers, CORRELATION_HEADER)
+        record = decode_telemetry(value)
+        for d in self.detector.apply(record, self.device_states, received_s=received_s, correlation_id=cid):
+            emitted = [(EMITTED_HEADER, str(int(time.time() * 1000)).encode())]
+            self.bus.publish(topics.DETECTIONS, detection_key(d), encode(d), emitted)
+
+    async def _confirm_one(self, value: bytes, headers: Any) -> None:
+        record = decode_detection(value)
+        if isinstance(record, Detection):
+            self.device_clock.observe(record.ts)
+        for a in self.alerter.apply(record, self.lifecycle, emitted_s=_header_s(headers, EMITTED_HEADER)):
+            self.bus.publish(topics.ALERTS, a.fingerprint.encode(), encode(a))
+
+    async def _deliver_one(self, value: bytes, _headers: Any) -> None:
+        alert = decode_alert(value)
+        self.summary.alerts.append(alert)
+        records = await self.notifier.deliver(alert)
+        for r in records:
+            self.summary.deliveries[(r.channel, r.outcome)] += 1
+            self.bus.publish(topics.DELIVERIES, r.alert_id.encode(), encode(r))
+        if self.on_alert:
+            self.on_alert(alert, records)
 
     async def _alert_clock(self) -> None:
         """Lifecycle ticks for active alerts, as in the worker (tocsin/worker.py)."""
@@ -371,56 +390,12 @@ class EmbeddedPipeline:
             await asyncio.sleep(self.deadman_tick_s)
             await self.guard.tick("alert-clock", tick)
 
-    async def _confirm(self) -> None:
-        q = self.bus.subscribe(topics.DETECTIONS)
-        state = self.lifecycle
-        while True:
-            topic, key, value, headers = await q.get()
-
-            async def handle(value: bytes = value, headers: Any = headers) -> None:
-                record = decode_detection(value)
-                if isinstance(record, Detection):
-                    self.device_clock.observe(record.ts)
-                for a in self.alerter.apply(record, state, emitted_s=_header_s(headers, EMITTED_HEADER)):
-                    self.bus.publish(topics.ALERTS, a.fingerprint.encode(), encode(a))
-
-            try:
-                await self.guard.run("confirm", self._record(topic, key, value, headers), handle)
-            finally:
-                self.bus.done()
-
-    async def _deliver(self) -> None:
-        q = self.bus.subscribe(topics.ALERTS)
-        while True:
-            topic, key, value, headers = await q.get()
-
-            async def handle(value: bytes = value) -> None:
-                alert = decode_alert(value)
-                self.summary.alerts.append(alert)
-                records = await self.notifier.deliver(alert)
-                for r in records:
-                    self.summary.deliveries[(r.channel, r.outcome)] += 1
-                    self.bus.publish(topics.DELIVERIES, r.alert_id.encode(), encode(r))
-                if self.on_alert:
-                    self.on_alert(alert, records)
-
-            try:
-                await self.guard.run("deliver", self._record(topic, key, value, headers), handle)
-            finally:
-                self.bus.done()
-
-    async def _dead_letters(self) -> None:
-        q = self.bus.subscribe(topics.DEADLETTER)
+    async def _collect(self, topic: str, keep: Callable[[bytes], None]) -> None:
+        """The dead letters of the gateway and of the stages, kept in the summary."""
+        q = self.bus.subscribe(topic)
         while True:
             _topic, _key, value, _headers = await q.get()
-            self.summary.dead_letters.append(DeadLetter.model_validate_json(value))
-            self.bus.done()
-
-    async def _worker_dead_letters(self) -> None:
-        q = self.bus.subscribe(topics.WORKER_DEADLETTER)
-        while True:
-            _topic, _key, value, _headers = await q.get()
-            self.summary.worker_dead_letters.append(WorkerDeadLetter.model_validate_json(value))
+            keep(value)
             self.bus.done()
 
     async def stop(self) -> None:
