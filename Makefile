@@ -25,6 +25,8 @@ scenarios: $(STAMP) ## every shipped scenario through the embedded mode, scored 
 	$(BIN)/tocsin simulate run all --out var/scenarios
 
 test: $(STAMP) ## the whole suite; starts the real local services it needs and stops them after
+	# fetch/build the services first (a fresh machine: apt, Maven, go install), outside any test's timeout
+	$(SERVICES) provision
 	$(BIN)/pytest -q
 
 test-unit: $(STAMP) ## only the tests that need no service

@@ -25,9 +25,9 @@ What the model does not carry:
 
 * ``Alert.references`` holds identifiers only, CAP wants ``sender,identifier,sent``. The earlier
   messages are taken to come from the same ``sender``; their ``sent`` comes from
-  ``reference_sent`` (identifier -> sent time, e.g. kept by the caller as messages go out) and
-  otherwise defaults to the alert's ``onset`` (the time the incident's identifiers are built from,
-  close to but not exactly the first message's ``sent``).
+  ``reference_sent`` (identifier -> sent time, e.g. kept by the caller as messages go out),
+  otherwise from the identifier itself (GB/T 35965.1-2018 Appendix A identifiers carry the second
+  the message was entered, which is its ``sent``: alerts/cap_id.py), otherwise the alert's ``onset``.
 * The fingerprint (stable across an incident's Alert, Updates and Cancel) goes to ``incidents``
   when it is a plain token (engine fingerprints always are) and to a ``fingerprint`` parameter.
   Other parameters: ``warningLevel`` (IV..I), ``warningColour`` (蓝色..红色), ``measuredValue`` and
@@ -49,6 +49,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
+from alerts import cap_id
 from schemas.alert import Alert, AlertStatus, MsgType
 from schemas.common import Family, WarningLevel
 
@@ -265,7 +266,8 @@ def _references(alert: Alert, sent: Mapping[str, datetime]) -> str:
     triples = []
     for ident in alert.references:
         _check_token("referenced identifier", ident)
-        triples.append(f"{alert.sender},{ident},{cap_time(sent.get(ident, alert.onset))}")
+        when = sent.get(ident) or cap_id.entered_time(ident) or alert.onset
+        triples.append(f"{alert.sender},{ident},{cap_time(when)}")
     return " ".join(triples)
 
 

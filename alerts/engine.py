@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from alerts import cap_id
 from alerts.kernels import fire as fk
 from alerts.kernels import quake as qk
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
@@ -65,6 +66,30 @@ _INSTRUCTIONS = {
 }
 
 
+# The generic anomaly detector's detections (detectors/engine.py ``anomaly_<channel>``): an incident
+# per channel and area; operators and agencies only unless the rules promote the channel.
+ANOMALY_EVENT = "监测数据异常"
+ANOMALY_INSTRUCTION = "请值班人员核查该监测点数据和现场情况；此为数据异常提示，不是灾害预警。"
+ANOMALY_HEADLINE = "监测数据异常（值班提示）"  # operators only: not called a warning (预警)
+# promoted by the rules (``promote_to``): a public warning whose cause is not yet known
+ANOMALY_PUBLIC_INSTRUCTION = "监测数据出现异常，请留意后续通知，听从现场工作人员和当地政府安排。"
+
+
+def is_anomaly(kind: str) -> bool:
+    return kind.startswith("anomaly_")
+
+
+def event_of(group: str) -> tuple[str, str]:
+    """``(event name, CAP category)`` of an incident group."""
+    if is_anomaly(group):
+        return ANOMALY_EVENT, "Other"
+    return _EVENTS.get(group, (group, "Other"))
+
+
+def _anomaly_instruction(st: dict[str, Any]) -> str:
+    return ANOMALY_PUBLIC_INSTRUCTION if st.get("public") else ANOMALY_INSTRUCTION
+
+
 def incident_group(kind: str) -> str:
     if kind in _GROUPS:
         return _GROUPS[kind]
@@ -81,8 +106,8 @@ def fingerprint_of(d: Detection, default_area: str) -> str:
 class AlertConfig:
     default_area_code: str = "110105"
     status: AlertStatus = AlertStatus.ACTUAL
-    sender: str = "tocsin@district.example"
-    org_code: str = "TOCSIN"
+    # The issuing unit's 14-digit code (GB/T 35965.1-2018 Appendix A): CAP sender and identifier prefix.
+    sender: str = "11010500000000"
     seismic_min_stations: float = 3.0  # summed station weight (each station 1.0 unless weighted)
     seismic_window_s: float = 30.0
     seismic_weights: dict[str, float] = field(default_factory=dict)  # station id -> vote
@@ -112,7 +137,7 @@ class AlertConfig:
     fire_k_cameras: int = 2
     fire_bearing_sigma_deg: float = 1.0
     fire_max_range_km: float = 30.0  # bearings crossing farther from a tower do not locate a fire
-    fire_persist_sweeps: int = 1  # fire detections of one camera before an unlocated alert
+    fire_persist_sweeps: int = 1  # distinct sweeps of one camera seeing the fire before an unlocated alert
 
 
 def confirm_settings(rules: ConfirmRules, env_confirm: Mapping[str, tuple[int, float]] | None = None) -> dict[str, Any]:
@@ -138,6 +163,16 @@ def confirm_settings(rules: ConfirmRules, env_confirm: Mapping[str, tuple[int, f
 SEISMIC_YELLOW_FROM = 5.5  # VI
 SEISMIC_ORANGE_FROM = 6.5  # VII
 SEISMIC_RED_FROM = 7.5  # VIII and above
+
+
+def _fire_sweeps(d: Detection, prev: Mapping[str, Any]) -> int:
+    """Distinct camera sweeps that have seen the fire: the detector counts them (``sweeps``
+    evidence, one per revolution however many frames saw it); a detection without that count
+    (an older detector) counts as one more sweep."""
+    sweeps = d.evidence.get("sweeps")
+    if isinstance(sweeps, int) and not isinstance(sweeps, bool):
+        return max(sweeps, int(prev.get("sweeps", 0)))
+    return int(prev.get("sweeps", 0)) + 1
 
 
 def seismic_level(intensity: float) -> WarningLevel:
@@ -166,6 +201,8 @@ class AlertEngine:
         self.capped: dict[str, int] = {}  # state caps that evicted or refused, by reason (metric)
         self.registry = registry
         self.clock = clock
+        cap_id.check_unit_code(self.config.sender)
+        self._sequencer = cap_id.Sequencer()  # identifiers' sequence digits (one per message a second)
 
     def fingerprint(self, d: Detection) -> str:
         """The lifecycle state's key. Its part before the last ``:`` is the ``detections`` key
@@ -231,8 +268,12 @@ class AlertEngine:
         if last is not None and stamp < last:
             self.superseded += 1
             return st, []
+        anomaly = is_anomaly(d.kind)
         if d.level is None and d.state is not DetectionState.CLEAR and d.kind not in _LEVELLESS_ALERTS:
-            return st, []  # anomaly, sensor faults: operator information on Kafka, not warnings
+            if not anomaly:
+                return st, []  # sensor faults: operator information on Kafka, not warnings
+            # An anomaly the rules do not promote: a blue alert for operators and agencies only.
+            d = d.model_copy(update={"level": WarningLevel.BLUE, "evidence": {**d.evidence, "promoted": False}})
         st["seen"] = {**st.get("seen", {}), source: stamp}
         if len(st["seen"]) > self.config.max_seen:
             self._evict_seen(st)
@@ -259,14 +300,23 @@ class AlertEngine:
                 "site": d.site,
                 "since": since,
             }
-            if d.kind == DetectionKind.FIRE:  # each open/update of a camera's fire detection: one more sweep seeing it
-                st["sources"][key]["sweeps"] = prev.get("sweeps", 0) + 1
+            if anomaly:  # promoted (a level from the rules' promote_to) or operators only
+                st["sources"][key]["public"] = bool(d.evidence.get("promoted", True))
+            if d.kind == DetectionKind.FIRE:
+                st["sources"][key]["sweeps"] = _fire_sweeps(d, prev)
             if d.kind == DetectionKind.FIRE and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
                 st["sources"][key] |= {"lat": d.lat, "lon": d.lon, "bearing_deg": d.evidence["bearing_deg"]}
         if incident_group(d.kind) == "forest_fire":
             return st, self._fire(d, st)
         if d.kind == DetectionKind.OFFLINE:
             return st, self._offline(d, st)
+        if anomaly:
+            # Public once a promoted source is open; an incident that went public stays public to its
+            # all-clear (the public heard the warning, so it hears the cancel).
+            went = bool(st.get("public")) and st["active"]
+            st["public"] = went or any(s.get("public", False) for s in st["sources"].values())
+            if not st["public"]:
+                return st, self._emit(d, st, headline=ANOMALY_HEADLINE)
         return st, self._emit(d, st)
 
     def _count_cap(self, reason: str) -> None:
@@ -435,7 +485,7 @@ class AlertEngine:
         if st["level"] != level.value:
             st["prev_level"], st["level"] = st["level"], level.value
         group = incident_group(d.kind)
-        event = _EVENTS.get(group, (group, ""))[0]
+        event = event_of(group)[0]
         where = d.town + d.village or d.area_code or self.config.default_area_code
         base = details.get("description") or self._describe(d, level, where, event)
         n = len(st.get("toggles", []))
@@ -523,12 +573,13 @@ class AlertEngine:
         st["revision"] = st["revision"] + 1
         onset = datetime.fromtimestamp(st["onset"], BEIJING)
         fingerprint = self.message_fingerprint(d)
-        source = self.fingerprint(d).rsplit(":", 1)[1]  # the incident group, or offline.<gateway/site>
-        identifier = f"{area_code}{cfg.org_code}{onset:%Y%m%d%H%M%S}-{d.family.value}-{source}-{st['revision']:03d}"
+        # GB/T 35965.1-2018 Appendix A: unit code, the Beijing time the message is entered, sequence digit.
+        entered, seq = self._sequencer.next(self.clock())
+        identifier = cap_id.identifier(cfg.sender, entered, seq)
         references = list(st["ids"])
         st["last_sent"] = self.clock().timestamp()
         st["ids"] = [*st["ids"], identifier]
-        event, _category = _EVENTS.get(group, (group, "Other"))
+        event, _category = event_of(group)
         device = self.registry.get(d.device_id) if self.registry else None
         area = AlertArea(
             code=area_code,
@@ -540,7 +591,10 @@ class AlertEngine:
         sources = st["sources"]
         devices = sorted({k.split(":")[0] for k in sources} | {d.device_id})
         sites = sorted({s.get("site", "") for s in sources.values()} - {""} | {d.site})
-        if msg_type is MsgType.CANCEL:
+        if msg_type is MsgType.CANCEL and is_anomaly(group) and not st.get("public"):
+            headline = f"{area.desc}{ANOMALY_HEADLINE}解除"
+            description = f"{area.desc}{event}提示解除，监测值已回到近期基线附近。"
+        elif msg_type is MsgType.CANCEL:
             headline = f"{area.desc}{event}{level.zh}预警解除"
             description = f"{area.desc}{event}{level.zh}预警（{level.roman}级）解除，监测值已回落至阈值以下。"
         else:
@@ -563,12 +617,16 @@ class AlertEngine:
             hazard=d.family,
             event=event,
             level=level,
-            sent=self.clock().astimezone(BEIJING),
+            sent=entered.astimezone(BEIJING),
             onset=onset,
             area=area,
             headline=headline,
             description=description,
-            instruction="" if msg_type is MsgType.CANCEL else _INSTRUCTIONS.get(group, ""),
+            instruction=""
+            if msg_type is MsgType.CANCEL
+            else _anomaly_instruction(st)
+            if is_anomaly(group)
+            else _INSTRUCTIONS.get(group, ""),
             certainty=certainty,
             references=references,
             detections=[d.id],
@@ -578,11 +636,20 @@ class AlertEngine:
             unit=d.unit,
             correlation_id=d.correlation_id,
             flapping=bool(st.get("flapping")),
+            public=bool(st.get("public", False)) if is_anomaly(group) else True,
         )
 
     @staticmethod
     def _describe(d: Detection, level: WarningLevel, where: str, event: str) -> str:
         measured = f"{d.value:g}{d.unit}" if d.unit else f"{d.value:g}"
+        if is_anomaly(d.kind) and "score" in d.evidence:
+            ev = d.evidence
+            field = ev.get("field", d.kind.removeprefix("anomaly_"))
+            return (
+                f"{where}监测站{d.device_id}的{field}监测值{measured}明显偏离近期基线"
+                f"{ev.get('baseline', 0):.4g}{d.unit}（波动{ev.get('baseline_sd', 0):.2g}{d.unit}，"
+                f"异常分数{ev['score']:.3g}）。"
+            )
         window = f"{d.window_s / 3600:g}小时" if d.window_s else ""
         limit = f"（阈值{d.threshold:g}{d.unit}）" if d.threshold is not None else ""
         return (

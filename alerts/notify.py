@@ -2,8 +2,8 @@
 
 Routing comes from alerts/routing.py (a routing file, or the default: the area's residents by SMS
 and broadcast); the operators' MQTT topic always gets the alert. Exercises and tests never reach
-public routes. The idempotency key is the alert message's identifier (fingerprint + revision),
-extended per recipient by the SMS adapter, so a retry or a worker restart never sends the same
+public routes. The idempotency key is the alert message's :func:`message_key` (fingerprint +
+revision), extended per recipient by the SMS adapter, so a retry or a worker restart never sends the same
 message twice to anyone. Silences (alerts/silences.py) replace deliveries by audit records.
 """
 
@@ -22,6 +22,7 @@ from alerts.adapters.broadcast import STOP_CHANNEL
 from alerts.adapters.sms import mask_phone
 from alerts.routing import DEFAULT_ROUTING, Routing, plan
 from alerts.silences import Silence, overridden, silencing
+from alerts.sms_text import compose_sms
 from schemas import topics
 from schemas.alert import Alert, AlertStatus, MsgType
 from schemas.delivery import DeliveryRecord
@@ -54,17 +55,29 @@ class NotifyMetrics:
         )
 
 
+def message_key(alert: Alert) -> str:
+    """The idempotency key of an alert message's deliveries, ``<fingerprint>#<revision>``.
+
+    Not the CAP identifier: that carries the time the message was entered (GB/T 35965.1-2018
+    Appendix A), so when a crash replays a detection against the old state the same message comes
+    out again under a new identifier; its fingerprint and revision are the same, and the providers
+    dedupe it by this key."""
+    return f"{alert.fingerprint}#{alert.revision}"
+
+
 def broadcast_text(alert: Alert) -> str:
     """Text for the broadcast terminals' text-to-speech: headline, then what to do."""
     tag = "演练，" if alert.status is AlertStatus.EXERCISE else ("测试，" if alert.status is AlertStatus.TEST else "")
     return f"{tag}{alert.headline}。{alert.instruction or alert.description}"
 
 
-def sms_text(alert: Alert) -> str:
-    tag = (
-        "【演练】" if alert.status is AlertStatus.EXERCISE else ("【测试】" if alert.status is AlertStatus.TEST else "")
-    )
-    return f"{tag}【{alert.area.desc}】{alert.headline}。{alert.description}{alert.instruction}"
+def sms_text(alert: Alert, signature: str = "") -> str:
+    """``【signature】`` (the registered sender signature, first, as carriers require), an exercise or
+    test mark in the body, headline, description and instruction, at most 500 characters with the
+    instruction whole (alerts/sms_text.py ``compose_sms``). ``signature``: already checked and in 【】."""
+    marks = {AlertStatus.EXERCISE: "（演练）", AlertStatus.TEST: "（测试）"}
+    mark = marks.get(alert.status, "")
+    return compose_sms(signature, mark, alert.headline, alert.description, alert.instruction)
 
 
 class Notifier:
@@ -97,7 +110,8 @@ class Notifier:
     def route(self, alert: Alert) -> list[Notification]:
         """The notifications of one alert message, from the routing plan, for the channels we have.
 
-        The operators' MQTT topic always gets the alert's JSON (the console's current state)."""
+        The operators' MQTT topic of the incident always gets the alert's JSON (the console's current
+        state); a Cancel is published and then clears that incident's retained message."""
         common: dict[str, Any] = {
             "alert_id": alert.identifier,
             "fingerprint": alert.fingerprint,
@@ -111,9 +125,16 @@ class Notifier:
             out.append(
                 Notification(
                     channel="mqtt",
-                    recipients=[topics.mqtt_alert(alert.area.code, alert.hazard)],
+                    recipients=[
+                        topics.mqtt_alert(
+                            alert.area.code,
+                            alert.hazard,
+                            topics.alert_incident(alert.fingerprint, alert.area.code, alert.hazard),
+                        )
+                    ],
                     text=encode(alert).decode("utf-8"),
-                    idempotency_key=f"{alert.identifier}:mqtt",
+                    idempotency_key=f"{message_key(alert)}:mqtt",
+                    ends_incident=alert.msg_type is MsgType.CANCEL,
                     **common,
                 )
             )
@@ -121,9 +142,9 @@ class Notifier:
             if d.channel not in self.adapters or d.channel == "mqtt":
                 continue
             if d.channel == "sms":
-                text = sms_text(alert)
+                text = sms_text(alert, self.routing.sms_signature or "")
                 out += [
-                    Notification(channel="sms", recipients=[n], text=text, idempotency_key=alert.identifier, **common)
+                    Notification(channel="sms", recipients=[n], text=text, idempotency_key=message_key(alert), **common)
                     for n in d.recipients
                 ]
             elif d.channel == "broadcast" and alert.msg_type is MsgType.CANCEL:
@@ -134,7 +155,7 @@ class Notifier:
                             channel=STOP_CHANNEL,
                             recipients=list(d.recipients),
                             text="",
-                            idempotency_key=f"{alert.identifier}:{d.route}:stop",
+                            idempotency_key=f"{message_key(alert)}:{d.route}:stop",
                             **common,
                         )
                     )
@@ -144,7 +165,7 @@ class Notifier:
                         channel=d.channel,
                         recipients=list(d.recipients),
                         text=broadcast_text(alert),
-                        idempotency_key=f"{alert.identifier}:{d.route}",
+                        idempotency_key=f"{message_key(alert)}:{d.route}",
                         **common,
                     )
                 )

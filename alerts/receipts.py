@@ -1,9 +1,9 @@
 """SMS delivery receipts: the carrier's callback, turned into an audit record.
 
 The carrier posts ``{message_id, to, status, idempotency_key, delivered_at}`` to the worker's
-``/callbacks/sms``; the idempotency key (``<alert identifier>:<recipient>``) names the alert message,
-and the identifier (``<area><org><onset>-<family>-<incident>-<revision>``, see alerts/engine.py)
-names its fingerprint and revision. The record goes to ``alerts.deliveries`` with outcome
+``/callbacks/sms``; the idempotency key (``<message key>:<recipient>``) names the alert message:
+the message key (``<fingerprint>#<revision>``, alerts/notify.py ``message_key``) is the record's
+``alert_id`` and gives its fingerprint and revision. The record goes to ``alerts.deliveries`` with outcome
 ``delivered`` (or ``undelivered`` for any other carrier status), so the after-action review shows
 not only that the carrier accepted a message but that the phone received it.
 
@@ -75,16 +75,16 @@ class SmsReceipt(BaseModel):
     delivered_at: AwareDatetime
 
 
-def parse_identifier(identifier: str) -> tuple[str, int]:
-    """(fingerprint, revision) of an alert identifier made by alerts/engine.py; ValueError otherwise."""
+def parse_message_key(key: str) -> tuple[str, int]:
+    """(fingerprint, revision) of a message key ``<family>:<area>:<incident>#<revision>``; ValueError otherwise."""
     try:
-        prefix, family, incident, revision = identifier.rsplit("-", 3)
-        area = prefix[:6]
-        if not (area.isdigit() and revision.isdigit()):
+        fingerprint, revision = key.rsplit("#", 1)
+        family, area, incident = fingerprint.split(":", 2)
+        if not (family and incident and area.isdigit() and revision.isdigit()):
             raise ValueError
-        return f"{family}:{area}:{incident}", int(revision)
+        return fingerprint, int(revision)
     except ValueError as exc:
-        raise ValueError(f"not a Tocsin alert identifier: {identifier!r}") from exc
+        raise ValueError(f"not a Tocsin message key: {key!r}") from exc
 
 
 def receipt_record(receipt: SmsReceipt, correlation_id: str = "") -> DeliveryRecord:
@@ -92,7 +92,7 @@ def receipt_record(receipt: SmsReceipt, correlation_id: str = "") -> DeliveryRec
     alert_id, _, recipient = receipt.idempotency_key.rpartition(":")
     if recipient != receipt.to:
         raise ValueError("idempotency key and recipient disagree")
-    fingerprint, revision = parse_identifier(alert_id)
+    fingerprint, revision = parse_message_key(alert_id)
     delivered = receipt.status.upper() == "DELIVRD"
     return DeliveryRecord(
         alert_id=alert_id,

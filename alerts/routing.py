@@ -4,28 +4,41 @@ A routing file (YAML or JSON, ``TOCSIN_ROUTING_FILE``) lists routes; each matche
 minimum level and area (administrative-code prefixes: ``330110`` the district, longer codes its
 towns and villages) and names its channels and recipients. ``residents: true`` adds the numbers
 registered for the alert's area in the device registry (``sms_recipients``). Public routes never
-carry exercises or tests; routes for agencies may (``exercise: true``), tagged 【演练】/【测试】.
-Without a routing file, ``DEFAULT_ROUTING`` sends every alert to the area's residents by SMS and
-broadcast.
+carry exercises or tests; routes for agencies may (``exercise: true``), marked （演练）/（测试） in
+the text. Without a routing file, ``DEFAULT_ROUTING`` sends every alert to the area's residents by
+SMS and broadcast.
+
+``sms_signature`` is the sender signature registered with the carriers (e.g. 临江区应急管理局), put
+in 【】 at the very start of every SMS; from the routing file, else ``TOCSIN_SMS_SIGNATURE``. An
+empty, vague or test signature is refused at load (alerts/sms_text.py ``check_signature``).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from alerts.sms_text import check_signature
 from schemas.alert import Alert, AlertStatus
 from schemas.common import Family, WarningLevel, WireModel
 from schemas.files import load_model_file
 from schemas.registry import RegistryLike
 
+log = logging.getLogger(__name__)
+
 
 class Route(WireModel):
     name: str = Field(min_length=1)
-    audience: str = Field(default="public", description="public, agency or infrastructure")
-    channels: list[str] = Field(min_length=1, description="sms, broadcast, mqtt")
+    audience: Literal["public", "agency", "infrastructure"] = Field(
+        default="public", description="public, agency or infrastructure"
+    )
+    channels: list[Literal["sms", "broadcast", "mqtt"]] = Field(min_length=1, description="sms, broadcast, mqtt")
     hazards: list[Family] | None = Field(default=None, description="None: every hazard")
     min_level: WarningLevel = WarningLevel.BLUE
     areas: list[str] | None = Field(default=None, description="admin-code prefixes; None: every area")
@@ -36,6 +49,14 @@ class Route(WireModel):
 
 class Routing(WireModel):
     routes: list[Route]
+    sms_signature: str | None = Field(
+        default=None, description="registered SMS sender signature, e.g. 临江区应急管理局 (None: TOCSIN_SMS_SIGNATURE)"
+    )
+
+    @field_validator("sms_signature")
+    @classmethod
+    def _signature(cls, v: str | None) -> str | None:
+        return None if v is None else check_signature(v)
 
 
 DEFAULT_ROUTING = Routing(
@@ -96,7 +117,18 @@ def plan(alert: Alert, routing: Routing, registry: RegistryLike | None) -> list[
     return out
 
 
-def load_routing(path: str | Path | None) -> Routing:
-    if not path:
-        return DEFAULT_ROUTING
-    return load_model_file(path, Routing, "routing file")
+def load_routing(
+    path: str | Path | None, sms_signature: str | None = None, env: Mapping[str, str] = os.environ
+) -> Routing:
+    """The routing file (or ``DEFAULT_ROUTING``) with its SMS signature: the file's, else
+    ``sms_signature``, else ``TOCSIN_SMS_SIGNATURE`` from ``env``. A signature that is set but empty,
+    vague or a test signature raises ValueError; none at all is logged (the texts go out unsigned,
+    which carriers that do not add the account's signature themselves refuse)."""
+    routing = load_model_file(path, Routing, "routing file") if path else DEFAULT_ROUTING
+    if routing.sms_signature is None:
+        given = sms_signature if sms_signature is not None else env.get("TOCSIN_SMS_SIGNATURE")
+        if given is not None:
+            routing = routing.model_copy(update={"sms_signature": check_signature(given)})
+    if routing.sms_signature is None:
+        log.warning("no SMS signature (routing file sms_signature or TOCSIN_SMS_SIGNATURE): SMS go out unsigned")
+    return routing

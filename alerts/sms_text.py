@@ -22,6 +22,7 @@ Rejecting empty messages is the caller's or the provider's business, not the enc
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 # GSM 03.38 basic table, positions 0x00..0x7F; 0x1B is the escape to the extension table and is not
@@ -94,3 +95,63 @@ def split_sms(text: str) -> list[str]:
 def segment_count(text: str) -> int:
     """Number of SMS segments (billing units) ``text`` needs; at least 1."""
     return len(split_sms(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sender signature and length cap (Chinese carriers)
+# ---------------------------------------------------------------------------------------------
+
+# Carriers in China take a text only with the sender's registered signature in 【】 at its very
+# start, and cap one (long) message at about 500 characters, the signature included.
+SMS_MAX_CHARS = 500
+SIGNATURE_MIN_CHARS, SIGNATURE_MAX_CHARS = 2, 12
+_SIGNATURE_CHARS = re.compile(r"^[\u4e00-\u9fffA-Za-z0-9]+$")
+# Carriers refuse signatures that do not name the sender (a bare generic word) and test signatures.
+VAGUE_SIGNATURES = frozenset(
+    {"通知", "提醒", "短信", "预警", "预警信息", "信息", "系统", "系统通知", "公告", "平台", "应急"}
+    | {"应急管理", "管理局", "应急管理局", "区应急管理局", "县应急管理局", "政府", "区政府", "TOCSIN"}
+)
+_TEST_WORDS = ("测试", "演练", "test", "demo", "example", "示例", "样例")
+
+
+def check_signature(signature: str) -> str:
+    """The 【】-wrapped signature of ``signature`` (given bare or already in 【】); ValueError when it
+    is empty, too short or long, holds other than Chinese characters, letters and digits, is a
+    generic word that names no sender, or marks a test."""
+    bare = signature.strip()
+    if bare.startswith("【") and bare.endswith("】"):
+        bare = bare[1:-1].strip()
+    if not bare:
+        raise ValueError("SMS signature is empty: carriers require the registered sender name, e.g. 临江区应急管理局")
+    if not SIGNATURE_MIN_CHARS <= len(bare) <= SIGNATURE_MAX_CHARS:
+        raise ValueError(f"SMS signature {bare!r} must have {SIGNATURE_MIN_CHARS}-{SIGNATURE_MAX_CHARS} characters")
+    if not _SIGNATURE_CHARS.match(bare):
+        raise ValueError(f"SMS signature {bare!r} may hold Chinese characters, letters and digits only")
+    if bare.upper() in {v.upper() for v in VAGUE_SIGNATURES}:
+        raise ValueError(f"SMS signature {bare!r} is vague: carriers want the issuing body's name")
+    if any(w in bare.lower() for w in _TEST_WORDS):
+        raise ValueError(f"SMS signature {bare!r} is a test signature: carriers refuse it")
+    return f"【{bare}】"
+
+
+def compose_sms(
+    signature: str, mark: str, headline: str, description: str, instruction: str, limit: int = SMS_MAX_CHARS
+) -> str:
+    """``【signature】mark headline。description instruction`` in at most ``limit`` characters.
+
+    The instruction (what to do) is kept whole: the description is shortened first (ending in
+    ``…``), then the headline. ``signature`` is already wrapped in 【】 (:func:`check_signature`) or
+    empty (no signature configured)."""
+    head = f"{signature}{mark}"
+    body_head = f"{headline}。"
+    text = f"{head}{body_head}{description}{instruction}"
+    if len(text) <= limit:
+        return text
+    room = limit - len(head) - len(body_head) - len(instruction)
+    if room >= 1:
+        return f"{head}{body_head}{description[: room - 1]}…{instruction}"
+    # not even the headline fits beside the instruction: the headline is shortened, no description
+    room = limit - len(head) - len(instruction) - 2
+    if room >= 0:
+        return f"{head}{headline[:room]}…。{instruction}"
+    return f"{head}{instruction}"[:limit]

@@ -185,8 +185,9 @@ class Sweeper:
             else:
                 why = "was committed with an incomplete fan-out"
             log.warning(
-                "delivery sweep: %s %s %s; delivering it again",
+                "delivery sweep: %s (%s) %s %s; delivering it again",
                 alert.identifier,
+                alert.fingerprint,
                 alert.level.value,
                 why,
                 extra={"correlation_id": alert.correlation_id, "alert_id": alert.identifier},

@@ -22,7 +22,7 @@ from detectors.kernels import rise as rise_k
 from detectors.kernels import seismic as seis_k
 from detectors.kernels import sensor_faults as sf_k
 from detectors.kernels.levels import LevelRule, LevelState, step_level
-from detectors.rules import Rules
+from detectors.rules import AnomalyChannel, Rules
 from schemas import topics
 from schemas.common import Family, WarningLevel
 from schemas.detection import Detection, DetectionKind, DetectionState
@@ -60,6 +60,23 @@ PD_PROFILE_STEP_S = 0.5  # seconds between the Pd profile's windows (0.5, 1.0, .
 PD_EARLY_EVERY_S = 1.0  # before the Pd window fills, the profile so far is sent every this many seconds
 
 
+ANOMALY_PREFIX = "anomaly:"  # state keys of the anomaly channels: anomaly:<channel>
+
+
+_UNIT_SUFFIXES = {"_mm": "mm", "_m": "m", "_deg": "deg", "_hz": "Hz", "_s": "s"}
+
+
+def _field_unit(r: Telemetry, field: str) -> str:
+    """The unit of a scored field: a gas reading's own unit, else the field name's unit suffix."""
+    if isinstance(r, GasReading) and field == "value":
+        return r.unit
+    return next((u for suffix, u in _UNIT_SUFFIXES.items() if field.endswith(suffix)), "")
+
+
+def _anomaly_kind(channel: str) -> str:
+    return f"anomaly_{channel}"[:40].lower()
+
+
 def _epoch(ts: datetime) -> float:
     return ts.timestamp()
 
@@ -91,6 +108,12 @@ class DetectorEngine:
         self.rules = rules or Rules()
         self.registry = registry
         self.capped: dict[str, int] = {}  # state caps (rules ``limits``) that refused or evicted, by reason
+        # the rules' anomaly channels by telemetry type, each with its scorer parameters
+        self._anomaly_by_type: dict[str, list[tuple[AnomalyChannel, anomaly_k.EnsembleParams]]] = {}
+        ar = self.rules.anomaly
+        for ch in ar.channels:
+            params = anomaly_k.EnsembleParams.from_mapping({**ar.params, **ch.params})
+            self._anomaly_by_type.setdefault(ch.type, []).append((ch, params))
 
     def _count_cap(self, reason: str) -> None:
         self.capped[reason] = self.capped.get(reason, 0) + 1
@@ -118,6 +141,8 @@ class DetectorEngine:
             out += self._fire(reading, st, device)
         elif isinstance(reading, SeismicPacket):
             out += self._seismic(reading, st, device)
+        if self._anomaly_by_type or any(key.startswith(ANOMALY_PREFIX) for key in st["k"]):
+            out += self._anomalies(reading, st, device)
         return st, out
 
     # ------------------------------------------------------------------ deadman
@@ -240,12 +265,15 @@ class DetectorEngine:
             self._count_cap("rain_reports_merged")
         st["k"]["rain"] = [list(x) for x in reports]
         windows = sorted({rule.window_h for rule in rules})
-        acc = {w: rain_k.accumulation(reports, now, w * 3600.0)[0] for w in windows}
+        # Totals and thresholds in integer hundredths of a millimetre (exact: 1,000 x 0.1 mm is
+        # 100 mm), so a total exactly at a threshold gives a ratio of exactly 1.0 and fires (>=).
+        units = {w: rain_k.accumulation_units(reports, now, w * 3600.0)[0] for w in windows}
+        acc = {w: u / rain_k.UNITS_PER_MM for w, u in units.items()}
         # Per level, the largest ratio of accumulation to that level's threshold over its windows.
         ratios = [0.0, 0.0, 0.0, 0.0]
         worst: dict[int, Any] = {}
         for rule in rules:
-            ratio = acc[rule.window_h] / rule.mm
+            ratio = units[rule.window_h] / max(1, rain_k.to_units(rule.mm))
             i = rule.level.rank - 1
             if ratio >= ratios[i]:
                 ratios[i] = ratio
@@ -288,7 +316,7 @@ class DetectorEngine:
         out = self._rise(r, st, device, th)
         warning = th.get("warning_level_m")
         if warning is None:
-            return out + self._anomaly(r, st, device, "level_m", r.level_m)
+            return out
         hr = self.rules.hydro
         sets = (
             warning - th.get("approach_margin_m", hr.approach_margin_m),
@@ -334,28 +362,113 @@ class DetectorEngine:
             unit="m/h",
         )
 
-    def _anomaly(self, r: Telemetry, st: State, device: Device | None, channel: str, x: float) -> list[Detection]:
-        """The generic detector, for channels without a domain rule: score >= open_score opens,
-        below clear_score clears. No warning level: it tells operators, it does not warn the public."""
+    # ------------------------------------------------------------------ anomaly
+    def _anomaly_channels(self, r: Telemetry, st: State) -> dict[str, tuple[AnomalyChannel, anomaly_k.EnsembleParams]]:
+        """The rules' channels that score this reading, by channel name (the most specific rule of a
+        name wins: one listing the device over one for every device, one naming the gas over one
+        for every gas; among equals the first). A gas the device's gas cap refused is not scored."""
+        gas = r.gas if isinstance(r, GasReading) else None
+        if gas is not None and gas.upper() not in st["k"].get("gases", ()):
+            return {}
+        chosen: dict[str, tuple[AnomalyChannel, anomaly_k.EnsembleParams]] = {}
+        for ch, params in self._anomaly_by_type.get(r.type, ()):
+            if not ch.applies(r.device_id, gas):
+                continue
+            name = ch.name_for(gas)
+            if name not in chosen or ch.specificity > chosen[name][0].specificity:
+                chosen[name] = (ch, params)
+        return chosen
+
+    def _anomalies(self, r: Telemetry, st: State, device: Device | None) -> list[Detection]:
+        """Score the reading's configured channels (rules ``anomaly.channels``); nothing else is scored.
+        The state of a channel the rules no longer score for this device is dropped (its open
+        detection cleared)."""
+        chosen = self._anomaly_channels(r, st)
+        out: list[Detection] = []
+        for key in [k for k in st["k"] if k.startswith(ANOMALY_PREFIX)]:
+            name = key[len(ANOMALY_PREFIX) :]
+            if name not in chosen and not self._anomaly_configured(r.device_id, name):
+                del st["k"][key]
+                kind = _anomaly_kind(name)
+                if kind in st["open"]:
+                    out += self._transition(st, r, device, kind, active=False, level=None, value=0.0)
+        for name, (ch, params) in chosen.items():
+            x = getattr(r, ch.field, None)
+            if isinstance(x, bool) or not isinstance(x, int | float):
+                continue  # an optional field the reading left out
+            out += self._anomaly(r, st, device, name, float(x), ch, params)
+        return out
+
+    def _anomaly_configured(self, device_id: str, name: str) -> bool:
+        """Whether some channel of the rules can give this device a channel of that name."""
+        for channels in self._anomaly_by_type.values():
+            for ch, _ in channels:
+                if ch.devices is not None and device_id not in ch.devices:
+                    continue
+                if ch.type == "hazmat.gas":
+                    if name.startswith("gas_") and (ch.gas is None or ch.gas.upper() == name[4:].upper()):
+                        return True
+                elif ch.field == name:
+                    return True
+        return False
+
+    def _anomaly(
+        self,
+        r: Telemetry,
+        st: State,
+        device: Device | None,
+        channel: str,
+        x: float,
+        ch: AnomalyChannel,
+        params: anomaly_k.EnsembleParams,
+    ) -> list[Detection]:
+        """The generic detector on one configured channel: score >= open_score opens an
+        ``anomaly_<channel>`` detection; it clears once the score is below clear_score and the value
+        is back within floor_z sigma of its baseline. Without ``promote_to`` it has
+        no warning level (the alert stage keeps it to operators and agencies); with it, that level."""
         ar = self.rules.anomaly
-        key = f"anomaly:{channel}"
+        key = f"{ANOMALY_PREFIX}{channel}"
         saved = st["k"].get(key)
-        params = anomaly_k.EnsembleParams.from_mapping(ar.params)
-        scorer = anomaly_k.EnsembleScorer.from_dict(saved, params) if saved else anomaly_k.EnsembleScorer(params)
+        n_channels = sum(k.startswith(ANOMALY_PREFIX) for k in st["k"])
+        if saved is None and n_channels >= self.rules.limits.max_anomaly_channels:
+            self._count_cap("anomaly_channel_refused")  # one more scored channel than a device may have
+            return []
+        scorer = None
+        if saved:
+            try:
+                scorer = anomaly_k.EnsembleScorer.from_dict(saved, params)
+            except (ValueError, KeyError, TypeError):
+                scorer = None  # the rules changed the scorer's shape (short_n, bins): learn afresh
+        scorer = scorer or anomaly_k.EnsembleScorer(params)
         point = scorer.step(_epoch(r.ts), x)
         st["k"][key] = scorer.to_dict()
-        kind = f"anomaly_{channel}"[:40].lower()
+        kind = _anomaly_kind(channel)
+        open_score = ch.open_score if ch.open_score is not None else ar.open_score
+        clear_score = ch.clear_score if ch.clear_score is not None else ar.clear_score
         is_open = kind in st["open"]
-        active = point.score >= ar.open_score or (is_open and point.score >= ar.clear_score)
+        # Open at open_score; stay open while the score holds clear_score or the value is still
+        # floor_z sigma off its baseline (the scorer mutes itself for suppress_n samples after an
+        # alarm, so the score alone would clear a lasting deviation at its next sample).
+        held = point.score >= clear_score or point.z >= params.floor_z
+        active = point.score >= open_score or (is_open and held)
         return self._transition(
             st,
             r,
             device,
             kind,
             active=active,
-            level=None,
+            level=ch.promote_to,
             value=x,
-            evidence={"score": round(point.score, 4), "z": round(point.z, 3), "baseline": round(point.baseline, 6)},
+            unit=_field_unit(r, ch.field),
+            evidence={
+                "score": round(point.score, 4),
+                "z": round(point.z, 3),
+                "baseline": round(point.baseline, 6),
+                "baseline_sd": round(point.scale, 6),
+                "samples": scorer.n,
+                "field": ch.field,
+                "promoted": ch.promote_to is not None,
+            },
         )
 
     # ------------------------------------------------------------------ hazmat
@@ -369,7 +482,7 @@ class DetectorEngine:
         out = self._faults(r, st, device)
         rules = gas_k.rules_for(r.gas, r.unit, self._gas_overrides(r, device))
         if not rules:
-            return out + self._anomaly(r, st, device, f"gas_{r.gas}", r.value)
+            return out
         return out + self._gas_levels(r, st, device, rules)
 
     def _faults(self, r: GasReading, st: State, device: Device | None) -> list[Detection]:
@@ -401,9 +514,8 @@ class DetectorEngine:
     def _gas_overrides(self, r: GasReading, device: Device | None) -> dict[str, float]:
         overrides = dict(self.rules.hazmat.setpoints.get(r.gas, {}))
         if device:
-            overrides.update(
-                {k: v for k, v in device.thresholds.items() if k in ("level1", "level2", "o2_low", "o2_high")}
-            )
+            keys = ("level1", "level2", "o2_low", "o2_high", "lel_vol")
+            overrides.update({k: v for k, v in device.thresholds.items() if k in keys})
         return overrides
 
     def _gas_levels(
@@ -412,7 +524,7 @@ class DetectorEngine:
         out: list[Detection] = []
         for g in rules:
             try:
-                value = gas_k.to_unit(r.gas, r.value, r.unit, g.unit)
+                value = gas_k.to_unit(r.gas, r.value, r.unit, g.unit, g.lel_vol)
             except ValueError:
                 continue
             rule = LevelRule(g.rule.sets, g.rule.clears, g.rule.above, self.rules.hazmat.hold_down, 1)
@@ -453,6 +565,18 @@ class DetectorEngine:
         level = WarningLevel.ORANGE if pers.kind == "flame" else WarningLevel.YELLOW
         if is_open and not pers.active:
             level = WarningLevel(st["open"][DetectionKind.FIRE]["level"])
+        # Distinct sweeps seeing the fire (the alert stage's persist_sweeps counts these, not records).
+        old = st["k"].get("fire_sweeps")
+        tally = tuple(old) if old and (active or fire_k.quiet_for(hits, now) <= p.window_s) else None
+        if r.confidence >= p.min_confidence:
+            tally = fire_k.tally_sweep(tally, now, r.sweep, fr.min_sweep_s)  # type: ignore[arg-type]
+        if not active and is_open:
+            tally = None  # the detection clears: the next fire counts afresh
+        sweeps = tally[0] if tally else 0
+        st["k"]["fire_sweeps"] = list(tally) if tally else None
+        # one update per new sweep until the alert stage's persistence is reached (bounded records)
+        persist = self.rules.confirm.fire.persist_sweeps
+        more = is_open and active and sweeps > (old[0] if old else 0) and sweeps <= persist
         return self._transition(
             st,
             r,
@@ -462,7 +586,8 @@ class DetectorEngine:
             level=level,
             value=pers.confidence,
             threshold=p.min_confidence,
-            evidence={"bearing_deg": pers.bearing_deg, "hits": pers.count, "kind": pers.kind},
+            evidence={"bearing_deg": pers.bearing_deg, "hits": pers.count, "kind": pers.kind, "sweeps": sweeps},
+            material_change=more,
         )
 
     # ------------------------------------------------------------------ seismic

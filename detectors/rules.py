@@ -3,15 +3,21 @@ per device, by the registry's ``thresholds``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from detectors.kernels import anomaly as anomaly_k
+from detectors.kernels import sensor_faults as sf_k
 from schemas.common import Ident, PublicText, WarningLevel, WireModel
 from schemas.confirm import ConfirmRules
 from schemas.files import load_model_file
 from schemas.seismic_band import DEFAULT_TRIGGER_BAND_HZ, band_problem
+from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
 
 # A gas name as devices send it (schemas.telemetry.GasReading.gas).
 GasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,12}$")]
@@ -47,6 +53,19 @@ class HydroRules(WireModel):
     rise_m_per_h: float | None = Field(default=None, gt=0, description="yellow water_rise at this rate (off: None)")
 
 
+GAS_SETPOINT_KEYS = ("level1", "level2", "o2_low", "o2_high")
+
+
+def _known_keys(value: Mapping[str, object], known: tuple[str, ...] | list[str], what: str) -> None:
+    for key in value:
+        if key not in known:
+            raise PydanticCustomError(
+                "unknown_key",
+                "unknown {what} '{key}' (known: {known})",
+                {"what": what, "key": key, "known": ", ".join(known)},
+            )
+
+
 class HazmatRules(WireModel):
     setpoints: dict[GasName, dict[Ident, float]] = Field(
         default_factory=dict, description="per gas: level1/level2 (or o2_low/o2_high) overriding GB/T 50493"
@@ -56,6 +75,20 @@ class HazmatRules(WireModel):
         default_factory=dict, description="sensor fault checks (detectors/kernels/sensor_faults.py FaultParams)"
     )
 
+    @field_validator("setpoints")
+    @classmethod
+    def _known_setpoints(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for points in value.values():
+            _known_keys(points, GAS_SETPOINT_KEYS, "gas set-point")
+        return value
+
+    @field_validator("fault_params")
+    @classmethod
+    def _known_fault_params(cls, value: dict[str, object]) -> dict[str, object]:
+        _known_keys(value, list(sf_k.FaultParams.__dataclass_fields__), "fault parameter")
+        sf_k.FaultParams.from_mapping(value)  # values too
+        return value
+
 
 class FireRules(WireModel):
     k: int = Field(default=3, ge=1)
@@ -63,6 +96,9 @@ class FireRules(WireModel):
     min_confidence: float = Field(default=0.6, ge=0, le=1)
     bearing_tol_deg: float = Field(default=3.0, gt=0, le=45)
     clear_after_s: float = Field(default=1800, gt=0)
+    min_sweep_s: float = Field(
+        default=120.0, gt=0, description="hits without sweep ids this close to the last counted one are the same sweep"
+    )
 
 
 class SeismicRules(WireModel):
@@ -88,12 +124,112 @@ class SeismicRules(WireModel):
         return self
 
 
+AnomalyParamValue = Annotated[PublicText, Field(max_length=200)] | float | int
+
+# The telemetry types whose numeric fields can be scored (schemas.telemetry), and those fields.
+TELEMETRY_MODELS: dict[str, type[WireModel]] = {
+    "fire.detection": FireDetection,
+    "hydro.rain": RainIncrement,
+    "hydro.level": WaterLevel,
+    "hazmat.gas": GasReading,
+    "seismic.waveform": SeismicPacket,
+}
+
+
+def numeric_fields(type_name: str) -> tuple[str, ...]:
+    """The scalar numeric fields of a telemetry type (its sequence number excepted)."""
+    model = TELEMETRY_MODELS[type_name]
+    out = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        options = get_args(ann) if get_origin(ann) in (Union, UnionType) else (ann,)  # X | None
+        kinds = [get_args(a)[0] if get_origin(a) is Annotated else a for a in options]
+        if name != "seq" and any(k in (float, int) for k in kinds):
+            out.append(name)
+    return tuple(out)
+
+
+class AnomalyChannel(WireModel):
+    """One scored channel: a numeric field of one telemetry type, for every device that sends it or
+    only for the listed ones. A gas detector's ``value`` is scored per gas (``gas`` picks one)."""
+
+    type: Literal["fire.detection", "hydro.rain", "hydro.level", "hazmat.gas", "seismic.waveform"]
+    field: Ident = Field(description="numeric field of the reading, e.g. level_m, rain_mm, value, confidence")
+    gas: GasName | None = Field(default=None, description="hazmat.gas only: this gas (None: each gas its own channel)")
+    devices: tuple[Ident, ...] | None = Field(
+        default=None, min_length=1, max_length=10_000, description="only these devices (None: every device)"
+    )
+    params: dict[Ident, AnomalyParamValue] = Field(
+        default_factory=dict, description="EnsembleParams overrides on top of anomaly.params"
+    )
+    open_score: float | None = Field(default=None, gt=0, le=1, description="None: anomaly.open_score")
+    clear_score: float | None = Field(default=None, ge=0, le=1, description="None: anomaly.clear_score")
+    promote_to: WarningLevel | None = Field(
+        default=None,
+        description="None (default): operators' channels only; a level: a public warning at that level",
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: dict[str, object]) -> dict[str, object]:
+        _known_keys(value, list(anomaly_k.EnsembleParams.__dataclass_fields__), "anomaly parameter")
+        return value  # the values are checked with anomaly.params by AnomalyRules
+
+    @model_validator(mode="after")
+    def _known_field(self) -> AnomalyChannel:
+        known = numeric_fields(self.type)
+        if self.field not in known:
+            raise ValueError(f"{self.type} has no numeric field {self.field!r}; numeric fields: {', '.join(known)}")
+        if self.gas is not None and self.type != "hazmat.gas":
+            raise ValueError("gas is only for hazmat.gas channels")
+        return self
+
+    @property
+    def specificity(self) -> int:
+        """Of two channels with the same name for a reading, the more specific one scores it."""
+        return 2 * (self.devices is not None) + (self.gas is not None)
+
+    def name_for(self, gas: str | None) -> str:
+        """The channel's name (the state key ``anomaly:<name>``, the detection kind ``anomaly_<name>``)."""
+        return f"gas_{gas.upper()}" if self.type == "hazmat.gas" and gas is not None else self.field
+
+    def applies(self, device_id: str, gas: str | None) -> bool:
+        if self.devices is not None and device_id not in self.devices:
+            return False
+        return self.gas is None or (gas is not None and self.gas.upper() == gas.upper())
+
+
 class AnomalyRules(WireModel):
-    params: dict[Ident, Annotated[PublicText, Field(max_length=200)] | float | int] = Field(
+    """The generic anomaly detector: which channels it scores (none unless listed) and when a score
+    opens and clears an ``anomaly_<channel>`` detection (docs/anomaly.md)."""
+
+    params: dict[Ident, AnomalyParamValue] = Field(
         default_factory=dict, description="detectors/kernels/anomaly.py EnsembleParams overrides"
     )
     open_score: float = Field(default=0.9, gt=0, le=1)
     clear_score: float = Field(default=0.5, ge=0, le=1)
+    channels: tuple[AnomalyChannel, ...] = Field(default=(), max_length=1000)
+
+    @model_validator(mode="after")
+    def _usable(self) -> AnomalyRules:
+        for i, ch in enumerate((None, *self.channels)):
+            where = "anomaly" if ch is None else f"anomaly.channels[{i - 1}]"
+            try:
+                anomaly_k.EnsembleParams.from_mapping({**self.params, **(ch.params if ch else {})})
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+            opened = ch.open_score if ch and ch.open_score is not None else self.open_score
+            cleared = ch.clear_score if ch and ch.clear_score is not None else self.clear_score
+            if cleared > opened:
+                raise ValueError(f"{where}: clear_score {cleared:g} must not exceed open_score {opened:g}")
+        return self
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: dict[str, object]) -> dict[str, object]:
+        _known_keys(value, list(anomaly_k.EnsembleParams.__dataclass_fields__), "anomaly parameter")
+        anomaly_k.EnsembleParams.from_mapping(value)  # values too
+        return value
 
 
 class StateLimits(WireModel):
@@ -108,6 +244,9 @@ class StateLimits(WireModel):
         description="rain reports held (24 h of 5-min reports); beyond: merged in time buckets",
     )
     fire_max_hits: int = Field(default=64, ge=3, le=1000, description="camera hits held (newest kept)")
+    max_anomaly_channels: int = Field(
+        default=8, ge=1, le=64, description="anomaly-scored channels per device; more are refused"
+    )
 
 
 class Rules(WireModel):

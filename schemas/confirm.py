@@ -19,7 +19,7 @@ class IncidentConfirm(WireModel):
 
 class FireConfirm(WireModel):
     persist_sweeps: int = Field(
-        default=1, ge=1, description="fire detections (camera sweeps) of one camera before an unlocated alert"
+        default=1, ge=1, description="distinct camera sweeps seeing the fire before an unlocated alert (one camera)"
     )
     k_cameras: int = Field(default=2, ge=2, description="cameras whose bearings cross to locate the fire")
     max_range_km: float = Field(default=30.0, gt=0, le=200, description="a crossing farther from a tower is refused")

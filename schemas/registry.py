@@ -5,13 +5,15 @@ The gateway, the detectors and the alerts read the same file (YAML or JSON).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from pydantic import Field, PrivateAttr, StringConstraints
+from pydantic import Field, PrivateAttr, StringConstraints, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from schemas.common import AdminCode, Family, Ident, PublicText, WireModel
 from schemas.files import load_model_file
@@ -23,6 +25,29 @@ site id (at most 64) + "监测设备离线（n/m台）" (under 30): 200 at most.
 are about 10 characters, so the cap costs nobody anything."""
 TARGET_NAME_MAX_CHARS = 100
 """Longest seismic target name (it appears in the warning's description, itself capped at 4000)."""
+
+THRESHOLD_KEYS: dict[Family, frozenset[str]] = {
+    Family.HYDRO: frozenset(
+        {"warning_level_m", "guaranteed_level_m", "record_level_m", "approach_margin_m", "rise_m_per_h"}
+    ),
+    Family.HAZMAT: frozenset({"level1", "level2", "o2_low", "o2_high", "range_min", "range_max"}),
+    Family.SEISMIC: frozenset({"counts_per_m_s", "counts_per_m_s2"}),
+    Family.FIRE: frozenset(),
+}
+"""The per-device set-points each family's detectors read (detectors/engine.py); rain gauges (hydro)
+also take ``rain_<hours>h_<level>_mm`` overriding one rain rule, e.g. ``rain_3h_red_mm``."""
+_RAIN_KEY = re.compile(r"^rain_[0-9]+(\.[0-9]+)?h_(blue|yellow|orange|red)_mm$")
+
+
+def threshold_key_problem(family: Family, key: str) -> str | None:
+    """Why ``key`` is not a threshold of a ``family`` device (None: it is one)."""
+    known = THRESHOLD_KEYS[family]
+    if key in known or (family is Family.HYDRO and _RAIN_KEY.match(key)):
+        return None
+    extra = ", rain_<hours>h_<level>_mm" if family is Family.HYDRO else ""
+    listed = ", ".join(sorted(known)) + extra if known or extra else "none"
+    return f"unknown threshold {key!r} for a {family.value} device (known: {listed})"
+
 
 # E.164: '+', country code and subscriber number, at most 15 digits.
 PhoneNumber = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{4,14}$")]
@@ -43,8 +68,9 @@ class Device(WireModel):
     device_id: Ident
     family: Family
     site: Ident
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    # WGS 84 (GNSS, CAP); coordinates read off Chinese map apps are GCJ-02, some 0.5 km away
+    lat: float = Field(ge=-90, le=90, description="WGS 84 latitude (not GCJ-02)")
+    lon: float = Field(ge=-180, le=180, description="WGS 84 longitude (not GCJ-02)")
     area: Area
     interval_s: float = Field(default=60.0, gt=0, description="expected reporting interval")
     gateway: str = Field(
@@ -53,8 +79,21 @@ class Device(WireModel):
         description="field gateway / concentrator the device hangs off (empty: none); offline alerts group by it",
     )
     thresholds: dict[Ident, float] = Field(
-        default_factory=dict, description="per-device set-points, e.g. warning_level_m, guaranteed_level_m"
+        default_factory=dict,
+        description="per-device set-points of the device's family (THRESHOLD_KEYS), e.g. warning_level_m",
     )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        family = info.data.get("family")
+        if family is None:  # the family itself failed: that error is reported
+            return value
+        for key in value:
+            problem = threshold_key_problem(Family(family), key)
+            if problem:
+                raise PydanticCustomError("unknown_threshold", problem, {"key": key})
+        return value
 
 
 class Target(WireModel):
@@ -64,8 +103,8 @@ class Target(WireModel):
     kind: PublicText = Field(
         default="town", min_length=1, max_length=32, description="town, rail, metro, pipeline, school, hospital ..."
     )
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90, description="WGS 84 latitude (not GCJ-02)")
+    lon: float = Field(ge=-180, le=180, description="WGS 84 longitude (not GCJ-02)")
     area_code: AdminCode | None = None
 
 

@@ -19,9 +19,23 @@ def mqtt_status(family: Family | str, site: str, device_id: str) -> str:
     return f"{MQTT_ROOT}/{Family(family).value}/{site}/{device_id}/status"
 
 
-def mqtt_alert(area_code: str, hazard: Family | str) -> str:
-    """Retained current state of the alert for an area and hazard, for operators' consoles."""
-    return f"{MQTT_ROOT}/alerts/{area_code}/{Family(hazard).value}"
+MQTT_ALERTS_FILTER = f"{MQTT_ROOT}/alerts/#"
+_TOPIC_UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
+
+
+def alert_incident(fingerprint: str, area_code: str, hazard: Family | str) -> str:
+    """The incident part of an alert's topic: its fingerprint without the leading ``<hazard>:<area>:``
+    (``hydro:330110:rainstorm`` -> ``rainstorm``), with MQTT's level separator and wildcards replaced."""
+    prefix = f"{Family(hazard).value}:{area_code}:"
+    rest = fingerprint[len(prefix) :] if fingerprint.startswith(prefix) else fingerprint
+    return (rest or fingerprint).translate(_TOPIC_UNSAFE)
+
+
+def mqtt_alert(area_code: str, hazard: Family | str, incident: str) -> str:
+    """Retained current message of one incident (``alert_incident``) of an area and hazard, for
+    operators' consoles: ``tocsin/v1/alerts/<area>/<hazard>/<incident>``. Each active incident keeps
+    its own retained message; its Cancel clears only that topic."""
+    return f"{MQTT_ROOT}/alerts/{area_code}/{Family(hazard).value}/{incident}"
 
 
 @dataclass(frozen=True)

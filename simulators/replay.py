@@ -440,6 +440,7 @@ def publish_timeline(
     if tls is not None:  # verified TLS (schemas/transport.py)
         client.tls_set_context(tls)
     client.max_inflight_messages_set(max_in_flight)
+    client.reconnect_delay_set(min_delay=1, max_delay=5)  # a broker restart: back within seconds
     connected = threading.Event()
     window = threading.Semaphore(max_in_flight)
     acked = 0

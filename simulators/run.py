@@ -53,6 +53,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
 
 from schemas import topics
 from schemas.alert import Alert
@@ -205,14 +206,23 @@ def publish_paced(
     clock: ReplayClock | None = None,
     client_id: str = "tocsin-scenario-devices",
     stop: threading.Event | None = None,
+    ack_timeout_s: float = 60.0,
 ) -> int:
     """Publish like the devices (QoS 1; status messages retained) at the wall offsets given (absolute
-    schedule: no drift); blocking, run it in a thread. Returns the messages the broker acknowledged."""
+    schedule: no drift); blocking, run it in a thread. Returns the messages the broker acknowledged.
+
+    A broker restart does not end the run: the client reconnects (every 1-5 s), messages published
+    meanwhile wait in its queue and go out, with those not yet acknowledged, once it is back. The
+    end waits up to ``ack_timeout_s`` for the last acknowledgements."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     apply_mqtt_tls(client)  # TOCSIN_MQTT_TLS_CA set: verified TLS (schemas/transport.py)
     connected = threading.Event()
+    acked: set[int] = set()  # mids the broker acknowledged (MQTTMessageInfo raises while disconnected)
     client.on_connect = lambda *_a: connected.set()
+    client.on_publish = lambda _c, _u, mid, *_a: acked.add(mid)
     client.max_inflight_messages_set(200)
+    client.max_queued_messages_set(0)  # unbounded: nothing is dropped while the broker is away
+    client.reconnect_delay_set(min_delay=1, max_delay=5)
     client.connect(host, port, keepalive=30)
     client.loop_start()
     try:
@@ -226,12 +236,17 @@ def publish_paced(
             delay = t0 + off - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            # disconnected: paho queues a QoS 1 message (rc NO_CONN) and sends it after the reconnect
             infos.append(client.publish(m.topic, m.payload, qos=1, retain=is_status(m.topic)))
             if clock is not None:
                 clock.mark(i)
-        for info in infos:
-            info.wait_for_publish(10)
-        return sum(1 for info in infos if info.is_published())
+        deadline, pending = time.monotonic() + ack_timeout_s, 0
+        while pending < len(infos) and time.monotonic() < deadline:
+            if infos[pending].mid in acked:
+                pending += 1
+            else:
+                time.sleep(0.02)
+        return sum(1 for info in infos if info.mid in acked)
     finally:
         if clock is not None:
             clock.finished = True
@@ -494,9 +509,10 @@ def write_run_outputs(out_dir: Path, result: RunResult) -> None:
     (out_dir / "run.json").write_text(json.dumps(result.summary(), indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def read_alerts_jsonl(text: str) -> list[ObservedAlert]:
+def read_alerts_jsonl(text: str, source: str = "alerts") -> list[ObservedAlert]:
     """Lines of ObservedAlert (``{"alert": ..., "sim_time": ...}``) or bare Alert JSON (as dumped
-    from Kafka ``alerts``; scored at their ``sent``). Blank lines are skipped."""
+    from Kafka ``alerts``; scored at their ``sent``). Blank lines are skipped. A bad line raises
+    ``ValueError("<source> line N: <first problem>")`` on one line."""
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -507,8 +523,12 @@ def read_alerts_jsonl(text: str) -> list[ObservedAlert]:
                 out.append(ObservedAlert.model_validate(obj))
             else:
                 out.append(ObservedAlert(alert=Alert.model_validate(obj)))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"{source} line {n}: {where + ': ' if where else ''}{first['msg']}") from exc
         except ValueError as exc:
-            raise ValueError(f"alerts line {n}: {exc}") from exc
+            raise ValueError(f"{source} line {n}: not JSON ({exc})") from exc
     return out
 
 

@@ -14,9 +14,11 @@ report at which a rolling window total (pro rata, as the rainfall kernel) reache
 the first water level within the approach margin of the warning level, the first gas reading at the
 level-1 set-point, the first camera detection of the fire at the minimum confidence, and the P
 arrival at the third station that is streaming (with 10 s of data before it for the LTA). The
-``expected_level`` is the highest level the data reaches; for an earthquake the larger of the
-intensity the generated traces carry (GB/T 17742-2020 on their 0.1-10 Hz PGA/PGV) and the intensity
-predicted at the targets for the true magnitude. A hazard whose data never crosses a threshold is
+``expected_level`` is stated in the scenario file (``expected: {<truth kind>: <level>}`` on each
+hazard), written from the standard's table for the hazard's data (CMA rainstorm signals, the
+warning/guaranteed/record water levels, GB/T 50493-2019 set-points, GB/T 17742-2020 intensity), never
+computed from the detector's rules, so a wrong threshold cannot move the expectation with it; a
+detectable hazard without one is refused. A hazard whose data never crosses a threshold is
 listed under ``undetectable``. Truth times are true (publishing) times, not skewed device clocks.
 """
 
@@ -34,7 +36,6 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import AwareDatetime, Field, model_validator
 
-from alerts.engine import seismic_level
 from alerts.kernels.quake import predicted_intensity
 from detectors.kernels import gas as gas_k
 from detectors.kernels import rainfall as rain_k
@@ -150,6 +151,11 @@ class RiverSpec(WireModel):
 class _HazardBase(WireModel):
     hazard_id: str = Field(min_length=1, max_length=64)
     start_s: float = Field(default=0.0, ge=0, description="seconds after the scenario start")
+    expected: dict[str, WarningLevel] = Field(
+        default_factory=dict,
+        description="truth kind (rainstorm, river_flood, gas_leak, forest_fire, earthquake) -> the level the "
+        "standard gives for this hazard's data, stated in the scenario file (never computed from the detector)",
+    )
 
 
 class RainstormSpec(_HazardBase):
@@ -164,11 +170,12 @@ class EarthquakeSpec(_HazardBase, Position):
     magnitude: float = Field(ge=2, le=9.5)
     record_before_s: float = Field(default=30.0, ge=15, description="seismic packets before the origin")
     record_after_s: float = Field(default=90.0, gt=0, description="seismic packets after the origin")
-    expected_level: WarningLevel | None = Field(
-        default=None,
-        description="the level the standard gives (intensity worked out by hand -> GB/T 17742-2020 degree -> "
-        "colour), stated in the scenario file; None: computed from the generated data",
-    )
+
+    @property
+    def expected_level(self) -> WarningLevel | None:
+        """The level the standard gives (intensity worked out by hand -> GB/T 17742-2020 degree -> colour),
+        stated in the scenario file as ``expected: {earthquake: <level>}``."""
+        return self.expected.get("earthquake")
 
 
 class GasLeakSpec(_HazardBase):
@@ -748,8 +755,15 @@ def _clean_readings(msgs: Iterable[Message]) -> dict[str, list[tuple[datetime, d
     return out
 
 
-def _level_of(rank: int) -> WarningLevel | None:
-    return WarningLevel.from_rank(rank) if rank else None
+def _stated(h: _HazardBase, kind: str) -> WarningLevel:
+    """The level the scenario file states for this hazard's ``kind`` of truth (its ground truth)."""
+    level = h.expected.get(kind)
+    if level is None:
+        raise ValueError(
+            f"scenario hazard {h.hazard_id}: its data is detectable as {kind}; state expected: {{{kind}: <level>}} "
+            "from the standard's table"
+        )
+    return level
 
 
 def _rain_truth(
@@ -757,7 +771,6 @@ def _rain_truth(
 ) -> list[HazardTruth]:
     rules = Rules().hydro
     first: datetime | None = None
-    best = 0
     devices: list[str] = []
     for d in b.specs:
         if d.kind != "rain":
@@ -771,7 +784,6 @@ def _rain_truth(
                 total, _ = rain_k.accumulation(reports, ts, r.window_h * 3600.0)
                 if total >= r.mm - 1e-9:
                     hit = True
-                    best = max(best, r.level.rank)
                     first = t if first is None or t < first else first
         if hit:
             devices.append(d.device_id)
@@ -783,12 +795,23 @@ def _rain_truth(
     params: dict[str, float | str] = {"cells": float(len(h.cells)), "peak_mm_h": cell.peak_mm_h}
     if first is not None:
         out.append(
-            _truth(b, h.hazard_id, Family.HYDRO, "rainstorm", (lat, lon), start, first, end, best, devices, params)
+            _truth(
+                b,
+                h.hazard_id,
+                Family.HYDRO,
+                "rainstorm",
+                (lat, lon),
+                start,
+                first,
+                end,
+                _stated(h, "rainstorm"),
+                devices,
+                params,
+            )
         )
     # the river
     hr = Rules().hydro
     first_l: datetime | None = None
-    best_l = 0
     lvl_devices = []
     for d in b.specs:
         if d.kind != "level":
@@ -809,7 +832,6 @@ def _rain_truth(
             rank = sum(level >= s for s in sets)
             if rank:
                 hit = True
-                best_l = max(best_l, rank)
                 first_l = t if first_l is None or t < first_l else first_l
         if hit:
             lvl_devices.append(d.device_id)
@@ -825,7 +847,7 @@ def _rain_truth(
                 start,
                 first_l,
                 None,
-                best_l,
+                _stated(h, "river_flood"),
                 lvl_devices,
                 params,
             )
@@ -842,7 +864,7 @@ def _truth(
     start: datetime,
     detectable: datetime,
     end: datetime | None,
-    rank: int,
+    level: WarningLevel,
     devices: list[str],
     params: dict[str, float | str],
     targets: list[TargetArrival] | None = None,
@@ -857,7 +879,7 @@ def _truth(
         start=start,
         detectable_from=detectable,
         end=end,
-        expected_level=_level_of(rank),
+        expected_level=level,
         devices=sorted(devices),
         area_codes=codes,
         targets=targets or [],
@@ -869,7 +891,6 @@ def _gas_truth(
     b: _Builder, h: GasLeakSpec, src: LatLon, readings: dict[str, list[tuple[datetime, dict[str, object]]]]
 ) -> HazardTruth | None:
     first: datetime | None = None
-    best = 0
     devices = []
     for d in b.specs:
         if d.kind != "gas" or d.gas.upper() != h.gas.upper():
@@ -888,7 +909,6 @@ def _gas_truth(
                 rank = max((i + 1 for i, sp in enumerate(g.rule.sets) if sp is not None and value >= sp), default=0)
                 if rank:
                     hit = True
-                    best = max(best, rank)
                     first = t if first is None or t < first else first
         if hit:
             devices.append(d.device_id)
@@ -911,7 +931,7 @@ def _gas_truth(
         start,
         first,
         start + timedelta(seconds=h.duration_s),
-        best,
+        _stated(h, "gas_leak"),
         devices,
         params,
     )
@@ -942,7 +962,6 @@ def _fire_truth(
         first = m.t if first is None or m.t < first else first
     if first is None:
         return None
-    rank = WarningLevel.ORANGE.rank if any(n >= fr.k for n in flames.values()) else WarningLevel.YELLOW.rank
     params: dict[str, float | str] = {"max_column_m": h.max_column_m, "growth_s": h.growth_s}
     return _truth(
         b,
@@ -953,7 +972,7 @@ def _fire_truth(
         datetime.fromtimestamp(f.ignition_s, UTC),
         first,
         None,
-        rank,
+        _stated(h, "forest_fire"),
         devices,
         params,
     )
@@ -1056,9 +1075,6 @@ def _quake_truth(b: _Builder, h: EarthquakeSpec, q: physics.Quake, msgs: list[Me
                 s_arrival=datetime.fromtimestamp(a.s_s, UTC),
             )
         )
-    # A level stated in the scenario file (worked out from the standard) is the ground truth; the
-    # computed one only stands in for scenarios that state none.
-    rank = h.expected_level.rank if h.expected_level is not None else seismic_level(max(observed, predicted)).rank
     params: dict[str, float | str] = {
         "magnitude": q.magnitude,
         "depth_km": q.depth_km,
@@ -1076,7 +1092,7 @@ def _quake_truth(b: _Builder, h: EarthquakeSpec, q: physics.Quake, msgs: list[Me
         origin,
         datetime.fromtimestamp(picks[2][0], UTC),
         origin + timedelta(seconds=h.record_after_s),
-        rank,
+        _stated(h, "earthquake"),
         [p[1] for p in picks],
         params,
         targets,

@@ -116,9 +116,11 @@ def test_a_record_that_does_not_decode_becomes_a_dead_letter_with_its_bytes(
     assert all(h.count("detect-seismic", r) == 0 for r in others)  # pre-created at 0 for the rules' increase()
 
 
-def test_a_detector_that_raises_becomes_a_processing_dead_letter_and_the_next_record_is_handled() -> None:
-    """The issue's seismic crasher: at 0.5 Hz the Nyquist frequency (0.25 Hz) is below the 1 Hz low
-    corner of the 1-20 Hz band-pass, so the detector refuses the packet (detectors/kernels/seismic.py)."""
+def test_the_seismic_crasher_is_a_schema_dead_letter_and_the_next_record_is_handled() -> None:
+    """The issue's seismic crasher: at 0.5 Hz the Nyquist frequency (0.25 Hz) is below the low corner
+    of the detector's band-pass. The worker's decoder shares the gateway's seismic band
+    (schemas/seismic_band.py), so such a packet never reaches the detector: it is a ``schema`` dead
+    letter, and the next packet goes through the same detector."""
     h = Harness()
     det = DetectorStage(DetectorEngine(), DetectorMetrics(CollectorRegistry()))
     store: dict[str, Any] = {}
@@ -135,11 +137,15 @@ def test_a_detector_that_raises_becomes_a_processing_dead_letter_and_the_next_re
     for rec in (poison, good):
         run(h.guard.run("detect-seismic", rec, handler(rec)))
     [letter] = h.letters()
-    assert (letter.reason, letter.offset, letter.exception_type) == (WorkerReason.PROCESSING, 7, "builtins.ValueError")
-    assert "Nyquist" in letter.message
+    assert (letter.reason, letter.offset, letter.exception_type) == (
+        WorkerReason.SCHEMA,
+        7,
+        "schemas.records.PoisonRecord",
+    )
+    assert "10..1000 Hz" in letter.message and "Nyquist" in letter.message
     assert letter.raw == poison.value
     assert done == [8] and "ST-1" in store  # the next record went through the same detector
-    assert h.count("detect-seismic", "processing") == 1
+    assert h.count("detect-seismic", "schema") == 1
 
 
 def test_any_exception_while_handling_a_decoded_record_is_a_processing_dead_letter() -> None:

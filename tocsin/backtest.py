@@ -59,7 +59,31 @@ def _parse_ts(text: str) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
+def _one_line(exc: Exception) -> str:
+    """A validation error's first problem on one line (``field: message``); other errors as they are."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            return f"{where}: {first['msg']}" if where else str(first["msg"])
+        except (IndexError, KeyError, TypeError):
+            pass
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def read_rows(path: Path) -> Iterator[Row | Telemetry]:
+    """The rows of ``path``; a file without rows, a CSV without a ``timestamp`` (or ``ts``) and a
+    ``value`` column, or a bad line raise ``BacktestError`` naming the file and the line."""
+    n = 0
+    for item in _read_rows(path):
+        n += 1
+        yield item
+    if n == 0:
+        raise BacktestError(f"{path}: no data rows")
+
+
+def _read_rows(path: Path) -> Iterator[Row | Telemetry]:
     suffix = path.suffix.lower()
     if suffix in (".mseed", ".miniseed", ".ms"):
         from ingest.mseed import decode_mseed, to_packet_fields
@@ -67,27 +91,44 @@ def read_rows(path: Path) -> Iterator[Row | Telemetry]:
         for record in decode_mseed(path.read_bytes()):
             yield TELEMETRY_ADAPTER.validate_python({**to_packet_fields(record), "device_id": DEVICE, "site": SITE})
         return
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8", newline="" if suffix == ".csv" else None) as fh:
         if suffix == ".csv":
-            for i, rec in enumerate(csv.DictReader(fh), start=2):
+            reader = csv.DictReader(fh)
+            head = [h.strip() for h in reader.fieldnames or []]
+            if not head:
+                return
+            missing = [
+                c
+                for c, ok in (("timestamp", "timestamp" in head or "ts" in head), ("value", "value" in head))
+                if not ok
+            ]
+            if missing:
+                raise BacktestError(f"{path} line 1: no {' and no '.join(missing)} column (header: {','.join(head)})")
+            for rec in reader:
+                i = reader.line_num
                 try:
                     ts = _parse_ts(rec.get("timestamp") or rec.get("ts") or "")
                     value = float(rec["value"]) if rec.get("value") not in (None, "") else None
                 except (KeyError, ValueError) as exc:
-                    raise BacktestError(f"{path}:{i}: needs timestamp and value columns ({exc})") from exc
+                    raise BacktestError(f"{path} line {i}: needs a timestamp and a number value ({exc})") from exc
                 yield Row(ts, value, dict(rec))
             return
         for i, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            obj = json.loads(line)
-            if "type" in obj:
-                yield TELEMETRY_ADAPTER.validate_python({**obj, "device_id": DEVICE, "site": SITE})
-            else:
-                try:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BacktestError(f"{path} line {i}: not JSON ({exc.msg} at column {exc.colno})") from exc
+            if not isinstance(obj, dict):
+                raise BacktestError(f"{path} line {i}: not a JSON object")
+            try:
+                if "type" in obj:
+                    yield TELEMETRY_ADAPTER.validate_python({**obj, "device_id": DEVICE, "site": SITE})
+                else:
                     yield Row(_parse_ts(str(obj.get("timestamp", obj.get("ts")))), float(obj["value"]), obj)
-                except (KeyError, ValueError) as exc:
-                    raise BacktestError(f"{path}:{i}: needs timestamp and value ({exc})") from exc
+            except (KeyError, ValueError, TypeError) as exc:
+                raise BacktestError(f"{path} line {i}: {_one_line(exc)}") from exc
 
 
 def _reading(detector: str, row: Row, prev: Row | None, params: dict[str, str]) -> Telemetry:
@@ -109,10 +150,43 @@ def _reading(detector: str, row: Row, prev: Row | None, params: dict[str, str]) 
     return TELEMETRY_ADAPTER.validate_python(base)
 
 
+_OWN_PARAMS: dict[str, frozenset[str]] = {
+    "rainfall": frozenset({"interval_s"}),
+    "water_level": frozenset(),
+    "gas": frozenset({"gas", "unit"}),
+    "fire": frozenset(),
+    "seismic": frozenset(),
+    "threshold": frozenset({"blue", "yellow", "orange", "red", "clear_ratio", "below", "hold_down", "cool_down"}),
+}
+
+
+def check_params(detector: str, params: dict[str, str]) -> None:
+    """Refuse a parameter the detector does not read (a typo would otherwise be ignored)."""
+    if detector == "anomaly":
+        from detectors.kernels.anomaly import EnsembleParams
+
+        known = {"threshold", *EnsembleParams.__dataclass_fields__}
+    elif detector in _FAMILY:
+        from schemas.registry import THRESHOLD_KEYS
+
+        known = set(_OWN_PARAMS[detector]) | set(THRESHOLD_KEYS[_FAMILY[detector]])
+    else:
+        known = set(_OWN_PARAMS.get(detector, ()))
+    for key in params:
+        rain = detector == "rainfall" and key.startswith("rain_") and key.endswith("_mm")
+        if key not in known and not rain:
+            extra = ", rain_<hours>h_<level>_mm" if detector == "rainfall" else ""
+            raise BacktestError(
+                f"unknown parameter {key!r} for the {detector} detector (known: {', '.join(sorted(known))}{extra})"
+            )
+
+
 def _engine(detector: str, params: dict[str, str]) -> DetectorEngine:
-    thresholds = {
-        k: float(v) for k, v in params.items() if k.endswith("_m") or k.endswith("_mm") or k.startswith("level")
-    }
+    own = _OWN_PARAMS.get(detector, frozenset())
+    try:
+        thresholds = {k: float(v) for k, v in params.items() if k not in own}
+    except ValueError as exc:
+        raise BacktestError(f"parameter values must be numbers ({exc})") from exc
     device = Device(
         device_id=DEVICE,
         family=_FAMILY[detector],
@@ -129,6 +203,7 @@ def run(detector: str, path: Path, params: dict[str, str]) -> Iterator[dict[str,
     """Yield the output records of one backtest."""
     if detector not in DETECTORS:
         raise BacktestError(f"unknown detector {detector!r}; one of {', '.join(DETECTORS)}")
+    check_params(detector, params)
     if detector == "threshold":
         yield from _threshold(path, params)
         return
@@ -136,6 +211,7 @@ def run(detector: str, path: Path, params: dict[str, str]) -> Iterator[dict[str,
         yield from _anomaly(path, params)
         return
     engine = _engine(detector, params)
+    sensitive = any(params.get(k) for k in ("counts_per_m_s", "counts_per_m_s2"))
     state: dict[str, Any] | None = None
     prev: Row | None = None
     for item in read_rows(path):
@@ -146,6 +222,11 @@ def run(detector: str, path: Path, params: dict[str, str]) -> Iterator[dict[str,
             prev = item
         else:
             reading = item
+            if getattr(reading, "unit", None) == "counts" and not sensitive:
+                raise BacktestError(
+                    f"{path}: seismic data in counts needs the station sensitivity "
+                    "(--sensitivity COUNTS_PER_M_S, or --param counts_per_m_s2=... for an accelerometer)"
+                )
         state, detections = engine.process(reading, state)
         for d in detections:
             yield {"type": "detection", **json.loads(d.model_dump_json())}
@@ -200,18 +281,26 @@ def _series(path: Path) -> Iterator[_Point]:
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh)
         head = [h.strip() for h in next(reader, [])]
+        if not head:
+            raise BacktestError(f"{path}: no data rows")
         tcol = head.index("timestamp") if "timestamp" in head else (head.index("ts") if "ts" in head else -1)
         if tcol < 0 or "value" not in head:
-            raise BacktestError(f"{path}: needs timestamp and value columns")
+            raise BacktestError(f"{path} line 1: needs timestamp and value columns (header: {','.join(head)})")
         vcol = head.index("value")
-        for i, rec in enumerate(reader, start=2):
+        n = 0
+        for rec in reader:
             try:
                 text = rec[vcol]
                 if text == "":
                     continue
+                n += 1
                 yield _Point(_parse_ts(rec[tcol]), float(text))
             except (IndexError, ValueError) as exc:
-                raise BacktestError(f"{path}:{i}: needs timestamp and value columns ({exc})") from exc
+                raise BacktestError(
+                    f"{path} line {reader.line_num}: needs a timestamp and a number value ({exc})"
+                ) from exc
+        if n == 0:
+            raise BacktestError(f"{path}: no data rows")
 
 
 def _anomaly(path: Path, params: dict[str, str]) -> Iterator[dict[str, Any]]:

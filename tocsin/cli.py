@@ -21,6 +21,81 @@ REPO = Path(__file__).resolve().parents[1]
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
 
 
+class CommandError(Exception):
+    """An expected error of a command (bad input, a missing file): one line on stderr, exit 2."""
+
+
+def _out_file(path: str) -> Path:
+    """An output file whose folder exists (created when missing); an impossible path is a CommandError."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create the folder of {p}: {exc.strerror or exc}") from exc
+    if p.is_dir():
+        raise CommandError(f"{p} is a folder, not a file")
+    return p
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Options with their defaults; the epilog (the environment settings read) as written."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command parser: defaults shown in the help; a usage error exits 2 with one line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
+_MQTT_CLIENT = (
+    "mqtt_host",
+    "mqtt_port",
+    "mqtt_username",
+    "mqtt_password",
+    "mqtt_tls_ca",
+    "mqtt_tls_cert",
+    "mqtt_tls_key",
+)
+_GATEWAY = (
+    *_MQTT_CLIENT,
+    "mqtt_client_id",
+    "mqtt_share_group",
+    "mqtt_session_expiry_s",
+    "kafka_bootstrap",
+    "kafka_partitions",
+    "kafka_max_in_flight",
+    "influx_url",
+    "influx_token",
+    "influx_org",
+    "influx_bucket",
+    "registry_file",
+    "max_payload_bytes",
+    "max_future_skew_s",
+    "max_age_s",
+    "dedup_window",
+    "metrics_port",
+    "bind_host",
+    "log_level",
+    "log_format",
+    "dev",
+)
+
+
+def _env_epilog(names: tuple[str, ...] | None) -> str:
+    """The environment settings a command reads (tocsin/settings.py), with their defaults; None: every one."""
+    fields = Settings.model_fields
+    chosen = list(fields) if names is None else [n for n in names if n in fields]
+    lines = ["environment settings read (tocsin/settings.py, docs/settings.md):"]
+    for name in chosen:
+        f = fields[name]
+        default = "" if f.is_required() else f.default
+        shown = "(secret)" if "Secret" in type(default).__name__ else repr(default)
+        lines.append(f"  TOCSIN_{name.upper():34s} {shown:>14s}  {f.description or ''}")
+    return "\n".join(lines)
+
+
 def _logging(level: str, fmt: str = "text", role: str = "") -> None:
     from tocsin.logs import setup_logging
 
@@ -220,7 +295,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.run import publish_messages
 
     s = Settings()
-    n = publish_messages(demo_messages(), s.mqtt_host, s.mqtt_port, speed=args.speed or 120.0)
+    n = publish_messages(demo_messages(), s.mqtt_host, s.mqtt_port, speed=getattr(args, "speed", None) or 120.0)
     print(f"published {n} demo device messages to mqtt://{s.mqtt_host}:{s.mqtt_port}")
     return 0
 
@@ -334,15 +409,27 @@ def cmd_simulate_score(args: argparse.Namespace) -> int:
 
     try:
         truth = GroundTruth.model_validate_json(Path(args.truth).read_text(encoding="utf-8"))
-        alerts = read_alerts_jsonl(Path(args.alerts).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
+        print(f"simulate score: {args.truth}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    try:
+        alerts = read_alerts_jsonl(Path(args.alerts).read_text(encoding="utf-8"), source=args.alerts)
+    except OSError as exc:
+        print(f"simulate score: {args.alerts}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"simulate score: {exc}", file=sys.stderr)
         return 2
     result = score(truth, alerts, tolerance_s=args.tolerance, grace_s=args.grace)
     print(format_table(result))
     if args.json:
-        Path(args.json).write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        _out_file(args.json).write_text(result.model_dump_json(indent=2), encoding="utf-8")
         print(f"wrote {args.json}")
+    if result.missed or (not truth.hazards and result.false_positives):
+        print(
+            f"simulate score: {result.missed} hazards MISSED, {result.false_positives} false positives", file=sys.stderr
+        )
+        return 1
     return 0
 
 
@@ -379,7 +466,7 @@ def cmd_mqtt_auth(args: argparse.Namespace) -> int:
 def cmd_registry(args: argparse.Namespace) -> int:
     from simulators.demo import demo_registry
 
-    Path(args.out).write_text(demo_registry().model_dump_json(indent=2), encoding="utf-8")
+    _out_file(args.out).write_text(demo_registry().model_dump_json(indent=2), encoding="utf-8")
     print(f"wrote the demo district registry to {args.out}")
     return 0
 
@@ -397,14 +484,22 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             return 2
         k, v = kv.split("=", 1)
         params[k.strip()] = v.strip()
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    if args.sensitivity is not None:
+        if args.detector != "seismic" or not args.sensitivity > 0:
+            print("backtest: --sensitivity (counts per m/s, > 0) is for --detector seismic", file=sys.stderr)
+            return 2
+        params["counts_per_m_s"] = repr(args.sensitivity)
+    if not Path(args.input).is_file():
+        print(f"backtest: {args.input}: no such file", file=sys.stderr)
+        return 2
+    out = open(_out_file(args.out), "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     n = 0
     try:
         for record in run(args.detector, Path(args.input), params):
             out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
             n += record.get("type") == "detection"
     except (BacktestError, OSError, ValueError) as exc:
-        print(f"backtest: {exc}", file=sys.stderr)
+        print(f"backtest: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     finally:
         if args.out:
@@ -432,7 +527,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             host=s.mqtt_host,
             port=s.mqtt_port,
             fmt=args.format,
-            speed=None if args.fast else (args.speed or 1.0),
+            speed=None if args.fast else args.speed,
             rebase_now=args.rebase or args.rebase_end,
             rebase_anchor="last" if args.rebase_end else "first",
             csv_defaults=defaults,
@@ -504,8 +599,18 @@ def cmd_sms_gateway(args: argparse.Namespace) -> int:
     return int(sms_gateway.main(args.rest) or 0)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tocsin")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tocsin", description="Tocsin early-warning backend")
+    p = _Parser(prog="tocsin", description="Tocsin early-warning backend")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="embedded all-in-one demo: broker, gateway, detectors, alerts; no services")
@@ -520,22 +625,38 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--keep-running", action="store_true", help="keep the broker up after the demo")
     r.set_defaults(func=cmd_run)
 
-    sub.add_parser("gateway", help="MQTT -> Kafka gateway (TOCSIN_* settings)").set_defaults(func=cmd_gateway)
-    sub.add_parser("worker", help="Faust worker: detectors, alerts, delivery").set_defaults(func=cmd_worker)
+    sub.add_parser(
+        "gateway",
+        help="MQTT -> Kafka gateway (TOCSIN_* settings)",
+        description="Subscribe to the devices' MQTT topics, validate, and produce to Kafka.",
+        epilog=_env_epilog(_GATEWAY),
+    ).set_defaults(func=cmd_gateway)
+    sub.add_parser(
+        "worker",
+        help="Faust worker: detectors, alerts, delivery",
+        description="Detectors, confirmation, alert lifecycle and delivery over Kafka.",
+        epilog=_env_epilog(None),
+    ).set_defaults(func=cmd_worker)
 
     sm = sub.add_parser(
-        "simulate", help="scenarios: list, build, publish, run (embedded, scored), score; alone: publish the demo"
+        "simulate",
+        help="scenarios: list, build, publish, run (embedded, scored), score; alone: publish the demo",
+        epilog=_env_epilog(_MQTT_CLIENT),
     )
-    sm.add_argument("--speed", type=float, default=None, help="without a subcommand: the demo's speed (120)")
+    sm.add_argument("--speed", type=float, default=120.0, help="without a subcommand: the demo's speed")
     sm.set_defaults(func=cmd_simulate)
     smsub = sm.add_subparsers(dest="simulate_command")
     smsub.add_parser("list", help="the shipped scenarios").set_defaults(func=cmd_simulate_list)
     sb = smsub.add_parser("build", help="write registry, messages.jsonl, ground_truth.json of a scenario")
     sb.add_argument("scenario", help="a name from simulators/scenarios or a YAML path")
-    sb.add_argument("--out", required=True)
+    sb.add_argument("--out", required=True, help="output folder (created when missing)")
     sb.add_argument("--start", help="ISO 8601 start with offset (default: the scenario's, else ending now)")
     sb.set_defaults(func=cmd_simulate_build)
-    sp = smsub.add_parser("publish", help="publish a scenario (or demo) to TOCSIN_MQTT_HOST:PORT, ending now")
+    sp = smsub.add_parser(
+        "publish",
+        help="publish a scenario (or demo) to TOCSIN_MQTT_HOST:PORT, ending now",
+        epilog=_env_epilog(_MQTT_CLIENT),
+    )
     sp.add_argument("scenario", help="a scenario name or YAML path, or demo")
     sp.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="default: the scenario's hint")
     sp.set_defaults(func=cmd_simulate_publish)
@@ -543,18 +664,18 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("scenarios", nargs="+", help="names or YAML paths; all: every shipped scenario")
     sr.add_argument("--out", help="write <out>/<scenario>/alerts.jsonl, score.json ...")
     sr.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="default: the scenario's hint")
-    sr.add_argument("--seismic-speed", type=float, default=1.0, help="speed around earthquakes (default real time)")
+    sr.add_argument("--seismic-speed", type=float, default=1.0, help="speed around earthquakes (1: real time)")
     sr.set_defaults(func=cmd_simulate_run)
     ss = smsub.add_parser("score", help="score alerts (JSONL) against a ground truth")
     ss.add_argument("--truth", required=True, help="ground_truth.json")
     ss.add_argument("--alerts", required=True, help="JSONL of ObservedAlert or bare Alert (Kafka alerts)")
-    ss.add_argument("--json", help="write the score as JSON here")
+    ss.add_argument("--json", help="write the score as JSON here (its folder is created when missing)")
     ss.add_argument("--tolerance", type=float, default=60.0, help="s before detectable_from still matched")
     ss.add_argument("--grace", type=float, default=1800.0, help="s after a hazard's end still matched")
     ss.set_defaults(func=cmd_simulate_score)
 
     rg = sub.add_parser("demo-registry", help="write the demo district's device registry (JSON)")
-    rg.add_argument("out")
+    rg.add_argument("out", help="JSON file to write (its folder is created when missing)")
     rg.set_defaults(func=cmd_registry)
 
     ma = sub.add_parser(
@@ -565,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     ma.add_argument("--acl", required=True, help="ACL file to write")
     ma.add_argument("--passwd", required=True, help="Mosquitto password file to write (hashes)")
     for role in ("gateway", "worker", "operator"):
-        ma.add_argument(f"--{role}-user", default=role, help=f"MQTT user of the {role} (default {role})")
+        ma.add_argument(f"--{role}-user", default=role, help=f"MQTT user of the {role}")
     ma.add_argument(
         "--password-from-env",
         action="append",
@@ -578,15 +699,28 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("backtest", help="run a detector offline over a recorded series; JSONL out")
     bt.add_argument("--detector", required=True, help="rainfall, water_level, gas, fire, seismic, threshold, anomaly")
     bt.add_argument("--input", required=True, help="CSV (timestamp,value), JSONL or miniSEED")
-    bt.add_argument("--param", action="append", default=[], help="k=v detector parameter (repeatable)")
-    bt.add_argument("--out", help="output file (default stdout)")
+    bt.add_argument(
+        "--param", action="append", default=[], help="k=v detector parameter (repeatable; unknown keys are refused)"
+    )
+    bt.add_argument(
+        "--sensitivity",
+        type=float,
+        help="seismic: station sensitivity in counts per m/s, for miniSEED in counts (registry counts_per_m_s)",
+    )
+    bt.add_argument("--out", help="output file (its folder is created when missing; default stdout)")
     bt.set_defaults(func=cmd_backtest)
 
-    rp = sub.add_parser("replay", help="publish recorded feeds (JSONL, CSV, miniSEED) to TOCSIN_MQTT_*")
-    rp.add_argument("files", nargs="+")
-    rp.add_argument("--format", choices=["auto", "jsonl", "csv", "mseed"], default="auto")
+    rp = sub.add_parser(
+        "replay",
+        help="publish recorded feeds (JSONL, CSV, miniSEED) to TOCSIN_MQTT_*",
+        epilog=_env_epilog(_MQTT_CLIENT),
+    )
+    rp.add_argument("files", nargs="+", help="recorded files")
+    rp.add_argument(
+        "--format", choices=["auto", "jsonl", "csv", "mseed"], default="auto", help="input format (auto: by suffix)"
+    )
     pace = rp.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, help="N times real time (default 1)")
+    pace.add_argument("--speed", type=float, default=1.0, help="N times real time")
     pace.add_argument("--fast", action="store_true", help="as fast as the broker acknowledges")
     rebasing = rp.add_mutually_exclusive_group()
     rebasing.add_argument("--rebase", action="store_true", help="shift timestamps so the first message is now")
@@ -601,8 +735,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a TTY")
     rp.set_defaults(func=cmd_replay)
 
-    fl = sub.add_parser("fleet", help="simulate N devices from one process; JSON report of messages/s")
-    fl.add_argument("--devices", type=int, default=10_000)
+    fl = sub.add_parser(
+        "fleet", help="simulate N devices from one process; JSON report of messages/s", epilog=_env_epilog(_MQTT_CLIENT)
+    )
+    fl.add_argument("--devices", type=int, default=10_000, help="simulated devices")
     fl.add_argument("--duration", type=float, default=60.0, help="seconds of publishing")
     fl.add_argument("--rate-multiplier", type=float, default=1.0, help="divides every report interval")
     fl.add_argument("--max", action="store_true", help="publish as fast as the broker acknowledges")
@@ -615,27 +751,38 @@ def build_parser() -> argparse.ArgumentParser:
     fl.set_defaults(func=cmd_fleet)
 
     sv = sub.add_parser("services", help="local real services: mosquitto, kafka, influxdb, prometheus")
-    sv.add_argument("action", choices=["up", "down", "status", "provision"])
-    sv.add_argument("names", nargs="*")
+    sv.add_argument("action", choices=["up", "down", "status", "provision"], help="what to do")
+    sv.add_argument("names", nargs="*", help="services (default: all)")
     sv.set_defaults(func=cmd_services)
 
     from tocsin.users import add_parser as add_users_parser
 
     add_users_parser(sub, cmd_users)
 
-    sg = sub.add_parser("sms-gateway", help="run the SMS carrier emulator (see simulators/sms_gateway.py)")
-    sg.add_argument("rest", nargs=argparse.REMAINDER)
+    sg = sub.add_parser(
+        "sms-gateway",
+        help="run the SMS carrier emulator (see simulators/sms_gateway.py)",
+        add_help=False,
+    )
+    sg.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     sg.set_defaults(func=cmd_sms_gateway)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["sms-gateway"] and not {"-h", "--help"} & set(argv[1:2]):
-        # its options belong to the emulator's own parser
+    if argv[:1] == ["sms-gateway"]:
+        # its options (and --help) belong to the emulator's own parser
         return cmd_sms_gateway(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"tocsin {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tocsin {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from alerts.sms_text import check_signature
 from schemas.transport import KafkaTransport, MqttTransport
 
 
@@ -77,6 +78,11 @@ class Settings(MqttTransport, KafkaTransport):
     sms_url: str = Field(default="", description="SMS gateway base URL; empty disables SMS")
     sms_api_key: SecretStr = Field(default=SecretStr(""), description="SMS gateway API key")
     sms_sender_id: str = Field(default="TOCSIN", description="SMS sender id")
+    sms_signature: str = Field(
+        default="",
+        description="registered sender signature put in 【】 at the start of every SMS, e.g. 临江区应急管理局 "
+        "(the routing file's sms_signature wins); empty: unset. Vague or test signatures are refused",
+    )
     sms_callback_url: str = Field(
         default="", description="where the carrier posts delivery receipts (the worker's /callbacks/sms)"
     )
@@ -107,7 +113,12 @@ class Settings(MqttTransport, KafkaTransport):
         "Kafka detections.urgent, and alert messages at or above it are delivered the moment they are "
         "issued (alerts/fastlane.py), not after the round trip through Kafka alerts; empty: off",
     )
-    alert_sender: str = Field(default="tocsin@district.example", description="CAP sender")
+    alert_sender: str = Field(
+        default="11010500000000",
+        pattern=r"^\d{14}$",
+        description="issuing unit's 14-digit code (GB/T 35965.1-2018 Appendix A: GB/T 2260 area, GB/T 4657 "
+        "organisation, internal 000, extension 00): CAP sender and the prefix of every identifier",
+    )
     alert_status: str = Field(default="Actual", description="CAP status of every alert: Actual, Exercise or Test")
     alert_max_detection_age_s: float = Field(
         default=900.0, description="detections older than this never become public alerts (history replays); 0: off"
@@ -155,6 +166,11 @@ class Settings(MqttTransport, KafkaTransport):
     api_max_ended: int = Field(
         default=10_000, ge=0, description="operator API: ended alerts kept at most (oldest evicted; active: all)"
     )
+
+    @field_validator("sms_signature")
+    @classmethod
+    def _signature(cls, v: str) -> str:
+        return check_signature(v) if v else v
 
     # Security (docs/security.md)
     dev: bool = Field(

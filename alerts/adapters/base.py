@@ -35,6 +35,9 @@ class Notification(BaseModel):
     idempotency_key: str = Field(min_length=1, description="stable across retries of the same delivery")
     exercise: bool = False
     correlation_id: str = ""
+    ends_incident: bool = False
+    """The message ends its incident (a Cancel): channels that keep a current state (the retained
+    MQTT topic) clear it after delivering the message."""
 
 
 class Outcome(StrEnum):

@@ -1,7 +1,10 @@
-"""Operators' MQTT alert topics: the current state of each area and hazard, retained, QoS 1.
+"""Operators' MQTT alert topics: the current message of each incident, retained, QoS 1.
 
-Recipients are topics (``tocsin/v1/alerts/<area>/<hazard>``); the text is the alert's JSON, so an
-operator console that subscribes sees the latest message (an Alert, Update or Cancel) at once.
+Recipients are topics (``tocsin/v1/alerts/<area>/<hazard>/<incident>``, schemas/topics.py); the text
+is the alert's JSON, so an operator console that subscribes to ``tocsin/v1/alerts/#`` receives the
+current message of every active incident at once. A message that ends its incident (a Cancel) is
+published without the retain flag, then an empty retained message clears the incident's topic: the
+other incidents of the area and hazard keep theirs.
 """
 
 from __future__ import annotations
@@ -58,7 +61,12 @@ class MqttAlertAdapter:
         if not self._connected.is_set():
             return DeliveryResult(Outcome.RETRY, detail=f"not connected to MQTT {self._host}:{self._port}")
         try:
-            infos = [self.client.publish(t, n.text.encode("utf-8"), qos=1, retain=True) for t in n.recipients]
+            payload = n.text.encode("utf-8")
+            infos = []
+            for t in n.recipients:
+                infos.append(self.client.publish(t, payload, qos=1, retain=not n.ends_incident))
+                if n.ends_incident:  # an empty retained message deletes the topic's retained one
+                    infos.append(self.client.publish(t, b"", qos=1, retain=True))
             for info in infos:
                 await asyncio.to_thread(info.wait_for_publish, 5.0)
             if not all(i.is_published() for i in infos):

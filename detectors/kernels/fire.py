@@ -77,6 +77,24 @@ def evaluate(hits: Sequence[Hit], now_s: float, p: FireParams) -> Persistence:
     )
 
 
+# (distinct sweeps counted, time of the last counted hit, its sweep id or None)
+SweepTally = tuple[int, float, int | None]
+
+
+def tally_sweep(tally: SweepTally | None, t: float, sweep: int | None, min_sweep_s: float) -> SweepTally:
+    """Count one more qualifying hit into the camera's distinct sweeps.
+
+    A camera may report a fire several times in one revolution (frames, boxes); persistence is
+    about revolutions. With sweep ids, a hit whose id differs from the last counted one is a new
+    sweep. Without them, a hit at least ``min_sweep_s`` after the last counted hit is (towers turn
+    360 degrees every 2-6 minutes, so 120 s is shorter than any revolution)."""
+    if tally is None:
+        return (1, t, sweep)
+    n, last_t, last_id = tally
+    new = sweep != last_id if sweep is not None and last_id is not None else t - last_t >= min_sweep_s
+    return (n + 1, t, sweep) if new else (n, last_t if sweep is None else t, last_id if sweep is None else sweep)
+
+
 def quiet_for(hits: Sequence[Hit], now_s: float) -> float:
     """Seconds since the last qualifying hit (infinity when none)."""
     return now_s - hits[-1][0] if hits else math.inf

@@ -4,6 +4,11 @@ Combustible gas: level-1 alarm at 25 %LEL, level-2 at 50 %LEL. Toxic gas: level 
 level 2 at 200 % OEL, with the usual set-points in mg/m3. Oxygen: high 23.5 %vol, low 19.5 %vol.
 Alarm levels map to warning levels: level 1 -> yellow, level 2 -> orange (red is reserved for a
 confirmed multi-sensor incident in alerts/).
+
+Combustible gas reported in %vol (some infrared methane sensors) is judged in %LEL like any other
+combustible reading: ``%LEL = 100 * %vol / LEL``, with the LEL in %vol of IEC 60079-20-1 (GB/T
+3836.11): methane 4.4, propane 1.7, hydrogen 4.0 (``lel_vol`` overrides it per site or device, e.g.
+5.0 for a methane sensor calibrated to the older 5 %vol). Without an LEL such a reading gets no rule.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ MOLAR_MASS_G = {
 }
 TOXIC_SETPOINTS_MG_M3 = {"H2S": (10.0, 20.0), "CO": (20.0, 40.0), "NH3": (20.0, 40.0), "Cl2": (1.0, 2.0)}
 LEL_SETPOINTS = (25.0, 50.0)
+LEL_VOL = {"CH4": 4.4, "C3H8": 1.7, "H2": 4.0}  # lower explosive limits, %vol (IEC 60079-20-1)
 O2_HIGH = 23.5
 O2_LOW = 19.5
 
@@ -39,6 +45,7 @@ class GasRule:
     kind: str  # detection kind, e.g. gas_lel, gas_h2s, o2_low
     unit: str
     rule: LevelRule
+    lel_vol: float | None = None  # a %vol combustible reading is converted with this LEL
 
 
 def rules_for(gas: str, unit: str, overrides: dict[str, float] | None = None) -> list[GasRule]:
@@ -49,6 +56,12 @@ def rules_for(gas: str, unit: str, overrides: dict[str, float] | None = None) ->
     if unit == "%LEL":
         l1, l2 = o.get("level1", LEL_SETPOINTS[0]), o.get("level2", LEL_SETPOINTS[1])
         return [GasRule("gas_lel", "%LEL", LevelRule.simple((None, l1, l2, None), clear_ratio=0.9))]
+    if unit == "%vol" and gas.upper() != "O2":
+        lel = o.get("lel_vol", next((v for g, v in LEL_VOL.items() if g.upper() == gas.upper()), None))
+        if lel is None or lel <= 0:
+            return []
+        l1, l2 = o.get("level1", LEL_SETPOINTS[0]), o.get("level2", LEL_SETPOINTS[1])
+        return [GasRule("gas_lel", "%LEL", LevelRule.simple((None, l1, l2, None), clear_ratio=0.9), lel)]
     if gas.upper() == "O2":
         hi, lo = o.get("o2_high", O2_HIGH), o.get("o2_low", O2_LOW)
         return [
@@ -67,10 +80,12 @@ def rules_for(gas: str, unit: str, overrides: dict[str, float] | None = None) ->
     return [GasRule(f"gas_{(key or gas).lower()}", "mg/m3", LevelRule.simple((None, l1, l2, None), clear_ratio=0.9))]
 
 
-def to_unit(gas: str, value: float, unit: str, target: str) -> float:
-    """Convert a reading to the rule's unit (only ppm -> mg/m3 is needed)."""
+def to_unit(gas: str, value: float, unit: str, target: str, lel_vol: float | None = None) -> float:
+    """Convert a reading to the rule's unit: ppm -> mg/m3, and %vol -> %LEL given the LEL in %vol."""
     if unit == target:
         return value
+    if unit == "%vol" and target == "%LEL" and lel_vol:
+        return 100.0 * value / lel_vol
     if unit == "ppm" and target == "mg/m3":
         key = next((g for g in MOLAR_MASS_G if g.upper() == gas.upper()), None)
         if key is None:

@@ -6,18 +6,32 @@ window (rain assumed uniform within a report). Gaps (no reports) count as no rai
 coverage of the window by reports is returned so callers can tell "dry" from "silent".
 Reports arriving out of order are placed by time; a report identical in (t_end, interval) to one
 already held replaces it rather than adding twice.
+
+Totals are exact at the reporting resolution: each report is taken in integer hundredths of a
+millimetre (``UNITS_PER_MM``; gauges report 0.1, 0.2 or 0.5 mm tips, an 0.01 in tip of 0.254 mm
+becomes 0.25 mm) and summed as integers, so 1,000 reports of 0.1 mm make exactly 100 mm (a float
+sum gives 99.9999999999986 and would miss a ">= 100 mm" rule). A report straddling a window edge
+adds its exact pro-rata share, and the window's total is rounded once to the nearest hundredth.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
 
 HOUR_S = 3600.0
 DEFAULT_WINDOWS_S = (1 * HOUR_S, 3 * HOUR_S, 6 * HOUR_S, 12 * HOUR_S, 24 * HOUR_S)
 
 # A report: (t_end epoch seconds, interval seconds, millimetres).
 Report = tuple[float, float, float]
+
+UNITS_PER_MM = 100  # totals are integer hundredths of a millimetre
+
+
+def to_units(mm: float) -> int:
+    """Millimetres in integer hundredths (the nearest one: ``0.1 * 100`` is 10.000000000000002)."""
+    return round(mm * UNITS_PER_MM)
 
 
 def add_report(
@@ -55,22 +69,31 @@ def cap_reports(reports: Sequence[Report], max_n: int, horizon_s: float = 24 * H
     return out[-max_n:]
 
 
-def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-    return max(0.0, min(a1, b1) - max(a0, b0))
+def accumulation_units(reports: Iterable[Report], now_s: float, window_s: float) -> tuple[int, float]:
+    """(hundredths of a millimetre, coverage 0..1) over ``(now_s - window_s, now_s]``, exact."""
+    w0 = now_s - window_s
+    whole = 0
+    part = Fraction(0)
+    covered = 0.0
+    for t_end, interval, mm in reports:  # the hot loop of the rain detector: no calls but round()
+        start = t_end - interval
+        if t_end <= w0 or start >= now_s:
+            continue
+        lo = start if start > w0 else w0
+        hi = t_end if t_end < now_s else now_s
+        covered += hi - lo
+        if lo == start and hi == t_end:
+            whole += round(mm * UNITS_PER_MM)
+        else:
+            part += Fraction(round(mm * UNITS_PER_MM)) * Fraction(hi - lo) / Fraction(interval)
+    return whole + round(part), min(1.0, covered / window_s)
 
 
 def accumulation(reports: Iterable[Report], now_s: float, window_s: float) -> tuple[float, float]:
-    """(millimetres, coverage 0..1) over ``(now_s - window_s, now_s]``."""
-    w0 = now_s - window_s
-    total = 0.0
-    covered = 0.0
-    for t_end, interval, mm in reports:
-        start = t_end - interval
-        ov = _overlap(start, t_end, w0, now_s)
-        if ov > 0:
-            total += mm * ov / interval
-            covered += ov
-    return total, min(1.0, covered / window_s)
+    """(millimetres, coverage 0..1) over ``(now_s - window_s, now_s]``: :func:`accumulation_units`
+    in millimetres (the float nearest the exact hundredths, e.g. exactly 100.0 for 10000)."""
+    units, coverage = accumulation_units(reports, now_s, window_s)
+    return units / UNITS_PER_MM, coverage
 
 
 def accumulations(

@@ -57,7 +57,7 @@ def delivery(alert: Alert, channel: str, outcome: str, minutes: float = 0.5) -> 
         fingerprint=alert.fingerprint,
         revision=alert.revision,
         channel=channel,
-        recipient="138****0001" if channel == "sms" else "tocsin/v1/alerts/330110/hydro",
+        recipient="138****0001" if channel == "sms" else "tocsin/v1/alerts/330110/hydro/rainstorm",
         outcome=outcome,
         attempts=1 if outcome == "accepted" else 5,
         ts=alert.sent + timedelta(minutes=minutes),

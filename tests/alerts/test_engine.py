@@ -98,8 +98,11 @@ def test_escalation_lifecycle_alert_update_update_cancel() -> None:
     # CAP 1.2 references: the original Alert and the message this one replaces (a bounded chain)
     assert [a.references for a in alerts] == [[], [ids[0]], [ids[0], ids[1]], [ids[0], ids[2]]]
     assert {a.fingerprint for a in alerts} == {"hydro:110105:rainstorm"}
-    assert ids[0] == "110105TOCSIN20240701200000-hydro-rainstorm-000"
-    assert ids[3] == "110105TOCSIN20240701200000-hydro-rainstorm-003"
+    # GB/T 35965.1-2018 Appendix A: unit code (default 110105 000 000 00), the Beijing time the message
+    # was entered (the clock: 12:05:00Z = 20:05:00 Beijing; not the onset 20:00:00), sequence digit:
+    # the fixed test clock enters all four in the same second, so the digits count 0..3.
+    assert ids == [f"11010500000000_20240701200500_{n}" for n in range(4)]
+    assert all(len(i) == 31 for i in ids)
     for a, d in zip(alerts, dets, strict=True):
         assert a.sent == NOW
         assert a.sent.utcoffset() == timedelta(hours=8)
@@ -225,12 +228,12 @@ def test_a_new_incident_after_cancel_starts_a_new_reference_chain() -> None:
 
 
 def test_status_exercise_propagates() -> None:
-    engine = AlertEngine(AlertConfig(status=AlertStatus.EXERCISE, sender="drill@x", org_code="DRILL"), clock=_clock)
+    engine = AlertEngine(AlertConfig(status=AlertStatus.EXERCISE, sender="33011041600000"), clock=_clock)
     _, per = _feed(engine, [_det(OPEN, YELLOW), _det(UPDATE, RED, rev=1), _det(CLEAR, RED, rev=2)])
     alerts = [a[0] for a in per]
     assert {a.status for a in alerts} == {AlertStatus.EXERCISE}
-    assert {a.sender for a in alerts} == {"drill@x"}
-    assert alerts[0].identifier == "110105DRILL20240701200000-hydro-rainstorm-000"
+    assert {a.sender for a in alerts} == {"33011041600000"}
+    assert alerts[0].identifier == "33011041600000_20240701200500_0"
 
 
 def test_fingerprints_and_groups() -> None:
@@ -249,7 +252,7 @@ def test_fingerprints_and_groups() -> None:
     assert alert.fingerprint == "hazmat:320102:gas_leak"
     assert alert.area.code == "320102"
     assert alert.event == "危险化学品泄漏"
-    assert alert.identifier.startswith("320102TOCSIN")
+    assert alert.identifier.startswith("11010500000000_")  # the issuing unit's code, not the area's
 
 
 def test_area_description_falls_back_to_registry_then_code() -> None:
@@ -371,7 +374,7 @@ def test_three_stations_within_the_window_give_one_alert() -> None:
     assert alert.area.circle is not None and "震中约北纬" in alert.description
     assert alert.fingerprint == "seismic:110105:earthquake"
     assert alert.unit == "度" and alert.value == 0.0
-    assert alert.identifier == f"110105TOCSIN{alert.onset:%Y%m%d%H%M%S}-seismic-earthquake-000"
+    assert alert.identifier == f"11010500000000_{alert.sent:%Y%m%d%H%M%S}_0"
     assert alert.devices == ["st-01", "st-02", "st-03"]
     # a fourth station at the same level adds nothing
     state, per = _feed(engine, [_trig("st-04", 15.0)], state)

@@ -129,7 +129,7 @@ def test_a_gateway_going_offline_is_one_alert_updated_with_the_count_then_cancel
     # the original Alert and the message each replaces (CAP 1.2 references; the chain is bounded)
     ids = [a.identifier for a in alerts]
     assert [a.references for a in alerts] == [ids[:i] if i <= 2 else [ids[0], ids[i - 1]] for i in range(len(ids))]
-    assert len({a.identifier for a in alerts}) == 6 and "offline.gateway-gw-north" in alerts[0].identifier
+    assert len({a.identifier for a in alerts}) == 6 and alerts[0].fingerprint.endswith(":gateway-gw-north:offline")
     assert alerts[-1].headline.endswith("解除")
     # operators only, never the public
     assert [d.channel for d in plan(alerts[0], DEFAULT_ROUTING, REGISTRY)] == ["mqtt"]

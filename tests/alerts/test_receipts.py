@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from alerts.adapters.sms import receipt_callback_url
-from alerts.receipts import SmsReceipt, parse_identifier, receipt_record
+from alerts.receipts import SmsReceipt, parse_message_key, receipt_record
 
 
 def receipt(**kw: object) -> SmsReceipt:
@@ -15,24 +15,25 @@ def receipt(**kw: object) -> SmsReceipt:
         "message_id": "m-1",
         "to": "+8613800000001",
         "status": "DELIVRD",
-        "idempotency_key": "330110TOCSIN20261129160217-hazmat-gas_leak-002:+8613800000001",
+        "idempotency_key": "hazmat:330110:gas_leak#2:+8613800000001",
         "delivered_at": "2026-11-29T08:02:20+00:00",
         "extra": "ignored",
     }
     return SmsReceipt.model_validate(base | kw)
 
 
-def test_identifier_names_fingerprint_and_revision() -> None:
-    assert parse_identifier("330110TOCSIN20261129160217-hazmat-gas_leak-002") == ("hazmat:330110:gas_leak", 2)
-    assert parse_identifier("110105TOCSIN20240701195942-seismic-earthquake-013") == ("seismic:110105:earthquake", 13)
-    with pytest.raises(ValueError, match="not a Tocsin alert identifier"):
-        parse_identifier("something-else")
+def test_message_key_names_fingerprint_and_revision() -> None:
+    assert parse_message_key("hazmat:330110:gas_leak#2") == ("hazmat:330110:gas_leak", 2)
+    assert parse_message_key("hydro:110105:offline.gateway-gw1#13") == ("hydro:110105:offline.gateway-gw1", 13)
+    for bad in ("something-else", "11010500000000_20240701195942_0", "hazmat:x:gas#1", "hazmat:330110:gas#x"):
+        with pytest.raises(ValueError, match="not a Tocsin message key"):
+            parse_message_key(bad)
 
 
 def test_receipt_record() -> None:
     record = receipt_record(receipt())
     assert (record.alert_id, record.fingerprint, record.revision) == (
-        "330110TOCSIN20261129160217-hazmat-gas_leak-002",
+        "hazmat:330110:gas_leak#2",
         "hazmat:330110:gas_leak",
         2,
     )

@@ -442,7 +442,7 @@ def test_pipeline_dashboard_uses_exactly_the_metrics_the_code_defines() -> None:
     assert defined, "no metric definitions found"
 
     def base(name: str) -> str:
-        return re.sub(r"_(bucket|sum|count)$", "", name)
+        return re.sub(r"_(bucket|sum|count|total)$", "", name)
 
     unknown = {u for u in used if u not in defined and base(u) not in defined}
     assert not unknown, f"panels query metrics no process defines: {sorted(unknown)}"

@@ -64,7 +64,7 @@ def test_cli_writes_jsonl_and_reports_bad_input(tmp_path: Path, capsys: pytest.C
     bad = tmp_path / "bad.csv"
     bad.write_text("when,what\n1,2\n", encoding="utf-8")
     assert main(["backtest", "--detector", "rainfall", "--input", str(bad)]) == 2
-    assert "needs timestamp and value" in capsys.readouterr().err
+    assert "line 1: no timestamp and no value column" in capsys.readouterr().err
     with pytest.raises(BacktestError):
         list(run("nope", path, {}))
 
@@ -85,3 +85,59 @@ def test_anomaly_scores_every_row_and_detects_only_the_spike(tmp_path: Path) -> 
     spike_ts = (T0 + timedelta(minutes=5 * 1800)).isoformat()
     assert [(d["state"], d["ts"]) for d in detections][0] == ("open", spike_ts)
     assert all(d["ts"] >= spike_ts for d in detections)  # seven days of daily cycle: no false positive
+
+
+@pytest.mark.parametrize(
+    ("body", "args", "expected"),
+    [
+        ("timestamp,level\n2024-01-01T00:00:00Z,1\n", [], "line 1: no value column"),
+        ("", [], "no data rows"),
+        (
+            "timestamp,value\n2024-01-01T00:00:00Z,1\n",
+            ["--param", "warning_level=3"],
+            "unknown parameter 'warning_level'",
+        ),
+        ("timestamp,value\n2024-01-01T00:00:00Z,1\n", ["--sensitivity", "1e9"], "is for --detector seismic"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, args: list[str], expected: str
+) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(body, encoding="utf-8")
+    detector = "water_level" if "warning_level=3" in args else "rainfall"
+    assert main(["backtest", "--detector", detector, "--input", str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_bad_json_line_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"timestamp": "2024-01-01T00:00:00Z", "value": 1}\n\n{bad\n', encoding="utf-8")
+    assert main(["backtest", "--detector", "anomaly", "--input", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"backtest: {path} line 3: not JSON (Expecting property name enclosed in double quotes at column 2)"
+    )
+
+
+def test_cli_out_into_a_missing_folder_is_created(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "rain.csv", [8.0] * 12)
+    out = tmp_path / "new" / "deeper" / "out.jsonl"
+    assert main(["backtest", "--detector", "rainfall", "--input", str(path), "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").count('"type": "detection"') >= 1
+
+
+def test_cli_version_and_help_show_defaults_and_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("tocsin ")
+    with pytest.raises(SystemExit):
+        main(["gateway", "--help"])
+    text = capsys.readouterr().out
+    assert "TOCSIN_MQTT_HOST" in text and "TOCSIN_KAFKA_BOOTSTRAP" in text
+    with pytest.raises(SystemExit):
+        main(["fleet", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: 10000)" in text and "TOCSIN_MQTT_PORT" in text

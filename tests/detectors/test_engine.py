@@ -346,7 +346,8 @@ def test_fire_three_hits_open_yellow_and_flame_escalates_to_orange() -> None:
         Family.FIRE,
     )
     assert (opened.value, opened.threshold) == (0.8, 0.6)
-    assert opened.evidence == {"bearing_deg": 120.5, "hits": 3, "kind": "smoke"}
+    # three hits 5 min apart are three sweeps of the camera
+    assert opened.evidence == {"bearing_deg": 120.5, "hits": 3, "kind": "smoke", "sweeps": 3}
     assert opened.onset == T0 + timedelta(seconds=600)
     [flame] = per[3]
     assert (flame.state, flame.level, flame.revision, flame.value) == (
@@ -427,9 +428,11 @@ def test_seismic_only_velocity_channels() -> None:
     assert set(states["st-01"]["k"]) == {"last_seen_s"}  # the deadman still sees the station alive
 
 
-def test_water_level_without_thresholds_falls_back_to_the_anomaly_detector() -> None:
-    engine = DetectorEngine()
-    state, dets = engine.process(_water(5.0, 0), None)
+def test_water_level_without_thresholds_is_anomaly_scored_only_when_configured() -> None:
+    state, dets = DetectorEngine().process(_water(5.0, 0), None)
+    assert dets == [] and set(state["k"]) == {"last_seen_s", "rise"}  # no rule, no channel: nothing scored
+    rules = Rules.model_validate({"anomaly": {"channels": [{"type": "hydro.level", "field": "level_m"}]}})
+    state, dets = DetectorEngine(rules).process(_water(5.0, 0), None)
     assert dets == [] and state["open"] == {}
     assert set(state["k"]) == {"last_seen_s", "rise", "anomaly:level_m"}
     assert state["k"]["anomaly:level_m"]["n"] == 1

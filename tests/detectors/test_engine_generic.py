@@ -59,8 +59,9 @@ def test_deadman_ticks_travel_through_the_stage_and_survive_json_state() -> None
     assert stage.handle(unknown, table) == []
 
 
-def test_channel_without_domain_rule_uses_the_anomaly_detector() -> None:
-    engine = DetectorEngine(registry=REG)
+def test_a_configured_gas_channel_uses_the_anomaly_detector() -> None:
+    rules = Rules.model_validate({"anomaly": {"channels": [{"type": "hazmat.gas", "field": "value", "gas": "VOC"}]}})
+    engine = DetectorEngine(rules, registry=REG)
     st = None
     opened = []
     for k in range(400):

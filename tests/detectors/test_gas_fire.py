@@ -4,13 +4,19 @@ detectors/kernels/fire.py (bearings, k-of-window persistence)."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.engine import DetectorEngine
 from detectors.kernels import fire, gas
 from detectors.kernels.levels import run_levels
+from schemas.common import WarningLevel
+from schemas.telemetry import GasReading
+
+T0 = datetime(2026, 7, 1, tzinfo=UTC)
 
 # ---------------------------------------------------------------------------------------------
 # Gas
@@ -258,3 +264,22 @@ def test_quiet_for() -> None:
     hits = _hits((100.0, 10.0, 0.8, "smoke"), (600.0, 10.0, 0.8, "smoke"))
     assert fire.quiet_for(hits, 1000.0) == 400.0
     assert fire.quiet_for(hits, 600.0) == 0.0
+
+
+def test_combustible_gas_in_percent_volume_is_judged_in_lel() -> None:
+    # methane LEL 4.4 %vol (IEC 60079-20-1): 1.1 %vol is 25 %LEL (level 1, yellow), 2.2 %vol 50 %LEL
+    # (level 2, orange), GB/T 50493-2019 set-points
+    engine = DetectorEngine()
+    levels = []
+    state = None
+    for i, vol in enumerate([0.5, 1.09, 1.1, 1.1, 2.2, 2.2]):
+        r = GasReading(device_id="ch4", site="s", ts=T0 + timedelta(seconds=10 * i), gas="CH4", value=vol, unit="%vol")
+        state, dets = engine.process(r, state)
+        levels += [(d.kind, d.level, d.unit, d.value) for d in dets]
+    assert levels == [
+        ("gas_lel", WarningLevel.YELLOW, "%LEL", pytest.approx(25.0)),
+        ("gas_lel", WarningLevel.ORANGE, "%LEL", pytest.approx(50.0)),
+    ]
+    [rule] = gas.rules_for("CH4", "%vol", {"lel_vol": 5.0})  # a sensor calibrated to 5 %vol
+    assert gas.to_unit("CH4", 1.25, "%vol", rule.unit, rule.lel_vol) == pytest.approx(25.0)
+    assert gas.rules_for("XYZ", "%vol") == []  # no LEL known: no rule

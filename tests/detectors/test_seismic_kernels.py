@@ -16,8 +16,8 @@ from detectors.kernels import seismic as sk
 
 GOLDEN = np.load(pathlib.Path(__file__).parent / "golden" / "seismic_obspy.npz")
 
-settings.register_profile("seismic", max_examples=60, deadline=None)
-settings.load_profile("seismic")
+# Per-test settings, not a profile loaded at import (that would change every other file's examples).
+SEISMIC = settings(max_examples=60, deadline=None)
 
 
 def _rng_signal(seed: int, n: int, burst: bool = True) -> np.ndarray:
@@ -185,6 +185,7 @@ def test_magnitude_from_pd_by_hand():
         sk.magnitude_from_pd(1.0, -3.0)
 
 
+@SEISMIC
 @given(m=st.floats(2.0, 9.0), r=st.floats(1.0, 500.0))
 def test_magnitude_from_pd_inverts_the_pd_law(m, r):
     pd = 10 ** (-3.463 + 0.729 * m - 1.374 * math.log10(r))
@@ -240,6 +241,7 @@ def test_velocity_to_displacement_offset_does_not_drift():
 # ---------------------------------------------------------------------------------------------
 
 
+@SEISMIC
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(0, 600),
@@ -254,6 +256,7 @@ def test_recursive_matches_reference_twin(seed, n, nsta, extra):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 
+@SEISMIC
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(0, 600),
@@ -284,6 +287,7 @@ def test_classic_running_sums_are_reanchored():
 _cuts = st.lists(st.integers(0, 10_000), max_size=12)
 
 
+@SEISMIC
 @given(seed=st.integers(0, 2**32 - 1), cuts=_cuts)
 def test_recursive_chunked_equals_batch(seed, cuts):
     x = _rng_signal(seed, 700)
@@ -297,6 +301,7 @@ def test_recursive_chunked_equals_batch(seed, cuts):
     assert s.n == len(x)
 
 
+@SEISMIC
 @given(seed=st.integers(0, 2**32 - 1), cuts=_cuts)
 def test_classic_chunked_equals_batch(seed, cuts):
     x = _rng_signal(seed, 700)
@@ -309,6 +314,7 @@ def test_classic_chunked_equals_batch(seed, cuts):
     np.testing.assert_allclose(np.concatenate(parts), batch, rtol=1e-12, atol=0)
 
 
+@SEISMIC
 @given(seed=st.integers(0, 2**32 - 1), cuts=_cuts, steady=st.booleans())
 def test_bandpass_chunked_equals_batch(seed, cuts, steady):
     x = _rng_signal(seed, 700) + 3e-6  # an offset, so steady_start matters
@@ -351,6 +357,7 @@ def test_bandpass_rejects_bad_bands(args):
 _cft_values = st.lists(st.one_of(st.sampled_from([0.0, 1.0, 1.5, 2.0, 3.0, 4.0]), st.floats(-1.0, 6.0)), max_size=80)
 
 
+@SEISMIC
 @given(cft=_cft_values, cuts=_cuts)
 def test_trigger_state_chunked_equals_batch_and_trigger_onset(cft, cuts):
     c = np.asarray(cft, dtype=np.float64)
@@ -363,7 +370,7 @@ def test_trigger_state_chunked_equals_batch_and_trigger_onset(cft, cuts):
         events += s.process(chunk, pos)
         pos += len(chunk)
     assert events == whole
-    # Pairing the streamed events (closing an open one at the end) reproduces trigger_onset.
+    # The events paired (an open one closed at the end) are the reference twin's pairs.
     pairs, on = [], None
     for kind, idx in whole:
         if kind == "on":
@@ -373,7 +380,41 @@ def test_trigger_state_chunked_equals_batch_and_trigger_onset(cft, cuts):
             on = None
     if on is not None:
         pairs.append((on, len(c) - 1))
-    assert pairs == sk.trigger_onset(c, 3.0, 1.5)
+    assert pairs == _reference_onsets(cft, 3.0, 1.5)
+    assert sk.trigger_onset(c, 3.0, 1.5) == pairs
+
+
+def _reference_onsets(cft: list[float], thr_on: float, thr_off: float) -> list[tuple[int, int]]:
+    """ObsPy ``trigger_onset`` as its documentation states it, in plain Python (no TriggerState):
+    on at the first sample >= thr_on; off at the last sample still >= thr_off before one below it;
+    a trigger on at the end closes at the last sample."""
+    pairs: list[tuple[int, int]] = []
+    on = None
+    for i, v in enumerate(cft):
+        if on is None:
+            if v >= thr_on:
+                on = i
+        elif v < thr_off:
+            pairs.append((on, i - 1))
+            on = None
+    if on is not None:
+        pairs.append((on, len(cft) - 1))
+    return pairs
+
+
+def test_trigger_hand_worked_example():
+    # on 3.0, off 1.5: on at index 2 (3.0 >= 3.0); 4, 2 and 1.5 keep it on (1.5 >= 1.5), 1.4 drops
+    # below: off at index 5, the last sample >= 1.5. On again at 8 (3.5); 1.6 at the end keeps it
+    # on, so the pair closes at the last sample, 10.
+    cft = [0.0, 1.0, 3.0, 4.0, 2.0, 1.5, 1.4, 0.0, 3.5, 3.5, 1.6]
+    assert sk.TriggerState(3.0, 1.5).process(np.asarray(cft), 0) == [("on", 2), ("off", 5), ("on", 8)]
+    assert sk.trigger_onset(cft, 3.0, 1.5) == [(2, 5), (8, 10)]
+    # 2.99 never reaches 3.0: nothing
+    assert sk.trigger_onset([2.99, 2.99, 0.0], 3.0, 1.5) == []
+    # streamed in two chunks split at the drop: the off index points back into the first chunk
+    s = sk.TriggerState(3.0, 1.5)
+    assert s.process(np.asarray(cft[:6]), 0) == [("on", 2)]
+    assert s.process(np.asarray(cft[6:]), 6) == [("off", 5), ("on", 8)]
 
 
 def test_trigger_state_off_can_point_into_previous_chunk():

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from detectors.engine import DetectorEngine
-from detectors.rules import Rules, StateLimits
+from detectors.rules import TELEMETRY_MODELS, AnomalyChannel, AnomalyRules, Rules, StateLimits, numeric_fields
 from schemas.common import Family
 from schemas.registry import Area, Device, Registry
 from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
@@ -29,6 +29,10 @@ from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicP
 N = 10_000
 T0 = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
 LIMITS = StateLimits()
+# every numeric field of every family anomaly-scored (a gas detector's value: per gas, up to the cap)
+ANOMALY = AnomalyRules(
+    channels=tuple(AnomalyChannel(type=t, field=f) for t in TELEMETRY_MODELS for f in numeric_fields(t))
+)
 
 
 def _device(device_id: str, family: Family, **thresholds: float) -> Device:
@@ -127,7 +131,7 @@ def feed(
     kind: str, n: int | None = None, limits: StateLimits | None = None
 ) -> tuple[list[float], list[int], dict[str, Any], DetectorEngine]:
     limits = limits or TEST_LIMITS.get(kind, LIMITS)
-    engine = DetectorEngine(Rules(limits=limits), registry=REGISTRY)
+    engine = DetectorEngine(Rules(limits=limits, anomaly=ANOMALY), registry=REGISTRY)
     rng = random.Random(13)
     readings = list(KINDS[kind](rng) if n is None else seismic_packets(rng, n))
     state: dict[str, Any] | None = None
@@ -157,8 +161,8 @@ def test_hostile_readings_leave_state_and_time_flat(kind: str) -> None:
     k = state["k"]
     # the caps hold
     assert len(k.get("gases", [])) <= LIMITS.max_gases
-    assert sum(key.startswith("anomaly:") for key in k) <= LIMITS.max_gases + 1
-    assert len(state["open"]) <= LIMITS.max_gases + 3
+    assert sum(key.startswith("anomaly:") for key in k) <= LIMITS.max_anomaly_channels
+    assert len(state["open"]) <= LIMITS.max_gases + LIMITS.max_anomaly_channels + 3
     assert len(k.get("rain", [])) <= limits.rain_max_reports
     assert len(k.get("fire", [])) <= LIMITS.fire_max_hits
     assert len(k.get("rise", {}).get("points", [])) <= 120

@@ -28,7 +28,7 @@ REGISTRY_DOC = {
 }
 RULES_DOC: dict[str, Any] = {
     "hydro": {"rain": [{"window_h": 1, "level": "blue", "mm": 35, "source": "flash-flood"}]},
-    "hazmat": {"setpoints": {"H2S": {"level1": 10}}, "fault_params": {"mode": "x"}},
+    "hazmat": {"setpoints": {"H2S": {"level1": 10}}, "fault_params": {"stuck_n": 30}},
     "seismic": {"freqmin_hz": 1.0, "freqmax_hz": 20.0},
     "confirm": {"incidents": {"gas_leak": {"k": 2}}, "seismic": {"weights": {"st-03": 0.5}}},
 }

@@ -4,6 +4,7 @@ suppression, device status parsing, and the "never raises, raw bytes preserved" 
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -431,12 +432,52 @@ FIELD_NAMES = st.sampled_from(
 )
 
 
-def _check_outcome(result: Accepted | DeadLetter, topic: str, payload: bytes) -> None:
+def _finite(obj: object) -> bool:
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    if isinstance(obj, list):
+        return all(_finite(x) for x in obj)
+    if isinstance(obj, dict):
+        return all(_finite(x) for x in obj.values())
+    return True
+
+
+def _telemetry_topic(topic: str) -> bool:
+    parts = topic.split("/")
+    return (
+        len(parts) == 6
+        and parts[:2] == ["tocsin", "v1"]
+        and parts[2] in {f.value for f in Family}
+        and all(parts[3:5])
+        and parts[5] == "telemetry"
+    )
+
+
+def _expected_reasons(topic: str, payload: bytes) -> set[Reason]:
+    """The dead-letter reasons a payload can earn, worked out from the checks' order (topic, then
+    UTF-8 JSON, then finite numbers, then an object) without the code under test."""
+    if not _telemetry_topic(topic):
+        return {Reason.BAD_TOPIC}
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return {Reason.UNDECODABLE}
+    if not _finite(obj):
+        return {Reason.NON_FINITE}
+    if not isinstance(obj, dict):
+        return {Reason.SCHEMA}
+    # an object: wrong or missing fields, or a type of another family
+    return {Reason.SCHEMA, Reason.IDENTITY_MISMATCH}
+
+
+def _check_outcome(
+    result: Accepted | DeadLetter, topic: str, payload: bytes, expected: set[Reason] | None = None
+) -> None:
     if isinstance(result, DeadLetter):
         assert result.raw == payload
         assert result.raw_size == len(payload)
         assert result.mqtt_topic == topic
-        assert result.reason in set(Reason)
+        assert result.reason in (expected if expected is not None else _expected_reasons(topic, payload))
         assert decode(DeadLetter, encode(result)).raw == payload
     else:
         assert isinstance(result, Accepted)
@@ -476,7 +517,15 @@ def test_property_jsonish_dicts_never_raise(
     result = validate_telemetry(
         topic, payload, NOW, registry=reg if use_registry else None, duplicates=DuplicateWindow()
     )
-    _check_outcome(result, topic, payload)
+    # a JSON object on a good topic: non-finite numbers are refused first; otherwise a field check
+    # (never a topic, decoding, size or duplicate reason; unknown device only with a registry)
+    if not _finite(obj):
+        expected = {Reason.NON_FINITE}
+    else:
+        expected = {Reason.SCHEMA, Reason.OUT_OF_RANGE, Reason.IDENTITY_MISMATCH}
+        expected |= {Reason.FUTURE_TIMESTAMP, Reason.STALE_TIMESTAMP}
+        expected |= {Reason.UNKNOWN_DEVICE} if use_registry else set()
+    _check_outcome(result, topic, payload, expected)
     if not drop and not replace and not extra:
         assert isinstance(result, Accepted)
 

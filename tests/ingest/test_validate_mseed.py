@@ -55,3 +55,23 @@ def test_miniseed_on_a_non_seismic_topic_is_undecodable() -> None:
     payload, meta = _golden("int16_be_100hz")
     result = validate_telemetry("tocsin/v1/hydro/s/RG1/telemetry", payload, _start(meta))
     assert isinstance(result, DeadLetter) and result.reason is Reason.UNDECODABLE
+
+
+def test_records_with_a_gap_or_overlap_are_refused() -> None:
+    # steim2_be_512_multi: five 512-byte records of one 100 Hz channel, each starting where the
+    # previous ended (358 samples from 23:59:59.876543 -> the next at 00:00:03.456543, per the json).
+    payload, meta = _golden("steim2_be_512_multi")
+    assert meta["record_length"] == 512 and len(meta["records"]) == 5
+    recs = [payload[i : i + 512] for i in range(0, len(payload), 512)]
+    now = _start(meta) + timedelta(seconds=60)
+    # the third record dropped: 3.76 s of samples missing between records 2 and 4
+    gap = recs[0] + recs[1] + recs[3] + recs[4]
+    # the first record sent twice: the second copy starts 3.58 s before the first one ended
+    overlap = recs[0] + recs[0] + recs[1]
+    for broken in (gap, overlap):
+        result = validate_telemetry(TOPIC, broken, now)
+        assert isinstance(result, DeadLetter) and result.reason is Reason.UNDECODABLE
+        assert "gap or overlap" in result.message and result.raw == broken
+    # the records in order are one packet of all their samples
+    whole = validate_telemetry(TOPIC, payload, now)
+    assert isinstance(whole, Accepted) and len(whole.reading.samples) == 358 + 263 + 376 + 286 + 217  # type: ignore[union-attr]

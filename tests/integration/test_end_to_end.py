@@ -59,7 +59,7 @@ def test_rain_burst_alert_travels_end_to_end(services: dict[str, str], tmp_path:
             got_alert.set()
 
         op.on_message = on_message
-        op.subscribe(topics.mqtt_alert(area, "hydro"), qos=1)
+        op.subscribe(f"{topics.MQTT_ROOT}/alerts/{area}/hydro/+", qos=1)
 
         # The gauge: 8 reports of 6 mm every 5 minutes (48 mm in the last hour), QoS 1, and a NaN.
         now = datetime.now(UTC)
@@ -101,12 +101,14 @@ def test_rain_burst_alert_travels_end_to_end(services: dict[str, str], tmp_path:
         )
         assert json.loads(on_kafka[0].value)["area"]["code"] == area
 
-        # 3b. The carrier's delivery receipts reached the worker and are in the audit, one per phone.
+        # 3b. The carrier's delivery receipts reached the worker and are in the audit, one per phone. A
+        # receipt names the message by its delivery key, <fingerprint>#<revision> (alerts/notify.py).
         recipients: set[str] = set()
+        key = f"{alert['fingerprint']}#{alert['revision']}"
 
         def receipt_of_another_phone(rec: Any) -> bool:
             record = json.loads(rec.value)
-            if record["alert_id"] != alert["identifier"] or record["outcome"] != "delivered":
+            if record["alert_id"] != key or record["outcome"] != "delivered":
                 return False
             new = record["recipient"] not in recipients
             recipients.add(record["recipient"])

@@ -123,7 +123,7 @@ def deliveries(alert: Alert) -> list[DeliveryRecord]:
             ts=alert.sent + timedelta(seconds=2),
         )
         for channel, recipient, outcome, attempts in [
-            ("mqtt", f"tocsin/v1/alerts/{alert.area.code}/hydro", "accepted", 1),
+            ("mqtt", f"tocsin/v1/alerts/{alert.area.code}/hydro/rainstorm", "accepted", 1),
             ("sms", "138****0001", "accepted", 2),
         ]
     ]

@@ -231,7 +231,7 @@ def test_device_confined_to_its_own_topics_and_nothing_forged_reaches_kafka(
 def test_only_the_worker_writes_alerts_and_devices_read_nothing(broker: Broker) -> None:
     rg, gd = broker.registry.devices
     area = f"9{uuid.uuid4().int % 100000:05d}"
-    alert_topic = topics.mqtt_alert(area, "hydro")
+    alert_topic = topics.mqtt_alert(area, "hydro", "rainstorm")
     own = topics.mqtt_telemetry(rg.family, rg.site, rg.device_id)
     users = (rg.device_id, gd.device_id, "worker", "operator", "gateway")
     dev, other, worker, op, gw = clients = [Client(broker, u) for u in users]

@@ -382,7 +382,10 @@ def test_union_rejects_unknown_or_missing_type() -> None:
 def test_topic_builders_golden() -> None:
     assert topics.mqtt_telemetry(Family.HYDRO, "s1", "rg-01") == "tocsin/v1/hydro/s1/rg-01/telemetry"
     assert topics.mqtt_status("fire", "ridge", "cam.2") == "tocsin/v1/fire/ridge/cam.2/status"
-    assert topics.mqtt_alert("110105", Family.SEISMIC) == "tocsin/v1/alerts/110105/seismic"
+    assert topics.mqtt_alert("110105", Family.SEISMIC, "earthquake") == "tocsin/v1/alerts/110105/seismic/earthquake"
+    assert topics.alert_incident("hydro:330110:rainstorm", "330110", "hydro") == "rainstorm"
+    assert topics.alert_incident("hydro:330110:gw1:offline", "330110", Family.HYDRO) == "gw1:offline"
+    assert topics.alert_incident("odd/fp+#", "330110", "hydro") == "odd_fp__"
     assert topics.kafka_telemetry("hazmat") == "telemetry.hazmat"
     assert topics.MQTT_TELEMETRY_FILTER == "tocsin/v1/+/+/+/telemetry"
     assert topics.MQTT_STATUS_FILTER == "tocsin/v1/+/+/+/status"

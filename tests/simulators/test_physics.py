@@ -57,13 +57,22 @@ def test_arrivals_monotonic_in_distance(d1: float, d2: float, bearing: float, de
     assert a_near.p_s - q.origin_s >= depth / ph.VP_KM_S - 1e-9
 
 
+def test_ground_motion_golden_intensities() -> None:
+    # worked by hand from Yu et al. (2013): M5.5 at 10 km: 5.7123 + 7.4943 - 4.2903 x 1.5441 = 6.58,
+    # degree VII (GB/T 17742-2020: 6.5 <= I < 7.5); M6.5 at 10 km: 7.94, VIII
+    assert round(ph.ground_motion(5.5, 10.0).intensity, 1) == 6.6
+    assert round(ph.ground_motion(6.5, 10.0).intensity, 1) == 7.9
+    assert predicted_intensity(5.5, 10.0) == 6.6 and predicted_intensity(6.5, 10.0) == 7.9
+
+
 def test_ground_motion_decreases_with_distance_and_matches_the_intensity_relations() -> None:
     prev = None
     for r in (5.0, 10.0, 20.0, 40.0, 80.0, 160.0):
         gm = ph.ground_motion(5.5, r)
-        # the PGV is the alert kernel's prediction, so predicted and "observed" intensity agree
         assert 3.0 * math.log10(gm.pgv_ms) + 9.77 == pytest.approx(gm.intensity)
-        assert round(gm.intensity, 1) == pytest.approx(predicted_intensity(5.5, r), abs=0.051)
+        # Yu Yanxiang et al. (2013), eastern China strong-earthquake region, long axis, as published:
+        # I = 5.7123 + 1.3626 M - 4.2903 lg(R + 25)
+        assert gm.intensity == pytest.approx(5.7123 + 1.3626 * 5.5 - 4.2903 * math.log10(r + 25.0), abs=1e-9)
         # PGA is chosen so that I_A = I_V (GB/T 17742-2020)
         assert 3.17 * math.log10(gm.pga_ms2) + 6.59 == pytest.approx(gm.intensity, abs=0.05)
         assert magnitude_from_pd(gm.pd_cm, r) == pytest.approx(5.5)

@@ -435,7 +435,7 @@ def test_cli_parses_replay_and_fleet_options() -> None:
 
     args = build_parser().parse_args(["replay", "a.jsonl", "b.mseed", "--fast", "--rebase-end", "--mseed-as", "json"])
     assert args.func is cmd_replay and args.files == ["a.jsonl", "b.mseed"] and args.fast and args.rebase_end
-    assert args.speed is None and args.mseed_as == "json" and args.format == "auto"
+    assert args.speed == 1.0 and args.mseed_as == "json" and args.format == "auto"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["replay", "a.jsonl", "--fast", "--speed", "2"])
     args = build_parser().parse_args(["fleet", "--devices", "500", "--max", "--connections", "10"])

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ingest.validate import Accepted, DuplicateWindow, parse_status, validate_telemetry
+from schemas.common import WarningLevel
 from schemas.deadletter import DeadLetter, Reason
 from schemas.registry import Registry, load_registry
 from schemas.scenario import GroundTruth
@@ -316,7 +317,15 @@ def test_stuck_seismic_station_and_camera_in_a_scenario() -> None:
                 {"device_id": "SS01", "kind": "seismic", "site": "seis-net", "lat": 30.3, "lon": 120.1},
                 {"device_id": "FC01", "kind": "camera", "site": "tower", "lat": 30.37, "lon": 120.14, "sweep_s": 180},
             ],
-            "hazards": [{"kind": "forest_fire", "hazard_id": "f", "bearing_deg": 40, "distance_km": 12}],
+            "hazards": [
+                {
+                    "kind": "forest_fire",
+                    "hazard_id": "f",
+                    "bearing_deg": 40,
+                    "distance_km": 12,
+                    "expected": {"forest_fire": "orange"},
+                }
+            ],
             "noise": {"seismic_windows": [[600, 60]], "fire_false_positives_per_sweep": 1.0},
             "faults": {"stuck": [{"device": "SS01", "at_s": 630}, {"device": "FC01", "at_s": 900}]},
         }
@@ -337,3 +346,19 @@ def test_stuck_seismic_station_and_camera_in_a_scenario() -> None:
     live = sorted(k for k, n in notes.items() if "stuck: frozen frame" not in n)
     assert len(frozen) >= 3 and max(live) < min(frozen)
     assert all(frames[k] == frames[max(live)] for k in frozen)  # the last live frame over and over
+
+
+def test_expected_levels_are_the_scenario_files_own() -> None:
+    # stated in typhoon_rainstorm.yaml from the CMA table and the river's warning levels
+    _, _, truth = _built("typhoon_rainstorm")
+    assert {h.kind: h.expected_level for h in truth.hazards} == {
+        "rainstorm": WarningLevel.ORANGE,
+        "river_flood": WarningLevel.ORANGE,
+    }
+
+
+def test_a_detectable_hazard_without_a_stated_level_is_refused() -> None:
+    sc = load_scenario(SCENARIO_DIR / "chemical_leak.yaml")
+    leak = sc.hazards[0].model_copy(update={"expected": {}})
+    with pytest.raises(ValueError, match="state expected"):
+        build(sc.model_copy(update={"hazards": [leak]}))

@@ -90,6 +90,8 @@ def test_scenario_end_to_end(name: str) -> None:
     assert s.missed == 0 and s.true_positives == len(r.truth.hazards), report
     for h in s.hazards:
         assert h.detected and h.lead_time_s is not None, report
+        # the level the scenario file states from the standard's table is the level the alerts reached
+        assert h.expected_level is not None and h.highest_level is h.expected_level, report
         # never before the data allowed it (beyond the scoring tolerance), and well within the window
         assert -60.0 <= h.lead_time_s <= 1800.0, report
         if h.family is Family.SEISMIC:
