@@ -245,6 +245,8 @@ class OperatorApi:
     ) -> None:
         self.view, self.store, self.writer, self.publish_ack = view, silence_store, silence_writer, ack_publisher
         self.auth, self.silence_max = auth, silence_max
+        self.public_routes = set(PUBLIC_ROUTES)  # the console (alerts/console) adds its login page
+        self.principal_key = PRINCIPAL  # ... and sets it from a session (this module may be __main__)
         self._verifying = asyncio.Semaphore(2)  # scrypt runs at most twice at once (CPU is the cost)
         self.load_cap, self.clock, self.visible_timeout_s = load_cap, clock, visible_timeout_s
         self.metrics_registry = metrics_registry or CollectorRegistry()
@@ -278,8 +280,8 @@ class OperatorApi:
     ) -> web.StreamResponse:
         """Every route but the probes needs a valid credential (401/429 otherwise)."""
         route = request.match_info.route.resource
-        if route is None or route.canonical in PUBLIC_ROUTES:
-            return await handler(request)
+        if route is None or route.canonical in self.public_routes or request.get(PRINCIPAL) is not None:
+            return await handler(request)  # a probe, the console's login page, or a console session
         if self.auth is None:
             self.auth_failures.labels("401").inc()
             return _unauthorized("no users configured (TOCSIN_API_USERS_FILE)")
@@ -588,8 +590,12 @@ def build_app(
     metrics_registry: CollectorRegistry | None = None,
     auth: Authenticator | None = None,
     silence_max: timedelta = DEFAULT_SILENCE_MAX,
+    console: dict[str, Any] | None = None,
+    bootstrap: str | None = None,
+    producer: Callable[[], Any] | None = None,
 ) -> web.Application:
-    """The aiohttp application over ``view``.
+    """The aiohttp application over ``view``; with ``console`` (keyword arguments of
+    :func:`alerts.console.setup_console`, ``{}`` for the defaults) the web console too.
 
     Only what is injected works: the Kafka wiring (a follower feeding ``view`` from ``alerts``,
     ``alerts.deliveries`` and ``alerts.acks``, the silence store, the producer of acks and silences)
@@ -612,4 +618,8 @@ def build_app(
     app.middlewares.append(api.count_requests)
     app.middlewares.append(api.authenticate)
     app.add_routes(api.routes())
+    if console:
+        from alerts.console import setup_console
+
+        setup_console(app, api, bootstrap=bootstrap, producer=producer, **console)
     return app

@@ -13,13 +13,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from alerts.adapters.base import Adapter, DeliveryResult, Notification, Outcome, send_with_retries
 from alerts.adapters.broadcast import STOP_CHANNEL
 from alerts.adapters.sms import mask_phone
+from alerts.release import enforced_auto
 from alerts.routing import DEFAULT_ROUTING, Routing, plan
 from alerts.silences import Silence, overridden, silencing
 from alerts.sms_text import compose_sms
@@ -107,11 +108,13 @@ class Notifier:
             clock,
         )
 
-    def route(self, alert: Alert) -> list[Notification]:
+    def route(self, alert: Alert, part: Literal["all", "public", "operators"] = "all") -> list[Notification]:
         """The notifications of one alert message, from the routing plan, for the channels we have.
 
         The operators' MQTT topic of the incident always gets the alert's JSON (the console's current
-        state); a Cancel is published and then clears that incident's retained message."""
+        state); a Cancel is published and then clears that incident's retained message.
+        ``part``: ``public`` only the public routes' notifications (what the release gate holds,
+        alerts/release.py), ``operators`` everything else (the MQTT topic, agencies)."""
         common: dict[str, Any] = {
             "alert_id": alert.identifier,
             "fingerprint": alert.fingerprint,
@@ -121,7 +124,8 @@ class Notifier:
             "correlation_id": alert.correlation_id,
         }
         out = []
-        if "mqtt" in self.adapters:
+        public_routes = self.routing.public_routes()
+        if "mqtt" in self.adapters and part != "public":
             out.append(
                 Notification(
                     channel="mqtt",
@@ -140,6 +144,8 @@ class Notifier:
             )
         for d in plan(alert, self.routing, self.registry):
             if d.channel not in self.adapters or d.channel == "mqtt":
+                continue
+            if part != "all" and (d.route in public_routes) != (part == "public"):
                 continue
             if d.channel == "sms":
                 text = sms_text(alert, self.routing.sms_signature or "")
@@ -171,11 +177,36 @@ class Notifier:
                 )
         return out
 
-    async def deliver(self, alert: Alert) -> list[DeliveryRecord]:
+    async def deliver(
+        self, alert: Alert, *, hold_public: bool = False, only_public: bool = False
+    ) -> list[DeliveryRecord]:
         """Deliver one alert message, red before blue; under an active silence only the operators'
         topic is updated and every other notification is recorded as ``suppressed``. A red or seismic
-        alert is never held back: a silence that matches it is logged and counted as overridden."""
-        notes = sorted(self.route(alert), key=lambda n: -n.priority)
+        alert is never held back: a silence that matches it is logged and counted as overridden.
+
+        The release gate (alerts/release.py) decides ``hold_public``: the public routes' notifications
+        are then recorded as ``held`` and not sent (the rest goes out); ``only_public`` sends them
+        once released. Red and seismic messages are never held here either, whatever the caller says."""
+        if hold_public and enforced_auto(alert):
+            log.error(
+                "release gate asked to hold %s %s alert %s: released", alert.hazard, alert.level, alert.identifier
+            )
+            hold_public = False
+        held_back: list[DeliveryRecord] = []
+        if hold_public:
+            why = "public release waits for an operator's approval (release gate)"
+            held_back = [self._record(n, "held", 0, why) for n in self.route(alert, "public")]
+            for r in held_back:
+                self.metrics.deliveries.labels(r.channel, "held").inc()
+        part: Literal["all", "public", "operators"] = "public" if only_public else "operators" if hold_public else "all"
+        return held_back + await self._deliver(alert, self.route(alert, part))
+
+    async def send(self, n: Notification) -> DeliveryRecord:
+        """One notification through its adapter, with retries (the release gate's escalation SMS)."""
+        return await self._one(n)
+
+    async def _deliver(self, alert: Alert, routed: list[Notification]) -> list[DeliveryRecord]:
+        notes = sorted(routed, key=lambda n: -n.priority)
         active, now = self.silences(), self.clock()
         if (over := overridden(alert, active, now)) is not None:
             self.metrics.silence_overrides.labels(alert.hazard.value, alert.level.value).inc()

@@ -24,6 +24,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from alerts.release import ReleaseConfig
 from alerts.sms_text import check_signature
 from schemas.alert import Alert, AlertStatus
 from schemas.common import Family, WarningLevel, WireModel
@@ -49,6 +50,9 @@ class Route(WireModel):
 
 class Routing(WireModel):
     routes: list[Route]
+    release: ReleaseConfig = Field(
+        default_factory=ReleaseConfig, description="the release gate (alerts/release.py); default: all auto"
+    )
     sms_signature: str | None = Field(
         default=None, description="registered SMS sender signature, e.g. 临江区应急管理局 (None: TOCSIN_SMS_SIGNATURE)"
     )
@@ -57,6 +61,9 @@ class Routing(WireModel):
     @classmethod
     def _signature(cls, v: str | None) -> str | None:
         return None if v is None else check_signature(v)
+
+    def public_routes(self) -> frozenset[str]:
+        return frozenset(r.name for r in self.routes if r.audience == "public")
 
 
 DEFAULT_ROUTING = Routing(

@@ -259,15 +259,15 @@ class DetectorEngine:
         now = _epoch(r.ts)
         rules = self._rain_rules(device)
         horizon_s = max(rule.window_h for rule in rules) * 3600.0  # only what the longest window needs
-        held = rain_k.add_report([tuple(x) for x in st["k"].get("rain", [])], now, r.interval_s, r.rain_mm, horizon_s)
+        held = rain_k.add_report(list(map(tuple, st["k"].get("rain", ()))), now, r.interval_s, r.rain_mm, horizon_s)
         reports = rain_k.cap_reports(held, self.rules.limits.rain_max_reports, horizon_s)
         if len(reports) < len(held):
             self._count_cap("rain_reports_merged")
-        st["k"]["rain"] = [list(x) for x in reports]
+        st["k"]["rain"] = list(map(list, reports))
         windows = sorted({rule.window_h for rule in rules})
         # Totals and thresholds in integer hundredths of a millimetre (exact: 1,000 x 0.1 mm is
         # 100 mm), so a total exactly at a threshold gives a ratio of exactly 1.0 and fires (>=).
-        units = {w: rain_k.accumulation_units(reports, now, w * 3600.0)[0] for w in windows}
+        units = dict(zip(windows, rain_k.window_units(reports, now, [w * 3600.0 for w in windows]), strict=True))
         acc = {w: u / rain_k.UNITS_PER_MM for w, u in units.items()}
         # Per level, the largest ratio of accumulation to that level's threshold over its windows.
         ratios = [0.0, 0.0, 0.0, 0.0]

@@ -14,9 +14,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -24,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.metrics import GatewayMetrics
+from ingest.mqtt_client import BufferedClient
 from ingest.sinks import Headers, HeaderSink, RecordSink
 from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
 from schemas import topics
@@ -68,8 +68,7 @@ def header(headers: Any, name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class _Outgoing:
+class _Outgoing(NamedTuple):
     """The one Kafka record a message becomes (its reading's record, or its dead letter)."""
 
     topic: str
@@ -98,9 +97,19 @@ class GatewayCore:
         self.sink, self.metrics, self.limits, self.registry = sink, metrics, limits, registry
         self.clock = clock
         self.duplicates = DuplicateWindow(dedup_window)
-        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
         self._in_flight = 0
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # signalled when a full window gets room
+        self._waiting = 0
+        # The gauge reads the count when scraped: no gauge update per message.
+        metrics.in_flight.set_function(lambda: self._in_flight)
+        self._headers_ok = bool(getattr(sink, "accepts_headers", False))
+        # Labelled children resolved once per label value, not once per message.
+        self._messages_in: dict[str, Any] = {}
+        self._messages_out: dict[str, Any] = {}
+        self._latency: dict[str, Any] = {}
+        self._backfill: dict[str, Any] = {}
 
     @property
     def in_flight(self) -> int:
@@ -130,14 +139,23 @@ class GatewayCore:
     def _route(self, topic: str, payload: bytes, received: datetime) -> _Outgoing:
         where = parse_device_topic(topic)
         family = where.family.value if where else "unknown"
-        self.metrics.messages_in.labels(family).inc()
+        counter = self._messages_in.get(family)
+        if counter is None:
+            counter = self._messages_in[family] = self.metrics.messages_in.labels(family)
+        counter.inc()
         if where is not None and where.leaf == "status":
             status = parse_status(topic, payload, received, limits=self.limits)
             if isinstance(status, DeadLetter):
                 return self._dead_letter_record(status)
             return _Outgoing(topics.DEVICE_STATUS, status.device_id.encode(), encode(status))
         result = validate_telemetry(
-            topic, payload, received, limits=self.limits, registry=self.registry, duplicates=self.duplicates
+            topic,
+            payload,
+            received,
+            limits=self.limits,
+            registry=self.registry,
+            duplicates=self.duplicates,
+            where=where,
         )
         if isinstance(result, DeadLetter):
             return self._dead_letter_record(result)
@@ -146,9 +164,15 @@ class GatewayCore:
         age_s = (received - reading.ts).total_seconds()
         if age_s <= LIVE_AGE_S:
             # a device clock slightly ahead gives a negative age: clamp, the skew limit bounds it
-            self.metrics.ingest_latency.labels(reading.family.value).observe(max(0.0, age_s))
+            hist = self._latency.get(reading.family.value)
+            if hist is None:
+                hist = self._latency[reading.family.value] = self.metrics.ingest_latency.labels(reading.family.value)
+            hist.observe(max(0.0, age_s))
         else:
-            self.metrics.backfill.labels(reading.family.value).inc()
+            backfill = self._backfill.get(reading.family.value)
+            if backfill is None:
+                backfill = self._backfill[reading.family.value] = self.metrics.backfill.labels(reading.family.value)
+            backfill.inc()
         received_ms = int(received.timestamp() * 1000)
         headers: Headers = [(CORRELATION_HEADER, cid.encode()), (RECEIVED_HEADER, str(received_ms).encode())]
         return _Outgoing(result.kafka_topic, result.key, result.value, result, headers, cid, received_ms)
@@ -161,17 +185,22 @@ class GatewayCore:
 
     def _produce(self, out: _Outgoing, ack: Callable[[], None]) -> None:
         topic, accepted, cid = out.topic, out.accepted, out.cid
-        self._slots.acquire()  # backpressure: blocks the MQTT thread while max_in_flight records wait
-        with self._lock:
+        with self._lock:  # backpressure: blocks the MQTT thread while max_in_flight records wait
+            while self._in_flight >= self._max_in_flight:
+                self._waiting += 1
+                self._room.wait()
+                self._waiting -= 1
             self._in_flight += 1
-            self.metrics.in_flight.set(self._in_flight)
         started = time.perf_counter()
+        sent = self._messages_out.get(topic)
+        if sent is None:
+            sent = self._messages_out[topic] = self.metrics.messages_out.labels(topic)
 
         def done(error: BaseException | None) -> None:
             with self._lock:
                 self._in_flight -= 1
-                self.metrics.in_flight.set(self._in_flight)
-            self._slots.release()
+                if self._waiting:
+                    self._room.notify()
             if error is not None:
                 # Not acked: the broker redelivers it (same session) and nothing is lost.
                 self.metrics.produce_failures.inc()
@@ -180,11 +209,13 @@ class GatewayCore:
                 log.error("produce to %s failed, message left unacknowledged: %s", topic, error)
                 return
             self.metrics.produce_latency.observe(time.perf_counter() - started)
-            self.metrics.messages_out.labels(topic).inc()
+            sent.inc()
             ack()
-            if accepted is not None:
+            # One line per reading only at DEBUG: at the default level it would cost more than the
+            # reading's validation. The correlation id travels in the Kafka record's headers anyway.
+            if accepted is not None and log.isEnabledFor(logging.DEBUG):
                 r = accepted.reading
-                log.info(
+                log.debug(
                     "reading accepted",
                     extra={
                         "correlation_id": cid,
@@ -197,7 +228,7 @@ class GatewayCore:
                 )
 
         try:
-            if out.headers and getattr(self.sink, "accepts_headers", False):
+            if out.headers and self._headers_ok:
                 cast(HeaderSink, self.sink).send(
                     topic, out.key, out.value, done, headers=out.headers, timestamp_ms=out.received_ms
                 )
@@ -231,22 +262,26 @@ class MqttGateway:
         mqtt5: bool = True,
         session_expiry_s: int = 3600,
         tls: ssl.SSLContext | None = None,
+        receive_maximum: int = 1000,
     ) -> None:
-        """``tls``: connect over TLS with this context (it verifies the broker; schemas/transport.py)."""
+        """``tls``: connect over TLS with this context (it verifies the broker; schemas/transport.py).
+        ``receive_maximum``: QoS 1 messages the broker may send before this client acked them (MQTT 5;
+        the broker may allow fewer: Mosquitto's ``max_inflight_messages``)."""
         self.core = core
         self._host, self._port = host, port
         self._closing = threading.Event()
         self.connected = threading.Event()
         self._mqtt5 = mqtt5
         self._session_expiry_s = session_expiry_s
+        self._receive_maximum = receive_maximum
         prefix = f"$share/{share_group}/" if (share_group and mqtt5) else ""
         self._filters = [prefix + topics.MQTT_TELEMETRY_FILTER, prefix + topics.MQTT_STATUS_FILTER]
         if mqtt5:
-            self.client = mqtt.Client(
+            self.client: mqtt.Client = BufferedClient(
                 CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
             )
         else:
-            self.client = mqtt.Client(
+            self.client = BufferedClient(
                 CallbackAPIVersion.VERSION2,
                 client_id=client_id,
                 clean_session=False,
@@ -266,6 +301,10 @@ class MqttGateway:
         if self._mqtt5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self._session_expiry_s
+            # QoS 1 messages the broker may have unacknowledged at this client: a message is acked only
+            # after Kafka has its record, so a small window (the MQTT default would let the broker's own
+            # limit decide) caps throughput at window / Kafka ack latency.
+            props.ReceiveMaximum = self._receive_maximum
             self.client.connect_async(self._host, self._port, keepalive=30, clean_start=False, properties=props)
         else:
             self.client.connect_async(self._host, self._port, keepalive=30)

@@ -77,6 +77,7 @@ DETECTIONS_URGENT = "detections.urgent"
 ALERTS = "alerts"
 DELIVERIES = "alerts.deliveries"  # audit of every delivery attempt
 ACKS = "alerts.acks"  # operators' acknowledgements
+RELEASES = "alerts.releases"  # the release gate's events, operators' approvals and notes (alerts/release.py)
 SILENCES = "alerts.silences"  # silences and maintenance windows (compacted, key = silence id)
 
 ALL_KAFKA_TOPICS = (

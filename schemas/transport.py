@@ -119,13 +119,23 @@ def kafka_ssl_context(t: KafkaTransport | None = None) -> ssl.SSLContext | None:
     return _verifying_context(t.kafka_ssl_ca) if t.uses_tls else None
 
 
+# kafka-python 2.x refuses any response frame above ``receive_message_max_bytes`` (default 1,000,000)
+# while its consumer asks for up to ``fetch_max_bytes`` (default 52,428,800) per fetch and 1,048,576 per
+# partition: a consumer behind by more than about 1 MB on a topic fails the same fetch forever
+# ("InvalidReceiveError: Invalid frame length"). Upstream later made the default 100 MiB
+# (dpkp/kafka-python#3074, #3075); every kafka-python client here gets that limit explicitly.
+KAFKA_PYTHON_RECEIVE_MAX_BYTES = 100 * 1024 * 1024
+
+
 def kafka_python_kwargs(t: KafkaTransport | None = None) -> dict[str, Any]:
-    """Security keyword arguments for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient
-    (empty for PLAINTEXT, so the defaults stay exactly what they were)."""
+    """Keyword arguments for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient: the
+    frame limit above a fetch's size (:data:`KAFKA_PYTHON_RECEIVE_MAX_BYTES`), plus the security
+    settings (none for PLAINTEXT)."""
     t = t if t is not None else KafkaTransport()
+    kw: dict[str, Any] = {"receive_message_max_bytes": KAFKA_PYTHON_RECEIVE_MAX_BYTES}
     if t.kafka_security_protocol == "PLAINTEXT":
-        return {}
-    kw: dict[str, Any] = {"security_protocol": t.kafka_security_protocol}
+        return kw
+    kw["security_protocol"] = t.kafka_security_protocol
     if t.uses_tls:
         kw["ssl_context"] = kafka_ssl_context(t)
     if t.uses_sasl:

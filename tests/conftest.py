@@ -27,7 +27,9 @@ def services() -> Iterator[dict[str, str]]:
     if started:
         # A Kafka started here starts empty: workers in new consumer groups read from the earliest offset,
         # and must not replay the records of earlier runs on this machine.
-        env = {**os.environ, "TOCSIN_KAFKA_WIPE": "1"}
+        # TOCSIN_UP_NO_RESTART: a service another session started meanwhile is used as it is, never
+        # restarted (a restart, and the wipe with it, would pull Kafka from under that session's tests).
+        env = {**os.environ, "TOCSIN_KAFKA_WIPE": "1", "TOCSIN_UP_NO_RESTART": "1"}
         proc = subprocess.run([*SERVICES, "up", *started], capture_output=True, text=True, timeout=1500, env=env)
         if proc.returncode != 0:
             pytest.fail(f"could not start {started}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

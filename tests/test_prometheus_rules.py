@@ -31,6 +31,7 @@ def _exported_names() -> set[str]:
 
     from alerts.api import OperatorApi
     from alerts.notify import NotifyMetrics
+    from alerts.release import ReleaseMetrics
     from alerts.service import AlertMetrics
     from alerts.view import AlertView
     from detectors.service import DetectorMetrics
@@ -39,7 +40,15 @@ def _exported_names() -> set[str]:
     from tocsin.worker import LagMetrics
 
     reg = CollectorRegistry()
-    for metrics in (GatewayMetrics, DetectorMetrics, AlertMetrics, NotifyMetrics, LagMetrics, DeadLetterMetrics):
+    for metrics in (
+        GatewayMetrics,
+        DetectorMetrics,
+        AlertMetrics,
+        NotifyMetrics,
+        LagMetrics,
+        DeadLetterMetrics,
+        ReleaseMetrics,
+    ):
         metrics(reg)
     OperatorApi(
         AlertView(),

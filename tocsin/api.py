@@ -51,7 +51,15 @@ def kafka_app(view: AlertView, bootstrap: str, *, partitions: int | None = None,
         name="operator-api-view",
         on_caught_up=view.mark_caught_up,
     )
-    app = build_app(view, silence_store=store, silence_writer=kafka, ack_publisher=kafka.publish_ack, **kwargs)
+    app = build_app(
+        view,
+        silence_store=store,
+        silence_writer=kafka,
+        ack_publisher=kafka.publish_ack,
+        bootstrap=bootstrap,  # the console's
+        producer=kafka.producer,
+        **kwargs,
+    )
     n = partitions if partitions is not None else Settings().kafka_partitions
 
     async def start(_app: web.Application) -> None:
@@ -82,7 +90,13 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     silence_max: timedelta = DEFAULT_SILENCE_MAX,
 ) -> None:
-    app = kafka_app(view if view is not None else AlertView(), bootstrap, auth=auth, silence_max=silence_max)
+    app = kafka_app(
+        view if view is not None else AlertView(),
+        bootstrap,
+        auth=auth,
+        silence_max=silence_max,
+        console={"secure_cookie": ssl_context is not None},
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)

@@ -12,10 +12,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas.transport import mqtt_tls_context
 from tocsin.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.validate import Limits
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
@@ -142,25 +145,36 @@ async def _run_embedded(args: argparse.Namespace) -> int:
         registry, mqtt_port=port, alert_config=AlertConfig(status=status), on_alert=on_alert, downstream=downstream
     )
     await pipeline.start()
+    console = None
+    if not args.no_console:
+        from alerts.console.embedded import start_console
+
+        console = await start_console(pipeline, free_port(args.console_port))
     messages = demo_messages()
     span_min = (messages[-1].t - messages[0].t).total_seconds() / 60
     print(f"Tocsin embedded demo: {DISTRICT_NAME} ({DISTRICT}), CAP status {status.value}", flush=True)
     print(f"  MQTT broker   mqtt://127.0.0.1:{port}  (devices publish tocsin/v1/<family>/<site>/<device>/telemetry)")
     print(f"  SMS emulator  {downstream.sms_server.base_url}")
+    if console is not None:
+        print(f"  Console       {console.url}  (login {console.user} / {console.password}; docs/console.md)")
     print(
         f"Replaying {len(messages)} device messages ({span_min:.0f} min of device time at {args.speed:g}x) ...",
         flush=True,
     )
     published = await asyncio.to_thread(publish_messages, messages, "127.0.0.1", port, speed=args.speed)
     await pipeline.bus.idle(settle_s=1.0, timeout_s=60)
-    if args.keep_running:
-        print("Demo done; broker still running for your devices. Ctrl-C to stop.", flush=True)
+    # at a terminal the console stays open after the replay, so a newcomer can look around
+    if args.keep_running or (console is not None and sys.stdin.isatty()):
+        where = f"; console at {console.url}" if console is not None else ""
+        print(f"Demo done; broker still running for your devices{where}. Ctrl-C to stop.", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     stats = downstream.sms_stats()
+    if console is not None:
+        await console.stop()
     await pipeline.stop()
     s = pipeline.summary
     print("\nSummary")
@@ -187,16 +201,23 @@ async def _run_embedded(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- gateway (Kafka)
+def gateway_limits(s: Settings) -> Limits:
+    """The gateway's input limits from the settings, each by name (Limits has more fields than the
+    settings name: a positional call once put the age limit into the future-skew slot)."""
+    from ingest.validate import Limits
+
+    return Limits(max_payload_bytes=s.max_payload_bytes, max_future_skew_s=s.max_future_skew_s, max_age_s=s.max_age_s)
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from ingest.gateway import GatewayCore, MqttGateway
     from ingest.influx import InfluxHttpWriter, InfluxKafkaSink
     from ingest.metrics import GatewayMetrics, HealthServer
-    from ingest.validate import Limits
     from schemas import topics
     from schemas.registry import open_registry
-    from tocsin.kafka import KafkaSink, ensure_topics, influx_consumer
+    from tocsin.kafka import RdKafkaSink, ensure_topics, influx_consumer
 
     s = Settings()
     _logging(s.log_level, s.log_format, "gateway")
@@ -212,11 +233,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         writer = InfluxHttpWriter(s.influx_url, s.influx_token.get_secret_value(), s.influx_org, s.influx_bucket)
         influx = InfluxKafkaSink(influx_consumer(s.kafka_bootstrap), writer, metrics, registry)
         sink_thread = threading.Thread(target=influx.run, args=(stop,), name="influx-sink", daemon=True)
-    kafka = KafkaSink(s.kafka_bootstrap, client_id=s.mqtt_client_id)
+    kafka = RdKafkaSink(s.kafka_bootstrap, client_id=s.mqtt_client_id)
     core = GatewayCore(
         kafka,
         metrics,
-        limits=Limits(s.max_payload_bytes, s.max_future_skew_s, s.max_age_s),
+        limits=gateway_limits(s),
         registry=registry,
         max_in_flight=s.kafka_max_in_flight,
         dedup_window=s.dedup_window,
@@ -623,6 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--status", choices=["Actual", "Exercise", "Test"], default="Actual", help="CAP status")
     r.add_argument("--keep-running", action="store_true", help="keep the broker up after the demo")
+    r.add_argument("--console-port", type=int, default=8790, help="the console's port (a free one if taken)")
+    r.add_argument("--no-console", action="store_true", help="do not serve the operator API and console")
     r.set_defaults(func=cmd_run)
 
     sub.add_parser(

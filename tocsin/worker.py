@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from alerts.engine import AlertConfig, confirm_settings
 from alerts.fastlane import FastLane, FastLaneMetrics
 from alerts.receipts import SmsReceipt, receipt_record, verify_receipt
+from alerts.release import RELEASES, Action, ReleaseDesk, ReleaseEvent, ReleaseGate, ReleaseMetrics
 from alerts.routing import load_routing
 from alerts.sweep import Sweep, Sweeper, identified, parsed
 from detectors.engine import detection_key, detection_topic
@@ -369,16 +370,31 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         asyncio.run_coroutine_threadsafe(letter, event_loop[0]).result(timeout=30)
 
     silences = kafka_silence_store(settings.kafka_bootstrap, on_rejected=silence_rejected)
+    routing = load_routing(settings.routing_file)
     topology = Topology.build(
         registry,
         rules,
         alert_config,
         build_adapters(endpoints(settings)),
         metrics_registry,
-        routing=load_routing(settings.routing_file),
+        routing=routing,
         silences=silences.silences,
     )
     det_stage, alert_stage, notifier = topology.detector, topology.alerter, topology.notifier
+    # the release gate (alerts/release.py): public routes of ``approve`` alerts wait for a decision
+    # that arrives on ``alerts.releases``; the gate's own events are recorded there too
+    releases = _raw_topic(app, RELEASES)
+
+    async def record_release(event: ReleaseEvent) -> None:
+        await releases.send(key=event.fingerprint.encode(), value=encode(event))
+
+    desk = ReleaseDesk(
+        ReleaseGate(routing.release),
+        notifier,
+        record_release,
+        ReleaseMetrics(metrics_registry),
+        lambda: datetime.now(UTC),
+    )
     started: list[bool] = []
     starting = asyncio.Lock()
 
@@ -403,7 +419,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         await start_delivery()
         busy[alert.identifier] += 1
         try:
-            for record in await notifier.deliver(alert):
+            for record in await desk.deliver(alert):
                 await deliveries.send(key=record.alert_id.encode(), value=encode(record))
         finally:
             busy[alert.identifier] -= 1
@@ -431,6 +447,53 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                     await deliver_and_record(alert)
 
             await guard.run("deliver", event.message, handle)
+
+    @app.agent(releases, name="releases")
+    async def release_decisions(stream: Any) -> None:
+        """Operators' approvals and rejections (the console) -> the public deliveries held."""
+        async for value in stream:
+            try:
+                event = ReleaseEvent.model_validate_json(value)
+            except ValueError as e:
+                log.warning("malformed release event skipped: %s", e)
+                continue
+            if event.action not in (Action.APPROVE, Action.REJECT):
+                continue
+            await start_delivery()
+            try:
+                records = await desk.apply(event)
+            except Exception:  # noqa: BLE001 - one bad decision must not stop the agent
+                log.exception("release event %s of %s not applied", event.action, event.identifier)
+                continue
+            for record in records:
+                await deliveries.send(key=record.alert_id.encode(), value=encode(record))
+
+    @app.task
+    async def restore_releases() -> None:
+        """After a restart: the messages still held (alerts.releases of the last T2 and more) are
+        held again from their first time, so T2 releases them even though this worker never saw them."""
+        since_ms = int((time.time() - routing.release.t2_s - 300) * 1000)
+        try:
+            values = await asyncio.to_thread(read_since, settings.kafka_bootstrap, RELEASES, since_ms)
+        except Exception as e:  # noqa: BLE001 - Kafka down: nothing to restore from, deliveries go on
+            log.error("release gate not restored from %s: %s", RELEASES, e)
+            return
+        events = []
+        for v in values:
+            try:
+                events.append(ReleaseEvent.model_validate_json(v))
+            except ValueError:
+                continue
+        if events and (held := desk.gate.restore(events)):
+            log.warning("release gate restored %d held message(s) from %s", held, RELEASES)
+
+    @app.timer(interval=5.0)
+    async def release_clock() -> None:
+        """Escalation (T1) and the T2 policy of the messages held for approval."""
+        if desk.gate.pending:
+            await start_delivery()
+            for record in await desk.tick():
+                await deliveries.send(key=record.alert_id.encode(), value=encode(record))
 
     async def owned_alert_partitions() -> set[int] | None:
         """The ``alerts`` partitions of this worker once no rebalance is going on (up to 10 min for

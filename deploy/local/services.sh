@@ -53,7 +53,7 @@ MVN=${TOCSIN_MVN:-mvn}
 JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 JAVA_MAJOR=unknown # set by need_java17
 
-APT_PACKAGES=(mosquitto mosquitto-clients kcat prometheus)
+APT_PACKAGES=(mosquitto mosquitto-clients kcat prometheus chromium chromium-driver)
 APT_DONE=0
 
 # ---------------------------------------------------------------------------------------------------------
@@ -83,6 +83,7 @@ usage: ${0##*/} <command> [svc...]
   check [svc...]      end-to-end smoke test against running services
   env                 print 'export TOCSIN_...' lines for the endpoints in use
   logs-dir            print the directory holding one log per service
+  browser             install headless Chromium and chromedriver (Debian) for the console's browser tests
 svc: ${ALL_SERVICES[*]} (default: all)
 EOF
 }
@@ -788,8 +789,8 @@ start_and_wait() { # svc...
     local -A t0=() deadline=()
     for svc in "$@"; do
         t0[$svc]=$(now_us)
-        if pid=$(svc_pid "$svc") && declare -F "stale_config_$svc" >/dev/null &&
-            reason=$("stale_config_$svc"); then
+        if pid=$(svc_pid "$svc") && [[ ${TOCSIN_UP_NO_RESTART:-0} != 1 ]] &&
+            declare -F "stale_config_$svc" >/dev/null && reason=$("stale_config_$svc"); then
             info "$svc: running (pid $pid) but $reason: restarting it"
             stop_pid "$svc" "$pid"
             "start_$svc"
@@ -902,6 +903,18 @@ cmd_env() {
     fi
 }
 
+# The console's browser tests: headless Chromium, its driver, and a CJK font for readable screenshots.
+cmd_browser() {
+    ensure_apt_tools chromium chromedriver
+    if [[ -z $(fc-list :lang=zh 2>/dev/null) ]] && command -v apt-get >/dev/null 2>&1; then
+        local sudo=()
+        ((EUID == 0)) || sudo=(sudo)
+        info "provision: no CJK font -> apt-get install fonts-wqy-microhei"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y fonts-wqy-microhei >/dev/null 2>&1 ||
+            warn "fonts-wqy-microhei not installed: screenshots will show boxes for Chinese text"
+    fi
+}
+
 main() {
     local cmd=${1:-help} svc
     shift || true
@@ -919,6 +932,7 @@ main() {
         status) cmd_status "$@" ;;
         check) cmd_check "$@" ;;
         env) cmd_env ;;
+        browser) cmd_browser ;;
         logs-dir) printf '%s\n' "$LOG_DIR" ;;
         help | -h | --help) usage ;;
         *)

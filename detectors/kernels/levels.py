@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 N_LEVELS = 4
 
@@ -61,7 +61,7 @@ class LevelState:
     calm: int = 0  # consecutive samples past the current clear threshold
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {"rank": self.rank, "pending": self.pending, "calm": self.calm}
 
     @classmethod
     def from_dict(cls, d: dict[str, int] | None) -> LevelState:

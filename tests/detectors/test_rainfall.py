@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.kernels.rainfall import DEFAULT_WINDOWS_S, HOUR_S, accumulation, accumulations, add_report
+from detectors.kernels.rainfall import (
+    DEFAULT_WINDOWS_S,
+    HOUR_S,
+    accumulation,
+    accumulation_units,
+    accumulations,
+    add_report,
+    cap_reports,
+    window_units,
+)
 
 T0 = 1_719_792_000.0  # 2024-07-01T00:00:00Z
 
@@ -158,3 +167,56 @@ def test_property_any_arrival_order_gives_the_same_accumulations(data: st.DataOb
         # a longer window never holds less rain
         vals = [acc_a[w] for w in DEFAULT_WINDOWS_S]
         assert all(x <= y + 1e-9 for x, y in zip(vals, vals[1:], strict=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# window_units: the bisecting version the engine runs, against the plain loop (its reference twin)
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def mixed_report_sets(draw: st.DrawFn) -> list[tuple[float, float, float]]:
+    """Reports of any interval, merged ones (cap_reports) included: long intervals straddle windows."""
+    n = draw(st.integers(0, 40))
+    keys = draw(
+        st.lists(
+            st.tuples(
+                st.floats(0, 30 * 3600, allow_nan=False),
+                st.sampled_from([1.0, 60.0, 300.0, 600.0, 3600.0, 5 * 3600.0, 0.1]),
+            ),
+            min_size=n,
+            max_size=n,
+            unique=True,
+        )
+    )
+    mms = draw(st.lists(st.sampled_from([0.0, 0.1, 0.2, 0.5, 0.254, 1.3, 7.7, 50.0]), min_size=n, max_size=n))
+    return [(T0 + t, interval, mm) for (t, interval), mm in zip(keys, mms, strict=True)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), reports=mixed_report_sets(), cap=st.sampled_from([None, 5, 12]))
+def test_property_window_units_equal_the_plain_accumulation(
+    data: st.DataObject, reports: list, cap: int | None
+) -> None:
+    held = _build(reports)
+    if cap is not None:
+        held = cap_reports(held, cap)
+    newest = max((r[0] for r in held), default=T0)
+    # now: at, before (out-of-order arrival: reports end after it) and after the newest report, and
+    # exactly at a window edge of one report's end
+    nows = [newest, newest - data.draw(st.floats(0.0, 20 * 3600.0)), newest + 1800.0]
+    if held:
+        nows.append(data.draw(st.sampled_from(held))[0] + data.draw(st.sampled_from(DEFAULT_WINDOWS_S)))
+    for now in nows:
+        fast = window_units(held, now, DEFAULT_WINDOWS_S)
+        assert fast == [accumulation_units(held, now, w)[0] for w in DEFAULT_WINDOWS_S]
+
+
+def test_window_units_are_exact() -> None:
+    # CMA red rainstorm signal: >= 100 mm in 3 h. 0.1 mm every 10 s, 1,000 reports: 100.00 mm exactly.
+    reports = _build([(T0 + 10.0 * i, 10.0, 0.1) for i in range(1, 1001)])
+    assert window_units(reports, T0 + 10_000.0, [3 * HOUR_S]) == [10_000]
+
+
+def test_window_units_of_no_reports_are_zero() -> None:
+    assert window_units([], T0, DEFAULT_WINDOWS_S) == [0] * len(DEFAULT_WINDOWS_S)

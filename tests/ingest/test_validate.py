@@ -225,6 +225,18 @@ def test_non_finite_by_overflow() -> None:
     assert dl.field == "rain_mm"
 
 
+def test_integers_stay_exact_whatever_their_length() -> None:
+    # The JSON fast path (orjson) reads integers beyond 64 bits as floats; such payloads take the
+    # exact path. Seq is 0..2**63-1 (schemas.common.Seq): its largest value is accepted as is, and one
+    # beyond 64 bits is out of range (an integer), not a float refused as "not an integer" (schema).
+    top = 2**63 - 1
+    accepted = validate_telemetry(RAIN_TOPIC, _rain(seq=top), NOW)
+    assert isinstance(accepted, Accepted) and accepted.reading.seq == top
+    payload = _rain(seq=2**70)
+    dl = _dead(validate_telemetry(RAIN_TOPIC, payload, NOW), Reason.OUT_OF_RANGE, payload)
+    assert dl.field == "seq"
+
+
 @pytest.mark.parametrize(
     ("type_name", "patch", "field"),
     [

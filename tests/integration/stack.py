@@ -34,6 +34,7 @@ from alerts.auth import Role, UserRecord, UsersFile, hash_secret, write_users_fi
 from schemas import topics
 from schemas.common import Family
 from schemas.registry import Area, Device, Registry
+from schemas.transport import KAFKA_PYTHON_RECEIVE_MAX_BYTES
 from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin, wait_until
 
 ROLES = ("sms", "broadcast", "gateway", "worker", "api")
@@ -314,7 +315,12 @@ def gas_reading(device: str, site: str, seq: int, ts: datetime, value: float, ga
 
 def _consumer(bootstrap: str, topic: str, start: dict[Any, int] | None, idle_ms: int) -> KafkaConsumer:
     """A group-less consumer of every partition of ``topic``, at ``start``'s offsets or the beginning."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, consumer_timeout_ms=idle_ms)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        consumer_timeout_ms=idle_ms,
+        receive_message_max_bytes=KAFKA_PYTHON_RECEIVE_MAX_BYTES,  # a shared topic's backlog exceeds 1 MB
+    )
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(tps)
     for tp in tps:

@@ -75,6 +75,8 @@ def test_one_correlation_id_from_mqtt_to_the_phone(services: dict[str, str], tmp
     env = {
         "TOCSIN_INFLUX_URL": "",
         "TOCSIN_LOG_FORMAT": "json",
+        # the gateway's line per accepted reading is at DEBUG (at INFO it cost throughput, issue 15)
+        "TOCSIN_LOG_LEVEL": "DEBUG",
         "TOCSIN_CONSUMER_LAG_INTERVAL_S": "1",
     }
     bootstrap = services["TOCSIN_KAFKA_BOOTSTRAP"]

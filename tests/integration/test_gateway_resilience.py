@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas import topics
 from schemas.common import Family
 from schemas.registry import Area, Device, Registry
+from schemas.transport import KAFKA_PYTHON_RECEIVE_MAX_BYTES
 from tests.integration.procs import REPO, Proc, free_port, tocsin, wait_until
 
 pytestmark = pytest.mark.integration
@@ -247,6 +248,7 @@ def read_seqs(bootstrap: str, device: str, n: int = N, first: int = 1, timeout_s
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=1000,
+        receive_message_max_bytes=KAFKA_PYTHON_RECEIVE_MAX_BYTES,  # a shared topic's backlog exceeds 1 MB
     )
     out = Delivery()
     key = device.encode()
@@ -584,6 +586,7 @@ def test_dead_letters_on_the_real_path(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=1000,
+        receive_message_max_bytes=KAFKA_PYTHON_RECEIVE_MAX_BYTES,  # a shared topic's backlog exceeds 1 MB
     )
     try:
 

@@ -11,6 +11,7 @@ credentials is refused.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -44,7 +45,16 @@ SERVICES = ["bash", str(REPO / "deploy" / "local" / "services.sh")]
 @pytest.fixture(scope="module")
 def secure_kafka(services: dict[str, str]) -> Iterator[dict[str, str]]:
     """TOCSIN_ settings of a client of the SASL_SSL listener (``up`` adds it if the broker lacks it)."""
-    up = subprocess.run([*SERVICES, "up", "kafka"], capture_output=True, text=True, timeout=600)
+    # A broker that already serves the secure port is not restarted (other sessions may be using it).
+    out = subprocess.run([*SERVICES, "env"], capture_output=True, text=True, timeout=60, check=True).stdout
+    port = int(next((ln.rsplit(":", 1)[1] for ln in out.splitlines() if "SECURE_BOOTSTRAP=" in ln), "9094"))
+    with socket.socket() as s:
+        s.settimeout(2)
+        serving = s.connect_ex(("127.0.0.1", port)) == 0
+    no_restart = {"TOCSIN_UP_NO_RESTART": "1"} if serving else {}
+    up = subprocess.run(
+        [*SERVICES, "up", "kafka"], capture_output=True, text=True, timeout=600, env={**os.environ, **no_restart}
+    )
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     out = subprocess.run([*SERVICES, "env"], capture_output=True, text=True, timeout=60, check=True).stdout
     env = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines() if line.startswith("export "))

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from schemas.transport import KafkaTransport, MqttTransport, kafka_python_kwargs, mqtt_tls_context
+from schemas.transport import (
+    KAFKA_PYTHON_RECEIVE_MAX_BYTES,
+    KafkaTransport,
+    MqttTransport,
+    kafka_python_kwargs,
+    mqtt_tls_context,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,8 +27,11 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(d / "ca.crt")
 
 
-def test_plaintext_kafka_adds_nothing() -> None:
-    assert kafka_python_kwargs(KafkaTransport()) == {}
+def test_plaintext_kafka_adds_only_the_frame_limit_above_a_fetch() -> None:
+    # kafka-python 2.3's consumer fetches up to 52,428,800 bytes (fetch_max_bytes) but by default
+    # refuses frames above 1,000,000 bytes (dpkp/kafka-python#3074): the limit must cover a fetch.
+    assert kafka_python_kwargs(KafkaTransport()) == {"receive_message_max_bytes": 100 * 1024 * 1024}
+    assert KAFKA_PYTHON_RECEIVE_MAX_BYTES >= 52_428_800
 
 
 def test_sasl_ssl_gives_kafka_python_scram_over_a_verifying_tls_context(ca: str) -> None:
@@ -32,6 +41,7 @@ def test_sasl_ssl_gives_kafka_python_scram_over_a_verifying_tls_context(ca: str)
     kw = kafka_python_kwargs(t)
     ctx = kw.pop("ssl_context")
     assert kw == {
+        "receive_message_max_bytes": KAFKA_PYTHON_RECEIVE_MAX_BYTES,
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "gw",
