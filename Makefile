@@ -35,10 +35,11 @@ test-unit: $(STAMP) ## only the tests that need no service
 fuzz: $(STAMP) ## the fuzz targets at 10x (100,000 gateway messages, 150,000 worker records); results in var/fuzz/
 	TOCSIN_FUZZ_SCALE=10 $(BIN)/pytest -q tests/fuzz tests/schemas/test_records_fuzz.py
 
-lint: $(STAMP) ## ruff and mypy over the packages
+lint: $(STAMP) ## ruff, mypy and the import contracts (lint-imports, docs/architecture.md) over the packages
 	$(BIN)/ruff check tocsin ingest detectors alerts schemas simulators tests
 	$(BIN)/ruff format --check tocsin ingest detectors alerts schemas simulators tests
 	$(BIN)/mypy tocsin ingest detectors alerts schemas simulators
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP) ## benchmarks, JSON results in var/bench/
 	$(BIN)/python -m tests.bench.run --out var/bench

@@ -1,10 +1,11 @@
 """The operators' HTTP API: alerts with their history, deliveries and acks; silences; the audit trail.
 
-Run it with ``python -m alerts.api --host 127.0.0.1 --port 8790`` (Kafka from ``TOCSIN_KAFKA_BOOTSTRAP``).
+Run it with ``python -m tocsin.api --host 127.0.0.1 --port 8790`` (Kafka from ``TOCSIN_KAFKA_BOOTSTRAP``; the
+process and its Kafka wiring are in tocsin/api.py).
 
 The API is a read model over Kafka. :class:`AlertView` is built by reading ``alerts``,
 ``alerts.deliveries`` and ``alerts.acks`` from the beginning and then following them (one
-:class:`~alerts.silence_store.TopicFollower` thread, no consumer group): for every fingerprint the
+:class:`~tocsin.kafka.TopicFollower` thread, no consumer group): for every fingerprint the
 messages in the order they were produced (the key is the fingerprint, so one partition keeps
 them in order; the last one is the current message), every delivery record and every ack.
 Writes go to Kafka, never to the view: an ack is produced to ``alerts.acks`` and a silence to
@@ -41,22 +42,13 @@ JSON responses are UTF-8 with Chinese unescaped. Errors are ``{"error": ..., "de
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
-import heapq
-import importlib
 import json
 import logging
-import os
-import signal
-import ssl
-import sys
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -65,25 +57,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from alerts.auth import Authenticator, Denied, Principal, Role, UserRecord, UsersFile, hash_secret, write_users_file
-from alerts.silence_store import SilenceStore, TopicFollower, delete_silence, has_ended, publish_silence
+from alerts.auth import Authenticator, Denied, Principal, Role
+from alerts.cap import render_cap
+from alerts.silence_store import has_ended
 from alerts.silences import Silence
-from schemas import topics
-from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel, WireModel
-from schemas.delivery import DeliveryRecord
-from schemas.transport import kafka_python_kwargs
-from schemas.wire import decode, encode
+from alerts.view import AlertView
+from schemas.ack import Ack
+from schemas.alert import Alert
+from schemas.common import Family
 
 log = logging.getLogger(__name__)
 
-ACKS = topics.ACKS
-VIEW_TOPICS = (topics.ALERTS, topics.DELIVERIES, ACKS)
 
 CapRenderer = Callable[..., bytes]
 
-DEFAULT_RETENTION = timedelta(days=7)
-DEFAULT_MAX_ENDED = 10_000
 DEFAULT_SILENCE_MAX = timedelta(hours=24)
 PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -94,16 +81,6 @@ def _utcnow() -> datetime:
 
 
 # --------------------------------------------------------------------------- models at the edges
-class Ack(WireModel):
-    """An operator's acknowledgement of one alert message (Kafka ``alerts.acks``, key = fingerprint)."""
-
-    fingerprint: str = Field(min_length=1)
-    identifier: str = Field(min_length=1, description="the message acknowledged")
-    by: str = Field(min_length=1, max_length=100)
-    note: str = Field(default="", max_length=1000)
-    at: AwareDatetime
-
-
 class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -130,329 +107,6 @@ class AuditQuery(BaseModel):
     until: AwareDatetime | None = None
 
 
-class AlertSummary(BaseModel):
-    fingerprint: str
-    identifier: str
-    revision: int
-    msg_type: MsgType
-    status: AlertStatus
-    active: bool
-    level: WarningLevel
-    hazard: Family
-    event: str
-    area: AlertArea
-    headline: str
-    sent: datetime
-    acknowledged: bool
-    acknowledged_by: str | None
-    acknowledged_at: datetime | None
-
-
-class AlertDetail(AlertSummary):
-    current: Alert
-    history: list[Alert]
-    deliveries: list[DeliveryRecord]
-    delivery_summary: dict[str, dict[str, int]] = Field(description="channel -> outcome -> count")
-    acks: list[Ack]
-
-
-class AuditEvent(BaseModel):
-    ts: datetime
-    kind: Literal["message", "delivery", "ack"]
-    fingerprint: str
-    identifier: str
-    summary: str
-    record: dict[str, Any]
-
-
-# --------------------------------------------------------------------------- the view
-@dataclass
-class _Incident:
-    """Everything seen for one fingerprint; ``seq`` numbers give the arrival order across topics."""
-
-    messages: list[tuple[int, Alert]] = field(default_factory=list)
-    deliveries: list[tuple[int, DeliveryRecord]] = field(default_factory=list)
-    acks: list[tuple[int, Ack]] = field(default_factory=list)
-    identifiers: set[str] = field(default_factory=set)
-    seen: set[Any] = field(default_factory=set)  # deliveries and acks already applied (replays are no-ops)
-    last_ts: datetime | None = None  # time of the latest record (message sent, delivery ts, ack at)
-    stamp: tuple[datetime, int] | None = None  # its entry in the eviction heap while it is ended
-
-    @property
-    def ended(self) -> bool:
-        """Evictable: cancelled, or only records whose alert message has not been seen."""
-        return not self.messages or self.messages[-1][1].msg_type is MsgType.CANCEL
-
-
-class AlertView:
-    """The queryable state, fed record by record (thread-safe: a consumer thread writes, handlers read).
-
-    Applying is idempotent (a message is known by its identifier, a delivery or ack by its content),
-    so a replayed topic changes nothing.
-
-    Bounded (see the module docstring): at most ``max_ended`` ended incidents are kept, none whose
-    latest record is older than ``retention`` before the newest alert message seen; active incidents
-    are never evicted.
-    """
-
-    def __init__(self, retention: timedelta = DEFAULT_RETENTION, max_ended: int = DEFAULT_MAX_ENDED) -> None:
-        if retention <= timedelta(0):
-            raise ValueError(f"retention must be positive, not {retention}")
-        if max_ended < 0:
-            raise ValueError(f"max_ended must be >= 0, not {max_ended}")
-        self.retention, self.max_ended = retention, max_ended
-        self._cond = threading.Condition(threading.RLock())
-        self._incidents: dict[str, _Incident] = {}
-        self._seq = 0
-        self._caught_up = threading.Event()
-        self._alert_time: datetime | None = None  # the newest message's ``sent``: the retention clock
-        self._ended: set[str] = set()  # fingerprints of the ended incidents kept
-        self._heap: list[tuple[datetime, int, str]] = []  # (last_ts, seq, fingerprint); stale entries skipped
-        self._evicted: OrderedDict[str, frozenset[str]] = OrderedDict()  # fingerprint -> its message identifiers
-        self._evicted_max = max(max_ended, 1024)
-        self.evicted = 0  # incidents evicted so far
-
-    # ------------------------------------------------------------------ feeding
-    def apply_record(self, topic: str, value: bytes | None) -> bool:
-        """Apply one raw Kafka record of ``alerts``, ``alerts.deliveries`` or ``alerts.acks``.
-
-        Malformed records are logged and skipped (False)."""
-        if not value:
-            return False
-        try:
-            if topic == topics.ALERTS:
-                return self.apply_alert(decode(Alert, value))
-            if topic == topics.DELIVERIES:
-                return self.apply_delivery(decode(DeliveryRecord, value))
-            if topic == ACKS:
-                return self.apply_ack(decode(Ack, value))
-        except ValidationError as e:
-            log.warning("malformed record on %s skipped: %s", topic, e.errors(include_url=False)[:3])
-            return False
-        log.warning("record of unexpected topic %s skipped", topic)
-        return False
-
-    def _next(self, fingerprint: str) -> tuple[int, _Incident]:
-        self._seq += 1
-        return self._seq, self._incidents.setdefault(fingerprint, _Incident())
-
-    def _of_evicted(self, fingerprint: str, identifier: str) -> bool:
-        gone = self._evicted.get(fingerprint)
-        return gone is not None and identifier in gone
-
-    def apply_alert(self, alert: Alert) -> bool:
-        with self._cond:
-            inc = self._incidents.get(alert.fingerprint)
-            if inc is not None and alert.identifier in inc.identifiers:
-                return False
-            if self._of_evicted(alert.fingerprint, alert.identifier):
-                return False
-            seq, inc = self._next(alert.fingerprint)
-            inc.messages.append((seq, alert))
-            inc.identifiers.add(alert.identifier)
-            if self._alert_time is None or alert.sent > self._alert_time:
-                self._alert_time = alert.sent
-            self._changed(alert.fingerprint, inc, seq, alert.sent)
-            self._cond.notify_all()
-            return True
-
-    def apply_delivery(self, record: DeliveryRecord) -> bool:
-        return self._apply_other(record.fingerprint, record, "deliveries", record.alert_id, record.ts)
-
-    def apply_ack(self, ack: Ack) -> bool:
-        return self._apply_other(ack.fingerprint, ack, "acks", ack.identifier, ack.at)
-
-    def _apply_other(
-        self, fingerprint: str, item: DeliveryRecord | Ack, attr: str, identifier: str, ts: datetime
-    ) -> bool:
-        with self._cond:
-            inc = self._incidents.get(fingerprint)
-            if inc is not None and item in inc.seen:
-                return False
-            if self._of_evicted(fingerprint, identifier):
-                return False
-            seq, inc = self._next(fingerprint)
-            getattr(inc, attr).append((seq, item))
-            inc.seen.add(item)
-            self._changed(fingerprint, inc, seq, ts)
-            self._cond.notify_all()
-            return True
-
-    # ------------------------------------------------------------------ the bound
-    def _changed(self, fingerprint: str, inc: _Incident, seq: int, ts: datetime) -> None:
-        """Book-keeping after a record was applied to ``inc``, then eviction."""
-        if inc.last_ts is None or ts > inc.last_ts:
-            inc.last_ts = ts
-        assert inc.last_ts is not None
-        if inc.ended:
-            self._ended.add(fingerprint)
-            inc.stamp = (inc.last_ts, seq)
-            heapq.heappush(self._heap, (inc.last_ts, seq, fingerprint))
-        else:
-            self._ended.discard(fingerprint)
-            inc.stamp = None
-        self._evict()
-
-    def _evict(self) -> None:
-        horizon = self._alert_time - self.retention if self._alert_time is not None else None
-        heap = self._heap
-        while heap:
-            ts, seq, fp = heap[0]
-            inc = self._incidents.get(fp)
-            if inc is None or inc.stamp != (ts, seq):
-                heapq.heappop(heap)  # stale: the incident changed since, became active or is gone
-                continue
-            if len(self._ended) <= self.max_ended and (horizon is None or ts >= horizon):
-                break
-            heapq.heappop(heap)
-            del self._incidents[fp]
-            self._ended.discard(fp)
-            self._evicted[fp] = self._evicted.pop(fp, frozenset()) | inc.identifiers
-            while len(self._evicted) > self._evicted_max:
-                self._evicted.popitem(last=False)
-            self.evicted += 1
-        if len(heap) > 2 * len(self._ended) + 1024:  # too many stale entries: rebuild
-            self._heap = [(i.stamp[0], i.stamp[1], fp) for fp in self._ended if (i := self._incidents[fp]).stamp]
-            heapq.heapify(self._heap)
-
-    @property
-    def ended_count(self) -> int:
-        """Ended incidents kept (never above ``max_ended``)."""
-        with self._cond:
-            return len(self._ended)
-
-    def fingerprints(self) -> set[str]:
-        """Every fingerprint kept (with or without a message)."""
-        with self._cond:
-            return set(self._incidents)
-
-    def mark_caught_up(self) -> None:
-        self._caught_up.set()
-
-    @property
-    def caught_up(self) -> bool:
-        return self._caught_up.is_set()
-
-    def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
-        """Block until ``predicate()`` holds (re-checked after every applied record), at most ``timeout_s``."""
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout_s)
-
-    # ------------------------------------------------------------------ queries
-    def current(self, fingerprint: str) -> Alert | None:
-        with self._cond:
-            inc = self._incidents.get(fingerprint)
-            return inc.messages[-1][1] if inc and inc.messages else None
-
-    def has_ack(self, ack: Ack) -> bool:
-        with self._cond:
-            inc = self._incidents.get(ack.fingerprint)
-            return inc is not None and ack in inc.seen
-
-    def __len__(self) -> int:
-        with self._cond:
-            return sum(1 for inc in self._incidents.values() if inc.messages)
-
-    @staticmethod
-    def _summary_fields(fingerprint: str, inc: _Incident) -> dict[str, Any]:
-        cur = inc.messages[-1][1]
-        acks = [a for _, a in inc.acks if a.identifier == cur.identifier]
-        last = max(acks, key=lambda a: a.at) if acks else None
-        return {
-            "fingerprint": fingerprint,
-            "identifier": cur.identifier,
-            "revision": cur.revision,
-            "msg_type": cur.msg_type,
-            "status": cur.status,
-            "active": cur.msg_type is not MsgType.CANCEL,
-            "level": cur.level,
-            "hazard": cur.hazard,
-            "event": cur.event,
-            "area": cur.area,
-            "headline": cur.headline,
-            "sent": cur.sent,
-            "acknowledged": last is not None,
-            "acknowledged_by": last.by if last else None,
-            "acknowledged_at": last.at if last else None,
-        }
-
-    def summaries(
-        self, state: Literal["active", "all"] = "active", hazard: Family | None = None, area: str | None = None
-    ) -> list[AlertSummary]:
-        """Fingerprints with at least one message, filtered; active first, then the most severe, then the newest."""
-        with self._cond:
-            out = [AlertSummary(**self._summary_fields(fp, inc)) for fp, inc in self._incidents.items() if inc.messages]
-        out = [
-            s
-            for s in out
-            if (state == "all" or s.active)
-            and (hazard is None or s.hazard is hazard)
-            and (area is None or s.area.code.startswith(area))
-        ]
-        out.sort(key=lambda s: (not s.active, -s.level.rank, -s.sent.timestamp()))
-        return out
-
-    def detail(self, fingerprint: str) -> AlertDetail | None:
-        with self._cond:
-            inc = self._incidents.get(fingerprint)
-            if inc is None or not inc.messages:
-                return None
-            fields = self._summary_fields(fingerprint, inc)
-            history = [m for _, m in inc.messages]
-            deliveries = [d for _, d in inc.deliveries]
-            acks = [a for _, a in inc.acks]
-        summary: dict[str, dict[str, int]] = {}
-        for d in deliveries:
-            per = summary.setdefault(d.channel, {})
-            per[d.outcome] = per.get(d.outcome, 0) + 1
-        return AlertDetail(
-            **fields,
-            current=history[-1],
-            history=history,
-            deliveries=deliveries,
-            delivery_summary=summary,
-            acks=acks,
-        )
-
-    def audit(
-        self, fingerprint: str | None = None, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AuditEvent]:
-        """Every message, delivery record and ack, by time (then arrival order)."""
-        rows: list[tuple[datetime, int, AuditEvent]] = []
-        with self._cond:
-            items = [(fp, inc) for fp, inc in self._incidents.items() if fingerprint is None or fp == fingerprint]
-            for fp, inc in items:
-                for seq, m in inc.messages:
-                    rows.append((m.sent, seq, _event("message", fp, m.identifier, m.sent, _say_message(m), m)))
-                for seq, d in inc.deliveries:
-                    rows.append((d.ts, seq, _event("delivery", fp, d.alert_id, d.ts, _say_delivery(d), d)))
-                for seq, a in inc.acks:
-                    rows.append((a.at, seq, _event("ack", fp, a.identifier, a.at, _say_ack(a), a)))
-        rows = [r for r in rows if (since is None or r[0] >= since) and (until is None or r[0] <= until)]
-        rows.sort(key=lambda r: (r[0], r[1]))
-        return [r[2] for r in rows]
-
-
-def _event(kind: Any, fp: str, identifier: str, ts: datetime, summary: str, record: BaseModel) -> AuditEvent:
-    return AuditEvent(
-        ts=ts, kind=kind, fingerprint=fp, identifier=identifier, summary=summary, record=record.model_dump(mode="json")
-    )
-
-
-def _say_message(m: Alert) -> str:
-    tag = "" if m.status is AlertStatus.ACTUAL else f"[{m.status.value}] "
-    return f"{tag}{m.msg_type.value} rev {m.revision} {m.hazard.value} {m.level.value}: {m.headline}"
-
-
-def _say_delivery(d: DeliveryRecord) -> str:
-    detail = f" ({d.detail})" if d.detail else ""
-    return f"{d.channel} to {d.recipient}: {d.outcome} after {d.attempts} attempt(s){detail}"
-
-
-def _say_ack(a: Ack) -> str:
-    return f"acknowledged by {a.by}" + (f": {a.note}" if a.note else "")
-
-
 # --------------------------------------------------------------------------- injected dependencies
 AckPublisher = Callable[[Ack], Awaitable[object]]
 
@@ -474,62 +128,6 @@ class SilenceWriter(Protocol):
     async def publish(self, silence: Silence) -> object: ...
 
     async def delete(self, silence_id: str) -> object: ...
-
-
-class KafkaWriter:
-    """The API's writes to Kafka (acks, silences) through one lazily made producer."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self._producer: Any = None
-        self._lock = threading.Lock()
-
-    def producer(self) -> Any:
-        with self._lock:
-            if self._producer is None:
-                from kafka import KafkaProducer
-
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap.split(","),
-                    **kafka_python_kwargs(),
-                    acks="all",
-                    client_id="tocsin-operator-api",
-                    max_block_ms=10_000,
-                    request_timeout_ms=10_000,
-                )
-            return self._producer
-
-    def _send_ack(self, ack: Ack) -> Any:
-        return self.producer().send(ACKS, key=ack.fingerprint.encode("utf-8"), value=encode(ack)).get(timeout=10)
-
-    async def publish_ack(self, ack: Ack) -> object:
-        return await asyncio.to_thread(self._send_ack, ack)
-
-    async def publish(self, silence: Silence) -> object:
-        return await asyncio.to_thread(
-            functools.partial(publish_silence, self.bootstrap, silence, producer=self.producer())
-        )
-
-    async def delete(self, silence_id: str) -> object:
-        return await asyncio.to_thread(
-            functools.partial(delete_silence, self.bootstrap, silence_id, producer=self.producer())
-        )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=5)
-                self._producer = None
-
-
-def import_cap_renderer() -> CapRenderer | None:
-    """``alerts.cap.render_cap`` if that module is there (imported on first use), else None."""
-    try:
-        module = importlib.import_module("alerts.cap")
-    except ImportError:
-        return None
-    render = getattr(module, "render_cap", None)
-    return render if callable(render) else None
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -982,66 +580,29 @@ class OperatorApi:
 
 def build_app(
     view: AlertView,
-    bootstrap: str | None = None,
     *,
     silence_store: SilenceSource | None = None,
     silence_writer: SilenceWriter | None = None,
     ack_publisher: AckPublisher | None = None,
-    load_cap: Callable[[], CapRenderer | None] = import_cap_renderer,
+    load_cap: Callable[[], CapRenderer | None] = lambda: render_cap,
     clock: Callable[[], datetime] = _utcnow,
     visible_timeout_s: float = 5.0,
     metrics_registry: CollectorRegistry | None = None,
     auth: Authenticator | None = None,
     silence_max: timedelta = DEFAULT_SILENCE_MAX,
     console: dict[str, Any] | None = None,
+    bootstrap: str | None = None,
+    producer: Callable[[], Any] | None = None,
 ) -> web.Application:
     """The aiohttp application over ``view``; with ``console`` (keyword arguments of
     :func:`alerts.console.setup_console`, ``{}`` for the defaults) the web console too.
 
-    With ``bootstrap`` (Kafka), whatever is not injected is wired to Kafka and runs with the app:
-    a follower feeding ``view`` from ``alerts``, ``alerts.deliveries`` and ``alerts.acks``, a
-    :class:`SilenceStore`, and a producer for acks and silences. Without it, only what is injected
-    works (tests feed ``view`` directly); missing writers answer ``503``. Without ``auth`` every
-    route but the probes answers ``401``.
+    Only what is injected works: the Kafka wiring (a follower feeding ``view`` from ``alerts``,
+    ``alerts.deliveries`` and ``alerts.acks``, the silence store, the producer of acks and silences)
+    is made by the runtime (tocsin/api.py); tests feed ``view`` directly. Missing writers answer
+    ``503``. Without ``auth`` every route but the probes answers ``401``.
     """
     app = web.Application()
-    owned: list[Any] = []
-    if bootstrap is not None:
-        kafka = KafkaWriter(bootstrap)
-        if silence_store is None:
-            store = SilenceStore(bootstrap)
-            silence_store = store
-            owned.append(store)
-        silence_writer = silence_writer or kafka
-        ack_publisher = ack_publisher or kafka.publish_ack
-        feed = TopicFollower(
-            bootstrap,
-            VIEW_TOPICS,
-            lambda rec: view.apply_record(rec.topic, rec.value),
-            name="operator-api-view",
-            on_caught_up=view.mark_caught_up,
-        )
-
-        async def start(_app: web.Application) -> None:
-            from ingest.sinks import ensure_topics
-            from tocsin.settings import Settings
-
-            try:
-                await asyncio.to_thread(ensure_topics, bootstrap, VIEW_TOPICS, Settings().kafka_partitions)
-            except Exception as e:  # noqa: BLE001 - the follower picks the topics up once they exist
-                log.warning("could not ensure topics %s: %s", VIEW_TOPICS, e)
-            for s in owned:
-                await asyncio.to_thread(s.start)
-            feed.start()
-
-        async def stop(_app: web.Application) -> None:
-            feed.stop()
-            for s in owned:
-                await asyncio.to_thread(s.stop)
-            await asyncio.to_thread(kafka.close)
-
-        app.on_startup.append(start)
-        app.on_cleanup.append(stop)
     api = OperatorApi(
         view,
         silence_store=silence_store,
@@ -1060,123 +621,5 @@ def build_app(
     if console:
         from alerts.console import setup_console
 
-        setup_console(
-            app, api, bootstrap=bootstrap, producer=kafka.producer if bootstrap is not None else None, **console
-        )
+        setup_console(app, api, bootstrap=bootstrap, producer=producer, **console)
     return app
-
-
-# --------------------------------------------------------------------------- process
-async def serve(
-    host: str,
-    port: int,
-    bootstrap: str,
-    view: AlertView | None = None,
-    *,
-    auth: Authenticator | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    silence_max: timedelta = DEFAULT_SILENCE_MAX,
-) -> None:
-    app = build_app(
-        view if view is not None else AlertView(),
-        bootstrap,
-        auth=auth,
-        silence_max=silence_max,
-        console={"secure_cookie": ssl_context is not None},
-    )
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    await site.start()
-    address = runner.addresses[0] if runner.addresses else (host, port)
-    scheme = "https" if ssl_context is not None else "http"
-    log.info("operator API listening on %s://%s:%s (kafka %s)", scheme, address[0], address[1], bootstrap)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        log.info("operator API stopped")
-
-
-def main(argv: list[str] | None = None) -> int:
-    from tocsin.settings import Settings
-
-    parser = argparse.ArgumentParser(prog="python -m alerts.api", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8790, help="0: any free port (logged)")
-    args = parser.parse_args(argv)
-    settings = Settings()
-    from tocsin.logs import setup_logging
-
-    setup_logging(settings.log_level, settings.log_format, "operator-api")
-    from tocsin.settings import UnsafeSecret, refuse_dev_secrets
-
-    try:
-        refuse_dev_secrets(settings)
-        auth = authenticator(settings)
-        ssl_context = tls_context(settings.api_tls_cert, settings.api_tls_key)
-    except (UnsafeSecret, ValueError, OSError) as e:
-        log.error("operator API not started: %s", e)
-        return 2
-    view = AlertView(retention=timedelta(days=settings.api_retention_days), max_ended=settings.api_max_ended)
-    silence_max = timedelta(hours=settings.api_silence_max_hours)
-    asyncio.run(
-        serve(
-            args.host,
-            args.port,
-            settings.kafka_bootstrap,
-            view,
-            auth=auth,
-            ssl_context=ssl_context,
-            silence_max=silence_max,
-        )
-    )
-    return 0
-
-
-def tls_context(cert: str, key: str) -> ssl.SSLContext | None:
-    """A server context (TLS 1.2 at least) from PEM files; None when neither is set."""
-    if not cert and not key:
-        return None
-    if not (cert and key):
-        raise ValueError("TOCSIN_API_TLS_CERT and TOCSIN_API_TLS_KEY go together")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def authenticator(settings: Any) -> Authenticator:
-    """From ``TOCSIN_API_USERS_FILE``; without one, only in development mode (``TOCSIN_DEV``): a
-    one-off users file with the supervisor ``demo`` and a random password, printed once."""
-    from alerts.auth import AuthError, FailureLimiter
-
-    limiter = FailureLimiter(settings.api_auth_max_failures, settings.api_auth_window_s)
-    path = settings.api_users_file
-    if not path:
-        if not settings.dev:
-            raise ValueError(
-                "no TOCSIN_API_USERS_FILE: add users with `tocsin users add` (or set TOCSIN_DEV=1 for a demo login)"
-            )
-        import secrets
-        import tempfile
-
-        password = secrets.token_urlsafe(12)
-        fd, path = tempfile.mkstemp(prefix="tocsin-dev-users-", suffix=".json")
-        os.close(fd)
-        write_users_file(
-            path, UsersFile(users=[UserRecord(name="demo", role=Role.SUPERVISOR, password_hash=hash_secret(password))])
-        )
-        print(f"operator API development login (TOCSIN_DEV): demo / {password}", file=sys.stderr, flush=True)
-    try:
-        return Authenticator(path, limiter=limiter)
-    except AuthError as e:
-        raise ValueError(str(e)) from e
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -27,17 +27,25 @@ from typing import Any
 from alerts import cap_id
 from alerts.kernels import fire as fk
 from alerts.kernels import quake as qk
-from detectors.rules import ConfirmRules
 from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
 from schemas.common import WarningLevel
-from schemas.detection import Detection, DetectionState
+from schemas.confirm import ConfirmRules
+from schemas.detection import Detection, DetectionKind, DetectionState, is_gas_kind
 from schemas.registry import RegistryLike
 
 State = dict[str, Any]
 BEIJING = timezone(timedelta(hours=8))
 
 # detection kind -> incident group (the "source" part of the fingerprint)
-_GROUPS = {"rainfall": "rainstorm", "water_level": "flood", "fire": "forest_fire", "p_trigger": "earthquake"}
+_GROUPS: dict[str, str] = {
+    DetectionKind.RAINFALL: "rainstorm",
+    DetectionKind.WATER_LEVEL: "flood",
+    DetectionKind.FIRE: "forest_fire",
+    DetectionKind.P_TRIGGER: "earthquake",
+}
+
+# kinds that alert without a warning level
+_LEVELLESS_ALERTS = (DetectionKind.P_TRIGGER, DetectionKind.OFFLINE)
 
 _EVENTS = {
     "rainstorm": ("暴雨", "Met"),
@@ -85,7 +93,7 @@ def _anomaly_instruction(st: dict[str, Any]) -> str:
 def incident_group(kind: str) -> str:
     if kind in _GROUPS:
         return _GROUPS[kind]
-    if kind.startswith("gas_") or kind.startswith("o2_"):
+    if is_gas_kind(kind):
         return "gas_leak"
     return kind
 
@@ -199,7 +207,7 @@ class AlertEngine:
     def fingerprint(self, d: Detection) -> str:
         """The lifecycle state's key. Its part before the last ``:`` is the ``detections`` key
         (``<family>:<area>``), so lifecycle ticks reach the partition that owns the state."""
-        if d.kind == "offline":
+        if d.kind == DetectionKind.OFFLINE:
             token = self._offline_group(d)[0]
             return f"{d.family.value}:{d.area_code or self.config.default_area_code}:offline.{token}"
         return fingerprint_of(d, self.config.default_area_code)
@@ -208,7 +216,7 @@ class AlertEngine:
         """The ``fingerprint`` of the alert messages: the state key, except for equipment (offline)
         alerts, ``<family>:<area>:<gateway-or-site>:offline``: routing keeps anything ending in
         ``:offline`` away from the public (alerts/routing.py)."""
-        if d.kind == "offline":
+        if d.kind == DetectionKind.OFFLINE:
             token = self._offline_group(d)[0]
             return f"{d.family.value}:{d.area_code or self.config.default_area_code}:{token}:offline"
         return self.fingerprint(d)
@@ -261,7 +269,7 @@ class AlertEngine:
             self.superseded += 1
             return st, []
         anomaly = is_anomaly(d.kind)
-        if d.level is None and d.state is not DetectionState.CLEAR and d.kind not in ("p_trigger", "offline"):
+        if d.level is None and d.state is not DetectionState.CLEAR and d.kind not in _LEVELLESS_ALERTS:
             if not anomaly:
                 return st, []  # sensor faults: operator information on Kafka, not warnings
             # An anomaly the rules do not promote: a blue alert for operators and agencies only.
@@ -269,9 +277,9 @@ class AlertEngine:
         st["seen"] = {**st.get("seen", {}), source: stamp}
         if len(st["seen"]) > self.config.max_seen:
             self._evict_seen(st)
-        if d.kind == "p_trigger":
+        if d.kind == DetectionKind.P_TRIGGER:
             return st, self._seismic(d, st)
-        if d.kind == "offline":
+        if d.kind == DetectionKind.OFFLINE:
             # Inhibition: the offline devices of one gateway (or site) are one operators' alert (blue),
             # not one per device; routing never sends it to the public.
             d = d.model_copy(update={"level": WarningLevel.BLUE if d.state is not DetectionState.CLEAR else None})
@@ -294,13 +302,13 @@ class AlertEngine:
             }
             if anomaly:  # promoted (a level from the rules' promote_to) or operators only
                 st["sources"][key]["public"] = bool(d.evidence.get("promoted", True))
-            if d.kind == "fire":
+            if d.kind == DetectionKind.FIRE:
                 st["sources"][key]["sweeps"] = _fire_sweeps(d, prev)
-            if d.kind == "fire" and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
+            if d.kind == DetectionKind.FIRE and d.lat is not None and d.lon is not None and "bearing_deg" in d.evidence:
                 st["sources"][key] |= {"lat": d.lat, "lon": d.lon, "bearing_deg": d.evidence["bearing_deg"]}
         if incident_group(d.kind) == "forest_fire":
             return st, self._fire(d, st)
-        if d.kind == "offline":
+        if d.kind == DetectionKind.OFFLINE:
             return st, self._offline(d, st)
         if anomaly:
             # Public once a promoted source is open; an incident that went public stays public to its
@@ -701,7 +709,7 @@ class AlertEngine:
             return []
         if st["active"] and all(v["cleared"] for v in trig.values()):
             st["active"], st["triggers"], st["sources"] = False, {}, {}
-            cancel = d.model_copy(update={"kind": "p_trigger"})
+            cancel = d.model_copy(update={"kind": DetectionKind.P_TRIGGER.value})
             msg = self._message(cancel, st, MsgType.CANCEL, WarningLevel(st["level"]))
             zone = st.pop("zone", None)
             return [_seismic_audience_and_area(msg, bool(st.pop("public", True)), _zone_of(zone))]
@@ -716,7 +724,7 @@ class AlertEngine:
         level = seismic_level(shaking)
         d2 = d.model_copy(
             update={
-                "kind": "p_trigger",
+                "kind": DetectionKind.P_TRIGGER.value,
                 "value": q["magnitude"] if q["magnitude"] is not None else q["observed"],
                 "unit": "M" if q["magnitude"] is not None else "度",
                 "threshold": None,

@@ -37,7 +37,6 @@ from pydantic import BaseModel
 from alerts.adapters.base import Notification
 from schemas.alert import Alert
 from schemas.delivery import DeliveryRecord
-from schemas.transport import kafka_python_kwargs
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -65,80 +64,6 @@ def incomplete(
         if any(done[(alert.identifier, channel)] < n for channel, n in wanted.items()):
             out.append(alert)
     return out
-
-
-def read_since(bootstrap: str, topic: str, since_ms: int, timeout_s: float = 30.0) -> list[bytes]:
-    """Record values of ``topic`` from ``since_ms`` (epoch ms) to its current end, every partition
-    (kafka-python, blocking: call it in a thread). Bounded by ``timeout_s``."""
-    return [v for _p, _o, v in _read(bootstrap, topic, since_ms, None, timeout_s)]
-
-
-def read_split(
-    bootstrap: str,
-    topic: str,
-    since_ms: int,
-    partitions: Iterable[int],
-    committed: dict[int, int],
-    timeout_s: float = 30.0,
-) -> tuple[list[bytes], list[bytes]]:
-    """Record values of ``topic`` (these ``partitions``) from ``since_ms`` to its end, split at the
-    group's ``committed`` offsets: (below them, at or past them). A partition without a committed
-    offset is all past."""
-    below: list[bytes] = []
-    past: list[bytes] = []
-    for partition, offset, value in _read(bootstrap, topic, since_ms, partitions, timeout_s):
-        (below if offset < committed.get(partition, 0) else past).append(value)
-    return below, past
-
-
-def _read(
-    bootstrap: str, topic: str, since_ms: int, partitions: Iterable[int] | None, timeout_s: float
-) -> list[tuple[int, int, bytes]]:
-    """(partition, offset, value) of ``topic`` (``partitions``, default all) from ``since_ms`` to the end."""
-    import time
-
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False, **kafka_python_kwargs()
-    )
-    try:
-        chosen = sorted(partitions) if partitions is not None else sorted(consumer.partitions_for_topic(topic) or ())
-        tps = [TopicPartition(topic, p) for p in chosen]
-        if not tps:
-            return []
-        starts = consumer.offsets_for_times({tp: since_ms for tp in tps})
-        ends = consumer.end_offsets(tps)
-        todo = {tp for tp in tps if starts.get(tp) is not None and starts[tp].offset < ends[tp]}
-        if not todo:
-            return []
-        consumer.assign(sorted(todo, key=lambda tp: tp.partition))
-        for tp in todo:
-            consumer.seek(tp, starts[tp].offset)
-        out: list[tuple[int, int, bytes]] = []
-        deadline = time.monotonic() + timeout_s
-        while todo and time.monotonic() < deadline:
-            for tp, recs in consumer.poll(timeout_ms=500).items():
-                out += [(tp.partition, r.offset, r.value) for r in recs if r.offset < ends[tp] and r.value is not None]
-                if consumer.position(tp) >= ends[tp]:
-                    todo.discard(tp)
-        return out
-    finally:
-        consumer.close()
-
-
-def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The consumer group's committed offset per partition of ``topic`` (kafka-python, blocking)."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap.split(","), client_id=f"{group}-sweep", **kafka_python_kwargs()
-    )
-    try:
-        offsets = admin.list_consumer_group_offsets(group)
-    finally:
-        admin.close()
-    return {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == topic and m.offset >= 0}
 
 
 def parsed(model: type[M], values: Iterable[bytes]) -> list[M]:

@@ -25,7 +25,7 @@ from detectors.kernels.levels import LevelRule, LevelState, step_level
 from detectors.rules import AnomalyChannel, Rules
 from schemas import topics
 from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
+from schemas.detection import Detection, DetectionKind, DetectionState
 from schemas.registry import Device, RegistryLike
 from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
 
@@ -98,7 +98,7 @@ def detection_topic(d: Detection, urgent_from: WarningLevel | None) -> str:
     alert engine skips a detection older than one its source already applied (the lanes reorder)."""
     if urgent_from is None:
         return topics.DETECTIONS
-    if d.kind == "p_trigger" or (d.level is not None and d.level.rank >= urgent_from.rank):
+    if d.kind == DetectionKind.P_TRIGGER or (d.level is not None and d.level.rank >= urgent_from.rank):
         return topics.DETECTIONS_URGENT
     return topics.DETECTIONS
 
@@ -129,8 +129,8 @@ class DetectorEngine:
         out: list[Detection] = []
         seen = seen_s if seen_s is not None else _epoch(reading.ts)
         st["k"]["last_seen_s"] = max(seen, st["k"].get("last_seen_s", seen))
-        if "offline" in st["open"]:
-            out += self._transition(st, reading, device, "offline", active=False, level=None, value=0.0)
+        if DetectionKind.OFFLINE in st["open"]:
+            out += self._transition(st, reading, device, DetectionKind.OFFLINE, active=False, level=None, value=0.0)
         if isinstance(reading, RainIncrement):
             out += self._rain(reading, st, device)
         elif isinstance(reading, WaterLevel):
@@ -166,7 +166,7 @@ class DetectorEngine:
                 k,
             )
         )
-        if offline == ("offline" in st["open"]):
+        if offline == (DetectionKind.OFFLINE in st["open"]):
             return st, []
         src = _Source(device.device_id, device.site, device.family, now)
         last = st["k"].get("last_seen_s")
@@ -175,7 +175,7 @@ class DetectorEngine:
             st,
             src,
             device,
-            "offline",
+            DetectionKind.OFFLINE,
             active=offline,
             level=None,
             value=round(silent_s, 3),
@@ -325,12 +325,12 @@ class DetectorEngine:
             th.get("record_level_m"),
         )
         rule = LevelRule.simple(sets, clear_offset=hr.level_clear_offset_m)
-        rank = self._levels(st, "water_level", rule, (r.level_m,) * 4)
+        rank = self._levels(st, DetectionKind.WATER_LEVEL, rule, (r.level_m,) * 4)
         return out + self._transition(
             st,
             r,
             device,
-            "water_level",
+            DetectionKind.WATER_LEVEL,
             active=rank > 0,
             level=WarningLevel.from_rank(rank) if rank else None,
             value=r.level_m,
@@ -348,13 +348,13 @@ class DetectorEngine:
         limit = th.get("rise_m_per_h", self.rules.hydro.rise_m_per_h)
         if limit is None or rate is None:
             return []
-        is_open = "water_rise" in st["open"]
+        is_open = DetectionKind.WATER_RISE in st["open"]
         active = rate >= limit or (is_open and rate >= limit * 0.8)
         return self._transition(
             st,
             r,
             device,
-            "water_rise",
+            DetectionKind.WATER_RISE,
             active=active,
             level=WarningLevel.YELLOW if active else None,
             value=round(rate, 4),
@@ -495,20 +495,20 @@ class DetectorEngine:
         hi = th.get("range_max", 100.0 if r.unit in ("%LEL", "%vol") else None)
         faults = tracker.update(_epoch(r.ts), r.value, th.get("range_min", 0.0), hi)
         st["k"]["faults"] = tracker.to_dict()
-        before = st["open"].get("sensor_fault", {}).get("faults")
+        before = st["open"].get(DetectionKind.SENSOR_FAULT, {}).get("faults")
         out = self._transition(
             st,
             r,
             device,
-            "sensor_fault",
+            DetectionKind.SENSOR_FAULT,
             active=bool(faults),
             level=None,
             value=r.value,
             evidence={"faults": sorted(faults)},
             material_change=before is not None and sorted(faults) != before,
         )
-        if "sensor_fault" in st["open"]:
-            st["open"]["sensor_fault"]["faults"] = sorted(faults)
+        if DetectionKind.SENSOR_FAULT in st["open"]:
+            st["open"][DetectionKind.SENSOR_FAULT]["faults"] = sorted(faults)
         return out
 
     def _gas_overrides(self, r: GasReading, device: Device | None) -> dict[str, float]:
@@ -551,20 +551,20 @@ class DetectorEngine:
             fr.k, fr.window_s, fr.min_confidence, fr.bearing_tol_deg, fr.clear_after_s, self.rules.limits.fire_max_hits
         )
         now = _epoch(r.ts)
-        held = [tuple(h) for h in st["k"].get("fire", [])]
+        held = [tuple(h) for h in st["k"].get(DetectionKind.FIRE, [])]
         hits = fire_k.add_hit(held, (now, r.bearing_deg, r.confidence, r.kind), p)
         if len(held) >= p.max_hits and hits:  # hits still inside the window but beyond the count: evicted
             horizon = hits[-1][0] - max(p.window_s, p.clear_after_s)
             in_window = sum(h[0] > horizon for h in held) + (r.confidence >= p.min_confidence)
             for _ in range(in_window - len(hits)):
                 self._count_cap("fire_hit_evicted")
-        st["k"]["fire"] = [list(h) for h in hits]
+        st["k"][DetectionKind.FIRE] = [list(h) for h in hits]
         pers = fire_k.evaluate(hits, now, p)
-        is_open = "fire" in st["open"]
+        is_open = DetectionKind.FIRE in st["open"]
         active = pers.active or (is_open and fire_k.quiet_for(hits, now) < p.clear_after_s)
         level = WarningLevel.ORANGE if pers.kind == "flame" else WarningLevel.YELLOW
         if is_open and not pers.active:
-            level = WarningLevel(st["open"]["fire"]["level"])
+            level = WarningLevel(st["open"][DetectionKind.FIRE]["level"])
         # Distinct sweeps seeing the fire (the alert stage's persist_sweeps counts these, not records).
         old = st["k"].get("fire_sweeps")
         tally = tuple(old) if old and (active or fire_k.quiet_for(hits, now) <= p.window_s) else None
@@ -581,7 +581,7 @@ class DetectorEngine:
             st,
             r,
             device,
-            "fire",
+            DetectionKind.FIRE,
             active=active,
             level=level,
             value=pers.confidence,
@@ -716,7 +716,7 @@ class DetectorEngine:
         vertical = r.channel.endswith("Z") and st["k"].setdefault("seis_channel", r.channel) == r.channel
         events: list[dict[str, Any]] = []
         pd_cm: float | None = None
-        triggered = "p_trigger" in st["open"]
+        triggered = DetectionKind.P_TRIGGER in st["open"]
         if vertical:
             sr = self.rules.seismic
             if unit == seis_k.ACCELERATION:
@@ -763,7 +763,7 @@ class DetectorEngine:
                     st,
                     r,
                     device,
-                    "p_trigger",
+                    DetectionKind.P_TRIGGER,
                     active=True,
                     level=None,
                     value=ev["ratio"],
@@ -779,7 +779,7 @@ class DetectorEngine:
                     st,
                     r,
                     device,
-                    "p_trigger",
+                    DetectionKind.P_TRIGGER,
                     active=False,
                     level=None,
                     value=peaks["intensity"],
@@ -788,7 +788,7 @@ class DetectorEngine:
                 )
         grew = triggered and peaks["intensity"] >= reported + 0.5
         early = st["k"].pop("pd_early_profile", None) if pd_cm is None else None
-        if (grew or pd_cm is not None or early) and "p_trigger" in st["open"]:
+        if (grew or pd_cm is not None or early) and DetectionKind.P_TRIGGER in st["open"]:
             reported = max(reported, peaks["intensity"]) if grew else reported
             pd = {} if pd_cm is None else self._pd_evidence(st, pd_cm)
             if early:
@@ -797,7 +797,7 @@ class DetectorEngine:
                 st,
                 r,
                 device,
-                "p_trigger",
+                DetectionKind.P_TRIGGER,
                 active=True,
                 level=None,
                 value=peaks["intensity"],

@@ -34,8 +34,7 @@ from schemas.telemetry import (
     Telemetry,
     WaterLevel,
 )
-from schemas.topics import ALERTS, TELEMETRY_TOPICS
-from schemas.transport import kafka_python_kwargs
+from schemas.topics import ALERTS
 
 log = logging.getLogger(__name__)
 
@@ -148,30 +147,6 @@ class InfluxKafkaSink:
         self.consumer, self.writer, self.metrics, self.registry = consumer, writer, metrics, registry
         self.max_backoff_s, self.sleep = max_backoff_s, sleep
         self.written = 0
-
-    @classmethod
-    def connect(
-        cls,
-        bootstrap: str,
-        writer: InfluxWriter,
-        metrics: GatewayMetrics,
-        registry: RegistryLike | None = None,
-        group_id: str = "tocsin-influx",
-    ) -> InfluxKafkaSink:
-        from kafka import KafkaConsumer
-
-        consumer = KafkaConsumer(
-            *TELEMETRY_TOPICS,
-            ALERTS,
-            bootstrap_servers=bootstrap.split(","),
-            **kafka_python_kwargs(),
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=5_000,
-            client_id=f"{group_id}-sink",
-        )
-        return cls(consumer, writer, metrics, registry)
 
     def points(self, values: list[bytes], topics: list[str] | None = None) -> list[Point]:
         """Points of a batch; ``topics[i]`` is the Kafka topic of ``values[i]`` (telemetry when absent)."""

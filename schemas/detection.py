@@ -17,12 +17,36 @@ class DetectionState(StrEnum):
     CLEAR = "clear"
 
 
+class DetectionKind(StrEnum):
+    """The detection kinds with a fixed name (``Detection.kind``); per-gas and per-channel kinds are
+    ``gas_<gas>``/``o2_...`` (hazmat) and ``anomaly_<channel>``. The values are the wire strings."""
+
+    RAINFALL = "rainfall"
+    WATER_LEVEL = "water_level"
+    WATER_RISE = "water_rise"
+    FIRE = "fire"
+    P_TRIGGER = "p_trigger"
+    OFFLINE = "offline"
+    SENSOR_FAULT = "sensor_fault"
+
+
+GAS_KIND_PREFIXES = ("gas_", "o2_")
+"""Kinds of the hazmat detector start with one of these (``gas_h2s``, ``o2_low`` ...)."""
+
+
+def is_gas_kind(kind: str) -> bool:
+    return kind.startswith(GAS_KIND_PREFIXES)
+
+
 class Detection(WireModel):
     id: str = Field(description="unique per transition: <device>:<kind>:<onset epoch ms>:<revision>")
     device_id: Ident
     site: Ident
     family: Family
-    kind: str = Field(pattern=r"^[a-z0-9_]{1,40}$", description="rain_1h, water_level, gas_h2s, p_trigger ...")
+    kind: str = Field(
+        pattern=r"^[a-z0-9_]{1,40}$",
+        description="a DetectionKind, a gas kind (gas_h2s ...) or an anomaly kind (anomaly_<channel>)",
+    )
     state: DetectionState
     level: WarningLevel | None = None
     value: float

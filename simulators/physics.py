@@ -48,13 +48,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.kernels.quake import haversine_km, pd_from_magnitude, predicted_pgv_ms
+from alerts.kernels.quake import haversine_km, predicted_pgv_ms
 from detectors.kernels.gas import MOLAR_MASS_G as _DETECTOR_MOLAR_MASS_G
 from detectors.kernels.gas import MOLAR_VOLUME_L
+from schemas.seismology import EARTH_RADIUS_KM, intensity_from_pgv, pd_from_magnitude, pga_for_intensity
 
 VP_KM_S = 6.0  # P-wave velocity, upper crust
 VS_KM_S = 3.5  # S-wave velocity (the alert kernel's warning-time value)
-EARTH_RADIUS_KM = 6371.0
 
 # ---------------------------------------------------------------------------------------------
 # Geometry
@@ -130,16 +130,11 @@ def arrivals(q: Quake, lat: float, lon: float, vp: float = VP_KM_S, vs: float = 
     return Arrival(epi, hypo, q.origin_s + hypo / vp, q.origin_s + hypo / vs)
 
 
-def intensity_from_pgv(pgv_ms: float) -> float:
-    """GB/T 17742-2020 ``I_V = 3.00 lg(PGV m/s) + 9.77`` (unrounded, unclamped)."""
-    return 3.00 * math.log10(pgv_ms) + 9.77
-
-
 def ground_motion(magnitude: float, hypo_km: float) -> GroundMotion:
     """PGV, PGA, intensity and Pd at hypocentral distance ``hypo_km`` (see the module docstring)."""
     pgv = predicted_pgv_ms(magnitude, hypo_km)
     i_v = intensity_from_pgv(pgv)
-    pga = 10.0 ** ((i_v - 6.59) / 3.17)
+    pga = pga_for_intensity(i_v)
     f_s = min(8.0, max(0.5, pga / (2.0 * math.pi * pgv)))
     pd = pd_from_magnitude(magnitude, max(hypo_km, 1.0))
     return GroundMotion(pgv, 2.0 * math.pi * f_s * pgv, i_v, pd, f_s)

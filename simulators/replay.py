@@ -9,7 +9,7 @@ device time (stable, so messages of one device keep their file order). Inputs:
   or derived from the payload when absent; the bytes are replayed as they are, malformed or not).
 - CSV (``timestamp,value`` plus optional ``device_id``, ``site``, ``kind``, ``gas``, ``unit``,
   ``interval_s`` columns; the CLI's ``--device/--site/--kind/--gas/--unit`` fill in what the file
-  lacks), read with :func:`detectors.backtest.read_rows`; each row becomes a ``hydro.rain``
+  lacks), read with :func:`tocsin.backtest.read_rows`; each row becomes a ``hydro.rain``
   (``kind=rain_mm``), ``hydro.level`` (``level_m``) or ``hazmat.gas`` (``gas``) payload built
   with the schema's models. Rain rows cover the time since the device's previous row.
 - miniSEED: every data record is republished as its own raw binary payload on the station's
@@ -159,7 +159,7 @@ def jsonl_timeline(lines: Iterable[str], *, source: str = "<jsonl>") -> list[Tim
 
 def csv_timeline(path: Path, defaults: CsvDefaults) -> list[TimelineItem]:
     """Timeline of a ``timestamp,value`` CSV, one payload per row built with the telemetry models."""
-    from detectors.backtest import BacktestError, Row, read_rows
+    from tocsin.backtest import BacktestError, Row, read_rows
 
     if path.suffix.lower() != ".csv":
         raise ReplayError(f"{path}: CSV files are read by their .csv suffix")

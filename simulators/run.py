@@ -77,6 +77,7 @@ __all__ = [
     "Plan",
     "pacing",
     "plan_scenario",
+    "publish_messages",
     "publish_paced",
     "read_alerts_jsonl",
     "resolve_scenario",
@@ -296,6 +297,7 @@ async def run_messages(
     """Publish ``messages`` to a running (or a new) embedded pipeline and score what it alerts.
     ``pipeline``: an already started EmbeddedPipeline (the caller stops it); None: one is made."""
     from alerts.engine import AlertConfig
+    from simulators.downstream import EmulatedDownstream
     from tocsin.embedded import EmbeddedPipeline, free_port
 
     started = time.monotonic()
@@ -307,6 +309,7 @@ async def run_messages(
             mqtt_port=free_port(0),
             alert_config=AlertConfig(max_detection_age_s=0.0),
             deadman_clock="device",
+            downstream=EmulatedDownstream(),
         )
         await pipeline.start()
     times = [m.t for m in messages]
@@ -388,6 +391,15 @@ async def run_messages(
     )
 
 
+def publish_messages(
+    messages: Sequence[Message], host: str, port: int, *, speed: float = 120.0, max_gap_s: float = 1.0
+) -> int:
+    """Publish like the devices would (QoS 1), pacing by device time divided by ``speed`` (a gap is
+    never longer than ``max_gap_s`` of wall time); blocking. Returns the messages acknowledged."""
+    offsets = pacing([m.t for m in messages], speed, max_gap_s=max_gap_s)
+    return publish_paced(messages, offsets, host, port, client_id="tocsin-demo-devices")
+
+
 def resolve_scenario(name_or_path: str | Path) -> Path:
     """A shipped scenario's name (``quiet_day``) or a YAML file's path."""
     from simulators.scenario import SCENARIO_DIR
@@ -461,11 +473,16 @@ async def run_scenario(
     the scenario ends when the replay does, run, score; write ``out_dir`` when given.
     ``on_start(truth, speed, planned wall seconds)`` is called just before the replay."""
     from alerts.engine import AlertConfig
+    from simulators.downstream import EmulatedDownstream
     from tocsin.embedded import EmbeddedPipeline, free_port
 
     plan = await asyncio.to_thread(plan_scenario, name_or_path, speed=speed, seismic_speed=seismic_speed)
     pipeline = EmbeddedPipeline(
-        plan.registry, mqtt_port=free_port(0), alert_config=AlertConfig(max_detection_age_s=0.0), deadman_clock="device"
+        plan.registry,
+        mqtt_port=free_port(0),
+        alert_config=AlertConfig(max_detection_age_s=0.0),
+        deadman_clock="device",
+        downstream=EmulatedDownstream(),
     )
     await pipeline.start()
     try:

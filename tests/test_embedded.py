@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -18,19 +19,24 @@ from alerts.engine import AlertConfig
 from schemas import topics
 from schemas.alert import Alert, AlertStatus, MsgType
 from simulators.demo import demo_messages, demo_registry
-from tocsin.embedded import DeviceTimeClock, EmbeddedPipeline, free_port, publish_messages
+from simulators.downstream import EmulatedDownstream
+from simulators.run import publish_messages
+from tocsin.embedded import DeviceTimeClock, EmbeddedPipeline, free_port
 
 
 async def _run_demo(status: AlertStatus) -> tuple[EmbeddedPipeline, dict]:
     port = free_port(0)
-    pipeline = EmbeddedPipeline(demo_registry(), mqtt_port=port, alert_config=AlertConfig(status=status))
+    downstream = EmulatedDownstream()
+    pipeline = EmbeddedPipeline(
+        demo_registry(), mqtt_port=port, alert_config=AlertConfig(status=status), downstream=downstream
+    )
     await pipeline.start()
     try:
         messages = demo_messages()
         published = await asyncio.to_thread(publish_messages, messages, "127.0.0.1", port, speed=5000.0)
         assert published == len(messages)
         assert await pipeline.bus.idle(settle_s=1.0, timeout_s=60)
-        stats = pipeline.sms_server_stats()
+        stats = downstream.sms_stats()
     finally:
         await pipeline.stop()
     return pipeline, stats
@@ -266,3 +272,35 @@ def test_device_time_deadman_flags_a_silent_gateway_in_a_compressed_replay() -> 
         (MsgType.CANCEL, "hydro:330110:gateway-GW9:offline"),
     ]
     assert pipeline.summary.alerts[0].devices == ["RGB"]
+
+
+def test_the_embedded_mode_sets_poison_records_aside_and_goes_on() -> None:
+    """The same guard as the worker's (tocsin/guard.py): a record no stage can handle becomes a
+    dead letter on the bus's ``worker.deadletter`` with its agent and reason, is counted, and the
+    stage handles the next record (here: a deadman tick of a registered device)."""
+    from schemas.deadletter import WorkerReason
+
+    async def run() -> EmbeddedPipeline:
+        pipeline = EmbeddedPipeline(demo_registry(), mqtt_port=free_port(0))
+        await pipeline.start()
+        try:
+            pipeline.bus.publish("telemetry.hydro", b"RG-1", b"\xff not json")
+            pipeline.bus.publish(topics.DETECTIONS, b"k", b'{"id": "half a detection"}')
+            pipeline.bus.publish(topics.ALERTS, b"k", b"[]")
+            pipeline._publish_ticks(datetime.now(UTC))  # still handled after the poison
+            assert await pipeline.bus.idle(settle_s=0.3, timeout_s=30)
+        finally:
+            await pipeline.stop()
+        return pipeline
+
+    pipeline = asyncio.run(run())
+    letters = {(d.agent, d.reason) for d in pipeline.summary.worker_dead_letters}
+    assert letters == {
+        ("detect-hydro", WorkerReason.UNDECODABLE),
+        ("confirm", WorkerReason.SCHEMA),
+        ("deliver", WorkerReason.SCHEMA),
+    }
+    reg = pipeline.metrics_registry
+    sample = reg.get_sample_value("tocsin_worker_deadletters_total", {"agent": "detect-hydro", "reason": "undecodable"})
+    assert sample == 1.0
+    assert pipeline.summary.topic_counts["telemetry.hydro"] > 1  # the ticks went through the same stage

@@ -227,9 +227,7 @@ def test_the_correlation_id_header_is_kept() -> None:
 def test_the_silence_store_reports_each_record_it_skips_and_only_those() -> None:
     """The worker turns these reports into dead letters with agent ``silences`` (tocsin/worker.py)."""
     rejected: list[tuple[int, str]] = []
-    store = SilenceStore(
-        "127.0.0.1:1", create_topic=False, on_rejected=lambda rec, why: rejected.append((rec.offset, why))
-    )
+    store = SilenceStore(on_rejected=lambda rec, why: rejected.append((rec.offset, why)))
     good = Silence(id="s-1", area="3301", starts_at=T0, ends_at=T0.replace(hour=9), creator="ops", reason="drill")
     records = [
         Record(encode(good), topic="alerts.silences", partition=0, offset=0, key=b"s-1"),
@@ -243,3 +241,30 @@ def test_the_silence_store_reports_each_record_it_skips_and_only_those() -> None
     assert [offset for offset, _ in rejected] == [1, 2, 3]
     assert "json_invalid" in rejected[0][1] and "key" in rejected[1][1] and "key" in rejected[2][1]
     assert [s.id for s in store.all()] == ["s-1"]
+
+
+def test_a_clock_tick_that_raises_is_counted_and_the_next_tick_runs() -> None:
+    """The worker's timers and the embedded mode's clocks (deadman, alert lifecycle) run through
+    ``RecordGuard.tick`` (tocsin/topology.py): a failing tick must not stop the clock."""
+    registry = CollectorRegistry()
+    guard = RecordGuard(lambda k, v: asyncio.sleep(0), DeadLetterMetrics(registry, timers=["deadman"]))
+    ran: list[int] = []
+
+    async def failing() -> None:
+        raise RuntimeError("registry gone")
+
+    async def working() -> int:
+        ran.append(1)
+        return 7
+
+    assert registry.get_sample_value("tocsin_worker_timer_failures_total", {"timer": "deadman"}) == 0.0
+    assert run(guard.tick("deadman", failing)) is None
+    assert run(guard.tick("deadman", working)) == 7
+    assert ran == [1]
+    assert registry.get_sample_value("tocsin_worker_timer_failures_total", {"timer": "deadman"}) == 1.0
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):  # cancellation is how drivers stop: never swallowed
+        run(guard.tick("deadman", cancelled))

@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from alerts.adapters.base import DeliveryResult, Notification, Outcome
-from alerts.api import AlertView, build_app
+from alerts.api import build_app
 from alerts.engine import AlertEngine
 from alerts.notify import Notifier, NotifyMetrics
 from alerts.service import AlertMetrics, AlertStage
+from alerts.view import AlertView
 from detectors.engine import DetectorEngine
 from detectors.service import DetectorMetrics, DetectorStage
 from ingest.gateway import CORRELATION_HEADER, RECEIVED_HEADER, GatewayCore, correlation_id, header

@@ -29,10 +29,11 @@ def _exported_names() -> set[str]:
     """Every sample name the gateway, worker and operator API export."""
     from prometheus_client import CollectorRegistry
 
-    from alerts.api import AlertView, OperatorApi
+    from alerts.api import OperatorApi
     from alerts.notify import NotifyMetrics
     from alerts.release import ReleaseMetrics
     from alerts.service import AlertMetrics
+    from alerts.view import AlertView
     from detectors.service import DetectorMetrics
     from ingest.metrics import GatewayMetrics
     from tocsin.guard import DeadLetterMetrics

@@ -56,7 +56,7 @@ def test_emulator_refuses_a_placeholder_key_and_takes_none_on_the_command_line()
 
 
 def test_operator_api_refuses_dev_secrets_and_a_missing_users_file() -> None:
-    r = _run(["-m", "alerts.api", "--port", "0"], {"TOCSIN_SMS_CALLBACK_SECRET": "change-me-callback"})
+    r = _run(["-m", "tocsin.api", "--port", "0"], {"TOCSIN_SMS_CALLBACK_SECRET": "change-me-callback"})
     assert r.returncode == 2 and "TOCSIN_SMS_CALLBACK_SECRET" in r.stdout + r.stderr
-    r = _run(["-m", "alerts.api", "--port", "0"], {})
+    r = _run(["-m", "tocsin.api", "--port", "0"], {})
     assert r.returncode == 2 and "TOCSIN_API_USERS_FILE" in r.stdout + r.stderr

@@ -117,7 +117,9 @@ async def _run_embedded(args: argparse.Namespace) -> int:
     from alerts.engine import AlertConfig
     from schemas.alert import AlertStatus
     from simulators.demo import DISTRICT, DISTRICT_NAME, demo_messages, demo_registry
-    from tocsin.embedded import EmbeddedPipeline, free_port, publish_messages
+    from simulators.downstream import EmulatedDownstream
+    from simulators.run import publish_messages
+    from tocsin.embedded import EmbeddedPipeline, free_port
 
     started = time.monotonic()
     port = free_port(args.mqtt_port)
@@ -138,7 +140,10 @@ async def _run_embedded(args: argparse.Namespace) -> int:
         )
 
     status = AlertStatus(args.status)
-    pipeline = EmbeddedPipeline(registry, mqtt_port=port, alert_config=AlertConfig(status=status), on_alert=on_alert)
+    downstream = EmulatedDownstream()
+    pipeline = EmbeddedPipeline(
+        registry, mqtt_port=port, alert_config=AlertConfig(status=status), on_alert=on_alert, downstream=downstream
+    )
     await pipeline.start()
     console = None
     if not args.no_console:
@@ -149,7 +154,7 @@ async def _run_embedded(args: argparse.Namespace) -> int:
     span_min = (messages[-1].t - messages[0].t).total_seconds() / 60
     print(f"Tocsin embedded demo: {DISTRICT_NAME} ({DISTRICT}), CAP status {status.value}", flush=True)
     print(f"  MQTT broker   mqtt://127.0.0.1:{port}  (devices publish tocsin/v1/<family>/<site>/<device>/telemetry)")
-    print(f"  SMS emulator  {pipeline.sms_server.base_url}")
+    print(f"  SMS emulator  {downstream.sms_server.base_url}")
     if console is not None:
         print(f"  Console       {console.url}  (login {console.user} / {console.password}; docs/console.md)")
     print(
@@ -167,7 +172,7 @@ async def _run_embedded(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-    stats = pipeline.sms_server_stats()
+    stats = downstream.sms_stats()
     if console is not None:
         await console.stop()
     await pipeline.stop()
@@ -210,9 +215,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from ingest.gateway import GatewayCore, MqttGateway
     from ingest.influx import InfluxHttpWriter, InfluxKafkaSink
     from ingest.metrics import GatewayMetrics, HealthServer
-    from ingest.sinks import RdKafkaSink, ensure_topics
     from schemas import topics
     from schemas.registry import open_registry
+    from tocsin.kafka import RdKafkaSink, ensure_topics, influx_consumer
 
     s = Settings()
     _logging(s.log_level, s.log_format, "gateway")
@@ -226,7 +231,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     sink_thread = None
     if s.influx_url:
         writer = InfluxHttpWriter(s.influx_url, s.influx_token.get_secret_value(), s.influx_org, s.influx_bucket)
-        influx = InfluxKafkaSink.connect(s.kafka_bootstrap, writer, metrics, registry)
+        influx = InfluxKafkaSink(influx_consumer(s.kafka_bootstrap), writer, metrics, registry)
         sink_thread = threading.Thread(target=influx.run, args=(stop,), name="influx-sink", daemon=True)
     kafka = RdKafkaSink(s.kafka_bootstrap, client_id=s.mqtt_client_id)
     core = GatewayCore(
@@ -308,7 +313,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """``tocsin simulate`` without a subcommand: publish the demo (the original behaviour)."""
     from simulators.demo import demo_messages
-    from tocsin.embedded import publish_messages
+    from simulators.run import publish_messages
 
     s = Settings()
     n = publish_messages(demo_messages(), s.mqtt_host, s.mqtt_port, speed=getattr(args, "speed", None) or 120.0)
@@ -491,7 +496,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     import json
 
-    from detectors.backtest import BacktestError, run
+    from tocsin.backtest import BacktestError, run
 
     params = {}
     for kv in args.param:

@@ -2,8 +2,9 @@
 
 An embedded MQTT broker (amqtt) accepts devices on localhost; the gateway validates their messages
 into an in-process bus that carries the Kafka topic names; the detector and alert stages and the
-notifier are the very ones the Kafka worker runs. SMS goes to the carrier emulator, started in a
-thread; alerts are also published, retained, on the broker's operator topics.
+notifier are the very ones the Kafka worker runs. SMS and broadcasts go to an injected
+:class:`Downstream` (``tocsin run`` and the scenario runs give the emulators of
+simulators/downstream.py); alerts are also published, retained, on the broker's operator topics.
 
 Time. Embedded runs replay history compressed (``make run``, ``tocsin simulate run``): device time
 runs far faster than the wall clock. The alert engine follows device time (:class:`DeviceTimeClock`).
@@ -26,35 +27,31 @@ import math
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from functools import partial
+from types import SimpleNamespace
+from typing import Any, Literal, Protocol, cast
 
 from prometheus_client import CollectorRegistry
 
-from alerts.adapters.base import Adapter
-from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
-from alerts.adapters.mqtt_alerts import MqttAlertAdapter
-from alerts.adapters.sms import SmsAdapter
-from alerts.engine import AlertConfig, AlertEngine, confirm_settings
-from alerts.notify import Notifier, NotifyMetrics
-from alerts.ratelimit import PriorityRateLimiter, RateLimited
-from alerts.service import AlertMetrics, AlertStage
-from detectors.engine import DetectorEngine, detection_key
+from alerts.engine import AlertConfig, confirm_settings
+from detectors.engine import detection_key
 from detectors.rules import Rules
-from detectors.service import DetectorMetrics, DetectorStage
 from ingest.gateway import CORRELATION_HEADER, RECEIVED_HEADER, GatewayCore, MqttGateway, header
 from ingest.metrics import GatewayMetrics
 from schemas import topics
 from schemas.alert import Alert
-from schemas.deadletter import DeadLetter
-from schemas.detection import Detection, LifecycleTick
+from schemas.deadletter import DeadLetter, WorkerDeadLetter
+from schemas.detection import Detection
+from schemas.records import decode_alert, decode_detection, decode_telemetry
 from schemas.registry import RegistryLike
 from schemas.telemetry import DeadmanTick
 from schemas.wire import encode
-from simulators.demo import Message
 from tocsin.bus import MemoryBus, MemorySink
+from tocsin.guard import DeadLetterMetrics, RecordGuard, SourceRecord
+from tocsin.topology import AGENTS, TIMERS, Endpoints, Topology, build_adapters
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +66,10 @@ def _header_s(headers: Any, name: str) -> float | None:
         return int(raw) / 1000.0 if raw is not None else None
     except ValueError:
         return None
+
+
+def _detect_agent(topic: str) -> str:
+    return f"detect-{topic.removeprefix('telemetry.')}"
 
 
 def free_port(preferred: int, host: str = "127.0.0.1") -> int:
@@ -101,6 +102,7 @@ async def start_broker(host: str, port: int) -> Any:
 class Summary:
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    worker_dead_letters: list[WorkerDeadLetter] = field(default_factory=list)
     deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
     topic_counts: Counter[str] = field(default_factory=Counter)
 
@@ -180,8 +182,22 @@ def default_device_tick_s(registry: RegistryLike | None, floor_s: float = 5.0) -
     return max(floor_s, min(intervals) / 2.0) if intervals else 30.0
 
 
+class Downstream(Protocol):
+    """Where an embedded run delivers SMS and broadcasts: ``start()`` (blocking) gives the base URLs
+    of the SMS gateway and the broadcast platform, reached with ``api_key``."""
+
+    api_key: str
+
+    def start(self) -> tuple[str, str]: ...
+
+    def stop(self) -> None: ...
+
+    def sms_stats(self) -> dict[str, Any]: ...
+
+
 class EmbeddedPipeline:
-    """Everything but the devices: broker, gateway, bus, stages, notifier, SMS emulator."""
+    """Everything but the devices: broker, gateway, bus, stages, notifier; SMS and broadcasts go to
+    ``downstream`` when given (without it, alerts are delivered on MQTT only)."""
 
     def __init__(
         self,
@@ -195,15 +211,18 @@ class EmbeddedPipeline:
         deadman_tick_s: float = 5.0,
         deadman_clock: Literal["device", "wall"] = "wall",
         device_tick_s: float | None = None,
+        downstream: Downstream | None = None,
     ) -> None:
         self.registry, self.rules = registry, rules or Rules()
+        self.downstream = downstream
         self.mqtt_port = mqtt_port
         self.alert_config = alert_config or AlertConfig(**confirm_settings(self.rules.confirm))
         self.on_alert = on_alert
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.summary = Summary()
         self.deadman_tick_s = deadman_tick_s
-        self.lifecycle: dict[str, Any] = {}
+        self.lifecycle: dict[str, Any] = {}  # the alert stage's state, per fingerprint
+        self.device_states: dict[str, Any] = {}  # the detector stage's state, per device
         self.device_clock = DeviceTimeClock()
         # the deadman on device time: the stream's own clock (the newest reading's device time), and
         # an optional bound from the replay (``replay_clock``: the publisher's position, see
@@ -213,18 +232,12 @@ class EmbeddedPipeline:
         self.ticker = DeviceTimeTicker(device_tick_s or default_device_tick_s(registry))
         self.replay_clock: Callable[[], datetime | None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._offsets: Counter[str] = Counter()  # the bus's position per topic, for the dead letters
 
     async def start(self) -> None:
-        from simulators.broadcast_platform import BroadcastPlatformThread, PlatformConfig
-        from simulators.sms_gateway import GatewayConfig, SmsGatewayThread
-
         loop = asyncio.get_running_loop()
         self.bus = MemoryBus(loop)
         self.broker = await start_broker("127.0.0.1", self.mqtt_port)
-        self.sms_server = SmsGatewayThread(GatewayConfig(api_key="embedded-demo", receipt_delay_s=0.1))
-        sms_url = await asyncio.to_thread(self.sms_server.start)
-        self.broadcast_server = BroadcastPlatformThread(PlatformConfig(api_key="embedded-demo"))
-        broadcast_url = await asyncio.to_thread(self.broadcast_server.start)
         reg = self.metrics_registry
         self.core = GatewayCore(MemorySink(self.bus), GatewayMetrics(reg), registry=self.registry)
         self.gateway = MqttGateway(
@@ -235,26 +248,44 @@ class EmbeddedPipeline:
             share_group=None,
             mqtt5=False,
         )
-        self.adapters: dict[str, Adapter] = {
-            "mqtt": MqttAlertAdapter("127.0.0.1", self.mqtt_port, client_id="tocsin-embedded-alerts"),
-            "sms": RateLimited(SmsAdapter(sms_url, "embedded-demo", timeout_s=5.0), PriorityRateLimiter(100.0)),
-        }
-        self.adapters["broadcast"] = self.adapters[STOP_CHANNEL] = BroadcastAdapter(broadcast_url, "embedded-demo")
-        for a in set(self.adapters.values()):
-            await a.start()
+        sms_url = broadcast_url = ""
+        key = self.downstream.api_key if self.downstream is not None else ""
+        if self.downstream is not None:
+            sms_url, broadcast_url = await asyncio.to_thread(self.downstream.start)
+        endpoints = Endpoints(
+            mqtt_host="127.0.0.1",
+            mqtt_port=self.mqtt_port,
+            mqtt_client_id="tocsin-embedded-alerts",
+            sms_url=sms_url,
+            sms_api_key=key,
+            broadcast_url=broadcast_url,
+            broadcast_api_key=key,
+        )
         stage_clock = (lambda: self.stream_clock().timestamp()) if self.deadman_clock == "device" else time.time
-        self.detector = DetectorStage(
-            DetectorEngine(self.rules, self.registry), DetectorMetrics(reg), clock=stage_clock
+        self.topology = Topology.build(
+            self.registry,
+            self.rules,
+            self.alert_config,
+            build_adapters(endpoints),
+            reg,
+            detector_clock=stage_clock,
+            alert_clock=self.device_clock,
+            notify_base_delay_s=0.2,
         )
-        self.alerter = AlertStage(
-            AlertEngine(self.alert_config, self.registry, clock=self.device_clock), AlertMetrics(reg)
+        self.adapters = self.topology.adapters
+        self.detector, self.alerter, self.notifier = (
+            self.topology.detector,
+            self.topology.alerter,
+            self.topology.notifier,
         )
-        self.notifier = Notifier(self.registry, self.adapters, NotifyMetrics(reg), base_delay_s=0.2)
+        await self.topology.start_adapters()
+        self.guard = RecordGuard(self._dead_letter, DeadLetterMetrics(reg, AGENTS, TIMERS))
         self._tasks = [
-            asyncio.create_task(self._detect(), name="detect"),
-            asyncio.create_task(self._confirm(), name="confirm"),
-            asyncio.create_task(self._deliver(), name="deliver"),
-            asyncio.create_task(self._dead_letters(), name="dead-letters"),
+            asyncio.create_task(self._consume(topics.TELEMETRY_TOPICS, _detect_agent, self._detect_one), name="detect"),
+            asyncio.create_task(self._consume((topics.DETECTIONS,), lambda _: "confirm", self._confirm_one)),
+            asyncio.create_task(self._consume((topics.ALERTS,), lambda _: "deliver", self._deliver_one)),
+            asyncio.create_task(self._collect(topics.DEADLETTER, self._keep_dead_letter)),
+            asyncio.create_task(self._collect(topics.WORKER_DEADLETTER, self._keep_worker_dead_letter)),
             asyncio.create_task(self._deadman(), name="deadman"),
             asyncio.create_task(self._alert_clock(), name="alert-clock"),
         ]
@@ -262,21 +293,32 @@ class EmbeddedPipeline:
         if not await asyncio.to_thread(self.gateway.connected.wait, 10.0):
             raise RuntimeError(f"gateway could not connect to the embedded broker on port {self.mqtt_port}")
 
+    def _keep_dead_letter(self, value: bytes) -> None:
+        self.summary.dead_letters.append(DeadLetter.model_validate_json(value))
+
+    def _keep_worker_dead_letter(self, value: bytes) -> None:
+        self.summary.worker_dead_letters.append(WorkerDeadLetter.model_validate_json(value))
+
+    async def _dead_letter(self, key: bytes, value: bytes) -> None:
+        """The guard's dead letters go to the bus's ``worker.deadletter`` (kept in the summary)."""
+        self.bus.publish(topics.WORKER_DEADLETTER, key, value)
+
     def _publish_ticks(self, now: datetime) -> None:
         """One deadman tick per registered device, through its telemetry topic (as the worker does)."""
-        if self.registry is None:
-            return
-        for device in self.registry.devices:
-            tick = DeadmanTick(device_id=device.device_id, ts=now)
-            self.bus.publish(topics.kafka_telemetry(device.family), device.device_id.encode(), encode(tick))
+        for topic, key, value in self.topology.deadman_ticks(now):
+            self.bus.publish(topic, key, value)
 
     async def _deadman(self) -> None:
         """Wall-clock ticks through the same path as in the worker (see tocsin/worker.py); on device
         time the ticks come from ``_detect`` instead, as readings advance device time."""
         if self.registry is None or self.deadman_clock == "device":
             return
-        while True:
+
+        async def tick() -> None:
             self._publish_ticks(datetime.now(UTC))
+
+        while True:
+            await self.guard.tick("deadman", tick)
             await asyncio.sleep(self.deadman_tick_s)
 
     def _device_seen_s(self, value: bytes) -> float:
@@ -292,99 +334,77 @@ class EmbeddedPipeline:
                 self._publish_ticks(due)
         return now.timestamp()
 
-    async def _detect(self) -> None:
-        q = self.bus.subscribe(*topics.TELEMETRY_TOPICS)
-        state: dict[str, Any] = {}
+    async def _consume(
+        self, names: tuple[str, ...], agent: Callable[[str], str], handle: Callable[[bytes, Any], Awaitable[None]]
+    ) -> None:
+        """One stage's loop: every record of the topics ``names`` through ``handle(value, headers)``,
+        inside the guard (a record it cannot handle becomes a dead letter, the loop goes on)."""
+        q = self.bus.subscribe(*names)
         while True:
-            _topic, _key, value, headers = await q.get()
+            topic, key, value, headers = await q.get()
+            self._offsets[topic] += 1
+            record = SimpleNamespace(
+                topic=topic, partition=0, offset=self._offsets[topic] - 1, key=key, value=value, headers=headers
+            )
             try:
-                if self.deadman_clock == "device" and not DeadmanTick.is_tick(value):
-                    received_s = self._device_seen_s(value)
-                else:
-                    received_s = _header_s(headers, RECEIVED_HEADER) or time.time()
-                cid = header(headers, CORRELATION_HEADER)
-                for d in self.detector.handle(value, state, received_s=received_s, correlation_id=cid):
-                    emitted = [(EMITTED_HEADER, str(int(time.time() * 1000)).encode())]
-                    self.bus.publish(topics.DETECTIONS, detection_key(d), encode(d), emitted)
+                await self.guard.run(agent(topic), cast(SourceRecord, record), partial(handle, value, headers))
             finally:
                 self.bus.done()
+
+    async def _detect_one(self, value: bytes, headers: Any) -> None:
+        if self.deadman_clock == "device" and not DeadmanTick.is_tick(value):
+            received_s = self._device_seen_s(value)
+        else:
+            received_s = _header_s(headers, RECEIVED_HEADER) or time.time()
+        cid = header(headers, CORRELATION_HEADER)
+        record = decode_telemetry(value)
+        for d in self.detector.apply(record, self.device_states, received_s=received_s, correlation_id=cid):
+            emitted = [(EMITTED_HEADER, str(int(time.time() * 1000)).encode())]
+            self.bus.publish(topics.DETECTIONS, detection_key(d), encode(d), emitted)
+
+    async def _confirm_one(self, value: bytes, headers: Any) -> None:
+        record = decode_detection(value)
+        if isinstance(record, Detection):
+            self.device_clock.observe(record.ts)
+        for a in self.alerter.apply(record, self.lifecycle, emitted_s=_header_s(headers, EMITTED_HEADER)):
+            self.bus.publish(topics.ALERTS, a.fingerprint.encode(), encode(a))
+
+    async def _deliver_one(self, value: bytes, _headers: Any) -> None:
+        alert = decode_alert(value)
+        self.summary.alerts.append(alert)
+        records = await self.notifier.deliver(alert)
+        for r in records:
+            self.summary.deliveries[(r.channel, r.outcome)] += 1
+            self.bus.publish(topics.DELIVERIES, r.alert_id.encode(), encode(r))
+        if self.on_alert:
+            self.on_alert(alert, records)
 
     async def _alert_clock(self) -> None:
         """Lifecycle ticks for active alerts, as in the worker (tocsin/worker.py)."""
+
+        async def tick() -> None:
+            for topic, key, value in self.topology.lifecycle_ticks(list(self.lifecycle.items()), datetime.now(UTC)):
+                self.bus.publish(topic, key, value)
+
         while True:
             await asyncio.sleep(self.deadman_tick_s)
-            now = datetime.now(UTC)
-            for fingerprint, state in list(self.lifecycle.items()):
-                if self.alerter.engine.needs_tick(state):
-                    tick = LifecycleTick(fingerprint=fingerprint, ts=now)
-                    self.bus.publish(topics.DETECTIONS, AlertStage.tick_key(fingerprint), encode(tick))
+            await self.guard.tick("alert-clock", tick)
 
-    async def _confirm(self) -> None:
-        q = self.bus.subscribe(topics.DETECTIONS)
-        state = self.lifecycle
-        while True:
-            _topic, _key, value, headers = await q.get()
-            try:
-                if not LifecycleTick.is_tick(value):
-                    with contextlib.suppress(ValueError):
-                        self.device_clock.observe(Detection.model_validate_json(value).ts)
-                for a in self.alerter.handle(value, state, emitted_s=_header_s(headers, EMITTED_HEADER)):
-                    self.bus.publish(topics.ALERTS, a.fingerprint.encode(), encode(a))
-            finally:
-                self.bus.done()
-
-    async def _deliver(self) -> None:
-        q = self.bus.subscribe(topics.ALERTS)
+    async def _collect(self, topic: str, keep: Callable[[bytes], None]) -> None:
+        """The dead letters of the gateway and of the stages, kept in the summary."""
+        q = self.bus.subscribe(topic)
         while True:
             _topic, _key, value, _headers = await q.get()
-            try:
-                alert = Alert.model_validate_json(value)
-                self.summary.alerts.append(alert)
-                records = await self.notifier.deliver(alert)
-                for r in records:
-                    self.summary.deliveries[(r.channel, r.outcome)] += 1
-                    self.bus.publish(topics.DELIVERIES, r.alert_id.encode(), encode(r))
-                if self.on_alert:
-                    self.on_alert(alert, records)
-            except Exception:  # noqa: BLE001 - keep delivering the next alerts
-                log.exception("delivery failed")
-            finally:
-                self.bus.done()
-
-    async def _dead_letters(self) -> None:
-        q = self.bus.subscribe(topics.DEADLETTER)
-        while True:
-            _topic, _key, value, _headers = await q.get()
-            self.summary.dead_letters.append(DeadLetter.model_validate_json(value))
+            keep(value)
             self.bus.done()
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.gateway.stop, 10.0)
         for t in self._tasks:
             t.cancel()
-        for a in set(self.adapters.values()):
-            with contextlib.suppress(Exception):
-                await a.stop()
-        await asyncio.to_thread(self.sms_server.stop)
-        await asyncio.to_thread(self.broadcast_server.stop)
+        await self.topology.stop_adapters()
+        if self.downstream is not None:
+            await asyncio.to_thread(self.downstream.stop)
         with contextlib.suppress(Exception):
             await self.broker.shutdown()
         self.summary.topic_counts = Counter(self.bus.counts)
-
-    def sms_server_stats(self) -> dict[str, Any]:
-        import json
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.sms_server.base_url}/_control/stats", timeout=5) as resp:
-            return dict(json.loads(resp.read()))
-
-
-def publish_messages(
-    messages: list[Message], host: str, port: int, *, speed: float = 120.0, max_gap_s: float = 1.0
-) -> int:
-    """Publish like the devices would (QoS 1), pacing by device time divided by ``speed`` (a gap is
-    never longer than ``max_gap_s`` of wall time); blocking. Returns the messages acknowledged."""
-    from simulators.run import pacing, publish_paced
-
-    offsets = pacing([m.t for m in messages], speed, max_gap_s=max_gap_s)
-    return publish_paced(messages, offsets, host, port, client_id="tocsin-demo-devices")

@@ -1,4 +1,8 @@
-"""The worker's per-record guard: a record an agent cannot handle becomes a dead letter, not a crash.
+"""The per-record guard of both drivers: a record a stage cannot handle becomes a dead letter, not a crash.
+
+Both drivers of the topology (tocsin/topology.py) use it: the Faust worker sends the dead letters to
+Kafka ``worker.deadletter``, the embedded mode to the same topic of its in-process bus (kept in its
+summary and logged). The clocks (deadman, alert lifecycle) run through :meth:`RecordGuard.tick`.
 
 Every Faust agent of the worker (tocsin/worker.py) runs each record's handling through one
 :class:`RecordGuard`. When the handling raises -- the record does not decode (``PoisonRecord``), or
@@ -49,16 +53,24 @@ class DeadLetterMetrics:
     """``tocsin_worker_deadletters_total{agent,reason}``; the series of ``agents`` start at 0, so a
     rule's ``increase()`` sees the first dead letter."""
 
-    def __init__(self, registry: CollectorRegistry, agents: Iterable[str] = ()) -> None:
+    def __init__(self, registry: CollectorRegistry, agents: Iterable[str] = (), timers: Iterable[str] = ()) -> None:
         self.deadletters = Counter(
             "tocsin_worker_deadletters",
             "Kafka records a worker agent could not handle, set aside on worker.deadletter",
             ["agent", "reason"],
             registry=registry,
         )
+        self.timer_failures = Counter(
+            "tocsin_worker_timer_failures",
+            "clock ticks (deadman, alert lifecycle) whose run raised; the next tick runs as usual",
+            ["timer"],
+            registry=registry,
+        )
         for agent in agents:
             for reason in WorkerReason:
                 self.deadletters.labels(agent, reason.value)
+        for timer in timers:
+            self.timer_failures.labels(timer)
 
 
 SendDeadLetter = Callable[[bytes, bytes], Awaitable[object]]
@@ -82,6 +94,17 @@ class RecordGuard:
             return await handle()
         except Exception as exc:  # noqa: BLE001 - the point of the guard; BaseException (cancellation) passes
             await self.dead_letter(agent, record, exc)
+            return None
+
+    async def tick(self, timer: str, handle: Callable[[], Awaitable[T]]) -> T | None:
+        """``await handle()`` for one run of a clock (no record to set aside): if it raises an
+        ``Exception``, count it in ``tocsin_worker_timer_failures_total{timer}``, log it and return
+        None, so the timer runs again at its next tick instead of stopping the driver."""
+        try:
+            return await handle()
+        except Exception:  # noqa: BLE001 - the point of the guard; BaseException (cancellation) passes
+            self.metrics.timer_failures.labels(timer).inc()
+            log.exception("%s: tick failed; the next one runs as usual", timer)
             return None
 
     async def dead_letter(self, agent: str, record: SourceRecord, exc: Exception) -> WorkerDeadLetter:

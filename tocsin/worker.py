@@ -35,81 +35,31 @@ import prometheus_client
 from faust.web import View
 from prometheus_client import CollectorRegistry, Gauge
 
-from alerts.adapters.base import Adapter
-from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
-from alerts.adapters.mqtt_alerts import MqttAlertAdapter
-from alerts.adapters.sms import SmsAdapter
-from alerts.engine import AlertConfig, AlertEngine, confirm_settings
+from alerts.engine import AlertConfig, confirm_settings
 from alerts.fastlane import FastLane, FastLaneMetrics
-from alerts.notify import Notifier, NotifyMetrics
-from alerts.ratelimit import PriorityRateLimiter, RateLimited
 from alerts.receipts import SmsReceipt, receipt_record, verify_receipt
 from alerts.release import RELEASES, Action, ReleaseDesk, ReleaseEvent, ReleaseGate, ReleaseMetrics
 from alerts.routing import load_routing
-from alerts.service import AlertMetrics, AlertStage
-from alerts.silence_store import SilenceStore
-from alerts.sweep import Sweep, Sweeper, committed_offsets, identified, parsed, read_since, read_split
-from detectors.engine import DetectorEngine, detection_key, detection_topic
+from alerts.sweep import Sweep, Sweeper, identified, parsed
+from detectors.engine import detection_key, detection_topic
 from detectors.rules import load_rules
-from detectors.service import DetectorMetrics, DetectorStage
 from ingest.gateway import CORRELATION_HEADER, header
 from schemas import topics
 from schemas.alert import Alert, AlertStatus
 from schemas.common import Family, WarningLevel
 from schemas.deadletter import WorkerReason
 from schemas.delivery import DeliveryRecord
-from schemas.detection import LifecycleTick
 from schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
 from schemas.registry import open_registry
-from schemas.telemetry import DeadmanTick
-from schemas.transport import KafkaTransport, kafka_python_kwargs, kafka_ssl_context, mqtt_tls_context
+from schemas.transport import KafkaTransport, kafka_ssl_context, mqtt_tls_context
 from schemas.wire import encode
 from tocsin.guard import DeadLetterMetrics, RecordGuard
+from tocsin.kafka import ConsumerLag, TopicPartition, committed_offsets, kafka_silence_store, read_since, read_split
 from tocsin.logs import dict_config
 from tocsin.settings import Settings
+from tocsin.topology import AGENTS, TIMERS, Endpoints, Topology, build_adapters
 
 log = logging.getLogger(__name__)
-
-TopicPartition = tuple[str, int]
-
-
-class ConsumerLag:
-    """Lag of a consumer group per topic and partition: the partition's end offset (high-water
-    mark) minus the group's committed offset, read from Kafka (kafka-python, blocking: call it in a
-    thread). Partitions without a committed offset are not reported (nothing to measure from)."""
-
-    def __init__(self, bootstrap: str, group: str) -> None:
-        self.bootstrap, self.group = bootstrap.split(","), group
-        self._admin: Any = None
-        self._consumer: Any = None
-
-    def sample(self, only: set[TopicPartition] | None = None) -> dict[TopicPartition, int]:
-        from kafka import KafkaConsumer
-        from kafka.admin import KafkaAdminClient
-
-        if self._admin is None:
-            security = kafka_python_kwargs()
-            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.group}-lag", **security)
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, **security
-            )
-        committed = {
-            (tp.topic, tp.partition): meta.offset
-            for tp, meta in self._admin.list_consumer_group_offsets(self.group).items()
-            if meta.offset >= 0 and (only is None or (tp.topic, tp.partition) in only)
-        }
-        if not committed:
-            return {}
-        from kafka import TopicPartition as KafkaTP
-
-        ends = self._consumer.end_offsets([KafkaTP(t, p) for t, p in committed])
-        return {(tp.topic, tp.partition): max(0, end - committed[(tp.topic, tp.partition)]) for tp, end in ends.items()}
-
-    def close(self) -> None:
-        for client in (self._admin, self._consumer):
-            if client is not None:
-                client.close()
-        self._admin = self._consumer = None
 
 
 class LagMetrics:
@@ -219,6 +169,27 @@ def broker_credentials(t: KafkaTransport) -> Any:
     return faust.SSLCredentials(ctx) if ctx is not None else None
 
 
+def endpoints(settings: Settings) -> Endpoints:
+    """The worker's delivery endpoints from its settings."""
+    return Endpoints(
+        mqtt_host=settings.mqtt_host,
+        mqtt_port=settings.mqtt_port,
+        # one MQTT client id per worker instance: scaled replicas with the same id would keep
+        # disconnecting each other (the broker drops the older session)
+        mqtt_client_id=f"{settings.worker_id}-alerts-{socket.gethostname()}-{os.getpid()}"[:64],
+        mqtt_username=settings.mqtt_username,
+        mqtt_password=settings.mqtt_password.get_secret_value(),
+        mqtt_tls=mqtt_tls_context(settings) if settings.mqtt_host else None,
+        sms_url=settings.sms_url,
+        sms_api_key=settings.sms_api_key.get_secret_value(),
+        sms_sender_id=settings.sms_sender_id,
+        sms_callback_url=settings.sms_callback_url or None,
+        sms_rate_per_s=settings.sms_rate_per_s,
+        broadcast_url=settings.broadcast_url,
+        broadcast_api_key=settings.broadcast_api_key.get_secret_value(),
+    )
+
+
 def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust.App:
     patch_fetch_max_wait(settings.worker_fetch_max_wait_ms)
     registry = open_registry(settings.registry_file)
@@ -245,24 +216,17 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         table_standby_replicas=0,
         broker_credentials=broker_credentials(settings),
     )
-    det_stage = DetectorStage(DetectorEngine(rules, registry), DetectorMetrics(metrics_registry))
-    alert_stage = AlertStage(
-        AlertEngine(
-            AlertConfig(
-                sender=settings.alert_sender,
-                status=AlertStatus(settings.alert_status),
-                max_detection_age_s=settings.alert_max_detection_age_s,
-                cool_down_s=settings.alert_cool_down_s,
-                reminder_s=settings.alert_reminder_s,
-                flap_toggles=settings.alert_flap_toggles,
-                flap_window_s=settings.alert_flap_window_s,
-                flap_settle_s=settings.alert_flap_settle_s,
-                # the rules file's confirm: section; TOCSIN_ALERT_CONFIRM overrides it per incident
-                **confirm_settings(rules.confirm, settings.alert_confirm),
-            ),
-            registry,
-        ),
-        AlertMetrics(metrics_registry),
+    alert_config = AlertConfig(
+        sender=settings.alert_sender,
+        status=AlertStatus(settings.alert_status),
+        max_detection_age_s=settings.alert_max_detection_age_s,
+        cool_down_s=settings.alert_cool_down_s,
+        reminder_s=settings.alert_reminder_s,
+        flap_toggles=settings.alert_flap_toggles,
+        flap_window_s=settings.alert_flap_window_s,
+        flap_settle_s=settings.alert_flap_settle_s,
+        # the rules file's confirm: section; TOCSIN_ALERT_CONFIRM overrides it per incident
+        **confirm_settings(rules.confirm, settings.alert_confirm),
     )
     detections = _raw_topic(app, topics.DETECTIONS)
     urgent_detections = _raw_topic(app, topics.DETECTIONS_URGENT)
@@ -280,10 +244,10 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         await delivered
 
     # the agents, and the silence store's reader of ``alerts.silences`` (a thread, not an agent)
-    agent_names = [f"detect-{f.value}" for f in Family] + ["confirm", "confirm-urgent", "deliver", "silences"]
-    guard = RecordGuard(send_dead_letter, DeadLetterMetrics(metrics_registry, agent_names))
+    guard = RecordGuard(send_dead_letter, DeadLetterMetrics(metrics_registry, AGENTS, TIMERS))
 
     sources = {family: _raw_topic(app, topics.kafka_telemetry(family)) for family in Family}
+    sources_by_topic = {topics.kafka_telemetry(family): source for family, source in sources.items()}
     for family, source in sources.items():
         table = app.Table(f"detector-{family.value}", default=None, partitions=settings.kafka_partitions)
         name = f"detect-{family.value}"
@@ -306,12 +270,12 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     async def deadman() -> None:
         """The wall clock drives offline detection: one tick per registered device, sent through the
         device's own partition so it is judged in order with its readings (never-seen devices too)."""
-        if registry is None:
-            return
-        now = datetime.now(UTC)
-        for device in registry.devices:
-            tick = DeadmanTick(device_id=device.device_id, ts=now)
-            await sources[device.family].send(key=device.device_id.encode(), value=encode(tick))
+
+        async def send_ticks() -> None:
+            for topic, key, value in topology.deadman_ticks(datetime.now(UTC)):
+                await sources_by_topic[topic].send(key=key, value=value)
+
+        await guard.tick("deadman", send_ticks)
 
     lifecycle = app.Table("alert-lifecycle", default=None, partitions=settings.kafka_partitions)
 
@@ -319,11 +283,12 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     async def alert_clock() -> None:
         """Cool-downs, flapping holds and reminders need a clock: one tick per active alert of this
         worker's partitions, through the alert's own partition of ``detections``."""
-        now = datetime.now(UTC)
-        for fingerprint, state in list(lifecycle.items()):
-            if alert_stage.engine.needs_tick(state):
-                tick = LifecycleTick(fingerprint=fingerprint, ts=now)
-                await detections.send(key=AlertStage.tick_key(fingerprint), value=encode(tick))
+
+        async def send_ticks() -> None:
+            for _topic, key, value in topology.lifecycle_ticks(list(lifecycle.items()), datetime.now(UTC)):
+                await detections.send(key=key, value=value)
+
+        await guard.tick("alert-clock", send_ticks)
 
     # Each detection is handled the moment the stream hands it over (a stream processor), so a red
     # detection never waits for a batch to fill; its alerts are sent at once, urgent ones also into
@@ -394,29 +359,6 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     app.agent(detections, name="confirm")(confirm_agent(""))
     app.agent(urgent_detections, name="confirm-urgent")(confirm_agent("urgent"))
 
-    adapters: dict[str, Adapter] = {}
-    if settings.mqtt_host:
-        adapters["mqtt"] = MqttAlertAdapter(
-            settings.mqtt_host,
-            settings.mqtt_port,
-            # one MQTT client id per worker instance: scaled replicas with the same id would keep
-            # disconnecting each other (the broker drops the older session)
-            client_id=f"{settings.worker_id}-alerts-{socket.gethostname()}-{os.getpid()}"[:64],
-            username=settings.mqtt_username,
-            password=settings.mqtt_password.get_secret_value(),
-            tls=mqtt_tls_context(settings),
-        )
-    if settings.sms_url:
-        sms = SmsAdapter(
-            settings.sms_url,
-            settings.sms_api_key.get_secret_value(),
-            sender_id=settings.sms_sender_id,
-            callback_url=settings.sms_callback_url or None,
-        )
-        adapters["sms"] = RateLimited(sms, PriorityRateLimiter(settings.sms_rate_per_s))
-    if settings.broadcast_url:
-        broadcast = BroadcastAdapter(settings.broadcast_url, settings.broadcast_api_key.get_secret_value())
-        adapters["broadcast"] = adapters[STOP_CHANNEL] = broadcast
     event_loop: list[asyncio.AbstractEventLoop] = []
 
     def silence_rejected(record: Any, why: str) -> None:
@@ -427,11 +369,18 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         letter = guard.dead_letter("silences", record, PoisonRecord(reason, why))
         asyncio.run_coroutine_threadsafe(letter, event_loop[0]).result(timeout=30)
 
-    silences = SilenceStore(settings.kafka_bootstrap, on_rejected=silence_rejected)
+    silences = kafka_silence_store(settings.kafka_bootstrap, on_rejected=silence_rejected)
     routing = load_routing(settings.routing_file)
-    notifier = Notifier(
-        registry, adapters, NotifyMetrics(metrics_registry), routing=routing, silences=silences.silences
+    topology = Topology.build(
+        registry,
+        rules,
+        alert_config,
+        build_adapters(endpoints(settings)),
+        metrics_registry,
+        routing=routing,
+        silences=silences.silences,
     )
+    det_stage, alert_stage, notifier = topology.detector, topology.alerter, topology.notifier
     # the release gate (alerts/release.py): public routes of ``approve`` alerts wait for a decision
     # that arrives on ``alerts.releases``; the gate's own events are recorded there too
     releases = _raw_topic(app, RELEASES)
@@ -453,8 +402,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         async with starting:
             if not started:
                 event_loop.append(asyncio.get_running_loop())
-                for a in set(adapters.values()):
-                    await a.start()
+                await topology.start_adapters()
                 silences.start()
                 await asyncio.to_thread(silences.wait_caught_up, 10.0)
                 started.append(True)

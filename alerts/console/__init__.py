@@ -498,7 +498,7 @@ def setup_console(
     if registry is None:
         registry = _registry_from_settings()
     if bootstrap is not None:
-        from alerts.silence_store import TopicFollower
+        from tocsin.kafka import TopicFollower
 
         follower = TopicFollower(
             bootstrap, (topics.RELEASES,), lambda rec: releases.apply_record(rec.value), name="operator-api-releases"
@@ -517,7 +517,7 @@ def setup_console(
             publish_release = publish
 
         async def start(_app: web.Application) -> None:
-            from ingest.sinks import ensure_topics
+            from tocsin.kafka import ensure_topics
 
             try:
                 await asyncio.to_thread(ensure_topics, bootstrap, (topics.RELEASES,), _partitions())

@@ -114,7 +114,6 @@ async def start_console(pipeline: Any, port: int, host: str = "127.0.0.1") -> Em
     write_users_file(users_file, UsersFile(users=[record]))
     app = build_app(
         view,
-        None,
         silence_store=silences,
         silence_writer=silences,
         ack_publisher=publish_ack,

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from schemas.seismology import EARTH_RADIUS_KM
+
 __all__ = [
     "EARTH_RADIUS_KM",
     "FireFix",
@@ -52,7 +54,6 @@ __all__ = [
     "intersect_bearings",
 ]
 
-EARTH_RADIUS_KM = 6371.0  # mean Earth radius (IUGG)
 
 Tower = tuple[float, float, float, float]  # (lat deg, lon deg, bearing deg clockwise from north, sigma deg)
 

@@ -27,11 +27,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from schemas.seismology import (
+    EARTH_RADIUS_KM,
+    I_V_OFFSET,
+    I_V_SLOPE,
+    intensity_from_pgv,
+    magnitude_from_pd,
+    pd_from_magnitude,
+    round_intensity,
+)
 
 __all__ = [
     "DEFAULT_PGV_MODEL",
@@ -59,7 +68,6 @@ __all__ = [
     "xy_to_latlon",
 ]
 
-EARTH_RADIUS_KM = 6371.0  # mean Earth radius (IUGG)
 
 # Branch-and-bound node budget per anchor pick in :func:`coincidence`; past it the best cluster found
 # so far (at least the greedy one) is kept. Only reached with many mutually inconsistent picks.
@@ -479,32 +487,10 @@ def locate(
 # Magnitude
 # ---------------------------------------------------------------------------------------------
 
-# Wu & Zhao (2006), southern California: log10(Pd) = -3.463 + 0.729*M - 1.374*log10(R) +- 0.305
-_PD_A, _PD_B, _PD_C = -3.463, 0.729, 1.374
 # The first 3 s of P carry too little of a large rupture: Pd magnitudes saturate at about M6.5 (a
 # larger event reads about M6.5 until longer windows or more stations come in). At or above this
 # value an estimate is flagged as a lower bound.
 PD_SATURATION_MAGNITUDE = 6.5
-
-
-def magnitude_from_pd(pd_cm: float, hypo_km: float) -> float:
-    """Magnitude from peak P-wave displacement (Wu & Zhao 2006).
-
-    ``log10(Pd) = -3.463 + 0.729*M - 1.374*log10(R)`` with Pd in cm (first ~3 s of P) and R the
-    hypocentral distance in km, solved for ``M = (log10(Pd) + 3.463 + 1.374*log10(R)) / 0.729``.
-    """
-    if not (pd_cm > 0.0 and math.isfinite(pd_cm)):
-        raise ValueError(f"pd_cm must be positive, got {pd_cm!r}")
-    if not (hypo_km > 0.0 and math.isfinite(hypo_km)):
-        raise ValueError(f"hypo_km must be positive, got {hypo_km!r}")
-    return (math.log10(pd_cm) - _PD_A + _PD_C * math.log10(hypo_km)) / _PD_B
-
-
-def pd_from_magnitude(magnitude: float, hypo_km: float) -> float:
-    """Forward form of :func:`magnitude_from_pd`: expected Pd (cm) at ``hypo_km`` for ``magnitude``."""
-    if not (hypo_km > 0.0 and math.isfinite(hypo_km)):
-        raise ValueError(f"hypo_km must be positive, got {hypo_km!r}")
-    return 10.0 ** (_PD_A + _PD_B * magnitude - _PD_C * math.log10(hypo_km))
 
 
 # Pd magnitude from a window cut short by the S wave (see :func:`magnitude_estimate`)
@@ -741,10 +727,6 @@ def predicted_pgv_ms(magnitude: float, hypo_km: float, model: PgvModel = DEFAULT
     return 10.0 ** (model.a + model.b * m - model.c * math.log10(r + model.d_km)) / 100.0
 
 
-def _round_half_up_1(value: float) -> float:
-    return float(Decimal(repr(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
-
-
 def predicted_intensity(magnitude: float, hypo_km: float, model: PgvModel = DEFAULT_PGV_MODEL) -> float:
     """Predicted instrumental intensity: GB/T 17742-2020 ``I_V = 3.00*lg(PGV m/s) + 9.77`` of the
     predicted PGV, rounded half-up to 0.1 and clamped to [1.0, 12.0].
@@ -752,12 +734,7 @@ def predicted_intensity(magnitude: float, hypo_km: float, model: PgvModel = DEFA
     Only the PGV branch of the standard is used (there is no predicted PGA here); the standard
     itself uses ``I_V`` alone at intensities >= 6, where warnings matter.
     """
-    i_v = 3.00 * math.log10(predicted_pgv_ms(magnitude, hypo_km, model)) + 9.77
-    if i_v <= 1.0:
-        return 1.0
-    if i_v >= 12.0:
-        return 12.0
-    return min(12.0, max(1.0, _round_half_up_1(i_v)))
+    return round_intensity(intensity_from_pgv(predicted_pgv_ms(magnitude, hypo_km, model)))
 
 
 def shaking_radius_km(
@@ -777,7 +754,7 @@ def shaking_radius_km(
     h = _finite("depth_km", depth_km)
     if h < 0.0:
         raise ValueError(f"depth_km must be >= 0, got {depth_km!r}")
-    lg = (model.a + model.b * m - 2.0 - (i - 0.05 - 9.77) / 3.0) / model.c
+    lg = (model.a + model.b * m - 2.0 - (i - 0.05 - I_V_OFFSET) / I_V_SLOPE) / model.c
     hypo = 10.0**lg - model.d_km
     if hypo < h:
         return None

@@ -33,12 +33,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import signal
+
+from schemas.seismology import instrumental_intensity, magnitude_from_pd
 
 __all__ = [
     "ACCELERATION",
@@ -510,43 +511,6 @@ def vector_peak(components: Sequence[ArrayLike] | np.ndarray) -> float:
     if arr.shape[1] == 0:
         return 0.0
     return float(np.max(np.sqrt(np.sum(np.square(arr), axis=0))))
-
-
-def _round_half_up_1(value: float) -> float:
-    return float(Decimal(repr(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
-
-
-def instrumental_intensity(pga_ms2: float, pgv_ms: float) -> float:
-    """Instrumental seismic intensity per GB/T 17742-2020 from PGA (m/s^2) and PGV (m/s).
-
-    ``I_A = 3.17*lg(PGA) + 6.59``, ``I_V = 3.00*lg(PGV) + 9.77``; the intensity is ``I_V`` when
-    both are >= 6.0, else ``(I_A + I_V)/2``; rounded half-up to 0.1 and clamped to [1.0, 12.0].
-    A zero peak gives ``lg = -inf`` and hence 1.0 (unless the other rule applies, which it
-    cannot, since it needs I_A >= 6).
-    """
-    pga, pgv = float(pga_ms2), float(pgv_ms)
-    if not (pga >= 0.0 and pgv >= 0.0) or math.isinf(pga) or math.isinf(pgv):
-        raise ValueError(f"peaks must be finite and non-negative, got PGA={pga_ms2!r}, PGV={pgv_ms!r}")
-    i_a = 3.17 * math.log10(pga) + 6.59 if pga > 0.0 else -math.inf
-    i_v = 3.00 * math.log10(pgv) + 9.77 if pgv > 0.0 else -math.inf
-    ii = i_v if (i_a >= 6.0 and i_v >= 6.0) else 0.5 * (i_a + i_v)
-    if ii <= 1.0:
-        return 1.0
-    if ii >= 12.0:
-        return 12.0
-    return min(12.0, max(1.0, _round_half_up_1(ii)))
-
-
-def magnitude_from_pd(pd_cm: float, hypo_dist_km: float) -> float:
-    """Magnitude from peak P-wave displacement: log10(Pd) = -3.463 + 0.729*M - 1.374*log10(R).
-
-    Pd in cm (first seconds of the P wave), R hypocentral distance in km (Wu & Zhao 2006).
-    """
-    if not (pd_cm > 0 and math.isfinite(pd_cm)):
-        raise ValueError(f"pd_cm must be positive, got {pd_cm!r}")
-    if not (hypo_dist_km > 0 and math.isfinite(hypo_dist_km)):
-        raise ValueError(f"hypo_dist_km must be positive, got {hypo_dist_km!r}")
-    return (math.log10(pd_cm) + 3.463 + 1.374 * math.log10(hypo_dist_km)) / 0.729
 
 
 def pd_from_displacement(disp_m: ArrayLike) -> float:

@@ -12,8 +12,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from alerts.api import AlertView, build_app, tls_context
+from alerts.api import build_app
 from alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
+from alerts.view import AlertView
+from tocsin.api import tls_context
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:

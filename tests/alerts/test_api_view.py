@@ -16,11 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from alerts.api import ACKS, Ack, AlertView, _EvictedCollector, build_app
+from alerts.api import _EvictedCollector, build_app
 from alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
 from alerts.silence_store import SILENCES, SilenceStore, has_ended
 from alerts.silences import Silence
+from alerts.view import ACKS, AlertView
 from schemas import topics
+from schemas.ack import Ack
 from schemas.alert import Alert, AlertArea, MsgType
 from schemas.common import Family, WarningLevel
 from schemas.delivery import DeliveryRecord
@@ -83,7 +85,7 @@ class FakeSilences:
     """A real SilenceStore (never started) fed by a writer that applies records directly."""
 
     def __init__(self, apply: bool = True) -> None:
-        self.store = SilenceStore("unused:9092", clock=lambda: T0, create_topic=False)
+        self.store = SilenceStore(clock=lambda: T0)
         self.apply = apply
         self.written: list[tuple[str, bytes | None]] = []
 
@@ -387,7 +389,7 @@ def test_audit_endpoint(view: AlertView) -> None:
 # --------------------------------------------------------------------------- silence store, no Kafka
 def test_store_applies_records_tombstones_and_skips_malformed() -> None:
     now = [T0]
-    store = SilenceStore("unused:9092", clock=lambda: now[0], create_topic=False)
+    store = SilenceStore(clock=lambda: now[0])
     s = Silence.model_validate({**silence_body(), "id": "mw-1"})
     weekly = Silence.model_validate(
         {

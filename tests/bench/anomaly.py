@@ -47,8 +47,8 @@ def detector_scores(corpus: list[nab.NabFile], params: EnsembleParams) -> dict[s
 
 
 def backtest_rate(path: Path) -> dict[str, float]:
-    """Rows per second through detectors.backtest.run plus the CLI's JSON line per record."""
-    from detectors.backtest import run
+    """Rows per second through tocsin.backtest.run plus the CLI's JSON line per record."""
+    from tocsin.backtest import run
 
     best = float("inf")
     rows = 0

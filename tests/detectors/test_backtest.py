@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from detectors.backtest import BacktestError, run
+from tocsin.backtest import BacktestError, run
 from tocsin.cli import main
 
 T0 = datetime(2026, 7, 1, tzinfo=UTC)

@@ -219,7 +219,7 @@ def running_stack(
             worker = start("worker", tocsin("worker"), env)
             waits.append((f"http://127.0.0.1:{worker_port}/readyz", worker, "worker /readyz"))
         if "api" in roles:
-            api = start("api", [*tocsin()[:2], "alerts.api", "--port", str(api_port)], env)
+            api = start("api", [*tocsin()[:2], "tocsin.api", "--port", str(api_port)], env)
             waits.append((f"http://127.0.0.1:{api_port}/metrics", api, "operator API /metrics"))
         for url, proc, what in waits:
             _wait_http(url, proc, ready_timeout_s, what)

@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 from schemas.telemetry import GasReading
 from schemas.wire import encode
 from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin, wait_until
-from tocsin.worker import ConsumerLag
+from tocsin.kafka import ConsumerLag
 
 pytestmark = pytest.mark.integration
 

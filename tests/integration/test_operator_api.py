@@ -1,7 +1,7 @@
 """The operator API as a real process on real Kafka.
 
 An alert chain (Alert, Update, Cancel) and its delivery records are produced to Kafka; the API
-(``python -m alerts.api``) shows it active, then cancelled, with its history and deliveries; an
+(``python -m tocsin.api``) shows it active, then cancelled, with its history and deliveries; an
 ack goes through ``alerts.acks`` and is shown; a silence created over HTTP reaches a
 :class:`SilenceStore` running here (as a worker's notifier would have it), and so does its deletion.
 """
@@ -22,15 +22,16 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from alerts.api import ACKS
-from alerts.silence_store import SILENCES, SilenceStore, delete_silence
+from alerts.silence_store import SILENCES
 from schemas import topics
 from schemas.alert import Alert, AlertArea, MsgType
 from schemas.common import Family, WarningLevel
 from schemas.delivery import DeliveryRecord
+from schemas.topics import ACKS
 from schemas.wire import encode
 from tests.integration.procs import Proc, free_port, wait_until
 from tests.integration.stack import api_auth, write_api_users
+from tocsin.kafka import delete_silence, kafka_silence_store
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ def run_id() -> str:
 def api(services: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Proc]]:
     port = free_port()
     proc = Proc(
-        [sys.executable, "-m", "alerts.api", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "tocsin.api", "--host", "127.0.0.1", "--port", str(port)],
         tmp_path / "api.log",
         {
             "TOCSIN_KAFKA_BOOTSTRAP": services["TOCSIN_KAFKA_BOOTSTRAP"],
@@ -146,7 +147,7 @@ def test_operator_api_on_real_kafka(services: dict[str, str], api: tuple[str, Pr
         assert status == 200, data
         return next((a for a in data["alerts"] if a["fingerprint"] == fp), None)
 
-    store = SilenceStore(bootstrap)
+    store = kafka_silence_store(bootstrap)
     store.start()
     silence_id = f"it-{run_id}"
     try:

@@ -236,7 +236,7 @@ def test_development_mode_makes_a_one_off_login(services: dict[str, str], tmp_pa
     """TOCSIN_DEV without a users file: a random supervisor password printed once, and still no open API."""
     port = free_port()
     env = {"TOCSIN_KAFKA_BOOTSTRAP": services["TOCSIN_KAFKA_BOOTSTRAP"], "TOCSIN_DEV": "1", "TOCSIN_API_USERS_FILE": ""}
-    proc = Proc([sys.executable, "-m", "alerts.api", "--port", str(port)], tmp_path / "api.log", env)
+    proc = Proc([sys.executable, "-m", "tocsin.api", "--port", str(port)], tmp_path / "api.log", env)
     try:
         password = proc.wait_for(r"development login \(TOCSIN_DEV\): demo / (\S+)", 60).group(1)
         proc.wait_for(r"operator API listening on", 60)

@@ -1,0 +1,187 @@
+"""The operator API's process: its Kafka wiring and entry point (``python -m tocsin.api``).
+
+The HTTP handlers and the read model are in alerts/api.py and know nothing of Kafka: this module
+feeds the view from ``alerts``, ``alerts.deliveries`` and ``alerts.acks`` (a
+:class:`~tocsin.kafka.TopicFollower`), keeps the silences (``kafka_silence_store``), writes acks and
+silences (:class:`~tocsin.kafka.KafkaWriter`), reads the settings and starts the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from alerts.api import DEFAULT_SILENCE_MAX, build_app
+from alerts.auth import (
+    Authenticator,
+    AuthError,
+    FailureLimiter,
+    Role,
+    UserRecord,
+    UsersFile,
+    hash_secret,
+    write_users_file,
+)
+from alerts.view import VIEW_TOPICS, AlertView
+from tocsin.kafka import KafkaWriter, TopicFollower, ensure_topics, kafka_silence_store
+from tocsin.logs import setup_logging
+from tocsin.settings import Settings, UnsafeSecret, refuse_dev_secrets
+
+log = logging.getLogger(__name__)
+
+
+def kafka_app(view: AlertView, bootstrap: str, *, partitions: int | None = None, **kwargs: Any) -> web.Application:
+    """:func:`alerts.api.build_app` wired to Kafka: the view follows the topics, silences come from the
+    compacted topic, acks and silences are produced; all of it starts and stops with the app."""
+    kafka = KafkaWriter(bootstrap)
+    store = kafka_silence_store(bootstrap)
+    feed = TopicFollower(
+        bootstrap,
+        VIEW_TOPICS,
+        lambda rec: view.apply_record(rec.topic, rec.value),
+        name="operator-api-view",
+        on_caught_up=view.mark_caught_up,
+    )
+    app = build_app(
+        view,
+        silence_store=store,
+        silence_writer=kafka,
+        ack_publisher=kafka.publish_ack,
+        bootstrap=bootstrap,  # the console's
+        producer=kafka.producer,
+        **kwargs,
+    )
+    n = partitions if partitions is not None else Settings().kafka_partitions
+
+    async def start(_app: web.Application) -> None:
+        try:
+            await asyncio.to_thread(ensure_topics, bootstrap, VIEW_TOPICS, n)
+        except Exception as e:  # noqa: BLE001 - the follower picks the topics up once they exist
+            log.warning("could not ensure topics %s: %s", VIEW_TOPICS, e)
+        await asyncio.to_thread(store.start)
+        feed.start()
+
+    async def stop(_app: web.Application) -> None:
+        feed.stop()
+        await asyncio.to_thread(store.stop)
+        await asyncio.to_thread(kafka.close)
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app
+
+
+async def serve(
+    host: str,
+    port: int,
+    bootstrap: str,
+    view: AlertView | None = None,
+    *,
+    auth: Authenticator | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    silence_max: timedelta = DEFAULT_SILENCE_MAX,
+) -> None:
+    app = kafka_app(
+        view if view is not None else AlertView(),
+        bootstrap,
+        auth=auth,
+        silence_max=silence_max,
+        console={"secure_cookie": ssl_context is not None},
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    await site.start()
+    address = runner.addresses[0] if runner.addresses else (host, port)
+    scheme = "https" if ssl_context is not None else "http"
+    log.info("operator API listening on %s://%s:%s (kafka %s)", scheme, address[0], address[1], bootstrap)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        log.info("operator API stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tocsin.api", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8790, help="0: any free port (logged)")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    setup_logging(settings.log_level, settings.log_format, "operator-api")
+    try:
+        refuse_dev_secrets(settings)
+        auth = authenticator(settings)
+        ssl_context = tls_context(settings.api_tls_cert, settings.api_tls_key)
+    except (UnsafeSecret, ValueError, OSError) as e:
+        log.error("operator API not started: %s", e)
+        return 2
+    view = AlertView(retention=timedelta(days=settings.api_retention_days), max_ended=settings.api_max_ended)
+    silence_max = timedelta(hours=settings.api_silence_max_hours)
+    asyncio.run(
+        serve(
+            args.host,
+            args.port,
+            settings.kafka_bootstrap,
+            view,
+            auth=auth,
+            ssl_context=ssl_context,
+            silence_max=silence_max,
+        )
+    )
+    return 0
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext | None:
+    """A server context (TLS 1.2 at least) from PEM files; None when neither is set."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ValueError("TOCSIN_API_TLS_CERT and TOCSIN_API_TLS_KEY go together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def authenticator(settings: Any) -> Authenticator:
+    """From ``TOCSIN_API_USERS_FILE``; without one, only in development mode (``TOCSIN_DEV``): a
+    one-off users file with the supervisor ``demo`` and a random password, printed once."""
+    limiter = FailureLimiter(settings.api_auth_max_failures, settings.api_auth_window_s)
+    path = settings.api_users_file
+    if not path:
+        if not settings.dev:
+            raise ValueError(
+                "no TOCSIN_API_USERS_FILE: add users with `tocsin users add` (or set TOCSIN_DEV=1 for a demo login)"
+            )
+        import secrets
+        import tempfile
+
+        password = secrets.token_urlsafe(12)
+        fd, path = tempfile.mkstemp(prefix="tocsin-dev-users-", suffix=".json")
+        os.close(fd)
+        write_users_file(
+            path, UsersFile(users=[UserRecord(name="demo", role=Role.SUPERVISOR, password_hash=hash_secret(password))])
+        )
+        print(f"operator API development login (TOCSIN_DEV): demo / {password}", file=sys.stderr, flush=True)
+    try:
+        return Authenticator(path, limiter=limiter)
+    except AuthError as e:
+        raise ValueError(str(e)) from e
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

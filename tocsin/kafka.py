@@ -1,0 +1,604 @@
+"""All of Tocsin's Kafka client code outside the Faust worker: producers, consumers, admin, lag.
+
+ingest/, detectors/ and alerts/ hold no Kafka client code: they take sinks, followers, readers and
+writers as arguments, and this module gives the Kafka ones (the embedded mode gives in-process
+ones, tocsin/bus.py). Every client here is kafka-python and is built with the security settings of
+schemas/transport.py (``kafka_python_kwargs``: TLS, SASL/SCRAM), so those are honoured in one
+place; the Faust worker (tocsin/worker.py ``broker_credentials``) takes the same settings for aiokafka.
+
+- :class:`KafkaSink`: the gateway's producer (acks=all, idempotent); :func:`ensure_topics`.
+- :class:`TopicFollower`: read topics from the beginning, then follow them (no consumer group): the
+  operator API's view and the silence store (:func:`kafka_silence_store`).
+- :class:`KafkaWriter`, :func:`publish_silence`, :func:`delete_silence`: the operator API's writes.
+- :func:`read_since`, :func:`read_split`, :func:`committed_offsets`: the worker's delivery sweep.
+- :class:`ConsumerLag`: the worker's lag probe; :func:`influx_consumer`: the InfluxDB sink's group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
+
+from alerts.silence_store import SilenceStore
+from alerts.silences import Silence
+from ingest.sinks import Done, Headers
+from schemas import topics as names
+from schemas.ack import Ack
+from schemas.transport import KafkaTransport, kafka_python_kwargs
+from schemas.wire import encode
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+# --------------------------------------------------------------------------- clients
+def _admin(bootstrap: str, client_id: str) -> Any:
+    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id=client_id, **kafka_python_kwargs())
+
+
+def _reader(bootstrap: str) -> Any:
+    """A consumer without a group that commits nothing (assigned and positioned by hand)."""
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False, **kafka_python_kwargs()
+    )
+
+
+def writer_producer(bootstrap: str, client_id: str) -> Any:
+    """A producer for single, awaited writes (acks=all; a send fails after 10 s rather than hang)."""
+    return KafkaProducer(
+        bootstrap_servers=bootstrap.split(","),
+        **kafka_python_kwargs(),
+        acks="all",
+        client_id=client_id,
+        max_block_ms=10_000,
+        request_timeout_ms=10_000,
+    )
+
+
+def ensure_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int,
+    *,
+    config: dict[str, str] | None = None,
+    client_id: str = "tocsin-admin",
+) -> list[str]:
+    """Create the topics that are missing (idempotent); returns those created here. ``config``:
+    topic configs of the new topics (e.g. ``{"cleanup.policy": "compact"}``)."""
+    admin = _admin(bootstrap, client_id)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if not missing:
+            return []
+        new = [
+            NewTopic(t, num_partitions=partitions, replication_factor=1, topic_configs=config or {}) for t in missing
+        ]
+        try:
+            admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            return []
+        return missing
+    finally:
+        admin.close()
+
+
+def ensure_silence_topic(bootstrap: str, topic: str = names.SILENCES) -> bool:
+    """Create the compacted silences topic (one partition) if it is missing; True if it was created here."""
+    created = ensure_topics(
+        bootstrap, [topic], 1, config={"cleanup.policy": "compact"}, client_id="tocsin-silences-admin"
+    )
+    if created:
+        log.info("created compacted topic %s", topic)
+    return bool(created)
+
+
+# --------------------------------------------------------------------------- gateway
+class KafkaSink:
+    """kafka-python producer: acks=all, idempotent, batched and compressed, keyed by device."""
+
+    def __init__(self, bootstrap: str, *, client_id: str = "tocsin-gateway", linger_ms: int = 5) -> None:
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            **kafka_python_kwargs(),
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="gzip",
+            linger_ms=linger_ms,
+            batch_size=256 * 1024,
+            retries=2**31 - 1,
+            delivery_timeout_ms=2**31 - 1,  # never give up on a record: the MQTT ack waits for it
+            max_block_ms=5_000,
+            request_timeout_ms=15_000,
+        )
+
+    accepts_headers = True
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        on_done: Done,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        """``headers``: record headers (the correlation id); ``timestamp_ms``: the record's Kafka
+        timestamp (the gateway's receive time, which the worker's detection latency is measured from)."""
+        try:
+            fut = self._producer.send(topic, key=key, value=value, headers=headers, timestamp_ms=timestamp_ms)
+        except Exception as exc:  # noqa: BLE001 - buffer full or metadata timeout: report, don't ack
+            on_done(exc)
+            return
+        fut.add_callback(lambda _md: on_done(None))
+        fut.add_errback(on_done)
+
+    def usable(self) -> bool:
+        """True while the producer holds a connection to a broker (its ``connection-count`` metric;
+        the periodic metadata refresh keeps one open even when no reading arrives)."""
+        try:
+            count = self._producer.metrics().get("producer-metrics", {}).get("connection-count", 0)
+            return bool(count and count >= 1) or bool(self._producer.bootstrap_connected())
+        except Exception:  # noqa: BLE001 - closed or broken producer: not usable
+            return False
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for buffered records; what is still pending stays unacknowledged."""
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError:  # Kafka unreachable: the caller sees records still in flight
+            log.warning("Kafka flush not complete after %.0f s", timeout_s)
+
+    def close(self) -> None:
+        try:
+            self._producer.close(timeout=10)
+        except KafkaTimeoutError:  # unsent records' MQTT messages were never acked: the broker keeps them
+            log.warning("Kafka producer closed with records still unacknowledged")
+
+
+# --------------------------------------------------------------------------- gateway (librdkafka)
+class KafkaDeliveryError(RuntimeError):
+    """librdkafka refused or failed a record (its error text); the record's message stays unacked."""
+
+
+def librdkafka_security(t: KafkaTransport | None = None) -> dict[str, Any]:
+    """The transport security of ``TOCSIN_KAFKA_*`` as librdkafka properties (empty for PLAINTEXT)."""
+    t = t if t is not None else KafkaTransport()
+    if t.kafka_security_protocol == "PLAINTEXT":
+        return {}
+    conf: dict[str, Any] = {"security.protocol": t.kafka_security_protocol.lower()}
+    if t.uses_tls:
+        conf["ssl.endpoint.identification.algorithm"] = "https"
+        if t.kafka_ssl_ca:
+            conf["ssl.ca.location"] = t.kafka_ssl_ca
+    if t.uses_sasl:
+        conf["sasl.mechanism"] = t.kafka_sasl_mechanism
+        conf["sasl.username"] = t.kafka_sasl_username
+        conf["sasl.password"] = t.kafka_sasl_password.get_secret_value()
+    return conf
+
+
+class RdKafkaSink:
+    """confluent-kafka (librdkafka) producer: acks=all, idempotent, batched (linger) and compressed,
+    keyed by device. Batching, compression and the network run in librdkafka's own threads, outside
+    the GIL; one thread of ours serves the delivery reports (``on_done``). A record is never given
+    up on (``message.timeout.ms`` 0: the MQTT ack waits for it), as with :class:`KafkaSink`."""
+
+    accepts_headers = True
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "tocsin-gateway",
+        linger_ms: int = 5,
+        max_queued: int = 100_000,
+        transport: KafkaTransport | None = None,
+    ) -> None:
+        from confluent_kafka import Producer
+
+        self._brokers_down = False
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "client.id": client_id,
+                "acks": "all",
+                "enable.idempotence": True,
+                "compression.type": "gzip",  # what every consumer here reads (kafka-python, aiokafka: no lz4)
+                "linger.ms": linger_ms,
+                "batch.size": 256 * 1024,
+                "message.timeout.ms": 0,
+                "queue.buffering.max.messages": max_queued,
+                "error_cb": self._on_error,
+                **librdkafka_security(transport),
+            }
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve_reports, name="kafka-delivery-reports", daemon=True)
+        self._thread.start()
+
+    def _on_error(self, err: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:  # noqa: SLF001 - librdkafka's public error code
+            self._brokers_down = True
+        log.warning("kafka producer: %s", err)
+
+    def _serve_reports(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        on_done: Done,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        """As :meth:`KafkaSink.send`; ``on_done`` runs on the delivery-report thread."""
+
+        def report(err: Any, _msg: Any) -> None:
+            if err is None:
+                self._brokers_down = False
+                on_done(None)
+            else:
+                on_done(KafkaDeliveryError(str(err)))
+
+        try:
+            self._producer.produce(
+                topic, value, key, on_delivery=report, headers=cast(Any, headers), timestamp=timestamp_ms or 0
+            )
+        except Exception as exc:  # noqa: BLE001 - BufferError (queue full) or KafkaException: report, don't ack
+            on_done(exc)
+
+    def usable(self) -> bool:
+        """True when a broker answers a metadata request (and librdkafka has not reported every broker
+        down since the last delivered record)."""
+        if self._brokers_down:
+            return False
+        try:
+            return bool(self._producer.list_topics(timeout=2.0).brokers)
+        except Exception:  # noqa: BLE001 - no broker reachable: not usable
+            return False
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for queued records; what is still pending stays unacknowledged."""
+        left = self._producer.flush(timeout_s)
+        if left:
+            log.warning("Kafka flush not complete after %.0f s (%d records pending)", timeout_s, left)
+
+    def close(self) -> None:
+        self.flush(10.0)
+        self._stop.set()
+        self._thread.join(5.0)
+
+
+# --------------------------------------------------------------------------- followers
+class TopicFollower:
+    """Reads topics from the beginning, then follows them, in a daemon thread (no consumer group).
+
+    ``on_record`` gets every kafka-python ``ConsumerRecord`` in partition order; an exception it raises
+    is logged and the record skipped. Partitions are assigned by hand (all partitions of the topics,
+    refreshed every ``refresh_s``, so topics created later are picked up) and the position of every
+    partition is remembered, so a consumer rebuilt after an error resumes where it was instead of
+    replaying the topics. "Caught up" means every partition that existed at the first assignment has
+    been read up to its end offset of that moment.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Iterable[str],
+        on_record: Callable[[Any], object],
+        *,
+        name: str,
+        on_caught_up: Callable[[], None] | None = None,
+        refresh_s: float = 10.0,
+        prepare: Callable[[], object] | None = None,
+    ) -> None:
+        """``prepare()``: run once by :meth:`start` before the thread (e.g. create the topic); if it
+        raises, that is logged and the follower starts anyway (it picks the topics up once they exist)."""
+        self.bootstrap, self.topics, self.name, self.prepare = bootstrap, tuple(topics), name, prepare
+        self.on_record, self.on_caught_up, self.refresh_s = on_record, on_caught_up, refresh_s
+        self._stop = threading.Event()
+        self._caught_up = threading.Event()
+        self._positions: dict[Any, int] = {}  # TopicPartition -> next offset to apply
+        self._targets: dict[Any, int] | None = None  # end offsets at the first assignment
+        self._thread: threading.Thread | None = None
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up.is_set()
+
+    def wait_caught_up(self, timeout_s: float) -> bool:
+        return self._caught_up.wait(timeout_s)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        if self.prepare is not None:
+            try:
+                self.prepare()
+            except Exception as e:  # noqa: BLE001 - the follower picks the topics up once they exist
+                log.warning("%s: could not prepare %s: %s", self.name, ", ".join(self.topics), e)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                consumer = KafkaConsumer(
+                    bootstrap_servers=self.bootstrap.split(","),
+                    **kafka_python_kwargs(),
+                    group_id=None,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    client_id=self.name,
+                    metadata_max_age_ms=10_000,
+                )
+            except Exception as e:  # noqa: BLE001 - Kafka not reachable yet: retry
+                log.warning("%s: cannot connect to Kafka %s (%s); retrying", self.name, self.bootstrap, e)
+                self._stop.wait(2.0)
+                continue
+            try:
+                self._follow(consumer)
+            except Exception:  # noqa: BLE001 - never let the thread die; resume from the remembered positions
+                log.exception("%s: consumer failed; reconnecting", self.name)
+                self._stop.wait(1.0)
+            finally:
+                try:
+                    consumer.close()
+                except Exception:  # noqa: BLE001
+                    log.debug("%s: close failed", self.name, exc_info=True)
+
+    def _follow(self, consumer: Any) -> None:
+        from kafka import TopicPartition
+
+        assigned: set[Any] = set()
+        next_refresh = 0.0
+        while not self._stop.is_set():
+            if time.monotonic() >= next_refresh:
+                parts = {TopicPartition(t, p) for t in self.topics for p in consumer.partitions_for_topic(t) or ()}
+                if parts != assigned:
+                    consumer.assign(sorted(parts))
+                    for tp in parts - assigned:
+                        if tp in self._positions:
+                            consumer.seek(tp, self._positions[tp])
+                        else:
+                            consumer.seek_to_beginning(tp)
+                    assigned = parts
+                if self._targets is None:
+                    self._targets = dict(consumer.end_offsets(sorted(parts))) if parts else {}
+                next_refresh = time.monotonic() + self.refresh_s
+            batches = consumer.poll(timeout_ms=500)
+            for tp, records in batches.items():
+                for rec in records:
+                    try:
+                        self.on_record(rec)
+                    except Exception:  # noqa: BLE001 - a bad record must not stop the others
+                        log.exception("%s: record %s[%d]@%d skipped", self.name, tp.topic, tp.partition, rec.offset)
+                    self._positions[tp] = rec.offset + 1
+            if not self._caught_up.is_set() and self._targets is not None:
+                if all(tp in assigned and consumer.position(tp) >= end for tp, end in self._targets.items()):
+                    self._caught_up.set()
+                    log.info("%s: caught up with %s", self.name, ", ".join(self.topics))
+                    if self.on_caught_up is not None:
+                        self.on_caught_up()
+
+
+def kafka_silence_store(
+    bootstrap: str,
+    *,
+    topic: str = names.SILENCES,
+    create_topic: bool = True,
+    on_rejected: Callable[[Any, str], object] | None = None,
+    **kwargs: Any,
+) -> SilenceStore:
+    """A :class:`~alerts.silence_store.SilenceStore` kept from the compacted topic by a
+    :class:`TopicFollower` (which first creates the topic when ``create_topic``)."""
+
+    def follow(on_record: Callable[[Any], object]) -> TopicFollower:
+        prepare = functools.partial(ensure_silence_topic, bootstrap, topic) if create_topic else None
+        return TopicFollower(bootstrap, [topic], on_record, name=f"silences-{topic}", prepare=prepare)
+
+    return SilenceStore(follow, on_rejected=on_rejected, **kwargs)
+
+
+# --------------------------------------------------------------------------- writers
+def _send(bootstrap: str, key: str, value: bytes | None, producer: Any, topic: str, timeout_s: float) -> Any:
+    own = producer is None
+    p = writer_producer(bootstrap, "tocsin-silences") if own else producer
+    try:
+        return p.send(topic, key=key.encode("utf-8"), value=value).get(timeout=timeout_s)
+    finally:
+        if own:
+            p.close(timeout=5)
+
+
+def publish_silence(
+    bootstrap: str, silence: Silence, *, producer: Any = None, topic: str = names.SILENCES, timeout_s: float = 10.0
+) -> Any:
+    """Write (create or replace) a silence; returns the record metadata once Kafka has it.
+
+    ``producer``: a long-lived ``KafkaProducer`` to reuse (else one is made for this call)."""
+    return _send(bootstrap, silence.id, encode(silence), producer, topic, timeout_s)
+
+
+def delete_silence(
+    bootstrap: str, silence_id: str, *, producer: Any = None, topic: str = names.SILENCES, timeout_s: float = 10.0
+) -> Any:
+    """Write the tombstone of a silence (a null value: compaction then removes the id)."""
+    return _send(bootstrap, silence_id, None, producer, topic, timeout_s)
+
+
+class KafkaWriter:
+    """The operator API's writes to Kafka (acks, silences) through one lazily made producer."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._producer: Any = None
+        self._lock = threading.Lock()
+
+    def producer(self) -> Any:
+        with self._lock:
+            if self._producer is None:
+                self._producer = writer_producer(self.bootstrap, "tocsin-operator-api")
+            return self._producer
+
+    def _send_ack(self, ack: Ack) -> Any:
+        return self.producer().send(names.ACKS, key=ack.fingerprint.encode("utf-8"), value=encode(ack)).get(timeout=10)
+
+    async def publish_ack(self, ack: Ack) -> object:
+        return await asyncio.to_thread(self._send_ack, ack)
+
+    async def publish(self, silence: Silence) -> object:
+        return await asyncio.to_thread(
+            functools.partial(publish_silence, self.bootstrap, silence, producer=self.producer())
+        )
+
+    async def delete(self, silence_id: str) -> object:
+        return await asyncio.to_thread(
+            functools.partial(delete_silence, self.bootstrap, silence_id, producer=self.producer())
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
+
+
+# --------------------------------------------------------------------------- readers (delivery sweep)
+def read_since(bootstrap: str, topic: str, since_ms: int, timeout_s: float = 30.0) -> list[bytes]:
+    """Record values of ``topic`` from ``since_ms`` (epoch ms) to its current end, every partition
+    (kafka-python, blocking: call it in a thread). Bounded by ``timeout_s``."""
+    return [v for _p, _o, v in _read(bootstrap, topic, since_ms, None, timeout_s)]
+
+
+def read_split(
+    bootstrap: str,
+    topic: str,
+    since_ms: int,
+    partitions: Iterable[int],
+    committed: dict[int, int],
+    timeout_s: float = 30.0,
+) -> tuple[list[bytes], list[bytes]]:
+    """Record values of ``topic`` (these ``partitions``) from ``since_ms`` to its end, split at the
+    group's ``committed`` offsets: (below them, at or past them). A partition without a committed
+    offset is all past."""
+    below: list[bytes] = []
+    past: list[bytes] = []
+    for partition, offset, value in _read(bootstrap, topic, since_ms, partitions, timeout_s):
+        (below if offset < committed.get(partition, 0) else past).append(value)
+    return below, past
+
+
+def _read(
+    bootstrap: str, topic: str, since_ms: int, partitions: Iterable[int] | None, timeout_s: float
+) -> list[tuple[int, int, bytes]]:
+    """(partition, offset, value) of ``topic`` (``partitions``, default all) from ``since_ms`` to the end."""
+    from kafka import TopicPartition
+
+    consumer = _reader(bootstrap)
+    try:
+        chosen = sorted(partitions) if partitions is not None else sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in chosen]
+        if not tps:
+            return []
+        starts = consumer.offsets_for_times({tp: since_ms for tp in tps})
+        ends = consumer.end_offsets(tps)
+        todo = {tp for tp in tps if starts.get(tp) is not None and starts[tp].offset < ends[tp]}
+        if not todo:
+            return []
+        consumer.assign(sorted(todo, key=lambda tp: tp.partition))
+        for tp in todo:
+            consumer.seek(tp, starts[tp].offset)
+        out: list[tuple[int, int, bytes]] = []
+        deadline = time.monotonic() + timeout_s
+        while todo and time.monotonic() < deadline:
+            for tp, recs in consumer.poll(timeout_ms=500).items():
+                out += [(tp.partition, r.offset, r.value) for r in recs if r.offset < ends[tp] and r.value is not None]
+                if consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+        return out
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The consumer group's committed offset per partition of ``topic`` (kafka-python, blocking)."""
+    admin = _admin(bootstrap, f"{group}-sweep")
+    try:
+        offsets = admin.list_consumer_group_offsets(group)
+    finally:
+        admin.close()
+    return {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == topic and m.offset >= 0}
+
+
+# --------------------------------------------------------------------------- lag, InfluxDB sink
+class ConsumerLag:
+    """Lag of a consumer group per topic and partition: the partition's end offset (high-water
+    mark) minus the group's committed offset, read from Kafka (kafka-python, blocking: call it in a
+    thread). Partitions without a committed offset are not reported (nothing to measure from)."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.bootstrap, self.group = bootstrap.split(","), group
+        self._admin: Any = None
+        self._consumer: Any = None
+
+    def sample(self, only: set[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        if self._admin is None:
+            self._admin = _admin(",".join(self.bootstrap), f"{self.group}-lag")
+            self._consumer = _reader(",".join(self.bootstrap))
+        committed = {
+            (tp.topic, tp.partition): meta.offset
+            for tp, meta in self._admin.list_consumer_group_offsets(self.group).items()
+            if meta.offset >= 0 and (only is None or (tp.topic, tp.partition) in only)
+        }
+        if not committed:
+            return {}
+        from kafka import TopicPartition as KafkaTP
+
+        ends = self._consumer.end_offsets([KafkaTP(t, p) for t, p in committed])
+        return {(tp.topic, tp.partition): max(0, end - committed[(tp.topic, tp.partition)]) for tp, end in ends.items()}
+
+    def close(self) -> None:
+        for client in (self._admin, self._consumer):
+            if client is not None:
+                client.close()
+        self._admin = self._consumer = None
+
+
+def influx_consumer(bootstrap: str, group_id: str = "tocsin-influx") -> Any:
+    """The InfluxDB sink's consumer (ingest/influx.py ``InfluxKafkaSink``): telemetry and alerts, in
+    a group that commits only after InfluxDB took the batch."""
+    return KafkaConsumer(
+        *names.TELEMETRY_TOPICS,
+        names.ALERTS,
+        bootstrap_servers=bootstrap.split(","),
+        **kafka_python_kwargs(),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5_000,
+        client_id=f"{group_id}-sink",
+    )
