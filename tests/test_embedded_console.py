@@ -13,7 +13,8 @@ import aiohttp
 
 from alerts.console.embedded import start_console
 from simulators.demo import demo_messages, demo_registry
-from tocsin.embedded import EmbeddedPipeline, free_port, publish_messages
+from simulators.run import publish_messages
+from tocsin.embedded import EmbeddedPipeline, free_port
 
 
 def test_console_serves_the_demo_and_its_silences_reach_the_notifier() -> None:
