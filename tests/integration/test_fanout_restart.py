@@ -82,8 +82,12 @@ def test_worker_killed_mid_fanout_sends_each_sms_exactly_once(
         ours = [line for line in issued if f": {area}" in line]
         assert len(ours) == 1, ours
         assert ("ALERT Alert orange " in ours[0]) is fast_lane, ours
-        started = f'tocsin_alert_fast_lane_total{{outcome="started"}} {float(urgent)}' in metrics
-        assert started and urgent >= int(fast_lane), [line for line in metrics.splitlines() if "fast_lane" in line]
+        # a labelled counter has no sample until its first increment: absent means 0
+        prefix = 'tocsin_alert_fast_lane_total{outcome="started"} '
+        started = next((float(ln[len(prefix) :]) for ln in metrics.splitlines() if ln.startswith(prefix)), 0.0)
+        assert started == float(urgent) and urgent >= int(fast_lane), [
+            line for line in metrics.splitlines() if "fast_lane" in line
+        ]
         stack.stop_worker(signal.SIGKILL)
         stored_at_kill = stack.sms_stats()["stored"]
         assert stored_at_kill < N_RECIPIENTS
