@@ -8,6 +8,8 @@ dropped. Kafka records are keyed by device id, so each device's readings stay in
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
 import logging
 import ssl
@@ -23,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.metrics import GatewayMetrics
-from ingest.mqtt_client import BufferedClient
+from ingest.mqtt_client import FastClient, Publish
 from ingest.sinks import Headers, HeaderSink, RecordSink
 from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
 from schemas import topics
@@ -246,6 +248,10 @@ class GatewayCore:
         return self._in_flight == 0
 
 
+def _no_ack() -> None:
+    """QoS 0: nothing to acknowledge."""
+
+
 class MqttGateway:
     """The MQTT side: persistent session, shared subscription (MQTT 5), QoS 1, manual acks."""
 
@@ -277,17 +283,26 @@ class MqttGateway:
         prefix = f"$share/{share_group}/" if (share_group and mqtt5) else ""
         self._filters = [prefix + topics.MQTT_TELEMETRY_FILTER, prefix + topics.MQTT_STATUS_FILTER]
         if mqtt5:
-            self.client: mqtt.Client = BufferedClient(
+            self.client = FastClient(
                 CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
             )
         else:
-            self.client = BufferedClient(
+            self.client = FastClient(
                 CallbackAPIVersion.VERSION2,
                 client_id=client_id,
                 clean_session=False,
                 protocol=mqtt.MQTTv311,
                 manual_ack=True,
             )
+        # QoS 1 packet ids whose records are durable, acknowledged to the broker together: once per
+        # round of delivery reports when the sink announces its rounds (librdkafka), else one by one.
+        self._acks: collections.deque[int] = collections.deque()
+        add_round_hook = getattr(core.sink, "add_round_hook", None)
+        self._batched_acks = add_round_hook is not None
+        if add_round_hook is not None:
+            add_round_hook(self.flush_acks)
+        self.client.on_publish_batch = self._on_batch
+        self.client.on_malformed = lambda _reason: core.metrics.mqtt_malformed.inc()
         if username:
             self.client.username_pw_set(username, password)
         if tls is not None:
@@ -334,6 +349,7 @@ class MqttGateway:
             log.warning("MQTT disconnected (%s); paho reconnects", reason)
 
     def _on_message(self, client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        """A PUBLISH paho handled itself (QoS 2: the gateway subscribes with QoS 1, so none expected)."""
         if self._closing.is_set():
             return  # not acked: redelivered to the next session
         mid, qos = msg.mid, msg.qos
@@ -342,19 +358,49 @@ class MqttGateway:
             if qos > 0:
                 client.ack(mid, qos)
 
+        self._handle(bytes(msg._topic), bytes(msg.payload), ack)  # noqa: SLF001 - no public raw topic
+
+    def _on_batch(self, batch: list[Publish]) -> None:
+        """The QoS 0 and 1 PUBLISH packets of one socket read (FastClient's receive path)."""
+        if self._closing.is_set():
+            return  # not acked: redelivered to the next session
+        handle = self._handle
+        for topic, payload, mid, qos in batch:
+            if qos == 0:
+                handle(topic, payload, _no_ack)
+            elif self._batched_acks:
+                handle(topic, payload, functools.partial(self._acks.append, mid))
+            else:
+                handle(topic, payload, functools.partial(self.client.ack_many, [mid]))
+
+    def _handle(self, raw_topic: bytes, payload: bytes, ack: Callable[[], None]) -> None:
         try:
-            topic = msg.topic
-        except UnicodeDecodeError:  # paho decodes the topic strictly; keep the bytes visible instead
-            topic = bytes(msg._topic).decode("utf-8", "surrogateescape")  # noqa: SLF001 - no public raw topic
+            topic = raw_topic.decode("utf-8")
+        except UnicodeDecodeError:  # keep the bytes visible in the dead letter
+            topic = raw_topic.decode("utf-8", "surrogateescape")
         try:
-            self.core.handle(topic, bytes(msg.payload), ack)
+            self.core.handle(topic, payload, ack)
         except Exception:  # noqa: BLE001 - handle() does not raise; belt and braces for the MQTT thread
             log.exception("gateway failed on a message from %s", printable(topic, TOPIC_MAX_CHARS))
+
+    def flush_acks(self) -> None:
+        """Send the PUBACKs of every record made durable since the last call, in one write."""
+        acks = self._acks
+        if not acks:
+            return
+        mids = []
+        try:
+            while True:
+                mids.append(acks.popleft())
+        except IndexError:
+            pass
+        self.client.ack_many(mids)
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Graceful: stop taking messages, flush what is in flight (acking it), then disconnect."""
         self._closing.set()
         drained = self.core.drain(timeout_s)
+        self.flush_acks()
         time.sleep(0.1)  # let paho write the last PUBACKs
         self.client.disconnect()
         self.client.loop_stop()

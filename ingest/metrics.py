@@ -46,6 +46,11 @@ class GatewayMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
+        self.mqtt_malformed = Counter(
+            "tocsin_gateway_mqtt_malformed_packets_total",
+            "malformed MQTT packets from the broker (each closes the connection; paho reconnects)",
+            registry=registry,
+        )
         self.in_flight = Gauge("tocsin_gateway_in_flight", "records awaiting downstream acks", registry=registry)
         self.influx_writes = Counter(
             "tocsin_gateway_influx_points_total",

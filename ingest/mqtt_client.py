@@ -1,59 +1,256 @@
-"""paho's MQTT client with buffered socket reads, for a receiver of many small messages.
+"""paho's MQTT client with its own receive path, for a receiver of many small QoS 1 messages.
 
-paho reads a packet with several ``recv`` calls (the fixed header a byte at a time, then the rest)
-and reads one packet per ``select`` round; at thousands of QoS 1 messages a second those system
-calls cost more than the gateway's own work on a message. This client reads the socket in 64 KiB
-blocks into a buffer and parses every complete packet in the buffer before going back to
-``select``. paho's packet state machine is unchanged: it still asks for the bytes it needs and
-accepts fewer than it asked for, exactly as from a socket.
+paho stays in charge of connecting, subscribing, keep-alive, reconnecting and every packet other than
+an incoming QoS 0 or 1 PUBLISH. What this client changes:
 
-Written against paho-mqtt 2.1 (``_sock_recv``, ``loop_read`` and ``_sock_close`` are paho's
-internal hooks; the dependency is pinned below 3).
+- **Reads**: paho reads a packet with several ``recv`` calls (the fixed header a byte at a time, then
+  the rest) and one packet per ``select`` round. This client reads the socket in 64 KiB blocks into a
+  buffer and splits every complete packet out of it (:func:`split_packets`: memoryview slices, no copy
+  of the buffer per packet).
+- **PUBLISH, QoS 0 and 1**: with ``on_publish_batch`` set, the PUBLISH packets of one read go to it as
+  one list of :class:`Publish` (topic bytes, payload bytes, packet id, QoS), without paho's
+  ``MQTTMessage``, property decoding, debug formatting, locks and topic-callback matching. Any other
+  packet (CONNACK, SUBACK, PINGRESP, DISCONNECT, QoS 2 flows) is handed to paho's own handler
+  unchanged, after the PUBLISH packets that came before it.
+- **PUBACKs**: :meth:`FastClient.ack_many` queues the acknowledgements of many messages as one write.
+- **Malformed packets** (a remaining length over 4 bytes, a PUBLISH whose topic, packet id or
+  properties overrun the packet, QoS 3, packet id 0): the connection is closed (paho reconnects; the
+  broker redelivers what was not acknowledged) and ``on_malformed`` is called with the reason.
+
+Written against paho-mqtt 2.x (``_sock_recv``, ``_packet_handle``, ``_in_packet``, ``_packet_queue``,
+``_loop_rc_handle`` and ``_sock_close`` are paho's internal hooks; the dependency is pinned below 3).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket as PahoMalformedPacket
+
+log = logging.getLogger(__name__)
 
 READ_BLOCK_BYTES = 65_536
+PUBLISH = 0x30
+PUBACK = 0x40
+MAX_REMAINING_LENGTH = 268_435_455
+"""The largest remaining length four varint bytes can carry (MQTT 3.1.1 and 5, 2.2.3)."""
 
 
-class BufferedClient(mqtt.Client):
+class MalformedPacket(ValueError):
+    """A packet that breaks the MQTT encoding; the connection it came on cannot be trusted further."""
+
+
+class Publish(NamedTuple):
+    """One incoming PUBLISH of QoS 0 or 1, as the fast path hands it over."""
+
+    topic: bytes
+    payload: bytes
+    mid: int  # packet id (0 for QoS 0)
+    qos: int
+
+
+class Other(NamedTuple):
+    """Any other packet: its first byte and its body (variable header and payload)."""
+
+    command: int
+    body: bytes
+
+
+Packet = Publish | Other
+
+# The PUBACK of every packet id, prebuilt: acknowledging is a lookup and a join.
+_PUBACKS = [bytes((PUBACK, 2, mid >> 8, mid & 0xFF)) for mid in range(65_536)]
+
+
+def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int] | None:
+    """(value, position after it) of the variable byte integer at ``pos``; None when the bytes
+    before ``end`` do not complete it; MalformedPacket when it runs over 4 bytes."""
+    value = 0
+    mult = 1
+    for i in range(4):
+        if pos + i >= end:
+            return None
+        byte = buf[pos + i]
+        value += (byte & 0x7F) * mult
+        if not byte & 0x80:
+            return value, pos + i + 1
+        mult *= 128
+    raise MalformedPacket("variable byte integer longer than 4 bytes")
+
+
+def split_packets(data: bytes | bytearray, mqtt5: bool, *, fast: bool = True) -> tuple[list[Packet], int]:
+    """The complete packets at the start of ``data`` and the number of bytes they take.
+
+    An incomplete packet at the end is left for the next call (its bytes are not counted). With
+    ``fast``, PUBLISH packets of QoS 0 and 1 come back as :class:`Publish`, everything else as
+    :class:`Other`; without it every packet is :class:`Other`. MalformedPacket when a packet breaks
+    the encoding (the packets before it are lost with the connection: they are not acknowledged)."""
+    buf = memoryview(data)
+    end = len(buf)
+    pos = 0
+    out: list[Packet] = []
+    append = out.append
+    try:
+        while pos < end:
+            head = buf[pos]
+            if pos + 1 < end and not buf[pos + 1] & 0x80:  # the common case: a one-byte remaining length
+                length, body = buf[pos + 1], pos + 2
+            else:
+                got = _varint(buf, pos + 1, end)
+                if got is None:
+                    break
+                length, body = got
+            stop = body + length
+            if stop > end:
+                break
+            if fast and head & 0xF0 == PUBLISH and head & 0x06 != 0x04:
+                qos = (head >> 1) & 0x03
+                if qos == 3:
+                    raise MalformedPacket("PUBLISH with QoS 3")
+                if length < 2:
+                    raise MalformedPacket("PUBLISH shorter than its topic length")
+                topic_end = body + 2 + (buf[body] << 8 | buf[body + 1])
+                p = topic_end
+                mid = 0
+                if qos:
+                    p += 2
+                    if p > stop:
+                        raise MalformedPacket("PUBLISH packet id beyond the packet")
+                    mid = buf[topic_end] << 8 | buf[topic_end + 1]
+                    if mid == 0:
+                        raise MalformedPacket("PUBLISH with packet id 0")
+                elif topic_end > stop:
+                    raise MalformedPacket("PUBLISH topic beyond the packet")
+                if mqtt5:
+                    if p >= stop:
+                        raise MalformedPacket("PUBLISH without its property length")
+                    if buf[p] & 0x80:
+                        got = _varint(buf, p, stop)
+                        if got is None:
+                            raise MalformedPacket("PUBLISH property length beyond the packet")
+                        plen, p = got
+                    else:
+                        plen, p = buf[p], p + 1
+                    p += plen
+                    if p > stop:
+                        raise MalformedPacket("PUBLISH properties beyond the packet")
+                append(Publish(bytes(buf[body + 2 : topic_end]), bytes(buf[p:stop]), mid, qos))
+            else:
+                append(Other(head, bytes(buf[body:stop])))
+            pos = stop
+    finally:
+        buf.release()
+    return out, pos
+
+
+def pubacks(mids: list[int]) -> bytes:
+    """The PUBACK packets (success, the 2-byte form both MQTT 3.1.1 and 5 accept) of ``mids``."""
+    return b"".join([_PUBACKS[m] for m in mids])
+
+
+class FastClient(mqtt.Client):
+    """paho's client with the receive path above. Without ``on_publish_batch`` every packet, PUBLISH
+    included, goes to paho's handlers (``on_message``) as with a plain client, still read in blocks."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._rbuf = bytearray()
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        buf = self._rbuf
-        if len(buf) < bufsize:
-            try:
-                data = super()._sock_recv(max(bufsize, READ_BLOCK_BYTES))
-            except BlockingIOError:
-                if not buf:
-                    raise
-                data = b""
-            else:
-                if not data and not buf:
-                    return b""  # connection closed by the peer
-            buf += data
-        out = bytes(buf[:bufsize])
-        del buf[:bufsize]
-        return out
+        self._mqtt5 = kwargs.get("protocol") == mqtt.MQTTv5
+        self.on_publish_batch: Callable[[list[Publish]], None] | None = None
+        self.on_malformed: Callable[[str], None] | None = None
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        """paho's ``loop_read``, repeated while whole packets wait in the buffer (``select`` would not
-        wake up for bytes already read from the socket)."""
-        rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rbuf and self._sock is not None:
-            before = len(self._rbuf)
-            rc = super().loop_read(max_packets)
-            if len(self._rbuf) == before:  # a partial packet: the rest comes with the next read
-                break
+        """Read what the socket has (one block) and handle every complete packet in the buffer."""
+        if self._sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        try:
+            data = self._sock_recv(READ_BLOCK_BYTES)
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        except OSError as err:
+            log.warning("MQTT socket read failed: %s", err)
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        if not data:
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        buf = self._rbuf
+        buf += data
+        on_batch = self.on_publish_batch
+        try:
+            packets, used = split_packets(buf, self._mqtt5, fast=on_batch is not None)
+        except MalformedPacket as exc:
+            log.error("malformed MQTT packet from the broker (%s): closing the connection", exc)
+            if self.on_malformed is not None:
+                self.on_malformed(str(exc))
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
+        del buf[:used]
+        now = mqtt.time_func()  # the keep-alive sees the bytes received
+        with self._msgtime_mutex:
+            self._last_bytes_received = now
+        batch: list[Publish] = []
+        for packet in packets:
+            if type(packet) is Publish:
+                batch.append(packet)
+                continue
+            if batch:
+                assert on_batch is not None
+                on_batch(batch)
+                batch = []
+            rc = self._paho_handle(packet)
+            if rc:
+                return self._loop_rc_handle(rc)
+            if self._sock is None:  # paho closed the connection (e.g. a DISCONNECT from the broker)
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if batch:
+            assert on_batch is not None
+            on_batch(batch)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _paho_handle(self, packet: Packet) -> MQTTErrorCode:
+        """One packet through paho's own handler, as its ``_packet_read`` hands it over."""
+        assert isinstance(packet, Other)
+        self._in_packet = {
+            "command": packet.command,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": len(packet.body),
+            "packet": bytearray(packet.body),
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            rc = self._packet_handle()
+        except PahoMalformedPacket as exc:
+            log.error("malformed MQTT packet from the broker (%s): closing the connection", exc)
+            if self.on_malformed is not None:
+                self.on_malformed(str(exc))
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        finally:
+            self._in_packet = {
+                "command": 0,
+                "have_remaining": 0,
+                "remaining_count": [],
+                "remaining_mult": 1,
+                "remaining_length": 0,
+                "packet": bytearray(b""),
+                "to_process": 0,
+                "pos": 0,
+            }
         return rc
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages (packet ids of one connection) in one queued write; any thread."""
+        if mids and self._sock is not None:
+            self._packet_queue(PUBACK, pubacks(mids), 0, 0)
 
     def _sock_close(self) -> None:
         self._rbuf.clear()  # bytes of the old connection never reach the next one
         super()._sock_close()
+
+
+BufferedClient = FastClient
+"""The name of this client before it parsed PUBLISH packets itself (tests, other callers)."""

@@ -225,6 +225,7 @@ class RdKafkaSink:
             }
         )
         self._stop = threading.Event()
+        self._round_hooks: list[Callable[[], None]] = []
         self._thread = threading.Thread(target=self._serve_reports, name="kafka-delivery-reports", daemon=True)
         self._thread.start()
 
@@ -235,9 +236,20 @@ class RdKafkaSink:
             self._brokers_down = True
         log.warning("kafka producer: %s", err)
 
+    def add_round_hook(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` on the delivery-report thread after every round of reports (one ``poll``
+        serves all that are ready): the gateway acknowledges a round's MQTT messages in one write."""
+        self._round_hooks.append(hook)
+
     def _serve_reports(self) -> None:
+        poll, hooks = self._producer.poll, self._round_hooks
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            if poll(0.05) and hooks:
+                for hook in hooks:
+                    try:
+                        hook()
+                    except Exception:  # noqa: BLE001 - the report thread must survive a hook's bug
+                        log.exception("delivery round hook failed")
 
     def send(
         self,

@@ -55,8 +55,9 @@ ROOT = "benchgw/v1"
 NATIVE_TOPIC = "bench.gw.native"
 PREFIX = "bench."
 MQTT = ("127.0.0.1", int(os.environ.get("TOCSIN_MQTT_PORT", "1883")))
-KAFKA = os.environ.get("TOCSIN_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-INFLUX = os.environ.get("TOCSIN_INFLUX_URL", "http://127.0.0.1:8086")
+# The local harness's ports (TOCSIN_*_PORT, as tests/conftest.py reads them) unless given whole.
+KAFKA = os.environ.get("TOCSIN_KAFKA_BOOTSTRAP") or f"127.0.0.1:{os.environ.get('TOCSIN_KAFKA_PORT', '9092')}"
+INFLUX = os.environ.get("TOCSIN_INFLUX_URL") or f"http://127.0.0.1:{os.environ.get('TOCSIN_INFLUX_PORT', '8086')}"
 DEFAULT_READINGS = 100_000
 
 # ``tocsin gateway`` with the bench topic root and Kafka topic prefix; everything else unchanged.
@@ -86,7 +87,7 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def _ensure_services(names: list[str]) -> None:
-    ports = {"mosquitto": MQTT[1], "kafka": int(KAFKA.rsplit(":", 1)[1]), "influxdb": 8086}
+    ports = {"mosquitto": MQTT[1], "kafka": int(KAFKA.rsplit(":", 1)[1]), "influxdb": int(INFLUX.rsplit(":", 1)[1].split("/")[0])}
     down = [n for n in names if not _port_open("127.0.0.1", ports[n])]
     if down:
         subprocess.run([*SERVICES, "up", *down], check=True, timeout=600)
