@@ -31,7 +31,7 @@ from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, p
 from schemas import topics
 from schemas.deadletter import TOPIC_MAX_CHARS, DeadLetter, Reason, printable
 from schemas.registry import RegistryLike
-from schemas.topics import parse_device_topic
+from schemas.topics import DeviceTopic, parse_device_topic
 from schemas.wire import encode
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ CORRELATION_HEADER = "tocsin-correlation-id"
 """Kafka record header carrying the reading's correlation id (the payload models are strict)."""
 RECEIVED_HEADER = "tocsin-received-ms"
 """Kafka record header: when the gateway received the reading (ms since the epoch, ASCII)."""
+TOPIC_CACHE_SIZE = 200_000
+"""Topics whose parse the gateway remembers (one per device; emptied when full)."""
+_UNPARSED = object()
 LIVE_AGE_S = 3600.0
 """Readings older than this (device time) are backfill: counted, kept out of the ingest latency."""
 
@@ -112,6 +115,7 @@ class GatewayCore:
         self._messages_out: dict[str, Any] = {}
         self._latency: dict[str, Any] = {}
         self._backfill: dict[str, Any] = {}
+        self._topics: dict[str, DeviceTopic | None | object] = {}
 
     @property
     def in_flight(self) -> int:
@@ -139,7 +143,13 @@ class GatewayCore:
         self._produce(out, ack)
 
     def _route(self, topic: str, payload: bytes, received: datetime) -> _Outgoing:
-        where = parse_device_topic(topic)
+        where = self._topics.get(topic, _UNPARSED)
+        if where is _UNPARSED:  # a device sends on the same topic every time: split it once
+            where = parse_device_topic(topic)
+            if len(self._topics) >= TOPIC_CACHE_SIZE:
+                self._topics.clear()
+            self._topics[topic] = where
+        assert where is None or isinstance(where, DeviceTopic)
         family = where.family.value if where else "unknown"
         counter = self._messages_in.get(family)
         if counter is None:
