@@ -55,3 +55,76 @@ def test_every_message_once_and_in_order_across_block_boundaries(services: dict[
         sub.disconnect()
         sub.loop_stop()
     assert got == payloads
+
+
+def test_batch_path_acks_with_one_write_and_the_broker_redelivers_only_the_unacked(
+    services: dict[str, str],
+) -> None:
+    """``on_publish_batch`` + ``ack_many``: every message once and in order; after a reconnect of the
+    persistent session the broker redelivers exactly the messages left unacknowledged."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from ingest.mqtt_client import FastClient, Publish
+
+    port = int(services["TOCSIN_MQTT_PORT"])
+    run = uuid.uuid4().hex[:8]
+    topic = f"test/fast/{run}"
+    n, unacked = 2000, 10  # fewer unacked than the broker's in-flight window (20), or delivery stalls
+    payloads = [f"{i:06d}".encode().ljust(20 + i % 300, b"y") for i in range(n)] + [b"z" * (READ_BLOCK_BYTES + 5)]
+    total = len(payloads)
+    lock = threading.Lock()
+
+    def connect(got: list[Publish], enough: threading.Event, ack: bool) -> FastClient:
+        c = FastClient(CallbackAPIVersion.VERSION2, client_id=f"fast-{run}", protocol=mqtt.MQTTv5, manual_ack=True)
+        subscribed = threading.Event()
+
+        def on_batch(batch: list[Publish]) -> None:
+            with lock:
+                got.extend(batch)
+                if ack:  # all but the last `unacked` messages of the first session
+                    c.ack_many([p.mid for p in batch if p.payload[:6].isdigit() and int(p.payload[:6]) < n - unacked])
+                if len(got) >= (total if ack else unacked + 1):
+                    enough.set()
+
+        c.on_publish_batch = on_batch
+        c.on_subscribe = lambda *_a: subscribed.set()
+        c.on_connect = lambda cl, *_a: cl.subscribe(topic, qos=1)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 60
+        c.connect("127.0.0.1", port, clean_start=False, properties=props)
+        c.loop_start()
+        assert subscribed.wait(10), "not subscribed"
+        return c
+
+    first: list[Publish] = []
+    done = threading.Event()
+    sub = connect(first, done, ack=True)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pubf-{run}", protocol=mqtt.MQTTv5)
+    try:
+        pub.connect("127.0.0.1", port)
+        pub.loop_start()
+        infos = [pub.publish(topic, p, qos=1) for p in payloads]
+        deadline = time.monotonic() + 60
+        for info in infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        assert done.wait(max(0.1, deadline - time.monotonic())), f"{len(first)} of {total} arrived"
+        time.sleep(0.5)  # let the last PUBACKs go out
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        sub.disconnect()
+        sub.loop_stop()
+    assert [p.payload for p in first] == payloads
+    assert all(p.qos == 1 and p.topic == topic.encode() for p in first)
+
+    again: list[Publish] = []
+    redelivered = threading.Event()
+    sub = connect(again, redelivered, ack=False)
+    try:
+        assert redelivered.wait(20), f"{len(again)} redelivered"
+        time.sleep(0.5)  # nothing more may come
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    assert [p.payload for p in again] == payloads[n - unacked :]
