@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import gc
 import hashlib
 import logging
 import ssl
@@ -258,6 +259,23 @@ class GatewayCore:
         return self._in_flight == 0
 
 
+GC_THRESHOLDS = (10_000, 50, 1_000)
+"""The gateway process's garbage-collector thresholds (CPython's default: 700, 10, 10)."""
+
+
+def tune_gc_for_throughput() -> None:
+    """For a process that runs the gateway alone (``tocsin gateway``), after its setup: move every
+    object alive now (modules, schemas, clients) out of the collector's sight and collect less often.
+
+    Each record in flight holds a few objects (closures, the reading) until Kafka acknowledges it,
+    thousands at a time; with the default thresholds the collector walked them over and over (about
+    a third of the gateway's CPU per reading in the bench). The gateway makes no reference cycles
+    per message, so collecting every 10,000 allocations instead of every 700 frees the same memory."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def _no_ack() -> None:
     """QoS 0: nothing to acknowledge."""
 
@@ -311,6 +329,9 @@ class MqttGateway:
         self._batched_acks = add_round_hook is not None
         if add_round_hook is not None:
             add_round_hook(self.flush_acks)
+        # A sink that can serve its delivery reports on the caller's thread does so after each batch:
+        # the reports (and the acks) of a busy stream then need no switch to the report thread.
+        self._serve_reports: Callable[[], object] | None = getattr(core.sink, "serve_reports", None)
         self.client.on_publish_batch = self._on_batch
         self.client.on_malformed = lambda _reason: core.metrics.mqtt_malformed.inc()
         if username:
@@ -382,6 +403,8 @@ class MqttGateway:
                 handle(topic, payload, functools.partial(self._acks.append, mid))
             else:
                 handle(topic, payload, functools.partial(self.client.ack_many, [mid]))
+        if self._serve_reports is not None:
+            self._serve_reports()
 
     def _handle(self, raw_topic: bytes, payload: bytes, ack: Callable[[], None]) -> None:
         try:

@@ -212,7 +212,7 @@ def gateway_limits(s: Settings) -> Limits:
 def cmd_gateway(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
-    from ingest.gateway import GatewayCore, MqttGateway
+    from ingest.gateway import GatewayCore, MqttGateway, tune_gc_for_throughput
     from ingest.influx import InfluxHttpWriter, InfluxKafkaSink
     from ingest.metrics import GatewayMetrics, HealthServer
     from schemas import topics
@@ -268,6 +268,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     health = None
     if s.metrics_port:
         health = HealthServer(reg, live=live, ready=ready, host=s.bind_host, port=s.metrics_port).start()
+    tune_gc_for_throughput()
     gw.start()
     if sink_thread:
         sink_thread.start()

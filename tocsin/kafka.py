@@ -242,14 +242,21 @@ class RdKafkaSink:
         self._round_hooks.append(hook)
 
     def _serve_reports(self) -> None:
-        poll, hooks = self._producer.poll, self._round_hooks
         while not self._stop.is_set():
-            if poll(0.05) and hooks:
-                for hook in hooks:
-                    try:
-                        hook()
-                    except Exception:  # noqa: BLE001 - the report thread must survive a hook's bug
-                        log.exception("delivery round hook failed")
+            self.serve_reports(0.05)
+
+    def serve_reports(self, timeout_s: float = 0.0) -> int:
+        """Serve the delivery reports that are ready (waiting up to ``timeout_s`` for one), then the
+        round hooks; any thread (the report thread does it in a loop, a busy caller between its sends).
+        Returns the number of reports served."""
+        served = int(self._producer.poll(timeout_s))
+        if served:
+            for hook in self._round_hooks:
+                try:
+                    hook()
+                except Exception:  # noqa: BLE001 - the report thread must survive a hook's bug
+                    log.exception("delivery round hook failed")
+        return served
 
     def send(
         self,
