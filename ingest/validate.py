@@ -212,9 +212,7 @@ def _fast_reading(payload: bytes, family: Family) -> Telemetry | None:
     return reading if reading.family is family else None
 
 
-def _strict_reading(
-    payload: bytes, where: DeviceTopic, dead: Callable[..., DeadLetter]
-) -> Telemetry | DeadLetter:
+def _strict_reading(payload: bytes, where: DeviceTopic, dead: Callable[..., DeadLetter]) -> Telemetry | DeadLetter:
     """The reference path: decode (miniSEED or JSON as ``json.loads`` reads it), then validate the
     object; every refusal becomes its dead letter with its reason."""
     if where.family is Family.SEISMIC and looks_like_mseed(payload):

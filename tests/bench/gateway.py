@@ -87,7 +87,11 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def _ensure_services(names: list[str]) -> None:
-    ports = {"mosquitto": MQTT[1], "kafka": int(KAFKA.rsplit(":", 1)[1]), "influxdb": int(INFLUX.rsplit(":", 1)[1].split("/")[0])}
+    ports = {
+        "mosquitto": MQTT[1],
+        "kafka": int(KAFKA.rsplit(":", 1)[1]),
+        "influxdb": int(INFLUX.rsplit(":", 1)[1].split("/")[0]),
+    }
     down = [n for n in names if not _port_open("127.0.0.1", ports[n])]
     if down:
         subprocess.run([*SERVICES, "up", *down], check=True, timeout=600)

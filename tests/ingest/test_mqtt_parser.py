@@ -151,7 +151,8 @@ def test_any_stream_cut_anywhere_gives_every_packet_once_in_order(
             stream += item
             expected.append(Other(item[0], item[2:]))
             continue
-        topic, payload, qos, mid, props, flags = item  # type: ignore[misc]
+        assert isinstance(item, tuple)
+        topic, payload, qos, mid, props, flags = item
         if not mqtt5:
             props = b""
         mid = mid if qos else 0
