@@ -43,6 +43,8 @@ CORRELATION_HEADER = "tocsin-correlation-id"
 """Kafka record header carrying the reading's correlation id (the payload models are strict)."""
 RECEIVED_HEADER = "tocsin-received-ms"
 """Kafka record header: when the gateway received the reading (ms since the epoch, ASCII)."""
+DEAD_LETTER_LOG_INTERVAL_S = 60.0
+"""At most one INFO line per dead-letter reason in this interval (the others at DEBUG)."""
 TOPIC_CACHE_SIZE = 200_000
 """Topics whose parse the gateway remembers (one per device; emptied when full)."""
 _UNPARSED = object()
@@ -117,6 +119,7 @@ class GatewayCore:
         self._latency: dict[str, Any] = {}
         self._backfill: dict[str, Any] = {}
         self._topics: dict[str, DeviceTopic | None | object] = {}
+        self._dead_letter_log: dict[str, tuple[float, int]] = {}  # reason -> (last INFO line, skipped since)
 
     @property
     def in_flight(self) -> int:
@@ -192,8 +195,20 @@ class GatewayCore:
 
     def _dead_letter_record(self, letter: DeadLetter) -> _Outgoing:
         """The Kafka record of a dead letter (keyed by its topic, already made valid UTF-8)."""
-        self.metrics.dead_letters.labels(letter.reason.value).inc()
-        log.info("dead letter %s on %s: %s", letter.reason.value, letter.mqtt_topic, letter.message)
+        reason = letter.reason.value
+        self.metrics.dead_letters.labels(reason).inc()
+        # Sampled: the first dead letter of a reason at INFO, then one a minute with the count between
+        # (a device sending garbage at 10 Hz must not write 10 INFO lines a second); the rest at DEBUG.
+        # Every one is a Kafka record and counted in tocsin_gateway_dead_letters_total anyway.
+        now = time.monotonic()
+        last, skipped = self._dead_letter_log.get(reason, (-DEAD_LETTER_LOG_INTERVAL_S, 0))
+        if now - last >= DEAD_LETTER_LOG_INTERVAL_S:
+            more = f" (and {skipped} more of this reason since the last such line)" if skipped else ""
+            log.info("dead letter %s on %s: %s%s", reason, letter.mqtt_topic, letter.message, more)
+            self._dead_letter_log[reason] = (now, 0)
+        else:
+            self._dead_letter_log[reason] = (last, skipped + 1)
+            log.debug("dead letter %s on %s: %s", reason, letter.mqtt_topic, letter.message)
         return _Outgoing(topics.DEADLETTER, letter.mqtt_topic.encode("utf-8"), encode(letter))
 
     def _produce(self, out: _Outgoing, ack: Callable[[], None]) -> None:
