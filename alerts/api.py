@@ -591,16 +591,14 @@ def build_app(
     auth: Authenticator | None = None,
     silence_max: timedelta = DEFAULT_SILENCE_MAX,
     console: dict[str, Any] | None = None,
-    bootstrap: str | None = None,
-    producer: Callable[[], Any] | None = None,
 ) -> web.Application:
     """The aiohttp application over ``view``; with ``console`` (keyword arguments of
     :func:`alerts.console.setup_console`, ``{}`` for the defaults) the web console too.
 
     Only what is injected works: the Kafka wiring (a follower feeding ``view`` from ``alerts``,
-    ``alerts.deliveries`` and ``alerts.acks``, the silence store, the producer of acks and silences)
-    is made by the runtime (tocsin/api.py); tests feed ``view`` directly. Missing writers answer
-    ``503``. Without ``auth`` every route but the probes answers ``401``.
+    ``alerts.deliveries`` and ``alerts.acks``, the silence store, the producer of acks and silences,
+    the console's release events) is made by the runtime (tocsin/api.py); tests feed ``view``
+    directly. Missing writers answer ``503``. Without ``auth`` every route but the probes answers ``401``.
     """
     app = web.Application()
     api = OperatorApi(
@@ -618,8 +616,8 @@ def build_app(
     app.middlewares.append(api.count_requests)
     app.middlewares.append(api.authenticate)
     app.add_routes(api.routes())
-    if console:
+    if console is not None:
         from alerts.console import setup_console
 
-        setup_console(app, api, bootstrap=bootstrap, producer=producer, **console)
+        setup_console(app, api, **console)
     return app

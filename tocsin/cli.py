@@ -322,7 +322,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate_list(args: argparse.Namespace) -> int:
-    from simulators.scenario import load_scenario, scenario_paths
+    from simulators.scenario_spec import load_scenario, scenario_paths
 
     for path in scenario_paths():
         sc = load_scenario(path)
@@ -334,7 +334,8 @@ def cmd_simulate_build(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from simulators.run import resolve_scenario
-    from simulators.scenario import build, load_scenario, write_outputs
+    from simulators.scenario import build, write_outputs
+    from simulators.scenario_spec import load_scenario
 
     try:
         sc = load_scenario(resolve_scenario(args.scenario))
@@ -376,7 +377,7 @@ def cmd_simulate_run(args: argparse.Namespace) -> int:
     """Every scenario named (``all``: the shipped ones) through the embedded pipeline, scored.
     Exit 1 when a hazard was missed, or a scenario without hazards raised any alert."""
     from simulators.run import print_result, run_scenario
-    from simulators.scenario import scenario_paths
+    from simulators.scenario_spec import scenario_paths
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("amqtt", "transitions", "aiohttp.access", "tocsin.embedded", "ingest.gateway"):
@@ -397,6 +398,9 @@ def cmd_simulate_run(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+        def on_progress(p: Any, started: float = started) -> None:
+            print(f"[{time.monotonic() - started:5.1f}s] {p.line()}", flush=True)
+
         out = Path(args.out) / name if args.out else None
         try:
             result = asyncio.run(
@@ -407,6 +411,8 @@ def cmd_simulate_run(args: argparse.Namespace) -> int:
                     out_dir=out,
                     on_alert=on_alert,
                     on_start=on_start,
+                    on_progress=on_progress,
+                    progress_every_s=args.progress_every,
                 )
             )
         except (OSError, ValueError) as exc:
@@ -688,6 +694,12 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--out", help="write <out>/<scenario>/alerts.jsonl, score.json ...")
     sr.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="default: the scenario's hint")
     sr.add_argument("--seismic-speed", type=float, default=1.0, help="speed around earthquakes (1: real time)")
+    sr.add_argument(
+        "--progress-every",
+        type=float,
+        default=5.0,
+        help="seconds of wall time between progress lines (device time, published, detections, alerts); 0: none",
+    )
     sr.set_defaults(func=cmd_simulate_run)
     ss = smsub.add_parser("score", help="score alerts (JSONL) against a ground truth")
     ss.add_argument("--truth", required=True, help="ground_truth.json")

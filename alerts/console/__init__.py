@@ -48,7 +48,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.auth import Denied, Principal, Role
 from alerts.release import Action, ReleaseEvent
-from schemas import topics
 from schemas.wire import decode
 
 log = logging.getLogger(__name__)
@@ -483,79 +482,29 @@ def setup_console(
     app: web.Application,
     api: Any,
     *,
-    bootstrap: str | None = None,
-    producer: Callable[[], Any] | None = None,
     releases: ReleaseView | None = None,
     publish_release: ReleasePublisher | None = None,
     registry: Any = None,
     secure_cookie: bool = False,
     read_series: SeriesReader | None = None,
 ) -> Console:
-    """Add the console to the API's ``app`` (before it starts). With ``bootstrap``, release events
-    are followed from Kafka and published with ``producer()`` (the API's); otherwise whatever is
-    injected (the embedded mode feeds ``releases`` and publishes on its bus)."""
-    releases = releases if releases is not None else ReleaseView()
-    if registry is None:
-        registry = _registry_from_settings()
-    if bootstrap is not None:
-        from tocsin.kafka import TopicFollower
-
-        follower = TopicFollower(
-            bootstrap, (topics.RELEASES,), lambda rec: releases.apply_record(rec.value), name="operator-api-releases"
-        )
-        if publish_release is None and producer is not None:
-            make = producer
-
-            def send(event: ReleaseEvent) -> Any:
-                from schemas.wire import encode
-
-                return make().send(topics.RELEASES, key=event.fingerprint.encode(), value=encode(event)).get(timeout=10)
-
-            async def publish(event: ReleaseEvent) -> object:
-                return await asyncio.to_thread(send, event)
-
-            publish_release = publish
-
-        async def start(_app: web.Application) -> None:
-            from tocsin.kafka import ensure_topics
-
-            try:
-                await asyncio.to_thread(ensure_topics, bootstrap, (topics.RELEASES,), _partitions())
-            except Exception as e:  # noqa: BLE001
-                log.warning("could not ensure topic %s: %s", topics.RELEASES, e)
-            follower.start()
-
-        async def stop(_app: web.Application) -> None:
-            follower.stop()
-
-        app.on_startup.append(start)
-        app.on_cleanup.append(stop)
-    if read_series is None and bootstrap is not None:
-        read_series = _influx_from_settings()
+    """Add the console to the API's ``app`` (before it starts), over whatever is injected: the
+    release events fed into ``releases``, ``publish_release`` (``503`` without it), the device
+    ``registry`` for the map (outline and alerts only without it) and ``read_series`` (no charts
+    without it). The Kafka process wires them in tocsin/api.py; the embedded mode from its bus
+    (alerts/console/embedded.py)."""
     console = Console(
-        api, releases, publish_release, registry=registry, secure_cookie=secure_cookie, read_series=read_series
+        api,
+        releases if releases is not None else ReleaseView(),
+        publish_release,
+        registry=registry,
+        secure_cookie=secure_cookie,
+        read_series=read_series,
     )
     api.public_routes |= PUBLIC_ROUTES
     app.middlewares.insert(app.middlewares.index(api.authenticate), console.session_middleware)
     app.add_routes(console.routes())
     return console
-
-
-def _partitions() -> int:
-    from tocsin.settings import Settings
-
-    return Settings().kafka_partitions
-
-
-def _registry_from_settings() -> Any:
-    try:
-        from schemas.registry import open_registry
-        from tocsin.settings import Settings
-
-        return open_registry(Settings().registry_file)
-    except Exception as e:  # noqa: BLE001 - the map then shows the outline and alerts only
-        log.warning("console map without a device registry: %s", e)
-        return None
 
 
 def influx_series_reader(url: str, token: str, org: str, bucket: str, max_points: int = 240) -> SeriesReader:
@@ -590,12 +539,3 @@ def influx_series_reader(url: str, token: str, org: str, bucket: str, max_points
 
 def _flux_str(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _influx_from_settings() -> SeriesReader | None:
-    from tocsin.settings import Settings
-
-    s = Settings()
-    if not s.influx_url:
-        return None
-    return influx_series_reader(s.influx_url, s.influx_token.get_secret_value(), s.influx_org, s.influx_bucket)
