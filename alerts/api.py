@@ -47,7 +47,7 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -132,6 +132,11 @@ class SilenceWriter(Protocol):
 
 # --------------------------------------------------------------------------- HTTP
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
+
+
+def _listing(key: str, items: Sequence[BaseModel]) -> web.Response:
+    """``{"count": n, key: [...]}``: a list answer of the API."""
+    return _json({"count": len(items), key: [x.model_dump(mode="json") for x in items]})
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -405,8 +410,7 @@ class OperatorApi:
             q = ListQuery.model_validate(_query(request))
         except ValidationError as e:
             return _invalid(e)
-        items = self.view.summaries(q.state, q.hazard, q.area)
-        return _json({"count": len(items), "alerts": [s.model_dump(mode="json") for s in items]})
+        return _listing("alerts", self.view.summaries(q.state, q.hazard, q.area))
 
     def _render_cap(self, alert: Alert, history: list[Alert]) -> tuple[str | None, str | None]:
         """(xml, error); (None, None) when there is no CAP renderer."""
@@ -574,8 +578,7 @@ class OperatorApi:
             q = AuditQuery.model_validate(_query(request))
         except ValidationError as e:
             return _invalid(e)
-        events = self.view.audit(q.fingerprint, q.since, q.until)
-        return _json({"count": len(events), "events": [e.model_dump(mode="json") for e in events]})
+        return _listing("events", self.view.audit(q.fingerprint, q.since, q.until))
 
 
 def build_app(

@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -59,6 +59,7 @@ CONSOLE_HEADER = "X-Tocsin-Console"  # sent by the page's script with every requ
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_ROUTES = frozenset({"/console", "/console/", "/console/login", "/console/static"})
 ReleasePublisher = Callable[[ReleaseEvent], Awaitable[object]]
+M = TypeVar("M", bound=BaseModel)
 SeriesReader = Callable[[str, list[str], float], list[dict[str, Any]]]
 """(measurement, devices, hours) -> [{"device", "field", "points": [[iso time, value], ...]}] (blocking)."""
 SKIP_FIELDS = frozenset({"lat", "lon", "seq", "interval_s", "n", "bearing_deg"})
@@ -420,41 +421,41 @@ class Console:
         visible = event in self.releases.events(event.fingerprint)
         return _json({"event": event.model_dump(mode="json"), "visible": visible}, status=201 if visible else 202)
 
-    async def decide(self, request: web.Request) -> web.Response:
+    async def _alert_request(self, request: web.Request, model: type[M]) -> tuple[str, Any, M] | web.Response:
+        """The current alert of the fingerprint in the path and the validated body (an error answer else)."""
         fp = request.match_info["fingerprint"]
         cur = self.api.view.current(fp)
         if cur is None:
             return _error(404, "not_found", f"no alert with fingerprint {fp!r}")
         try:
-            req = ReleaseRequest.model_validate(await request.json())
+            return fp, cur, model.model_validate(await request.json())
         except (ValueError, ValidationError) as e:
             return _error(422, "validation", str(e))
+
+    async def decide(self, request: web.Request) -> web.Response:
+        got = await self._alert_request(request, ReleaseRequest)
+        if isinstance(got, web.Response):
+            return got
+        fp, cur, req = got
         if req.decision not in (Action.APPROVE, Action.REJECT):
             return _error(422, "validation", "decision is approve or reject")
         identifier = req.identifier or cur.identifier
         if self.releases.state(fp, identifier) not in ("pending", "escalated"):
             return _error(409, "not_held", f"{identifier} is not waiting for a release decision")
         p = self._principal(request)
-        event = ReleaseEvent(
-            fingerprint=fp, identifier=identifier, action=req.decision, by=p.name, note=req.note, at=self.clock()
-        )
         log.info("release %s of %s by %s (%s)", req.decision, identifier, p.name, p.via)
-        return await self._publish(event)
+        return await self._publish(self._event(fp, identifier, req.decision, p.name, req.note))
 
     async def note(self, request: web.Request) -> web.Response:
-        fp = request.match_info["fingerprint"]
-        cur = self.api.view.current(fp)
-        if cur is None:
-            return _error(404, "not_found", f"no alert with fingerprint {fp!r}")
-        try:
-            req = NoteRequest.model_validate(await request.json())
-        except (ValueError, ValidationError) as e:
-            return _error(422, "validation", str(e))
-        p = self._principal(request)
-        event = ReleaseEvent(
-            fingerprint=fp, identifier=cur.identifier, action=Action.NOTE, by=p.name, note=req.note, at=self.clock()
-        )
-        return await self._publish(event)
+        got = await self._alert_request(request, NoteRequest)
+        if isinstance(got, web.Response):
+            return got
+        fp, cur, req = got
+        name = self._principal(request).name
+        return await self._publish(self._event(fp, cur.identifier, Action.NOTE, name, req.note))
+
+    def _event(self, fp: str, identifier: str, action: Action, by: str, note: str) -> ReleaseEvent:
+        return ReleaseEvent(fingerprint=fp, identifier=identifier, action=action, by=by, note=note, at=self.clock())
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
