@@ -50,7 +50,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
@@ -132,6 +132,7 @@ class SilenceWriter(Protocol):
 
 # --------------------------------------------------------------------------- HTTP
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
+Q = TypeVar("Q", bound=BaseModel)
 
 
 def _listing(key: str, items: Sequence[BaseModel]) -> web.Response:
@@ -170,6 +171,14 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
 def _query(request: web.Request) -> dict[str, str]:
     # '+' of an unencoded offset (``since=...T10:00:00+08:00``) arrives as a space: put it back.
     return {k: (v.replace(" ", "+") if k in ("since", "until") else v) for k, v in request.query.items() if v != ""}
+
+
+def _parsed_query(request: web.Request, model: type[Q]) -> Q | web.Response:
+    """The query string validated by ``model``, or the ``422`` answer naming what is wrong."""
+    try:
+        return model.model_validate(_query(request))
+    except ValidationError as e:
+        return _invalid(e)
 
 
 class _EvictedCollector:
@@ -406,10 +415,9 @@ class OperatorApi:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def list_alerts(self, request: web.Request) -> web.Response:
-        try:
-            q = ListQuery.model_validate(_query(request))
-        except ValidationError as e:
-            return _invalid(e)
+        q = _parsed_query(request, ListQuery)
+        if isinstance(q, web.Response):
+            return q
         return _listing("alerts", self.view.summaries(q.state, q.hazard, q.area))
 
     def _render_cap(self, alert: Alert, history: list[Alert]) -> tuple[str | None, str | None]:
@@ -574,10 +582,9 @@ class OperatorApi:
 
     # ------------------------------------------------------------------ audit
     async def audit(self, request: web.Request) -> web.Response:
-        try:
-            q = AuditQuery.model_validate(_query(request))
-        except ValidationError as e:
-            return _invalid(e)
+        q = _parsed_query(request, AuditQuery)
+        if isinstance(q, web.Response):
+            return q
         return _listing("events", self.view.audit(q.fingerprint, q.since, q.until))
 
 
