@@ -358,7 +358,7 @@ def cmd_simulate_publish(args: argparse.Namespace) -> int:
 
     s = Settings()
     try:
-        plan = plan_scenario(args.scenario, speed=args.speed)
+        plan = plan_scenario(args.scenario, speed=getattr(args, "speed", None))
     except (OSError, ValueError) as exc:
         print(f"simulate publish: {exc}", file=sys.stderr)
         return 2
@@ -406,7 +406,7 @@ def cmd_simulate_run(args: argparse.Namespace) -> int:
             result = asyncio.run(
                 run_scenario(
                     name,
-                    speed=args.speed,
+                    speed=getattr(args, "speed", None),
                     seismic_speed=args.seismic_speed,
                     out_dir=out,
                     on_alert=on_alert,
@@ -672,7 +672,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="scenarios: list, build, publish, run (embedded, scored), score; alone: publish the demo",
         epilog=_env_epilog(_MQTT_CLIENT),
     )
-    sm.add_argument("--speed", type=float, default=120.0, help="without a subcommand: the demo's speed")
+    # no default here: the subcommands' --speed falls back to the scenario's hint, the demo's to 120
+    sm.add_argument(
+        "--speed",
+        type=float,
+        default=argparse.SUPPRESS,
+        help="without a subcommand: the demo's speed (120 if not given)",
+    )
     sm.set_defaults(func=cmd_simulate)
     smsub = sm.add_subparsers(dest="simulate_command")
     smsub.add_parser("list", help="the shipped scenarios").set_defaults(func=cmd_simulate_list)

@@ -62,3 +62,17 @@ def test_simulate_run_prints_progress_while_it_replays() -> None:
     assert 0 < int(first["pub"]) < 909  # the first line comes while publishing
     assert int(last["pub"]) == 909 and int(last["pct"]) == 100
     assert int(last["det"]) >= 1 and int(last["alerts"]) >= 1  # the leak, seen as it happened
+
+
+def test_scenario_speed_defaults_to_the_scenarios_hint() -> None:
+    """``simulate run`` and ``simulate publish`` without ``--speed`` replay at the scenario's own
+    ``speed`` (chemical_leak.yaml: 60), not at the demo's 120 of ``tocsin simulate --speed``."""
+    from simulators.run import plan_scenario
+    from tocsin.cli import build_parser
+
+    parser = build_parser()
+    for sub in ("run", "publish"):
+        args = parser.parse_args(["simulate", sub, "chemical_leak"])
+        assert plan_scenario("chemical_leak", speed=getattr(args, "speed", None)).speed == 60.0
+    assert parser.parse_args(["simulate", "run", "chemical_leak", "--speed", "600"]).speed == 600.0
+    assert getattr(parser.parse_args(["simulate"]), "speed", None) is None  # cmd_simulate: the demo's 120
