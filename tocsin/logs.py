@@ -79,7 +79,7 @@ class JsonFormatter(BaseJsonFormatter):
         }
         if self.role:
             fixed["role"] = self.role
-        tail = {k: log_data.pop(k) for k in ("exc", "stack") if k in log_data}
+        tail: dict[str, Any] = {k: log_data.pop(k) for k in ("exc", "stack") if k in log_data}
         if record.exc_info:
             tail = {"exc_type": record.exc_info[0].__name__ if record.exc_info[0] else None, **tail}
         extras = {k: _plain(v) for k, v in log_data.items() if k not in fixed}
