@@ -103,6 +103,34 @@ def detection_topic(d: Detection, urgent_from: WarningLevel | None) -> str:
     return topics.DETECTIONS
 
 
+class _RainPlan:
+    """What the rain detector needs of one set of rain rules, worked out once."""
+
+    __slots__ = ("checks", "horizon_s", "level_rule", "windows_h", "windows_s")
+
+    def __init__(self, rules: tuple[Any, ...], clear_ratio: float) -> None:
+        self.windows_h: list[float] = sorted({rule.window_h for rule in rules})
+        self.windows_s = [w * 3600.0 for w in self.windows_h]
+        self.horizon_s = max(rule.window_h for rule in rules) * 3600.0  # only what the longest window needs
+        index = {w: i for i, w in enumerate(self.windows_h)}
+        # (rule, its window's index, its threshold in hundredths, its level's index), in rules order
+        self.checks = [
+            (rule, index[rule.window_h], max(1, rain_k.to_units(rule.mm)), rule.level.rank - 1) for rule in rules
+        ]
+        levels = {i for *_, i in self.checks}
+        sets = tuple(1.0 if i in levels else None for i in range(4))
+        self.level_rule = LevelRule.simple(sets, clear_ratio=clear_ratio)
+
+
+def _transitions(st: State, kind: str, active: bool, level: WarningLevel | None, material_change: bool) -> bool:
+    """Whether :meth:`DetectorEngine._transition` with these arguments makes a record (opens,
+    updates or clears), so a reading that changes nothing builds no evidence."""
+    cur = st["open"].get(kind)
+    if cur is None:
+        return active
+    return not active or material_change or (level.value if level else None) != cur["level"]
+
+
 class DetectorEngine:
     def __init__(self, rules: Rules | None = None, registry: RegistryLike | None = None) -> None:
         self.rules = rules or Rules()
@@ -114,6 +142,9 @@ class DetectorEngine:
         for ch in ar.channels:
             params = anomaly_k.EnsembleParams.from_mapping({**ar.params, **ch.params})
             self._anomaly_by_type.setdefault(ch.type, []).append((ch, params))
+        # the registry's per-device rain thresholds that override a rule, and the plans made of them
+        self._rain_keys = tuple(f"rain_{rule.window_h:g}h_{rule.level.value}_mm" for rule in self.rules.hydro.rain)
+        self._rain_plans: dict[tuple[Any, ...] | None, _RainPlan] = {}
 
     def _count_cap(self, reason: str) -> None:
         self.capped[reason] = self.capped.get(reason, 0) + 1
@@ -254,34 +285,40 @@ class DetectorEngine:
         return new.rank
 
     # ------------------------------------------------------------------ hydro
+    def _rain_plan(self, device: Device | None) -> _RainPlan:
+        """The rain rules of a device (the registry's thresholds over the rules file's), and what
+        every reading needs of them, made once per distinct set of thresholds."""
+        th = device.thresholds if device else None
+        key = tuple(th.get(name) for name in self._rain_keys) if th else None
+        plan = self._rain_plans.get(key)
+        if plan is None:
+            if len(self._rain_plans) >= 4096:  # bounded: thresholds are few; a churning registry starts over
+                self._rain_plans.clear()
+            plan = self._rain_plans[key] = _RainPlan(self._rain_rules(device), self.rules.hydro.rain_clear_ratio)
+        return plan
+
     def _rain(self, r: RainIncrement, st: State, device: Device | None) -> list[Detection]:
-        hr = self.rules.hydro
         now = _epoch(r.ts)
-        rules = self._rain_rules(device)
-        horizon_s = max(rule.window_h for rule in rules) * 3600.0  # only what the longest window needs
-        held = rain_k.add_report(list(map(tuple, st["k"].get("rain", ()))), now, r.interval_s, r.rain_mm, horizon_s)
-        reports = rain_k.cap_reports(held, self.rules.limits.rain_max_reports, horizon_s)
-        if len(reports) < len(held):
+        plan = self._rain_plan(device)
+        window = st["k"]["rain"] = rain_k.RainWindow.load(st["k"].get("rain"))
+        if window.add(now, r.interval_s, r.rain_mm, plan.horizon_s, self.rules.limits.rain_max_reports):
             self._count_cap("rain_reports_merged")
-        st["k"]["rain"] = list(map(list, reports))
-        windows = sorted({rule.window_h for rule in rules})
         # Totals and thresholds in integer hundredths of a millimetre (exact: 1,000 x 0.1 mm is
         # 100 mm), so a total exactly at a threshold gives a ratio of exactly 1.0 and fires (>=).
-        units = dict(zip(windows, rain_k.window_units(reports, now, [w * 3600.0 for w in windows]), strict=True))
-        acc = {w: u / rain_k.UNITS_PER_MM for w, u in units.items()}
+        units = window.units(now, plan.windows_s)
         # Per level, the largest ratio of accumulation to that level's threshold over its windows.
         ratios = [0.0, 0.0, 0.0, 0.0]
         worst: dict[int, Any] = {}
-        for rule in rules:
-            ratio = units[rule.window_h] / max(1, rain_k.to_units(rule.mm))
-            i = rule.level.rank - 1
+        for rule, w, threshold_units, i in plan.checks:
+            ratio = units[w] / threshold_units
             if ratio >= ratios[i]:
                 ratios[i] = ratio
                 worst[i] = rule
-        sets = tuple(1.0 if i in worst else None for i in range(4))
-        lrule = LevelRule.simple(sets, clear_ratio=hr.rain_clear_ratio)  # type: ignore[arg-type]
-        rank = self._levels(st, "rain_level", lrule, tuple(ratios))
+        rank = self._levels(st, "rain_level", plan.level_rule, tuple(ratios))
         level = WarningLevel.from_rank(rank) if rank else None
+        if not _transitions(st, "rainfall", rank > 0, level, False):
+            return []  # nothing opens, changes or clears: no record to describe
+        acc = {w: u / rain_k.UNITS_PER_MM for w, u in zip(plan.windows_h, units, strict=True)}
         basis = worst.get(rank - 1) if rank else max(worst.values(), key=lambda x: acc[x.window_h] / x.mm, default=None)
         value = acc[basis.window_h] if basis else 0.0
         evidence = {f"rain_{w:g}h_mm": round(v, 2) for w, v in acc.items()}

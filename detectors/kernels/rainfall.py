@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from itertools import accumulate
 from operator import itemgetter
+from typing import Any
 
 HOUR_S = 3600.0
 DEFAULT_WINDOWS_S = (1 * HOUR_S, 3 * HOUR_S, 6 * HOUR_S, 12 * HOUR_S, 24 * HOUR_S)
@@ -146,3 +147,136 @@ def window_units(reports: Sequence[Report], now_s: float, windows_s: Sequence[fl
             part += Fraction(prefix[i + 1] - prefix[i]) * Fraction(now_s - lo_s) / Fraction(interval)
         out.append(whole + round(part))
     return out
+
+
+def _exact_round(terms: list[tuple[int, float, float]], approx: float, spread: float) -> int:
+    """round(sum of units x span / interval) exactly. ``approx`` is the same sum in floats and
+    ``spread`` the sum of its terms' magnitudes; the float's rounding is the exact one unless the
+    float lies within its error bound of a half (then the sum is redone with fractions)."""
+    below = math.floor(approx)
+    if abs(approx - below - 0.5) > 1e-9 * (1.0 + spread):
+        return round(approx)
+    return round(sum((Fraction(u) * Fraction(span) / Fraction(interval) for u, span, interval in terms), Fraction(0)))
+
+
+def _us(t: float) -> int | float:
+    """Epoch seconds as integer microseconds when that is exact (a reading's time always is), so the
+    state encodes short integers; otherwise the float itself."""
+    us = round(t * 1_000_000)
+    return us if us / 1_000_000 == t else t
+
+
+class RainWindow(dict[str, list[Any]]):
+    """The reports a gauge's rain windows need, kept incrementally: a new report in time order is
+    appended, the reports beyond the horizon are cut off the front, and each window's total is a
+    difference of a running (prefix) sum of integer hundredths between two bisections, with only the
+    reports that straddle a window's start prorated one by one (:func:`window_units`, exactly).
+
+    As a mapping it is its own serialised form (what the detector table writes to its changelog):
+    ``{"t": report ends in integer microseconds, "i": intervals in seconds, "mm": millimetres}``,
+    in time order. :meth:`load` takes that back, or the older list of ``[t_end, interval, mm]``."""
+
+    __slots__ = ("ends", "cum", "longest")
+
+    def __init__(self, reports: Iterable[Report] = ()) -> None:
+        super().__init__(t=[], i=[], mm=[])
+        self._rebuild(list(reports))
+
+    def _rebuild(self, reports: Sequence[Report]) -> None:
+        self["t"] = [_us(r[0]) for r in reports]
+        self["i"] = [r[1] for r in reports]
+        self["mm"] = [r[2] for r in reports]
+        self.ends: list[float] = [r[0] for r in reports]
+        self.cum: list[int] = list(accumulate((round(r[2] * UNITS_PER_MM) for r in reports), initial=0))
+        self.longest: float = max(self["i"], default=0.0)
+
+    def copy(self) -> RainWindow:  # type: ignore[override]
+        """An independent window with the same reports (list copies: no per-report work)."""
+        new = RainWindow.__new__(RainWindow)
+        dict.__init__(new, t=self["t"].copy(), i=self["i"].copy(), mm=self["mm"].copy())
+        new.ends, new.cum, new.longest = self.ends.copy(), self.cum.copy(), self.longest
+        return new
+
+    @classmethod
+    def load(cls, saved: object) -> RainWindow:
+        """A window of its own made of a state's: a copy of a window (the state given to the engine
+        is left as it was), a decoded ``{"t", "i", "mm"}`` mapping, or the older list of reports."""
+        if isinstance(saved, RainWindow):
+            return saved.copy()
+        if not saved:
+            return cls()
+        if isinstance(saved, dict):
+            ends = [t / 1_000_000 if isinstance(t, int) else float(t) for t in saved["t"]]
+            return cls(zip(ends, saved["i"], saved["mm"], strict=True))
+        return cls(tuple(r) for r in saved)  # type: ignore[attr-defined]
+
+    @property
+    def n(self) -> int:
+        """How many reports are held."""
+        return len(self.ends)
+
+    def reports(self) -> list[Report]:
+        return list(zip(self.ends, self["i"], self["mm"], strict=True))
+
+    def add(self, t_end_s: float, interval_s: float, rain_mm: float, horizon_s: float, max_n: int) -> bool:
+        """:func:`add_report` then :func:`cap_reports`, in place; True when the cap merged reports."""
+        ends = self.ends
+        if not ends or t_end_s > ends[-1]:  # in time order (the usual case): appended
+            ends.append(t_end_s)
+            self["t"].append(_us(t_end_s))
+            self["i"].append(interval_s)
+            self["mm"].append(rain_mm)
+            self.cum.append(self.cum[-1] + round(rain_mm * UNITS_PER_MM))
+            if interval_s > self.longest:
+                self.longest = interval_s
+            cut = bisect.bisect_right(ends, t_end_s - horizon_s)
+            if cut:
+                longest_gone = max(self["i"][:cut]) >= self.longest
+                for column in (ends, self["t"], self["i"], self["mm"], self.cum):
+                    del column[:cut]
+                if longest_gone:
+                    self.longest = max(self["i"], default=0.0)
+        else:  # out of order or a replacement: the reference path
+            self._rebuild(add_report(self.reports(), t_end_s, interval_s, rain_mm, horizon_s))
+        if len(ends) <= max_n:
+            return False
+        self._rebuild(cap_reports(self.reports(), max_n, horizon_s))
+        return True
+
+    def units(self, now_s: float, windows_s: Sequence[float]) -> list[int]:
+        """``window_units(self.reports(), now_s, windows_s)``, from the running sums."""
+        ends = self.ends
+        if not ends:
+            return [0 for _ in windows_s]
+        cum, intervals, longest = self.cum, self["i"], self.longest
+        hi = bisect.bisect_right(ends, now_s)  # [0, hi) end at or before now
+        late = len(ends)
+        if hi < late:  # [hi, late) end after now (out-of-order arrivals) and may start before it
+            late = bisect.bisect_right(ends, now_s + longest * (1 + 1e-9) + 1e-6, hi)
+        margin = longest * (1 + 1e-9) + 1e-6
+        out = []
+        for window_s in windows_s:
+            w0 = now_s - window_s
+            lo = bisect.bisect_right(ends, w0, 0, hi)  # [lo, hi) end inside (w0, now]
+            edge = bisect.bisect_right(ends, w0 + margin, lo, hi)  # [lo, edge) may start before w0
+            whole = cum[hi] - cum[edge]
+            terms: list[tuple[int, float, float]] = []
+            for i in range(lo, edge):
+                units = cum[i + 1] - cum[i]
+                if ends[i] - intervals[i] >= w0:
+                    whole += units
+                else:
+                    terms.append((units, ends[i] - w0, intervals[i]))
+            for i in range(hi, late):
+                start = ends[i] - intervals[i]
+                if start < now_s:
+                    terms.append((cum[i + 1] - cum[i], now_s - (start if start > w0 else w0), intervals[i]))
+            if terms:
+                approx = spread = 0.0
+                for units, span, interval in terms:
+                    x = units * span / interval
+                    approx += x
+                    spread += abs(x)
+                whole += _exact_round(terms, approx, spread)
+            out.append(whole)
+        return out
