@@ -145,6 +145,7 @@ class DetectorEngine:
         # the registry's per-device rain thresholds that override a rule, and the plans made of them
         self._rain_keys = tuple(f"rain_{rule.window_h:g}h_{rule.level.value}_mm" for rule in self.rules.hydro.rain)
         self._rain_plans: dict[tuple[Any, ...] | None, _RainPlan] = {}
+        self._fault_params = sf_k.FaultParams.from_mapping(self.rules.hazmat.fault_params)
 
     def _count_cap(self, reason: str) -> None:
         self.capped[reason] = self.capped.get(reason, 0) + 1
@@ -524,9 +525,8 @@ class DetectorEngine:
 
     def _faults(self, r: GasReading, st: State, device: Device | None) -> list[Detection]:
         """Sensor faults (stuck, out of range, spike, zero drift): the reading may not be trusted."""
-        hz = self.rules.hazmat
         saved = st["k"].get("faults")
-        params = sf_k.FaultParams.from_mapping(hz.fault_params)
+        params = self._fault_params
         tracker = sf_k.FaultTracker.from_dict(saved, params) if saved else sf_k.FaultTracker(params)
         th = device.thresholds if device else {}
         hi = th.get("range_max", 100.0 if r.unit in ("%LEL", "%vol") else None)
