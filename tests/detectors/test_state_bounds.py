@@ -201,7 +201,7 @@ def test_rain_merged_in_buckets_keeps_the_total() -> None:
         state, out = engine.process(r, state)
     assert state is not None and state["k"]["rain"].n <= LIMITS.rain_max_reports
     assert engine.capped["rain_reports_merged"] > 0
-    assert sum(state["k"]["rain"]["mm"]) == pytest.approx(200.0)
+    assert sum(mm for _, _, mm in state["k"]["rain"].reports()) == pytest.approx(200.0)
     # what the changelog holds decodes to the same reports
     decoded = RainWindow.load(json.loads(json.dumps(state["k"]["rain"])))
     assert decoded.reports() == state["k"]["rain"].reports() and decoded.n <= LIMITS.rain_max_reports
