@@ -8,8 +8,9 @@ record per sample while a condition persists.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from schemas.registry import Device, RegistryLike
 from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
 
 State = dict[str, Any]
+_K = TypeVar("_K")
 
 
 class Source(Protocol):
@@ -103,6 +105,32 @@ def detection_topic(d: Detection, urgent_from: WarningLevel | None) -> str:
     return topics.DETECTIONS
 
 
+class _LiveKernels:
+    """Streaming kernels (seismic filters and triggers) kept alive between readings, each under the
+    saved form it last wrote into a state. A state that still holds that very dict gets the live
+    kernel back instead of one rebuilt from the dict (``from_dict`` designs filters and converts
+    every buffered sample); any other dict (a state decoded from the changelog, an older state
+    given again) is restored from the dict as before. A kernel is taken out while a reading runs, so
+    a reading that fails leaves the next one to restore it from the state it was given. Bounded:
+    beyond ``limit`` kernels the oldest are dropped (and restored from their dicts when needed)."""
+
+    def __init__(self, limit: int = 16_384) -> None:
+        self.limit = limit
+        self._by_id: dict[int, tuple[object, Any]] = {}
+
+    def take(self, saved: dict[str, Any], restore: Callable[[dict[str, Any]], _K]) -> _K:
+        entry = self._by_id.pop(id(saved), None)
+        if entry is not None and entry[0] is saved:  # held here, so its id cannot have been reused
+            return entry[1]  # type: ignore[no-any-return]
+        return restore(saved)
+
+    def keep(self, saved: dict[str, Any], kernel: object) -> dict[str, Any]:
+        while len(self._by_id) >= self.limit:
+            del self._by_id[next(iter(self._by_id))]
+        self._by_id[id(saved)] = (saved, kernel)
+        return saved
+
+
 class _RainPlan:
     """What the rain detector needs of one set of rain rules, worked out once."""
 
@@ -146,6 +174,7 @@ class DetectorEngine:
         self._rain_keys = tuple(f"rain_{rule.window_h:g}h_{rule.level.value}_mm" for rule in self.rules.hydro.rain)
         self._rain_plans: dict[tuple[Any, ...] | None, _RainPlan] = {}
         self._fault_params = sf_k.FaultParams.from_mapping(self.rules.hazmat.fault_params)
+        self._live = _LiveKernels()
 
     def _count_cap(self, reason: str) -> None:
         self.capped[reason] = self.capped.get(reason, 0) + 1
@@ -702,13 +731,13 @@ class DetectorEngine:
         gms: dict[str, Any] = dict(st["k"].get("gm", {}))
         instrument = r.channel[:2]
         saved = gms.get(instrument)
-        gm = seis_k.GroundMotion.from_dict(saved) if saved else seis_k.GroundMotion(r.sample_rate_hz)
+        gm = self._live.take(saved, seis_k.GroundMotion.from_dict) if saved else seis_k.GroundMotion(r.sample_rate_hz)
         if gm.df != r.sample_rate_hz:  # the instrument changed its rate: start over
             gm = seis_k.GroundMotion(r.sample_rate_hz)
         window = st["k"].get("gm_window")
         gm.set_window(*(window or (None, None)))
         gm.add(r.channel[-1], unit, x, _epoch(r.ts), r.sample_rate_hz)
-        gms[instrument] = gm.to_dict()
+        gms[instrument] = self._live.keep(gm.to_dict(), gm)
         st["k"]["gm"] = gms
         return self._station_peaks(st)
 
@@ -725,11 +754,11 @@ class DetectorEngine:
     def _set_peak_window(self, st: State, t_on: float | None, t_off: float | None) -> None:
         """The station trigger's on/off window for the peaks of every instrument of the station."""
         st["k"]["gm_window"] = [t_on, t_off]
-        gms = st["k"].get("gm", {})
+        gms = st["k"]["gm"] = dict(st["k"].get("gm", {}))  # the given state's own mapping stays as it was
         for name, saved in gms.items():
-            gm = seis_k.GroundMotion.from_dict(saved)
+            gm = self._live.take(saved, seis_k.GroundMotion.from_dict)
             gm.set_window(t_on, t_off)
-            gms[name] = gm.to_dict()
+            gms[name] = self._live.keep(gm.to_dict(), gm)
 
     def _seismic(self, r: SeismicPacket, st: State, device: Device | None) -> list[Detection]:
         """Station trigger (band-pass, recursive STA/LTA, hysteresis) with running PGA/PGV/intensity.
@@ -759,23 +788,23 @@ class DetectorEngine:
             if unit == seis_k.ACCELERATION:
                 saved_i = st["k"].get("acc2vel")
                 integ = (
-                    seis_k.AccelerationToVelocity.from_dict(saved_i)
+                    self._live.take(saved_i, seis_k.AccelerationToVelocity.from_dict)
                     if saved_i and saved_i["df"] == r.sample_rate_hz
                     else seis_k.AccelerationToVelocity(r.sample_rate_hz)
                 )
                 samples = integ.process(x)
-                st["k"]["acc2vel"] = integ.to_dict()
+                st["k"]["acc2vel"] = self._live.keep(integ.to_dict(), integ)
             else:
                 samples = x
             saved = st["k"].get("seis")
             trig = (
-                seis_k.StationTrigger.from_dict(saved)
+                self._live.take(saved, seis_k.StationTrigger.from_dict)
                 if saved
                 else seis_k.StationTrigger(sr.freqmin_hz, sr.freqmax_hz, 4, sr.sta_s, sr.lta_s, sr.thr_on, sr.thr_off)
             )
             events = trig.process(samples, r.sample_rate_hz, _epoch(r.ts))
             pd_cm = self._pd_progress(r, st, trig, samples, events)
-            st["k"]["seis"] = trig.to_dict()
+            st["k"]["seis"] = self._live.keep(trig.to_dict(), trig)
             triggered = trig.triggered
             # the peak window follows the trigger: the last on (and its off, if it ended)
             for ev in events:
