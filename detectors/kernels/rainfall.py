@@ -1,4 +1,5 @@
-"""Rolling rainfall accumulations from tipping-bucket increments. Pure; state is a list of pairs.
+"""Rolling rainfall accumulations from tipping-bucket increments. Pure functions over lists of reports,
+and :class:`RainWindow`, the same kept incrementally (the rain detector's state). No I/O.
 
 Each report says ``rain_mm`` fell during ``(t_end - interval_s, t_end]``. The accumulation over a
 window ``(now - w, now]`` counts each report pro rata to the overlap of its interval with the
