@@ -6,8 +6,9 @@ are skipped; an even number of slopes gives the mean of the two middle ones). Up
 points can be arbitrary outliers before the estimate breaks down, and with ``n`` points it costs
 ``n (n - 1) / 2`` slopes, so the streaming buffer is bounded by ``max_points``. scipy also computes
 a confidence interval the rate does not use: about 0.26 ms a call at 7 to 30 points (a water level
-every 5 min), where a bare numpy median of the pairwise slopes took 0.03 ms; negligible at the
-rate water levels arrive.
+every 5 min), where a bare numpy median of the pairwise slopes took 0.03 ms. ``RiseTracker`` takes
+a window of up to ``SMALL_N`` points in plain Python (the same slopes and median, a few
+microseconds; tests/detectors/test_rise.py checks it equals scipy's float).
 
 ``RiseTracker`` keeps the samples with ``t >= newest - window_s`` (a closed window ending at the
 newest sample, whatever the arrival order), at most ``max_points`` of them (the newest win). A

@@ -217,8 +217,10 @@ def test_property_chunked_with_json_state_equals_one_pass(data: list, cut: int, 
     )
 )
 @settings(max_examples=300, deadline=None)
-def test_property_small_window_slope_equals_numpy(pairs: list[tuple[float, float]]) -> None:
-    # the plain-Python path of a short window gives the numpy estimator's float exactly (ties, even counts)
+# slopes over tiny time steps overflow to inf in both; scipy's unused confidence interval then warns
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_property_small_window_slope_equals_scipy(pairs: list[tuple[float, float]]) -> None:
+    # the plain-Python path of a short window gives the kernel's (scipy's) float exactly (ties, even counts)
     points = [list(p) for p in sorted(pairs)]
     ours = rise_k._small_slope(points)
     ref = rise_k.theil_sen_slope([p[0] for p in points], [p[1] for p in points])
