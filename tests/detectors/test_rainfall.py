@@ -234,7 +234,7 @@ def test_rain_window_follows_the_reference_functions(seed: int) -> None:
     # report): reports in and out of order, replacements, ends off the microsecond grid, caps merging
     rng = random.Random(seed)
     horizon, cap = rng.choice([(HOUR_S, 16), (24 * HOUR_S, 64), (24 * HOUR_S, 288)])
-    window, reference = RainWindow(), []
+    window, reference = RainWindow(), list[tuple[float, float, float]]()
     t = T0
     for _ in range(300):
         t += rng.choice([1, 0.5, 60, 300, 300])
