@@ -985,6 +985,11 @@ cmd_up() {
 
 cmd_down() {
     local svc pid i
+    # kafka3 nodes get SIGTERM together: the last one stopped alone would wait for a quorum (2 of 3 voters)
+    # that is gone, until the SIGKILL 20 s later.
+    for svc in "$@"; do
+        [[ $svc != kafka3-* ]] || ! pid=$(svc_pid "$svc" 2>/dev/null) || kill -TERM "$pid" 2>/dev/null || true
+    done
     for ((i = $# ; i >= 1; i--)); do # reverse start order
         svc=${!i}
         if pid=$(svc_pid "$svc"); then
