@@ -140,7 +140,9 @@ def ensure_topics(
             return []
         rf, replicated = replication_settings(admin, replication)
         new = [
-            NewTopic(t, num_partitions=partitions, replication_factor=rf, topic_configs={**replicated, **(config or {})})
+            NewTopic(
+                t, num_partitions=partitions, replication_factor=rf, topic_configs={**replicated, **(config or {})}
+            )
             for t in missing
         ]
         try:
