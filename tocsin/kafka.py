@@ -38,6 +38,7 @@ from schemas.transport import KafkaTransport, kafka_python_kwargs
 from schemas.wire import encode
 
 log = logging.getLogger(__name__)
+_RDKAFKA_LOG = logging.getLogger("librdkafka")  # confluent-kafka's log lines and errors
 
 TopicPartition = tuple[str, int]
 
@@ -282,6 +283,7 @@ class RdKafkaSink:
                 "message.timeout.ms": 0,
                 "queue.buffering.max.messages": max_queued,
                 "error_cb": self._on_error,
+                "logger": _RDKAFKA_LOG,  # into Python logging (tocsin/logs.py: one line per outage), not stderr
                 **librdkafka_security(transport),
             }
         )
@@ -294,7 +296,7 @@ class RdKafkaSink:
 
         if err.code() == KafkaError._ALL_BROKERS_DOWN:  # noqa: SLF001 - librdkafka's public error code
             self._brokers_down = True
-        log.warning("kafka producer: %s", err)
+        _RDKAFKA_LOG.warning("kafka producer: %s", err)
 
     def _serve_reports(self) -> None:
         while not self._stop.is_set():

@@ -63,7 +63,7 @@ from tocsin.kafka import (
     read_split,
     replication_factor,
 )
-from tocsin.logs import dict_config
+from tocsin.logs import dict_config, register_client_metrics
 from tocsin.settings import Settings
 from tocsin.topology import AGENTS, TIMERS, Endpoints, Topology, build_adapters
 
@@ -636,6 +636,7 @@ def worker_readiness(app: faust.App) -> dict[str, bool]:
 
 def run_worker(settings: Settings) -> None:
     registry = CollectorRegistry()
+    register_client_metrics(registry)
     app = create_app(settings, registry)
     worker = faust.Worker(
         app,
