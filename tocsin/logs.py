@@ -161,8 +161,9 @@ CLIENT_LOGGERS: tuple[tuple[str, str], ...] = (
     ("paho", "paho"),  # paho-mqtt, when a client's ``enable_logger`` is on
 )
 CONNECTION_ERROR = re.compile(
-    r"connect|not ready|(update|request|refresh) metadata|no node available|brokers? (are )?down|coordinator|heartbeat|transport|"
-    r"refused|timed out|unreachable|NoBrokersAvailable|ALL_BROKERS_DOWN|not available|NotLeader|"
+    r"connect|not ready|(update|request|refresh) metadata|no node available|brokers? (are )?down|"
+    r"coordinator|heartbeat|transport|refused|timed out|unreachable|NoBrokersAvailable|ALL_BROKERS_DOWN|"
+    r"not available|NotLeader|"
     r"leader not|disconnect|network|socket|closed",
     re.IGNORECASE,
 )
