@@ -1,0 +1,154 @@
+"""The figures docs/capacity.md derives from that no other bench gives (run by hand, results as JSON):
+
+- ``state``: per device kind of ``tocsin fleet`` (simulators/fleet.py), the telemetry record's bytes,
+  the detector state's JSON bytes that the worker's table writes to its Kafka changelog per reading
+  (last and mean over a run of the kind's own interval: 24 h of a 5-minute rain gauge, 400 readings of
+  the others), and the CPU of ``DetectorEngine.process`` + that encoding per reading. The reference is
+  the record itself: ``changelog_per_record`` is state bytes / record bytes.
+- ``brokers``: ``kcat -P`` (acks=all, idempotent, linger 5 ms, no compression unless ``--compression
+  gzip``: with it kcat's own gzip is the limit, not the brokers) of the same N records into a
+  6-partition topic of the single broker and of the 3-broker cluster (``services.sh up kafka3``:
+  replication factor 3, min.insync.replicas 2), in one run, alternating, best of ``--rounds``:
+  msg/s, MB/s and cluster / single. On one machine the three brokers share its cores, so the ratio is
+  the cost of replication on the same CPU, not what three machines would give.
+
+    python -m tests.bench.capacity state
+    python -m tests.bench.capacity brokers --records 200000 --bytes 165   # needs kafka and kafka3 up
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def bench_state() -> dict[str, Any]:
+    from detectors.engine import DetectorEngine
+    from ingest.validate import Accepted, validate_telemetry
+    from schemas import topics
+    from simulators.fleet import KINDS, PayloadFactory, plan_devices
+
+    now = datetime.now(UTC)
+    factory = PayloadFactory()
+    first: dict[str, Any] = {}
+    for d in plan_devices(10_000):
+        first.setdefault(d.kind, d)
+    out: dict[str, Any] = {}
+    for kind, d in sorted(first.items()):
+        engine, state = DetectorEngine(), None
+        n = 288 if kind == "rain" else 400
+        t0 = now - timedelta(seconds=d.interval_s * (n + 1))
+        sizes, cpu, record = [], 0.0, 0
+        for k in range(n):
+            payload = factory.telemetry(d, k + 1, t0 + timedelta(seconds=d.interval_s * k))
+            record = len(payload)
+            acc = validate_telemetry(topics.mqtt_telemetry(d.family, d.site, d.device_id), payload, now)
+            assert isinstance(acc, Accepted), acc
+            c = time.process_time()
+            state, _ = engine.process(acc.reading, state)
+            encoded = json.dumps(state)
+            cpu += time.process_time() - c
+            sizes.append(len(encoded))
+        mean = sum(sizes) / len(sizes)
+        out[kind] = {
+            "interval_s": KINDS[kind].interval_s,
+            "share": KINDS[kind].share,
+            "record_bytes": record,
+            "state_bytes_last": sizes[-1],
+            "state_bytes_mean": round(mean),
+            "changelog_per_record": round(mean / record, 1),
+            "engine_cpu_us": round(1e6 * cpu / n, 1),
+        }
+    return out
+
+
+def _kcat(bootstrap: str, topic: str, path: Path, compression: str) -> tuple[float, float]:
+    """Seconds to produce every line of ``path`` (key TAB value), and kcat's CPU seconds."""
+    args = ["kcat", "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-l", str(path)]
+    args += ["-X", "acks=all", "-X", "enable.idempotence=true", "-X", f"compression.codec={compression}", "-X", "linger.ms=5"]
+    before = os.times()
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - t0
+    after = os.times()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
+def _record(rng: random.Random, i: int, size: int) -> str:
+    """A JSON value of ``size`` characters shaped like a reading or a detector state (timestamps and
+    readings with random digits: it compresses like them, unlike a run of one character)."""
+    t = 1_796_000_000 + 10 * i
+    pairs, text = [], ""
+    while len(text) < size:
+        pairs.append(f"[{t + 10 * len(pairs)},{rng.uniform(0, 40):.2f}]")
+        text = '{"device_id":"D%05d","ts":%d,"w":[%s]}' % (i % 5000, t, ",".join(pairs))
+    return text[: size - 2] + "]}"
+
+
+def _harness_env() -> dict[str, str]:
+    out = subprocess.run(
+        ["bash", str(REPO / "deploy" / "local" / "services.sh"), "env"], capture_output=True, text=True, timeout=60
+    ).stdout
+    return dict(w.split("=", 1) for w in shlex.split(out) if "=" in w)
+
+
+def bench_brokers(records: int, size: int, rounds: int, compression: str) -> dict[str, Any]:
+    from tocsin.kafka import ensure_topics
+
+    env = _harness_env()
+    targets = {"single": env["TOCSIN_KAFKA_BOOTSTRAP"], "cluster3": env["TOCSIN_KAFKA3_BOOTSTRAP"]}
+    run = f"bench.capacity.{int(time.time())}"
+    for name, bootstrap in targets.items():
+        ensure_topics(bootstrap, [f"{run}.{name}"], 6)  # replication: min(3, brokers), min ISR to match
+    rng = random.Random(15)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "records.txt"
+        with path.open("w", encoding="utf-8") as f:
+            for i in range(records):
+                f.write(f"D{i % 5000:05d}\t{_record(rng, i, size)}\n")
+        best: dict[str, tuple[float, float]] = {}
+        for _ in range(rounds):
+            for name, bootstrap in targets.items():
+                wall, cpu = _kcat(bootstrap, f"{run}.{name}", path, compression)
+                if name not in best or wall < best[name][0]:
+                    best[name] = (wall, cpu)
+    out: dict[str, Any] = {"records": records, "record_bytes": size, "rounds": rounds, "compression": compression}
+    out["loadavg"] = [round(x, 1) for x in os.getloadavg()]
+    for name, (wall, cpu) in best.items():
+        out[name] = {"msg_per_s": round(records / wall), "mb_per_s": round(records * size / wall / 1e6, 1)}
+        out[name]["kcat_cpu_s"] = round(cpu, 2)
+    out["cluster3_over_single"] = round(out["cluster3"]["msg_per_s"] / out["single"]["msg_per_s"], 2)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("state")
+    b = sub.add_parser("brokers")
+    b.add_argument("--records", type=int, default=200_000)
+    b.add_argument("--bytes", type=int, default=165, help="value bytes per record")
+    b.add_argument("--rounds", type=int, default=2)
+    b.add_argument("--compression", default="none", help="none: the brokers' cost; gzip: what Tocsin's producers use")
+    args = ap.parse_args()
+    result = bench_state() if args.cmd == "state" else bench_brokers(args.records, args.bytes, args.rounds, args.compression)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
