@@ -987,12 +987,18 @@ cmd_down() {
     local svc pid i
     # kafka3 nodes get SIGTERM together: the last one stopped alone would wait for a quorum (2 of 3 voters)
     # that is gone, until the SIGKILL 20 s later.
+    local -A termed=()
     for svc in "$@"; do
-        [[ $svc != kafka3-* ]] || ! pid=$(svc_pid "$svc" 2>/dev/null) || kill -TERM "$pid" 2>/dev/null || true
+        [[ $svc == kafka3-* ]] && pid=$(svc_pid "$svc" 2>/dev/null) || continue
+        kill -TERM "$pid" 2>/dev/null || true
+        termed[$svc]=$pid
     done
     for ((i = $# ; i >= 1; i--)); do # reverse start order
         svc=${!i}
-        if pid=$(svc_pid "$svc"); then
+        if [[ -n ${termed[$svc]:-} ]] && ! proc_alive "${termed[$svc]}" "$svc"; then
+            rm -f "$(pid_file "$svc")"
+            info "$svc: stopped (pid ${termed[$svc]})"
+        elif pid=$(svc_pid "$svc"); then
             stop_pid "$svc" "$pid"
         else
             info "$svc: not running, nothing to do"

@@ -77,7 +77,8 @@ def bench_state() -> dict[str, Any]:
 def _kcat(bootstrap: str, topic: str, path: Path, compression: str) -> tuple[float, float]:
     """Seconds to produce every line of ``path`` (key TAB value), and kcat's CPU seconds."""
     args = ["kcat", "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-l", str(path)]
-    args += ["-X", "acks=all", "-X", "enable.idempotence=true", "-X", f"compression.codec={compression}", "-X", "linger.ms=5"]
+    for conf in ("acks=all", "enable.idempotence=true", f"compression.codec={compression}", "linger.ms=5"):
+        args += ["-X", conf]
     before = os.times()
     t0 = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
@@ -91,10 +92,11 @@ def _record(rng: random.Random, i: int, size: int) -> str:
     """A JSON value of ``size`` characters shaped like a reading or a detector state (timestamps and
     readings with random digits: it compresses like them, unlike a run of one character)."""
     t = 1_796_000_000 + 10 * i
-    pairs, text = [], ""
+    pairs: list[str] = []
+    text = ""
     while len(text) < size:
         pairs.append(f"[{t + 10 * len(pairs)},{rng.uniform(0, 40):.2f}]")
-        text = '{"device_id":"D%05d","ts":%d,"w":[%s]}' % (i % 5000, t, ",".join(pairs))
+        text = f'{{"device_id":"D{i % 5000:05d}","ts":{t},"w":[{",".join(pairs)}]}}'
     return text[: size - 2] + "]}"
 
 
@@ -144,7 +146,10 @@ def main() -> int:
     b.add_argument("--rounds", type=int, default=2)
     b.add_argument("--compression", default="none", help="none: the brokers' cost; gzip: what Tocsin's producers use")
     args = ap.parse_args()
-    result = bench_state() if args.cmd == "state" else bench_brokers(args.records, args.bytes, args.rounds, args.compression)
+    if args.cmd == "state":
+        result = bench_state()
+    else:
+        result = bench_brokers(args.records, args.bytes, args.rounds, args.compression)
     json.dump(result, sys.stdout, indent=2)
     print()
     return 0
