@@ -13,6 +13,7 @@
   the cost of replication on the same CPU, not what three machines would give.
 
     python -m tests.bench.capacity state
+    python -m tests.bench.capacity plan [--set worker_readings_s=10000 ...]   # docs/capacity.md's tables
     python -m tests.bench.capacity brokers --records 200000 --bytes 165   # needs kafka and kafka3 up
 """
 
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,10 +138,120 @@ def bench_brokers(records: int, size: int, rounds: int, compression: str) -> dic
     return out
 
 
+# --------------------------------------------------------------------------- plan (docs/capacity.md)
+# Today's per-process figures; each names its source (docs/capacity.md, "Measured figures").
+FIGURES: dict[str, float] = {
+    "gateway_msg_s": 2141.0,  # F1 docs/throughput.md, make bench gateway, 100,000 readings
+    "worker_readings_s": 1217.0,  # F3 issue 15: one worker, rain readings, fresh group
+    "sink_points_s": 11483.0,  # F5 docs/throughput.md, make bench influx_sink, 50,000 points
+    "influxdb_points_s": 140874.0,  # F6 the same run: InfluxDB's own line-protocol write
+    "mosquitto_msg_s": 15032.0,  # F2 docs/throughput.md: the native pipe through one Mosquitto, same run as F1
+    "utilisation": 0.6,  # target: a backlog of D seconds drains in D * u / (1 - u) = 1.5 D
+    "peak_factor": 3.0,  # design load = average x this (storms, reconnect bursts): an assumption
+}
+# (messages/s per device, record bytes, mean changelog bytes per reading) per kind: simulators/fleet.py
+# intervals, ``python -m tests.bench.capacity state`` bytes (F7)
+KIND_LOAD = {
+    "rain": (1 / 300, 147, 4884),
+    "level": (1 / 300, 132, 345),
+    "gas": (1 / 10, 152, 858),
+    "fire": (1 / 60, 204, 86),
+    "seismic": (1.0, 1071, 1801),
+}
+FLEET_MIX = {"rain": 0.35, "level": 0.25, "gas": 0.25, "fire": 0.14, "seismic": 0.01}
+# the largest shipped scenario, simulators/scenarios/bad_day.yaml: hydro 6 (3 rain, 3 level), hazmat 5,
+# fire 3, seismic 6
+DISTRICT = {"rain": 3, "level": 3, "gas": 5, "fire": 3, "seismic": 6}
+
+
+def _ceil(x: float) -> int:
+    return int(-(-x // 1))
+
+
+def plan_case(avg_msg_s: float, record_b: float, state_b: float, peak: float, f: dict[str, float]) -> dict[str, Any]:
+    """Processes for an average load (messages/s) with the given bytes per reading: the formulas of
+    docs/capacity.md. Every process count is N + 1 (one may fail or be upgraded)."""
+    design = avg_msg_s * peak
+    u = f["utilisation"]
+
+    def n_plus_1(capacity: float) -> int:
+        return _ceil(design / (capacity * u)) + 1
+
+    workers = n_plus_1(f["worker_readings_s"])
+    return {
+        "avg_msg_s": round(avg_msg_s, 1),
+        "design_msg_s": round(design),
+        "gateways": n_plus_1(f["gateway_msg_s"]),
+        "workers": workers,
+        "partitions": max(6, 12 * _ceil(2 * workers / 12)),  # >= 2 x workers, a multiple of 12
+        "mosquitto": max(1, _ceil(design / (f["mosquitto_msg_s"] * u))),
+        "influx_sinks": n_plus_1(f["sink_points_s"]),
+        "influxdb_write_pct": round(100 * design / f["influxdb_points_s"], 2),
+        "kafka_produce_mb_s": round(design * (record_b + state_b) / 1e6, 2),
+        "kafka_replicated_write_mb_s": round(3 * design * (record_b + state_b) / 1e6, 2),
+        "telemetry_gb_day_per_replica": round(avg_msg_s * record_b * 86400 / 1e9, 1),
+        "changelog_pct_of_bytes": round(100 * state_b / (record_b + state_b)),
+    }
+
+
+def mix_load(counts: Mapping[str, float]) -> tuple[float, float, float]:
+    """(messages/s, mean record bytes, mean changelog bytes) of ``counts`` devices per kind."""
+    rate = sum(n * KIND_LOAD[k][0] for k, n in counts.items())
+    record = sum(n * KIND_LOAD[k][0] * KIND_LOAD[k][1] for k, n in counts.items()) / rate
+    state = sum(n * KIND_LOAD[k][0] * KIND_LOAD[k][2] for k, n in counts.items()) / rate
+    return rate, record, state
+
+
+def plan(f: dict[str, float]) -> dict[str, Any]:
+    peak = f["peak_factor"]
+    district = mix_load(DISTRICT)
+    hefei = mix_load({k: 85_000 * s for k, s in FLEET_MIX.items()})
+    chem_rate = 800e6 / 86400  # 800 M records a day
+    gas = KIND_LOAD["gas"]
+    return {
+        "figures": f,
+        "a_district": plan_case(*district, peak, f),
+        "b_85000_sensors": plan_case(*hefei, peak, f),
+        "c_440000_points": plan_case(chem_rate, gas[1], gas[2], peak, f),
+    }
+
+
+ROWS = (
+    ("avg_msg_s", "average load, messages/s"),
+    ("design_msg_s", "design load (x peak factor), messages/s"),
+    ("gateways", "gateway processes (N+1)"),
+    ("mosquitto", "Mosquitto brokers"),
+    ("workers", "worker processes (N+1)"),
+    ("partitions", "partitions per topic"),
+    ("influx_sinks", "InfluxDB sink processes (N+1)"),
+    ("influxdb_write_pct", "% of one InfluxDB node's measured write rate"),
+    ("kafka_produce_mb_s", "Kafka produce at design load, MB/s"),
+    ("kafka_replicated_write_mb_s", "Kafka writes x 3 replicas, MB/s"),
+    ("telemetry_gb_day_per_replica", "telemetry per day per replica, GB (uncompressed)"),
+    ("changelog_pct_of_bytes", "% of Kafka bytes that are table changelogs"),
+)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The table of docs/capacity.md (tests/test_capacity_doc.py keeps the two equal)."""
+    cases = ("a_district", "b_85000_sensors", "c_440000_points")
+    lines = ["| | (a) district | (b) 85,000 sensors | (c) 440,000 points |", "|---|---|---|---|"]
+    for key, label in ROWS:
+        cells = []
+        for case in cases:
+            v = result[case][key]
+            cells.append(f"{v:,.0f}" if isinstance(v, int) or float(v).is_integer() and v >= 10 else f"{v:,}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("state")
+    p = sub.add_parser("plan", help="docs/capacity.md's tables from the figures (override any: --set key=value)")
+    p.add_argument("--markdown", action="store_true", help="the table of docs/capacity.md")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"one of {sorted(FIGURES)}")
     b = sub.add_parser("brokers")
     b.add_argument("--records", type=int, default=200_000)
     b.add_argument("--bytes", type=int, default=165, help="value bytes per record")
@@ -148,6 +260,16 @@ def main() -> int:
     args = ap.parse_args()
     if args.cmd == "state":
         result = bench_state()
+    elif args.cmd == "plan":
+        figures = dict(FIGURES)
+        for kv in args.set:
+            key, _, value = kv.partition("=")
+            assert key in figures, f"unknown figure {key}: one of {sorted(figures)}"
+            figures[key] = float(value)
+        result = plan(figures)
+        if args.markdown:
+            print(markdown(result))
+            return 0
     else:
         result = bench_brokers(args.records, args.bytes, args.rounds, args.compression)
     json.dump(result, sys.stdout, indent=2)
