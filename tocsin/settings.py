@@ -35,8 +35,8 @@ class Settings(MqttTransport, KafkaTransport):
     kafka_replication_factor: int = Field(
         default=0,
         ge=0,
-        description="replicas of the topics Tocsin creates; 0: min(3, brokers in the cluster). "
-        "min.insync.replicas follows: 1 below 3 replicas, else a majority (2 of 3)",
+        description="replicas of the topics Tocsin creates; 0: min(3, brokers registered at the time: set 3 "
+        "where a process may start before every broker). min.insync.replicas follows: 1 below 3, else 2 of 3",
     )
     kafka_max_in_flight: int = Field(default=10_000, description="gateway records awaiting Kafka acks")
 
