@@ -218,6 +218,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from schemas import topics
     from schemas.registry import open_registry
     from tocsin.kafka import RdKafkaSink, ensure_topics, influx_consumer
+    from tocsin.logs import register_client_metrics
 
     s = Settings()
     _logging(s.log_level, s.log_format, "gateway")
@@ -225,6 +226,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     log = logging.getLogger("tocsin.gateway")
     registry = open_registry(s.registry_file, on_error=lambda e: log.error("registry not reloaded: %s", e))
     reg = CollectorRegistry()
+    register_client_metrics(reg)  # the client libraries' connection state (tocsin/logs.py)
     metrics = GatewayMetrics(reg)
     ensure_topics(s.kafka_bootstrap, topics.ALL_KAFKA_TOPICS, s.kafka_partitions)
     stop = threading.Event()
