@@ -251,6 +251,10 @@ def librdkafka_security(t: KafkaTransport | None = None) -> dict[str, Any]:
     return conf
 
 
+CALLER_SERVES_S = 0.02
+"""While a caller served the delivery reports this recently, the report thread leaves them to it."""
+
+
 class RdKafkaSink:
     """confluent-kafka (librdkafka) producer: acks=all, idempotent, batched (linger) and compressed,
     keyed by device. Batching, compression and the network run in librdkafka's own threads, outside
@@ -289,6 +293,7 @@ class RdKafkaSink:
         )
         self._stop = threading.Event()
         self._round_hooks: list[Callable[[], None]] = []
+        self._caller_served_at = float("-inf")
         self._thread = threading.Thread(target=self._serve_reports, name="kafka-delivery-reports", daemon=True)
         self._thread.start()
 
@@ -306,12 +311,17 @@ class RdKafkaSink:
 
     def _serve_reports(self) -> None:
         while not self._stop.is_set():
-            self.serve_reports(0.05)
+            if time.monotonic() - self._caller_served_at < CALLER_SERVES_S:
+                time.sleep(CALLER_SERVES_S / 2)  # a busy caller serves them: no second thread for the GIL
+            else:
+                self.serve_reports(0.05, caller=False)
 
-    def serve_reports(self, timeout_s: float = 0.0) -> int:
+    def serve_reports(self, timeout_s: float = 0.0, *, caller: bool = True) -> int:
         """Serve the delivery reports that are ready (waiting up to ``timeout_s`` for one), then the
-        round hooks; any thread (the report thread does it in a loop, a busy caller between its sends).
-        Returns the number of reports served."""
+        round hooks; any thread. The report thread does it in a loop, except while a busy caller does it
+        between its sends (within the last ``CALLER_SERVES_S``). Returns the number of reports served."""
+        if caller:
+            self._caller_served_at = time.monotonic()
         served = int(self._producer.poll(timeout_s))
         if served:
             for hook in self._round_hooks:
