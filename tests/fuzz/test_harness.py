@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -53,3 +54,18 @@ def test_a_case_is_slow_by_its_cpu_time_not_by_waiting(tmp_path: Path, monkeypat
     assert stats.hung_cases == 1 and stats.max_case_wall_s >= 1.6
     with pytest.raises(AssertionError):
         harness.assert_clean(stats, 3)
+
+
+def test_the_garbage_collectors_time_is_not_the_cases() -> None:
+    """A full collection over a large heap during a cheap case is counted apart (max_case_gc_s)."""
+    heap = [[i] for i in range(1_000_000)]  # a heap whose full collection takes a measurable time
+    stats = harness.FuzzStats("gc")
+
+    def target(case: int) -> str:
+        gc.collect()
+        return "ok"
+
+    stats.record(0, target, reraise=False)
+    assert stats.max_case_gc_s > 0.01, stats
+    assert stats.max_case_cpu_s < stats.max_case_gc_s / 5, stats
+    del heap
