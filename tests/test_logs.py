@@ -42,6 +42,13 @@ def test_json_line_has_the_fixed_fields_and_extras() -> None:
     }
 
 
+def test_extras_cannot_replace_the_fixed_fields() -> None:
+    out = json.loads(JsonFormatter("worker").format(_record(level="DEBUG", logger="x", role="y", ts="z", n=1)))
+    assert (out["level"], out["logger"], out["role"], out["n"]) == ("INFO", "tocsin.test", "worker", 1)
+    assert out["ts"] == "2025-11-29T08:00:00.250+00:00"
+    assert list(out)[:5] == ["ts", "level", "logger", "message", "role"]
+
+
 def test_timestamp_is_iso_with_an_offset() -> None:
     ts = json.loads(JsonFormatter().format(_record()))["ts"]
     parsed = datetime.fromisoformat(ts)

@@ -7,14 +7,14 @@ Every JSON line has ``ts`` (ISO 8601 with the UTC offset), ``level``, ``logger``
 
     jq -c 'select(.correlation_id == "c-3f9a0e51c2d47b18")' gateway.log worker.log
 
-Secrets never reach a line: a pydantic ``SecretStr`` (or ``SecretBytes``) anywhere in the extra
-fields renders as ``**********``, and the formatter never serialises arbitrary objects' attributes,
-only their ``str()`` (which pydantic masks for secrets).
+The lines are written by python-json-logger (``pythonjsonlogger.json.JsonFormatter``, subclassed
+below for the field names). Secrets never reach a line: a pydantic ``SecretStr`` (or
+``SecretBytes``) anywhere in the extra fields renders as ``**********``, and the formatter never
+serialises arbitrary objects' attributes, only their ``str()`` (which pydantic masks for secrets).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.config
 import sys
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import SecretBytes, SecretStr
+from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
 
 LogFormat = Literal["json", "text"]
 MASK = "**********"
@@ -51,34 +52,39 @@ def _plain(value: Any, depth: int = 0) -> Any:
     return str(value)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record; ``role`` names the process (gateway, worker, ...)."""
+class JsonFormatter(BaseJsonFormatter):
+    """One JSON object per record (python-json-logger); ``role`` names the process (gateway, worker, ...).
+
+    The fixed fields come first and an ``extra`` field cannot replace them; exceptions and stacks
+    come last, as ``exc_type``, ``exc`` and ``stack``."""
 
     def __init__(self, role: str = "", *, clock_tz: Any = UTC) -> None:
-        super().__init__()
+        super().__init__(
+            "%(message)s",
+            rename_fields={"exc_info": "exc", "stack_info": "stack"},
+            reserved_attrs=sorted(_STANDARD),
+            json_default=str,
+            json_ensure_ascii=False,
+        )
         self.role = role
         self.tz = clock_tz
 
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        super().add_fields(log_data, record, message_dict)  # message, the extras, exc and stack
+        fixed: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, self.tz).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
         if self.role:
-            out["role"] = self.role
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_") and key not in out:
-                out[key] = _plain(value)
+            fixed["role"] = self.role
+        tail: dict[str, Any] = {k: log_data.pop(k) for k in ("exc", "stack") if k in log_data}
         if record.exc_info:
-            out["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-            out["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            out["exc"] = record.exc_text
-        if record.stack_info:
-            out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+            tail = {"exc_type": record.exc_info[0].__name__ if record.exc_info[0] else None, **tail}
+        extras = {k: _plain(v) for k, v in log_data.items() if k not in fixed}
+        log_data.clear()
+        log_data.update(fixed, **extras, **tail)
 
 
 class TextFormatter(logging.Formatter):
