@@ -668,7 +668,8 @@ def magnitude_estimate(
         s_after = loc.origin_t_s + r / vs_km_s - pick.t_s
         clean = s_after >= pd_window_s + S_MARGIN_S
         # the station's own profile can show the S wave inside a window the location calls P only
-        jumped = bool(pick.pd_profile_cm) and p_only_steps(pick.pd_profile_cm) < len(pick.pd_profile_cm)
+        profile = pick.pd_profile_cm or ()
+        jumped = p_only_steps(profile) < len(profile)
         if clean and not jumped and pd is not None and pd > 0.0 and math.isfinite(pd):
             used.append(StationMagnitude(pick.station_id, magnitude_from_pd(pd, r), r, pd_window_s, s_after))
             continue
