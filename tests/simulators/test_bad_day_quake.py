@@ -34,7 +34,8 @@ from schemas.alert import Alert
 from schemas.common import Family, WarningLevel
 from schemas.telemetry import TELEMETRY_ADAPTER
 from simulators.demo import Message
-from simulators.scenario import SCENARIO_DIR, build, load_scenario
+from simulators.scenario import build
+from simulators.scenario_spec import SCENARIO_DIR, load_scenario
 
 SPEC = load_scenario(SCENARIO_DIR / "bad_day.yaml")
 START = datetime(2026, 8, 2, 5, 0, tzinfo=UTC)
