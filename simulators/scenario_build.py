@@ -6,10 +6,11 @@ duplicates). Deterministic: the same scenario, seed and start give the same byte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -371,11 +372,16 @@ class ScenarioBuilder:
         return out
 
     def seismic_windows(self) -> list[tuple[float, float]]:
-        """(start, end) epoch seconds of streaming, whole seconds, merged."""
-        spans = [(self.t0 + a, self.t0 + a + b) for a, b in self.s.noise.seismic_windows]
-        for h, q in self.quakes():
-            spans.append((q.origin_s - h.record_before_s, q.origin_s + h.record_after_s))
-        spans = sorted((math.floor(max(a, self.t0)), math.floor(min(b, self.end.timestamp()))) for a, b in spans)
+        """(start, end) of streaming, in seconds from the scenario's start, whole seconds, merged.
+
+        Relative to the start, not whole epoch seconds: the quake's place on the packets' sample grid,
+        and with it every sample, must not depend on the start's fraction of a second (a scenario run
+        starts at the wall clock's "now", simulators/run.py)."""
+        spans = [(a, a + b) for a, b in self.s.noise.seismic_windows]
+        for h in self.s.hazards:
+            if isinstance(h, EarthquakeSpec):
+                spans.append((h.start_s - h.record_before_s, h.start_s + h.record_after_s))
+        spans = sorted((math.floor(max(a, 0.0)), math.floor(min(b, self.s.duration_s))) for a, b in spans)
         merged: list[tuple[float, float]] = []
         for a, b in spans:
             if b <= a:
@@ -390,14 +396,15 @@ class ScenarioBuilder:
         dev = self.devices[d.device_id]
         sim = SeismicStation(dev, clock_skew_s=self.skew.get(d.device_id, 0.0))
         out: list[Message] = []
-        quakes = [q for _, q in self.quakes()]
+        # the waveforms in seconds from the scenario's start (exact), the packets' times absolute
+        quakes = [dataclasses.replace(q, origin_s=h.start_s) for h, q in self.quakes()]
         for k, (a, b) in enumerate(self.seismic_windows()):
             rng = self.rng("seismic", d.device_id, k)
             n = int(round((b - a) * sim.df))
             v = physics.seismic_noise(n, sim.df, rng)
             for q in quakes:
                 v += physics.quake_waveform(q, d.lat, d.lon, a, n, sim.df, rng, noise=False)
-            out += sim.packets(datetime.fromtimestamp(a, UTC), v, stuck_from=self.stuck.get(d.device_id))
+            out += sim.packets(self.start + timedelta(seconds=a), v, stuck_from=self.stuck.get(d.device_id))
         return out
 
 

@@ -16,6 +16,7 @@ from alerts.kernels.quake import (
     Pick,
     magnitude_estimate,
     magnitude_from_pd,
+    p_only_steps,
     pd_from_magnitude,
     truncated_pd_magnitude,
     xy_to_latlon,
@@ -149,6 +150,42 @@ def test_near_stations_are_cut_before_s_and_mixed_with_full_windows() -> None:
     # as plain mappings (JSON from a topic): the same
     e2 = magnitude_estimate([p.to_dict() for p in (far2, near, far1)], LOC.to_dict())
     assert e2 == e
+
+
+# The Pd profile (every 0.5 s) of bad_day's nearest station (M4.8, hypocentral 18.3 km, S 2.2 s after P),
+# as its detector sent it: P only to 2.0 s, the S wave in the 2.5 s and 3.0 s windows.
+SS06_PROFILE = (0.015441, 0.016467, 0.017453, 0.018453, 0.104256, 0.265602)
+
+
+def test_the_p_only_part_of_a_profile_ends_at_the_s_wave_jump() -> None:
+    # steps to 2.0 s: exponents ln(0.016467/0.015441)/ln 2 = 0.093, ln(0.017453/0.016467)/ln 1.5 = 0.144,
+    # ln(0.018453/0.017453)/ln(4/3) = 0.194; to 2.5 s: ln(0.104256/0.018453)/ln 1.25 = 7.76 > 3: four windows
+    assert p_only_steps(SS06_PROFILE) == 4
+    assert p_only_steps([0.01 * k * k for k in range(1, 7)]) == 6  # Pd ~ t**2 (a growing crack): all P
+    assert p_only_steps([0.01 * k**4 for k in range(1, 7)]) == 1  # ~ t**4: the second window is already new
+    assert p_only_steps([0.01, 0.0, 0.02]) == 1 and p_only_steps([]) == 0
+
+
+@pytest.mark.parametrize("s_after_s", [2.74, 3.5])
+def test_a_late_predicted_s_wave_does_not_let_the_s_wave_into_the_window(s_after_s: float) -> None:
+    # A location from the first picks a few km off puts this station's S wave 2.74 s after its pick (the
+    # 2.5 s window looks P only) or even 3.5 s after (the full 3 s Pd looks clean); the data show it at
+    # about 2.2 s. Before: 2.5 s window, growth ln(0.104256/0.016467)/ln 2.5 = 2.0 capped at 1,
+    # Pd(3) = 0.104256 * 3/2.5 = 0.1251 cm: M6.06; or the full 0.265602 cm: M6.50 (orange at the targets).
+    # Now both cut at 2.0 s: growth g = ln(0.018453/0.016467)/ln 2 = 0.16428,
+    # Pd(3) = 0.018453 * 1.5**0.16430 = 0.019724 cm, R = sqrt(20**2 + 10**2) = 22.3607 km:
+    # M = (lg 0.019724 + 3.463 + 1.374 * lg 22.3607) / 0.729 = (-1.70501 + 3.463 + 1.85419) / 0.729 = 4.955
+    r = math.hypot(20.0, 10.0)
+    pick, r2 = _pick(
+        20.0, 0.0, "SS06", lag_s=r / 3.5 - s_after_s - r / 6.0, pd_cm=SS06_PROFILE[-1], pd_profile_cm=SS06_PROFILE
+    )
+    assert r2 == pytest.approx(r)
+    e = magnitude_estimate([pick], LOC)
+    [sm] = e.stations
+    assert sm.s_after_pick_s == pytest.approx(s_after_s)
+    assert (sm.full, sm.window_s) == (False, 2.0) and sm.growth == pytest.approx(0.16428, abs=1e-5)
+    assert e.magnitude == pytest.approx(4.955, abs=1e-3)
+    assert e.magnitude == pytest.approx(_mag(0.018453 * 1.5 ** (math.log(0.018453 / 0.016467) / math.log(2)), r))
 
 
 # ---------------------------------------------------------------------------------------------
