@@ -64,12 +64,12 @@ class Settings(MqttTransport, KafkaTransport):
         description="worker Kafka consumer long-poll wait (Faust hardcodes 1500; patched in tocsin/worker.py)",
     )
     worker_detect_batch_max: int = Field(
-        default=1000,
+        default=5000,
         ge=1,
         description="detect agents: readings taken per batch; each device's state is written once a batch",
     )
     worker_detect_batch_ms: float = Field(
-        default=50.0,
+        default=500.0,
         gt=0,
         description=(
             "detect agents: longest wait for a batch to fill "

@@ -30,7 +30,10 @@ worker's other topics are the run's too). Then:
 
 A seismic packet counts as one reading (one record); ``samples_per_s`` counts its samples too.
 Knobs: ``TOCSIN_BENCH_WORKER_READINGS`` (60000), ``TOCSIN_BENCH_WORKER_TIMEOUT_S`` (600),
-``TOCSIN_BENCH_PROFILE=<file>`` (the worker under cProfile, CPU time), ``TOCSIN_BENCH_KEEP=1``.
+``TOCSIN_BENCH_PROFILE=<file>`` (the worker under cProfile, CPU time),
+``TOCSIN_BENCH_PYSPY=<file>`` (py-spy's sampled stacks of the worker, collapsed: a dev dependency),
+``TOCSIN_BENCH_WORKER_FLOOR=1`` (the worker's stages do nothing but count: the floor of Faust,
+aiokafka and the per-record guard and decoding), ``TOCSIN_BENCH_KEEP=1``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,6 +96,12 @@ for name, value in {names!r}.items():
     setattr(topics, name, value)
 topics.kafka_telemetry = lambda f: f"bench.w{{run}}.telemetry.{{Family(f).value}}"
 topics.TELEMETRY_TOPICS = tuple(topics.kafka_telemetry(f) for f in Family)
+if os.environ.get("TOCSIN_BENCH_WORKER_FLOOR"):  # the Faust floor: readings counted, not judged
+    from detectors.service import DetectorStage
+    def _count_only(self, record, store, *args, **kwargs):
+        self._readings(record.family.value).inc()
+        return []
+    DetectorStage.apply = _count_only
 from tocsin.cli import main
 out = os.environ.get("TOCSIN_BENCH_PROFILE")
 if out:
@@ -323,6 +334,14 @@ def bench_worker() -> dict[str, float]:
     }
     script = _WORKER.format(names=_topics(run))
     worker = _Proc([sys.executable, "-c", script], tmp / "worker.log", env)
+    spy = None
+    if os.environ.get("TOCSIN_BENCH_PYSPY"):  # sampling profile of the worker (collapsed stacks)
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(worker.p.pid), "--rate", "250"]
+            + ["--format", "raw", "--nonblocking", "-o", os.environ["TOCSIN_BENCH_PYSPY"]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         samples_t: list[tuple[float, float, float]] = []  # (time, readings processed, cpu s)
         commits: list[tuple[float, int]] = []
@@ -354,6 +373,9 @@ def bench_worker() -> dict[str, float]:
             raise RuntimeError(f"worker did not drain {n_readings} readings in {TIMEOUT_S} s")
         deadletters = worker.log.read_text(errors="replace").count("set aside on worker.deadletter")
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         worker.stop()
         _delete_topics(bootstrap, (f"bench.w{run}.", f"{group}-"))
         if not os.environ.get("TOCSIN_BENCH_KEEP"):
