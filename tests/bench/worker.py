@@ -29,7 +29,7 @@ worker's other topics are the run's too). Then:
    yet committed.
 
 A seismic packet counts as one reading (one record); ``samples_per_s`` counts its samples too.
-Knobs: ``TOCSIN_BENCH_WORKER_READINGS`` (60000), ``TOCSIN_BENCH_WORKER_TIMEOUT_S`` (600),
+Knobs: ``TOCSIN_BENCH_WORKER_READINGS`` (60000), ``TOCSIN_BENCH_WORKER_TIMEOUT_S`` (300),
 ``TOCSIN_BENCH_PROFILE=<file>`` (the worker under cProfile, CPU time),
 ``TOCSIN_BENCH_PYSPY=<file>`` (py-spy's sampled stacks of the worker, collapsed: a dev dependency),
 ``TOCSIN_BENCH_WORKER_FLOOR=1`` (the worker's stages do nothing but count: the floor of Faust,
@@ -57,7 +57,7 @@ import numpy as np
 from tests.bench.latency import _cpu_s, _free_port, _Proc
 
 REPO = Path(__file__).resolve().parents[2]
-TIMEOUT_S = float(os.environ.get("TOCSIN_BENCH_WORKER_TIMEOUT_S", "600"))
+TIMEOUT_S = float(os.environ.get("TOCSIN_BENCH_WORKER_TIMEOUT_S", "300"))
 PARTITIONS = 2  # the worker's default (TOCSIN_KAFKA_PARTITIONS)
 
 # (kind, devices, seconds between two records of one device)
@@ -151,7 +151,7 @@ def fleet_records(n: int, end: datetime, seed: int = 15) -> list[tuple[str, str,
 
     rng = np.random.default_rng(seed)
     rate = sum(devices / every for _, devices, every in FLEET)
-    span_s = n / rate
+    span_s = n / rate * 1.05 + max(every for _, _, every in FLEET)  # enough events, then the first n
     events: list[tuple[float, str, int]] = []
     for kind, devices, every in FLEET:
         for i in range(devices):
@@ -161,7 +161,7 @@ def fleet_records(n: int, end: datetime, seed: int = 15) -> list[tuple[str, str,
                 t += every
     events.sort()
     events = events[:n]
-    start = end - timedelta(seconds=span_s)
+    start = end - timedelta(seconds=events[-1][0])
     seq: dict[tuple[str, int], int] = {}
     out: list[tuple[str, str, bytes]] = []
     for t, kind, i in events:
@@ -238,25 +238,21 @@ def _produce(bootstrap: str, run: str, records: list[tuple[str, str, bytes]]) ->
 
 
 def _reference(bootstrap: str, run: str, n: int) -> dict[str, float]:
-    """A plain confluent-kafka consumer that reads the run's telemetry and decodes every record."""
-    from confluent_kafka import Consumer
+    """A plain confluent-kafka consumer that reads the run's telemetry topics from the beginning
+    (assigned partitions, no group) and decodes every record."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from schemas.common import Family
     from schemas.records import decode_telemetry
 
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-ref-{run}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    c.subscribe([_telemetry_topic(run, f.value) for f in Family])
-    got, t0, cpu0 = 0, 0.0, 0.0
-    deadline = time.monotonic() + TIMEOUT_S
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-ref-{run}", "enable.auto.commit": False})
+    parts = [
+        TopicPartition(_telemetry_topic(run, f.value), p, OFFSET_BEGINNING) for f in Family for p in range(PARTITIONS)
+    ]
+    c.assign(parts)
+    got, t0, cpu0, last = 0, 0.0, 0.0, time.monotonic()
     try:
-        while got < n and time.monotonic() < deadline:
+        while got < n and time.monotonic() - last < 30:
             for m in c.consume(500, 0.5):
                 if m.error():
                     continue
@@ -264,6 +260,7 @@ def _reference(bootstrap: str, run: str, n: int) -> dict[str, float]:
                     t0, cpu0 = time.perf_counter(), time.process_time()
                 decode_telemetry(m.value())
                 got += 1
+                last = time.monotonic()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     finally:
         c.close()
