@@ -107,7 +107,7 @@ class DetectorStage:
         if position is not None:
             state["position"] = list(position)
         store[reading.device_id] = state
-        if correlation_id:
+        if correlation_id and detections:
             detections = [
                 d if d.correlation_id else d.model_copy(update={"correlation_id": correlation_id}) for d in detections
             ]
