@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from alerts.engine import AlertEngine
 from schemas.alert import Alert
 from schemas.detection import Detection, LifecycleTick
-from schemas.records import PoisonRecord, decode_detection
+from schemas.records import decode_detection
+from schemas.stage import CapCounter, decode_or_skip, replayed
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,7 @@ class AlertMetrics:
 class AlertStage:
     def __init__(self, engine: AlertEngine, metrics: AlertMetrics, *, clock: Callable[[], float] = time.time) -> None:
         self.engine, self.metrics, self.clock = engine, metrics, clock
-        self._capped: dict[str, int] = {}
-
-    def _count_capped(self) -> None:
-        for reason, n in self.engine.capped.items():
-            if n != self._capped.get(reason, 0):
-                self.metrics.capped.labels(reason).inc(n - self._capped.get(reason, 0))
-                self._capped[reason] = n
+        self._capped = CapCounter(lambda reason, n: metrics.capped.labels(reason).inc(n))
 
     def handle(
         self,
@@ -82,11 +77,8 @@ class AlertStage:
         Each lane has its own replay guard: offsets of two topics do not compare.
         ``emitted_s``: when the detection was emitted (its Kafka record timestamp, epoch seconds); the
         alert latency is measured from it (lifecycle ticks' alerts are timer-driven: not measured)."""
-        try:
-            record = decode_detection(value)
-        except PoisonRecord as exc:
-            self.metrics.undecodable.inc()
-            log.error("undecodable detection skipped: %s", exc)
+        record = decode_or_skip(decode_detection, value, self.metrics.undecodable.inc, log, "detection")
+        if record is None:
             return []
         return self.apply(record, store, position, emitted_s, lane)
 
@@ -112,12 +104,12 @@ class AlertStage:
         key = self.engine.fingerprint(detection)
         previous = store.get(key)
         guard = f"position.{lane}" if lane else "position"
-        if position is not None and previous is not None and _replayed(previous.get(guard), position):
+        if previous is not None and replayed(previous.get(guard), position):
             self.metrics.replayed.inc()
             return []
         superseded = self.engine.superseded
         state, alerts = self.engine.process(detection, previous)
-        self._count_capped()
+        self._capped.update(self.engine.capped)
         if self.engine.superseded != superseded:
             self.metrics.superseded.inc()
         if not alerts and previous is not None and _same_apart_from_position(state, previous):
@@ -169,8 +161,3 @@ def _same_apart_from_position(state: dict[str, Any], previous: dict[str, Any]) -
     if keys != {k for k in previous if not k.startswith("position")}:
         return False
     return all(state[k] == previous[k] for k in keys)
-
-
-def _replayed(stored: list[int] | None, position: tuple[int, int]) -> bool:
-    """True when (partition, offset) is at or before what the state already includes."""
-    return stored is not None and stored[0] == position[0] and stored[1] >= position[1]

@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from detectors.engine import DetectorEngine
 from schemas.detection import Detection
-from schemas.records import PoisonRecord, decode_telemetry
+from schemas.records import decode_telemetry
+from schemas.stage import CapCounter, LabelCache, decode_or_skip, replayed
 from schemas.telemetry import DeadmanTick, Telemetry
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,8 @@ class DetectorStage:
         self, engine: DetectorEngine, metrics: DetectorMetrics, *, clock: Callable[[], float] = time.time
     ) -> None:
         self.engine, self.metrics, self.clock = engine, metrics, clock
-        self._capped: dict[str, int] = {}
-
-    def _count_capped(self) -> None:
-        for reason, n in self.engine.capped.items():
-            if n != self._capped.get(reason, 0):
-                self.metrics.capped.labels(reason).inc(n - self._capped.get(reason, 0))
-                self._capped[reason] = n
+        self._capped = CapCounter(lambda reason, n: metrics.capped.labels(reason).inc(n))
+        self._readings = LabelCache(metrics.readings)
 
     def handle(
         self,
@@ -82,11 +78,8 @@ class DetectorStage:
         ``received_s``: when the gateway received the reading (epoch seconds: the Kafka record
         timestamp); the detection latency is measured from it. ``correlation_id``: the reading's
         (the gateway's ``tocsin-correlation-id`` header), copied onto every detection it causes."""
-        try:
-            record = decode_telemetry(value)
-        except PoisonRecord as exc:
-            self.metrics.undecodable.inc()
-            log.error("undecodable telemetry record skipped: %s", exc)
+        record = decode_or_skip(decode_telemetry, value, self.metrics.undecodable.inc, log, "telemetry")
+        if record is None:
             return []
         return self.apply(record, store, position, received_s, correlation_id)
 
@@ -105,16 +98,16 @@ class DetectorStage:
             return self._tick(record, store, position)
         reading = record
         previous = store.get(reading.device_id)
-        if position is not None and previous is not None and _replayed(previous.get("position"), position):
+        if previous is not None and replayed(previous.get("position"), position):
             self.metrics.replayed.inc()
             return []
-        self.metrics.readings.labels(reading.family.value).inc()
+        self._readings(reading.family.value).inc()
         state, detections = self.engine.process(reading, previous, received_s)
-        self._count_capped()
+        self._capped.update(self.engine.capped)
         if position is not None:
             state["position"] = list(position)
         store[reading.device_id] = state
-        if correlation_id:
+        if correlation_id and detections:
             detections = [
                 d if d.correlation_id else d.model_copy(update={"correlation_id": correlation_id}) for d in detections
             ]
@@ -146,7 +139,7 @@ class DetectorStage:
         if device is None:
             return []  # removed from the registry since the tick was sent
         previous = store.get(tick.device_id)
-        if position is not None and previous is not None and _replayed(previous.get("position"), position):
+        if previous is not None and replayed(previous.get("position"), position):
             return []
         state, detections = self.engine.tick(device, tick.ts, previous)
         if position is not None:
@@ -155,8 +148,3 @@ class DetectorStage:
         for d in detections:
             self.metrics.detections.labels(d.family.value, d.kind, d.state.value).inc()
         return detections
-
-
-def _replayed(stored: list[int] | None, position: tuple[int, int]) -> bool:
-    """True when (partition, offset) is at or before what the state already includes."""
-    return stored is not None and stored[0] == position[0] and stored[1] >= position[1]

@@ -69,6 +69,19 @@ class Settings(MqttTransport, KafkaTransport):
         ge=1,
         description="worker Kafka consumer long-poll wait (Faust hardcodes 1500; patched in tocsin/worker.py)",
     )
+    worker_detect_batch_max: int = Field(
+        default=5000,
+        ge=1,
+        description="detect agents: readings taken per batch; each device's state is written once a batch",
+    )
+    worker_detect_batch_ms: float = Field(
+        default=500.0,
+        gt=0,
+        description=(
+            "detect agents: longest wait for a batch to fill "
+            "(readings are judged at once; this delays only the state write and the commit)"
+        ),
+    )
     worker_confirm_batch_max: int = Field(
         default=1000,
         ge=1,

@@ -26,7 +26,7 @@ import os
 import socket
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,6 +130,35 @@ class BatchedState(MutableMapping[str, Any]):
             self.table.send_changelog(partition, key, value)
         self._held.clear()
         return n
+
+
+async def run_batched(
+    stream: Any,
+    handle: Callable[[Any], Awaitable[object]],
+    state: BatchedState,
+    lock: asyncio.Lock,
+    batch_max: int,
+    within_s: float,
+    *,
+    yield_each: bool = False,
+) -> None:
+    """An agent's body: ``handle(message)`` runs for each record as soon as the stream hands it over
+    (a stream processor; ``handle`` is the record's guarded handling), and every batch the stream
+    takes (``batch_max`` records, or what came within ``within_s``) ends with ``state.flush()``
+    under ``lock``; Faust acknowledges the batch's offsets after that. A record enters the batch
+    only once ``handle`` returned for it. ``yield_each``: give the event loop back after each
+    record (a routine lane, so that urgent work runs in between)."""
+
+    async def handle_now(value: Any) -> Any:
+        await handle(stream.current_event.message)
+        if yield_each:
+            await asyncio.sleep(0)
+        return value
+
+    stream.add_processor(handle_now)
+    async for _events in stream.take_events(batch_max, within=within_s):
+        async with lock:
+            state.flush()
 
 
 def _raw_topic(app: faust.App, name: str) -> Any:
@@ -256,23 +285,44 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
 
     sources = {family: _raw_topic(app, topics.kafka_telemetry(family)) for family in Family}
     sources_by_topic = {topics.kafka_telemetry(family): source for family, source in sources.items()}
+    # Each reading is judged the moment the stream hands it over, so a seismic trigger never waits
+    # for a batch to fill; what is batched is the durable part, as in ``confirm`` below: the device
+    # states a batch of readings left are held (``BatchedState``) and each is written once per batch
+    # to its table and changelog (a seismic channel sends a packet a second, a gas detector one every
+    # few seconds: one changelog record per reading was the biggest cost after the engine itself).
+    # The batch's offsets are acknowledged after that write; a reading is added to the batch only
+    # after its detections were sent (``lock``: no write while a reading is half handled), so a
+    # crash before the write replays readings against the old state (their detections are issued
+    # again: the alert engine's replay guard and the idempotency keys dedupe them) -- never a lost
+    # detection; a crash after it finds the state's ``position`` at or past the readings' offsets.
     for family, source in sources.items():
         table = app.Table(f"detector-{family.value}", default=None, partitions=settings.kafka_partitions)
         name = f"detect-{family.value}"
+        held = BatchedState(table)
+        held_lock = asyncio.Lock()
 
-        async def detect(stream: Any, table: Any = table, name: str = name) -> None:
-            async for event in stream.events():
-                msg = event.message  # its timestamp: when the gateway received the reading
+        async def detect_one(msg: Any, held: BatchedState = held, lock: asyncio.Lock = held_lock) -> None:
+            cid = header(msg.headers, CORRELATION_HEADER)
+            record = decode_telemetry(msg.value)
+            async with lock:
+                held.partition = msg.partition
+                for d in det_stage.apply(record, held, (msg.partition, msg.offset), msg.timestamp, cid):
+                    await lanes[detection_topic(d, urgent_from)].send(key=detection_key(d), value=encode(d))
 
-                async def handle(msg: Any = msg) -> None:
-                    cid = header(msg.headers, CORRELATION_HEADER)
-                    record = decode_telemetry(msg.value)
-                    for d in det_stage.apply(record, table, (msg.partition, msg.offset), msg.timestamp, cid):
-                        await lanes[detection_topic(d, urgent_from)].send(key=detection_key(d), value=encode(d))
+        def detect_agent(name: str, held: BatchedState, lock: asyncio.Lock, one: Any) -> Any:
+            async def detect(stream: Any) -> None:
+                await run_batched(
+                    stream,
+                    lambda msg: guard.run(name, msg, lambda: one(msg)),
+                    held,
+                    lock,
+                    settings.worker_detect_batch_max,
+                    settings.worker_detect_batch_ms / 1000.0,
+                )
 
-                await guard.run(name, msg, handle)
+            return detect
 
-        app.agent(source, name=name)(detect)
+        app.agent(source, name=name)(detect_agent(name, held, held_lock, detect_one))
 
     @app.timer(interval=settings.deadman_tick_s, on_leader=True)
     async def deadman() -> None:
@@ -326,41 +376,39 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     def confirm_agent(lane: str) -> Any:
         name = f"confirm-{lane}" if lane else "confirm"
 
+        async def confirm_one(msg: Any) -> None:
+            record = decode_detection(msg.value)
+            async with lock:
+                batch.partition = msg.partition
+                for a in alert_stage.apply(record, batch, (msg.partition, msg.offset), msg.timestamp, lane):
+                    log.warning(
+                        "ALERT %s %s %s: %s",
+                        a.msg_type.value,
+                        a.level.value,
+                        a.identifier,
+                        a.headline,
+                        extra={
+                            "correlation_id": a.correlation_id,
+                            "alert_id": a.identifier,
+                            "fingerprint": a.fingerprint,
+                        },
+                    )
+                    # the detection's own partition: a fingerprint's messages stay in order, and the
+                    # ``deliver`` agent that claims a fast-lane delivery runs in this worker
+                    # (``alerts`` and both detection topics have as many partitions: Faust co-assigns them)
+                    await alerts.send(key=a.fingerprint.encode(), value=encode(a), partition=msg.partition)
+                    fast_lane.offer(a)
+
         async def confirm(stream: Any) -> None:
-            async def handle_now(value: bytes) -> bytes:
-                msg = stream.current_event.message  # its timestamp: when the detection was emitted
-                await guard.run(name, msg, lambda: confirm_one(msg))
-                if not lane:
-                    await asyncio.sleep(0)  # let urgent work run between two routine detections
-                return value
-
-            async def confirm_one(msg: Any) -> None:
-                record = decode_detection(msg.value)
-                async with lock:
-                    batch.partition = msg.partition
-                    for a in alert_stage.apply(record, batch, (msg.partition, msg.offset), msg.timestamp, lane):
-                        log.warning(
-                            "ALERT %s %s %s: %s",
-                            a.msg_type.value,
-                            a.level.value,
-                            a.identifier,
-                            a.headline,
-                            extra={
-                                "correlation_id": a.correlation_id,
-                                "alert_id": a.identifier,
-                                "fingerprint": a.fingerprint,
-                            },
-                        )
-                        # the detection's own partition: a fingerprint's messages stay in order, and the
-                        # ``deliver`` agent that claims a fast-lane delivery runs in this worker
-                        # (``alerts`` and both detection topics have as many partitions: Faust co-assigns them)
-                        await alerts.send(key=a.fingerprint.encode(), value=encode(a), partition=msg.partition)
-                        fast_lane.offer(a)
-
-            stream.add_processor(handle_now)
-            async for _events in stream.take_events(batch_max, within=batch_within):
-                async with lock:
-                    batch.flush()
+            await run_batched(
+                stream,
+                lambda msg: guard.run(name, msg, lambda: confirm_one(msg)),
+                batch,
+                lock,
+                batch_max,
+                batch_within,
+                yield_each=not lane,  # let urgent work run between two routine detections
+            )
 
         return confirm
 

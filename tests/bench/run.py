@@ -13,6 +13,9 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
   readings, msg/s each and gateway / native (tests/bench/gateway.py); ``--gateway-readings N``.
 - influx_sink: the InfluxDB sink (Kafka -> points -> influxdb-client) vs InfluxDB's own line-protocol
   write of the same points (POST /api/v2/write of prepared bodies): points/s each and sink / reference.
+- worker: one ``tocsin worker`` draining mixed telemetry of the four families (100 Hz seismic packets
+  included) produced into Kafka ahead of time: readings/s, CPU, commit lag, vs a plain confluent-kafka
+  consumer decoding the same records (tests/bench/worker.py); ``--worker-readings N``.
 - alert_latency: red detection -> first SMS at the carrier emulator through Kafka and a real worker,
   under 1,000 background detections/s, vs a bare Kafka round trip (tests/bench/latency.py).
 """
@@ -120,8 +123,11 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="var/bench")
     ap.add_argument("--gateway-readings", type=int, default=None, help="readings of the gateway bench (100,000)")
+    ap.add_argument("--worker-readings", type=int, default=None, help="readings of the worker bench (60,000)")
     ap.add_argument("only", nargs="*")
     args = ap.parse_args()
+    if args.worker_readings:
+        os.environ["TOCSIN_BENCH_WORKER_READINGS"] = str(args.worker_readings)
     if args.gateway_readings:
         os.environ["TOCSIN_BENCH_GW_READINGS"] = str(args.gateway_readings)
     out = Path(args.out)
@@ -197,6 +203,9 @@ from tests.bench.gateway import bench_gateway, bench_influx_sink  # noqa: E402 (
 
 BENCHES["gateway"] = bench_gateway
 BENCHES["influx_sink"] = bench_influx_sink
+from tests.bench.worker import bench_worker  # noqa: E402 (real stack: one worker draining mixed telemetry)
+
+BENCHES["worker"] = bench_worker
 
 
 if __name__ == "__main__":
