@@ -54,7 +54,16 @@ from schemas.registry import open_registry
 from schemas.transport import KafkaTransport, kafka_ssl_context, mqtt_tls_context
 from schemas.wire import encode
 from tocsin.guard import DeadLetterMetrics, RecordGuard
-from tocsin.kafka import ConsumerLag, TopicPartition, committed_offsets, kafka_silence_store, read_since, read_split
+from tocsin.kafka import (
+    ConsumerLag,
+    TopicPartition,
+    committed_offsets,
+    ensure_changelogs,
+    kafka_silence_store,
+    partitions_by_topic,
+    read_since,
+    read_split,
+)
 from tocsin.logs import dict_config
 from tocsin.settings import Settings
 from tocsin.topology import AGENTS, TIMERS, Endpoints, Topology, build_adapters
@@ -214,6 +223,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         web_stats_enabled=False,
         web_graph_enabled=False,
         table_standby_replicas=0,
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 3),
         broker_credentials=broker_credentials(settings),
     )
     alert_config = AlertConfig(
@@ -247,9 +258,21 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     guard = RecordGuard(send_dead_letter, DeadLetterMetrics(metrics_registry, AGENTS, TIMERS))
 
     sources = {family: _raw_topic(app, topics.kafka_telemetry(family)) for family in Family}
+    # a table's changelog has as many partitions as its source topic has (not the setting's count)
+    sized = partitions_by_topic(
+        settings.kafka_bootstrap, [*map(topics.kafka_telemetry, Family), topics.DETECTIONS], settings.kafka_partitions
+    )
+    ensure_changelogs(
+        settings.kafka_bootstrap,
+        settings.worker_id,
+        {
+            **{f"detector-{f.value}": sized[topics.kafka_telemetry(f)] for f in Family},
+            "alert-lifecycle": sized[topics.DETECTIONS],
+        },
+    )
     sources_by_topic = {topics.kafka_telemetry(family): source for family, source in sources.items()}
     for family, source in sources.items():
-        table = app.Table(f"detector-{family.value}", default=None, partitions=settings.kafka_partitions)
+        table = app.Table(f"detector-{family.value}", default=None, partitions=sized[topics.kafka_telemetry(family)])
         name = f"detect-{family.value}"
 
         async def detect(stream: Any, table: Any = table, name: str = name) -> None:
@@ -277,7 +300,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
 
         await guard.tick("deadman", send_ticks)
 
-    lifecycle = app.Table("alert-lifecycle", default=None, partitions=settings.kafka_partitions)
+    lifecycle = app.Table("alert-lifecycle", default=None, partitions=sized[topics.DETECTIONS])
 
     @app.timer(interval=settings.deadman_tick_s)
     async def alert_clock() -> None:
