@@ -154,3 +154,30 @@ def wait_committed(progress: GroupProgress, ends: dict[Any, int], timeout_s: flo
 
 def elapsed(t0: float) -> float:
     return round(time.monotonic() - t0, 2)
+
+
+class Gateway:
+    """One ``tocsin gateway`` of a shared-subscription group (``TOCSIN_MQTT_SHARE_GROUP`` of ``env``)
+    with its own MQTT client id (its persistent session) and metrics port."""
+
+    def __init__(self, name: str, client_id: str, env: dict[str, str], tmp_path: Path) -> None:
+        self.name, self.client_id = name, client_id
+        self.port = free_port()
+        self.env = {**env, "TOCSIN_MQTT_CLIENT_ID": client_id, "TOCSIN_METRICS_PORT": str(self.port)}
+        self.proc = Proc(tocsin("gateway"), tmp_path / f"{name}.log", self.env)
+
+    def ready(self) -> bool:
+        from tests.integration.stack import http_status
+
+        if self.proc.p.poll() is not None:
+            raise AssertionError(f"{self.name} exited {self.proc.p.returncode}:\n{self.proc.text()[-4000:]}")
+        return http_status(f"http://127.0.0.1:{self.port}/readyz") == 200
+
+
+def start_gateways(
+    specs: Sequence[tuple[str, str]], env: dict[str, str], tmp_path: Path, timeout_s: float = 60
+) -> list[Gateway]:
+    """Start the gateways ``(name, client id)`` and wait, bounded, until each answers ready."""
+    gws = [Gateway(n, c, env, tmp_path) for n, c in specs]
+    wait_until(lambda: all([g.ready() for g in gws]), timeout_s, f"gateways {[n for n, _ in specs]} ready", 0.3)
+    return gws
