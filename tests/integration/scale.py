@@ -73,7 +73,8 @@ def at_least_partitions(bootstrap: str, names: Iterable[str] = WORKER_TOPICS, n:
 class Member:
     """One ``tocsin worker`` of a group: its process, web port and data directory."""
 
-    def __init__(self, name: str, env: dict[str, str], tmp_path: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], tmp_path: Path, args: list[str] | None = None) -> None:
+        """``args``: the command (default ``tocsin worker``; the bench runs it with its topic names)."""
         self.name = name
         self.port = free_port()
         self.env = {
@@ -83,7 +84,7 @@ class Member:
         }
         if env.get("TOCSIN_SMS_CALLBACK_URL"):
             self.env["TOCSIN_SMS_CALLBACK_URL"] = f"http://127.0.0.1:{self.port}/callbacks/sms"
-        self.proc = Proc(tocsin("worker"), tmp_path / f"{name}.log", self.env)
+        self.proc = Proc(args or tocsin("worker"), tmp_path / f"{name}.log", self.env)
 
     @property
     def pid(self) -> int:
@@ -95,6 +96,17 @@ class Member:
         if self.proc.p.poll() is not None:
             raise AssertionError(f"{self.name} exited {self.proc.p.returncode}:\n{self.proc.text()[-4000:]}")
         return http_status(f"http://127.0.0.1:{self.port}/readyz") == 200
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """A sample of this worker's /metrics (``labels``: the exposition's ``{...}`` text, labels in
+        alphabetical order as prometheus_client writes them); 0 if absent."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith(f"{name}{labels} "):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
 
     def owned(self, topic: str) -> set[int]:
         """The partitions of ``topic`` this worker reports a lag for (its assignment, as of its last
@@ -108,10 +120,12 @@ class Member:
         return {int(m) for m in re.findall(pat, text)}
 
 
-def start_members(names: Sequence[str], env: dict[str, str], tmp_path: Path, timeout_s: float = 90) -> list[Member]:
+def start_members(
+    names: Sequence[str], env: dict[str, str], tmp_path: Path, timeout_s: float = 90, args: list[str] | None = None
+) -> list[Member]:
     """Start the workers ``names`` together (one group: ``TOCSIN_WORKER_ID`` of ``env``) and wait,
     bounded, until every one answers ready (assigned, not rebalancing, not recovering)."""
-    members = [Member(n, env, tmp_path) for n in names]
+    members = [Member(n, env, tmp_path, args) for n in names]
     wait_until(lambda: all([m.ready() for m in members]), timeout_s, f"workers {list(names)} ready", interval_s=0.5)
     return members
 
