@@ -16,8 +16,11 @@ one burst (``produce_s``, a few seconds against a drain several times longer: th
 backlog, as after an outage). Every 0.25 s the bench reads each worker's
 ``tocsin_detector_readings_total`` (/metrics) and its CPU time (/proc). The rate is the readings
 counted between the first poll that saw a reading and the poll that saw them all, over that time.
-Per worker: its partitions of the telemetry topic, the readings it handled, CPU seconds during the
-drain and CPU utilisation (CPU s / drain s; one core = 1.0). ``cpu_us_per_reading`` sums all the
+The machine: ``machine_busy_cores`` (all processes, /proc/stat), of it the workers'
+(``workers_cores``), the broker's (``broker_cores``) and everyone else's (``others_cores``: on a
+shared development machine, other jobs). Per worker: its partitions of the telemetry topic, the
+readings it handled, CPU seconds during the drain and CPU utilisation (CPU s / drain s; one core =
+1.0). ``cpu_us_per_reading`` sums all the
 workers' CPU.
 
 Isolation on a shared broker: the workers run the unchanged ``tocsin worker`` code with every topic
@@ -112,6 +115,20 @@ def _produce(bootstrap: str, topic: str, gauges: list[str], per_gauge: int) -> i
     return n
 
 
+def _broker_pid() -> int | None:
+    """The local harness's Kafka broker process (``services.sh status kafka``), if it runs here."""
+    out = subprocess.run([*SERVICES, "status", "kafka"], capture_output=True, text=True, timeout=60).stdout
+    m = re.search(r"pid=(\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine, all cores (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _drain(n: int, env: dict[str, str], tmp: Path, bootstrap: str, gauges: list[str]) -> dict[str, float]:
     from schemas import topics
     from tests.integration.scale import Member, cpu_seconds
@@ -135,6 +152,8 @@ def _drain(n: int, env: dict[str, str], tmp: Path, bootstrap: str, gauges: list[
         produce_s = time.monotonic() - t
         seen = [0.0] * n
         cpu0: list[float] = [0.0] * n
+        broker = _broker_pid()
+        broker0 = machine0 = None
         t_first = t_done = 0.0
         at_first = 0.0
         while True:
@@ -149,12 +168,17 @@ def _drain(n: int, env: dict[str, str], tmp: Path, bootstrap: str, gauges: list[
             if not t_first and done > 0:
                 t_first, at_first = now, done
                 cpu0 = [cpu_seconds(m.pid) for m in members]
+                broker0 = cpu_seconds(broker) if broker else None
+                machine0 = _machine_jiffies()
             if done >= total:
                 t_done = now
                 break
             time.sleep(0.25)
         cpu = [cpu_seconds(m.pid) - c for m, c in zip(members, cpu0, strict=True)]
         drain_s = t_done - t_first
+        busy, total_j = (a - b for a, b in zip(_machine_jiffies(), machine0 or (0, 0), strict=True))
+        machine_busy_cores = busy / total_j * (os.cpu_count() or 1) if total_j else float("nan")
+        broker_cpu = cpu_seconds(broker) - broker0 if broker and broker0 is not None else float("nan")
         rebalances = max(len(re.findall("Executing _on_partitions_assigned", m.proc.text())) for m in members)
         owned = [sorted(m.owned(prefix + topics.kafka_telemetry("hydro"))) for m in members]
         out = {
@@ -164,6 +188,10 @@ def _drain(n: int, env: dict[str, str], tmp: Path, bootstrap: str, gauges: list[
             f"w{n}_rebalances": float(rebalances),
             f"w{n}_produce_s": produce_s,
             f"w{n}_cpu_us_per_reading": sum(cpu) / (total - at_first) * 1e6,
+            f"w{n}_workers_cores": sum(cpu) / drain_s,
+            f"w{n}_broker_cores": broker_cpu / drain_s,
+            f"w{n}_machine_busy_cores": machine_busy_cores,
+            f"w{n}_others_cores": machine_busy_cores - (sum(cpu) + broker_cpu) / drain_s,
         }
         for i in range(n):
             out[f"w{n}_{i}_partitions"] = float(len(owned[i]))
