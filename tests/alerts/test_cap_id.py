@@ -97,6 +97,4 @@ def test_each_partition_issues_under_its_own_extension() -> None:
     assert cap_id.issuer_code("11010500000000", 0) == "11010500000000"
     assert cap_id.issuer_code("11010500000000", 5) == "11010500000005"
     assert cap_id.issuer_code("11010500000097", 5) == "11010500000002"  # (97 + 5) mod 100
-    from alerts.engine import AlertEngine
-
     assert AlertEngine().issuer_lane == 0

@@ -97,11 +97,13 @@ def test_killed_worker_loses_no_alert_and_repeats_no_sms(services: dict[str, str
             wait_committed(progress, progress.ends(), 60)
             w1, w2 = members
             hydro = topics.kafka_telemetry("hydro")
-            owned = wait_until(
-                lambda: (o := w1.owned(hydro)) and (o | w2.owned(hydro)) == set(range(PARTITIONS)) and o,
-                15,
-                "assignments",
-            )
+
+            def assignment() -> set[int] | None:
+                """w1's partitions of telemetry.hydro once both workers report theirs (and cover all)."""
+                mine = w1.owned(hydro)
+                return mine if mine and (mine | w2.owned(hydro)) == set(range(PARTITIONS)) else None
+
+            owned: set[int] = wait_until(assignment, 15, "assignments")
             on_killed = [g for g in gauges if partition_of(g) in owned]
             assert on_killed, f"w1 owns {owned}: no gauge of this run there"
 
