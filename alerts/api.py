@@ -47,10 +47,10 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
@@ -132,6 +132,12 @@ class SilenceWriter(Protocol):
 
 # --------------------------------------------------------------------------- HTTP
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
+Q = TypeVar("Q", bound=BaseModel)
+
+
+def _listing(key: str, items: Sequence[BaseModel]) -> web.Response:
+    """``{"count": n, key: [...]}``: a list answer of the API."""
+    return _json({"count": len(items), key: [x.model_dump(mode="json") for x in items]})
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -165,6 +171,14 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
 def _query(request: web.Request) -> dict[str, str]:
     # '+' of an unencoded offset (``since=...T10:00:00+08:00``) arrives as a space: put it back.
     return {k: (v.replace(" ", "+") if k in ("since", "until") else v) for k, v in request.query.items() if v != ""}
+
+
+def _parsed_query(request: web.Request, model: type[Q]) -> Q | web.Response:
+    """The query string validated by ``model``, or the ``422`` answer naming what is wrong."""
+    try:
+        return model.model_validate(_query(request))
+    except ValidationError as e:
+        return _invalid(e)
 
 
 class _EvictedCollector:
@@ -401,12 +415,10 @@ class OperatorApi:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def list_alerts(self, request: web.Request) -> web.Response:
-        try:
-            q = ListQuery.model_validate(_query(request))
-        except ValidationError as e:
-            return _invalid(e)
-        items = self.view.summaries(q.state, q.hazard, q.area)
-        return _json({"count": len(items), "alerts": [s.model_dump(mode="json") for s in items]})
+        q = _parsed_query(request, ListQuery)
+        if isinstance(q, web.Response):
+            return q
+        return _listing("alerts", self.view.summaries(q.state, q.hazard, q.area))
 
     def _render_cap(self, alert: Alert, history: list[Alert]) -> tuple[str | None, str | None]:
         """(xml, error); (None, None) when there is no CAP renderer."""
@@ -570,12 +582,10 @@ class OperatorApi:
 
     # ------------------------------------------------------------------ audit
     async def audit(self, request: web.Request) -> web.Response:
-        try:
-            q = AuditQuery.model_validate(_query(request))
-        except ValidationError as e:
-            return _invalid(e)
-        events = self.view.audit(q.fingerprint, q.since, q.until)
-        return _json({"count": len(events), "events": [e.model_dump(mode="json") for e in events]})
+        q = _parsed_query(request, AuditQuery)
+        if isinstance(q, web.Response):
+            return q
+        return _listing("events", self.view.audit(q.fingerprint, q.since, q.until))
 
 
 def build_app(
@@ -591,16 +601,14 @@ def build_app(
     auth: Authenticator | None = None,
     silence_max: timedelta = DEFAULT_SILENCE_MAX,
     console: dict[str, Any] | None = None,
-    bootstrap: str | None = None,
-    producer: Callable[[], Any] | None = None,
 ) -> web.Application:
     """The aiohttp application over ``view``; with ``console`` (keyword arguments of
     :func:`alerts.console.setup_console`, ``{}`` for the defaults) the web console too.
 
     Only what is injected works: the Kafka wiring (a follower feeding ``view`` from ``alerts``,
-    ``alerts.deliveries`` and ``alerts.acks``, the silence store, the producer of acks and silences)
-    is made by the runtime (tocsin/api.py); tests feed ``view`` directly. Missing writers answer
-    ``503``. Without ``auth`` every route but the probes answers ``401``.
+    ``alerts.deliveries`` and ``alerts.acks``, the silence store, the producer of acks and silences,
+    the console's release events) is made by the runtime (tocsin/api.py); tests feed ``view``
+    directly. Missing writers answer ``503``. Without ``auth`` every route but the probes answers ``401``.
     """
     app = web.Application()
     api = OperatorApi(
@@ -618,8 +626,8 @@ def build_app(
     app.middlewares.append(api.count_requests)
     app.middlewares.append(api.authenticate)
     app.add_routes(api.routes())
-    if console:
+    if console is not None:
         from alerts.console import setup_console
 
-        setup_console(app, api, bootstrap=bootstrap, producer=producer, **console)
+        setup_console(app, api, **console)
     return app

@@ -6,7 +6,8 @@
 # Creates in DIR whatever is missing (nothing is overwritten, so it is safe to run on every start):
 #   ca.key, ca.crt                  the CA (EC P-256, 10 years); clients trust ca.crt
 #   server.key, server.crt          the brokers' certificate, SAN from TOCSIN_PKI_SAN
-#                                   (default DNS:localhost,IP:127.0.0.1,DNS:mosquitto,DNS:kafka), 825 days
+#                                   (default DNS:localhost,IP:127.0.0.1,DNS:mosquitto,DNS:kafka,
+#                                   DNS:kafka-2,DNS:kafka-3: the compose brokers), 825 days
 #   client-<name>.key/.crt          a client certificate per name given (CN = name), 825 days
 #   kafka.p12, kafka.p12.password   server.key + server.crt + ca.crt as the Kafka broker's PKCS12 keystore
 #   kafka-server.pem                server.key + server.crt as a PEM keystore (Kafka ssl.keystore.type=PEM)
@@ -33,7 +34,7 @@ esac
 DIR=$1
 shift
 CLIENTS=("$@")
-SAN=${TOCSIN_PKI_SAN:-DNS:localhost,IP:127.0.0.1,DNS:mosquitto,DNS:kafka}
+SAN=${TOCSIN_PKI_SAN:-DNS:localhost,IP:127.0.0.1,DNS:mosquitto,DNS:kafka,DNS:kafka-2,DNS:kafka-3}
 LEAF_DAYS=825
 command -v openssl >/dev/null 2>&1 || die "openssl not found (Debian: apt-get install openssl)"
 mkdir -p "$DIR"

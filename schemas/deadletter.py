@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, Field
 
@@ -34,13 +35,33 @@ FIELD_MAX_CHARS = 200
 MESSAGE_MAX_CHARS = 2_000
 
 
+def kept_raw(raw: bytes, limit: int) -> dict[str, Any]:
+    """The ``raw_b64``, ``raw_size`` and ``raw_truncated`` fields of a dead letter: the first ``limit`` bytes."""
+    return {
+        "raw_b64": base64.b64encode(raw[:limit]).decode("ascii"),
+        "raw_size": len(raw),
+        "raw_truncated": len(raw) > limit,
+    }
+
+
+class RawPayload:
+    """The payload bytes of a dead letter (its ``raw_b64`` field), decoded."""
+
+    if TYPE_CHECKING:  # the field is declared by each model, in its place in the field order
+        raw_b64: str
+
+    @property
+    def raw(self) -> bytes:
+        return base64.b64decode(self.raw_b64)
+
+
 def printable(text: str, limit: int) -> str:
     """``text`` as valid UTF-8 (lone surrogates written as ``\\udXXX``), cut to ``limit`` characters."""
     safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return safe[:limit]
 
 
-class DeadLetter(WireModel):
+class DeadLetter(RawPayload, WireModel):
     reason: Reason
     message: str = Field(max_length=MESSAGE_MAX_CHARS)
     field: str | None = Field(
@@ -51,10 +72,6 @@ class DeadLetter(WireModel):
     raw_b64: str = Field(description="the payload as received (its first RAW_MAX_BYTES bytes), base64")
     raw_size: int = Field(ge=0, description="size of the payload as received, bytes")
     raw_truncated: bool = Field(default=False, description="raw_b64 holds only the first RAW_MAX_BYTES bytes")
-
-    @property
-    def raw(self) -> bytes:
-        return base64.b64decode(self.raw_b64)
 
     @classmethod
     def of(
@@ -74,9 +91,7 @@ class DeadLetter(WireModel):
             field=None if field is None else printable(field, FIELD_MAX_CHARS),
             mqtt_topic=printable(mqtt_topic, TOPIC_MAX_CHARS),
             received_at=received_at,  # type: ignore[arg-type]
-            raw_b64=base64.b64encode(raw[:RAW_MAX_BYTES]).decode("ascii"),
-            raw_size=len(raw),
-            raw_truncated=len(raw) > RAW_MAX_BYTES,
+            **kept_raw(raw, RAW_MAX_BYTES),
         )
 
 
@@ -92,7 +107,7 @@ class WorkerReason(StrEnum):
     PROCESSING = "processing"  # decoded, but handling it raised (a detector, the alert engine, delivery)
 
 
-class WorkerDeadLetter(WireModel):
+class WorkerDeadLetter(RawPayload, WireModel):
     """A Kafka record a worker agent could not handle, kept with its bytes and where it came from.
 
     The agent goes on with the next record after producing this; the source offset is committed
@@ -114,10 +129,6 @@ class WorkerDeadLetter(WireModel):
     )
     correlation_id: str = ""
 
-    @property
-    def raw(self) -> bytes:
-        return base64.b64decode(self.raw_b64)
-
     @classmethod
     def of(
         cls,
@@ -134,8 +145,6 @@ class WorkerDeadLetter(WireModel):
         correlation_id: str = "",
     ) -> WorkerDeadLetter:
         kind = type(exc)
-        raw = raw or b""
-        kept = raw[:WORKER_RAW_MAX]
         return cls(
             reason=reason,
             agent=agent[:100],
@@ -146,8 +155,6 @@ class WorkerDeadLetter(WireModel):
             message=str(exc)[:2000],
             failed_at=failed_at,  # type: ignore[arg-type]
             key_b64=None if key is None else base64.b64encode(key).decode("ascii"),
-            raw_b64=base64.b64encode(kept).decode("ascii"),
-            raw_size=len(raw),
-            raw_truncated=len(kept) < len(raw),
+            **kept_raw(raw or b"", WORKER_RAW_MAX),
             correlation_id=correlation_id[:200],
         )

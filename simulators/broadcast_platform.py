@@ -55,7 +55,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -74,6 +74,7 @@ from simulators.http_emulator import (
 )
 
 log = logging.getLogger(__name__)
+B = TypeVar("B", bound=BaseModel)
 
 AREA_CODE_PATTERN = r"^[1-9][0-9]{5}([0-9]{3}([0-9]{3})?)?$"
 _AREA_CODE_RE = re.compile(AREA_CODE_PATTERN)
@@ -355,6 +356,18 @@ async def _guard(request: web.Request) -> web.Response | FaultMode | None:
     return await _injected_failure(state, fault)
 
 
+async def _guarded_body(request: web.Request, model: type[B]) -> tuple[FaultMode | None, B] | web.Response:
+    """:func:`_guard`, then the body validated by ``model`` (counted as invalid when it is not)."""
+    guard = await _guard(request)
+    if isinstance(guard, web.Response):
+        return guard
+    parsed = parse_body(model, await request.read())
+    if isinstance(parsed, web.Response):
+        request.app[STATE].stats.invalid += 1
+        return parsed
+    return guard, parsed
+
+
 async def _injected_failure(state: PlatformState, fault: FaultMode) -> web.Response:
     if fault is FaultMode.HTTP500:
         return error(500, "injected internal error")
@@ -378,13 +391,10 @@ def _start_answer(bc: Broadcast, *, duplicate: bool) -> dict[str, Any]:
 
 async def _post_broadcast(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    guard = await _guard(request)
-    if isinstance(guard, web.Response):
-        return guard
-    parsed = parse_body(BroadcastRequest, await request.read())
-    if isinstance(parsed, web.Response):
-        state.stats.invalid += 1
-        return parsed
+    got = await _guarded_body(request, BroadcastRequest)
+    if isinstance(got, web.Response):
+        return got
+    guard, parsed = got
 
     schedule = state.schedule
     known = schedule.by_request.get(parsed.request_id)
@@ -423,13 +433,10 @@ async def _stop_broadcast(request: web.Request) -> web.Response:
 
 async def _stop_by_alert(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    guard = await _guard(request)
-    if isinstance(guard, web.Response):
-        return guard
-    parsed = parse_body(StopByAlertRequest, await request.read())
-    if isinstance(parsed, web.Response):
-        state.stats.invalid += 1
-        return parsed
+    got = await _guarded_body(request, StopByAlertRequest)
+    if isinstance(got, web.Response):
+        return got
+    guard, parsed = got
 
     schedule = state.schedule
     known = schedule.stop_answers.get(parsed.request_id)

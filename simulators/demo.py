@@ -39,71 +39,29 @@ def _area(town: str, village: str = "") -> Area:
 
 def demo_registry() -> Registry:
     lat0, lon0 = CENTRE
+    water_levels = {"warning_level_m": 12.0, "guaranteed_level_m": 13.5, "record_level_m": 14.8}
+    # device, family, site, offset from the centre (deg lat, lon), town, village, report interval (s)
+    table: list[tuple[str, Family, str, float, float, str, str, float]] = [
+        ("RG01", Family.HYDRO, "qingshan", 0.05, -0.04, "青山镇", "横溪村", 300),
+        ("RG02", Family.HYDRO, "qingshan", 0.06, -0.02, "青山镇", "石桥村", 300),
+        ("WL01", Family.HYDRO, "qingshan", 0.03, -0.03, "青山镇", "横溪村", 300),
+        ("GD01", Family.HAZMAT, "chem-park", -0.04, 0.06, "白沙镇", "化工园区", 10),
+        ("GD02", Family.HAZMAT, "chem-park", -0.041, 0.062, "白沙镇", "化工园区", 10),
+        ("FC01", Family.FIRE, "tower-north", 0.10, 0.02, "石门镇", "林场", 180),
+        ("FC02", Family.FIRE, "tower-east", 0.07, 0.09, "石门镇", "林场", 180),
+    ]
     devices = [
         Device(
-            device_id="RG01",
-            family=Family.HYDRO,
-            site="qingshan",
-            lat=lat0 + 0.05,
-            lon=lon0 - 0.04,
-            area=_area("青山镇", "横溪村"),
-            interval_s=300,
-        ),
-        Device(
-            device_id="RG02",
-            family=Family.HYDRO,
-            site="qingshan",
-            lat=lat0 + 0.06,
-            lon=lon0 - 0.02,
-            area=_area("青山镇", "石桥村"),
-            interval_s=300,
-        ),
-        Device(
-            device_id="WL01",
-            family=Family.HYDRO,
-            site="qingshan",
-            lat=lat0 + 0.03,
-            lon=lon0 - 0.03,
-            area=_area("青山镇", "横溪村"),
-            interval_s=300,
-            thresholds={"warning_level_m": 12.0, "guaranteed_level_m": 13.5, "record_level_m": 14.8},
-        ),
-        Device(
-            device_id="GD01",
-            family=Family.HAZMAT,
-            site="chem-park",
-            lat=lat0 - 0.04,
-            lon=lon0 + 0.06,
-            area=_area("白沙镇", "化工园区"),
-            interval_s=10,
-        ),
-        Device(
-            device_id="GD02",
-            family=Family.HAZMAT,
-            site="chem-park",
-            lat=lat0 - 0.041,
-            lon=lon0 + 0.062,
-            area=_area("白沙镇", "化工园区"),
-            interval_s=10,
-        ),
-        Device(
-            device_id="FC01",
-            family=Family.FIRE,
-            site="tower-north",
-            lat=lat0 + 0.10,
-            lon=lon0 + 0.02,
-            area=_area("石门镇", "林场"),
-            interval_s=180,
-        ),
-        Device(
-            device_id="FC02",
-            family=Family.FIRE,
-            site="tower-east",
-            lat=lat0 + 0.07,
-            lon=lon0 + 0.09,
-            area=_area("石门镇", "林场"),
-            interval_s=180,
-        ),
+            device_id=dev,
+            family=family,
+            site=site,
+            lat=lat0 + dlat,
+            lon=lon0 + dlon,
+            area=_area(town, village),
+            interval_s=interval_s,
+            thresholds=water_levels if dev.startswith("WL") else {},
+        )
+        for dev, family, site, dlat, dlon, town, village, interval_s in table
     ]
     for i, (dlat, dlon) in enumerate([(0.08, 0.0), (-0.07, 0.05), (0.02, -0.10), (-0.05, -0.08), (0.0, 0.12)]):
         devices.append(

@@ -77,6 +77,7 @@ __all__ = [
     "Plan",
     "pacing",
     "plan_scenario",
+    "Progress",
     "publish_messages",
     "publish_paced",
     "read_alerts_jsonl",
@@ -169,6 +170,12 @@ class ReplayClock:
         self._marks[index] = mono
         self._at = (index, mono)
 
+    @property
+    def published(self) -> int:
+        """How many messages the publisher has sent so far."""
+        at = self._at
+        return 0 if at is None else at[0] + 1
+
     def since_reading(self, t: datetime) -> datetime | None:
         """None when no message at or before ``t`` has been published."""
         i = bisect.bisect_right(self.times, t) - 1
@@ -254,6 +261,26 @@ def publish_paced(
         client.loop_stop()
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where a scenario run is (``tocsin simulate run`` prints one line every few seconds)."""
+
+    wall_s: float  # since the replay started
+    sim_time: datetime | None  # the replay clock: device time reached
+    fraction: float  # of the scenario's span (device time), 0..1
+    published: int
+    messages: int
+    detections: int
+    alerts: int
+
+    def line(self) -> str:
+        sim = f"{self.sim_time.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z" if self.sim_time is not None else "-"
+        return (
+            f"device time {sim} ({self.fraction:4.0%}), published {self.published}/{self.messages} messages, "
+            f"{self.detections} detections, {self.alerts} alert messages"
+        )
+
+
 @dataclass
 class RunResult:
     truth: GroundTruth
@@ -293,9 +320,13 @@ async def run_messages(
     max_gap_s: float = 1.0,
     seismic_speed: float = 1.0,
     pipeline: Any = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_every_s: float = 5.0,
 ) -> RunResult:
     """Publish ``messages`` to a running (or a new) embedded pipeline and score what it alerts.
-    ``pipeline``: an already started EmbeddedPipeline (the caller stops it); None: one is made."""
+    ``pipeline``: an already started EmbeddedPipeline (the caller stops it); None: one is made.
+    ``on_progress`` is called every ``progress_every_s`` of wall time while the messages are
+    published, and once when the last one is out."""
     from alerts.engine import AlertConfig
     from simulators.downstream import EmulatedDownstream
     from tocsin.embedded import EmbeddedPipeline, free_port
@@ -321,6 +352,28 @@ async def run_messages(
     queue = pipeline.bus.subscribe(topics.ALERTS)
     det_queue = pipeline.bus.subscribe(topics.DETECTIONS)
     reading_t: dict[str, datetime] = {}  # detection id -> device time of the reading that caused it
+    span_s = (truth.end - truth.start).total_seconds()
+    replay_started = time.monotonic()
+
+    def progress() -> Progress:
+        drain_detections()
+        now = clock.now()
+        done = (now - truth.start).total_seconds() / span_s if now is not None and span_s > 0 else 0.0
+        return Progress(
+            wall_s=time.monotonic() - replay_started,
+            sim_time=now,
+            fraction=min(1.0, max(0.0, done)),
+            published=clock.published,
+            messages=len(messages),
+            detections=len(reading_t),
+            alerts=len(observed),
+        )
+
+    async def report_progress() -> None:
+        assert on_progress is not None
+        while True:
+            await asyncio.sleep(progress_every_s)
+            on_progress(progress())
 
     def drain_detections() -> None:
         while not det_queue.empty():
@@ -361,16 +414,28 @@ async def run_messages(
 
     watcher = asyncio.create_task(watch(), name="scenario-alert-watch")
     det_watcher = asyncio.create_task(watch_detections(), name="scenario-detection-watch")
+    reporter = (
+        asyncio.create_task(report_progress(), name="scenario-progress")
+        if on_progress is not None and progress_every_s > 0
+        else None
+    )
     stop = threading.Event()
     try:
         published = await asyncio.to_thread(
             publish_paced, messages, offsets, "127.0.0.1", pipeline.mqtt_port, clock=clock, stop=stop
         )
+        if reporter is not None:
+            reporter.cancel()
+            reporter = None
+            assert on_progress is not None
+            on_progress(progress())
         await pipeline.bus.idle(settle_s=settle_s, timeout_s=120)
     finally:
         stop.set()
         watcher.cancel()
         det_watcher.cancel()
+        if reporter is not None:
+            reporter.cancel()
         if own:
             await pipeline.stop()
     s = pipeline.summary
@@ -402,7 +467,7 @@ def publish_messages(
 
 def resolve_scenario(name_or_path: str | Path) -> Path:
     """A shipped scenario's name (``quiet_day``) or a YAML file's path."""
-    from simulators.scenario import SCENARIO_DIR
+    from simulators.scenario_spec import SCENARIO_DIR
 
     p = Path(name_or_path)
     if p.is_file():
@@ -448,7 +513,8 @@ def plan_scenario(
 ) -> Plan:
     """Load a scenario and build it once at a fixed start to learn its span and pacing (scenarios
     are deterministic for their seed, so the real build only shifts the times)."""
-    from simulators.scenario import build, load_scenario
+    from simulators.scenario import build
+    from simulators.scenario_spec import load_scenario
 
     scenario = load_scenario(resolve_scenario(name_or_path))
     registry, probe, truth = build(scenario, start=datetime(2026, 1, 1, tzinfo=UTC))
@@ -468,6 +534,8 @@ async def run_scenario(
     out_dir: Path | None = None,
     on_alert: Callable[[ObservedAlert], None] | None = None,
     on_start: Callable[[GroundTruth, float, float], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_every_s: float = 5.0,
 ) -> RunResult:
     """Plan, start an embedded pipeline with the scenario's registry, build the messages so that
     the scenario ends when the replay does, run, score; write ``out_dir`` when given.
@@ -490,7 +558,15 @@ async def run_scenario(
         if on_start is not None:
             on_start(truth, plan.speed, offsets[-1] if offsets else 0.0)
         result = await run_messages(
-            registry, messages, truth, speed=plan.speed, offsets=offsets, on_alert=on_alert, pipeline=pipeline
+            registry,
+            messages,
+            truth,
+            speed=plan.speed,
+            offsets=offsets,
+            on_alert=on_alert,
+            pipeline=pipeline,
+            on_progress=on_progress,
+            progress_every_s=progress_every_s,
         )
     finally:
         await pipeline.stop()

@@ -40,12 +40,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import AwareDatetime, Field
 
 from schemas.alert import Alert, MsgType
 from schemas.common import Family, WarningLevel, WireModel
-from schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, OutageTruth
+from schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, OutageTruth, TargetArrival
 
 __all__ = [
     "DEVICE_HEALTH_GROUP",
@@ -310,46 +311,42 @@ def _outage_score(
 
 
 def _hazard_score(h: HazardTruth, hits: list[tuple[datetime, Alert]]) -> HazardScore:
-    if not hits:
-        return HazardScore(
-            hazard_id=h.hazard_id,
-            family=h.family,
-            kind=h.kind,
-            detected=False,
-            detectable_from=h.detectable_from,
-            expected_level=h.expected_level,
-            level_reached=False if h.expected_level is not None else None,
-            targets=[
-                TargetWarning(target=x.target, distance_km=x.distance_km, s_arrival=x.s_arrival, warning_s=None)
-                for x in h.targets
-            ],
-        )
-    first = min(t for t, _ in hits)
+    first = min((t for t, _ in hits), default=None)
     first_public = min((t for t, a in hits if a.public), default=None)
+
+    def warning_s(x: TargetArrival, at: datetime | None) -> float | None:
+        return (x.s_arrival - at).total_seconds() if at is not None else None
+
+    targets = [
+        TargetWarning(
+            target=x.target,
+            distance_km=x.distance_km,
+            s_arrival=x.s_arrival,
+            warning_s=warning_s(x, first),
+            public_warning_s=warning_s(x, first_public),
+        )
+        for x in h.targets
+    ]
+    common: dict[str, Any] = {
+        "hazard_id": h.hazard_id,
+        "family": h.family,
+        "kind": h.kind,
+        "detectable_from": h.detectable_from,
+        "expected_level": h.expected_level,
+        "targets": targets,
+    }
+    if first is None:
+        return HazardScore(**common, detected=False, level_reached=False if h.expected_level is not None else None)
     highest = WarningLevel.from_rank(max(a.level.rank for _, a in hits))
     return HazardScore(
-        hazard_id=h.hazard_id,
-        family=h.family,
-        kind=h.kind,
+        **common,
         detected=True,
-        detectable_from=h.detectable_from,
         first_alert=first,
         lead_time_s=(first - h.detectable_from).total_seconds(),
         highest_level=highest,
-        expected_level=h.expected_level,
         level_reached=highest.rank >= h.expected_level.rank if h.expected_level is not None else None,
         messages=len(hits),
         fingerprints=sorted({a.fingerprint for _, a in hits}),
-        targets=[
-            TargetWarning(
-                target=x.target,
-                distance_km=x.distance_km,
-                s_arrival=x.s_arrival,
-                warning_s=(x.s_arrival - first).total_seconds(),
-                public_warning_s=(x.s_arrival - first_public).total_seconds() if first_public else None,
-            )
-            for x in h.targets
-        ],
     )
 
 

@@ -37,6 +37,7 @@ def _exported_names() -> set[str]:
     from detectors.service import DetectorMetrics
     from ingest.metrics import GatewayMetrics
     from tocsin.guard import DeadLetterMetrics
+    from tocsin.logs import register_client_metrics
     from tocsin.worker import LagMetrics
 
     reg = CollectorRegistry()
@@ -50,6 +51,7 @@ def _exported_names() -> set[str]:
         ReleaseMetrics,
     ):
         metrics(reg)
+    register_client_metrics(reg)
     OperatorApi(
         AlertView(),
         silence_store=None,

@@ -31,7 +31,12 @@ from alerts.auth import (
     hash_secret,
     write_users_file,
 )
+from alerts.console import ReleaseView, influx_series_reader
+from alerts.release import ReleaseEvent
 from alerts.view import VIEW_TOPICS, AlertView
+from schemas import topics
+from schemas.registry import open_registry
+from schemas.wire import encode
 from tocsin.kafka import KafkaWriter, TopicFollower, ensure_topics, kafka_silence_store
 from tocsin.logs import setup_logging
 from tocsin.settings import Settings, UnsafeSecret, refuse_dev_secrets
@@ -39,45 +44,101 @@ from tocsin.settings import Settings, UnsafeSecret, refuse_dev_secrets
 log = logging.getLogger(__name__)
 
 
-def kafka_app(view: AlertView, bootstrap: str, *, partitions: int | None = None, **kwargs: Any) -> web.Application:
+def kafka_app(
+    view: AlertView,
+    bootstrap: str,
+    *,
+    partitions: int | None = None,
+    console: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    **kwargs: Any,
+) -> web.Application:
     """:func:`alerts.api.build_app` wired to Kafka: the view follows the topics, silences come from the
-    compacted topic, acks and silences are produced; all of it starts and stops with the app."""
+    compacted topic, acks and silences are produced; all of it starts and stops with the app.
+
+    With ``console`` (keyword arguments of :func:`alerts.console.setup_console`), the console too:
+    its release events are followed from ``alerts.releases`` and its decisions produced there; the
+    device registry (``TOCSIN_REGISTRY_FILE``) and the InfluxDB series (``TOCSIN_INFLUX_*``) come
+    from the settings unless given."""
+    settings = settings if settings is not None else Settings()
     kafka = KafkaWriter(bootstrap)
     store = kafka_silence_store(bootstrap)
-    feed = TopicFollower(
-        bootstrap,
-        VIEW_TOPICS,
-        lambda rec: view.apply_record(rec.topic, rec.value),
-        name="operator-api-view",
-        on_caught_up=view.mark_caught_up,
-    )
+    followers = [
+        TopicFollower(
+            bootstrap,
+            VIEW_TOPICS,
+            lambda rec: view.apply_record(rec.topic, rec.value),
+            name="operator-api-view",
+            on_caught_up=view.mark_caught_up,
+        )
+    ]
+    wanted = list(VIEW_TOPICS)
+    if console is not None:
+        console = _console_wiring(bootstrap, kafka, settings, dict(console))
+        releases = console["releases"]
+        followers.append(
+            TopicFollower(
+                bootstrap,
+                (topics.RELEASES,),
+                lambda rec: releases.apply_record(rec.value),
+                name="operator-api-releases",
+            )
+        )
+        wanted.append(topics.RELEASES)
     app = build_app(
         view,
         silence_store=store,
         silence_writer=kafka,
         ack_publisher=kafka.publish_ack,
-        bootstrap=bootstrap,  # the console's
-        producer=kafka.producer,
+        console=console,
         **kwargs,
     )
-    n = partitions if partitions is not None else Settings().kafka_partitions
+    n = partitions if partitions is not None else settings.kafka_partitions
 
     async def start(_app: web.Application) -> None:
         try:
-            await asyncio.to_thread(ensure_topics, bootstrap, VIEW_TOPICS, n)
-        except Exception as e:  # noqa: BLE001 - the follower picks the topics up once they exist
-            log.warning("could not ensure topics %s: %s", VIEW_TOPICS, e)
+            await asyncio.to_thread(ensure_topics, bootstrap, wanted, n)
+        except Exception as e:  # noqa: BLE001 - the followers pick the topics up once they exist
+            log.warning("could not ensure topics %s: %s", wanted, e)
         await asyncio.to_thread(store.start)
-        feed.start()
+        for feed in followers:
+            feed.start()
 
     async def stop(_app: web.Application) -> None:
-        feed.stop()
+        for feed in followers:
+            feed.stop()
         await asyncio.to_thread(store.stop)
         await asyncio.to_thread(kafka.close)
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     return app
+
+
+def _console_wiring(bootstrap: str, kafka: KafkaWriter, settings: Settings, console: dict[str, Any]) -> dict[str, Any]:
+    """The console's arguments completed from the runtime: a release view, a Kafka publisher of
+    release decisions (the API's producer), the registry and the InfluxDB series reader."""
+    console.setdefault("releases", ReleaseView())
+    if console.get("publish_release") is None:
+
+        def send(event: ReleaseEvent) -> Any:
+            value = encode(event)
+            return kafka.producer().send(topics.RELEASES, key=event.fingerprint.encode(), value=value).get(timeout=10)
+
+        async def publish(event: ReleaseEvent) -> object:
+            return await asyncio.to_thread(send, event)
+
+        console["publish_release"] = publish
+    if console.get("registry") is None:
+        try:
+            console["registry"] = open_registry(settings.registry_file)
+        except Exception as e:  # noqa: BLE001 - the map then shows the outline and alerts only
+            log.warning("console map without a device registry: %s", e)
+    if console.get("read_series") is None and settings.influx_url:
+        console["read_series"] = influx_series_reader(
+            settings.influx_url, settings.influx_token.get_secret_value(), settings.influx_org, settings.influx_bucket
+        )
+    return console
 
 
 async def serve(

@@ -218,6 +218,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from schemas import topics
     from schemas.registry import open_registry
     from tocsin.kafka import RdKafkaSink, ensure_topics, influx_consumer
+    from tocsin.logs import register_client_metrics
 
     s = Settings()
     _logging(s.log_level, s.log_format, "gateway")
@@ -225,6 +226,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     log = logging.getLogger("tocsin.gateway")
     registry = open_registry(s.registry_file, on_error=lambda e: log.error("registry not reloaded: %s", e))
     reg = CollectorRegistry()
+    register_client_metrics(reg)  # the client libraries' connection state (tocsin/logs.py)
     metrics = GatewayMetrics(reg)
     ensure_topics(s.kafka_bootstrap, topics.ALL_KAFKA_TOPICS, s.kafka_partitions)
     stop = threading.Event()
@@ -322,7 +324,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate_list(args: argparse.Namespace) -> int:
-    from simulators.scenario import load_scenario, scenario_paths
+    from simulators.scenario_spec import load_scenario, scenario_paths
 
     for path in scenario_paths():
         sc = load_scenario(path)
@@ -334,7 +336,8 @@ def cmd_simulate_build(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from simulators.run import resolve_scenario
-    from simulators.scenario import build, load_scenario, write_outputs
+    from simulators.scenario import build, write_outputs
+    from simulators.scenario_spec import load_scenario
 
     try:
         sc = load_scenario(resolve_scenario(args.scenario))
@@ -357,7 +360,7 @@ def cmd_simulate_publish(args: argparse.Namespace) -> int:
 
     s = Settings()
     try:
-        plan = plan_scenario(args.scenario, speed=args.speed)
+        plan = plan_scenario(args.scenario, speed=getattr(args, "speed", None))
     except (OSError, ValueError) as exc:
         print(f"simulate publish: {exc}", file=sys.stderr)
         return 2
@@ -376,7 +379,7 @@ def cmd_simulate_run(args: argparse.Namespace) -> int:
     """Every scenario named (``all``: the shipped ones) through the embedded pipeline, scored.
     Exit 1 when a hazard was missed, or a scenario without hazards raised any alert."""
     from simulators.run import print_result, run_scenario
-    from simulators.scenario import scenario_paths
+    from simulators.scenario_spec import scenario_paths
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("amqtt", "transitions", "aiohttp.access", "tocsin.embedded", "ingest.gateway"):
@@ -397,16 +400,21 @@ def cmd_simulate_run(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+        def on_progress(p: Any, started: float = started) -> None:
+            print(f"[{time.monotonic() - started:5.1f}s] {p.line()}", flush=True)
+
         out = Path(args.out) / name if args.out else None
         try:
             result = asyncio.run(
                 run_scenario(
                     name,
-                    speed=args.speed,
+                    speed=getattr(args, "speed", None),
                     seismic_speed=args.seismic_speed,
                     out_dir=out,
                     on_alert=on_alert,
                     on_start=on_start,
+                    on_progress=on_progress,
+                    progress_every_s=args.progress_every,
                 )
             )
         except (OSError, ValueError) as exc:
@@ -666,7 +674,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="scenarios: list, build, publish, run (embedded, scored), score; alone: publish the demo",
         epilog=_env_epilog(_MQTT_CLIENT),
     )
-    sm.add_argument("--speed", type=float, default=120.0, help="without a subcommand: the demo's speed")
+    # no default here: the subcommands' --speed falls back to the scenario's hint, the demo's to 120
+    sm.add_argument(
+        "--speed",
+        type=float,
+        default=argparse.SUPPRESS,
+        help="without a subcommand: the demo's speed (120 if not given)",
+    )
     sm.set_defaults(func=cmd_simulate)
     smsub = sm.add_subparsers(dest="simulate_command")
     smsub.add_parser("list", help="the shipped scenarios").set_defaults(func=cmd_simulate_list)
@@ -688,6 +702,12 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--out", help="write <out>/<scenario>/alerts.jsonl, score.json ...")
     sr.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="default: the scenario's hint")
     sr.add_argument("--seismic-speed", type=float, default=1.0, help="speed around earthquakes (1: real time)")
+    sr.add_argument(
+        "--progress-every",
+        type=float,
+        default=5.0,
+        help="seconds of wall time between progress lines (device time, published, detections, alerts); 0: none",
+    )
     sr.set_defaults(func=cmd_simulate_run)
     ss = smsub.add_parser("score", help="score alerts (JSONL) against a ground truth")
     ss.add_argument("--truth", required=True, help="ground_truth.json")

@@ -6,7 +6,8 @@ ones, tocsin/bus.py). Every client here is kafka-python and is built with the se
 schemas/transport.py (``kafka_python_kwargs``: TLS, SASL/SCRAM), so those are honoured in one
 place; the Faust worker (tocsin/worker.py ``broker_credentials``) takes the same settings for aiokafka.
 
-- :class:`KafkaSink`: the gateway's producer (acks=all, idempotent); :func:`ensure_topics`.
+- :class:`KafkaSink`: the gateway's producer (acks=all, idempotent); :func:`ensure_topics` (replication
+  factor min(3, brokers) and min.insync.replicas 2 on three brokers, :func:`replication_factor`).
 - :class:`TopicFollower`: read topics from the beginning, then follow them (no consumer group): the
   operator API's view and the silence store (:func:`kafka_silence_store`).
 - :class:`KafkaWriter`, :func:`publish_silence`, :func:`delete_silence`: the operator API's writes.
@@ -37,6 +38,7 @@ from schemas.transport import KafkaTransport, kafka_python_kwargs
 from schemas.wire import encode
 
 log = logging.getLogger(__name__)
+_RDKAFKA_LOG = logging.getLogger("librdkafka")  # confluent-kafka's log lines and errors
 
 TopicPartition = tuple[str, int]
 
@@ -65,6 +67,59 @@ def writer_producer(bootstrap: str, client_id: str) -> Any:
     )
 
 
+# --------------------------------------------------------------------------- topics: replication
+MAX_AUTO_REPLICATION = 3
+
+
+def configured_replication_factor() -> int:
+    """``TOCSIN_KAFKA_REPLICATION_FACTOR`` (0: automatic)."""
+    from tocsin.settings import Settings
+
+    return Settings().kafka_replication_factor
+
+
+def auto_replication_factor(brokers: int, configured: int = 0) -> int:
+    """``configured`` if set (> 0), else min(3, ``brokers``): three copies once the cluster has three
+    brokers, as many as there are below that (a single development broker: 1)."""
+    return configured if configured > 0 else max(1, min(MAX_AUTO_REPLICATION, brokers))
+
+
+def min_insync_replicas(replication_factor: int) -> int:
+    """The replicas an acks=all write needs: 1 below 3 copies (2 would stop writes whenever one of two
+    brokers is down), else a majority (2 of 3): one broker may fail with no acknowledged write lost."""
+    return 1 if replication_factor < 3 else replication_factor // 2 + 1
+
+
+def replication_settings(admin: Any, configured: int | None = None) -> tuple[int, dict[str, str]]:
+    """(replication factor, topic configs) for new topics, from the brokers ``admin`` sees."""
+    configured = configured_replication_factor() if configured is None else configured
+    brokers = 0 if configured > 0 else len(admin.describe_cluster().get("brokers") or ())
+    rf = auto_replication_factor(brokers, configured)
+    return rf, {"min.insync.replicas": str(min_insync_replicas(rf))}
+
+
+def replication_factor(bootstrap: str, configured: int | None = None, *, timeout_s: float = 30.0) -> int:
+    """The replication factor for topics that other code creates (the worker's Faust changelogs):
+    ``TOCSIN_KAFKA_REPLICATION_FACTOR``, or min(3, brokers) read from the cluster (retried for up to
+    ``timeout_s``; then the last error is raised: guessing 1 on a 3-broker cluster would leave the
+    tables' changelogs on one broker)."""
+    configured = configured_replication_factor() if configured is None else configured
+    if configured > 0:
+        return configured
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = _admin(bootstrap, "tocsin-admin-replication")
+            try:
+                return replication_settings(admin, configured)[0]
+            finally:
+                admin.close()
+        except Exception:  # noqa: BLE001 - Kafka not reachable yet: retry until the deadline
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+
+
 def ensure_topics(
     bootstrap: str,
     topics: Iterable[str],
@@ -72,17 +127,24 @@ def ensure_topics(
     *,
     config: dict[str, str] | None = None,
     client_id: str = "tocsin-admin",
+    replication: int | None = None,
 ) -> list[str]:
     """Create the topics that are missing (idempotent); returns those created here. ``config``:
-    topic configs of the new topics (e.g. ``{"cleanup.policy": "compact"}``)."""
+    topic configs of the new topics (e.g. ``{"cleanup.policy": "compact"}``). ``replication``: the
+    replication factor (default ``TOCSIN_KAFKA_REPLICATION_FACTOR``, 0: min(3, brokers)); the new
+    topics get ``min.insync.replicas`` to match (:func:`min_insync_replicas`)."""
     admin = _admin(bootstrap, client_id)
     try:
         existing = set(admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if not missing:
             return []
+        rf, replicated = replication_settings(admin, replication)
         new = [
-            NewTopic(t, num_partitions=partitions, replication_factor=1, topic_configs=config or {}) for t in missing
+            NewTopic(
+                t, num_partitions=partitions, replication_factor=rf, topic_configs={**replicated, **(config or {})}
+            )
+            for t in missing
         ]
         try:
             admin.create_topics(new)
@@ -283,6 +345,7 @@ class RdKafkaSink:
                 "partitioner": "murmur2_random",
                 "queue.buffering.max.messages": max_queued,
                 "error_cb": self._on_error,
+                "logger": _RDKAFKA_LOG,  # into Python logging (tocsin/logs.py: one line per outage), not stderr
                 **librdkafka_security(transport),
             }
         )
@@ -295,7 +358,7 @@ class RdKafkaSink:
 
         if err.code() == KafkaError._ALL_BROKERS_DOWN:  # noqa: SLF001 - librdkafka's public error code
             self._brokers_down = True
-        log.warning("kafka producer: %s", err)
+        _RDKAFKA_LOG.warning("kafka producer: %s", err)
 
     def _serve_reports(self) -> None:
         while not self._stop.is_set():

@@ -32,6 +32,12 @@ class Settings(MqttTransport, KafkaTransport):
     # Kafka
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
     kafka_partitions: int = Field(default=2, description="partitions of the topics Tocsin creates")
+    kafka_replication_factor: int = Field(
+        default=0,
+        ge=0,
+        description="replicas of the topics Tocsin creates; 0: min(3, brokers registered at the time: set 3 "
+        "where a process may start before every broker). min.insync.replicas follows: 1 below 3, else 2 of 3",
+    )
     kafka_max_in_flight: int = Field(default=10_000, description="gateway records awaiting Kafka acks")
 
     # InfluxDB (v2 API)

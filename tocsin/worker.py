@@ -63,8 +63,9 @@ from tocsin.kafka import (
     partitions_by_topic,
     read_since,
     read_split,
+    replication_factor,
 )
-from tocsin.logs import dict_config
+from tocsin.logs import dict_config, register_client_metrics
 from tocsin.settings import Settings
 from tocsin.topology import AGENTS, TIMERS, Endpoints, Topology, build_adapters
 
@@ -209,7 +210,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         store="memory://",
         datadir=settings.worker_data_dir,
         topic_partitions=settings.kafka_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=replication_factor(settings.kafka_bootstrap, settings.kafka_replication_factor),
         producer_acks=-1,
         # Every table write is a changelog record: unbatched, that is one produce request per detection.
         producer_linger=settings.worker_producer_linger_ms / 1000.0,
@@ -651,6 +652,7 @@ def worker_readiness(app: faust.App) -> dict[str, bool]:
 
 def run_worker(settings: Settings) -> None:
     registry = CollectorRegistry()
+    register_client_metrics(registry)
     app = create_app(settings, registry)
     worker = faust.Worker(
         app,

@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.adapters.base import AdapterError, DeliveryResult, Notification, Outcome
-from alerts.adapters.http import HttpProvider, checked, json_object
+from alerts.adapters.http import HttpProvider, checked, json_object, taken
 
 log = logging.getLogger(__name__)
 
@@ -179,19 +179,13 @@ def _started(status: int, data: dict[str, Any]) -> DeliveryResult:
     answer = checked(StartAnswer, status, data)
     if isinstance(answer, DeliveryResult):
         return answer
-    ref = answer.broadcast_id
     shown = f"HTTP {status} {answer.state} on {answer.terminals} terminals"
-    if answer.duplicate:
-        return DeliveryResult(Outcome.DUPLICATE, provider_ref=ref, detail=f"{shown} (duplicate)")
-    return DeliveryResult(Outcome.ACCEPTED, provider_ref=ref, detail=shown)
+    return taken(answer.broadcast_id, shown, duplicate=answer.duplicate)
 
 
 def _stopped(status: int, data: dict[str, Any]) -> DeliveryResult:
     answer = checked(StopAnswer, status, data)
     if isinstance(answer, DeliveryResult):
         return answer
-    ids = answer.stopped
-    shown = f"HTTP {status} stopped {len(ids)} broadcasts"
-    if answer.duplicate:
-        return DeliveryResult(Outcome.DUPLICATE, provider_ref=",".join(ids), detail=f"{shown} (duplicate)")
-    return DeliveryResult(Outcome.ACCEPTED, provider_ref=",".join(ids), detail=shown)
+    shown = f"HTTP {status} stopped {len(answer.stopped)} broadcasts"
+    return taken(",".join(answer.stopped), shown, duplicate=answer.duplicate)

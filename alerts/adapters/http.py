@@ -43,6 +43,13 @@ def checked(model: type[M], status: int, data: dict[str, Any]) -> M | DeliveryRe
         return DeliveryResult(Outcome.RETRY, detail=f"HTTP {status} answer not understood ({wrong}); not counted")
 
 
+def taken(ref: str, shown: str, *, duplicate: bool) -> DeliveryResult:
+    """A provider took the request: ``ACCEPTED``, or ``DUPLICATE`` when it already had it (same key)."""
+    if duplicate:
+        return DeliveryResult(Outcome.DUPLICATE, provider_ref=ref, detail=f"{shown} (duplicate)")
+    return DeliveryResult(Outcome.ACCEPTED, provider_ref=ref, detail=shown)
+
+
 def parse_retry_after(value: str | None, *, now_s: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None.
 

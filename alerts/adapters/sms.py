@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.adapters.base import DeliveryResult, Notification, Outcome
-from alerts.adapters.http import HttpProvider, checked
+from alerts.adapters.http import HttpProvider, checked, taken
 from alerts.adapters.http import parse_retry_after as parse_retry_after  # re-exported: part of this module's API
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,7 @@ def _accepted(status: int, data: dict[str, Any]) -> DeliveryResult:
     answer = checked(SmsAnswer, status, data)
     if isinstance(answer, DeliveryResult):
         return answer
-    ref = answer.message_id
-    if answer.duplicate:
-        return DeliveryResult(Outcome.DUPLICATE, provider_ref=ref, detail=f"HTTP {status} duplicate")
-    return DeliveryResult(Outcome.ACCEPTED, provider_ref=ref, detail=f"HTTP {status}")
+    return taken(answer.message_id, f"HTTP {status}", duplicate=answer.duplicate)
 
 
 def _aggregate(recipients: list[str], results: list[DeliveryResult]) -> DeliveryResult:

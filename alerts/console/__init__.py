@@ -41,14 +41,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.auth import Denied, Principal, Role
 from alerts.release import Action, ReleaseEvent
-from schemas import topics
 from schemas.wire import decode
 
 log = logging.getLogger(__name__)
@@ -60,6 +59,7 @@ CONSOLE_HEADER = "X-Tocsin-Console"  # sent by the page's script with every requ
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_ROUTES = frozenset({"/console", "/console/", "/console/login", "/console/static"})
 ReleasePublisher = Callable[[ReleaseEvent], Awaitable[object]]
+M = TypeVar("M", bound=BaseModel)
 SeriesReader = Callable[[str, list[str], float], list[dict[str, Any]]]
 """(measurement, devices, hours) -> [{"device", "field", "points": [[iso time, value], ...]}] (blocking)."""
 SKIP_FIELDS = frozenset({"lat", "lon", "seq", "interval_s", "n", "bearing_deg"})
@@ -421,41 +421,41 @@ class Console:
         visible = event in self.releases.events(event.fingerprint)
         return _json({"event": event.model_dump(mode="json"), "visible": visible}, status=201 if visible else 202)
 
-    async def decide(self, request: web.Request) -> web.Response:
+    async def _alert_request(self, request: web.Request, model: type[M]) -> tuple[str, Any, M] | web.Response:
+        """The current alert of the fingerprint in the path and the validated body (an error answer else)."""
         fp = request.match_info["fingerprint"]
         cur = self.api.view.current(fp)
         if cur is None:
             return _error(404, "not_found", f"no alert with fingerprint {fp!r}")
         try:
-            req = ReleaseRequest.model_validate(await request.json())
+            return fp, cur, model.model_validate(await request.json())
         except (ValueError, ValidationError) as e:
             return _error(422, "validation", str(e))
+
+    async def decide(self, request: web.Request) -> web.Response:
+        got = await self._alert_request(request, ReleaseRequest)
+        if isinstance(got, web.Response):
+            return got
+        fp, cur, req = got
         if req.decision not in (Action.APPROVE, Action.REJECT):
             return _error(422, "validation", "decision is approve or reject")
         identifier = req.identifier or cur.identifier
         if self.releases.state(fp, identifier) not in ("pending", "escalated"):
             return _error(409, "not_held", f"{identifier} is not waiting for a release decision")
         p = self._principal(request)
-        event = ReleaseEvent(
-            fingerprint=fp, identifier=identifier, action=req.decision, by=p.name, note=req.note, at=self.clock()
-        )
         log.info("release %s of %s by %s (%s)", req.decision, identifier, p.name, p.via)
-        return await self._publish(event)
+        return await self._publish(self._event(fp, identifier, req.decision, p.name, req.note))
 
     async def note(self, request: web.Request) -> web.Response:
-        fp = request.match_info["fingerprint"]
-        cur = self.api.view.current(fp)
-        if cur is None:
-            return _error(404, "not_found", f"no alert with fingerprint {fp!r}")
-        try:
-            req = NoteRequest.model_validate(await request.json())
-        except (ValueError, ValidationError) as e:
-            return _error(422, "validation", str(e))
-        p = self._principal(request)
-        event = ReleaseEvent(
-            fingerprint=fp, identifier=cur.identifier, action=Action.NOTE, by=p.name, note=req.note, at=self.clock()
-        )
-        return await self._publish(event)
+        got = await self._alert_request(request, NoteRequest)
+        if isinstance(got, web.Response):
+            return got
+        fp, cur, req = got
+        name = self._principal(request).name
+        return await self._publish(self._event(fp, cur.identifier, Action.NOTE, name, req.note))
+
+    def _event(self, fp: str, identifier: str, action: Action, by: str, note: str) -> ReleaseEvent:
+        return ReleaseEvent(fingerprint=fp, identifier=identifier, action=action, by=by, note=note, at=self.clock())
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
@@ -483,79 +483,29 @@ def setup_console(
     app: web.Application,
     api: Any,
     *,
-    bootstrap: str | None = None,
-    producer: Callable[[], Any] | None = None,
     releases: ReleaseView | None = None,
     publish_release: ReleasePublisher | None = None,
     registry: Any = None,
     secure_cookie: bool = False,
     read_series: SeriesReader | None = None,
 ) -> Console:
-    """Add the console to the API's ``app`` (before it starts). With ``bootstrap``, release events
-    are followed from Kafka and published with ``producer()`` (the API's); otherwise whatever is
-    injected (the embedded mode feeds ``releases`` and publishes on its bus)."""
-    releases = releases if releases is not None else ReleaseView()
-    if registry is None:
-        registry = _registry_from_settings()
-    if bootstrap is not None:
-        from tocsin.kafka import TopicFollower
-
-        follower = TopicFollower(
-            bootstrap, (topics.RELEASES,), lambda rec: releases.apply_record(rec.value), name="operator-api-releases"
-        )
-        if publish_release is None and producer is not None:
-            make = producer
-
-            def send(event: ReleaseEvent) -> Any:
-                from schemas.wire import encode
-
-                return make().send(topics.RELEASES, key=event.fingerprint.encode(), value=encode(event)).get(timeout=10)
-
-            async def publish(event: ReleaseEvent) -> object:
-                return await asyncio.to_thread(send, event)
-
-            publish_release = publish
-
-        async def start(_app: web.Application) -> None:
-            from tocsin.kafka import ensure_topics
-
-            try:
-                await asyncio.to_thread(ensure_topics, bootstrap, (topics.RELEASES,), _partitions())
-            except Exception as e:  # noqa: BLE001
-                log.warning("could not ensure topic %s: %s", topics.RELEASES, e)
-            follower.start()
-
-        async def stop(_app: web.Application) -> None:
-            follower.stop()
-
-        app.on_startup.append(start)
-        app.on_cleanup.append(stop)
-    if read_series is None and bootstrap is not None:
-        read_series = _influx_from_settings()
+    """Add the console to the API's ``app`` (before it starts), over whatever is injected: the
+    release events fed into ``releases``, ``publish_release`` (``503`` without it), the device
+    ``registry`` for the map (outline and alerts only without it) and ``read_series`` (no charts
+    without it). The Kafka process wires them in tocsin/api.py; the embedded mode from its bus
+    (alerts/console/embedded.py)."""
     console = Console(
-        api, releases, publish_release, registry=registry, secure_cookie=secure_cookie, read_series=read_series
+        api,
+        releases if releases is not None else ReleaseView(),
+        publish_release,
+        registry=registry,
+        secure_cookie=secure_cookie,
+        read_series=read_series,
     )
     api.public_routes |= PUBLIC_ROUTES
     app.middlewares.insert(app.middlewares.index(api.authenticate), console.session_middleware)
     app.add_routes(console.routes())
     return console
-
-
-def _partitions() -> int:
-    from tocsin.settings import Settings
-
-    return Settings().kafka_partitions
-
-
-def _registry_from_settings() -> Any:
-    try:
-        from schemas.registry import open_registry
-        from tocsin.settings import Settings
-
-        return open_registry(Settings().registry_file)
-    except Exception as e:  # noqa: BLE001 - the map then shows the outline and alerts only
-        log.warning("console map without a device registry: %s", e)
-        return None
 
 
 def influx_series_reader(url: str, token: str, org: str, bucket: str, max_points: int = 240) -> SeriesReader:
@@ -590,12 +540,3 @@ def influx_series_reader(url: str, token: str, org: str, bucket: str, max_points
 
 def _flux_str(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _influx_from_settings() -> SeriesReader | None:
-    from tocsin.settings import Settings
-
-    s = Settings()
-    if not s.influx_url:
-        return None
-    return influx_series_reader(s.influx_url, s.influx_token.get_secret_value(), s.influx_org, s.influx_bucket)

@@ -3,7 +3,8 @@
 # No Docker: binaries come from Debian packages, Maven Central (Kafka jars) and `go install` (influxd),
 # cached outside the repository. Everything listens on 127.0.0.1 only.
 #
-# Usage: services.sh provision|up|down|status|check [svc...]   (svc: mosquitto kafka influxdb prometheus)
+# Usage: services.sh provision|up|down|status|check [svc...]   (svc: mosquitto kafka influxdb prometheus,
+#        or kafka3 = kafka3-1 kafka3-2 kafka3-3: a 3-node KRaft cluster, not part of the default set)
 #        services.sh env | logs-dir | help
 # See deploy/local/README.md.
 set -euo pipefail
@@ -35,6 +36,12 @@ INFLUX_RPC_PORT=${TOCSIN_INFLUX_RPC_PORT:-$((INFLUX_PORT + 2))}
 INFLUX_DB=${TOCSIN_INFLUX_DB:-tocsin}
 PROMETHEUS_PORT=${TOCSIN_PROMETHEUS_PORT:-9090}
 declare -A MAIN_PORT=([mosquitto]=$MQTT_PORT [kafka]=$KAFKA_PORT [influxdb]=$INFLUX_PORT [prometheus]=$PROMETHEUS_PORT)
+# The 3-node cluster (profile kafka3): node n listens on KAFKA3_PORT+n-1, its controller on KAFKA3_PORT+2+n,
+# i.e. by default 10 above the single broker's port (9102-9104, controllers 9105-9107), so both can run.
+KAFKA3_NODES=(kafka3-1 kafka3-2 kafka3-3)
+KAFKA3_PORT=${TOCSIN_KAFKA3_PORT:-$((KAFKA_PORT + 10))}
+KAFKA3_HEAP=${TOCSIN_KAFKA3_HEAP:-256m}
+for _n in 1 2 3; do MAIN_PORT[kafka3-$_n]=$((KAFKA3_PORT + _n - 1)); done
 
 
 READY_TIMEOUT=${TOCSIN_READY_TIMEOUT:-60}
@@ -84,7 +91,8 @@ usage: ${0##*/} <command> [svc...]
   env                 print 'export TOCSIN_...' lines for the endpoints in use
   logs-dir            print the directory holding one log per service
   browser             install headless Chromium and chromedriver (Debian) for the console's browser tests
-svc: ${ALL_SERVICES[*]} (default: all)
+svc: ${ALL_SERVICES[*]} (default: all four), or kafka3 (= ${KAFKA3_NODES[*]}): a 3-node KRaft cluster
+     (replication factor 3, min.insync.replicas 2) on ports ${KAFKA3_PORT}-$((KAFKA3_PORT + 5)), besides the single broker
 EOF
 }
 
@@ -169,6 +177,7 @@ proc_marker() {
     case $1 in
         mosquitto) printf '%s' "$STATE/mosquitto/mosquitto.conf" ;;
         kafka) printf '%s' "$STATE/kafka/server.properties" ;;
+        kafka3-[123]) printf '%s' "$STATE/kafka3/node-${1#kafka3-}/server.properties" ;;
         influxdb) printf '%s' "-pidfile $STATE/influxdb/influxd.pid" ;;
         prometheus) printf '%s' "--storage.tsdb.path=$STATE/prometheus/data" ;;
     esac
@@ -658,6 +667,122 @@ check_kafka() {
 }
 
 # ---------------------------------------------------------------------------------------------------------
+# kafka3: three KRaft nodes (each broker + controller) on 127.0.0.1, replication factor 3, min ISR 2.
+# Combined nodes rather than separate controllers: 3 JVMs instead of 6 on a small machine, and killing one
+# node still leaves 2 of 3 voters (the quorum) and 2 of 3 replicas (min.insync.replicas) of every partition.
+# Each node is its own service (pid, log, `up`/`down`), so a test can kill -9 one and `up` it again.
+
+kafka3_port() { printf '%s' $((KAFKA3_PORT + $1 - 1)); }             # node -> client port
+kafka3_controller_port() { printf '%s' $((KAFKA3_PORT + 2 + $1)); } # node -> controller port
+kafka3_dir() { printf '%s/kafka3/node-%s' "$STATE" "$1"; }
+
+kafka3_voters() {
+    printf '1@127.0.0.1:%s,2@127.0.0.1:%s,3@127.0.0.1:%s' \
+        "$(kafka3_controller_port 1)" "$(kafka3_controller_port 2)" "$(kafka3_controller_port 3)"
+}
+
+kafka3_render() { # node out
+    render "$SCRIPT_DIR/kafka/cluster.properties" "$2" "NODE_ID=$1" "QUORUM_VOTERS=$(kafka3_voters)" \
+        "KAFKA_PORT=$(kafka3_port "$1")" "KAFKA_CONTROLLER_PORT=$(kafka3_controller_port "$1")" \
+        "KAFKA_LOG_DIR=$(kafka3_dir "$1")/data"
+}
+
+kafka3_identity() { # node
+    grep -E '^(process\.roles|node\.id|controller\.quorum\.voters)=' "$(kafka3_dir "$1")/server.properties"
+}
+
+# All three nodes share one cluster id ($STATE/kafka3/cluster.id); each log dir is formatted once.
+kafka3_prepare() { # node
+    local n=$1 dir data flog=$LOG_DIR/kafka3-format.log cluster_id
+    dir=$(kafka3_dir "$n")
+    data=$dir/data
+    mkdir -p "$dir" "$LOG_DIR"
+    kafka3_render "$n" "$dir/server.properties"
+    if [[ -f $data/meta.properties ]] && ! cmp -s <(kafka3_identity "$n") "$data/.tocsin-identity"; then
+        warn "kafka3-$n: node id / quorum changed since the log dir was formatted -> discarding $data"
+        rm -rf "$data"
+    elif [[ ${TOCSIN_KAFKA_WIPE:-0} == 1 && -d $data ]]; then
+        warn "kafka3-$n: TOCSIN_KAFKA_WIPE=1 -> discarding $data"
+        rm -rf "$data"
+    fi
+    [[ ! -f $data/meta.properties ]] || return 0
+    if [[ -s $STATE/kafka3/cluster.id ]] && [[ ${TOCSIN_KAFKA_WIPE:-0} != 1 || $n != 1 ]]; then
+        cluster_id=$(<"$STATE/kafka3/cluster.id")
+    else
+        cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>"$flog" | tail -n 1) || true
+        [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] ||
+            die_with_log "$flog" "kafka3: StorageTool random-uuid failed (got '$cluster_id'), see $flog"
+        printf '%s\n' "$cluster_id" >"$STATE/kafka3/cluster.id"
+    fi
+    mkdir -p "$data"
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" --ignore-formatted \
+        >>"$flog" 2>&1 || die_with_log "$flog" "kafka3-$n: StorageTool format failed, see $flog"
+    kafka3_identity "$n" >"$data/.tocsin-identity"
+    info "kafka3-$n: formatted $data (cluster id $cluster_id)"
+}
+
+start_kafka3() { # node
+    local n=$1 extra_opts=() jsa=$CACHE/kafka-$KAFKA_VERSION/kafka-java$JAVA_MAJOR.jsa
+    ensure_ports_free "kafka3-$n" TOCSIN_KAFKA3_PORT "$(kafka3_port "$n")" "$(kafka3_controller_port "$n")"
+    kafka3_prepare "$n"
+    read -r -a extra_opts <<<"${TOCSIN_KAFKA_JVM_OPTS:-}"
+    # the single broker's class-data archive, if it made one (read only here)
+    [[ ${TOCSIN_KAFKA_CDS:-1} != 1 || ! -s $jsa ]] || extra_opts+=("-XX:SharedArchiveFile=$jsa")
+    start_daemon "kafka3-$n" "$JAVA" "-Xms$KAFKA3_HEAP" "-Xmx$KAFKA3_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true -Dlog4j2.shutdownHookEnabled=false "${extra_opts[@]}" \
+        -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.properties" \
+        -cp "$KAFKA_LIB/*" kafka.Kafka "$(kafka3_dir "$n")/server.properties"
+}
+
+# Ready: the node answers a metadata request that lists itself (a broker registers, unfenced, only once
+# the controller quorum has a leader, i.e. once at least two nodes run).
+ready_kafka3() { # node
+    port_open "$(kafka3_port "$1")" &&
+        kcat -L -b "127.0.0.1:$(kafka3_port "$1")" -m 5 2>/dev/null | grep -q "^ *broker $1 at "
+}
+
+stale_config_kafka3() { # node
+    local cur
+    cur=$(kafka3_dir "$1")/server.properties
+    kafka3_render "$1" "$cur.new"
+    if cmp -s "$cur" "$cur.new"; then
+        rm -f "$cur.new"
+        return 1
+    fi
+    rm -f "$cur.new"
+    printf 'configuration changed (ports)'
+}
+
+check_kafka3() { # node
+    local n=$1 topic=tocsin.harness.check3 msg out bootstrap
+    bootstrap=$(kafka3_bootstrap)
+    [[ $n == 1 ]] || return 0 # one cluster check for the three nodes
+    out=$(kcat -L -b "$bootstrap" -m 5 2>/dev/null | grep -c '^ *broker [123] at ' || true)
+    [[ $out == 3 ]] || die "kafka3: metadata lists $out brokers, expected 3"
+    msg="check-$(now_us)"
+    printf '%s\n' "$msg" | kcat -P -b "$bootstrap" -t "$topic" -X acks=all -m 10 ||
+        die "kafka3: kcat produce (acks=all) to $topic failed"
+    out=$(kcat -C -b "$bootstrap" -t "$topic" -o -20 -e -q -m 10 2>/dev/null) ||
+        die "kafka3: kcat consume from $topic failed"
+    grep -qx "$msg" <<<"$out" || die "kafka3: produced message not read back from $topic"
+    out=$(kcat -L -b "$bootstrap" -t "$topic" -m 5 2>/dev/null | grep -m 1 'replicas: ' || true)
+    [[ $out == *'replicas: '*,*,* ]] || die "kafka3: $topic is not replicated 3 times ($out)"
+    info "kafka3: OK (3 brokers in the metadata; acks=all round trip on $topic, 3 replicas)"
+}
+
+kafka3_bootstrap() {
+    printf '127.0.0.1:%s,127.0.0.1:%s,127.0.0.1:%s' "$(kafka3_port 1)" "$(kafka3_port 2)" "$(kafka3_port 3)"
+}
+
+for _n in 1 2 3; do
+    eval "provision_kafka3-$_n() { provision_kafka; }
+start_kafka3-$_n() { start_kafka3 $_n; }
+ready_kafka3-$_n() { ready_kafka3 $_n; }
+stale_config_kafka3-$_n() { stale_config_kafka3 $_n; }
+check_kafka3-$_n() { check_kafka3 $_n; }"
+done
+
+# ---------------------------------------------------------------------------------------------------------
 # influxdb
 
 provision_influxdb() {
@@ -770,6 +895,7 @@ svc_ports() {
             ;;
         influxdb) printf '%s,%s(rpc)' "$INFLUX_PORT" "$INFLUX_RPC_PORT" ;;
         prometheus) printf '%s' "$PROMETHEUS_PORT" ;;
+        kafka3-[123]) printf '%s,%s(controller)' "$(kafka3_port "${1#kafka3-}")" "$(kafka3_controller_port "${1#kafka3-}")" ;;
     esac
 }
 
@@ -843,15 +969,36 @@ cmd_up() {
     if [[ ${TOCSIN_UP_PARALLEL:-0} == 1 ]]; then
         start_and_wait "$@"
     else
-        for svc in "$@"; do start_and_wait "$svc"; done
+        # The kafka3 nodes start together: none is ready before a majority of the quorum runs.
+        local k3=()
+        for svc in "$@"; do [[ $svc != kafka3-* ]] || k3+=("$svc"); done
+        for svc in "$@"; do
+            if [[ $svc != kafka3-* ]]; then
+                start_and_wait "$svc"
+            elif ((${#k3[@]})); then
+                start_and_wait "${k3[@]}"
+                k3=()
+            fi
+        done
     fi
 }
 
 cmd_down() {
     local svc pid i
+    # kafka3 nodes get SIGTERM together: the last one stopped alone would wait for a quorum (2 of 3 voters)
+    # that is gone, until the SIGKILL 20 s later.
+    local -A termed=()
+    for svc in "$@"; do
+        [[ $svc == kafka3-* ]] && pid=$(svc_pid "$svc" 2>/dev/null) || continue
+        kill -TERM "$pid" 2>/dev/null || true
+        termed[$svc]=$pid
+    done
     for ((i = $# ; i >= 1; i--)); do # reverse start order
         svc=${!i}
-        if pid=$(svc_pid "$svc"); then
+        if [[ -n ${termed[$svc]:-} ]] && ! proc_alive "${termed[$svc]}" "$svc"; then
+            rm -f "$(pid_file "$svc")"
+            info "$svc: stopped (pid ${termed[$svc]})"
+        elif pid=$(svc_pid "$svc"); then
             stop_pid "$svc" "$pid"
         else
             info "$svc: not running, nothing to do"
@@ -894,7 +1041,8 @@ cmd_env() {
         TOCSIN_INFLUX_URL "http://127.0.0.1:$INFLUX_PORT" \
         TOCSIN_INFLUX_BUCKET "$INFLUX_DB" \
         TOCSIN_INFLUX_ORG - \
-        TOCSIN_PROMETHEUS_URL "http://127.0.0.1:$PROMETHEUS_PORT"
+        TOCSIN_PROMETHEUS_URL "http://127.0.0.1:$PROMETHEUS_PORT" \
+        TOCSIN_KAFKA3_BOOTSTRAP "$(kafka3_bootstrap)"
     if [[ $KAFKA_SECURE == 1 ]]; then
         printf 'export %s=%q\n' \
             TOCSIN_KAFKA_SECURE_BOOTSTRAP "127.0.0.1:$KAFKA_SECURE_PORT" \
@@ -919,8 +1067,13 @@ main() {
     local cmd=${1:-help} svc
     shift || true
     if (($# == 0)); then set -- "${ALL_SERVICES[@]}"; fi
+    local expanded=()
     for svc in "$@"; do
-        [[ " ${ALL_SERVICES[*]} " == *" $svc "* ]] || {
+        if [[ $svc == kafka3 ]]; then expanded+=("${KAFKA3_NODES[@]}"); else expanded+=("$svc"); fi
+    done
+    set -- "${expanded[@]}"
+    for svc in "$@"; do
+        [[ " ${ALL_SERVICES[*]} ${KAFKA3_NODES[*]} " == *" $svc "* ]] || {
             usage >&2
             die "unknown service '$svc'"
         }

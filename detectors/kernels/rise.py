@@ -1,11 +1,13 @@
 """Water-level rate of rise (m/h) with a noise-robust slope. Pure numpy; state is a list of pairs.
 
-The slope is the Theil-Sen estimator: the median of the slopes ``(l_j - l_i) / (t_j - t_i)`` over
-all pairs of samples with distinct times (pairs at the same time are skipped; an even number of
-slopes gives the mean of the two middle ones, as ``numpy.median`` and
-``scipy.stats.theilslopes``). Up to ~29 % of the points can be arbitrary outliers before the
-estimate breaks down, and with ``n`` points it costs ``n (n - 1) / 2`` slopes, so the streaming
-buffer is bounded by ``max_points``.
+The slope is the Theil-Sen estimator (``scipy.stats.theilslopes``): the median of the slopes
+``(l_j - l_i) / (t_j - t_i)`` over all pairs of samples with distinct times (pairs at the same time
+are skipped; an even number of slopes gives the mean of the two middle ones). Up to ~29 % of the
+points can be arbitrary outliers before the estimate breaks down, and with ``n`` points it costs
+``n (n - 1) / 2`` slopes, so the streaming buffer is bounded by ``max_points``. scipy also computes
+a confidence interval the rate does not use: about 0.26 ms a call at 7 to 30 points (a water level
+every 5 min), where a bare numpy median of the pairwise slopes took 0.03 ms; negligible at the
+rate water levels arrive.
 
 ``RiseTracker`` keeps the samples with ``t >= newest - window_s`` (a closed window ending at the
 newest sample, whatever the arrival order), at most ``max_points`` of them (the newest win). A
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.stats import theilslopes
 
 __all__ = ["HOUR_S", "RiseTracker", "rate_of_rise_m_per_h", "theil_sen_slope"]
 
@@ -43,12 +46,9 @@ def _finite_pairs(ts: ArrayLike, levels: ArrayLike) -> tuple[np.ndarray, np.ndar
 def theil_sen_slope(ts: ArrayLike, levels: ArrayLike) -> float:
     """Median of the pairwise slopes, per second; NaN when no two finite samples differ in time."""
     t, y = _finite_pairs(ts, levels)
-    i, j = np.triu_indices(t.size, k=1)
-    dt = t[j] - t[i]
-    keep = dt != 0.0
-    if not keep.any():
+    if t.size < 2 or t.min() == t.max():
         return math.nan
-    return float(np.median((y[j] - y[i])[keep] / dt[keep]))
+    return float(theilslopes(y, t).slope)
 
 
 def rate_of_rise_m_per_h(ts: ArrayLike, levels: ArrayLike) -> float:

@@ -31,7 +31,9 @@ GRAFANA = DEPLOY / "grafana"
 SETTINGS = {f"TOCSIN_{name.upper()}" for name in Settings.model_fields}
 SECRET_SETTINGS = {f"TOCSIN_{n.upper()}" for n, f in Settings.model_fields.items() if f.annotation is SecretStr}
 TOCSIN_VAR = re.compile(r"\bTOCSIN_[A-Z0-9_]+")
-METRIC_DEF = re.compile(r"\b(?:Counter|Gauge|Histogram|Summary|CounterMetricFamily)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
+METRIC_DEF = re.compile(
+    r"\b(?:Counter|Gauge|Histogram|Summary|CounterMetricFamily|GaugeMetricFamily)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\""
+)
 
 
 def load_yaml(path: Path) -> Any:
@@ -184,6 +186,8 @@ def test_env_files_exist_and_the_example_has_no_real_secrets(services: dict[str,
 SECRET_NEEDS = {
     "mqtt-auth": {"MQTT_GATEWAY_PASSWORD", "MQTT_WORKER_PASSWORD", "MQTT_OPERATOR_PASSWORD"},
     "kafka": {"KAFKA_SCRAM_PASSWORD"},
+    "kafka-2": {"KAFKA_SCRAM_PASSWORD"},
+    "kafka-3": {"KAFKA_SCRAM_PASSWORD"},
     "influxdb": {"INFLUXDB_ADMIN_PASSWORD", "INFLUXDB_USER_PASSWORD"},
     "grafana": {"GF_SECURITY_ADMIN_PASSWORD", "TOCSIN_INFLUX_TOKEN"},
     "gateway": {"MQTT_GATEWAY_PASSWORD", "KAFKA_SCRAM_PASSWORD", "TOCSIN_INFLUX_TOKEN"},
@@ -267,9 +271,9 @@ def test_workers_reach_the_emulators_by_service_name(services: dict[str, dict[st
         assert f"--port {m.group(2)}" in command_text(services[service])
     for svc in services.values():
         for key in ("TOCSIN_KAFKA_BOOTSTRAP", "TOCSIN_MQTT_HOST", "TOCSIN_INFLUX_URL"):
-            value = environment(svc).get(key)
-            if value:
-                host = re.sub(r"^https?://", "", value).split(":")[0]
+            value = interpolate(environment(svc), {}).get(key)  # the defaults of ${VAR:-default}
+            for item in value.split(",") if value else ():
+                host = re.sub(r"^https?://", "", item).split(":")[0]
                 assert host in services, f"{key}={value}: no service {host}"
 
 
@@ -486,3 +490,129 @@ def test_dockerfile_copies_existing_sources_and_bakes_in_no_secret() -> None:
     assert "pyproject.toml" in " ".join(copied) or any("pyproject.toml" in r for _, r in dockerfile_instructions())
     assert any(op == "RUN" and "pip" in rest and " ." in rest for op, rest in dockerfile_instructions())
     assert any(op == "USER" for op, _ in dockerfile_instructions())
+
+
+# --------------------------------------------------------------------------- three brokers (profile kafka3)
+KAFKA3_ENV = DEPLOY / "kafka3.env"
+KAFKA_NODES = ("kafka", "kafka-2", "kafka-3")
+COMPOSE_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's variable interpolation of ``${VAR:-default}`` (and ``$$`` -> ``$``) through a parsed
+    document, for the variables the file uses (the engine is not here to do it)."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1)) or (m.group(2) if m.group(2) is not None else "")
+
+    return COMPOSE_VAR.sub(sub, value)
+
+
+def properties(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def node_properties(svc: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    """The properties a node runs with: its entry point's choice, and its ``sed`` of the template."""
+    node_env = environment(svc)
+    if node_env["CLUSTER_NODES"] != "3":
+        return properties(host_path(svc, "/etc/kafka/tocsin.properties").read_text(encoding="utf-8"))  # type: ignore[union-attr]
+    template = host_path(svc, "/etc/kafka/tocsin-cluster.properties")
+    assert template is not None and template.is_file()
+    text = template.read_text(encoding="utf-8")
+    text = text.replace("@NODE_ID@", node_env["NODE_ID"]).replace("@ADVERTISED_HOST@", node_env["ADVERTISED_HOST"])
+    assert not re.search(r"@[A-Z_]+@", text), "placeholder left"
+    return properties(text)
+
+
+@pytest.mark.parametrize("brokers", [1, 3])
+def test_kafka_profiles_single_node_and_three_brokers(compose: dict[str, Any], brokers: int) -> None:
+    env = env_file_vars(KAFKA3_ENV) if brokers == 3 else {}
+    doc = interpolate(compose, env)
+    services = doc["services"]
+    profiles = set(env.get("COMPOSE_PROFILES", "").split(",")) - {""}
+    active = {n for n, svc in services.items() if not svc.get("profiles") or set(svc["profiles"]) & profiles}
+    nodes = [n for n in KAFKA_NODES if n in active]
+    assert nodes == list(KAFKA_NODES[:brokers])
+    assert not services["kafka"].get("profiles")  # the first broker runs in both set-ups
+    assert {services[n]["image"] for n in KAFKA_NODES} == {"apache/kafka:4.0.0"}
+    props = {n: node_properties(services[n], env) for n in nodes}
+    internal = doc["networks"]["kafka-internal"]
+    assert internal["internal"] is True
+    assert {n for n, svc in services.items() if "kafka-internal" in (svc.get("networks") or {})} == set(KAFKA_NODES)
+    aliases = {n: services[n]["networks"]["kafka-internal"]["aliases"] for n in KAFKA_NODES}
+    san = re.search(r"SAN=\$\{TOCSIN_PKI_SAN:-([^}]*)\}", (DEPLOY / "pki.sh").read_text(encoding="utf-8"))
+    assert san
+    for name in nodes:
+        p, node_env = props[name], environment(services[name])
+        assert p["node.id"] == node_env["NODE_ID"]
+        assert p["process.roles"] == "broker,controller"
+        # the clients' listener: SASL_SSL on 9094, advertised under the service's name (the certificate's SAN)
+        advertised = dict(a.split("://", 1) for a in p["advertised.listeners"].split(","))
+        assert p["listener.security.protocol.map"].count("SASL_SSL:SASL_SSL") == 1
+        sasl_host = advertised["SASL_SSL"].rsplit(":", 1)[0]
+        assert sasl_host == name and f"DNS:{name}" in san.group(1).split(",")
+        assert "9094" in services[name]["expose"]
+        # the health check's listener
+        assert advertised[next(k for k in advertised if "localhost:9092" in advertised[k])] == "localhost:9092"
+    tocsin_envs = [environment(services[n]) for n in ("gateway", "worker", "operator-api")]
+    for e in tocsin_envs:
+        assert e["TOCSIN_KAFKA_BOOTSTRAP"].split(",") == [f"{n}:9094" for n in nodes]
+        assert e["TOCSIN_KAFKA_REPLICATION_FACTOR"] == ("3" if brokers == 3 else "0")
+    for n in ("gateway", "worker", "operator-api"):
+        deps = services[n]["depends_on"]
+        assert deps["kafka"]["condition"] == "service_healthy"
+        assert all(deps[k] == {"condition": "service_healthy", "required": False} for k in KAFKA_NODES[1:])
+    if brokers == 1:
+        assert props["kafka"]["controller.quorum.voters"] == "1@localhost:9093"
+        return
+    # one cluster: the same id, the same three voters reached at the nodes' own internal aliases
+    assert len({environment(services[n])["CLUSTER_ID"] for n in nodes}) == 1
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", environment(services["kafka"])["CLUSTER_ID"])
+    voters = {p["controller.quorum.voters"] for p in props.values()}
+    assert len(voters) == 1
+    voter_hosts = {int(v.split("@")[0]): v.split("@")[1] for v in voters.pop().split(",")}
+    for name in nodes:
+        p, node_id = props[name], int(environment(services[name])["NODE_ID"])
+        listeners = dict(a.split("://", 1) for a in p["listeners"].split(","))
+        assert voter_hosts[node_id] == listeners["CONTROLLER"]
+        host = listeners["CONTROLLER"].rsplit(":", 1)[0]
+        assert aliases[name] == [host]  # bound to the internal network only
+        assert listeners[p["inter.broker.listener.name"]].rsplit(":", 1)[0] == host
+        assert (p["default.replication.factor"], p["min.insync.replicas"]) == ("3", "2")
+        assert (p["offsets.topic.replication.factor"], p["transaction.state.log.min.isr"]) == ("3", "2")
+        assert p["unclean.leader.election.enable"] == "false"
+    assert len({bind[0] for n in nodes for bind in [(services[n]["volumes"][-1],)]}) == 3  # a data volume each
+
+
+def test_kafka_entry_point_is_valid_shell_and_refuses_a_lone_extra_node(compose: dict[str, Any]) -> None:
+    """The entry point (after compose's ``$$`` -> ``$``) parses with ``sh -n``; a second node started
+    without deploy/kafka3.env stops at once with a message instead of formatting a cluster of its own."""
+    import subprocess
+
+    doc = interpolate(compose, {})
+    script = doc["services"]["kafka-2"]["entrypoint"][2]
+    assert doc["services"]["kafka"]["entrypoint"][2] == script
+    assert subprocess.run(["sh", "-n", "-c", script], capture_output=True, timeout=10).returncode == 0
+    proc = subprocess.run(
+        ["sh", "-ec", script],
+        env={"PATH": "/usr/bin:/bin", **environment(doc["services"]["kafka-2"])},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert proc.returncode == 1 and "deploy/kafka3.env" in proc.stderr, proc.stderr

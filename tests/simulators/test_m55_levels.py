@@ -17,7 +17,8 @@ from detectors.engine import DetectorEngine
 from schemas.alert import Alert
 from schemas.common import WarningLevel
 from schemas.telemetry import TELEMETRY_ADAPTER
-from simulators.scenario import SCENARIO_DIR, build, load_scenario
+from simulators.scenario import build
+from simulators.scenario_spec import SCENARIO_DIR, load_scenario
 
 SCENARIO = SCENARIO_DIR / "m55_earthquake_40km.yaml"
 

@@ -18,7 +18,8 @@ from schemas.scenario import GroundTruth
 from schemas.status import DeviceStatus
 from simulators import physics as ph
 from simulators.demo import CENTRE, DISTRICT, Message
-from simulators.scenario import SCENARIO_DIR, Scenario, build, load_scenario, scenario_paths, write_outputs
+from simulators.scenario import build, write_outputs
+from simulators.scenario_spec import SCENARIO_DIR, Scenario, load_scenario, scenario_paths
 
 SHIPPED = {
     "quiet_day": set(),

@@ -29,7 +29,7 @@ import pytest
 
 from schemas.common import Family
 from simulators.run import ReplayClock, RunResult, layout_start, pacing, run_scenario
-from simulators.scenario import scenario_paths
+from simulators.scenario_spec import scenario_paths
 from simulators.score import format_table
 
 # scenario -> base speed for this test (None: the scenario's own hint)
