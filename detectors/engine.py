@@ -8,8 +8,9 @@ record per sample while a condition persists.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from schemas.registry import Device, RegistryLike
 from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
 
 State = dict[str, Any]
+_K = TypeVar("_K")
 
 
 class Source(Protocol):
@@ -103,6 +105,60 @@ def detection_topic(d: Detection, urgent_from: WarningLevel | None) -> str:
     return topics.DETECTIONS
 
 
+class _LiveKernels:
+    """Streaming kernels (seismic filters and triggers) kept alive between readings, each under the
+    saved form it last wrote into a state. A state that still holds that very dict gets the live
+    kernel back instead of one rebuilt from the dict (``from_dict`` designs filters and converts
+    every buffered sample); any other dict (a state decoded from the changelog, an older state
+    given again) is restored from the dict as before. A kernel is taken out while a reading runs, so
+    a reading that fails leaves the next one to restore it from the state it was given. Bounded:
+    beyond ``limit`` kernels the oldest are dropped (and restored from their dicts when needed)."""
+
+    def __init__(self, limit: int = 16_384) -> None:
+        self.limit = limit
+        self._by_id: dict[int, tuple[object, Any]] = {}
+
+    def take(self, saved: dict[str, Any], restore: Callable[[dict[str, Any]], _K]) -> _K:
+        entry = self._by_id.pop(id(saved), None)
+        if entry is not None and entry[0] is saved:  # held here, so its id cannot have been reused
+            return entry[1]  # type: ignore[no-any-return]
+        return restore(saved)
+
+    def keep(self, saved: dict[str, Any], kernel: object) -> dict[str, Any]:
+        while len(self._by_id) >= self.limit:
+            del self._by_id[next(iter(self._by_id))]
+        self._by_id[id(saved)] = (saved, kernel)
+        return saved
+
+
+class _RainPlan:
+    """What the rain detector needs of one set of rain rules, worked out once."""
+
+    __slots__ = ("checks", "horizon_s", "level_rule", "windows_h", "windows_s")
+
+    def __init__(self, rules: tuple[Any, ...], clear_ratio: float) -> None:
+        self.windows_h: list[float] = sorted({rule.window_h for rule in rules})
+        self.windows_s = [w * 3600.0 for w in self.windows_h]
+        self.horizon_s = max(rule.window_h for rule in rules) * 3600.0  # only what the longest window needs
+        index = {w: i for i, w in enumerate(self.windows_h)}
+        # (rule, its window's index, its threshold in hundredths, its level's index), in rules order
+        self.checks = [
+            (rule, index[rule.window_h], max(1, rain_k.to_units(rule.mm)), rule.level.rank - 1) for rule in rules
+        ]
+        levels = {i for *_, i in self.checks}
+        sets = tuple(1.0 if i in levels else None for i in range(4))
+        self.level_rule = LevelRule.simple(sets, clear_ratio=clear_ratio)
+
+
+def _transitions(st: State, kind: str, active: bool, level: WarningLevel | None, material_change: bool) -> bool:
+    """Whether :meth:`DetectorEngine._transition` with these arguments makes a record (opens,
+    updates or clears), so a reading that changes nothing builds no evidence."""
+    cur = st["open"].get(kind)
+    if cur is None:
+        return active
+    return not active or material_change or (level.value if level else None) != cur["level"]
+
+
 class DetectorEngine:
     def __init__(self, rules: Rules | None = None, registry: RegistryLike | None = None) -> None:
         self.rules = rules or Rules()
@@ -114,6 +170,11 @@ class DetectorEngine:
         for ch in ar.channels:
             params = anomaly_k.EnsembleParams.from_mapping({**ar.params, **ch.params})
             self._anomaly_by_type.setdefault(ch.type, []).append((ch, params))
+        # the registry's per-device rain thresholds that override a rule, and the plans made of them
+        self._rain_keys = tuple(f"rain_{rule.window_h:g}h_{rule.level.value}_mm" for rule in self.rules.hydro.rain)
+        self._rain_plans: dict[tuple[Any, ...] | None, _RainPlan] = {}
+        self._fault_params = sf_k.FaultParams.from_mapping(self.rules.hazmat.fault_params)
+        self._live = _LiveKernels()
 
     def _count_cap(self, reason: str) -> None:
         self.capped[reason] = self.capped.get(reason, 0) + 1
@@ -254,34 +315,40 @@ class DetectorEngine:
         return new.rank
 
     # ------------------------------------------------------------------ hydro
+    def _rain_plan(self, device: Device | None) -> _RainPlan:
+        """The rain rules of a device (the registry's thresholds over the rules file's), and what
+        every reading needs of them, made once per distinct set of thresholds."""
+        th = device.thresholds if device else None
+        key = tuple(th.get(name) for name in self._rain_keys) if th else None
+        plan = self._rain_plans.get(key)
+        if plan is None:
+            if len(self._rain_plans) >= 4096:  # bounded: thresholds are few; a churning registry starts over
+                self._rain_plans.clear()
+            plan = self._rain_plans[key] = _RainPlan(self._rain_rules(device), self.rules.hydro.rain_clear_ratio)
+        return plan
+
     def _rain(self, r: RainIncrement, st: State, device: Device | None) -> list[Detection]:
-        hr = self.rules.hydro
         now = _epoch(r.ts)
-        rules = self._rain_rules(device)
-        horizon_s = max(rule.window_h for rule in rules) * 3600.0  # only what the longest window needs
-        held = rain_k.add_report(list(map(tuple, st["k"].get("rain", ()))), now, r.interval_s, r.rain_mm, horizon_s)
-        reports = rain_k.cap_reports(held, self.rules.limits.rain_max_reports, horizon_s)
-        if len(reports) < len(held):
+        plan = self._rain_plan(device)
+        window = st["k"]["rain"] = rain_k.RainWindow.load(st["k"].get("rain"))
+        if window.add(now, r.interval_s, r.rain_mm, plan.horizon_s, self.rules.limits.rain_max_reports):
             self._count_cap("rain_reports_merged")
-        st["k"]["rain"] = list(map(list, reports))
-        windows = sorted({rule.window_h for rule in rules})
         # Totals and thresholds in integer hundredths of a millimetre (exact: 1,000 x 0.1 mm is
         # 100 mm), so a total exactly at a threshold gives a ratio of exactly 1.0 and fires (>=).
-        units = dict(zip(windows, rain_k.window_units(reports, now, [w * 3600.0 for w in windows]), strict=True))
-        acc = {w: u / rain_k.UNITS_PER_MM for w, u in units.items()}
+        units = window.units(now, plan.windows_s)
         # Per level, the largest ratio of accumulation to that level's threshold over its windows.
         ratios = [0.0, 0.0, 0.0, 0.0]
         worst: dict[int, Any] = {}
-        for rule in rules:
-            ratio = units[rule.window_h] / max(1, rain_k.to_units(rule.mm))
-            i = rule.level.rank - 1
+        for rule, w, threshold_units, i in plan.checks:
+            ratio = units[w] / threshold_units
             if ratio >= ratios[i]:
                 ratios[i] = ratio
                 worst[i] = rule
-        sets = tuple(1.0 if i in worst else None for i in range(4))
-        lrule = LevelRule.simple(sets, clear_ratio=hr.rain_clear_ratio)  # type: ignore[arg-type]
-        rank = self._levels(st, "rain_level", lrule, tuple(ratios))
+        rank = self._levels(st, "rain_level", plan.level_rule, tuple(ratios))
         level = WarningLevel.from_rank(rank) if rank else None
+        if not _transitions(st, "rainfall", rank > 0, level, False):
+            return []  # nothing opens, changes or clears: no record to describe
+        acc = {w: u / rain_k.UNITS_PER_MM for w, u in zip(plan.windows_h, units, strict=True)}
         basis = worst.get(rank - 1) if rank else max(worst.values(), key=lambda x: acc[x.window_h] / x.mm, default=None)
         value = acc[basis.window_h] if basis else 0.0
         evidence = {f"rain_{w:g}h_mm": round(v, 2) for w, v in acc.items()}
@@ -487,9 +554,8 @@ class DetectorEngine:
 
     def _faults(self, r: GasReading, st: State, device: Device | None) -> list[Detection]:
         """Sensor faults (stuck, out of range, spike, zero drift): the reading may not be trusted."""
-        hz = self.rules.hazmat
         saved = st["k"].get("faults")
-        params = sf_k.FaultParams.from_mapping(hz.fault_params)
+        params = self._fault_params
         tracker = sf_k.FaultTracker.from_dict(saved, params) if saved else sf_k.FaultTracker(params)
         th = device.thresholds if device else {}
         hi = th.get("range_max", 100.0 if r.unit in ("%LEL", "%vol") else None)
@@ -665,13 +731,13 @@ class DetectorEngine:
         gms: dict[str, Any] = dict(st["k"].get("gm", {}))
         instrument = r.channel[:2]
         saved = gms.get(instrument)
-        gm = seis_k.GroundMotion.from_dict(saved) if saved else seis_k.GroundMotion(r.sample_rate_hz)
+        gm = self._live.take(saved, seis_k.GroundMotion.from_dict) if saved else seis_k.GroundMotion(r.sample_rate_hz)
         if gm.df != r.sample_rate_hz:  # the instrument changed its rate: start over
             gm = seis_k.GroundMotion(r.sample_rate_hz)
         window = st["k"].get("gm_window")
         gm.set_window(*(window or (None, None)))
         gm.add(r.channel[-1], unit, x, _epoch(r.ts), r.sample_rate_hz)
-        gms[instrument] = gm.to_dict()
+        gms[instrument] = self._live.keep(gm.to_dict(), gm)
         st["k"]["gm"] = gms
         return self._station_peaks(st)
 
@@ -688,11 +754,11 @@ class DetectorEngine:
     def _set_peak_window(self, st: State, t_on: float | None, t_off: float | None) -> None:
         """The station trigger's on/off window for the peaks of every instrument of the station."""
         st["k"]["gm_window"] = [t_on, t_off]
-        gms = st["k"].get("gm", {})
+        gms = st["k"]["gm"] = dict(st["k"].get("gm", {}))  # the given state's own mapping stays as it was
         for name, saved in gms.items():
-            gm = seis_k.GroundMotion.from_dict(saved)
+            gm = self._live.take(saved, seis_k.GroundMotion.from_dict)
             gm.set_window(t_on, t_off)
-            gms[name] = gm.to_dict()
+            gms[name] = self._live.keep(gm.to_dict(), gm)
 
     def _seismic(self, r: SeismicPacket, st: State, device: Device | None) -> list[Detection]:
         """Station trigger (band-pass, recursive STA/LTA, hysteresis) with running PGA/PGV/intensity.
@@ -722,23 +788,23 @@ class DetectorEngine:
             if unit == seis_k.ACCELERATION:
                 saved_i = st["k"].get("acc2vel")
                 integ = (
-                    seis_k.AccelerationToVelocity.from_dict(saved_i)
+                    self._live.take(saved_i, seis_k.AccelerationToVelocity.from_dict)
                     if saved_i and saved_i["df"] == r.sample_rate_hz
                     else seis_k.AccelerationToVelocity(r.sample_rate_hz)
                 )
                 samples = integ.process(x)
-                st["k"]["acc2vel"] = integ.to_dict()
+                st["k"]["acc2vel"] = self._live.keep(integ.to_dict(), integ)
             else:
                 samples = x
             saved = st["k"].get("seis")
             trig = (
-                seis_k.StationTrigger.from_dict(saved)
+                self._live.take(saved, seis_k.StationTrigger.from_dict)
                 if saved
                 else seis_k.StationTrigger(sr.freqmin_hz, sr.freqmax_hz, 4, sr.sta_s, sr.lta_s, sr.thr_on, sr.thr_off)
             )
             events = trig.process(samples, r.sample_rate_hz, _epoch(r.ts))
             pd_cm = self._pd_progress(r, st, trig, samples, events)
-            st["k"]["seis"] = trig.to_dict()
+            st["k"]["seis"] = self._live.keep(trig.to_dict(), trig)
             triggered = trig.triggered
             # the peak window follows the trigger: the last on (and its off, if it ended)
             for ev in events:

@@ -10,6 +10,13 @@ Byte orders: the fixed header and blockettes may be big-endian (standard) or lit
 libmseed does, the header's order is found from the plausibility of the BTIME year and day. The
 data section follows the word order of blockette 1000 (0 little, 1 big), for Steim frames too.
 
+Who does what: this module checks the header, the blockette chain, the times, the rate and the
+layout itself, strictly, with its own error messages (libmseed accepts much of what is refused here:
+non-ASCII codes, any word order byte, a failed Steim integrity check, which it only logs). The
+fixed-size encodings are read with numpy. Steim1/Steim2 frames are decompressed by libmseed
+(pymseed), then checked here: sample count, reverse integration constant, 64-byte frame alignment.
+Why: docs/architecture.md, "Libraries considered".
+
 Reference: SEED Reference Manual v2.4, chapter 8 (fixed section of data header), blockettes 100,
 1000 and 1001, and appendix B (Steim1 / Steim2 compression).
 """
@@ -24,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pymseed import MS3Record
 
 __all__ = [
     "ENCODINGS",
@@ -260,7 +268,8 @@ def _decode_record(data: bytes, offset: int) -> MseedRecord:
         if enc in _FIXED_DTYPES:
             samples = _decode_fixed(body, enc, db, nsamples)
         else:
-            samples = _decode_steim(body, 1 if enc == 10 else 2, db, nsamples)
+            record = data[offset : offset + reclen]
+            samples = _decode_steim(record, body, 1 if enc == 10 else 2, db, nsamples)
     samples.flags.writeable = False
 
     return MseedRecord(
@@ -351,94 +360,44 @@ def _decode_fixed(body: bytes, enc: int, order: str, nsamples: int) -> npt.NDArr
     return values.astype(np.float64)
 
 
-# Steim2 sub-layouts: (nibble, dnib) -> (bits per difference, count); first difference in the high bits.
-_STEIM2_LAYOUTS = {
-    (2, 1): (30, 1),
-    (2, 2): (15, 2),
-    (2, 3): (10, 3),
-    (3, 0): (6, 5),
-    (3, 1): (5, 6),
-    (3, 2): (4, 7),
-}
-_MAX_PER_WORD = 7
+def _libmseed_messages(exc: Exception) -> str:
+    messages = [m.strip() for m in getattr(exc, "error_messages", None) or [] if m.strip()]
+    return "; ".join(messages) or str(exc)
 
 
-def _fields(words: npt.NDArray[np.int64], bits: int, count: int) -> npt.NDArray[np.int64]:
-    """Signed ``bits``-wide fields of each word, ``count`` of them, most significant first."""
-    shifts = np.array([bits * (count - 1 - i) for i in range(count)], dtype=np.int64)
-    mask = (1 << bits) - 1
-    raw = (words[:, None] >> shifts[None, :]) & mask
-    sign = 1 << (bits - 1)
-    return (raw ^ sign) - sign
+def _decode_steim(record: bytes, body: bytes, level: int, order: str, nsamples: int) -> npt.NDArray[np.float64]:
+    """Steim1/Steim2 samples of one whole ``record`` (its data section is ``body``), decoded by libmseed.
 
-
-def _decode_steim(body: bytes, level: int, order: str, nsamples: int) -> npt.NDArray[np.float64]:
+    libmseed (through pymseed) does the decompression; the checks libmseed only warns about, or that
+    this module words its own way, are made here: the frames must hold exactly the header's sample
+    count, and the last sample must equal the reverse integration constant Xn of frame 0.
+    """
     name = f"STEIM{level}"
-    nframes = len(body) // STEIM_FRAME_LEN
-    if nframes == 0:
+    data_offset = len(record) - len(body)
+    if data_offset % STEIM_FRAME_LEN:  # SEED 2.4 appendix B: frames are 64-byte aligned in the record
+        raise MseedError(f"{name} data begins at byte {data_offset}, not on a 64-byte frame boundary")
+    if len(body) < STEIM_FRAME_LEN:
         raise MseedError(f"sample count mismatch: {nsamples} {name} samples but no 64-byte frame fits the record")
-    frames = np.frombuffer(body, dtype=np.dtype(order + "u4"), count=nframes * 16).astype(np.int64)
-    frames = frames.reshape(nframes, 16)
-    x0 = _signed32(int(frames[0, 1]))
-    xn = _signed32(int(frames[0, 2]))
-
-    nibbles = (frames[:, 0:1] >> np.arange(30, -2, -2, dtype=np.int64)[None, :]) & 3
-    nibbles[:, 0] = 0  # the control word itself
-    nibbles[0, 1:3] = 0  # the integration constants X0 and Xn
-    words = frames.reshape(-1)
-    nib = nibbles.reshape(-1)
-
-    counts = np.zeros(words.shape[0], dtype=np.int64)
-    diffs = np.zeros((words.shape[0], _MAX_PER_WORD), dtype=np.int64)
-    invalid = np.zeros(words.shape[0], dtype=bool)
-    raw = body[: nframes * STEIM_FRAME_LEN]
-    # Four 8-bit differences (nibble 1, both levels) are bytes in storage order whatever the word
-    # order, and Steim1's two 16-bit differences are 16-bit values in the word order, as libmseed
-    # writes and reads them; everything else is a whole 32-bit word in the word order.
-    sel = nib == 1
-    if sel.any():
-        counts[sel] = 4
-        diffs[sel, :4] = np.frombuffer(raw, dtype=np.int8).reshape(-1, 4)[sel]
-    if level == 1:
-        sel = nib == 2
-        if sel.any():
-            counts[sel] = 2
-            diffs[sel, :2] = np.frombuffer(raw, dtype=np.dtype(order + "i2")).reshape(-1, 2)[sel]
-        sel = nib == 3
-        if sel.any():
-            counts[sel] = 1
-            diffs[sel, 0] = _fields(words[sel], 32, 1)[:, 0]
-    else:
-        dnib = (words >> 30) & 3
-        invalid |= (nib == 2) & (dnib == 0)
-        invalid |= (nib == 3) & (dnib == 3)
-        for (code, d), (bits, count) in _STEIM2_LAYOUTS.items():
-            sel = (nib == code) & (dnib == d)
-            if sel.any():
-                counts[sel] = count
-                diffs[sel, :count] = _fields(words[sel] & 0x3FFFFFFF, bits, count)
-
-    total = np.cumsum(counts)
-    # A word with an undefined layout is an error unless nsamples were complete before it (padding).
-    bad_words = np.flatnonzero(invalid)
-    if bad_words.size and int(total[bad_words[0]]) < nsamples:
-        bad = int(bad_words[0])
-        raise MseedError(f"{name} frame {bad // 16} word {bad % 16} has an invalid sub-nibble (undefined layout)")
-    available = int(total[-1])
-    if available < nsamples:
-        raise MseedError(f"sample count mismatch: header says {nsamples} samples, the {name} frames hold {available}")
-    flat = diffs[np.arange(_MAX_PER_WORD)[None, :] < counts[:, None]][:nsamples]
-
-    # The first difference is relative to the previous record's last sample: X0 replaces it.
-    ints = np.empty(nsamples, dtype=np.int64)
-    ints[0] = x0
-    if nsamples > 1:
-        ints[1:] = x0 + np.cumsum(flat[1:])
-    if int(ints[-1]) != xn:
+    try:
+        msr = MS3Record.parse(record, unpack_data=True, validate_crc=False)
+        values = np.array(msr.np_datasamples, dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - whatever libmseed or its binding raises is a bad record
+        detail = _libmseed_messages(exc)
+        if "dnib" in detail:  # an undefined Steim2 layout (nibble 10 with dnib 00, nibble 11 with dnib 11)
+            raise MseedError(f"{name} data has an invalid sub-nibble (undefined layout): {detail}") from None
+        if re.search(r"decoded \d+ samples of \d+ expected", detail):
+            raise MseedError(f"sample count mismatch: {name} frames and header disagree: {detail}") from None
+        raise MseedError(f"{name} data cannot be decoded: {detail}") from None
+    if values.shape[0] != nsamples:
         raise MseedError(
-            f"{name} integrity check failed: last sample {int(ints[-1])} != reverse integration constant {xn}"
+            f"sample count mismatch: header says {nsamples} samples, the {name} frames hold {values.shape[0]}"
         )
-    return ints.astype(np.float64)
+    (xn,) = struct.unpack_from(order + "i", body, 8)  # frame 0: control word, X0, Xn
+    if int(values[-1]) != xn:
+        raise MseedError(
+            f"{name} integrity check failed: last sample {int(values[-1])} != reverse integration constant {xn}"
+        )
+    return values
 
 
 def _signed32(value: int) -> int:

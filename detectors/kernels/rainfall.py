@@ -1,4 +1,5 @@
-"""Rolling rainfall accumulations from tipping-bucket increments. Pure; state is a list of pairs.
+"""Rolling rainfall accumulations from tipping-bucket increments. Pure functions over lists of reports,
+and :class:`RainWindow`, the same kept incrementally (the rain detector's state). No I/O.
 
 Each report says ``rain_mm`` fell during ``(t_end - interval_s, t_end]``. The accumulation over a
 window ``(now - w, now]`` counts each report pro rata to the overlap of its interval with the
@@ -17,11 +18,13 @@ adds its exact pro-rata share, and the window's total is rounded once to the nea
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from itertools import accumulate
 from operator import itemgetter
+from typing import Any
 
 HOUR_S = 3600.0
 DEFAULT_WINDOWS_S = (1 * HOUR_S, 3 * HOUR_S, 6 * HOUR_S, 12 * HOUR_S, 24 * HOUR_S)
@@ -146,3 +149,205 @@ def window_units(reports: Sequence[Report], now_s: float, windows_s: Sequence[fl
             part += Fraction(prefix[i + 1] - prefix[i]) * Fraction(now_s - lo_s) / Fraction(interval)
         out.append(whole + round(part))
     return out
+
+
+def _exact_round(terms: list[tuple[int, float, float]], approx: float, spread: float) -> int:
+    """round(sum of units x span / interval) exactly. ``approx`` is the same sum in floats and
+    ``spread`` the sum of its terms' magnitudes; the float's rounding is the exact one unless the
+    float lies within its error bound of a half (then the sum is redone with fractions)."""
+    below = math.floor(approx)
+    if abs(approx - below - 0.5) > 1e-9 * (1.0 + spread):
+        return round(approx)
+    return round(sum((Fraction(u) * Fraction(span) / Fraction(interval) for u, span, interval in terms), Fraction(0)))
+
+
+def _us(t: float) -> int | None:
+    """Epoch seconds as integer microseconds when that is exact (a reading's time always is)."""
+    us = round(t * 1_000_000)
+    return us if us / 1_000_000 == t else None
+
+
+Run = list[Any]  # [value, count]: a run of equal values (never changed in place: replaced)
+
+
+def _runs(values: Iterable[Any]) -> list[Run]:
+    out: list[Run] = []
+    for v in values:
+        if out and out[-1][0] == v and type(out[-1][0]) is type(v):
+            out[-1] = [v, out[-1][1] + 1]
+        else:
+            out.append([v, 1])
+    return out
+
+
+def _push(runs: list[Run], v: Any) -> None:
+    last = runs[-1] if runs else None
+    if last is not None and last[0] == v and type(last[0]) is type(v):
+        runs[-1] = [v, last[1] + 1]
+    else:
+        runs.append([v, 1])
+
+
+def _drop(runs: list[Run], k: int) -> None:
+    """The first ``k`` values out of the runs."""
+    n = 0
+    while n < len(runs) and k >= runs[n][1]:
+        k -= runs[n][1]
+        n += 1
+    del runs[:n]
+    if k and runs:
+        runs[0] = [runs[0][0], runs[0][1] - k]
+
+
+def _expand(runs: Iterable[Sequence[Any]]) -> list[Any]:
+    return [v for v, count in runs for _ in range(int(count))]
+
+
+class RainWindow(dict[str, Any]):
+    """The reports a gauge's rain windows need, kept incrementally: a new report in time order is
+    appended, the reports beyond the horizon are cut off the front, and each window's total is a
+    difference of a running (prefix) sum of integer hundredths between two bisections, with only the
+    reports that straddle a window's start prorated one by one (:func:`window_units`, exactly).
+
+    As a mapping it is its own serialised form (what the detector table writes to its changelog),
+    kept up to date by the same appends and cuts, run-length encoded (a gauge's reports mostly
+    repeat their spacing, interval and often their amount): ``{"t0": first end in integer
+    microseconds, "dt": runs of [microseconds to the next end, count], "i": runs of [interval s,
+    count], "mm": runs of [mm, count]}``. Ends that are not whole microseconds (never a reading's)
+    are written as plain lists ``{"t", "i", "mm"}`` instead. :meth:`load` takes either back, or the
+    older list of ``[t_end, interval, mm]``."""
+
+    __slots__ = ("cum", "ends", "exact", "intervals", "longest", "mms")
+
+    def __init__(self, reports: Iterable[Report] = ()) -> None:
+        super().__init__()
+        self._rebuild(list(reports))
+
+    def _rebuild(self, reports: Sequence[Report]) -> None:
+        self.ends: list[float] = [r[0] for r in reports]
+        self.intervals: list[float] = [r[1] for r in reports]
+        self.mms: list[float] = [r[2] for r in reports]
+        self.cum: list[int] = list(accumulate((round(r[2] * UNITS_PER_MM) for r in reports), initial=0))
+        self.longest: float = max(self.intervals, default=0.0)
+        us = [_us(t) for t in self.ends]
+        self.exact = None not in us
+        self.clear()
+        if self.exact:
+            self["t0"] = us[0] if us else None
+            self["dt"] = _runs(b - a for a, b in itertools.pairwise(us))  # type: ignore[operator]
+            self["i"] = _runs(self.intervals)
+            self["mm"] = _runs(self.mms)
+        else:
+            self["t"], self["i"], self["mm"] = list(self.ends), list(self.intervals), list(self.mms)
+
+    def copy(self) -> RainWindow:  # type: ignore[override]
+        """An independent window with the same reports (list copies: no per-report work; runs are
+        replaced, never changed in place, so the copies may share them)."""
+        new = RainWindow.__new__(RainWindow)
+        dict.update(new, {key: v.copy() if isinstance(v, list) else v for key, v in self.items()})
+        new.ends, new.intervals, new.mms, new.cum = (
+            self.ends.copy(),
+            self.intervals.copy(),
+            self.mms.copy(),
+            self.cum.copy(),
+        )
+        new.longest, new.exact = self.longest, self.exact
+        return new
+
+    @classmethod
+    def load(cls, saved: object) -> RainWindow:
+        """A window of its own made of a state's: a copy of a window (the state given to the engine
+        is left as it was), a decoded mapping (either form), or the older list of reports."""
+        if isinstance(saved, RainWindow):
+            return saved.copy()
+        if not saved:
+            return cls()
+        if isinstance(saved, dict):
+            if "t0" in saved:
+                t0 = saved["t0"]
+                us = [] if t0 is None else list(accumulate(_expand(saved["dt"]), initial=t0))
+                ends = [t / 1_000_000 for t in us]
+                return cls(zip(ends, _expand(saved["i"]), _expand(saved["mm"]), strict=True))
+            return cls(zip(map(float, saved["t"]), saved["i"], saved["mm"], strict=True))
+        return cls(tuple(r) for r in saved)  # type: ignore[attr-defined]
+
+    @property
+    def n(self) -> int:
+        """How many reports are held."""
+        return len(self.ends)
+
+    def reports(self) -> list[Report]:
+        return list(zip(self.ends, self.intervals, self.mms, strict=True))
+
+    def add(self, t_end_s: float, interval_s: float, rain_mm: float, horizon_s: float, max_n: int) -> bool:
+        """:func:`add_report` then :func:`cap_reports`, in place; True when the cap merged reports."""
+        ends = self.ends
+        us = _us(t_end_s) if self.exact else None
+        if us is not None and (not ends or t_end_s > ends[-1]):  # in time order (the usual case): appended
+            if ends:
+                _push(self["dt"], us - round(ends[-1] * 1_000_000))
+            else:
+                self["t0"] = us
+            _push(self["i"], interval_s)
+            _push(self["mm"], rain_mm)
+            ends.append(t_end_s)
+            self.intervals.append(interval_s)
+            self.mms.append(rain_mm)
+            self.cum.append(self.cum[-1] + round(rain_mm * UNITS_PER_MM))
+            if interval_s > self.longest:
+                self.longest = interval_s
+            cut = bisect.bisect_right(ends, t_end_s - horizon_s)
+            if cut:
+                self["t0"] = round(ends[cut] * 1_000_000)
+                _drop(self["dt"], cut)
+                _drop(self["i"], cut)
+                _drop(self["mm"], cut)
+                longest_gone = max(self.intervals[:cut]) >= self.longest
+                for column in (ends, self.intervals, self.mms, self.cum):
+                    del column[:cut]
+                if longest_gone:
+                    self.longest = max(self.intervals, default=0.0)
+        else:  # out of order, a replacement, or ends that are not whole microseconds: the reference path
+            self._rebuild(add_report(self.reports(), t_end_s, interval_s, rain_mm, horizon_s))
+        if self.n <= max_n:  # (the reference path made new lists)
+            return False
+        self._rebuild(cap_reports(self.reports(), max_n, horizon_s))
+        return True
+
+    def units(self, now_s: float, windows_s: Sequence[float]) -> list[int]:
+        """``window_units(self.reports(), now_s, windows_s)``, from the running sums."""
+        ends = self.ends
+        if not ends:
+            return [0 for _ in windows_s]
+        cum, intervals, longest = self.cum, self.intervals, self.longest
+        hi = bisect.bisect_right(ends, now_s)  # [0, hi) end at or before now
+        late = len(ends)
+        if hi < late:  # [hi, late) end after now (out-of-order arrivals) and may start before it
+            late = bisect.bisect_right(ends, now_s + longest * (1 + 1e-9) + 1e-6, hi)
+        margin = longest * (1 + 1e-9) + 1e-6
+        out = []
+        for window_s in windows_s:
+            w0 = now_s - window_s
+            lo = bisect.bisect_right(ends, w0, 0, hi)  # [lo, hi) end inside (w0, now]
+            edge = bisect.bisect_right(ends, w0 + margin, lo, hi)  # [lo, edge) may start before w0
+            whole = cum[hi] - cum[edge]
+            terms: list[tuple[int, float, float]] = []
+            for i in range(lo, edge):
+                units = cum[i + 1] - cum[i]
+                if ends[i] - intervals[i] >= w0:
+                    whole += units
+                else:
+                    terms.append((units, ends[i] - w0, intervals[i]))
+            for i in range(hi, late):
+                start = ends[i] - intervals[i]
+                if start < now_s:
+                    terms.append((cum[i + 1] - cum[i], now_s - (start if start > w0 else w0), intervals[i]))
+            if terms:
+                approx = spread = 0.0
+                for units, span, interval in terms:
+                    x = units * span / interval
+                    approx += x
+                    spread += abs(x)
+                whole += _exact_round(terms, approx, spread)
+            out.append(whole)
+        return out

@@ -6,8 +6,9 @@ are skipped; an even number of slopes gives the mean of the two middle ones). Up
 points can be arbitrary outliers before the estimate breaks down, and with ``n`` points it costs
 ``n (n - 1) / 2`` slopes, so the streaming buffer is bounded by ``max_points``. scipy also computes
 a confidence interval the rate does not use: about 0.26 ms a call at 7 to 30 points (a water level
-every 5 min), where a bare numpy median of the pairwise slopes took 0.03 ms; negligible at the
-rate water levels arrive.
+every 5 min), where a bare numpy median of the pairwise slopes took 0.03 ms. ``RiseTracker`` takes
+a window of up to ``SMALL_N`` points in plain Python (the same slopes and median, a few
+microseconds; tests/detectors/test_rise.py checks it equals scipy's float).
 
 ``RiseTracker`` keeps the samples with ``t >= newest - window_s`` (a closed window ending at the
 newest sample, whatever the arrival order), at most ``max_points`` of them (the newest win). A
@@ -49,6 +50,25 @@ def theil_sen_slope(ts: ArrayLike, levels: ArrayLike) -> float:
     if t.size < 2 or t.min() == t.max():
         return math.nan
     return float(theilslopes(y, t).slope)
+
+
+# Up to this many points the slopes are taken in plain Python: numpy's per-call overhead costs more
+# than the n (n - 1) / 2 slopes themselves (a 5-minute gauge holds 7 points in 30 minutes).
+SMALL_N = 24
+
+
+def _small_slope(points: Sequence[Sequence[float]]) -> float:
+    """:func:`theil_sen_slope` of finite ``[t, level]`` points in time order, without numpy: the same
+    slopes (the same float operations) and the same median (the middle one, or the mean of the two
+    middle ones as ``numpy.median`` takes it: their sum halved)."""
+    slopes = sorted(
+        (b[1] - a[1]) / (b[0] - a[0]) for i, a in enumerate(points) for b in points[i + 1 :] if b[0] != a[0]
+    )
+    n = len(slopes)
+    if not n:
+        return math.nan
+    mid = n // 2
+    return slopes[mid] if n % 2 else (slopes[mid - 1] + slopes[mid]) / 2
 
 
 def rate_of_rise_m_per_h(ts: ArrayLike, levels: ArrayLike) -> float:
@@ -104,6 +124,8 @@ class RiseTracker:
         """The current rate in m/h, or None while too few points or too short a span are held."""
         if len(self.points) < self.min_points or self.points[-1][0] - self.points[0][0] < self.min_span_s:
             return None
+        if len(self.points) <= SMALL_N:
+            return _small_slope(self.points) * HOUR_S
         return rate_of_rise_m_per_h([p[0] for p in self.points], [p[1] for p in self.points])
 
     def update(self, t_epoch_s: float, level_m: float) -> float | None:

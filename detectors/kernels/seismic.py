@@ -585,9 +585,15 @@ def velocity_to_displacement(
     if highpass_hz is not None:
         if not (0.0 < highpass_hz < 0.5 * df):
             raise ValueError(f"highpass_hz must lie in (0, Nyquist), got {highpass_hz!r}")
-        sos = signal.butter(int(corners), highpass_hz, btype="highpass", fs=df, output="sos")
-        disp = signal.sosfilt(sos, disp)
+        disp = signal.sosfilt(_highpass_sos(float(highpass_hz), float(df), int(corners)).copy(), disp)
     return disp
+
+
+@functools.lru_cache(maxsize=64)
+def _highpass_sos(highpass_hz: float, df: float, corners: int) -> np.ndarray:
+    """The displacement high-pass, designed once per parameter set (a design costs about a
+    millisecond and a Pd profile runs one per step); callers filter with a copy."""
+    return signal.butter(corners, highpass_hz, btype="highpass", fs=df, output="sos")
 
 
 # ---------------------------------------------------------------------------------------------

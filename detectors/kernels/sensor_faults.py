@@ -39,6 +39,7 @@ the state) and changes nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -249,7 +250,7 @@ class FaultTracker:
     # ---------------------------------------------------------------- state
     def to_dict(self) -> dict[str, Any]:
         return {
-            "params": asdict(self.params),
+            "params": _params_dict(self.params),
             "recent": list(self.recent),
             "prev": None if self.prev is None else list(self.prev),
             "pending": None if self.pending is None else list(self.pending),
@@ -269,3 +270,13 @@ class FaultTracker:
             obj.pending = [float(x0), float(jump), int(k)]
         obj.drift = [[float(t), float(v)] for t, v in d["drift"]]
         return obj
+
+
+@functools.lru_cache(maxsize=64)
+def _params_items(params: FaultParams) -> tuple[tuple[str, Any], ...]:
+    return tuple(asdict(params).items())
+
+
+def _params_dict(params: FaultParams) -> dict[str, Any]:
+    """``asdict(params)``, worked out once per parameter set (asdict deep-copies field by field)."""
+    return dict(_params_items(params))

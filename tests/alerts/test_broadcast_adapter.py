@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import os
-import queue
 import random
 import re
 import socket
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Coroutine, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -34,8 +24,8 @@ from simulators.broadcast_platform import (
     Schedule,
     areas_overlap,
 )
+from tests.alerts.emulators import EmulatorControl, RecordingSleep, emulator_process, run
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "tocsin-broadcast-key-91c2e4"
 WRONG_KEY = "wrong-secret-3b8f70"
 DISTRICT = "330106"  # 120 terminals
@@ -45,12 +35,6 @@ OTHER_TOWN = "330108002"
 OTHER_VILLAGE = "330109003004"
 FINGERPRINT = "hydro:330106:flood"
 BANNER = re.compile(r"^broadcast-platform listening on (http://\S+)$")
-T = TypeVar("T")
-
-
-def run(coro: Coroutine[Any, Any, T], timeout_s: float = 20.0) -> T:
-    """Run one async test body on a fresh loop, bounded in time."""
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
 
 
 def make_notification(**overrides: Any) -> Notification:
@@ -69,90 +53,19 @@ def make_notification(**overrides: Any) -> Notification:
     return Notification(**fields)
 
 
-class RecordingSleep:
-    def __init__(self) -> None:
-        self.delays_s: list[float] = []
-
-    async def __call__(self, delay_s: float) -> None:
-        self.delays_s.append(delay_s)
-
-
 # --- emulator process -----------------------------------------------------------------------------
-
-
-def _wait_for_banner(proc: subprocess.Popen[str], timeout_s: float) -> str:
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:  # keeps draining stdout for the life of the process
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, name="broadcast-platform-stdout", daemon=True).start()
-    deadline = time.monotonic() + timeout_s
-    while (remaining_s := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=remaining_s)
-        except queue.Empty:
-            break
-        if line is None:
-            raise RuntimeError(f"broadcast platform exited early with code {proc.wait(5)}")
-        if match := BANNER.match(line):
-            return match.group(1)
-    raise RuntimeError(f"broadcast platform printed no banner within {timeout_s}s")
 
 
 @pytest.fixture(scope="module")
 def platform_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stderr_path = tmp_path_factory.mktemp("broadcast-platform") / "stderr.log"
-    cmd = [
-        sys.executable, "-m", "simulators.broadcast_platform",
-        "--host", "127.0.0.1", "--port", "0",
-    ]  # fmt: skip
-    env = {**os.environ, "TOCSIN_BROADCAST_API_KEY": API_KEY}  # the key never goes on the command line
-    with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-    try:
-        try:
-            url = _wait_for_banner(proc, timeout_s=20.0)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}; stderr:\n{stderr_path.read_text()}") from exc
+    env = {"TOCSIN_BROADCAST_API_KEY": API_KEY}
+    with emulator_process("simulators.broadcast_platform", [], env, BANNER, stderr_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
-class PlatformControl:
+class PlatformControl(EmulatorControl):
     """Synchronous client for the emulator's control plane and broadcast list."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def request(self, method: str, path: str, body: Any = None, *, api_key: str | None = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if api_key is not None:
-            req.add_header("Authorization", f"Bearer {api_key}")
-        try:
-            with self._opener.open(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
-
-    def faults(self, mode: str, count: int = 1, **extra: Any) -> None:
-        status, _ = self.request("POST", "/_control/faults", {"mode": mode, "count": count, **extra})
-        assert status == 200
-
-    def stats(self) -> dict[str, Any]:
-        return self.request("GET", "/_control/stats")[1]
 
     def broadcasts(self) -> list[dict[str, Any]]:
         status, body = self.request("GET", "/v1/broadcasts", api_key=API_KEY)
@@ -167,8 +80,7 @@ class PlatformControl:
 @pytest.fixture
 def pf(platform_url: str) -> PlatformControl:
     control = PlatformControl(platform_url)
-    status, _ = control.request("POST", "/_control/reset")
-    assert status == 200
+    control.reset()
     return control
 
 

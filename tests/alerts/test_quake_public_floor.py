@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
-import json
-import math
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +20,20 @@ import pytest
 
 from alerts.cap import CAP_NS, render_cap
 from alerts.engine import AlertConfig, AlertEngine, confirm_settings
-from alerts.kernels.quake import haversine_km, pd_from_magnitude, shaking_radius_km, xy_to_latlon
+from alerts.kernels.quake import pd_from_magnitude, shaking_radius_km
 from alerts.routing import DEFAULT_ROUTING, plan
 from detectors.rules import load_rules
 from schemas.alert import Alert, MsgType
 from schemas.common import Family
 from schemas.detection import Detection, DetectionState
 from schemas.registry import Area, Device, Registry, Target
+from tests.alerts.quake_scene import DEPTH_KM, EPI, ORIGIN, THREE, place, run_engine, station_trigger, where, with_pd
 
-ORIGIN = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)
-EPI = (30.60, 104.05)
-DEPTH_KM = 10.0
-# stations 30+ km from the epicentre: every 3 s Pd window is P wave only
-OFFSETS = {"ST0": (30.0, 5.0), "ST1": (-22.0, 22.0), "ST2": (-8.0, -32.0)}
-
-
-def _place(east_km: float, north_km: float) -> tuple[float, float]:
-    lat, lon = xy_to_latlon(east_km, north_km, *EPI)
-    return float(lat), float(lon)
+AREA = "330110"
 
 
 def _device(device_id: str, east_km: float, code: str, town: str) -> Device:
-    lat, lon = _place(east_km, 0.0)
+    lat, lon = place(east_km, 0.0)
     return Device(
         device_id=device_id,
         family=Family.HYDRO,
@@ -55,53 +45,23 @@ def _device(device_id: str, east_km: float, code: str, town: str) -> Device:
 
 
 REGISTRY = Registry(
-    targets=[Target(name="震中镇", lat=EPI[0], lon=EPI[1], area_code="330110")],
+    targets=[Target(name="震中镇", lat=EPI[0], lon=EPI[1], area_code=AREA)],
     devices=[_device("RG-NEAR", 40.0, "330111", "青山镇"), _device("RG-FAR", 150.0, "330999", "远山镇")],
-    sms_recipients={"330110": ["+8613800000001"], "330111": ["+8613800000002"], "330999": ["+8613800000003"]},
+    sms_recipients={AREA: ["+8613800000001"], "330111": ["+8613800000002"], "330999": ["+8613800000003"]},
 )
 
 
 def _det(station: str, state: DetectionState = DetectionState.OPEN, rev: int = 0, **evidence: Any) -> Detection:
-    lat, lon = _place(*OFFSETS[station])
-    hypo = math.hypot(haversine_km(*EPI, lat, lon), DEPTH_KM)
-    onset = ORIGIN + timedelta(seconds=hypo / 6.0)
-    return Detection(
-        id=f"{station}:p_trigger:{rev}",
-        device_id=station,
-        site=station,
-        family=Family.SEISMIC,
-        kind="p_trigger",
-        state=state,
-        level=None,
-        value=5.0,
-        threshold=None,
-        unit="",
-        window_s=None,
-        onset=onset,
-        ts=onset + timedelta(seconds=3.0 * rev),
-        revision=rev,
-        area_code="330110",
-        lat=lat,
-        lon=lon,
-        evidence=evidence,
-    )
+    return station_trigger(station, state, rev, area_code=AREA, **evidence)
 
 
 def _with_pd(station: str, magnitude: float) -> Detection:
-    lat, lon = _place(*OFFSETS[station])
-    hypo = math.hypot(haversine_km(*EPI, lat, lon), DEPTH_KM)
-    return _det(station, pd_cm=pd_from_magnitude(magnitude, hypo), pd_window_s=3.0)
+    return with_pd(station, magnitude, area_code=AREA)
 
 
 def _run(dets: list[Detection], config: AlertConfig | None = None) -> list[Alert]:
     engine = AlertEngine(config or AlertConfig(), registry=REGISTRY, clock=lambda: ORIGIN + timedelta(seconds=10))
-    state: dict[str, Any] | None = None
-    out: list[Alert] = []
-    for d in dets:
-        state, alerts = engine.process(d, state)
-        json.dumps(state, allow_nan=False)
-        out += alerts
-    return out
+    return [a for alerts in run_engine(engine, dets) for a in alerts]
 
 
 def _channels(alert: Alert) -> set[str]:
@@ -114,7 +74,7 @@ def test_an_m3_2_felt_by_nobody_goes_to_agencies_only() -> None:
     [alert] = _run(dets)
     assert alert.msg_type is MsgType.ALERT and not alert.public
     assert _channels(alert) == {"mqtt"}  # the operators' topic; no SMS, no broadcast
-    [alert] = _run([_with_pd(s, 3.2) for s in OFFSETS])
+    [alert] = _run([_with_pd(s, 3.2) for s in THREE])
     assert alert.value == 3.2 and not alert.public
     assert _channels(alert) == {"mqtt"}
 
@@ -122,7 +82,7 @@ def test_an_m3_2_felt_by_nobody_goes_to_agencies_only() -> None:
 @pytest.mark.parametrize(("magnitude", "public"), [(3.9, False), (4.0, True)])
 def test_both_sides_of_the_floor_by_predicted_intensity(magnitude: float, public: bool) -> None:
     # M3.9: 4.4 at the town, below 4.5; M4.0: 4.5, at the floor
-    [alert] = _run([_with_pd(s, magnitude) for s in OFFSETS])
+    [alert] = _run([_with_pd(s, magnitude) for s in THREE])
     assert alert.public is public
     assert ({"sms", "broadcast"} <= _channels(alert)) is public
 
@@ -137,7 +97,7 @@ def test_both_sides_of_the_floor_by_observed_intensity(observed: float, public: 
 def test_an_event_that_grows_past_the_floor_goes_public_and_stays_public() -> None:
     dets = [_det("ST0", intensity=1.8), _det("ST1"), _det("ST2")]
     dets += [_det("ST0", DetectionState.UPDATE, 1, intensity=5.0)]
-    dets += [_det(s, DetectionState.CLEAR, 2) for s in OFFSETS]
+    dets += [_det(s, DetectionState.CLEAR, 2) for s in THREE]
     alerts = _run(dets)
     assert [(a.msg_type, a.public) for a in alerts] == [
         (MsgType.ALERT, False),
@@ -151,7 +111,7 @@ def test_the_floor_is_set_in_the_rules_file(tmp_path: Path) -> None:
     path.write_text("confirm:\n  seismic:\n    public_min_intensity: 3.0\n", encoding="utf-8")
     config = AlertConfig(**confirm_settings(load_rules(path).confirm))
     assert config.seismic_public_min_intensity == 3.0
-    [alert] = _run([_with_pd(s, 3.2) for s in OFFSETS], config)
+    [alert] = _run([_with_pd(s, 3.2) for s in THREE], config)
     assert alert.public  # 3.4 predicted reaches a floor of 3.0
     assert AlertConfig(**confirm_settings(load_rules(None).confirm)).seismic_public_min_intensity == 4.5
 
@@ -178,7 +138,7 @@ def _schema() -> Any:
 
 
 def test_the_cap_area_is_the_shaking_zone_with_its_registry_areas() -> None:
-    [alert] = _run([_with_pd(s, 5.5) for s in OFFSETS])
+    [alert] = _run([_with_pd(s, 5.5) for s in THREE])
     assert alert.public and alert.level.value == "orange"  # 6.6 at the town: VII
     lat, lon, radius = alert.area.circle or (0.0, 0.0, 0.0)
     assert radius == pytest.approx(84.31, abs=0.3)  # the radius above (epicentre located from picks)
@@ -200,7 +160,7 @@ def test_the_cap_area_is_the_shaking_zone_with_its_registry_areas() -> None:
 
 
 def test_an_agency_only_cap_is_restricted_and_schema_valid() -> None:
-    [alert] = _run([_with_pd(s, 3.2) for s in OFFSETS])
+    [alert] = _run([_with_pd(s, 3.2) for s in THREE])
     xml = render_cap(alert)
     _schema().validate(xml.decode("utf-8"))
     root = ET.fromstring(xml)
@@ -210,10 +170,10 @@ def test_an_agency_only_cap_is_restricted_and_schema_valid() -> None:
 
 
 def test_a_saturating_pd_magnitude_is_flagged() -> None:
-    [alert] = _run([_with_pd(s, 6.8) for s in OFFSETS])
+    [alert] = _run([_with_pd(s, 6.8) for s in THREE])
     assert alert.value == 6.8
     assert "饱和" in alert.description
-    [alert] = _run([_with_pd(s, 6.0) for s in OFFSETS])
+    [alert] = _run([_with_pd(s, 6.0) for s in THREE])
     assert "饱和" not in alert.description
 
 
@@ -224,8 +184,7 @@ def test_an_early_magnitude_from_the_first_second_of_p() -> None:
     from alerts.kernels.quake import Location, magnitude_estimate
 
     loc = Location(lat=EPI[0], lon=EPI[1], depth_km=DEPTH_KM, origin_t_s=0.0, rms_s=0.0, n=3)
-    lat, lon = _place(*OFFSETS["ST0"])
-    hypo = math.hypot(haversine_km(*EPI, lat, lon), DEPTH_KM)
+    lat, lon, hypo = where("ST0")
     p = pd_from_magnitude(4.4, hypo)
     pick = {"station_id": "ST0", "lat": lat, "lon": lon, "t_s": hypo / 6.0, "pd_step_s": 0.5}
     # Pd already at its peak after 0.5 s (growth 0): the magnitude is Wu & Zhao's, 4.4

@@ -4,26 +4,20 @@ window the S wave has reached."""
 
 from __future__ import annotations
 
-import json
-import math
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from alerts.engine import AlertConfig, AlertEngine
-from alerts.kernels.quake import haversine_km, pd_from_magnitude, xy_to_latlon
+from alerts.kernels.quake import pd_from_magnitude
 from schemas.alert import Alert, MsgType
-from schemas.common import Family, WarningLevel
+from schemas.common import WarningLevel
 from schemas.detection import Detection, DetectionState
 from schemas.registry import Registry, Target
+from tests.alerts.quake_scene import EPI, OFFSETS, ORIGIN, run_engine, station_trigger, where, with_pd
 
 BLUE, YELLOW, ORANGE = WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE
 OPEN, UPDATE, CLEAR = DetectionState.OPEN, DetectionState.UPDATE, DetectionState.CLEAR
-ORIGIN = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)
-EPI = (30.60, 104.05)
-DEPTH_KM = 10.0
-# Stations (east km, north km) from the epicentre, all 30+ km away: the S wave comes 3.6 s or more
-# after P, so every 3 s Pd window is P wave only.
-OFFSETS = {"ST0": (30.0, 5.0), "ST1": (-22.0, 22.0), "ST2": (-8.0, -32.0), "ST3": (28.0, -18.0), "ST4": (5.0, 36.0)}
+AREA = "110105"
 # a town at the epicentre: predicted intensity there (hypocentral 10 km, Yu et al. 2013 as in
 # alerts/kernels/quake.py PgvModel) I = 5.7123 + 1.3626 M - 4.2903 lg(10 + 25) = 1.3626 M - 0.9122:
 # M4.4 -> 5.1, M4.5 -> 5.2, M4.6 -> 5.4, M5.2 -> 6.2, M5.3 -> 6.3, M5.4 -> 6.4, M5.6 -> 6.7, M5.8 -> 7.0,
@@ -32,52 +26,19 @@ OFFSETS = {"ST0": (30.0, 5.0), "ST1": (-22.0, 22.0), "ST2": (-8.0, -32.0), "ST3"
 REGISTRY = Registry(targets=[Target(name="震中镇", lat=EPI[0], lon=EPI[1])])
 
 
-def _where(station: str) -> tuple[float, float, float]:
-    lat, lon = xy_to_latlon(*OFFSETS[station], *EPI)
-    return lat, lon, math.hypot(haversine_km(*EPI, lat, lon), DEPTH_KM)
-
-
 def _det(station: str, state: DetectionState = OPEN, rev: int = 0, **evidence: Any) -> Detection:
-    lat, lon, hypo = _where(station)
-    onset = ORIGIN + timedelta(seconds=hypo / 6.0)
-    return Detection(
-        id=f"{station}:p_trigger:{rev}",
-        device_id=station,
-        site=station,
-        family=Family.SEISMIC,
-        kind="p_trigger",
-        state=state,
-        level=None,
-        value=5.0,
-        threshold=None,
-        unit="",
-        window_s=None,
-        onset=onset,
-        ts=onset + timedelta(seconds=3.0 * rev),
-        revision=rev,
-        area_code="110105",
-        lat=lat,
-        lon=lon,
-        evidence=evidence,
-    )
+    return station_trigger(station, state, rev, area_code=AREA, **evidence)
 
 
 def _pd(station: str, magnitude: float, rev: int = 1) -> Detection:
-    return _det(station, UPDATE, rev, pd_cm=pd_from_magnitude(magnitude, _where(station)[2]), pd_window_s=3.0)
+    return with_pd(station, magnitude, UPDATE, rev, area_code=AREA)
 
 
 def _engine(**cfg: Any) -> AlertEngine:
     return AlertEngine(AlertConfig(**cfg), registry=REGISTRY, clock=lambda: ORIGIN + timedelta(seconds=10))
 
 
-def _run(engine: AlertEngine, dets: list[Detection]) -> list[list[Alert]]:
-    state: dict[str, Any] | None = None
-    out = []
-    for d in dets:
-        state, alerts = engine.process(d, state)
-        json.dumps(state, allow_nan=False)
-        out.append(alerts)
-    return out
+_run = run_engine
 
 
 def _summary(per: list[list[Alert]]) -> list[tuple[str, str, float | None] | None]:
@@ -157,21 +118,21 @@ def test_a_near_station_s_inflated_pd_does_not_set_the_first_magnitude() -> None
     (here: reading M6.6 for an M4.4). Without a Pd profile it is left out: the magnitude stays
     pending (level from observed intensity) until a station with a P-only window reports; with a
     profile its window is cut before the S wave."""
-    near = {"NR": (8.0, 5.0)}
-    OFFSETS.update(near)
-    try:
-        _, _, hypo = _where("NR")
-        inflated = pd_from_magnitude(6.6, hypo)
-        clean = pd_from_magnitude(4.4, hypo)
-        seq = [_det("NR"), _det("ST0"), _det("ST1"), _det("NR", UPDATE, 1, pd_cm=inflated, pd_window_s=3.0)]
-        got = _summary(_run(_engine(), [*seq, _pd("ST0", 4.4)]))
-        assert got[2] == ("Alert", "blue", 0.0)
-        assert got[3] is None  # S-inflated: no M6.6 (which would be red at the town, 8.1)
-        assert got[4] == ("Update", "blue", 4.4)  # the first P-only Pd
-        # the same near station with a profile: Pd over the first 1.5 s (S arrives 1.8 s after the pick)
-        profile = [clean, clean, clean, inflated, inflated, inflated]
-        seq[3] = _det("NR", UPDATE, 1, pd_cm=inflated, pd_window_s=3.0, pd_profile_cm=profile, pd_step_s=0.5)
-        got = _summary(_run(_engine(), seq))
-        assert got[3] == ("Update", "blue", 4.4)
-    finally:
-        del OFFSETS["NR"]
+    offsets = {**OFFSETS, "NR": (8.0, 5.0)}
+    _, _, hypo = where("NR", offsets)
+    inflated = pd_from_magnitude(6.6, hypo)
+    clean = pd_from_magnitude(4.4, hypo)
+
+    def near(state: DetectionState = OPEN, rev: int = 0, **evidence: Any) -> Detection:
+        return station_trigger("NR", state, rev, area_code=AREA, offsets=offsets, **evidence)
+
+    seq = [near(), _det("ST0"), _det("ST1"), near(UPDATE, 1, pd_cm=inflated, pd_window_s=3.0)]
+    got = _summary(_run(_engine(), [*seq, _pd("ST0", 4.4)]))
+    assert got[2] == ("Alert", "blue", 0.0)
+    assert got[3] is None  # S-inflated: no M6.6 (which would be red at the town, 8.1)
+    assert got[4] == ("Update", "blue", 4.4)  # the first P-only Pd
+    # the same near station with a profile: Pd over the first 1.5 s (S arrives 1.8 s after the pick)
+    profile = [clean, clean, clean, inflated, inflated, inflated]
+    seq[3] = near(UPDATE, 1, pd_cm=inflated, pd_window_s=3.0, pd_profile_cm=profile, pd_step_s=0.5)
+    got = _summary(_run(_engine(), seq))
+    assert got[3] == ("Update", "blue", 4.4)

@@ -28,6 +28,7 @@ from schemas.detection import Detection, DetectionState, LifecycleTick
 from schemas.registry import Area, Device, Registry
 from schemas.telemetry import GasReading
 from schemas.wire import encode
+from tests.alerts.quake_scene import p_trigger
 
 T0 = datetime(2026, 8, 3, 9, 0, tzinfo=UTC)
 AREA = "330110"
@@ -238,21 +239,10 @@ def test_step_by_step_escalation_and_fall_is_not_flapping() -> None:
 
 
 def _trigger(station: str, t_s: float, state: DetectionState, rev: int) -> Detection:
-    ts = T0 + timedelta(seconds=t_s)
-    return Detection(
-        id=f"{station}:p_trigger:{int(t_s)}:{rev}",
-        device_id=station,
-        site=station,
-        family=Family.SEISMIC,
-        kind="p_trigger",
-        state=state,
-        level=None,
-        value=5.0,
-        onset=ts,
-        ts=ts + timedelta(seconds=rev),
-        revision=rev,
-        area_code=AREA,
-    )
+    onset = T0 + timedelta(seconds=t_s)
+    ts = onset + timedelta(seconds=rev)
+    detection_id = f"{station}:p_trigger:{int(t_s)}:{rev}"
+    return p_trigger(station, onset=onset, area_code=AREA, state=state, rev=rev, ts=ts, detection_id=detection_id)
 
 
 def test_earthquake_alerts_are_never_held_as_flapping() -> None:

@@ -4,9 +4,9 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
 - validate: the gateway's full validation of a rain reading vs bare ``json.loads`` of the same bytes.
 - sta_lta: the streaming recursive STA/LTA over 100-sample packets vs its plain-Python twin.
 - station_trigger: the whole per-packet seismic detector vs the same packets' ``json.loads``.
-- detector_engine: DetectorEngine.process per rain reading of a gauge reporting every 5 minutes for
-  24 h, with the state's changelog encoding (JSON) as the worker's Faust table writes it, vs the
-  validation of the same reading; also the engine alone and with the state decoded again per reading.
+- detector_engine: DetectorEngine.process per reading of each family (rain, river level, gas, fire,
+  100 Hz seismic packets), with the state's changelog encoding as the worker's Faust table writes it:
+  CPU time per reading vs the strict validation of the same reading (tests/bench/engine.py).
 - sms_dispatch: SMS sent through the priority rate limiter to the carrier emulator, both at 100/s:
   achieved rate / configured limit.
 - gateway: ``tocsin gateway`` vs the native pipe ``mosquitto_sub | kcat`` on the same 100,000 QoS 1
@@ -28,7 +28,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -106,56 +106,9 @@ def bench_station_trigger() -> dict[str, float]:
 
 
 def bench_detector_engine() -> dict[str, float]:
-    from detectors.engine import DetectorEngine
-    from ingest.validate import Accepted, validate_telemetry
+    from tests.bench.engine import bench_detector_engine as per_family
 
-    now = datetime.now(UTC)
-    engine = DetectorEngine()
-    readings = []
-    payloads = []
-    for k in range(288):
-        ts = now - timedelta(minutes=5 * (288 - k))
-        payload = json.dumps(
-            {
-                "type": "hydro.rain",
-                "device_id": "RG01",
-                "site": "s1",
-                "ts": ts.isoformat(),
-                "rain_mm": 0.5,
-                "interval_s": 300,
-            }
-        ).encode()
-        acc = validate_telemetry("tocsin/v1/hydro/s1/RG01/telemetry", payload, now)
-        assert isinstance(acc, Accepted)
-        readings.append(acc.reading)
-        payloads.append(payload)
-
-    def ours() -> None:
-        # The worker's detector table (Faust, in memory) hands the agent the state object it stored:
-        # no decoding per reading. It writes each new state to its changelog: one JSON encoding.
-        state = None
-        for r in readings:
-            state, _ = engine.process(r, state)
-            json.dumps(state)
-
-    def engine_only() -> None:
-        state = None
-        for r in readings:
-            state, _ = engine.process(r, state)
-
-    def roundtrip() -> None:  # the figure issue 15 quotes: the state decoded again from JSON per reading
-        state = None
-        for r in readings:
-            state, _ = engine.process(r, state)
-            state = json.loads(json.dumps(state))
-
-    def ref() -> None:
-        for p in payloads:
-            validate_telemetry("tocsin/v1/hydro/s1/RG01/telemetry", p, now)
-
-    o, r = _rate(ours, 3) * 288, _rate(ref, 3) * 288
-    e, rt = _rate(engine_only, 3) * 288, _rate(roundtrip, 3) * 288
-    return {"ours_per_s": o, "reference_per_s": r, "ratio": o / r, "engine_only_per_s": e, "json_roundtrip_per_s": rt}
+    return per_family()
 
 
 BENCHES = {

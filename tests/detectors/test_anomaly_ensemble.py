@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors.kernels.anomaly import EnsembleParams, EnsembleScorer
 
@@ -177,3 +179,101 @@ def test_per_point_cost_does_not_grow_with_the_series() -> None:
     # nor does the state: the same lists of the same lengths
     shape = {k: len(v) for k, v in json.loads(start).items() if isinstance(v, list)}
     assert shape == {k: len(v) for k, v in json.loads(late).items() if isinstance(v, list)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Kept from the tests of the former single-model scorer (AnomalyScorer, removed): the properties
+# that any scorer of the worker must have, now checked on the ensemble.
+
+
+def test_irregular_sampling_gaps_duplicates_and_disorder() -> None:
+    rng = np.random.default_rng(8)
+    dts = rng.exponential(400.0, 3000)
+    dts[rng.integers(0, 3000, 20)] = rng.uniform(3600.0, 2 * 86400.0, 20)  # long gaps
+    dts[rng.integers(0, 3000, 20)] = 0.0  # duplicate times
+    t = T0 + np.cumsum(dts)
+    swap = rng.integers(1, 3000, 30)
+    t[swap], t[swap - 1] = t[swap - 1].copy(), t[swap].copy()  # some out of order
+    x = 5.0 + 2.0 * np.sin(2 * np.pi * t / 86400.0) + rng.normal(0.0, 0.5, t.size)
+    x[rng.integers(0, 3000, 10)] = np.nan
+    x[rng.integers(0, 3000, 5)] = np.inf
+    sc = EnsembleScorer()
+    s = sc.process(t, x)
+    assert s.shape == t.shape
+    assert np.all(np.isfinite(s)) and np.all((s >= 0.0) & (s <= 1.0))
+    assert np.mean(s < 0.5) > 0.97
+    assert sc.n == int(np.isfinite(x).sum())  # non-finite samples are skipped, not absorbed
+    json.dumps(sc.to_dict(), allow_nan=False)
+
+
+def test_process_checks_shapes() -> None:
+    with pytest.raises(ValueError, match="equal length"):
+        EnsembleScorer().process([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="one-dimensional"):
+        EnsembleScorer().process([[1.0]], [[1.0]])
+
+
+def test_params_from_mapping_reads_strings_and_refuses_bad_values() -> None:
+    p = EnsembleParams.from_mapping({"long_n": "7200", "n_bins": "24", "k": 3, "warmup_n": "10.0", " floor_z ": " 2 "})
+    assert p == EnsembleParams(long_n=7200.0, n_bins=24, k=3.0, warmup_n=10, floor_z=2.0)
+    assert isinstance(p.n_bins, int) and isinstance(p.long_n, float)
+    assert EnsembleParams.from_mapping(None) == EnsembleParams()
+    assert EnsembleParams.from_mapping({}) == EnsembleParams()
+    with pytest.raises(ValueError, match="unknown anomaly parameter"):
+        EnsembleParams.from_mapping({"long": "1"})
+    with pytest.raises(ValueError, match="integer"):
+        EnsembleParams.from_mapping({"n_bins": "2.5"})
+    with pytest.raises(ValueError, match="number"):
+        EnsembleParams.from_mapping({"floor_z": "high"})
+    with pytest.raises(ValueError, match="number"):
+        EnsembleParams.from_mapping({"floor_z": True})
+    with pytest.raises(ValueError, match="invalid clip"):
+        EnsembleParams.from_mapping({"clip": "0"})
+    with pytest.raises(ValueError, match="invalid long_n"):
+        EnsembleParams(long_n=math.inf)
+
+
+SMALL = EnsembleParams(
+    short_n=3,
+    long_n=50.0,
+    peak_n=30.0,
+    n_bins=12,
+    period_s=3600.0,
+    min_bin_n=2,
+    week_bins=14,
+    warmup_n=10,
+    suppress_n=5,
+)
+
+
+@st.composite
+def series(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    n = draw(st.integers(0, 250))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    t = T0 + np.cumsum(rng.exponential(60.0, n) * (rng.random(n) > 0.05))
+    x = 3.0 * np.sin(2 * np.pi * t / 3600.0) + rng.normal(0.0, 1.0, n)
+    x[rng.random(n) < 0.03] += 15.0
+    x[rng.random(n) < 0.01] = np.nan
+    if draw(st.booleans()):
+        x = np.round(x)  # quantised
+    return t, x
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=series(), cuts=st.lists(st.integers(0, 250), max_size=5))
+def test_property_chunk_invariance_with_json_state(data: tuple[np.ndarray, np.ndarray], cuts: list[int]) -> None:
+    """Cut anywhere (several times, empty chunks included), the state through JSON at each cut: the
+    same scores as one pass."""
+    t, x = data
+    whole = EnsembleScorer(SMALL).process(t, x)
+    bounds = sorted({min(c, t.size) for c in cuts} | {0, t.size})
+    parts = []
+    state = EnsembleScorer(SMALL).to_dict()
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        sc = EnsembleScorer.from_dict(json.loads(json.dumps(state)))
+        parts.append(sc.process(t[a:b], x[a:b]))
+        state = sc.to_dict()
+    chunked = np.concatenate(parts) if parts else np.zeros(0)
+    assert np.array_equal(chunked, whole)
+    assert np.all((whole >= 0.0) & (whole <= 1.0))

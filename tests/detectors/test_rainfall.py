@@ -3,6 +3,9 @@ ordering, replacement and horizon pruning."""
 
 from __future__ import annotations
 
+import json
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,6 +13,7 @@ from hypothesis import strategies as st
 from detectors.kernels.rainfall import (
     DEFAULT_WINDOWS_S,
     HOUR_S,
+    RainWindow,
     accumulation,
     accumulation_units,
     accumulations,
@@ -222,3 +226,45 @@ def test_window_units_are_exact() -> None:
 
 def test_window_units_of_no_reports_are_zero() -> None:
     assert window_units([], T0, DEFAULT_WINDOWS_S) == [0] * len(DEFAULT_WINDOWS_S)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rain_window_follows_the_reference_functions(seed: int) -> None:
+    # RainWindow (incremental, in place) against add_report + cap_reports + window_units (rebuilt per
+    # report): reports in and out of order, replacements, ends off the microsecond grid, caps merging
+    rng = random.Random(seed)
+    horizon, cap = rng.choice([(HOUR_S, 16), (24 * HOUR_S, 64), (24 * HOUR_S, 288)])
+    window, reference = RainWindow(), list[tuple[float, float, float]]()
+    t = T0
+    for _ in range(300):
+        t += rng.choice([1, 0.5, 60, 300, 300])
+        t_end = t - (rng.uniform(0, 4000) if rng.random() < 0.1 else 0.0)
+        t_end = round(t_end * 1e6) / 1e6 + (1e-7 if rng.random() < 0.02 else 0.0)
+        interval, mm = rng.choice([300, 300.0, 60, 1]), rng.choice([0.0, 0.0, 0.1, 0.2, 0.5, 1.075])
+        new = RainWindow.load(window)
+        merged = new.add(t_end, interval, mm, horizon, cap)
+        held = add_report(reference, t_end, interval, mm, horizon)
+        capped = cap_reports(held, cap, horizon)
+        assert merged == (len(capped) < len(held))
+        assert new.reports() == capped and window.reports() == reference  # the given window is untouched
+        now = t_end + rng.choice([0.0, 0.0, 100.0, -50.0])
+        assert new.units(now, DEFAULT_WINDOWS_S) == window_units(capped, now, DEFAULT_WINDOWS_S)
+        # its changelog form (JSON) decodes to the same window
+        decoded = RainWindow.load(json.loads(json.dumps(new)))
+        assert decoded.reports() == capped and decoded == new
+        window, reference = new, capped
+
+
+def test_rain_window_changelog_form_is_run_length_encoded() -> None:
+    window = RainWindow()
+    for i in range(288):  # a 5-minute gauge, 0.5 mm each, over 24 h: one run per column
+        window.add(T0 + 300 * (i + 1), 300, 0.5, 24 * HOUR_S, 288)
+    assert dict(window) == {
+        "t0": int((T0 + 300) * 1e6),
+        "dt": [[300_000_000, 287]],
+        "i": [[300, 288]],
+        "mm": [[0.5, 288]],
+    }
+    window.add(T0 + 300 * 289, 300, 0.2, 24 * HOUR_S, 288)  # the oldest report leaves the 24 h horizon
+    assert window["t0"] == int((T0 + 600) * 1e6) and window["mm"] == [[0.5, 287], [0.2, 1]]
+    assert RainWindow.load([[T0 + 300, 300.0, 0.5]]).reports() == [(T0 + 300, 300.0, 0.5)]  # the older list form

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.kernels import rise as rise_k
 from detectors.kernels.rise import (
     HOUR_S,
     RiseTracker,
@@ -203,3 +204,24 @@ def test_property_chunked_with_json_state_equals_one_pass(data: list, cut: int, 
     if data:
         newest = max(t for t, _ in data)
         assert all(t >= newest - 1800.0 for t, _ in held)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 60.0, 300.0, 600.0]) | st.floats(0, 3600, allow_nan=False),
+            st.sampled_from([1.0, 1.5]) | st.floats(-5, 9, allow_nan=False),
+        ),
+        min_size=2,
+        max_size=rise_k.SMALL_N,
+    )
+)
+@settings(max_examples=300, deadline=None)
+# slopes over tiny time steps overflow to inf in both; scipy's unused confidence interval then warns
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_property_small_window_slope_equals_scipy(pairs: list[tuple[float, float]]) -> None:
+    # the plain-Python path of a short window gives the kernel's (scipy's) float exactly (ties, even counts)
+    points = [list(p) for p in sorted(pairs)]
+    ours = rise_k._small_slope(points)
+    ref = rise_k.theil_sen_slope([p[0] for p in points], [p[1] for p in points])
+    assert ours == ref or (math.isnan(ours) and math.isnan(ref))

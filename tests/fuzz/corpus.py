@@ -13,10 +13,12 @@ import random
 import struct
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
 
+from ingest.mseed import decode_mseed
 from schemas.common import Family
 from schemas.registry import Area, Device, Registry
 from schemas.topics import mqtt_status, mqtt_telemetry
@@ -178,7 +180,7 @@ def json_reading(rng: Rng) -> tuple[str, bytes]:
 
 
 # -------------------------------------------------------------------------------------------------
-# miniSEED records (SEED 2.4 fixed header, blockettes 1000 / 1001 / 100, INT32 data)
+# miniSEED records (SEED 2.4 fixed header, blockettes 1000 / 1001 / 100, INT32 data; Steim1/2 records)
 
 
 def mseed_record(rng: Rng) -> bytes:
@@ -255,8 +257,40 @@ def mseed_record(rng: Rng) -> bytes:
     return record
 
 
+def _golden_steim_records() -> list[bytes]:
+    """The Steim1/Steim2 records of the golden files (tests/ingest/golden), cut at their record length."""
+    out = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "ingest" / "golden").glob("steim*.mseed")):
+        data = path.read_bytes()
+        reclen = decode_mseed(data)[0].record_length
+        out += [data[i : i + reclen] for i in range(0, len(data), reclen)]
+    return out
+
+
+STEIM_RECORDS = _golden_steim_records()
+
+
+def steim_record(rng: Rng) -> bytes:
+    """A real Steim1/Steim2 record (decoded by libmseed) with bytes of its header, blockettes or
+    compressed frames (control words, integration constants, differences) replaced."""
+    record = bytearray(rng.choice(STEIM_RECORDS))
+    for _ in range(rng.randrange(0, 8)):
+        k = rng.randrange(4)
+        if k == 0:  # header and blockettes
+            record[rng.randrange(64)] = rng.randrange(256)
+        elif k == 1:  # a whole word of the frames
+            at = rng.randrange(64, len(record) - 4)
+            record[at : at + 4] = rng.randbytes(4)
+        elif k == 2:  # the sample count or the beginning of data
+            record[rng.choice([30, 31, 44, 45])] = rng.randrange(256)
+        else:
+            record[rng.randrange(64, len(record))] = rng.randrange(256)
+    return bytes(record)
+
+
 def mseed_payload(rng: Rng) -> tuple[str, bytes]:
-    raw = b"".join(mseed_record(rng) for _ in range(rng.choice([1, 1, 2, 3])))
+    make = mseed_record if rng.randrange(3) else steim_record
+    raw = b"".join(make(rng) for _ in range(rng.choice([1, 1, 2, 3])))
     if rng.randrange(6) == 0:
         raw = raw[: rng.randrange(len(raw) + 1)]
     family = rng.choice([Family.SEISMIC, Family.SEISMIC, Family.SEISMIC, Family.HYDRO])

@@ -12,13 +12,14 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import strategies as st
 
 from detectors.rules import Rules, load_rules
 from schemas.registry import Registry, load_registry
 from tests.fuzz.corpus import REGISTRY, Rng, nested, text, weird
-from tests.fuzz.harness import SCALE, SLOW_CASE_S, fuzz
+from tests.fuzz.harness import SCALE, assert_clean, fuzz, timeout_s
 
 LOADER_CASES = 1_000
 REGISTRY_DOC = {
@@ -97,15 +98,15 @@ def _run(name: str, doc: Any, load: Any, model: type, tmp_path: Path) -> None:
         return "loaded"
 
     stats = fuzz(name, st.integers(0, 2**64 - 1), one, LOADER_CASES)
-    assert stats.cases >= LOADER_CASES * SCALE
-    assert stats.escapes == 0, stats.first_escape
-    assert stats.slow_cases == 0 and stats.max_case_s < SLOW_CASE_S
+    assert_clean(stats, LOADER_CASES * SCALE)
     assert stats.outcomes.get("loaded", 0) > 0 and stats.outcomes.get("refused", 0) > 0
 
 
+@pytest.mark.timeout(timeout_s(300))
 def test_fuzz_registry_loader(tmp_path: Path) -> None:
     _run("registry_loader", REGISTRY_DOC, load_registry, Registry, tmp_path)
 
 
+@pytest.mark.timeout(timeout_s(300))
 def test_fuzz_rules_loader(tmp_path: Path) -> None:
     _run("rules_loader", RULES_DOC, load_rules, Rules, tmp_path)

@@ -434,6 +434,18 @@ def test_data_offset_out_of_record() -> None:
         decode_mseed(patched(data, 44, ">H", 8))
 
 
+@pytest.mark.parametrize(("name", "order"), [("steim1_be_100hz", ">"), ("steim2_le_40hz", "<")])
+def test_steim_frames_off_the_64_byte_grid(name: str, order: str) -> None:
+    """SEED 2.4 appendix B: Steim frames are 64-byte aligned. Found by the old/new decoder comparison:
+    with a beginning of data at byte 169, libmseed and the former decoder read different samples."""
+    data = first_record(name)
+    start = struct.unpack_from(order + "H", data, 44)[0]
+    assert start % 64 == 0  # the fixture itself is aligned
+    for off in (start + 1, start + 4, start + 32):
+        with pytest.raises(MseedError, match=rf"begins at byte {off}, not on a 64-byte frame boundary"):
+            decode_mseed(patched(data, 44, order + "H", off))
+
+
 def test_zero_multiplier_with_nonzero_factor() -> None:
     with pytest.raises(MseedError, match="multiplier is 0"):
         decode_mseed(patched(first_record("int32_be_40hz"), 32, ">hh", 40, 0))

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,15 +35,28 @@ from schemas.records import PoisonRecord, decode_alert, decode_detection, decode
 from schemas.telemetry import DeadmanTick, FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
 from schemas.wire import encode
 from tests.alerts.factories import alert_message
+from tests.fuzz.harness import FuzzStats, timeout_s
 
 SCALE = max(1, int(os.environ.get("TOCSIN_FUZZ_SCALE", "1")))
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 
 
+STATS: dict[str, FuzzStats] = {}
+"""One record per property, written to var/fuzz/records_<name>.json when the module ends."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _save_stats() -> Iterator[None]:
+    yield
+    for stats in STATS.values():
+        stats.finished = stats.escapes == 0 and stats.slow_cases == 0
+        stats.save()
+
+
 def fuzz(n: int) -> Any:
     return settings(
         max_examples=n * SCALE,
-        deadline=1000,  # no case may take a second
+        deadline=None,  # the bound is on each case's CPU time (tests/fuzz/harness.py), checked in check()
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         derandomize=True,  # the same corpus on every run: a failure is reproducible
         database=None,
@@ -201,41 +215,65 @@ def mutations(raw: bytes | None, rnd: random.Random) -> list[bytes | None]:
     return out
 
 
+def stats_for(name: str) -> FuzzStats:
+    return STATS.setdefault(name, FuzzStats(f"records_{name}"))
+
+
+def counted(stats: FuzzStats, case: Any, target: Callable[[Any], str]) -> None:
+    """One case, timed and counted; an escape or a case over the CPU bound fails the example."""
+    slow = stats.slow_cases
+    stats.record(case, target, reraise=True)
+    assert stats.slow_cases == slow, f"{stats.max_case_cpu_s:.3f} s CPU for {case!r:.200}"
+
+
 def check(
-    decoder: Callable[[bytes | None], Any], types: tuple[type, ...], raw: bytes | None, rnd: random.Random
+    name: str,
+    decoder: Callable[[bytes | None], Any],
+    types: tuple[type, ...],
+    raw: bytes | None,
+    rnd: random.Random,
 ) -> None:
-    for case in mutations(raw, rnd):
+    def one(case: bytes | None) -> str:
         try:
             out = decoder(case)
         except PoisonRecord as exc:
             assert exc.reason in (WorkerReason.UNDECODABLE, WorkerReason.SCHEMA), case
             assert str(exc)
-            continue
+            return exc.reason.value
         assert isinstance(out, types), case
+        return type(out).__name__
+
+    stats = stats_for(name)
+    for case in mutations(raw, rnd):
+        counted(stats, case, one)
 
 
 # ----------------------------------------------------------------------------- properties
 TELEMETRY_TYPES = (FireDetection, RainIncrement, WaterLevel, SeismicPacket, GasReading, DeadmanTick)
 
 
+@pytest.mark.timeout(timeout_s(300))
 @fuzz(400)
 @given(corpus("telemetry"), st.randoms(use_true_random=False))
 def test_telemetry_topics_decode_or_give_a_reason(raw: bytes | None, rnd: random.Random) -> None:
-    check(decode_telemetry, TELEMETRY_TYPES, raw, rnd)
+    check("telemetry", decode_telemetry, TELEMETRY_TYPES, raw, rnd)
 
 
+@pytest.mark.timeout(timeout_s(300))
 @fuzz(400)
 @given(corpus("detection"), st.randoms(use_true_random=False))
 def test_detection_topics_decode_or_give_a_reason(raw: bytes | None, rnd: random.Random) -> None:
-    check(decode_detection, (Detection, LifecycleTick), raw, rnd)
+    check("detection", decode_detection, (Detection, LifecycleTick), raw, rnd)
 
 
+@pytest.mark.timeout(timeout_s(300))
 @fuzz(400)
 @given(corpus("alert"), st.randoms(use_true_random=False))
 def test_alerts_topic_decodes_or_gives_a_reason(raw: bytes | None, rnd: random.Random) -> None:
-    check(decode_alert, (Alert,), raw, rnd)
+    check("alert", decode_alert, (Alert,), raw, rnd)
 
 
+@pytest.mark.timeout(timeout_s(300))
 @fuzz(300)
 @given(
     st.one_of(st.none(), st.binary(max_size=40), st.just(b"s-1")), corpus("silence"), st.randoms(use_true_random=False)
@@ -245,11 +283,17 @@ def test_silences_topic_never_raises(key: bytes | None, raw: bytes | None, rnd: 
     a malformed one is logged and skipped, and the silences already known stay."""
     store = SilenceStore()  # never started: no Kafka
     store.apply(b"s-1", dumps(VALID["silence"][0]))
-    for case in mutations(raw, rnd):
+
+    def one(case: bytes | None) -> str:
         store.apply(key, case)
         assert all(isinstance(s, Silence) for s in store.all())
         if key != b"s-1":
             assert store.get("s-1") is not None
+        return "applied"
+
+    stats = stats_for("silence")
+    for case in mutations(raw, rnd):
+        counted(stats, case, one)
 
 
 def test_every_valid_message_round_trips() -> None:
