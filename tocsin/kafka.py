@@ -198,9 +198,10 @@ def ensure_changelogs(bootstrap: str, app_id: str, tables: dict[str, int]) -> li
 
     Faust creates them itself when the app starts, moments before the group forms; the consumer's
     metadata may not list a topic made that late (aiokafka refreshes it every 5 minutes), and the
-    group leader's assignor then leaves that table out ("Ignoring missing topic"): its partitions
-    were neither assigned nor restored after a rebalance, and a stream of the table's topics stalled
-    (tests/integration/test_scaleout_workers.py). Made here first, they are in the first metadata."""
+    group leader's assignor then leaves that table out ("Ignoring missing topic"): its changelog
+    partitions were neither assigned nor restored after a rebalance (seen in
+    tests/integration/test_scaleout_workers.py for ``alert-lifecycle``). Made here first, they are in
+    the first metadata."""
     created: list[str] = []
     try:
         for n in sorted(set(tables.values())):
