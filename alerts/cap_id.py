@@ -11,7 +11,10 @@ Ten messages per unit per second: :class:`Sequencer` hands out the digits of a s
 eleventh message in the same second is entered in the next second that still has a free digit (its
 ``sent`` moves with it, so identifier and ``sent`` agree; a burst of n messages ends at most
 ceil(n / 10) - 1 seconds late). The sequencer lives in one process: two workers issuing for one
-unit code keep their identifiers apart only if each has its own extension (``XX``).
+unit code keep their identifiers apart only if each has its own extension (``XX``). The Kafka
+worker gives each partition of ``detections`` its own (:func:`issuer_code`: the configured
+extension plus the partition, modulo 100) and its own sequencer: a partition is issued for by one
+worker at a time, so scaled-out workers never enter two messages under one identifier.
 """
 
 from __future__ import annotations
@@ -32,6 +35,15 @@ def check_unit_code(code: str) -> str:
     if code[:6] == "000000":
         raise ValueError(f"unit code needs its GB/T 2260 area code in the first six digits: {code!r}")
     return code
+
+
+def issuer_code(unit_code: str, lane: int) -> str:
+    """``unit_code`` with its 2-digit extension advanced by ``lane`` (modulo 100): lane 0 is the
+    code itself; each partition of ``detections`` issues under its own lane."""
+    check_unit_code(unit_code)
+    if lane == 0:
+        return unit_code
+    return f"{unit_code[:12]}{(int(unit_code[12:]) + lane) % 100:02d}"
 
 
 def identifier(unit_code: str, entered: datetime, seq: int) -> str:

@@ -202,7 +202,10 @@ class AlertEngine:
         self.registry = registry
         self.clock = clock
         cap_id.check_unit_code(self.config.sender)
-        self._sequencer = cap_id.Sequencer()  # identifiers' sequence digits (one per message a second)
+        # identifiers' sequence digits (one per message a second), one sequencer per issuing lane: the
+        # partition of ``detections`` being handled (set by AlertStage; 0 for a single process)
+        self.issuer_lane = 0
+        self._sequencers: dict[int, cap_id.Sequencer] = {}
 
     def fingerprint(self, d: Detection) -> str:
         """The lifecycle state's key. Its part before the last ``:`` is the ``detections`` key
@@ -574,8 +577,10 @@ class AlertEngine:
         onset = datetime.fromtimestamp(st["onset"], BEIJING)
         fingerprint = self.message_fingerprint(d)
         # GB/T 35965.1-2018 Appendix A: unit code, the Beijing time the message is entered, sequence digit.
-        entered, seq = self._sequencer.next(self.clock())
-        identifier = cap_id.identifier(cfg.sender, entered, seq)
+        lane = self.issuer_lane
+        sequencer = self._sequencers.get(lane) or self._sequencers.setdefault(lane, cap_id.Sequencer())
+        entered, seq = sequencer.next(self.clock())
+        identifier = cap_id.identifier(cap_id.issuer_code(cfg.sender, lane), entered, seq)
         references = list(st["ids"])
         st["last_sent"] = self.clock().timestamp()
         st["ids"] = [*st["ids"], identifier]

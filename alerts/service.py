@@ -92,6 +92,8 @@ class AlertStage:
     ) -> list[Alert]:
         """``handle`` for a record already decoded (``schemas.records.decode_detection``): the worker
         decodes inside its per-record guard, so an undecodable record becomes a dead letter there."""
+        # the partition issues under its own identifier extension (alerts/cap_id.py ``issuer_code``)
+        self.engine.issuer_lane = position[0] if position is not None else 0
         if isinstance(record, LifecycleTick):
             tick = record
             previous = store.get(tick.fingerprint)

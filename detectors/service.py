@@ -36,6 +36,11 @@ class DetectorMetrics:
         self.replayed = Counter(
             "tocsin_detector_replayed_total", "redelivered records already in the state, skipped", registry=registry
         )
+        self.duplicates = Counter(
+            "tocsin_detector_duplicates_total",
+            "readings already applied (same device, seq and time: a gateway's at-least-once redelivery), skipped",
+            registry=registry,
+        )
         self.detections = Counter(
             "tocsin_detections_total", "detection transitions", ["family", "kind", "state"], registry=registry
         )
@@ -101,11 +106,20 @@ class DetectorStage:
         if previous is not None and replayed(previous.get("position"), position):
             self.metrics.replayed.inc()
             return []
+        seen = reading_identity(reading)
+        recent = previous.get("seen", []) if previous is not None else []
+        if seen is not None and seen in recent:
+            self.metrics.duplicates.inc()
+            return []
         self._readings(reading.family.value).inc()
         state, detections = self.engine.process(reading, previous, received_s)
         self._capped.update(self.engine.capped)
         if position is not None:
             state["position"] = list(position)
+        if seen is not None:
+            state["seen"] = [*recent[-(SEEN_PER_DEVICE - 1) :], seen]
+        elif recent:
+            state["seen"] = recent
         store[reading.device_id] = state
         if correlation_id and detections:
             detections = [
@@ -144,7 +158,26 @@ class DetectorStage:
         state, detections = self.engine.tick(device, tick.ts, previous)
         if position is not None:
             state["position"] = list(position)
+        if previous is not None and "seen" in previous:
+            state["seen"] = previous["seen"]
         store[tick.device_id] = state
         for d in detections:
             self.metrics.detections.labels(d.family.value, d.kind, d.state.value).inc()
         return detections
+
+
+# Readings remembered per device to skip a duplicate: the gateways are at-least-once, and a reading a
+# killed gateway produced but had not acknowledged comes back through another (or its restarted self)
+# as a new Kafka record -- the position check above cannot tell it from a new reading. A gas reading
+# applied twice counts twice towards the consecutive readings a set-point needs (a false open); rain
+# reports are idempotent by their end time in the rainfall kernel. Redeliveries are recent (a
+# gateway's unacknowledged window), so a short memory is enough.
+SEEN_PER_DEVICE = 32
+
+
+def reading_identity(reading: Telemetry) -> list[int] | None:
+    """(seq, device time in ms) of a reading with a sequence number: what a redelivery repeats
+    and a device restarting its counter does not (its clock moved on); None without ``seq``."""
+    if reading.seq is None:
+        return None
+    return [reading.seq, int(reading.ts.timestamp() * 1000)]

@@ -155,6 +155,65 @@ def ensure_topics(
         admin.close()
 
 
+def existing_partitions(bootstrap: str, topics: Iterable[str], client_id: str = "tocsin-admin") -> dict[str, int]:
+    """Partition count of each of ``topics`` that exists (missing topics are left out; none is created).
+
+    A topic's partition count is fixed at its creation (``TOCSIN_KAFKA_PARTITIONS`` then): the
+    worker sizes its tables' changelogs by the topics as they are, not by the setting, since a
+    changelog of another size than its source topic fails every table write (Faust
+    ``PartitionsMismatch``)."""
+    admin = _admin(bootstrap, client_id)
+    try:
+        wanted = [t for t in topics if t in set(admin.list_topics())]
+        if not wanted:
+            return {}
+        return {d["topic"]: len(d["partitions"]) for d in admin.describe_topics(wanted) if not d.get("error_code")}
+    finally:
+        admin.close()
+
+
+def partitions_by_topic(bootstrap: str, topics: Iterable[str], default: int) -> dict[str, int]:
+    """Each of ``topics``' partition count: as it exists, else ``default`` (a topic still to be made).
+    Kafka unreachable: ``default`` for all, with a warning (the worker then starts as before)."""
+    names_ = list(topics)
+    try:
+        found = existing_partitions(bootstrap, names_)
+    except Exception as exc:  # noqa: BLE001 - the broker is down at start: Faust will wait for it
+        log.warning("partition counts of %s not read (%s): using %d", names_, exc, default)
+        found = {}
+    for topic, n in found.items():
+        if n != default:
+            log.warning(
+                "topic %s has %d partitions (TOCSIN_KAFKA_PARTITIONS is %d): its table follows the topic",
+                topic,
+                n,
+                default,
+            )
+    return {t: found.get(t, default) for t in names_}
+
+
+def ensure_changelogs(bootstrap: str, app_id: str, tables: dict[str, int]) -> list[str]:
+    """Create the compacted changelog topics of the worker's tables (Faust's names,
+    ``<app id>-<table>-changelog``; ``tables``: name -> partitions) that are missing.
+
+    Faust creates them itself when the app starts, moments before the group forms; the consumer's
+    metadata may not list a topic made that late (aiokafka refreshes it every 5 minutes), and the
+    group leader's assignor then leaves that table out ("Ignoring missing topic"): its changelog
+    partitions were neither assigned nor restored after a rebalance (seen in
+    tests/integration/test_scaleout_workers.py for ``alert-lifecycle``). Made here first, they are in
+    the first metadata."""
+    created: list[str] = []
+    try:
+        for n in sorted(set(tables.values())):
+            names_ = [f"{app_id}-{t}-changelog" for t, p in tables.items() if p == n]
+            created += ensure_topics(
+                bootstrap, names_, n, config={"cleanup.policy": "compact"}, client_id="tocsin-worker-admin"
+            )
+    except Exception as exc:  # noqa: BLE001 - Kafka down at start: Faust makes them once it connects
+        log.warning("changelog topics not created ahead (%s): Faust will create them", exc)
+    return created
+
+
 def ensure_silence_topic(bootstrap: str, topic: str = names.SILENCES) -> bool:
     """Create the compacted silences topic (one partition) if it is missing; True if it was created here."""
     created = ensure_topics(
@@ -285,6 +344,10 @@ class RdKafkaSink:
                 "linger.ms": linger_ms,
                 "batch.size": 256 * 1024,
                 "message.timeout.ms": 0,
+                # the key's partition as the Java client, kafka-python and aiokafka (the worker) choose it:
+                # librdkafka's own default (CRC32) put a device's readings in another partition than the
+                # worker's deadman ticks for that device, i.e. with 2+ workers at another worker's table
+                "partitioner": "murmur2_random",
                 "queue.buffering.max.messages": max_queued,
                 "error_cb": self._on_error,
                 "logger": _RDKAFKA_LOG,  # into Python logging (tocsin/logs.py: one line per outage), not stderr

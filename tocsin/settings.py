@@ -59,6 +59,12 @@ class Settings(MqttTransport, KafkaTransport):
     worker_data_dir: str = Field(default="var/worker", description="Faust data directory")
     worker_web_port: int = Field(default=6066, description="Faust web server port (health, metrics)")
     deadman_tick_s: float = Field(default=10.0, description="how often registered devices are checked for silence")
+    worker_session_timeout_s: float = Field(
+        default=10.0,
+        ge=6.0,
+        description="worker Kafka group session timeout: a killed worker's partitions move to the others after this"
+        " (Faust's default, 60 s, held them that long; heartbeats every third of it, at most 3 s)",
+    )
     worker_producer_linger_ms: float = Field(
         default=5.0,
         ge=0,

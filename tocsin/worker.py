@@ -58,7 +58,9 @@ from tocsin.kafka import (
     ConsumerLag,
     TopicPartition,
     committed_offsets,
+    ensure_changelogs,
     kafka_silence_store,
+    partitions_by_topic,
     read_since,
     read_split,
     replication_factor,
@@ -251,6 +253,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         web_stats_enabled=False,
         web_graph_enabled=False,
         table_standby_replicas=0,
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 3),
         broker_credentials=broker_credentials(settings),
     )
     alert_config = AlertConfig(
@@ -284,6 +288,18 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     guard = RecordGuard(send_dead_letter, DeadLetterMetrics(metrics_registry, AGENTS, TIMERS))
 
     sources = {family: _raw_topic(app, topics.kafka_telemetry(family)) for family in Family}
+    # a table's changelog has as many partitions as its source topic has (not the setting's count)
+    sized = partitions_by_topic(
+        settings.kafka_bootstrap, [*map(topics.kafka_telemetry, Family), topics.DETECTIONS], settings.kafka_partitions
+    )
+    ensure_changelogs(
+        settings.kafka_bootstrap,
+        settings.worker_id,
+        {
+            **{f"detector-{f.value}": sized[topics.kafka_telemetry(f)] for f in Family},
+            "alert-lifecycle": sized[topics.DETECTIONS],
+        },
+    )
     sources_by_topic = {topics.kafka_telemetry(family): source for family, source in sources.items()}
     # Each reading is judged the moment the stream hands it over, so a seismic trigger never waits
     # for a batch to fill; what is batched is the durable part, as in ``confirm`` below: the device
@@ -296,7 +312,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     # again: the alert engine's replay guard and the idempotency keys dedupe them) -- never a lost
     # detection; a crash after it finds the state's ``position`` at or past the readings' offsets.
     for family, source in sources.items():
-        table = app.Table(f"detector-{family.value}", default=None, partitions=settings.kafka_partitions)
+        table = app.Table(f"detector-{family.value}", default=None, partitions=sized[topics.kafka_telemetry(family)])
         name = f"detect-{family.value}"
         held = BatchedState(table)
         held_lock = asyncio.Lock()
@@ -335,7 +351,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
 
         await guard.tick("deadman", send_ticks)
 
-    lifecycle = app.Table("alert-lifecycle", default=None, partitions=settings.kafka_partitions)
+    lifecycle = app.Table("alert-lifecycle", default=None, partitions=sized[topics.DETECTIONS])
 
     @app.timer(interval=settings.deadman_tick_s)
     async def alert_clock() -> None:

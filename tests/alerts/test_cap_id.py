@@ -89,3 +89,12 @@ def test_engine_keeps_identifiers_unique_beyond_ten_messages_a_second() -> None:
         assert a.sender == UNIT
         assert a.sent.utcoffset() == timedelta(hours=8)
         assert cap_id.entered_time(a.identifier) == a.sent.replace(microsecond=0)
+
+
+def test_each_partition_issues_under_its_own_extension() -> None:
+    """Two workers issue for two partitions in the same second: their identifiers differ in the
+    extension (XX), never only by chance; lane 0 is the configured code itself."""
+    assert cap_id.issuer_code("11010500000000", 0) == "11010500000000"
+    assert cap_id.issuer_code("11010500000000", 5) == "11010500000005"
+    assert cap_id.issuer_code("11010500000097", 5) == "11010500000002"  # (97 + 5) mod 100
+    assert AlertEngine().issuer_lane == 0

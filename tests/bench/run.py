@@ -16,6 +16,9 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
 - worker: one ``tocsin worker`` draining mixed telemetry of the four families (100 Hz seismic packets
   included) produced into Kafka ahead of time: readings/s, CPU, commit lag, vs a plain confluent-kafka
   consumer decoding the same records (tests/bench/worker.py); ``--worker-readings N``.
+- scaleout: 1, 2 and 3 ``tocsin worker`` processes in one consumer group draining the same 60,000
+  pre-produced rain readings of 500 gauges from a 6-partition topic: readings/s each, the ratio to
+  one worker, and every worker's CPU (tests/bench/scaleout.py; docs/capacity.md explains the figure).
 - alert_latency: red detection -> first SMS at the carrier emulator through Kafka and a real worker,
   under 1,000 background detections/s, vs a bare Kafka round trip (tests/bench/latency.py).
 """
@@ -202,6 +205,9 @@ BENCHES["alert_latency"] = bench_alert_latency
 from tests.bench.gateway import bench_gateway, bench_influx_sink  # noqa: E402 (real stack)
 
 BENCHES["gateway"] = bench_gateway
+from tests.bench.scaleout import bench_scaleout  # noqa: E402 (real Kafka, 1-3 workers)
+
+BENCHES["scaleout"] = bench_scaleout
 BENCHES["influx_sink"] = bench_influx_sink
 from tests.bench.worker import bench_worker  # noqa: E402 (real stack: one worker draining mixed telemetry)
 
