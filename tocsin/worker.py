@@ -67,6 +67,7 @@ from tocsin.kafka import (
 )
 from tocsin.logs import dict_config, register_client_metrics
 from tocsin.settings import Settings
+from tocsin.stall import StallWatch
 from tocsin.topology import AGENTS, TIMERS, Endpoints, Topology, build_adapters
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,27 @@ class LagMetrics:
         for (topic, partition), lag in lags.items():
             self.lag.labels(topic, str(partition)).set(lag)
         self._shown = set(lags)
+
+
+class RebalanceMetrics:
+    """What the worker's consumer does about records a rebalance left behind (``patch_stale_acks``,
+    ``StallWatch``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.stale = prometheus_client.Counter(
+            "tocsin_worker_stale_records_total",
+            "records fetched before a rebalance and dropped unhandled after it (fetched again from the"
+            " committed offset, not counted as handled)",
+            ["topic"],
+            registry=registry,
+        )
+        self.reseeks = prometheus_client.Counter(
+            "tocsin_worker_partition_reseeks_total",
+            "partitions sought back to their committed offset: committed offset stalled with records waiting"
+            " and none in flight",
+            ["topic"],
+            registry=registry,
+        )
 
 
 class BatchedState(MutableMapping[str, Any]):
@@ -194,6 +216,41 @@ def patch_fetch_max_wait(ms: int) -> None:
     cls._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
+def patch_stale_acks(on_stale: Callable[[Any], None]) -> None:
+    """Never count a record that a stream dropped unhandled as handled (Faust patched in one more place).
+
+    After a rebalance Faust's stream drops the records fetched before it (their ``generation_id`` is
+    the old one) and those that reach it while the flow is suspended, since the consumer fetches them
+    again from the committed offset; but it acknowledges each one it drops, and
+    ``Consumer.ack`` adds its offset to the offsets to commit. The next commit then moves past
+    records that nobody has handled yet: if the partition moves to another worker (a second member
+    joins) or this one dies before it handles the copies it fetches again, those records are never
+    handled (tests/integration/test_scaleout_workers.py: now and then a rain gauge's crossing
+    report, and with it an alert, was lost). A record a stream took is marked ``tracked`` before it
+    is handled; a dropped one never is. Such a record is here released (no longer waited for) but
+    its offset is not committed; ``on_stale(message)`` counts it."""
+    from faust.app.base import App
+    from faust.transport.consumer import Consumer
+    from faust.types.tuples import ack_lock
+
+    original = getattr(Consumer, "_tocsin_original_ack", Consumer.ack)
+
+    def ack(self: Any, message: Any) -> bool:
+        app: App = self.app
+        if not message.tracked and not message.acked and app.topics.acks_enabled_for(message.topic):
+            stale = message.generation_id != app.consumer_generation_id or not app.flow_control.is_active()
+            if stale:
+                with ack_lock:
+                    message.acked = True
+                    self._unacked_messages.discard(message)
+                on_stale(message)
+                return False
+        return bool(original(self, message))
+
+    Consumer._tocsin_original_ack = original  # type: ignore[attr-defined]
+    Consumer.ack = ack  # type: ignore[method-assign]
+
+
 def broker_credentials(t: KafkaTransport) -> Any:
     """Faust's (aiokafka's) Kafka credentials for the transport settings: SASL (with TLS for SASL_SSL),
     TLS alone, or None for PLAINTEXT."""
@@ -231,6 +288,18 @@ def endpoints(settings: Settings) -> Endpoints:
 
 def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust.App:
     patch_fetch_max_wait(settings.worker_fetch_max_wait_ms)
+    rebalance_metrics = RebalanceMetrics(metrics_registry)
+
+    def on_stale(message: Any) -> None:
+        rebalance_metrics.stale.labels(message.topic).inc()
+        log.info(
+            "record %s[%d]@%d fetched before a rebalance dropped: fetched again from the committed offset",
+            message.topic,
+            message.partition,
+            message.offset,
+        )
+
+    patch_stale_acks(on_stale)
     registry = open_registry(settings.registry_file)
     rules = load_rules(settings.rules_file)
     app = faust.App(
@@ -674,6 +743,47 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
             lag_metrics.update(await asyncio.to_thread(lag.sample, assigned))
         except Exception as exc:  # noqa: BLE001 - Kafka hiccup: keep the last values, try again later
             log.warning("consumer lag not measured: %s", exc)
+
+    stall = StallWatch[Any](settings.worker_stall_reseek_s)
+    last_generation: list[int] = []
+    # checked a few times per period (every 10 s at the default 60 s); off: once an hour, doing nothing
+    stall_check_s = min(10.0, max(1.0, settings.worker_stall_reseek_s / 6)) if settings.worker_stall_reseek_s else 3600
+
+    @app.timer(interval=stall_check_s)
+    async def stalled_partitions() -> None:
+        """Seek a partition whose commits stalled with records waiting and none in flight back to its
+        committed offset (tocsin/stall.py): whatever left its records unhandled, they are fetched again."""
+        if not settings.worker_stall_reseek_s or app.rebalancing or getattr(app, "in_recovery", False):
+            stall.reset()
+            return
+        consumer: Any = app.consumer
+        if last_generation != [app.consumer_generation_id]:
+            last_generation[:] = [app.consumer_generation_id]
+            stall.reset()
+        changelogs = set(app.tables.changelog_topics)
+        assigned = [tp for tp in consumer.assignment() if tp.topic not in changelogs]
+        committed = {tp: consumer._committed_offset.get(tp) for tp in assigned}
+        ends: dict[Any, int | None] = {}
+        for tp in assigned:
+            try:
+                ends[tp] = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - not fetched yet: unknown
+                ends[tp] = None
+        # an agent that handles a record of a topic may hold that topic's other records in its queue
+        busy_topics = {m.topic for m in list(consumer.unacked) if not m.acked}
+        busy = [tp for tp in assigned if tp.topic in busy_topics]
+        for tp in stall.observe(time.monotonic(), committed, ends, busy):
+            offset = committed[tp]
+            log.warning(
+                "partition %s[%d] stalled at committed offset %s with records waiting (end %s) and none in"
+                " flight: seeking back to it",
+                tp.topic,
+                tp.partition,
+                offset,
+                ends[tp],
+            )
+            rebalance_metrics.reseeks.labels(tp.topic).inc()
+            await consumer.seek(tp, offset)
 
     @app.page("/metrics")
     async def metrics(_self: Any, request: Any) -> Any:
