@@ -746,7 +746,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
 
     stall = StallWatch[Any](settings.worker_stall_reseek_s)
     last_generation: list[int] = []
-    # checked a few times per period (every 10 s at the default 60 s); off: once an hour, doing nothing
+    # checked six times per period (every 3.3 s at the default 20 s); off: once an hour, doing nothing
     stall_check_s = min(10.0, max(1.0, settings.worker_stall_reseek_s / 6)) if settings.worker_stall_reseek_s else 3600
 
     @app.timer(interval=stall_check_s)
