@@ -38,7 +38,7 @@ def _exported_names() -> set[str]:
     from ingest.metrics import GatewayMetrics
     from tocsin.guard import DeadLetterMetrics
     from tocsin.logs import register_client_metrics
-    from tocsin.worker import LagMetrics
+    from tocsin.worker import LagMetrics, RebalanceMetrics
 
     reg = CollectorRegistry()
     for metrics in (
@@ -47,6 +47,7 @@ def _exported_names() -> set[str]:
         AlertMetrics,
         NotifyMetrics,
         LagMetrics,
+        RebalanceMetrics,
         DeadLetterMetrics,
         ReleaseMetrics,
     ):
