@@ -76,7 +76,7 @@ class Settings(MqttTransport, KafkaTransport):
         description="worker Kafka consumer long-poll wait (Faust hardcodes 1500; patched in tocsin/worker.py)",
     )
     worker_stall_reseek_s: float = Field(
-        default=20.0,
+        default=10.0,
         ge=0,
         description="a partition whose committed offset stays put this long while records wait and none is in"
         " flight is sought back to it (tocsin_worker_partition_reseeks_total); 0: off",
