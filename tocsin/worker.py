@@ -251,6 +251,39 @@ def patch_stale_acks(on_stale: Callable[[Any], None]) -> None:
     Consumer.ack = ack  # type: ignore[method-assign]
 
 
+def patch_strict_commits(strict_topics: frozenset[str]) -> None:
+    """Never commit past a record of ``strict_topics`` that was not handled (Faust patched in one more place).
+
+    Faust's ``Consumer._new_offset`` commits up to the first gap in the handled offsets, but lets a
+    gap of exactly one record at the head through: with the committed offset at 34 and 35, 36
+    handled, it commits 37 though 34 never was (it allows for a record missing from a compacted or
+    transactional topic). After a rebalance a record can go missing exactly so: the new owner of a
+    ``detections`` partition handled records it fetched just before Faust sought its partitions back
+    to the committed offsets, and one record in between was never handed to the agent; the commit
+    moved past it and its alert was lost (tests/integration/test_scaleout_workers.py, seen in 1 run of
+    8). The worker's own topics (telemetry, detections, alerts) are neither compacted nor
+    transactional: their offsets have no holes, so for them a missing head offset is a record not
+    handled, and the commit waits; ``StallWatch`` then seeks the partition back to it. Holes Faust
+    recorded itself (its gap tree) are left to Faust."""
+    from faust.transport.consumer import Consumer
+
+    original = getattr(Consumer, "_tocsin_original_new_offset", Consumer._new_offset)
+
+    def new_offset(self: Any, tp: Any) -> int | None:
+        if tp.topic in strict_topics:
+            acked = self._acked.get(tp)
+            committed = self._committed_offset.get(tp)
+            if acked and committed is not None and min(acked) > committed:
+                gaps = self._gap.get(tp)
+                if not (gaps and gaps.overlaps(committed)):
+                    return None  # the record at the committed offset is not handled yet
+        result: int | None = original(self, tp)
+        return result
+
+    Consumer._tocsin_original_new_offset = original  # type: ignore[attr-defined]
+    Consumer._new_offset = new_offset  # type: ignore[method-assign]
+
+
 def broker_credentials(t: KafkaTransport) -> Any:
     """Faust's (aiokafka's) Kafka credentials for the transport settings: SASL (with TLS for SASL_SSL),
     TLS alone, or None for PLAINTEXT."""
@@ -300,6 +333,9 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         )
 
     patch_stale_acks(on_stale)
+    patch_strict_commits(
+        frozenset({*topics.TELEMETRY_TOPICS, topics.DETECTIONS, topics.DETECTIONS_URGENT, topics.ALERTS})
+    )
     registry = open_registry(settings.registry_file)
     rules = load_rules(settings.rules_file)
     app = faust.App(

@@ -77,3 +77,41 @@ def test_handled_records_and_topics_without_acks_are_acknowledged_as_before() ->
     patch_stale_acks(dropped.append)
     assert Consumer.ack(consumer, _message(10, generation=3, tracked=False)) is False
     assert len(dropped) == 1
+
+
+def _offsets(committed: int, acked: list[int]) -> Any:
+    """What ``Consumer._new_offset`` reads: committed offset, handled offsets, gap tree."""
+    from intervaltree import IntervalTree
+
+    tp = TP(TOPIC, 2)
+    consumer = SimpleNamespace(
+        _committed_offset=defaultdict(lambda: None, {tp: committed}),
+        _acked=defaultdict(list, {tp: list(acked)}),
+        _acked_index=defaultdict(set, {tp: set(acked)}),
+        _gap=defaultdict(IntervalTree),
+    )
+    return consumer
+
+
+def test_a_commit_never_moves_past_a_head_record_not_handled() -> None:
+    from tocsin.worker import patch_strict_commits
+
+    patch_strict_commits(frozenset({TOPIC}))
+    tp = TP(TOPIC, 2)
+    # committed 34 (the next record to handle); 35 and 36 handled, 34 not: Faust alone commits 37
+    holed = _offsets(34, [35, 36])
+    assert Consumer._new_offset(holed, tp) is None
+    assert holed._acked[tp] == [35, 36]  # kept: committed once 34 is handled
+    holed._acked[tp].append(34)
+    assert Consumer._new_offset(holed, tp) == 37
+    # no hole: as Faust does
+    assert Consumer._new_offset(_offsets(34, [34, 35]), tp) == 36
+    # a hole Faust recorded itself (its gap tree) is Faust's business
+    gapped = _offsets(34, [35, 36])
+    gapped._gap[tp].addi(34, 35)
+    assert Consumer._new_offset(gapped, tp) == 37
+    # another topic (compacted, say): Faust's own rule, one missing head record let through
+    other = TP("alerts.releases", 0)
+    lax = _offsets(0, [])
+    lax._committed_offset[other], lax._acked[other], lax._acked_index[other] = 34, [35, 36], {35, 36}
+    assert Consumer._new_offset(lax, other) == 37
