@@ -220,15 +220,15 @@ def patch_stale_acks(on_stale: Callable[[Any], None]) -> None:
     """Never count a record that a stream dropped unhandled as handled (Faust patched in one more place).
 
     After a rebalance Faust's stream drops the records fetched before it (their ``generation_id`` is
-    the old one) and those that reach it while the flow is suspended, since the consumer fetches them
-    again from the committed offset; but it acknowledges each one it drops, and
-    ``Consumer.ack`` adds its offset to the offsets to commit. The next commit then moves past
-    records that nobody has handled yet: if the partition moves to another worker (a second member
-    joins) or this one dies before it handles the copies it fetches again, those records are never
-    handled (tests/integration/test_scaleout_workers.py: now and then a rain gauge's crossing
-    report, and with it an alert, was lost). A record a stream took is marked ``tracked`` before it
-    is handled; a dropped one never is. Such a record is here released (no longer waited for) but
-    its offset is not committed; ``on_stale(message)`` counts it."""
+    the old one) and those that reach it while the flow is suspended, and counts on fetching them
+    again from the committed offset. Faust's pure-Python stream iterator (``NO_CYTHON``, or no
+    compiled extension for the platform) acknowledges each record it drops, and ``Consumer.ack`` adds
+    its offset to the offsets to commit: the next commit moves past records nobody handled, and if
+    the partition moves on (another member joins) or this worker dies before it handles the copies it
+    fetches again, they are never handled. The compiled iterator does not acknowledge them. A record a
+    stream took is marked ``tracked`` before it is handled; a dropped one never is. Such a record is
+    here released (no longer waited for) but its offset is not committed; ``on_stale(message)``
+    counts it."""
     from faust.app.base import App
     from faust.transport.consumer import Consumer
     from faust.types.tuples import ack_lock
