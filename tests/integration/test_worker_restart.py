@@ -60,13 +60,20 @@ def test_restarted_worker_neither_reopens_nor_misses_the_clear(
             send(k, v)
         wait_until(lambda: [d for d in _detections(bootstrap, device) if d["state"] == "open"], 60, "the open")
         # Stop the worker mid-stream; the readings go on (still high, then clearing).
+        t_stop = time.monotonic()
         assert stack.stop_worker(stop_signal) is not None
         for k, v in enumerate([13.0, 12.5, 11.0, 6.0, 2.0, 1.0], start=5):
             send(k, v)
             time.sleep(0.05)
         stack.start_worker()
+        t_ready = time.monotonic()
         states = wait_until(
             lambda: (s := [d["state"] for d in _detections(bootstrap, device)]) and "clear" in s and s, 90, "the clear"
+        )
+        t_clear = time.monotonic()
+        print(
+            f"\nworker restart ({signal.Signals(stop_signal).name}): new worker ready {t_ready - t_stop:.1f} s"
+            f" after the stop, the clear {t_clear - t_stop:.1f} s after it"
         )
         time.sleep(3)  # anything late (a re-opened detection) would show now
         states = [d["state"] for d in _detections(bootstrap, device)]
