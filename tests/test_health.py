@@ -234,7 +234,12 @@ def test_correlation_id_flows_from_reading_to_sms_and_latencies_are_measured() -
 
 
 def test_worker_metrics_pass_promtool(promtool: str) -> None:
+    from tocsin.worker import RebalanceMetrics
+
     reg = _pipeline_once()[0]
+    rebalance = RebalanceMetrics(reg)
+    rebalance.stale.labels("detections").inc()
+    rebalance.reseeks.labels("alerts").inc()
     _promtool_ok(promtool, generate_latest(reg))
 
 
