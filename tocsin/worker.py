@@ -190,7 +190,8 @@ def _raw_topic(app: faust.App, name: str) -> Any:
 
 
 def patch_fetch_max_wait(ms: int) -> None:
-    """Set the long-poll wait of Faust's aiokafka consumer (the one place Tocsin patches Faust).
+    """Set the long-poll wait of Faust's aiokafka consumer (one of the three places Tocsin patches Faust,
+    with ``patch_stale_acks`` and ``patch_strict_commits``).
 
     faust-streaming 0.15 hardcodes ``fetch_max_wait_ms=1500`` in
     ``AIOKafkaConsumerThread._create_worker_consumer`` and has no setting for it. aiokafka keeps one
