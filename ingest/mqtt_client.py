@@ -14,8 +14,9 @@ an incoming QoS 0 or 1 PUBLISH. What this client changes:
   unchanged, after the PUBLISH packets that came before it.
 - **PUBACKs**: :meth:`FastClient.ack_many` queues the acknowledgements of many messages as one write.
 - **Malformed packets** (a remaining length over 4 bytes, a PUBLISH whose topic, packet id or
-  properties overrun the packet, QoS 3, packet id 0): the connection is closed (paho reconnects; the
-  broker redelivers what was not acknowledged) and ``on_malformed`` is called with the reason.
+  properties overrun the packet, QoS 3, packet id 0, and any packet paho's handlers refuse as a
+  protocol error): the connection is closed (paho reconnects; the broker redelivers what was not
+  acknowledged) and ``on_malformed`` is called with the reason.
 
 Written against paho-mqtt 2.x (``_sock_recv``, ``_packet_handle``, ``_in_packet``, ``_packet_queue``,
 ``_loop_rc_handle`` and ``_sock_close`` are paho's internal hooks; the dependency is pinned below 3).
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 READ_BLOCK_BYTES = 65_536
 PUBLISH = 0x30
 PUBACK = 0x40
+CONNACK = 0x20
 MAX_REMAINING_LENGTH = 268_435_455
 """The largest remaining length four varint bytes can carry (MQTT 3.1.1 and 5, 2.2.3)."""
 
@@ -224,6 +226,10 @@ class FastClient(mqtt.Client):
         }
         try:
             rc = self._packet_handle()
+            if rc == MQTTErrorCode.MQTT_ERR_PROTOCOL and packet.command & 0xF0 != CONNACK:
+                # paho refuses it without an exception (a reserved or unhandled packet type, a PINGRESP
+                # with a body, a PUBLISH of QoS 3): as malformed as any packet above
+                raise PahoMalformedPacket(f"packet type 0x{packet.command:02x} refused by paho")
         except PahoMalformedPacket as exc:
             log.error("malformed MQTT packet from the broker (%s): closing the connection", exc)
             if self.on_malformed is not None:
