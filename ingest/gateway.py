@@ -339,7 +339,9 @@ class MqttGateway:
             )
         # QoS 1 packet ids whose records are durable, acknowledged to the broker together: once per
         # round of delivery reports when the sink announces its rounds (librdkafka), else one by one.
-        self._acks: collections.deque[int] = collections.deque()
+        # One queue per MQTT connection (its token beside it): a packet id means another message on
+        # the next connection, so the acknowledgements of a closed connection are never sent.
+        self._acks: tuple[object | None, collections.deque[int]] = (None, collections.deque())
         add_round_hook = getattr(core.sink, "add_round_hook", None)
         self._batched_acks = add_round_hook is not None
         if add_round_hook is not None:
@@ -411,13 +413,17 @@ class MqttGateway:
         if self._closing.is_set():
             return  # not acked: redelivered to the next session
         handle = self._handle
+        connection = self.client.connection  # the batch's (this runs on paho's thread, as a reconnect)
+        if self._acks[0] is not connection:
+            self._acks = (connection, collections.deque())
+        queue = self._acks[1]
         for topic, payload, mid, qos in batch:
             if qos == 0:
                 handle(topic, payload, _no_ack)
             elif self._batched_acks:
-                handle(topic, payload, functools.partial(self._acks.append, mid))
+                handle(topic, payload, functools.partial(queue.append, mid))
             else:
-                handle(topic, payload, functools.partial(self.client.ack_many, [mid]))
+                handle(topic, payload, functools.partial(self.client.ack_many, [mid], connection))
         if self._serve_reports is not None:
             self._serve_reports()
 
@@ -433,7 +439,7 @@ class MqttGateway:
 
     def flush_acks(self) -> None:
         """Send the PUBACKs of every record made durable since the last call, in one write."""
-        acks = self._acks
+        connection, acks = self._acks
         if not acks:
             return
         mids = []
@@ -442,7 +448,7 @@ class MqttGateway:
                 mids.append(acks.popleft())
         except IndexError:
             pass
-        self.client.ack_many(mids)
+        self.client.ack_many(mids, connection)
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Graceful: stop taking messages, flush what is in flight (acking it), then disconnect."""

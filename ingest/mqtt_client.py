@@ -12,7 +12,9 @@ an incoming QoS 0 or 1 PUBLISH. What this client changes:
   ``MQTTMessage``, property decoding, debug formatting, locks and topic-callback matching. Any other
   packet (CONNACK, SUBACK, PINGRESP, DISCONNECT, QoS 2 flows) is handed to paho's own handler
   unchanged, after the PUBLISH packets that came before it.
-- **PUBACKs**: :meth:`FastClient.ack_many` queues the acknowledgements of many messages as one write.
+- **PUBACKs**: :meth:`FastClient.ack_many` queues the acknowledgements of many messages as one write,
+  on the connection they came on (:attr:`FastClient.connection`) or not at all: a packet id belongs to
+  its session, and a session that did not survive a reconnect numbers its messages from 1 again.
 - **Malformed packets** (a remaining length over 4 bytes, a PUBLISH whose topic, packet id or
   properties overrun the packet, QoS 3, packet id 0, and any packet paho's handlers refuse as a
   protocol error): the connection is closed (paho reconnects; the broker redelivers what was not
@@ -25,6 +27,7 @@ Written against paho-mqtt 2.x (``_sock_recv``, ``_packet_handle``, ``_in_packet`
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -164,6 +167,14 @@ class FastClient(mqtt.Client):
         self._mqtt5 = kwargs.get("protocol") == mqtt.MQTTv5
         self.on_publish_batch: Callable[[list[Publish]], None] | None = None
         self.on_malformed: Callable[[str], None] | None = None
+        # held while an acknowledgement is queued and while the socket closes: paho's reconnect clears
+        # its queue after closing, so a PUBACK is either on its own connection's queue or dropped
+        self._ack_lock = threading.RLock()
+
+    @property
+    def connection(self) -> object | None:
+        """The current connection (an opaque token, None between connections), for :meth:`ack_many`."""
+        return self._sock
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         """Read what the socket has (one block) and handle every complete packet in the buffer."""
@@ -248,14 +259,19 @@ class FastClient(mqtt.Client):
             }
         return rc
 
-    def ack_many(self, mids: list[int]) -> None:
-        """Acknowledge QoS 1 messages (packet ids of one connection) in one queued write; any thread."""
-        if mids and self._sock is not None:
-            self._packet_queue(PUBACK, pubacks(mids), 0, 0)
+    def ack_many(self, mids: list[int], connection: object | None = None) -> None:
+        """Acknowledge QoS 1 messages in one queued write; any thread. ``connection``: the
+        :attr:`connection` they came on; when that one is gone the acknowledgements are dropped (the
+        broker redelivers what a surviving session left unacknowledged). None: the current one."""
+        with self._ack_lock:
+            sock = self._sock
+            if mids and sock is not None and (connection is None or connection is sock):
+                self._packet_queue(PUBACK, pubacks(mids), 0, 0)
 
     def _sock_close(self) -> None:
-        self._rbuf.clear()  # bytes of the old connection never reach the next one
-        super()._sock_close()
+        with self._ack_lock:
+            self._rbuf.clear()  # bytes of the old connection never reach the next one
+            super()._sock_close()
 
 
 BufferedClient = FastClient

@@ -409,3 +409,35 @@ def test_any_publish_body_reads_as_paho_reads_it_or_is_refused(flags: int, body:
     if packets is not None and paho is None:  # paho refuses what this parser takes: only these two
         [ours] = packets
         assert mqtt5 or ours.topic == b""  # MQTT 5 property contents; an empty topic (a BAD_TOPIC dead letter)
+
+
+def test_an_acknowledgement_of_an_old_connection_never_reaches_the_next_one() -> None:
+    """A packet id belongs to its session: when the broker's session is gone (expired, or a broker that
+    lost its state), the next connection numbers its messages from the start again, and a late PUBACK
+    for a message of the old connection (its Kafka write acknowledged only now) would acknowledge
+    another message before Kafka has it. Acks tagged with their connection go out on that connection
+    only; the broker redelivers what the old connection did not acknowledge."""
+    client, ours, broker, _reasons, batches = _socket_client(True)
+    old = client.connection
+    broker.sendall(publish(b"t", b"a", 1, 5, b"", True))
+    client.loop_read()
+    assert batches == [[Publish(b"t", b"a", 5, 1)]]
+    client.ack_many([5], old)  # acknowledged while its connection lives: sent
+    client.loop_write()
+    assert broker.recv(100) == pubacks([5])
+    client.loop_read()  # nothing more yet
+    client._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)  # noqa: SLF001 - the connection drops
+    broker.close()
+    ours2, broker2 = socket.socketpair()
+    try:
+        ours2.setblocking(False)
+        client._sock = ours2  # noqa: SLF001 - paho reconnected
+        assert client.connection is not old
+        client.ack_many([6], old)  # the old connection's message: not on this one
+        client.ack_many([7], client.connection)
+        client.loop_write()
+        broker2.setblocking(False)
+        assert broker2.recv(100) == pubacks([7])
+    finally:
+        broker2.close()
+        ours2.close()
