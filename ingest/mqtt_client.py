@@ -12,6 +12,11 @@ an incoming QoS 0 or 1 PUBLISH. What this client changes:
   ``MQTTMessage``, property decoding, debug formatting, locks and topic-callback matching. Any other
   packet (CONNACK, SUBACK, PINGRESP, DISCONNECT, QoS 2 flows) is handed to paho's own handler
   unchanged, after the PUBLISH packets that came before it.
+- **Oversize PUBLISH** (``max_publish_bytes``, with ``on_oversize``): a QoS 0 or 1 PUBLISH whose
+  remaining length exceeds the limit is handed over as :class:`Oversize` (topic, packet id, size,
+  its first bytes) as soon as its header is in, and the rest of it is dropped as it arrives: the
+  buffer never holds more than the limit plus one read, whatever size a device sent (MQTT allows
+  256 MB).
 - **PUBACKs**: :meth:`FastClient.ack_many` queues the acknowledgements of many messages as one write,
   on the connection they came on (:attr:`FastClient.connection`) or not at all: a packet id belongs to
   its session, and a session that did not survive a reconnect numbers its messages from 1 again.
@@ -65,7 +70,18 @@ class Other(NamedTuple):
     body: bytes
 
 
-Packet = Publish | Other
+class Oversize(NamedTuple):
+    """A PUBLISH of QoS 0 or 1 larger than the client's limit: reported as soon as its topic and packet
+    id are in, its remaining bytes skipped as they arrive (never buffered whole)."""
+
+    topic: bytes
+    head: bytes  # the first bytes after the packet id (MQTT 5: the properties, then the payload)
+    mid: int
+    qos: int
+    size: int  # the packet's remaining length (variable header and payload), bytes
+
+
+Packet = Publish | Other | Oversize
 
 # The PUBACK of every packet id, prebuilt: acknowledging is a lookup and a join.
 _PUBACKS = [bytes((PUBACK, 2, mid >> 8, mid & 0xFF)) for mid in range(65_536)]
@@ -87,13 +103,19 @@ def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int] | None:
     raise MalformedPacket("variable byte integer longer than 4 bytes")
 
 
-def split_packets(data: bytes | bytearray, mqtt5: bool, *, fast: bool = True) -> tuple[list[Packet], int]:
+def split_packets(
+    data: bytes | bytearray, mqtt5: bool, *, fast: bool = True, max_publish: int | None = None
+) -> tuple[list[Packet], int]:
     """The complete packets at the start of ``data`` and the number of bytes they take.
 
     An incomplete packet at the end is left for the next call (its bytes are not counted). With
     ``fast``, PUBLISH packets of QoS 0 and 1 come back as :class:`Publish`, everything else as
     :class:`Other`; without it every packet is :class:`Other`. MalformedPacket when a packet breaks
-    the encoding (the packets before it are lost with the connection: they are not acknowledged)."""
+    the encoding (the packets before it are lost with the connection: they are not acknowledged).
+
+    ``max_publish`` (with ``fast``): a QoS 0 or 1 PUBLISH whose remaining length exceeds it comes back
+    as :class:`Oversize` once its topic and packet id are in ``data``, and counts whole: the number
+    returned may then pass ``len(data)``, by the bytes of it still to come (the caller skips them)."""
     buf = memoryview(data)
     end = len(buf)
     pos = 0
@@ -110,6 +132,14 @@ def split_packets(data: bytes | bytearray, mqtt5: bool, *, fast: bool = True) ->
                     break
                 length, body = got
             stop = body + length
+            if max_publish is not None and length > max_publish and fast and head & 0xF0 == PUBLISH:
+                if head & 0x06 != 0x04:  # QoS 2 goes to paho, whatever its size
+                    big = _oversize(buf, head, body, min(end, stop), length)
+                    if big is None:  # its topic and packet id are still to come
+                        break
+                    append(big)
+                    pos = stop
+                    continue
             if stop > end:
                 break
             if fast and head & 0xF0 == PUBLISH and head & 0x06 != 0x04:
@@ -152,6 +182,32 @@ def split_packets(data: bytes | bytearray, mqtt5: bool, *, fast: bool = True) ->
     return out, pos
 
 
+OVERSIZE_HEAD_BYTES = 4_096
+"""The first bytes of an oversize PUBLISH kept for its dead letter."""
+
+
+def _oversize(buf: memoryview, head: int, body: int, end: int, length: int) -> Oversize | None:
+    """The :class:`Oversize` of the PUBLISH whose body starts at ``body`` (``end``: the bytes of it
+    in the buffer); None until its topic and packet id are in."""
+    qos = (head >> 1) & 0x03
+    if qos == 3:
+        raise MalformedPacket("PUBLISH with QoS 3")
+    if body + 2 > end:
+        return None
+    topic_end = body + 2 + (buf[body] << 8 | buf[body + 1])
+    p = topic_end + (2 if qos else 0)
+    if p > body + length:
+        raise MalformedPacket("PUBLISH topic or packet id beyond the packet")
+    if p > end:
+        return None
+    mid = buf[topic_end] << 8 | buf[topic_end + 1] if qos else 0
+    if qos and mid == 0:
+        raise MalformedPacket("PUBLISH with packet id 0")
+    return Oversize(
+        bytes(buf[body + 2 : topic_end]), bytes(buf[p : min(end, p + OVERSIZE_HEAD_BYTES)]), mid, qos, length
+    )
+
+
 def pubacks(mids: list[int]) -> bytes:
     """The PUBACK packets (success, the 2-byte form both MQTT 3.1.1 and 5 accept) of ``mids``."""
     return b"".join([_PUBACKS[m] for m in mids])
@@ -167,6 +223,11 @@ class FastClient(mqtt.Client):
         self._mqtt5 = kwargs.get("protocol") == mqtt.MQTTv5
         self.on_publish_batch: Callable[[list[Publish]], None] | None = None
         self.on_malformed: Callable[[str], None] | None = None
+        # With ``on_publish_batch``: a QoS 0/1 PUBLISH whose remaining length exceeds this goes to
+        # ``on_oversize`` (in its place among the packets) and is never buffered whole.
+        self.max_publish_bytes: int | None = None
+        self.on_oversize: Callable[[Oversize], None] | None = None
+        self._skip = 0  # bytes of an oversize PUBLISH still to come, to be dropped
         # held while an acknowledgement is queued and while the socket closes: paho's reconnect clears
         # its queue after closing, so a PUBACK is either on its own connection's queue or dropped
         self._ack_lock = threading.RLock()
@@ -190,15 +251,24 @@ class FastClient(mqtt.Client):
         if not data:
             return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
         buf = self._rbuf
-        buf += data
+        if self._skip:  # the rest of an oversize PUBLISH
+            dropped = min(self._skip, len(data))
+            self._skip -= dropped
+            buf += memoryview(data)[dropped:]
+        else:
+            buf += data
         on_batch = self.on_publish_batch
+        limit = self.max_publish_bytes if on_batch is not None and self.on_oversize is not None else None
         try:
-            packets, used = split_packets(buf, self._mqtt5, fast=on_batch is not None)
+            packets, used = split_packets(buf, self._mqtt5, fast=on_batch is not None, max_publish=limit)
         except MalformedPacket as exc:
             log.error("malformed MQTT packet from the broker (%s): closing the connection", exc)
             if self.on_malformed is not None:
                 self.on_malformed(str(exc))
             return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
+        if used > len(buf):
+            self._skip = used - len(buf)
+            used = len(buf)
         del buf[:used]
         now = mqtt.time_func()  # the keep-alive sees the bytes received
         with self._msgtime_mutex:
@@ -212,6 +282,10 @@ class FastClient(mqtt.Client):
                 assert on_batch is not None
                 on_batch(batch)
                 batch = []
+            if type(packet) is Oversize:
+                assert self.on_oversize is not None
+                self.on_oversize(packet)
+                continue
             rc = self._paho_handle(packet)
             if rc:
                 return self._loop_rc_handle(rc)
@@ -271,6 +345,7 @@ class FastClient(mqtt.Client):
     def _sock_close(self) -> None:
         with self._ack_lock:
             self._rbuf.clear()  # bytes of the old connection never reach the next one
+            self._skip = 0
             super()._sock_close()
 
 

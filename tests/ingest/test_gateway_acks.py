@@ -112,3 +112,49 @@ def test_a_late_kafka_acknowledgement_is_not_sent_on_the_next_connection(rounds:
         second.close()
         if gateway.client._sock is not None:  # noqa: SLF001
             gateway.client._sock.close()  # noqa: SLF001
+
+
+def test_an_oversize_message_becomes_a_dead_letter_acknowledged_once_kafka_has_it() -> None:
+    """A message far over the payload limit (here 2 MB for 256 KiB) is never held whole: the gateway
+    dead-letters it (``too_large``, with its size and first bytes) and acknowledges it once that dead
+    letter is in Kafka, like any other refused message; the messages around it go through."""
+    sink = HeldSink(rounds=True)
+    core = GatewayCore(sink, GatewayMetrics(CollectorRegistry()), clock=lambda: NOW)
+    gateway = MqttGateway(core, host="127.0.0.1", port=1, client_id="oversize-test")
+    sent: list[tuple[str, bytes]] = []
+    real_send = sink.send
+
+    def send(topic: str, key: bytes | None, value: bytes, on_done: Done) -> None:
+        sent.append((topic, value))
+        real_send(topic, key, value, on_done)
+
+    sink.send = send  # type: ignore[method-assign]
+    broker = _connect(gateway)
+    try:
+        payload = b'{"type":"hydro.rain","junk":"' + b"x" * 2_000_000 + b'"}'
+        body = struct.pack("!H", len(TOPIC)) + TOPIC + struct.pack("!H", 7) + b"\x00" + payload
+        n, length = len(body), bytearray()
+        while True:
+            n, digit = divmod(n, 128)
+            length.append(digit | (0x80 if n else 0))
+            if not n:
+                break
+        big = bytes([0x32]) + bytes(length) + body
+        stream = _publish_qos1(5, 1) + big + _publish_qos1(9, 2)
+        for at in range(0, len(stream), 60_000):
+            broker.sendall(stream[at : at + 60_000])
+            gateway.client.loop_read()
+            assert len(gateway.client._rbuf) < 1_000_000  # noqa: SLF001 - never the whole message
+        gateway.client.loop_read()
+        assert [t for t, _ in sent] == ["telemetry.hydro", "telemetry.deadletter", "telemetry.hydro"]
+        letter = json.loads(sent[1][1])
+        assert letter["reason"] == "too_large" and str(len(body)) in letter["message"]
+        assert letter["mqtt_topic"] == TOPIC.decode()
+        assert (letter["raw_size"], letter["raw_truncated"]) == (len(body), True)
+        assert _acks_received(broker, gateway) == b""  # nothing is durable yet
+        sink.acknowledge_all()
+        assert _acks_received(broker, gateway) == pubacks([5, 7, 9])
+    finally:
+        broker.close()
+        if gateway.client._sock is not None:  # noqa: SLF001
+            gateway.client._sock.close()  # noqa: SLF001

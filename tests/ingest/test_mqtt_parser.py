@@ -20,9 +20,11 @@ from paho.mqtt.properties import Properties
 
 from ingest.mqtt_client import (
     MAX_REMAINING_LENGTH,
+    READ_BLOCK_BYTES,
     FastClient,
     MalformedPacket,
     Other,
+    Oversize,
     Packet,
     Publish,
     _varint,
@@ -258,14 +260,19 @@ def _paho_frames(mqtt5: bool, items: list[tuple[str, bytes, int, int, bool, bool
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311)
     out: list[bytes] = []
     client._sock = object()  # type: ignore[assignment]  # noqa: SLF001 - "connected": paho encodes
-    client._packet_queue = lambda _cmd, packet, *_a, **_k: out.append(bytes(packet))  # type: ignore[method-assign]  # noqa: SLF001
+
+    def capture(_cmd: int, packet: bytes | bytearray, *_a: object, **_k: object) -> MQTTErrorCode:
+        out.append(bytes(packet))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    client._packet_queue = capture  # type: ignore[method-assign,assignment]  # noqa: SLF001
     for topic, payload, qos, mid, retain, dup, props in items:
         client._send_publish(mid, topic.encode(), payload, qos, retain, dup, properties=props)  # noqa: SLF001
     client._sock = None  # noqa: SLF001
     return b"".join(out)
 
 
-def _props(draw_kind: int, n: int) -> Properties | None:
+def _paho_props(draw_kind: int, n: int) -> Properties | None:
     if draw_kind == 0:
         return None
     p = Properties(PacketTypes.PUBLISH)
@@ -282,9 +289,7 @@ def _props(draw_kind: int, n: int) -> Properties | None:
 @given(
     items=st.lists(
         st.tuples(
-            st.text(
-                st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00+#"), min_size=1, max_size=60
-            ),
+            st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00+#"), min_size=1, max_size=60),
             st.binary(max_size=2_000),
             st.sampled_from([0, 1]),
             st.integers(1, 65_535),
@@ -304,7 +309,7 @@ def test_what_paho_encodes_parses_to_what_was_published(
     """PUBLISH packets as paho writes them (MQTT 3.1.1 and 5, with and without properties, retain and
     dup, 1- to 3-byte remaining lengths), fed cut anywhere: the same topic, payload, packet id and QoS,
     once each and in order; and paho's own decoder reads each packet the same way."""
-    rows = [(t, pl, q, mid, r, d, _props(*k) if mqtt5 else None) for t, pl, q, mid, r, d, k in items]
+    rows = [(t, pl, q, mid, r, d, _paho_props(*k) if mqtt5 else None) for t, pl, q, mid, r, d, k in items]
     stream = _paho_frames(mqtt5, rows)
     expected = [Publish(t.encode(), pl, mid if q else 0, q) for t, pl, q, mid, _r, _d, _p in rows]
     bounds = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
@@ -408,6 +413,7 @@ def test_any_publish_body_reads_as_paho_reads_it_or_is_refused(flags: int, body:
         assert packets is not None or (mqtt5 and not _properties_fit(body, qos))
     if packets is not None and paho is None:  # paho refuses what this parser takes: only these two
         [ours] = packets
+        assert isinstance(ours, Publish)
         assert mqtt5 or ours.topic == b""  # MQTT 5 property contents; an empty topic (a BAD_TOPIC dead letter)
 
 
@@ -441,3 +447,77 @@ def test_an_acknowledgement_of_an_old_connection_never_reaches_the_next_one() ->
     finally:
         broker2.close()
         ours2.close()
+
+
+# ------------------------------------------------------------------ oversize PUBLISH: bounded memory
+def test_an_oversize_publish_is_reported_once_and_its_bytes_skipped_as_they_come() -> None:
+    """A PUBLISH larger than the limit is not buffered whole: once its topic and packet id are in, it
+    comes out as :class:`Oversize` (topic, packet id, size, the first bytes of the rest) and the rest of
+    it is skipped as it arrives, read after read; the packets after it parse as usual. The buffer never
+    holds more than the limit plus one read."""
+    limit = 10_000
+    client, ours, broker, reasons, batches = _socket_client(True)
+    big: list[Oversize] = []
+    client.max_publish_bytes = limit
+    client.on_oversize = big.append
+    payload = bytes(range(256)) * 4_000  # 1,024,000 bytes
+    frame = publish(b"tocsin/v1/hydro/qs/RG01/telemetry", payload, 1, 9, b"", True)
+    stream = publish(b"t", b"before", 1, 8, b"", True) + frame + publish(b"t", b"after", 1, 10, b"", True)
+    try:
+        biggest = 0
+        for at in range(0, len(stream), 50_000):
+            broker.sendall(stream[at : at + 50_000])
+            for _ in range(2):  # a read takes up to 64 KiB
+                assert client.loop_read() == MQTTErrorCode.MQTT_ERR_SUCCESS
+                biggest = max(biggest, len(client._rbuf))  # noqa: SLF001
+        assert reasons == []
+        assert [p for b in batches for p in b] == [Publish(b"t", b"before", 8, 1), Publish(b"t", b"after", 10, 1)]
+        [o] = big
+        assert (o.topic, o.mid, o.qos) == (b"tocsin/v1/hydro/qs/RG01/telemetry", 9, 1)
+        assert o.size == len(publish_body(o.topic, payload, 1, 9, b"", True))  # the remaining length
+        assert 0 < len(o.head) <= limit and payload.startswith(o.head[1:])  # MQTT 5: property length first
+        assert biggest <= limit + READ_BLOCK_BYTES
+    finally:
+        broker.close()
+        if client._sock is not None:  # noqa: SLF001
+            ours.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 3_000), min_size=1, max_size=8),
+    mqtt5=st.booleans(),
+    cuts=st.lists(st.integers(0, 30_000), max_size=10),
+    limit=st.integers(0, 2_000),
+)
+def test_with_a_limit_every_packet_comes_out_once_whole_or_oversize(
+    sizes: list[int], mqtt5: bool, cuts: list[int], limit: int
+) -> None:
+    """Packets around the limit, cut anywhere: those within it parse whole, the others come out as
+    :class:`Oversize`, each once and in order, and the bytes of an oversize packet are skipped exactly
+    (the next packet is read from its first byte)."""
+    frames = [publish(b"a/b", bytes([i % 251]) * n, 1, i + 1, b"", mqtt5) for i, n in enumerate(sizes)]
+    stream = b"".join(frames)
+    bounds = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    buf, skip, got = bytearray(), 0, []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        piece = stream[a:b]
+        dropped = min(skip, len(piece))
+        skip -= dropped
+        buf += piece[dropped:]
+        packets, used = split_packets(buf, mqtt5, max_publish=limit)
+        got += packets
+        skip += max(0, used - len(buf))
+        del buf[:used]
+    assert not buf and skip == 0
+    want = []
+    for i, n in enumerate(sizes):
+        length = len(publish_body(b"a/b", bytes([i % 251]) * n, 1, i + 1, b"", mqtt5))
+        if length > limit:
+            want.append(("big", i + 1, length))
+        else:
+            want.append(("whole", i + 1, n))
+    assert [
+        ("big", p.mid, p.size) if isinstance(p, Oversize) else ("whole", p.mid, len(p.payload))  # type: ignore[union-attr]
+        for p in got
+    ] == want
