@@ -8,6 +8,7 @@ record per sample while a condition persists.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -77,6 +78,12 @@ def _field_unit(r: Telemetry, field: str) -> str:
 
 def _anomaly_kind(channel: str) -> str:
     return f"anomaly_{channel}"[:40].lower()
+
+
+def _degree(intensity: float) -> int:
+    """GB/T 17742-2020 degree of an instrumental intensity (already rounded to 0.1): the value rounded,
+    VI for 5.5 <= I < 6.5."""
+    return math.floor(intensity + 0.5 + 1e-9)
 
 
 def _epoch(ts: datetime) -> float:
@@ -852,7 +859,9 @@ class DetectorEngine:
                     at=at,
                     evidence=evidence,
                 )
-        grew = triggered and peaks["intensity"] >= reported + 0.5
+        # re-reported on half a degree of growth, and whenever it reaches a new GB/T degree (the
+        # warning colours and the public floor change at degree boundaries: 4.5, 5.5, 6.5, 7.5)
+        grew = triggered and (peaks["intensity"] >= reported + 0.5 or _degree(peaks["intensity"]) > _degree(reported))
         early = st["k"].pop("pd_early_profile", None) if pd_cm is None else None
         if (grew or pd_cm is not None or early) and DetectionKind.P_TRIGGER in st["open"]:
             reported = max(reported, peaks["intensity"]) if grew else reported

@@ -26,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.metrics import GatewayMetrics
-from ingest.mqtt_client import FastClient, Publish
+from ingest.mqtt_client import FastClient, Oversize, Publish
 from ingest.sinks import Headers, HeaderSink, RecordSink
 from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
 from schemas import topics
@@ -145,6 +145,24 @@ class GatewayCore:
             )
             out = self._dead_letter_record(letter)
         self._produce(out, ack)
+
+    def too_large(self, topic: str, head: bytes, size: int, ack: Callable[[], None]) -> None:
+        """A message the MQTT client did not read whole (``size`` bytes of MQTT packet, of which
+        ``head`` are the first after the packet id): its dead letter (``too_large``, ``raw_size`` the
+        packet's size); ``ack`` runs once that is durable."""
+        received = self.clock()
+        where = parse_device_topic(topic)
+        family = where.family.value if where else "unknown"
+        self.metrics.messages_in.labels(family).inc()
+        letter = DeadLetter.of(
+            head,
+            reason=Reason.TOO_LARGE,
+            message=f"MQTT message of {size} bytes exceeds the payload limit of {self.limits.max_payload_bytes}"
+            f" (only its first {len(head)} bytes are kept)",
+            mqtt_topic=topic,
+            received_at=received,
+        ).model_copy(update={"raw_size": size, "raw_truncated": True})
+        self._produce(self._dead_letter_record(letter), ack)
 
     def _route(self, topic: str, payload: bytes, received: datetime) -> _Outgoing:
         where = self._topics.get(topic, _UNPARSED)
@@ -291,6 +309,12 @@ def tune_gc_for_throughput() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+OVERSIZE_SLACK_BYTES = 131_072
+"""MQTT packet bytes allowed beyond the payload limit (topic up to 64 KiB, packet id, properties)
+before the client stops buffering a message and dead-letters it from its first bytes; a payload just
+over the limit is still read whole and dead-lettered by validation."""
+
+
 def _no_ack() -> None:
     """QoS 0: nothing to acknowledge."""
 
@@ -339,7 +363,9 @@ class MqttGateway:
             )
         # QoS 1 packet ids whose records are durable, acknowledged to the broker together: once per
         # round of delivery reports when the sink announces its rounds (librdkafka), else one by one.
-        self._acks: collections.deque[int] = collections.deque()
+        # One queue per MQTT connection (its token beside it): a packet id means another message on
+        # the next connection, so the acknowledgements of a closed connection are never sent.
+        self._acks: tuple[object | None, collections.deque[int]] = (None, collections.deque())
         add_round_hook = getattr(core.sink, "add_round_hook", None)
         self._batched_acks = add_round_hook is not None
         if add_round_hook is not None:
@@ -349,6 +375,9 @@ class MqttGateway:
         self._serve_reports: Callable[[], object] | None = getattr(core.sink, "serve_reports", None)
         self.client.on_publish_batch = self._on_batch
         self.client.on_malformed = lambda _reason: core.metrics.mqtt_malformed.inc()
+        # a message far over the payload limit is dead-lettered from its first bytes, never held whole
+        self.client.max_publish_bytes = core.limits.max_payload_bytes + OVERSIZE_SLACK_BYTES
+        self.client.on_oversize = self._on_oversize
         if username:
             self.client.username_pw_set(username, password)
         if tls is not None:
@@ -411,15 +440,39 @@ class MqttGateway:
         if self._closing.is_set():
             return  # not acked: redelivered to the next session
         handle = self._handle
+        connection = self.client.connection  # the batch's (this runs on paho's thread, as a reconnect)
+        queue = self._ack_queue(connection)
         for topic, payload, mid, qos in batch:
             if qos == 0:
                 handle(topic, payload, _no_ack)
             elif self._batched_acks:
-                handle(topic, payload, functools.partial(self._acks.append, mid))
+                handle(topic, payload, functools.partial(queue.append, mid))
             else:
-                handle(topic, payload, functools.partial(self.client.ack_many, [mid]))
+                handle(topic, payload, functools.partial(self.client.ack_many, [mid], connection))
         if self._serve_reports is not None:
             self._serve_reports()
+
+    def _ack_queue(self, connection: object | None) -> collections.deque[int]:
+        """The queue of durable packet ids of ``connection`` (a new one when the connection changed)."""
+        if self._acks[0] is not connection:
+            self._acks = (connection, collections.deque())
+        return self._acks[1]
+
+    def _on_oversize(self, big: Oversize) -> None:
+        """A PUBLISH over ``max_publish_bytes`` (FastClient's receive path): its dead letter."""
+        if self._closing.is_set():
+            return  # not acked: redelivered to the next session
+        ack: Callable[[], None] = _no_ack
+        connection = self.client.connection
+        if big.qos and self._batched_acks:
+            ack = functools.partial(self._ack_queue(connection).append, big.mid)
+        elif big.qos:
+            ack = functools.partial(self.client.ack_many, [big.mid], connection)
+        topic = big.topic.decode("utf-8", "surrogateescape")
+        try:
+            self.core.too_large(topic, big.head, big.size, ack)
+        except Exception:  # noqa: BLE001 - too_large() does not raise; belt and braces for the MQTT thread
+            log.exception("gateway failed on a message from %s", printable(topic, TOPIC_MAX_CHARS))
 
     def _handle(self, raw_topic: bytes, payload: bytes, ack: Callable[[], None]) -> None:
         try:
@@ -433,7 +486,7 @@ class MqttGateway:
 
     def flush_acks(self) -> None:
         """Send the PUBACKs of every record made durable since the last call, in one write."""
-        acks = self._acks
+        connection, acks = self._acks
         if not acks:
             return
         mids = []
@@ -442,7 +495,7 @@ class MqttGateway:
                 mids.append(acks.popleft())
         except IndexError:
             pass
-        self.client.ack_many(mids)
+        self.client.ack_many(mids, connection)
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Graceful: stop taking messages, flush what is in flight (acking it), then disconnect."""

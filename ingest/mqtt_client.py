@@ -12,10 +12,18 @@ an incoming QoS 0 or 1 PUBLISH. What this client changes:
   ``MQTTMessage``, property decoding, debug formatting, locks and topic-callback matching. Any other
   packet (CONNACK, SUBACK, PINGRESP, DISCONNECT, QoS 2 flows) is handed to paho's own handler
   unchanged, after the PUBLISH packets that came before it.
-- **PUBACKs**: :meth:`FastClient.ack_many` queues the acknowledgements of many messages as one write.
+- **Oversize PUBLISH** (``max_publish_bytes``, with ``on_oversize``): a QoS 0 or 1 PUBLISH whose
+  remaining length exceeds the limit is handed over as :class:`Oversize` (topic, packet id, size,
+  its first bytes) as soon as its header is in, and the rest of it is dropped as it arrives: the
+  buffer never holds more than the limit plus one read, whatever size a device sent (MQTT allows
+  256 MB).
+- **PUBACKs**: :meth:`FastClient.ack_many` queues the acknowledgements of many messages as one write,
+  on the connection they came on (:attr:`FastClient.connection`) or not at all: a packet id belongs to
+  its session, and a session that did not survive a reconnect numbers its messages from 1 again.
 - **Malformed packets** (a remaining length over 4 bytes, a PUBLISH whose topic, packet id or
-  properties overrun the packet, QoS 3, packet id 0): the connection is closed (paho reconnects; the
-  broker redelivers what was not acknowledged) and ``on_malformed`` is called with the reason.
+  properties overrun the packet, QoS 3, packet id 0, and any packet paho's handlers refuse as a
+  protocol error): the connection is closed (paho reconnects; the broker redelivers what was not
+  acknowledged) and ``on_malformed`` is called with the reason.
 
 Written against paho-mqtt 2.x (``_sock_recv``, ``_packet_handle``, ``_in_packet``, ``_packet_queue``,
 ``_loop_rc_handle`` and ``_sock_close`` are paho's internal hooks; the dependency is pinned below 3).
@@ -24,6 +32,7 @@ Written against paho-mqtt 2.x (``_sock_recv``, ``_packet_handle``, ``_in_packet`
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,6 +45,7 @@ log = logging.getLogger(__name__)
 READ_BLOCK_BYTES = 65_536
 PUBLISH = 0x30
 PUBACK = 0x40
+CONNACK = 0x20
 MAX_REMAINING_LENGTH = 268_435_455
 """The largest remaining length four varint bytes can carry (MQTT 3.1.1 and 5, 2.2.3)."""
 
@@ -60,7 +70,18 @@ class Other(NamedTuple):
     body: bytes
 
 
-Packet = Publish | Other
+class Oversize(NamedTuple):
+    """A PUBLISH of QoS 0 or 1 larger than the client's limit: reported as soon as its topic and packet
+    id are in, its remaining bytes skipped as they arrive (never buffered whole)."""
+
+    topic: bytes
+    head: bytes  # the first bytes after the packet id (MQTT 5: the properties, then the payload)
+    mid: int
+    qos: int
+    size: int  # the packet's remaining length (variable header and payload), bytes
+
+
+Packet = Publish | Other | Oversize
 
 # The PUBACK of every packet id, prebuilt: acknowledging is a lookup and a join.
 _PUBACKS = [bytes((PUBACK, 2, mid >> 8, mid & 0xFF)) for mid in range(65_536)]
@@ -82,13 +103,19 @@ def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int] | None:
     raise MalformedPacket("variable byte integer longer than 4 bytes")
 
 
-def split_packets(data: bytes | bytearray, mqtt5: bool, *, fast: bool = True) -> tuple[list[Packet], int]:
+def split_packets(
+    data: bytes | bytearray, mqtt5: bool, *, fast: bool = True, max_publish: int | None = None
+) -> tuple[list[Packet], int]:
     """The complete packets at the start of ``data`` and the number of bytes they take.
 
     An incomplete packet at the end is left for the next call (its bytes are not counted). With
     ``fast``, PUBLISH packets of QoS 0 and 1 come back as :class:`Publish`, everything else as
     :class:`Other`; without it every packet is :class:`Other`. MalformedPacket when a packet breaks
-    the encoding (the packets before it are lost with the connection: they are not acknowledged)."""
+    the encoding (the packets before it are lost with the connection: they are not acknowledged).
+
+    ``max_publish`` (with ``fast``): a QoS 0 or 1 PUBLISH whose remaining length exceeds it comes back
+    as :class:`Oversize` once its topic and packet id are in ``data``, and counts whole: the number
+    returned may then pass ``len(data)``, by the bytes of it still to come (the caller skips them)."""
     buf = memoryview(data)
     end = len(buf)
     pos = 0
@@ -105,6 +132,14 @@ def split_packets(data: bytes | bytearray, mqtt5: bool, *, fast: bool = True) ->
                     break
                 length, body = got
             stop = body + length
+            if max_publish is not None and length > max_publish and fast and head & 0xF0 == PUBLISH:
+                if head & 0x06 != 0x04:  # QoS 2 goes to paho, whatever its size
+                    big = _oversize(buf, head, body, min(end, stop), length)
+                    if big is None:  # its topic and packet id are still to come
+                        break
+                    append(big)
+                    pos = stop
+                    continue
             if stop > end:
                 break
             if fast and head & 0xF0 == PUBLISH and head & 0x06 != 0x04:
@@ -147,6 +182,32 @@ def split_packets(data: bytes | bytearray, mqtt5: bool, *, fast: bool = True) ->
     return out, pos
 
 
+OVERSIZE_HEAD_BYTES = 4_096
+"""The first bytes of an oversize PUBLISH kept for its dead letter."""
+
+
+def _oversize(buf: memoryview, head: int, body: int, end: int, length: int) -> Oversize | None:
+    """The :class:`Oversize` of the PUBLISH whose body starts at ``body`` (``end``: the bytes of it
+    in the buffer); None until its topic and packet id are in."""
+    qos = (head >> 1) & 0x03
+    if qos == 3:
+        raise MalformedPacket("PUBLISH with QoS 3")
+    if body + 2 > end:
+        return None
+    topic_end = body + 2 + (buf[body] << 8 | buf[body + 1])
+    p = topic_end + (2 if qos else 0)
+    if p > body + length:
+        raise MalformedPacket("PUBLISH topic or packet id beyond the packet")
+    if p > end:
+        return None
+    mid = buf[topic_end] << 8 | buf[topic_end + 1] if qos else 0
+    if qos and mid == 0:
+        raise MalformedPacket("PUBLISH with packet id 0")
+    return Oversize(
+        bytes(buf[body + 2 : topic_end]), bytes(buf[p : min(end, p + OVERSIZE_HEAD_BYTES)]), mid, qos, length
+    )
+
+
 def pubacks(mids: list[int]) -> bytes:
     """The PUBACK packets (success, the 2-byte form both MQTT 3.1.1 and 5 accept) of ``mids``."""
     return b"".join([_PUBACKS[m] for m in mids])
@@ -162,6 +223,19 @@ class FastClient(mqtt.Client):
         self._mqtt5 = kwargs.get("protocol") == mqtt.MQTTv5
         self.on_publish_batch: Callable[[list[Publish]], None] | None = None
         self.on_malformed: Callable[[str], None] | None = None
+        # With ``on_publish_batch``: a QoS 0/1 PUBLISH whose remaining length exceeds this goes to
+        # ``on_oversize`` (in its place among the packets) and is never buffered whole.
+        self.max_publish_bytes: int | None = None
+        self.on_oversize: Callable[[Oversize], None] | None = None
+        self._skip = 0  # bytes of an oversize PUBLISH still to come, to be dropped
+        # held while an acknowledgement is queued and while the socket closes: paho's reconnect clears
+        # its queue after closing, so a PUBACK is either on its own connection's queue or dropped
+        self._ack_lock = threading.RLock()
+
+    @property
+    def connection(self) -> object | None:
+        """The current connection (an opaque token, None between connections), for :meth:`ack_many`."""
+        return self._sock
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         """Read what the socket has (one block) and handle every complete packet in the buffer."""
@@ -177,15 +251,24 @@ class FastClient(mqtt.Client):
         if not data:
             return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
         buf = self._rbuf
-        buf += data
+        if self._skip:  # the rest of an oversize PUBLISH
+            dropped = min(self._skip, len(data))
+            self._skip -= dropped
+            buf += memoryview(data)[dropped:]
+        else:
+            buf += data
         on_batch = self.on_publish_batch
+        limit = self.max_publish_bytes if on_batch is not None and self.on_oversize is not None else None
         try:
-            packets, used = split_packets(buf, self._mqtt5, fast=on_batch is not None)
+            packets, used = split_packets(buf, self._mqtt5, fast=on_batch is not None, max_publish=limit)
         except MalformedPacket as exc:
             log.error("malformed MQTT packet from the broker (%s): closing the connection", exc)
             if self.on_malformed is not None:
                 self.on_malformed(str(exc))
             return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
+        if used > len(buf):
+            self._skip = used - len(buf)
+            used = len(buf)
         del buf[:used]
         now = mqtt.time_func()  # the keep-alive sees the bytes received
         with self._msgtime_mutex:
@@ -199,6 +282,10 @@ class FastClient(mqtt.Client):
                 assert on_batch is not None
                 on_batch(batch)
                 batch = []
+            if type(packet) is Oversize:
+                assert self.on_oversize is not None
+                self.on_oversize(packet)
+                continue
             rc = self._paho_handle(packet)
             if rc:
                 return self._loop_rc_handle(rc)
@@ -224,6 +311,10 @@ class FastClient(mqtt.Client):
         }
         try:
             rc = self._packet_handle()
+            if rc == MQTTErrorCode.MQTT_ERR_PROTOCOL and packet.command & 0xF0 != CONNACK:
+                # paho refuses it without an exception (a reserved or unhandled packet type, a PINGRESP
+                # with a body, a PUBLISH of QoS 3): as malformed as any packet above
+                raise PahoMalformedPacket(f"packet type 0x{packet.command:02x} refused by paho")
         except PahoMalformedPacket as exc:
             log.error("malformed MQTT packet from the broker (%s): closing the connection", exc)
             if self.on_malformed is not None:
@@ -242,14 +333,20 @@ class FastClient(mqtt.Client):
             }
         return rc
 
-    def ack_many(self, mids: list[int]) -> None:
-        """Acknowledge QoS 1 messages (packet ids of one connection) in one queued write; any thread."""
-        if mids and self._sock is not None:
-            self._packet_queue(PUBACK, pubacks(mids), 0, 0)
+    def ack_many(self, mids: list[int], connection: object | None = None) -> None:
+        """Acknowledge QoS 1 messages in one queued write; any thread. ``connection``: the
+        :attr:`connection` they came on; when that one is gone the acknowledgements are dropped (the
+        broker redelivers what a surviving session left unacknowledged). None: the current one."""
+        with self._ack_lock:
+            sock = self._sock
+            if mids and sock is not None and (connection is None or connection is sock):
+                self._packet_queue(PUBACK, pubacks(mids), 0, 0)
 
     def _sock_close(self) -> None:
-        self._rbuf.clear()  # bytes of the old connection never reach the next one
-        super()._sock_close()
+        with self._ack_lock:
+            self._rbuf.clear()  # bytes of the old connection never reach the next one
+            self._skip = 0
+            super()._sock_close()
 
 
 BufferedClient = FastClient

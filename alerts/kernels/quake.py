@@ -403,6 +403,35 @@ def _as_location(loc: Location | Mapping[str, Any]) -> Location:
     return loc if isinstance(loc, Location) else Location.from_dict(loc)
 
 
+def _grid_rms(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    lat0: float,
+    lon0: float,
+    st_lat: np.ndarray,
+    st_lon: np.ndarray,
+    t_rel: np.ndarray,
+    depth_km: float,
+    vp_km_s: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, RMS residual, origin offset) of every node of the grid ``xs`` x ``ys``, row by row (y)."""
+    gx, gy = np.meshgrid(xs, ys, indexing="xy")
+    gx, gy = gx.ravel(), gy.ravel()
+    glat, glon = xy_to_latlon(gx, gy, lat0, lon0)
+    glat, glon = np.atleast_1d(glat), np.atleast_1d(glon)
+    n_st = st_lat.size
+    block = max(1, _BLOCK_ELEMENTS // n_st)
+    rms = np.empty(gx.size)
+    t0 = np.empty(gx.size)
+    for s in range(0, gx.size, block):
+        e = min(gx.size, s + block)
+        d = _haversine_arr(glat[s:e, None], glon[s:e, None], st_lat[None, :], st_lon[None, :])
+        r = t_rel[None, :] - np.hypot(d, depth_km) / vp_km_s
+        t0[s:e] = r.mean(axis=1)
+        rms[s:e] = np.sqrt(np.mean(np.square(r - t0[s:e, None]), axis=1))
+    return gx, gy, rms, t0
+
+
 def _grid_best(
     xs: np.ndarray,
     ys: np.ndarray,
@@ -415,24 +444,94 @@ def _grid_best(
     vp_km_s: float,
 ) -> tuple[float, float, float, float]:
     """(x, y, rms, origin offset) of the grid node with the smallest RMS residual (first on ties)."""
-    gx, gy = np.meshgrid(xs, ys, indexing="xy")
-    gx, gy = gx.ravel(), gy.ravel()
-    glat, glon = xy_to_latlon(gx, gy, lat0, lon0)
-    glat, glon = np.atleast_1d(glat), np.atleast_1d(glon)
-    n_st = st_lat.size
-    block = max(1, _BLOCK_ELEMENTS // n_st)
-    best = (math.inf, -1, 0.0)
-    for s in range(0, gx.size, block):
-        e = min(gx.size, s + block)
-        d = _haversine_arr(glat[s:e, None], glon[s:e, None], st_lat[None, :], st_lon[None, :])
-        r = t_rel[None, :] - np.hypot(d, depth_km) / vp_km_s
-        t0 = r.mean(axis=1)
-        rms = np.sqrt(np.mean(np.square(r - t0[:, None]), axis=1))
-        k = int(np.argmin(rms))
-        if rms[k] < best[0]:
-            best = (float(rms[k]), s + k, float(t0[k]))
-    rms_min, k, t0 = best
-    return float(gx[k]), float(gy[k]), rms_min, t0
+    gx, gy, rms, t0 = _grid_rms(xs, ys, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
+    k = int(np.argmin(rms))
+    return float(gx[k]), float(gy[k]), float(rms[k]), float(t0[k])
+
+
+def _polish(
+    x: float,
+    y: float,
+    lat0: float,
+    lon0: float,
+    st_lat: np.ndarray,
+    st_lon: np.ndarray,
+    t_rel: np.ndarray,
+    depth_km: float,
+    vp_km_s: float,
+    iterations: int = 30,
+) -> tuple[float, float, float, float]:
+    """(x, y, rms, origin offset) after Gauss-Newton steps from the grid node ``(x, y)``: the residuals'
+    derivatives from the local projection, each step kept only if the RMS (great-circle travel times)
+    falls, so the result is never worse than the node. Three picks fit a place exactly: the grid only
+    gets within a node of it, and along the long, flat valley that three stations leave, a node can be
+    kilometres from the exact fit."""
+    sx, sy = local_xy_km(st_lat, st_lon, lat0, lon0)
+
+    def residuals(px: float, py: float) -> tuple[np.ndarray, float]:
+        plat, plon = xy_to_latlon(px, py, lat0, lon0)
+        r = t_rel - np.hypot(_haversine_arr(plat, plon, st_lat, st_lon), depth_km) / vp_km_s
+        t0 = float(r.mean())
+        return r - t0, t0
+
+    r, t0 = residuals(x, y)
+    cost = float(r @ r)
+    for _ in range(iterations):
+        hyp = np.maximum(np.hypot(np.hypot(x - sx, y - sy), depth_km), 1e-6) * vp_km_s
+        jac = -np.column_stack(((x - sx) / hyp, (y - sy) / hyp))
+        jac -= jac.mean(axis=0)  # the origin time is solved for at every point
+        jtj = jac.T @ jac
+        try:
+            step = np.linalg.solve(jtj + 1e-9 * np.eye(2), -(jac.T @ r))
+        except np.linalg.LinAlgError:
+            break
+        moved = False
+        for _ in range(12):
+            nx, ny = x + float(step[0]), y + float(step[1])
+            nr, nt0 = residuals(nx, ny)
+            n_cost = float(nr @ nr)
+            if n_cost < cost:
+                x, y, r, t0, cost, moved = nx, ny, nr, nt0, n_cost, True
+                break
+            step = step / 2.0
+        if not moved or float(np.hypot(*step)) < 1e-7:
+            break
+    return x, y, math.sqrt(cost / t_rel.size), t0
+
+
+LOCATE_BASINS = 4
+LOCATE_TIE_S = 1e-3
+"""RMS residuals (s) closer than this are an equally good fit (:func:`locate` then takes the place
+nearest a station)."""
+"""Local minima of the coarse grid refined by :func:`locate` (the lowest first)."""
+
+
+def _coarse_minima(rms: np.ndarray, n: int, limit: int) -> list[int]:
+    """Flat indices of the ``limit`` lowest local minima (no lower neighbour among the 8) of an
+    ``n`` x ``n`` grid of RMS values, lowest first (then by index)."""
+    g = rms.reshape(n, n)
+    padded = np.pad(g, 1, constant_values=np.inf)
+    is_min = np.ones_like(g, dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dx or dy:
+                is_min &= g <= padded[1 + dy : 1 + dy + n, 1 + dx : 1 + dx + n]
+    idx = np.flatnonzero(is_min)
+    order = np.lexsort((idx, rms[idx]))
+    return [int(i) for i in idx[order][:limit]]
+
+
+def _centroid(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
+    """The stations' centre: the mean of their unit vectors, back on the sphere (symmetric in the
+    stations, no trouble at the antimeridian)."""
+    order = np.lexsort((lon, lat))  # one summation order whatever the picks' times
+    la, lo = np.radians(lat[order]), np.radians(lon[order])
+    x, y, z = (
+        float(np.mean(np.cos(la) * np.cos(lo))),
+        float(np.mean(np.cos(la) * np.sin(lo))),
+        float(np.mean(np.sin(la))),
+    )
+    return math.degrees(math.atan2(z, math.hypot(x, y))), math.degrees(math.atan2(y, x))
 
 
 def locate(
@@ -447,17 +546,25 @@ def locate(
 
     Model: ``t_i = t0 + sqrt(epi_i**2 + depth_km**2) / vp_km_s``, uniform velocity. For each grid
     node the origin time minimising the residuals in the least-squares sense is solved in closed
-    form, ``t0 = mean(t_i - tt_i)``, and the node with the smallest RMS residual wins. The coarse
-    grid (``grid_step_km``, +-``grid_half_width_km`` east and north) is centred on the station of
-    the earliest pick (the epicentre is nearer to it than to any other station, in this model);
-    a second grid at ``refine_step_km`` spans +-2 coarse steps around the best coarse node.
-    Grid coordinates use the equirectangular projection about that station (:func:`local_xy_km`);
-    travel times use exact great-circle distances. Picks are weighted equally; use the cluster
-    from :func:`coincidence` so that outliers are already removed.
+    form, ``t0 = mean(t_i - tt_i)``. The coarse grid (``grid_step_km``, +-``grid_half_width_km``
+    east and north) is centred on the stations' centroid; a second grid at ``refine_step_km`` spans
+    +-2 coarse steps around each of the :data:`LOCATE_BASINS` lowest local minima of the coarse
+    grid, each one's best fine node is polished by Gauss-Newton steps (:func:`_polish`), and the
+    smallest RMS residual wins. Fits within :data:`LOCATE_TIE_S` of it are equally good (three picks
+    can fit two places exactly, one of them often a mirror image outside the network): the one
+    nearest a station is taken. Grid coordinates use the equirectangular projection about the
+    centroid (:func:`local_xy_km`); travel times use exact great-circle distances. Picks are
+    weighted equally; use the cluster from :func:`coincidence` so that outliers are already removed.
+
+    The search depends on where the stations are, not on which of them triggered first: a grid
+    centred on the earliest station finds one or the other of two such fits depending on which of
+    two near-simultaneous stations came first. The result is the same for the same picks in any
+    order and under any station names.
 
     Needs at least 3 picks (3 unknowns); raises ``ValueError`` otherwise.
     """
-    ps = sorted((_as_pick(p) for p in picks), key=lambda p: (p.t_s, p.station_id))
+    # by time, then place: neither the names nor the order given play a part
+    ps = sorted((_as_pick(p) for p in picks), key=lambda p: (p.t_s, p.lat, p.lon, p.station_id))
     if len(ps) < 3:
         raise ValueError(f"locate needs at least 3 picks, got {len(ps)}")
     for name, v in (("vp_km_s", vp_km_s), ("grid_half_width_km", grid_half_width_km)):
@@ -472,14 +579,25 @@ def locate(
     st_lon = np.array([p.lon for p in ps])
     t_ref = ps[0].t_s
     t_rel = np.array([p.t_s - t_ref for p in ps])  # relative times keep full precision
-    lat0, lon0 = ps[0].lat, ps[0].lon
+    lat0, lon0 = _centroid(st_lat, st_lon)
 
     n_half = int(math.ceil(grid_half_width_km / grid_step_km - 1e-9))
     coarse = np.arange(-n_half, n_half + 1) * grid_step_km
-    bx, by, _, _ = _grid_best(coarse, coarse, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
+    gx, gy, g_rms, _ = _grid_rms(coarse, coarse, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
     m_half = int(math.ceil(2.0 * grid_step_km / refine_step_km - 1e-9))
     fine = np.arange(-m_half, m_half + 1) * refine_step_km
-    fx, fy, rms, t0 = _grid_best(bx + fine, by + fine, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
+    fits = []
+    for k in _coarse_minima(g_rms, coarse.size, LOCATE_BASINS):
+        fx_k, fy_k, _, _ = _grid_best(gx[k] + fine, gy[k] + fine, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
+        fits.append(_polish(fx_k, fy_k, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s))
+    # Places that fit equally well (three picks: two exact solutions): the one nearest a station, i.e.
+    # in the network rather than its mirror image outside it.
+    least = min(f[2] for f in fits)
+    sx, sy = local_xy_km(st_lat, st_lon, lat0, lon0)
+    fx, fy, rms, t0 = min(
+        (f for f in fits if f[2] <= least + LOCATE_TIE_S),
+        key=lambda f: (float(np.min(np.hypot(sx - f[0], sy - f[1]))), f[2], f[0], f[1]),
+    )
     lat, lon = xy_to_latlon(fx, fy, lat0, lon0)
     return Location(float(lat), float(lon), float(depth_km), t_ref + t0, rms, len(ps))
 

@@ -3,7 +3,9 @@ warning time."""
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 from typing import Any
 
 import numpy as np
@@ -411,3 +413,58 @@ def test_blind_zone_radius_matches_zero_warning_time() -> None:
     target = (30.0 + math.degrees(r / EARTH_RADIUS_KM), 104.0)
     assert s_warning_time_s(loc, *target, T0 + 8.0) == pytest.approx(0.0, abs=1e-9)
     assert blind_zone_radius_km(loc, T0 + 1.0) == 0.0  # S has not reached the surface yet
+
+
+# Three stations, two of them at the same distance from the epicentre (the same arrival time): which of
+# the two "triggered first" is only the tie-break of their names. The epicentre lies 9.6 km south of
+# the middle of A and B; with three picks there are two exact solutions, and a grid centred on the
+# earliest station finds one or the other (0.01 km or 23.9 km off) depending on which.
+_TIE = {"A": (4.783927096455119, -9.602535724205573), "B": (-4.783927096455119, -9.602535724205573)}
+_TIE_C = (-23.99185872044211, -7.838825186665815)
+
+
+def _tie_picks(names: dict[str, str]) -> list[Pick]:
+    picks = []
+    for sid, (dx, dy) in [*_TIE.items(), ("C", _TIE_C)]:
+        lat, lon = _station(dx, dy)
+        picks.append(Pick(names[sid], lat, lon, T0 + math.hypot(haversine_km(*EPI, lat, lon), DEPTH_KM) / VP))
+    t_a = picks[0].t_s
+    return [Pick(p.station_id, p.lat, p.lon, t_a if p is picks[1] else p.t_s) for p in picks]  # an exact tie
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_the_first_location_does_not_depend_on_which_station_triggered_first(order: tuple[int, ...]) -> None:
+    """The same picks, in any order and with the tied stations' names swapped (so that either one is the
+    earliest after the tie-break), give the same location."""
+    ref = locate(_tie_picks({"A": "ST-A", "B": "ST-B", "C": "ST-C"}))
+    swapped = _tie_picks({"A": "ST-B", "B": "ST-A", "C": "ST-C"})
+    loc = locate([swapped[i] for i in order])
+    assert haversine_km(loc.lat, loc.lon, ref.lat, ref.lon) < 1e-6
+    assert loc.origin_t_s == pytest.approx(ref.origin_t_s, abs=1e-6)
+    assert loc.rms_s == pytest.approx(ref.rms_s, abs=1e-9) and loc.rms_s < 0.05
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(-40.0, 40.0), st.floats(-40.0, 40.0)), min_size=3, max_size=5, unique=True),
+    st.floats(-20.0, 20.0),
+    st.floats(-20.0, 20.0),
+    st.randoms(use_true_random=False),
+)
+def test_locate_depends_on_the_picks_not_on_their_order_or_names(
+    offsets: list[tuple[float, float]], ex: float, ey: float, rnd: random.Random
+) -> None:
+    """Any network, its two earliest picks tied: the picks shuffled and the stations renamed (so that the
+    tie-break by name makes another station the earliest) give the very same location."""
+    epi = xy_to_latlon(ex, ey, *EPI)
+    picks = []
+    for i, (dx, dy) in enumerate(offsets):
+        lat, lon = _station(dx, dy)
+        picks.append(Pick(f"S{i}", lat, lon, T0 + math.hypot(haversine_km(*epi, lat, lon), DEPTH_KM) / VP))
+    first, second = sorted(picks, key=lambda p: p.t_s)[:2]
+    picks = [Pick(p.station_id, p.lat, p.lon, first.t_s if p is second else p.t_s) for p in picks]
+    names = [p.station_id for p in picks]
+    rnd.shuffle(names)
+    renamed = [Pick(name, p.lat, p.lon, p.t_s) for name, p in zip(names, picks, strict=True)]
+    rnd.shuffle(renamed)
+    assert locate(renamed) == locate(picks)

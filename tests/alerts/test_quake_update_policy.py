@@ -117,8 +117,12 @@ def test_a_near_station_s_inflated_pd_does_not_set_the_first_magnitude() -> None
     """A station 13 km from the epicentre (S 1.8 s after P) reports a 3 s Pd that includes the S wave
     (here: reading M6.6 for an M4.4). Without a Pd profile it is left out: the magnitude stays
     pending (level from observed intensity) until a station with a P-only window reports; with a
-    profile its window is cut before the S wave."""
-    offsets = {**OFFSETS, "NR": (8.0, 5.0)}
+    profile its window is cut before the S wave.
+
+    The epicentre lies inside the triangle of the first three stations (NR, ST0, ST1): outside it, three
+    picks fit a second place exactly as well (at (8, 5) for NR, one 5 km away), and the magnitude would
+    rest on whichever of the two the location search took."""
+    offsets = {**OFFSETS, "NR": (-5.0, -8.0)}
     _, _, hypo = where("NR", offsets)
     inflated = pd_from_magnitude(6.6, hypo)
     clean = pd_from_magnitude(4.4, hypo)

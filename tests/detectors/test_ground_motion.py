@@ -8,6 +8,7 @@ Every expected value below is worked out by hand from those formulas (arithmetic
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -212,3 +213,47 @@ def test_the_pd_profile_so_far_goes_out_each_second_before_the_full_window() -> 
     assert "pd_cm" not in early[0].evidence
     # each early profile is the start of the full one (the same prefixes of the same record)
     assert early[1].evidence["pd_profile_cm"] == full[0].evidence["pd_profile_cm"][:4]
+
+
+def _ramped_packets(device_id: str, ramp_s: float, scale: float, seconds: int = 45) -> list[SeismicPacket]:
+    """Three-component 2 Hz motion from BURST_S growing linearly for ``ramp_s`` seconds to ``scale`` times
+    the amplitudes above, then decaying (3 s): the station's intensity climbs a little every packet."""
+    rng = np.random.default_rng(7)
+    t = np.arange(int(seconds * DF)) / DF
+    tb = np.clip(t - BURST_S, 0.0, None)
+    envelope = np.clip(tb / ramp_s, 0.0, 1.0) * np.exp(-np.clip(tb - ramp_s - 5.0, 0.0, None) / 3.0)
+    out = []
+    for comp in "ZNE":
+        x = np.where(t >= BURST_S, AMPS[comp] * scale * np.sin(OMEGA * tb) * envelope, 0.0)
+        x = x + rng.normal(0.0, 1e-6, t.size)
+        for k in range(seconds):
+            out.append(
+                SeismicPacket(
+                    device_id=device_id,
+                    site="net",
+                    ts=T0 + timedelta(seconds=k),
+                    channel=f"HH{comp}",
+                    sample_rate_hz=DF,
+                    unit="m/s",
+                    samples=x[int(k * DF) : int((k + 1) * DF)].tolist(),
+                )
+            )
+    return sorted(out, key=lambda p: p.ts)
+
+
+def _degree(intensity: float) -> int:
+    """GB/T 17742-2020 degree: the instrumental intensity rounded (VI is 5.5 <= I < 6.5)."""
+    return math.floor(intensity + 0.5 + 1e-9)
+
+
+@pytest.mark.parametrize(("ramp_s", "scale"), [(4.0, 1.7), (6.0, 0.6), (6.0, 1.4), (8.0, 0.65), (8.0, 1.35)])
+def test_a_new_degree_is_reported_while_the_station_shakes_not_at_its_end(ramp_s: float, scale: float) -> None:
+    """Shaking that climbs into the next degree by less than half a degree (here: into V/VI/VII, the
+    boundaries of the public floor and of the yellow and orange warnings) is reported in the packet
+    where it does, while the trigger is on: the alert engine escalates then, not when the trigger
+    ends seconds later. Every degree the station reaches is reported before the trigger clears."""
+    dets = _run(_ramped_packets("SS7", ramp_s, scale))
+    while_on = [d for d in dets if d.state is not DetectionState.CLEAR]
+    [cleared] = [d for d in dets if d.state is DetectionState.CLEAR]
+    final = cleared.evidence["intensity"]
+    assert _degree(max(d.evidence.get("intensity", 0.0) for d in while_on)) == _degree(final)

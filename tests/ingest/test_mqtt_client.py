@@ -128,3 +128,75 @@ def test_batch_path_acks_with_one_write_and_the_broker_redelivers_only_the_unack
         sub.disconnect()
         sub.loop_stop()
     assert [p.payload for p in again] == payloads[n - unacked :]
+
+
+def test_an_oversize_message_through_the_broker_is_skipped_reported_and_acknowledged(services: dict[str, str]) -> None:
+    """A 3 MB message between small ones, through Mosquitto, to a client with a 100 KB limit: it comes
+    out as one ``Oversize`` (topic, packet id, size, first bytes), the small ones whole and in order, and
+    once acknowledged the broker does not send it again."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from ingest.mqtt_client import FastClient, Oversize, Publish
+
+    port = int(services["TOCSIN_MQTT_PORT"])
+    run = uuid.uuid4().hex[:8]
+    topic = f"test/oversize/{run}"
+    payloads = [b"small-1", b"B" * 3_000_000, b"small-2"]
+    got: list[Publish | Oversize] = []
+    done, subscribed = threading.Event(), threading.Event()
+
+    def connect() -> FastClient:
+        c = FastClient(CallbackAPIVersion.VERSION2, client_id=f"big-{run}", protocol=mqtt.MQTTv5, manual_ack=True)
+
+        def on_batch(batch: list[Publish]) -> None:
+            got.extend(batch)
+            c.ack_many([p.mid for p in batch], c.connection)
+            if len(got) >= 3:
+                done.set()
+
+        def on_oversize(big: Oversize) -> None:
+            got.append(big)
+            c.ack_many([big.mid], c.connection)
+
+        c.max_publish_bytes = 100_000
+        c.on_publish_batch = on_batch
+        c.on_oversize = on_oversize
+        c.on_subscribe = lambda *_a: subscribed.set()
+        c.on_connect = lambda cl, *_a: cl.subscribe(topic, qos=1)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 60
+        c.connect("127.0.0.1", port, clean_start=False, properties=props)
+        c.loop_start()
+        assert subscribed.wait(10), "not subscribed"
+        return c
+
+    sub = connect()
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pubbig-{run}", protocol=mqtt.MQTTv5)
+    try:
+        pub.connect("127.0.0.1", port)
+        pub.loop_start()
+        for p in payloads:
+            pub.publish(topic, p, qos=1).wait_for_publish(30)
+        assert done.wait(30), f"{len(got)} of 3 arrived"
+        time.sleep(0.5)  # let the PUBACKs go out
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        sub.disconnect()
+        sub.loop_stop()
+    assert [type(p).__name__ for p in got] == ["Publish", "Oversize", "Publish"]
+    small1, big, small2 = got
+    assert (small1.payload, small2.payload) == (b"small-1", b"small-2")  # type: ignore[union-attr]
+    assert isinstance(big, Oversize) and big.topic == topic.encode() and big.qos == 1
+    assert big.size > 3_000_000 and big.head.endswith(b"B" * 100)
+
+    done.clear()
+    got.clear()
+    subscribed.clear()
+    sub = connect()  # the same persistent session: nothing left to redeliver
+    try:
+        assert not done.wait(2) and got == []
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
