@@ -28,7 +28,7 @@ class GatewayMetrics:
         )
         self.messages_out = Counter(
             "tocsin_gateway_records_produced_total",
-            "records acknowledged downstream",
+            "messages whose record was acknowledged downstream (a batch record counts each of its readings)",
             ["topic"],
             registry=registry,
         )
