@@ -20,7 +20,6 @@ consumer lag per topic and partition (``tocsin_worker_consumer_lag``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import logging
 import os
@@ -348,13 +347,23 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                 cid = header(msg.headers, CORRELATION_HEADER)
                 await detect_reading(raw, (msg.partition, msg.offset), msg.timestamp, cid, held, lock)
                 return
-            # A batch record (schemas/batch.py): a malformed envelope raises here (the whole record is
-            # set aside); each reading is then guarded on its own, so a bad one is set aside alone.
-            for i, piece in enumerate(unpack(raw)):
-                one = BatchReading(msg.topic, msg.partition, msg.offset, msg.key, piece, msg.headers, i)
-                position = (msg.partition, msg.offset, i)
-                handle = functools.partial(detect_reading, piece, position, msg.timestamp, None, held, lock)
-                await guard.run(name, one, handle)
+            # A batch record (schemas/batch.py): a malformed envelope raises here (the guard sets the
+            # whole record aside); each reading is then guarded on its own, as ``guard.run`` would
+            # (inline: no coroutine per reading), so a bad one is set aside alone and the next judged.
+            # The state's lock is held for the record (at most BATCH_MAX_READINGS readings).
+            readings = unpack(raw)
+            partition, offset, received_s = msg.partition, msg.offset, msg.timestamp
+            async with lock:
+                held.partition = partition
+                for i, piece in enumerate(readings):
+                    try:
+                        record = decode_telemetry(piece)
+                        position = (partition, offset, i)
+                        for d in det_stage.apply(record, held, position, received_s, reading_correlation_id):
+                            await lanes[detection_topic(d, urgent_from)].send(key=detection_key(d), value=encode(d))
+                    except Exception as exc:  # noqa: BLE001 - the guard's rule; BaseException (cancellation) passes
+                        one = BatchReading(msg.topic, partition, offset, msg.key, piece, msg.headers, i)
+                        await guard.dead_letter(name, one, exc)
 
         def detect_agent(name: str, held: BatchedState, lock: asyncio.Lock, one: Any) -> Any:
             async def detect(stream: Any) -> None:
