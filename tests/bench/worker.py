@@ -13,23 +13,32 @@ That is about 40 records/s for the fleet: 50 % gas, 45 % seismic packets, 4 % hy
 The values are a quiet day (noise, light rain, gas at background), so detections are rare and the
 figure is the cost of reading, decoding and judging telemetry.
 
-The records are produced into Kafka ahead of time, as the gateway produces them (keyed by device,
-gzip, the correlation header), into topics of the run (``bench.w<run>.telemetry.<family>``; the
-worker's other topics are the run's too). Then:
+The records are produced into Kafka ahead of time, as the gateway produces them under load with
+``TOCSIN_KAFKA_BATCH_READINGS`` above 1 (gzip, into topics of the run,
+``bench.w<run>.telemetry.<family>``; the worker's other topics are the run's too): the readings are
+taken in ``TOCSIN_BENCH_WORKER_BATCH`` (64) at a time, as the gateway takes one socket read of MQTT
+messages, and the readings of one such window that go to the same topic and partition (the device
+key's murmur2 partition) become one batch record (schemas/batch.py); a reading alone in its group is
+a single record keyed by its device with the correlation header (``gateway_records``). 64 messages
+of this mix (590 B of JSON each on average, about 640 B with the MQTT framing and topic) are 40 KB,
+less than one 64 KiB socket read of a busy gateway; the JSON reports ``readings_per_record``
+(11.1 with 64: 3.5 with 16, 6.3 with 32, 20 with 128). ``TOCSIN_BENCH_WORKER_BATCH=1``: one record
+per reading. Then:
 
-1. Reference: a plain confluent-kafka consumer reads the same records from the beginning and decodes
-   each with ``schemas.records.decode_telemetry`` (what the worker's agents do first): records/s
-   and CPU.
+1. Reference: a plain confluent-kafka consumer reads the same records from the beginning, splits
+   the batch records and decodes each reading with ``schemas.records.decode_telemetry`` (what the
+   worker's agents do first): readings/s and CPU.
 2. One real ``tocsin worker`` (Faust) on a fresh consumer group drains them. Its processing is
    followed on its own ``/metrics`` (``tocsin_detector_readings_total``) every 0.5 s; the rate is
    the readings between the first and the last observed change over that time. CPU: /proc of the
    worker process over the same interval. The consumer group's committed offsets are followed too:
    ``commit_lag_s`` is how long after the last reading was processed the group had committed all of
-   them (bounded by Faust's commit interval), ``max_commit_lag`` the most records processed but not
-   yet committed.
+   them (bounded by Faust's commit interval), ``max_commit_lag`` the most readings processed but
+   not yet committed (committed records times the mean readings per record).
 
-A seismic packet counts as one reading (one record); ``samples_per_s`` counts its samples too.
-Knobs: ``TOCSIN_BENCH_WORKER_READINGS`` (60000), ``TOCSIN_BENCH_WORKER_TIMEOUT_S`` (300),
+A seismic packet counts as one reading; ``samples_per_s`` counts its samples too.
+Knobs: ``TOCSIN_BENCH_WORKER_READINGS`` (60000), ``TOCSIN_BENCH_WORKER_BATCH`` (64),
+``TOCSIN_BENCH_WORKER_TIMEOUT_S`` (300),
 ``TOCSIN_BENCH_PROFILE=<file>`` (the worker under cProfile, CPU time),
 ``TOCSIN_BENCH_PYSPY=<file>`` (py-spy's sampled stacks of the worker, collapsed: a dev dependency),
 ``TOCSIN_BENCH_WORKER_FLOOR=1`` (the worker's stages do nothing but count: the floor of Faust,
