@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from alerts.console.embedded import start_console
 from simulators.demo import demo_messages, demo_registry
 from simulators.run import publish_messages
+from tocsin.console_demo import start_console
 from tocsin.embedded import EmbeddedPipeline, free_port
 
 

@@ -147,7 +147,7 @@ async def _run_embedded(args: argparse.Namespace) -> int:
     await pipeline.start()
     console = None
     if not args.no_console:
-        from alerts.console.embedded import start_console
+        from tocsin.console_demo import start_console
 
         console = await start_console(pipeline, free_port(args.console_port))
     messages = demo_messages()

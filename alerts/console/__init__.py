@@ -493,7 +493,7 @@ def setup_console(
     release events fed into ``releases``, ``publish_release`` (``503`` without it), the device
     ``registry`` for the map (outline and alerts only without it) and ``read_series`` (no charts
     without it). The Kafka process wires them in tocsin/api.py; the embedded mode from its bus
-    (alerts/console/embedded.py)."""
+    (tocsin/console_demo.py)."""
     console = Console(
         api,
         releases if releases is not None else ReleaseView(),
