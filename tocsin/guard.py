@@ -51,6 +51,10 @@ class SourceRecord(Protocol):
     headers: Any
 
 
+class DeadLetterNotTaken(Exception):
+    """The dead letter of a batch record's reading could not be produced (:meth:`RecordGuard.set_aside`)."""
+
+
 @dataclass(slots=True)
 class BatchReading:
     """One reading of a batch record (schemas/batch.py) as the guard sees it: the record's topic,
@@ -105,12 +109,26 @@ class RecordGuard:
         self.send, self.metrics, self.clock = send, metrics, clock
 
     async def run(self, agent: str, record: SourceRecord, handle: Callable[[], Awaitable[T]]) -> T | None:
-        """``await handle()``; if it raises an ``Exception``, dead-letter ``record`` and return None."""
+        """``await handle()``; if it raises an ``Exception``, dead-letter ``record`` and return None.
+        :class:`DeadLetterNotTaken` (a part's dead letter Kafka did not take) passes through."""
         try:
             return await handle()
+        except DeadLetterNotTaken:
+            raise
         except Exception as exc:  # noqa: BLE001 - the point of the guard; BaseException (cancellation) passes
             await self.dead_letter(agent, record, exc)
             return None
+
+    async def set_aside(self, agent: str, part: BatchReading, exc: Exception) -> None:
+        """Dead-letter one reading of a batch record, whose handling raised ``exc``. If Kafka does not
+        take the dead letter, raises :class:`DeadLetterNotTaken`, which :meth:`run` lets through: the
+        batch record is then not acknowledged (read again), as a single record would not be."""
+        try:
+            await self.dead_letter(agent, part, exc)
+        except Exception as failed:  # noqa: BLE001 - re-raised as what ``run`` does not catch
+            raise DeadLetterNotTaken(
+                f"dead letter of {part.topic}[{part.partition}]@{part.offset}/{part.batch_index}"
+            ) from failed
 
     async def tick(self, timer: str, handle: Callable[[], Awaitable[T]]) -> T | None:
         """``await handle()`` for one run of a clock (no record to set aside): if it raises an

@@ -363,7 +363,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                             await lanes[detection_topic(d, urgent_from)].send(key=detection_key(d), value=encode(d))
                     except Exception as exc:  # noqa: BLE001 - the guard's rule; BaseException (cancellation) passes
                         one = BatchReading(msg.topic, partition, offset, msg.key, piece, msg.headers, i)
-                        await guard.dead_letter(name, one, exc)
+                        await guard.set_aside(name, one, exc)
 
         def detect_agent(name: str, held: BatchedState, lock: asyncio.Lock, one: Any) -> Any:
             async def detect(stream: Any) -> None:
