@@ -51,7 +51,9 @@ class GatewayMetrics:
             "malformed MQTT packets from the broker (each closes the connection; paho reconnects)",
             registry=registry,
         )
-        self.in_flight = Gauge("tocsin_gateway_in_flight", "records awaiting downstream acks", registry=registry)
+        self.in_flight = Gauge(
+            "tocsin_gateway_in_flight", "messages whose record awaits downstream acks", registry=registry
+        )
         self.influx_writes = Counter(
             "tocsin_gateway_influx_points_total",
             "InfluxDB point writes by outcome",
