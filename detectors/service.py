@@ -71,11 +71,12 @@ class DetectorStage:
         self,
         value: bytes,
         store: MutableMapping[str, Any],
-        position: tuple[int, int] | None = None,
+        position: tuple[int, ...] | None = None,
         received_s: float | None = None,
         correlation_id: str | None = None,
     ) -> list[Detection]:
-        """``position``: the record's Kafka (partition, offset). After a crash, Kafka may redeliver
+        """``position``: the record's Kafka (partition, offset), and for a reading of a batch record
+        its index in the batch (schemas/batch.py). After a crash, Kafka may redeliver
         records whose effect is already in the (changelogged) state; the state remembers the last
         position it includes, and such replays are skipped, so a restart neither re-opens nor
         re-clears. A device's records stay in one partition (keyed by device id).
@@ -92,13 +93,14 @@ class DetectorStage:
         self,
         record: Telemetry | DeadmanTick,
         store: MutableMapping[str, Any],
-        position: tuple[int, int] | None = None,
+        position: tuple[int, ...] | None = None,
         received_s: float | None = None,
-        correlation_id: str | None = None,
+        correlation_id: str | Callable[[Telemetry], str] | None = None,
     ) -> list[Detection]:
         """``handle`` for a record already decoded (``schemas.records.decode_telemetry``): the worker
         decodes inside its per-record guard, so an undecodable record becomes a dead letter there.
-        May raise (a detector kernel refusing its input): the caller decides what to do with it."""
+        May raise (a detector kernel refusing its input): the caller decides what to do with it.
+        ``correlation_id`` may be a function of the reading, called only when it caused detections."""
         if isinstance(record, DeadmanTick):
             return self._tick(record, store, position)
         reading = record
@@ -122,6 +124,8 @@ class DetectorStage:
             state["seen"] = recent
         store[reading.device_id] = state
         if correlation_id and detections:
+            if callable(correlation_id):
+                correlation_id = correlation_id(reading)
             detections = [
                 d if d.correlation_id else d.model_copy(update={"correlation_id": correlation_id}) for d in detections
             ]
@@ -147,7 +151,7 @@ class DetectorStage:
         return detections
 
     def _tick(
-        self, tick: DeadmanTick, store: MutableMapping[str, Any], position: tuple[int, int] | None
+        self, tick: DeadmanTick, store: MutableMapping[str, Any], position: tuple[int, ...] | None
     ) -> list[Detection]:
         device = self.engine.registry.get(tick.device_id) if self.engine.registry else None
         if device is None:

@@ -16,7 +16,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
@@ -30,6 +30,7 @@ from ingest.mqtt_client import FastClient, Oversize, Publish
 from ingest.sinks import Headers, HeaderSink, RecordSink
 from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
 from schemas import topics
+from schemas.batch import BATCH_MAGIC, BATCH_MAX_BYTES, BATCH_MAX_READINGS, pack
 from schemas.deadletter import TOPIC_MAX_CHARS, DeadLetter, Reason, printable
 from schemas.registry import RegistryLike
 from schemas.topics import DeviceTopic, parse_device_topic
@@ -101,8 +102,14 @@ class GatewayCore:
         max_in_flight: int = 10_000,
         dedup_window: int = 1024,
         clock: Clock = utc_now,
+        batch_readings: int = 1,
     ) -> None:
+        """``batch_readings``: in :meth:`handle_many`, at most this many accepted readings that go to
+        the same topic and partition become one batch record (schemas/batch.py); 1 (the default) or a
+        sink that cannot tell a key's partition (no ``partition_for``): one record per reading."""
         self.sink, self.metrics, self.limits, self.registry = sink, metrics, limits, registry
+        self.batch_readings = min(batch_readings, BATCH_MAX_READINGS)
+        self._partition_for: Callable[[str, bytes], int | None] | None = getattr(sink, "partition_for", None)
         self.clock = clock
         self.duplicates = DuplicateWindow(dedup_window)
         self._max_in_flight = max_in_flight
@@ -131,9 +138,83 @@ class GatewayCore:
         Never raises on any topic or payload: the message becomes its Kafka record, or a dead letter
         with a reason; a failure of the gateway itself becomes a dead letter with reason ``internal``.
         """
+        self._produce(self._outgoing(topic, payload), ack)
+
+    def handle_many(self, messages: Sequence[tuple[str, bytes, Callable[[], None]]]) -> None:
+        """:meth:`handle` for the (topic, payload, ack) messages of one socket read, in order.
+
+        With ``batch_readings`` > 1 and a sink that tells a key's partition, the accepted readings that
+        go to the same Kafka topic and partition are written together, up to ``batch_readings`` (and
+        the envelope's byte bound) per record: one batch record (schemas/batch.py) instead of one
+        record each. Each reading was validated, deduplicated and counted on its own before; a
+        refused one is its own dead letter, as in :meth:`handle`. A batch record is acknowledged as a
+        whole: every message in it is acked once Kafka has the record, none before. A reading that is
+        alone in its group stays a single record (with its correlation header)."""
+        partition_for = self._partition_for
+        if partition_for is None or self.batch_readings <= 1 or len(messages) < 2:
+            for topic, payload, ack in messages:
+                self.handle(topic, payload, ack)
+            return
+        groups: dict[tuple[str, int], list[tuple[_Outgoing, Callable[[], None]]]] = {}
+        for topic, payload, ack in messages:
+            out = self._outgoing(topic, payload)
+            part = None
+            if out.accepted is not None:
+                try:
+                    part = partition_for(out.topic, out.key)
+                except Exception:  # noqa: BLE001 - no partition known: the reading goes on its own
+                    log.exception("partition of %s not known; the reading is written on its own", out.topic)
+            if part is None:
+                self._produce(out, ack)
+            else:
+                groups.setdefault((out.topic, part), []).append((out, ack))
+        for (_topic, part), items in groups.items():
+            chunk: list[tuple[_Outgoing, Callable[[], None]]] = []
+            size = len(BATCH_MAGIC)
+            for item in items:
+                grown = size + len(item[0].value) + 1
+                if chunk and (len(chunk) >= self.batch_readings or grown > BATCH_MAX_BYTES):
+                    self._produce_group(chunk, part)
+                    chunk, grown = [], len(BATCH_MAGIC) + len(item[0].value) + 1
+                chunk.append(item)
+                size = grown
+            self._produce_group(chunk, part)
+
+    def _produce_group(self, chunk: list[tuple[_Outgoing, Callable[[], None]]], partition: int) -> None:
+        if len(chunk) == 1:
+            self._produce(chunk[0][0], chunk[0][1])
+            return
+        first = chunk[0][0]
+        received_ms = min(out.received_ms or 0 for out, _ in chunk)
+        try:
+            value = pack([out.value for out, _ in chunk])
+        except ValueError:  # cannot happen for canonical readings within the bounds; never lose them
+            log.exception("batch record of %d readings not packed; written one by one", len(chunk))
+            for out, ack in chunk:
+                self._produce(out, ack)
+            return
+        acks = [ack for _, ack in chunk]
+
+        def ack_all() -> None:
+            for ack in acks:
+                ack()
+
+        batch = _Outgoing(
+            first.topic,
+            first.key,
+            value,
+            None,
+            [(RECEIVED_HEADER, str(received_ms).encode())],
+            "",
+            received_ms,
+        )
+        self._produce(batch, ack_all, partition=partition, readings=[out.accepted for out, _ in chunk if out.accepted])
+
+    def _outgoing(self, topic: str, payload: bytes) -> _Outgoing:
+        """The record of one message: its reading's, or its dead letter (never raises)."""
         received = self.clock()
         try:
-            out = self._route(topic, payload, received)
+            return self._route(topic, payload, received)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the message unacknowledged
             log.exception("gateway failed on a message from %s", printable(topic, TOPIC_MAX_CHARS))
             letter = DeadLetter.of(
@@ -143,8 +224,7 @@ class GatewayCore:
                 mqtt_topic=topic,
                 received_at=received,
             )
-            out = self._dead_letter_record(letter)
-        self._produce(out, ack)
+            return self._dead_letter_record(letter)
 
     def too_large(self, topic: str, head: bytes, size: int, ack: Callable[[], None]) -> None:
         """A message the MQTT client did not read whole (``size`` bytes of MQTT packet, of which
@@ -229,14 +309,25 @@ class GatewayCore:
             log.debug("dead letter %s on %s: %s", reason, letter.mqtt_topic, letter.message)
         return _Outgoing(topics.DEADLETTER, letter.mqtt_topic.encode("utf-8"), encode(letter))
 
-    def _produce(self, out: _Outgoing, ack: Callable[[], None]) -> None:
+    def _produce(
+        self,
+        out: _Outgoing,
+        ack: Callable[[], None],
+        *,
+        partition: int | None = None,
+        readings: list[Accepted] | None = None,
+    ) -> None:
+        """``readings``: those of a batch record (``out.accepted`` is then None); ``partition``: the
+        batch's partition (a single record's follows its key)."""
         topic, accepted, cid = out.topic, out.accepted, out.cid
-        with self._lock:  # backpressure: blocks the MQTT thread while max_in_flight records wait
+        held = readings if readings is not None else ([accepted] if accepted is not None else [])
+        n = max(1, len(held))
+        with self._lock:  # backpressure: blocks the MQTT thread while max_in_flight readings wait
             while self._in_flight >= self._max_in_flight:
                 self._waiting += 1
                 self._room.wait()
                 self._waiting -= 1
-            self._in_flight += 1
+            self._in_flight += n
         started = time.perf_counter()
         sent = self._messages_out.get(topic)
         if sent is None:
@@ -244,18 +335,19 @@ class GatewayCore:
 
         def done(error: BaseException | None) -> None:
             with self._lock:
-                self._in_flight -= 1
+                self._in_flight -= n
                 if self._waiting:
-                    self._room.notify()
+                    self._room.notify_all()
             if error is not None:
                 # Not acked: the broker redelivers it (same session) and nothing is lost.
                 self.metrics.produce_failures.inc()
-                if accepted is not None and accepted.reading.seq is not None:
-                    self.duplicates.forget(accepted.reading.device_id, accepted.reading.seq)
-                log.error("produce to %s failed, message left unacknowledged: %s", topic, error)
+                for a in held:
+                    if a.reading.seq is not None:
+                        self.duplicates.forget(a.reading.device_id, a.reading.seq)
+                log.error("produce to %s failed, %d message(s) left unacknowledged: %s", topic, n, error)
                 return
             self.metrics.produce_latency.observe(time.perf_counter() - started)
-            sent.inc()
+            sent.inc(n)
             ack()
             # One line per reading only at DEBUG: at the default level it would cost more than the
             # reading's validation. The correlation id travels in the Kafka record's headers anyway.
@@ -274,7 +366,11 @@ class GatewayCore:
                 )
 
         try:
-            if out.headers and self._headers_ok:
+            if partition is not None:
+                send = cast(Any, self.sink).send
+                stamp = out.received_ms
+                send(topic, out.key, out.value, done, headers=out.headers, timestamp_ms=stamp, partition=partition)
+            elif out.headers and self._headers_ok:
                 cast(HeaderSink, self.sink).send(
                     topic, out.key, out.value, done, headers=out.headers, timestamp_ms=out.received_ms
                 )
@@ -317,6 +413,13 @@ over the limit is still read whole and dead-lettered by validation."""
 
 def _no_ack() -> None:
     """QoS 0: nothing to acknowledge."""
+
+
+def _topic_text(raw_topic: bytes) -> str:
+    try:
+        return raw_topic.decode("utf-8")
+    except UnicodeDecodeError:  # keep the bytes visible in the dead letter
+        return raw_topic.decode("utf-8", "surrogateescape")
 
 
 class MqttGateway:
@@ -436,19 +539,25 @@ class MqttGateway:
         self._handle(bytes(msg._topic), bytes(msg.payload), ack)  # noqa: SLF001 - no public raw topic
 
     def _on_batch(self, batch: list[Publish]) -> None:
-        """The QoS 0 and 1 PUBLISH packets of one socket read (FastClient's receive path)."""
+        """The QoS 0 and 1 PUBLISH packets of one socket read (FastClient's receive path): handled
+        together, so that the readings of one read may share batch records (``GatewayCore.handle_many``)."""
         if self._closing.is_set():
             return  # not acked: redelivered to the next session
-        handle = self._handle
         connection = self.client.connection  # the batch's (this runs on paho's thread, as a reconnect)
         queue = self._ack_queue(connection)
-        for topic, payload, mid, qos in batch:
+        messages: list[tuple[str, bytes, Callable[[], None]]] = []
+        for raw_topic, payload, mid, qos in batch:
             if qos == 0:
-                handle(topic, payload, _no_ack)
+                ack: Callable[[], None] = _no_ack
             elif self._batched_acks:
-                handle(topic, payload, functools.partial(queue.append, mid))
+                ack = functools.partial(queue.append, mid)
             else:
-                handle(topic, payload, functools.partial(self.client.ack_many, [mid], connection))
+                ack = functools.partial(self.client.ack_many, [mid], connection)
+            messages.append((_topic_text(raw_topic), payload, ack))
+        try:
+            self.core.handle_many(messages)
+        except Exception:  # noqa: BLE001 - handle_many() does not raise; belt and braces for the MQTT thread
+            log.exception("gateway failed on a read of %d messages", len(messages))
         if self._serve_reports is not None:
             self._serve_reports()
 
@@ -475,10 +584,7 @@ class MqttGateway:
             log.exception("gateway failed on a message from %s", printable(topic, TOPIC_MAX_CHARS))
 
     def _handle(self, raw_topic: bytes, payload: bytes, ack: Callable[[], None]) -> None:
-        try:
-            topic = raw_topic.decode("utf-8")
-        except UnicodeDecodeError:  # keep the bytes visible in the dead letter
-            topic = raw_topic.decode("utf-8", "surrogateescape")
+        topic = _topic_text(raw_topic)
         try:
             self.core.handle(topic, payload, ack)
         except Exception:  # noqa: BLE001 - handle() does not raise; belt and braces for the MQTT thread

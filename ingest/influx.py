@@ -23,6 +23,8 @@ from pydantic import ValidationError
 
 from ingest.metrics import GatewayMetrics
 from schemas.alert import Alert, MsgType
+from schemas.batch import expand
+from schemas.records import PoisonRecord
 from schemas.registry import RegistryLike
 from schemas.telemetry import (
     TELEMETRY_ADAPTER,
@@ -149,18 +151,32 @@ class InfluxKafkaSink:
         self.written = 0
 
     def points(self, values: list[bytes], topics: list[str] | None = None) -> list[Point]:
-        """Points of a batch; ``topics[i]`` is the Kafka topic of ``values[i]`` (telemetry when absent)."""
+        """Points of a batch; ``topics[i]`` is the Kafka topic of ``values[i]`` (telemetry when absent).
+        A telemetry batch record (schemas/batch.py) gives a point per reading; a reading that does not
+        decode is counted (``undecodable``) and its neighbours are written."""
         out = []
         for i, v in enumerate(values):
-            if DeadmanTick.is_tick(v):
+            if topics is not None and topics[i] == ALERTS:
+                try:
+                    out.append(alert_point(Alert.model_validate_json(v), self.registry))
+                except ValidationError:
+                    self.metrics.influx_writes.labels("undecodable").inc()
                 continue
             try:
-                if topics is not None and topics[i] == ALERTS:
-                    out.append(alert_point(Alert.model_validate_json(v), self.registry))
-                else:
-                    out.append(to_point(TELEMETRY_ADAPTER.validate_json(v), self.registry))
-            except ValidationError:
+                readings = expand(v)
+            except PoisonRecord:
                 self.metrics.influx_writes.labels("undecodable").inc()
+                continue
+            for r in readings:
+                if not r:
+                    self.metrics.influx_writes.labels("undecodable").inc()
+                    continue
+                if DeadmanTick.is_tick(r):
+                    continue
+                try:
+                    out.append(to_point(TELEMETRY_ADAPTER.validate_json(r), self.registry))
+                except ValidationError:
+                    self.metrics.influx_writes.labels("undecodable").inc()
         return out
 
     def step(self, stop: threading.Event, poll_timeout_ms: int = 500) -> int:

@@ -28,7 +28,7 @@ class GatewayMetrics:
         )
         self.messages_out = Counter(
             "tocsin_gateway_records_produced_total",
-            "records acknowledged downstream",
+            "messages whose record was acknowledged downstream (a batch record counts each of its readings)",
             ["topic"],
             registry=registry,
         )
@@ -51,7 +51,9 @@ class GatewayMetrics:
             "malformed MQTT packets from the broker (each closes the connection; paho reconnects)",
             registry=registry,
         )
-        self.in_flight = Gauge("tocsin_gateway_in_flight", "records awaiting downstream acks", registry=registry)
+        self.in_flight = Gauge(
+            "tocsin_gateway_in_flight", "messages whose record awaits downstream acks", registry=registry
+        )
         self.influx_writes = Counter(
             "tocsin_gateway_influx_points_total",
             "InfluxDB point writes by outcome",

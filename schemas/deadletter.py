@@ -128,6 +128,11 @@ class WorkerDeadLetter(RawPayload, WireModel):
         default=False, description="only the first WORKER_RAW_MAX bytes are kept (Kafka's 1 MiB record limit)"
     )
     correlation_id: str = ""
+    batch_index: int | None = Field(
+        default=None,
+        ge=0,
+        description="the reading's index in a batch record (schemas/batch.py); raw_b64 is then that reading's bytes",
+    )
 
     @classmethod
     def of(
@@ -143,6 +148,7 @@ class WorkerDeadLetter(RawPayload, WireModel):
         failed_at: object,
         key: bytes | None = None,
         correlation_id: str = "",
+        batch_index: int | None = None,
     ) -> WorkerDeadLetter:
         kind = type(exc)
         return cls(
@@ -157,4 +163,5 @@ class WorkerDeadLetter(RawPayload, WireModel):
             key_b64=None if key is None else base64.b64encode(key).decode("ascii"),
             **kept_raw(raw or b"", WORKER_RAW_MAX),
             correlation_id=correlation_id[:200],
+            batch_index=batch_index,
         )

@@ -166,6 +166,7 @@ class RegistryWatcher:
         self._interval, self._monotonic, self._on_error = check_interval_s, monotonic, on_error
         self._lock = threading.Lock()
         self._current = load_registry(self.path)  # the first load must succeed
+        self._indexed: tuple[Registry | None, dict[str, Device]] = (None, {})
         self._mtime = self._stat()
         self._checked = monotonic()
         self.reloads = 0
@@ -211,7 +212,12 @@ class RegistryWatcher:
         return self.current().targets
 
     def get(self, device_id: str) -> Device | None:
-        return self.current().get(device_id)
+        current = self.current()
+        indexed, index = self._indexed  # one tuple: threads never see one registry with another's index
+        if indexed is not current:  # the index of the registry in force, built once per load
+            index = current.by_id()
+            self._indexed = (current, index)
+        return index.get(device_id)
 
 
 def open_registry(path: str | Path | None, **kwargs: Any) -> RegistryWatcher | None:

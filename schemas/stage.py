@@ -17,10 +17,21 @@ from schemas.records import PoisonRecord
 T = TypeVar("T")
 
 
-def replayed(stored: list[int] | None, position: tuple[int, int] | None) -> bool:
+def replayed(stored: list[int] | None, position: tuple[int, ...] | None) -> bool:
     """True when the record at ``position`` (partition, offset) is at or before what the state
-    ``stored`` (its remembered position) already includes. A key's records stay in one partition."""
-    return position is not None and stored is not None and stored[0] == position[0] and stored[1] >= position[1]
+    ``stored`` (its remembered position) already includes. A key's records stay in one partition.
+
+    A reading of a batch record (schemas/batch.py) has a third part, its index in the batch: the
+    readings of one record are ordered by it, so the second reading of a device in a batch is not
+    taken for a replay of the first. A position without an index is a whole record."""
+    if position is None or stored is None or stored[0] != position[0]:
+        return False
+    if stored[1] != position[1]:
+        return stored[1] > position[1]
+    return (stored[2] if len(stored) > 2 else _WHOLE) >= (position[2] if len(position) > 2 else _WHOLE)
+
+
+_WHOLE = 1 << 62  # the index of a whole (single-reading) record: past any batch index
 
 
 class CapCounter:

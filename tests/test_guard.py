@@ -23,7 +23,7 @@ from schemas.deadletter import WORKER_RAW_MAX, WorkerDeadLetter, WorkerReason
 from schemas.records import decode_alert, decode_detection, decode_telemetry
 from schemas.wire import encode
 from tests.alerts.factories import alert_message
-from tocsin.guard import DeadLetterMetrics, RecordGuard
+from tocsin.guard import BatchReading, DeadLetterMetrics, DeadLetterNotTaken, RecordGuard
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 
@@ -114,6 +114,37 @@ def test_a_record_that_does_not_decode_becomes_a_dead_letter_with_its_bytes(
     assert h.count("detect-seismic", reason.value) == 1
     others = {r.value for r in WorkerReason} - {reason.value}
     assert all(h.count("detect-seismic", r) == 0 for r in others)  # pre-created at 0 for the rules' increase()
+
+
+def test_a_reading_of_a_batch_record_is_set_aside_alone_with_its_bytes_and_index() -> None:
+    h = Harness()
+    handled: list[Any] = []
+    good, bad = seismic(100.0), b'{"type": "hydro.level", "device_id": "W1"}'
+    for i, raw in enumerate([good, bad, good]):
+        one = BatchReading("telemetry.seismic", 1, 41, b"ST-1", raw, (), i)
+
+        async def handle(raw: bytes = raw) -> None:
+            handled.append(decode_telemetry(raw))
+
+        run(h.guard.run("detect-seismic", one, handle))
+    assert len(handled) == 2
+    [(key, _)] = h.sent
+    [letter] = h.letters()
+    assert key == b"telemetry.seismic/1/41/1"
+    assert (letter.raw, letter.batch_index, letter.offset, letter.reason) == (bad, 1, 41, WorkerReason.SCHEMA)
+    assert h.count("detect-seismic", WorkerReason.SCHEMA.value) == 1
+
+
+def test_a_batch_reading_whose_dead_letter_kafka_refuses_leaves_the_record_unacknowledged() -> None:
+    h = Harness(fail_send=True)
+    part = BatchReading("telemetry.seismic", 1, 41, b"ST-1", b"{}", (), 0)
+
+    async def handle() -> None:  # the worker's batch loop: a reading fails, its dead letter is refused
+        await h.guard.set_aside("detect-seismic", part, ValueError("bad reading"))
+
+    with pytest.raises(DeadLetterNotTaken):  # out of the record's guard: Faust does not acknowledge it
+        run(h.guard.run("detect-seismic", Record(b"tocsin.batch.v1\n{}\n"), handle))
+    assert h.sent == [] and h.count("detect-seismic", WorkerReason.PROCESSING.value) == 0
 
 
 def test_the_seismic_crasher_is_a_schema_dead_letter_and_the_next_record_is_handled() -> None:

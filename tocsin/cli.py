@@ -243,6 +243,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         registry=registry,
         max_in_flight=s.kafka_max_in_flight,
         dedup_window=s.dedup_window,
+        batch_readings=s.kafka_batch_readings,
     )
     gw = MqttGateway(
         core,

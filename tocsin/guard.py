@@ -10,8 +10,9 @@ a detector, the alert engine or delivery refuses it -- the guard produces a
 :class:`~schemas.deadletter.WorkerDeadLetter` to ``worker.deadletter`` (reason, agent, source topic,
 partition and offset, the exception, the raw key and value), counts it in
 ``tocsin_worker_deadletters_total{agent,reason}`` and returns, so the agent goes on with the next
-record. Without it Faust's supervisor restarts the crashed agent, and a record that always raises
-would stop its partition.
+record. A reading of a batch record (schemas/batch.py) is guarded on its own (:class:`BatchReading`):
+its dead letter holds that reading's bytes and its index in the batch. Without the guard Faust's
+supervisor restarts the crashed agent, and a record that always raises would stop its partition.
 
 The dead letter is awaited until Kafka has it, before the guard returns, so before the agent can
 acknowledge the source record: if Kafka does not take it, the exception propagates, the record is
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -47,6 +49,24 @@ class SourceRecord(Protocol):
     key: bytes | None
     value: bytes | None
     headers: Any
+
+
+class DeadLetterNotTaken(Exception):
+    """The dead letter of a batch record's reading could not be produced (:meth:`RecordGuard.set_aside`)."""
+
+
+@dataclass(slots=True)
+class BatchReading:
+    """One reading of a batch record (schemas/batch.py) as the guard sees it: the record's topic,
+    partition, offset, key and headers, the reading's own bytes and its index in the batch."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+    batch_index: int
 
 
 class DeadLetterMetrics:
@@ -89,12 +109,26 @@ class RecordGuard:
         self.send, self.metrics, self.clock = send, metrics, clock
 
     async def run(self, agent: str, record: SourceRecord, handle: Callable[[], Awaitable[T]]) -> T | None:
-        """``await handle()``; if it raises an ``Exception``, dead-letter ``record`` and return None."""
+        """``await handle()``; if it raises an ``Exception``, dead-letter ``record`` and return None.
+        :class:`DeadLetterNotTaken` (a part's dead letter Kafka did not take) passes through."""
         try:
             return await handle()
+        except DeadLetterNotTaken:
+            raise
         except Exception as exc:  # noqa: BLE001 - the point of the guard; BaseException (cancellation) passes
             await self.dead_letter(agent, record, exc)
             return None
+
+    async def set_aside(self, agent: str, part: BatchReading, exc: Exception) -> None:
+        """Dead-letter one reading of a batch record, whose handling raised ``exc``. If Kafka does not
+        take the dead letter, raises :class:`DeadLetterNotTaken`, which :meth:`run` lets through: the
+        batch record is then not acknowledged (read again), as a single record would not be."""
+        try:
+            await self.dead_letter(agent, part, exc)
+        except Exception as failed:  # noqa: BLE001 - re-raised as what ``run`` does not catch
+            raise DeadLetterNotTaken(
+                f"dead letter of {part.topic}[{part.partition}]@{part.offset}/{part.batch_index}"
+            ) from failed
 
     async def tick(self, timer: str, handle: Callable[[], Awaitable[T]]) -> T | None:
         """``await handle()`` for one run of a clock (no record to set aside): if it raises an
@@ -113,6 +147,7 @@ class RecordGuard:
             cid = header(record.headers, CORRELATION_HEADER) or ""
         except Exception:  # noqa: BLE001 - a malformed header must not stop the dead letter
             cid = ""
+        index = getattr(record, "batch_index", None)
         letter = WorkerDeadLetter.of(
             record.value,
             reason=reason,
@@ -124,8 +159,10 @@ class RecordGuard:
             failed_at=self.clock(),
             key=record.key,
             correlation_id=cid,
+            batch_index=index,
         )
-        await self.send(f"{record.topic}/{record.partition}/{record.offset}".encode(), encode(letter))
+        where = f"{record.topic}/{record.partition}/{record.offset}" + ("" if index is None else f"/{index}")
+        await self.send(where.encode(), encode(letter))
         self.metrics.deadletters.labels(agent, reason.value).inc()
         log.error(
             "%s: record %s[%d]@%d set aside on worker.deadletter (%s): %s: %s",

@@ -314,6 +314,27 @@ CALLER_SERVES_S = 0.02
 """While a caller served the delivery reports this recently, the report thread leaves them to it."""
 
 
+PARTITIONS_TTL_S = 300.0
+"""How long the gateway's producer trusts a topic's partition count (batch records, ``partition_for``)."""
+PARTITIONS_RETRY_S = 10.0
+
+_KEY_HASHES: dict[bytes, int] = {}
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition of ``key`` among ``partitions`` as Kafka's default partitioner picks it (murmur2 of
+    the key, sign bit cleared, modulo the count): librdkafka's ``murmur2_random``, the Java client,
+    kafka-python and aiokafka agree. The hashes of the keys seen (device ids) are kept, bounded."""
+    h = _KEY_HASHES.get(key)
+    if h is None:
+        from kafka.partitioner.default import murmur2
+
+        if len(_KEY_HASHES) >= 100_000:
+            _KEY_HASHES.clear()
+        h = _KEY_HASHES[key] = murmur2(key) & 0x7FFFFFFF
+    return h % partitions
+
+
 class RdKafkaSink:
     """confluent-kafka (librdkafka) producer: acks=all, idempotent, batched (linger) and compressed,
     keyed by device. Batching, compression and the network run in librdkafka's own threads, outside
@@ -355,6 +376,7 @@ class RdKafkaSink:
             }
         )
         self._stop = threading.Event()
+        self._partition_counts: dict[str, tuple[int, float]] = {}  # topic -> (count, monotonic time to ask again)
         self._round_hooks: list[Callable[[], None]] = []
         self._caller_served_at = float("-inf")
         self._thread = threading.Thread(target=self._serve_reports, name="kafka-delivery-reports", daemon=True)
@@ -402,8 +424,10 @@ class RdKafkaSink:
         on_done: Done,
         headers: Headers | None = None,
         timestamp_ms: int | None = None,
+        partition: int | None = None,
     ) -> None:
-        """As :meth:`KafkaSink.send`; ``on_done`` runs on the delivery-report thread."""
+        """As :meth:`KafkaSink.send`; ``on_done`` runs on the delivery-report thread. ``partition``:
+        this one (a batch record: :meth:`partition_for` of its readings' keys), else the key's."""
 
         def report(err: Any, _msg: Any) -> None:
             if err is None:
@@ -414,10 +438,36 @@ class RdKafkaSink:
 
         try:
             self._producer.produce(
-                topic, value, key, on_delivery=report, headers=cast(Any, headers), timestamp=timestamp_ms or 0
+                topic,
+                value,
+                key,
+                -1 if partition is None else partition,  # -1: librdkafka's partitioner picks it
+                on_delivery=report,
+                headers=cast(Any, headers),
+                timestamp=timestamp_ms or 0,
             )
         except Exception as exc:  # noqa: BLE001 - BufferError (queue full) or KafkaException: report, don't ack
             on_done(exc)
+
+    def partition_for(self, topic: str, key: bytes) -> int | None:
+        """The partition this producer's partitioner (murmur2, as the Java client, kafka-python and
+        aiokafka) gives ``key`` in ``topic``, or None while the topic's partition count is not known.
+        The count is asked of the brokers once per ``PARTITIONS_TTL_S`` per topic (a failed or empty
+        answer again after ``PARTITIONS_RETRY_S``)."""
+        now = time.monotonic()
+        known = self._partition_counts.get(topic)
+        if known is None or now >= known[1]:
+            count = 0
+            try:
+                meta = self._producer.list_topics(topic, timeout=5.0).topics.get(topic)
+                if meta is not None and meta.error is None:
+                    count = len(meta.partitions)
+            except Exception as exc:  # noqa: BLE001 - no answer: records follow their keys one by one
+                log.warning("partitions of %s not known: %s", topic, exc)
+            known = self._partition_counts[topic] = (count, now + (PARTITIONS_TTL_S if count else PARTITIONS_RETRY_S))
+        if not known[0]:
+            return None
+        return key_partition(key, known[0])
 
     def usable(self) -> bool:
         """True when a broker answers a metadata request (and librdkafka has not reported every broker

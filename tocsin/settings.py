@@ -39,6 +39,14 @@ class Settings(MqttTransport, KafkaTransport):
         "where a process may start before every broker). min.insync.replicas follows: 1 below 3, else 2 of 3",
     )
     kafka_max_in_flight: int = Field(default=10_000, description="gateway records awaiting Kafka acks")
+    kafka_batch_readings: int = Field(
+        default=1,
+        ge=1,
+        le=500,
+        description="gateway: most readings of one MQTT socket read written as one Kafka batch record "
+        "(same topic and partition, schemas/batch.py; 100 for docs/throughput.md's worker figure); "
+        "1: one record per reading. Above 1 only once every worker and InfluxDB sink reads batch records",
+    )
 
     # InfluxDB (v2 API)
     influx_url: str = Field(default="", description="InfluxDB URL; empty disables the time-series sink")

@@ -43,17 +43,19 @@ from alerts.routing import load_routing
 from alerts.sweep import Sweep, Sweeper, identified, parsed
 from detectors.engine import detection_key, detection_topic
 from detectors.rules import load_rules
-from ingest.gateway import CORRELATION_HEADER, header
+from ingest.gateway import CORRELATION_HEADER, correlation_id, header
 from schemas import topics
 from schemas.alert import Alert, AlertStatus
+from schemas.batch import is_batch, unpack
 from schemas.common import Family, WarningLevel
 from schemas.deadletter import WorkerReason
 from schemas.delivery import DeliveryRecord
 from schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
 from schemas.registry import open_registry
+from schemas.telemetry import Telemetry
 from schemas.transport import KafkaTransport, kafka_ssl_context, mqtt_tls_context
 from schemas.wire import encode
-from tocsin.guard import DeadLetterMetrics, RecordGuard
+from tocsin.guard import BatchReading, DeadLetterMetrics, RecordGuard
 from tocsin.kafka import (
     ConsumerLag,
     TopicPartition,
@@ -183,6 +185,11 @@ async def run_batched(
     async for _events in stream.take_events(batch_max, within=within_s):
         async with lock:
             state.flush()
+
+
+def reading_correlation_id(reading: Telemetry) -> str:
+    """The correlation id the gateway gives a reading (``ingest.gateway.correlation_id``)."""
+    return correlation_id(reading.device_id, reading.ts, reading.seq)
 
 
 def _raw_topic(app: faust.App, name: str) -> Any:
@@ -423,13 +430,46 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         held = BatchedState(table)
         held_lock = asyncio.Lock()
 
-        async def detect_one(msg: Any, held: BatchedState = held, lock: asyncio.Lock = held_lock) -> None:
-            cid = header(msg.headers, CORRELATION_HEADER)
-            record = decode_telemetry(msg.value)
+        async def detect_reading(
+            raw: bytes | None,
+            position: tuple[int, ...],
+            received_s: float,
+            cid: str | None,
+            held: BatchedState,
+            lock: asyncio.Lock,
+        ) -> None:
+            record = decode_telemetry(raw)
             async with lock:
-                held.partition = msg.partition
-                for d in det_stage.apply(record, held, (msg.partition, msg.offset), msg.timestamp, cid):
+                held.partition = position[0]
+                # a batch's reading has no header: its id is derived as the gateway derives it, if needed
+                for d in det_stage.apply(record, held, position, received_s, cid or reading_correlation_id):
                     await lanes[detection_topic(d, urgent_from)].send(key=detection_key(d), value=encode(d))
+
+        async def detect_one(
+            msg: Any, held: BatchedState = held, lock: asyncio.Lock = held_lock, name: str = name
+        ) -> None:
+            raw = msg.value
+            if not is_batch(raw):
+                cid = header(msg.headers, CORRELATION_HEADER)
+                await detect_reading(raw, (msg.partition, msg.offset), msg.timestamp, cid, held, lock)
+                return
+            # A batch record (schemas/batch.py): a malformed envelope raises here (the guard sets the
+            # whole record aside); each reading is then guarded on its own, as ``guard.run`` would
+            # (inline: no coroutine per reading), so a bad one is set aside alone and the next judged.
+            # The state's lock is held for the record (at most BATCH_MAX_READINGS readings).
+            readings = unpack(raw)
+            partition, offset, received_s = msg.partition, msg.offset, msg.timestamp
+            async with lock:
+                held.partition = partition
+                for i, piece in enumerate(readings):
+                    try:
+                        record = decode_telemetry(piece)
+                        position = (partition, offset, i)
+                        for d in det_stage.apply(record, held, position, received_s, reading_correlation_id):
+                            await lanes[detection_topic(d, urgent_from)].send(key=detection_key(d), value=encode(d))
+                    except Exception as exc:  # noqa: BLE001 - the guard's rule; BaseException (cancellation) passes
+                        one = BatchReading(msg.topic, partition, offset, msg.key, piece, msg.headers, i)
+                        await guard.set_aside(name, one, exc)
 
         def detect_agent(name: str, held: BatchedState, lock: asyncio.Lock, one: Any) -> Any:
             async def detect(stream: Any) -> None:

@@ -14,8 +14,9 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
 - influx_sink: the InfluxDB sink (Kafka -> points -> influxdb-client) vs InfluxDB's own line-protocol
   write of the same points (POST /api/v2/write of prepared bodies): points/s each and sink / reference.
 - worker: one ``tocsin worker`` draining mixed telemetry of the four families (100 Hz seismic packets
-  included) produced into Kafka ahead of time: readings/s, CPU, commit lag, vs a plain confluent-kafka
-  consumer decoding the same records (tests/bench/worker.py); ``--worker-readings N``.
+  included) produced into Kafka ahead of time in the gateway's batch records (11 readings per record
+  on average; ``TOCSIN_BENCH_WORKER_BATCH=1``: one per reading): readings/s, CPU, commit lag, vs a
+  plain confluent-kafka consumer decoding the same readings (tests/bench/worker.py); ``--worker-readings N``.
 - scaleout: 1, 2 and 3 ``tocsin worker`` processes in one consumer group draining the same 60,000
   pre-produced rain readings of 500 gauges from a 6-partition topic: readings/s each, the ratio to
   one worker, and every worker's CPU (tests/bench/scaleout.py; docs/capacity.md explains the figure).

@@ -13,23 +13,32 @@ That is about 40 records/s for the fleet: 50 % gas, 45 % seismic packets, 4 % hy
 The values are a quiet day (noise, light rain, gas at background), so detections are rare and the
 figure is the cost of reading, decoding and judging telemetry.
 
-The records are produced into Kafka ahead of time, as the gateway produces them (keyed by device,
-gzip, the correlation header), into topics of the run (``bench.w<run>.telemetry.<family>``; the
-worker's other topics are the run's too). Then:
+The records are produced into Kafka ahead of time, as the gateway produces them under load with
+``TOCSIN_KAFKA_BATCH_READINGS`` above 1 (gzip, into topics of the run,
+``bench.w<run>.telemetry.<family>``; the worker's other topics are the run's too): the readings are
+taken in ``TOCSIN_BENCH_WORKER_BATCH`` (64) at a time, as the gateway takes one socket read of MQTT
+messages, and the readings of one such window that go to the same topic and partition (the device
+key's murmur2 partition) become one batch record (schemas/batch.py); a reading alone in its group is
+a single record keyed by its device with the correlation header (``gateway_records``). 64 messages
+of this mix (590 B of JSON each on average, about 640 B with the MQTT framing and topic) are 40 KB,
+less than one 64 KiB socket read of a busy gateway; the JSON reports ``readings_per_record``
+(11.1 with 64: 3.5 with 16, 6.3 with 32, 20 with 128). ``TOCSIN_BENCH_WORKER_BATCH=1``: one record
+per reading. Then:
 
-1. Reference: a plain confluent-kafka consumer reads the same records from the beginning and decodes
-   each with ``schemas.records.decode_telemetry`` (what the worker's agents do first): records/s
-   and CPU.
+1. Reference: a plain confluent-kafka consumer reads the same records from the beginning, splits
+   the batch records and decodes each reading with ``schemas.records.decode_telemetry`` (what the
+   worker's agents do first): readings/s and CPU.
 2. One real ``tocsin worker`` (Faust) on a fresh consumer group drains them. Its processing is
    followed on its own ``/metrics`` (``tocsin_detector_readings_total``) every 0.5 s; the rate is
    the readings between the first and the last observed change over that time. CPU: /proc of the
    worker process over the same interval. The consumer group's committed offsets are followed too:
    ``commit_lag_s`` is how long after the last reading was processed the group had committed all of
-   them (bounded by Faust's commit interval), ``max_commit_lag`` the most records processed but not
-   yet committed.
+   them (bounded by Faust's commit interval), ``max_commit_lag`` the most readings processed but
+   not yet committed (committed records times the mean readings per record).
 
-A seismic packet counts as one reading (one record); ``samples_per_s`` counts its samples too.
-Knobs: ``TOCSIN_BENCH_WORKER_READINGS`` (60000), ``TOCSIN_BENCH_WORKER_TIMEOUT_S`` (300),
+A seismic packet counts as one reading; ``samples_per_s`` counts its samples too.
+Knobs: ``TOCSIN_BENCH_WORKER_READINGS`` (60000), ``TOCSIN_BENCH_WORKER_BATCH`` (64),
+``TOCSIN_BENCH_WORKER_TIMEOUT_S`` (300),
 ``TOCSIN_BENCH_PROFILE=<file>`` (the worker under cProfile, CPU time),
 ``TOCSIN_BENCH_PYSPY=<file>`` (py-spy's sampled stacks of the worker, collapsed: a dev dependency),
 ``TOCSIN_BENCH_WORKER_FLOOR=1`` (the worker's stages do nothing but count: the floor of Faust,
@@ -194,7 +203,43 @@ def fleet_records(n: int, end: datetime, seed: int = 15) -> list[tuple[str, str,
     return out
 
 
-def _produce(bootstrap: str, run: str, records: list[tuple[str, str, bytes]]) -> None:
+def gateway_records(
+    records: list[tuple[str, str, bytes]], window: int, partitions: int = PARTITIONS
+) -> list[tuple[str, int, str, bytes, int]]:
+    """The Kafka records the gateway writes for ``records`` (family, device id, reading) when it takes
+    them in ``window`` at a time (one socket read of MQTT messages): the readings of one window that
+    go to the same topic and partition (the device key's murmur2 partition, as the gateway's producer
+    picks it) become one batch record (schemas/batch.py), split where the envelope's bounds say so;
+    a group of one stays a single-reading record. ``window`` 1: one record per reading. Returns
+    (family, partition, key of the group's first reading, value, readings in it) in order."""
+    from kafka.partitioner.default import murmur2
+
+    from schemas.batch import BATCH_MAX_BYTES, BATCH_MAX_READINGS, pack, packed_size
+
+    out: list[tuple[str, int, str, bytes, int]] = []
+    for start in range(0, len(records), window):
+        groups: dict[tuple[str, int], list[tuple[str, bytes]]] = {}
+        for family, dev_id, value in records[start : start + window]:
+            part = (murmur2(dev_id.encode()) & 0x7FFFFFFF) % partitions
+            groups.setdefault((family, part), []).append((dev_id, value))
+        for (family, part), group in groups.items():
+            chunk: list[tuple[str, bytes]] = []
+            for item in group:
+                values = [v for _, v in chunk] + [item[1]]
+                if chunk and (len(values) > BATCH_MAX_READINGS or packed_size(values) > BATCH_MAX_BYTES):
+                    out.append(_one(family, part, chunk, pack))
+                    chunk = []
+                chunk.append(item)
+            out.append(_one(family, part, chunk, pack))
+    return out
+
+
+def _one(family: str, part: int, chunk: list[tuple[str, bytes]], pack: Any) -> tuple[str, int, str, bytes, int]:
+    value = chunk[0][1] if len(chunk) == 1 else pack([v for _, v in chunk])
+    return family, part, chunk[0][0], value, len(chunk)
+
+
+def _produce(bootstrap: str, run: str, records: list[tuple[str, int, str, bytes, int]]) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -219,14 +264,16 @@ def _produce(bootstrap: str, run: str, records: list[tuple[str, str, bytes]]) ->
         if err is not None:
             failed.append(str(err))
 
-    for k, (family, dev_id, value) in enumerate(records):
+    for k, (family, part, dev_id, value, n) in enumerate(records):
         while True:
             try:
                 p.produce(
                     _telemetry_topic(run, family),
                     value,
                     key=dev_id.encode(),
-                    headers=[("tocsin-correlation-id", f"{run}-{k}".encode())],
+                    partition=part,
+                    # a batch's readings each derive their correlation id (as the worker does)
+                    headers=[("tocsin-correlation-id", f"{run}-{k}".encode())] if n == 1 else None,
                     on_delivery=report,
                 )
                 break
@@ -242,6 +289,7 @@ def _reference(bootstrap: str, run: str, n: int) -> dict[str, float]:
     (assigned partitions, no group) and decodes every record."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+    from schemas.batch import expand
     from schemas.common import Family
     from schemas.records import decode_telemetry
 
@@ -258,8 +306,9 @@ def _reference(bootstrap: str, run: str, n: int) -> dict[str, float]:
                     continue
                 if not got:
                     t0, cpu0 = time.perf_counter(), time.process_time()
-                decode_telemetry(m.value())
-                got += 1
+                for reading in expand(m.value()):
+                    decode_telemetry(reading)
+                    got += 1
                 last = time.monotonic()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     finally:
@@ -311,8 +360,11 @@ def bench_worker() -> dict[str, float]:
     records = fleet_records(n_readings, datetime.now(UTC))
     samples = sum(100 for f, _, _ in records if f == "seismic")
     by_family = {f: sum(1 for r in records if r[0] == f) for f in ("hydro", "hazmat", "fire", "seismic")}
-    _produce(bootstrap, run, records)
-    del records
+    window = int(os.environ.get("TOCSIN_BENCH_WORKER_BATCH", "64"))
+    produced = gateway_records(records, window)
+    n_records = len(produced)
+    _produce(bootstrap, run, produced)
+    del records, produced
     ref = _reference(bootstrap, run, n_readings)
     port = _free_port()
     env = {
@@ -361,7 +413,7 @@ def bench_worker() -> dict[str, float]:
                 done_at = now
             if n:
                 commits.append((now, _committed(bootstrap, group, f"bench.w{run}.telemetry.")))
-                if commits[-1][1] >= n_readings:
+                if commits[-1][1] >= n_records:
                     break
             if n and now - last_change > 60:
                 raise RuntimeError(f"worker stuck at {n} of {n_readings} readings")
@@ -393,11 +445,15 @@ def bench_worker() -> dict[str, float]:
     assert done_at is not None
     committed_at = commits[-1][0]
     max_commit_lag = 0
-    for t, c in commits:  # processed (interpolated from the metric samples) minus committed
+    per_record = n_readings / n_records
+    for t, c in commits:  # processed (from the metric samples) minus committed, in readings
         seen = max((s[1] for s in samples_t if s[0] <= t), default=0.0)
-        max_commit_lag = max(max_commit_lag, int(seen) - c)
+        max_commit_lag = max(max_commit_lag, int(seen - c * per_record))
     out = {
         "readings": float(n_readings),
+        "gateway_window": float(window),
+        "records": float(n_records),
+        "readings_per_record": per_record,
         "readings_per_s": rate,
         "samples_per_s": rate * (n_readings + samples - by_family["seismic"]) / n_readings,
         "cpu_s": cpu,

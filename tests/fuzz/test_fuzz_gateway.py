@@ -12,14 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from ingest.gateway import GatewayCore
 from ingest.metrics import GatewayMetrics
+from schemas.batch import is_batch, unpack
 from schemas.deadletter import DeadLetter, Reason
 from schemas.topics import DEADLETTER, DEVICE_STATUS, TELEMETRY_TOPICS
 from tests.fuzz.corpus import MESSAGES, NOW, REGISTRY
 from tests.fuzz.harness import SCALE, assert_clean, fuzz, timeout_s
+from tocsin.kafka import key_partition
 
 KAFKA_MAX_RECORD_BYTES = 1_048_576  # Kafka's default message.max.bytes / max.request.size (1 MiB)
 GATEWAY_CASES = 10_000
@@ -82,3 +85,47 @@ def test_fuzz_gateway_handle_never_raises_and_always_produces_one_record() -> No
     reached = {k for k in stats.outcomes}
     assert {"telemetry.hydro", "telemetry.seismic", "devices.status", "dead:bad_topic", "dead:too_large"} <= reached
     assert {"dead:schema", "dead:undecodable", "dead:identity_mismatch", "dead:out_of_range"} <= reached
+
+
+class PartitionedRecorder(Recorder):
+    """A sink that knows its topics' partition counts (2), as the librdkafka sink does: the gateway
+    then writes batch records (schemas/batch.py)."""
+
+    def partition_for(self, topic: str, key: bytes) -> int | None:
+        return key_partition(key, 2)
+
+    def send(self, topic: str, key: bytes | None, value: bytes, on_done: Any, **_: Any) -> None:  # type: ignore[override]
+        super().send(topic, key, value, on_done)
+
+
+@pytest.mark.timeout(timeout_s(300))
+def test_fuzz_gateway_reads_never_raise_and_every_message_is_one_reading_or_one_dead_letter() -> None:
+    """Socket reads of up to 12 corpus messages through ``handle_many`` with batch records on: no
+    escape; every message acknowledged once; every message is one reading (alone or in a batch
+    record), one status record or one dead letter."""
+    sink = PartitionedRecorder()
+    core = GatewayCore(sink, GatewayMetrics(CollectorRegistry()), clock=lambda: NOW, batch_readings=100)
+    reads = st.lists(MESSAGES, min_size=1, max_size=12)
+
+    def one(messages: list[tuple[str, bytes]]) -> str:
+        acks: list[int] = []
+        sink.records.clear()
+        core.handle_many([(t, p, lambda k=k: acks.append(k)) for k, (t, p) in enumerate(messages)])  # type: ignore[misc]
+        assert sorted(acks) == list(range(len(messages))), "each message acknowledged once"
+        parts = 0
+        batched = False
+        for kafka_topic, key, value in sink.records:
+            assert len(value) + len(key) < KAFKA_MAX_RECORD_BYTES
+            if kafka_topic in TELEMETRY_TOPICS and is_batch(value):
+                readings = unpack(value)
+                assert len(readings) >= 2 and all(readings)
+                parts += len(readings)
+                batched = True
+            else:
+                parts += 1
+        assert parts == len(messages), f"{parts} readings and letters for {len(messages)} messages"
+        return "batched" if batched else "single"
+
+    stats = fuzz("gateway_reads", reads, one, GATEWAY_CASES // 10)
+    assert_clean(stats, GATEWAY_CASES // 10 * SCALE)
+    assert stats.outcomes.get("batched", 0) > 0, stats.outcomes  # the corpus reaches the batch records
