@@ -141,12 +141,12 @@ def bench_brokers(records: int, size: int, rounds: int, compression: str) -> dic
 # --------------------------------------------------------------------------- plan (docs/capacity.md)
 # Today's per-process figures; each names its source (docs/capacity.md, "Measured figures").
 FIGURES: dict[str, float] = {
-    # F1 docs/throughput.md, make bench gateway, 100,000 readings: lowest of the session-6 runs (12-22k)
+    # F1 docs/throughput.md, make bench gateway, 100,000 readings: lowest of the 2026-12-02 runs (12-22k)
     "gateway_msg_s": 12000.0,
     # F3 docs/throughput.md, make bench worker: one worker, mixed telemetry in batch records of 11 readings
     # (TOCSIN_KAFKA_BATCH_READINGS > 1), 9,500-11,250/s at 78-90 % of a core; 4,200 with one reading per record
     "worker_readings_s": 10000.0,
-    "sink_points_s": 20664.0,  # F5 docs/throughput.md, make bench influx_sink (session 6)
+    "sink_points_s": 20664.0,  # F5 docs/throughput.md, make bench influx_sink (2026-12-02)
     "influxdb_points_s": 194544.0,  # F6 the same run: InfluxDB's own line-protocol write
     "mosquitto_msg_s": 15032.0,  # F2 docs/throughput.md: the native pipe through one Mosquitto, same run as F1
     "utilisation": 0.6,  # target: a backlog of D seconds drains in D * u / (1 - u) = 1.5 D
