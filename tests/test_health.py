@@ -243,6 +243,21 @@ def test_worker_metrics_pass_promtool(promtool: str) -> None:
     _promtool_ok(promtool, generate_latest(reg))
 
 
+def test_rebalance_counters_start_at_zero_for_every_topic_given() -> None:
+    """The dashboard's re-seek panel and the re-seek rule read ``increase(...)``: a counter with no
+    series until its first event shows "no data" instead of 0."""
+    from tocsin.worker import RebalanceMetrics
+
+    reg = CollectorRegistry()
+    rebalance = RebalanceMetrics(reg, ["alerts", "detections"])
+    for name in ("tocsin_worker_stale_records_total", "tocsin_worker_partition_reseeks_total"):
+        assert reg.get_sample_value(name, {"topic": "alerts"}) == 0.0
+        assert reg.get_sample_value(name, {"topic": "detections"}) == 0.0
+        assert reg.get_sample_value(name, {"topic": "telemetry.hydro"}) is None
+    rebalance.reseeks.labels("alerts").inc()
+    assert reg.get_sample_value("tocsin_worker_partition_reseeks_total", {"topic": "alerts"}) == 1.0
+
+
 def _promtool_ok(promtool: str, text: bytes) -> None:
     proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()

@@ -26,7 +26,7 @@ import os
 import socket
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,7 +99,7 @@ class RebalanceMetrics:
     """What the worker's consumer does about records a rebalance left behind (``patch_stale_acks``,
     ``StallWatch``)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, topics: Iterable[str] = ()) -> None:
         self.stale = prometheus_client.Counter(
             "tocsin_worker_stale_records_total",
             "records fetched before a rebalance and dropped unhandled after it (fetched again from the"
@@ -114,6 +114,9 @@ class RebalanceMetrics:
             ["topic"],
             registry=registry,
         )
+        for topic in topics:  # a series at 0 from the start: rules and panels see "none", not "no data"
+            self.stale.labels(topic)
+            self.reseeks.labels(topic)
 
 
 class BatchedState(MutableMapping[str, Any]):
@@ -329,7 +332,8 @@ def endpoints(settings: Settings) -> Endpoints:
 
 def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust.App:
     patch_fetch_max_wait(settings.worker_fetch_max_wait_ms)
-    rebalance_metrics = RebalanceMetrics(metrics_registry)
+    strict_topics = frozenset({*topics.TELEMETRY_TOPICS, topics.DETECTIONS, topics.DETECTIONS_URGENT, topics.ALERTS})
+    rebalance_metrics = RebalanceMetrics(metrics_registry, sorted(strict_topics))
 
     def on_stale(message: Any) -> None:
         rebalance_metrics.stale.labels(message.topic).inc()
@@ -341,9 +345,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         )
 
     patch_stale_acks(on_stale)
-    patch_strict_commits(
-        frozenset({*topics.TELEMETRY_TOPICS, topics.DETECTIONS, topics.DETECTIONS_URGENT, topics.ALERTS})
-    )
+    patch_strict_commits(strict_topics)
     registry = open_registry(settings.registry_file)
     rules = load_rules(settings.rules_file)
     app = faust.App(
