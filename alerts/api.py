@@ -57,14 +57,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from alerts.auth import Authenticator, Denied, Principal, Role
-from alerts.cap import render_cap
-from alerts.silence_store import has_ended
-from alerts.silences import Silence
-from alerts.view import AlertView
-from schemas.ack import Ack
-from schemas.alert import Alert
-from schemas.common import Family
+from tocsin.alerts.auth import Authenticator, Denied, Principal, Role
+from tocsin.alerts.cap import render_cap
+from tocsin.alerts.silence_store import has_ended
+from tocsin.alerts.silences import Silence
+from tocsin.alerts.view import AlertView
+from tocsin.schemas.ack import Ack
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.common import Family
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ AckPublisher = Callable[[Ack], Awaitable[object]]
 
 
 class SilenceSource(Protocol):
-    """What the API reads from the silences (alerts.silence_store.SilenceStore is one)."""
+    """What the API reads from the silences (tocsin.alerts.silence_store.SilenceStore is one)."""
 
     @property
     def caught_up(self) -> bool: ...
@@ -452,7 +452,7 @@ class OperatorApi:
         if detail is None:
             return _error(404, "not_found", f"no alert with fingerprint {fp!r}")
         if self.load_cap() is None:
-            return _error(501, "no_cap", "CAP rendering (alerts.cap) is not available")
+            return _error(501, "no_cap", "CAP rendering (tocsin.alerts.cap) is not available")
         wanted = request.query.get("identifier")
         alert = next((m for m in detail.history if m.identifier == wanted), None) if wanted else detail.current
         if alert is None:
@@ -603,7 +603,7 @@ def build_app(
     console: dict[str, Any] | None = None,
 ) -> web.Application:
     """The aiohttp application over ``view``; with ``console`` (keyword arguments of
-    :func:`alerts.console.setup_console`, ``{}`` for the defaults) the web console too.
+    :func:`tocsin.alerts.console.setup_console`, ``{}`` for the defaults) the web console too.
 
     Only what is injected works: the Kafka wiring (a follower feeding ``view`` from ``alerts``,
     ``alerts.deliveries`` and ``alerts.acks``, the silence store, the producer of acks and silences,
@@ -627,7 +627,7 @@ def build_app(
     app.middlewares.append(api.authenticate)
     app.add_routes(api.routes())
     if console is not None:
-        from alerts.console import setup_console
+        from tocsin.alerts.console import setup_console
 
         setup_console(app, api, **console)
     return app

@@ -1,4 +1,4 @@
-"""Render a Tocsin :class:`~schemas.alert.Alert` as an OASIS CAP 1.2 message (XML, UTF-8).
+"""Render a Tocsin :class:`~tocsin.schemas.alert.Alert` as an OASIS CAP 1.2 message (XML, UTF-8).
 
 Pure: standard library ``xml.etree.ElementTree`` only, no I/O. Elements come out in the order of
 the official schema (CAP-v1.2.xsd), and the rules of the CAP 1.2 specification that the schema
@@ -37,7 +37,7 @@ What the model does not carry:
 * ``scope`` is ``Public``, or ``Restricted`` (with a ``restriction``) for an alert below the public
   floor (``Alert.public`` False).
 * ``category`` and ``responseType`` are derived from the event name and hazard family
-  (:data:`EVENT_CATEGORIES`, consistent with ``alerts.engine._EVENTS``).
+  (:data:`EVENT_CATEGORIES`, consistent with ``tocsin.alerts.engine._EVENTS``).
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
-from alerts import cap_id
-from schemas.alert import Alert, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel
+from tocsin.alerts import cap_id
+from tocsin.schemas.alert import Alert, AlertStatus, MsgType
+from tocsin.schemas.common import Family, WarningLevel
 
 __all__ = [
     "CAP_NS",
@@ -75,7 +75,7 @@ EVENT_CODE_NAME = "TOCSIN"
 DEFAULT_SENDER_NAME = "区应急管理局"
 RESTRICTION = "仅供应急管理部门和值班人员，不向公众发布"  # <restriction> of a scope Restricted alert
 
-# Event name (as alerts.engine writes it) -> CAP category. Same pairs as alerts.engine._EVENTS.
+# Event name (as tocsin.alerts.engine writes it) -> CAP category. Same pairs as tocsin.alerts.engine._EVENTS.
 EVENT_CATEGORIES: dict[str, str] = {
     "暴雨": "Met",
     "洪水": "Met",  # CAP: "Met - Meteorological (inc. flood)"
@@ -91,7 +91,7 @@ FAMILY_CATEGORIES: dict[Family, str] = {
     Family.SEISMIC: "Geo",
     Family.HAZMAT: "CBRNE",
 }
-# Events whose instruction (alerts.engine._INSTRUCTIONS) tells people to leave at orange and red.
+# Events whose instruction (tocsin.alerts.engine._INSTRUCTIONS) tells people to leave at orange and red.
 _EVACUATE_EVENTS = frozenset({"危险化学品泄漏", "洪水", "森林火灾"})
 _SHELTER_EVENTS = frozenset({"地震"})
 

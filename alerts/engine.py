@@ -8,7 +8,7 @@ message references the incident's original Alert and the message it replaces (a 
 
 Seismic detections are station triggers: an earthquake alert needs ``min_stations`` distinct
 stations triggered within ``window_s`` (network coincidence). Its magnitude is the median Pd
-magnitude over P-wave-only windows (``alerts.kernels.quake.magnitude_estimate``: a near station's Pd
+magnitude over P-wave-only windows (``tocsin.alerts.kernels.quake.magnitude_estimate``: a near station's Pd
 window is cut before its S wave, or the station left out; never an S-inflated first magnitude).
 
 Earthquake update policy (:meth:`AlertEngine._seismic_update_level`): escalation is sent at once; a
@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from alerts import cap_id
-from alerts.kernels import fire as fk
-from alerts.kernels import quake as qk
-from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import WarningLevel
-from schemas.confirm import ConfirmRules
-from schemas.detection import Detection, DetectionKind, DetectionState, is_gas_kind
-from schemas.registry import RegistryLike
+from tocsin.alerts import cap_id
+from tocsin.alerts.kernels import fire as fk
+from tocsin.alerts.kernels import quake as qk
+from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
+from tocsin.schemas.common import WarningLevel
+from tocsin.schemas.confirm import ConfirmRules
+from tocsin.schemas.detection import Detection, DetectionKind, DetectionState, is_gas_kind
+from tocsin.schemas.registry import RegistryLike
 
 State = dict[str, Any]
 BEIJING = timezone(timedelta(hours=8))
@@ -791,7 +791,7 @@ class AlertEngine:
         """Where shaking reaches the public floor: ``(circle, area codes, area names)``, or None.
 
         The predicted intensity depends on the hypocentral distance only, so the zone is the disc
-        around the epicentre of radius :func:`alerts.kernels.quake.shaking_radius_km`; the areas are
+        around the epicentre of radius :func:`tocsin.alerts.kernels.quake.shaking_radius_km`; the areas are
         the registry's targets (their ``area_code``, default the engine's area) and the device areas
         (GB/T 2260 code, district/town/village) whose location lies inside it, nearest first."""
         cfg = self.config

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
-from schemas.alert import Alert
+from tocsin.schemas.alert import Alert
 
 log = logging.getLogger(__name__)
 

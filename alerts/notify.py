@@ -17,18 +17,18 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from alerts.adapters.base import Adapter, DeliveryResult, Notification, Outcome, send_with_retries
-from alerts.adapters.broadcast import STOP_CHANNEL
-from alerts.adapters.sms import mask_phone
-from alerts.release import enforced_auto
-from alerts.routing import DEFAULT_ROUTING, Routing, plan
-from alerts.silences import Silence, overridden, silencing
-from alerts.sms_text import compose_sms
-from schemas import topics
-from schemas.alert import Alert, AlertStatus, MsgType
-from schemas.delivery import DeliveryRecord
-from schemas.registry import RegistryLike
-from schemas.wire import encode
+from tocsin.alerts.adapters.base import Adapter, DeliveryResult, Notification, Outcome, send_with_retries
+from tocsin.alerts.adapters.broadcast import STOP_CHANNEL
+from tocsin.alerts.adapters.sms import mask_phone
+from tocsin.alerts.release import enforced_auto
+from tocsin.alerts.routing import DEFAULT_ROUTING, Routing, plan
+from tocsin.alerts.silences import Silence, overridden, silencing
+from tocsin.alerts.sms_text import compose_sms
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert, AlertStatus, MsgType
+from tocsin.schemas.delivery import DeliveryRecord
+from tocsin.schemas.registry import RegistryLike
+from tocsin.schemas.wire import encode
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 
-from alerts.adapters.base import Adapter, DeliveryResult, Notification
+from tocsin.alerts.adapters.base import Adapter, DeliveryResult, Notification
 
 
 class PriorityRateLimiter:

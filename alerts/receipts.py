@@ -23,8 +23,8 @@ from collections.abc import Mapping
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from alerts.adapters.sms import mask_phone
-from schemas.delivery import DeliveryRecord
+from tocsin.alerts.adapters.sms import mask_phone
+from tocsin.schemas.delivery import DeliveryRecord
 
 SIGNATURE_HEADER = "X-Tocsin-Signature"
 TIMESTAMP_HEADER = "X-Tocsin-Timestamp"

@@ -41,9 +41,9 @@ from typing import Any, Literal, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import AwareDatetime, Field, model_validator
 
-from schemas import topics
-from schemas.alert import Alert, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel, WireModel
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert, AlertStatus, MsgType
+from tocsin.schemas.common import Family, WarningLevel, WireModel
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,7 @@ class ReleaseDesk:
             log.error("release event %s of %s not recorded: %s", event.action, event.identifier, e)
 
     async def _escalate(self, s: Step) -> list[Any]:
-        from alerts.adapters.base import Notification
+        from tocsin.alerts.adapters.base import Notification
 
         numbers = self.gate.config.supervisors
         if not numbers:

@@ -24,12 +24,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from alerts.release import ReleaseConfig
-from alerts.sms_text import check_signature
-from schemas.alert import Alert, AlertStatus
-from schemas.common import Family, WarningLevel, WireModel
-from schemas.files import load_model_file
-from schemas.registry import RegistryLike
+from tocsin.alerts.release import ReleaseConfig
+from tocsin.alerts.sms_text import check_signature
+from tocsin.schemas.alert import Alert, AlertStatus
+from tocsin.schemas.common import Family, WarningLevel, WireModel
+from tocsin.schemas.files import load_model_file
+from tocsin.schemas.registry import RegistryLike
 
 log = logging.getLogger(__name__)
 

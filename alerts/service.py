@@ -14,11 +14,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from alerts.engine import AlertEngine
-from schemas.alert import Alert
-from schemas.detection import Detection, LifecycleTick
-from schemas.records import decode_detection
-from schemas.stage import CapCounter, decode_or_skip, replayed
+from tocsin.alerts.engine import AlertEngine
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.detection import Detection, LifecycleTick
+from tocsin.schemas.records import decode_detection
+from tocsin.schemas.stage import CapCounter, decode_or_skip, replayed
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class AlertStage:
         emitted_s: float | None = None,
         lane: str = "",
     ) -> list[Alert]:
-        """``handle`` for a record already decoded (``schemas.records.decode_detection``): the worker
+        """``handle`` for a record already decoded (``tocsin.schemas.records.decode_detection``): the worker
         decodes inside its per-record guard, so an undecodable record becomes a dead letter there."""
         # the partition issues under its own identifier extension (alerts/cap_id.py ``issuer_code``)
         self.engine.issuer_lane = position[0] if position is not None else 0

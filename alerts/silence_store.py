@@ -1,6 +1,6 @@
 """Silences: the compacted Kafka topic ``alerts.silences`` is the source of truth.
 
-Each record is keyed by the silence id; its value is the :class:`~alerts.silences.Silence` JSON, or
+Each record is keyed by the silence id; its value is the :class:`~tocsin.alerts.silences.Silence` JSON, or
 empty (a tombstone) once the silence is deleted. Compaction keeps the last value of every id, so
 reading the topic from the beginning rebuilds the current set. :class:`SilenceStore` keeps that set
 from the records an injected follower reads (the Kafka one is made by tocsin/kafka.py
@@ -26,9 +26,9 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from alerts.silences import Silence
-from schemas import topics
-from schemas.wire import decode
+from tocsin.alerts.silences import Silence
+from tocsin.schemas import topics
+from tocsin.schemas.wire import decode
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ FollowerFactory = Callable[[Callable[[Any], object]], Follower]
 class SilenceStore:
     """The current silences, kept from the compacted topic by a background thread.
 
-    ``silences()`` is what :class:`~alerts.notify.Notifier` takes: the silences that have not ended
+    ``silences()`` is what :class:`~tocsin.alerts.notify.Notifier` takes: the silences that have not ended
     (current and future ones; recurring ones until their ``until``). ``apply()`` takes one raw record,
     so tests can feed the store without Kafka.
     """

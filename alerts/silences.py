@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from schemas.alert import Alert
-from schemas.common import Family, WarningLevel, WireModel
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.common import Family, WarningLevel, WireModel
 
 _PERIOD = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 

@@ -34,9 +34,9 @@ from typing import NamedTuple, TypeVar
 
 from pydantic import BaseModel
 
-from alerts.adapters.base import Notification
-from schemas.alert import Alert
-from schemas.delivery import DeliveryRecord
+from tocsin.alerts.adapters.base import Notification
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.delivery import DeliveryRecord
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)

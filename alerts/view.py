@@ -15,12 +15,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from schemas import topics
-from schemas.ack import Ack
-from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.delivery import DeliveryRecord
-from schemas.wire import decode
+from tocsin.schemas import topics
+from tocsin.schemas.ack import Ack
+from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.delivery import DeliveryRecord
+from tocsin.schemas.wire import decode
 
 log = logging.getLogger(__name__)
 

@@ -15,21 +15,21 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
-from detectors.kernels import anomaly as anomaly_k
-from detectors.kernels import deadman as deadman_k
-from detectors.kernels import fire as fire_k
-from detectors.kernels import gas as gas_k
-from detectors.kernels import rainfall as rain_k
-from detectors.kernels import rise as rise_k
-from detectors.kernels import seismic as seis_k
-from detectors.kernels import sensor_faults as sf_k
-from detectors.kernels.levels import LevelRule, LevelState, step_level
-from detectors.rules import AnomalyChannel, Rules
-from schemas import topics
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionKind, DetectionState
-from schemas.registry import Device, RegistryLike
-from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
+from tocsin.detectors.kernels import anomaly as anomaly_k
+from tocsin.detectors.kernels import deadman as deadman_k
+from tocsin.detectors.kernels import fire as fire_k
+from tocsin.detectors.kernels import gas as gas_k
+from tocsin.detectors.kernels import rainfall as rain_k
+from tocsin.detectors.kernels import rise as rise_k
+from tocsin.detectors.kernels import seismic as seis_k
+from tocsin.detectors.kernels import sensor_faults as sf_k
+from tocsin.detectors.kernels.levels import LevelRule, LevelState, step_level
+from tocsin.detectors.rules import AnomalyChannel, Rules
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionKind, DetectionState
+from tocsin.schemas.registry import Device, RegistryLike
+from tocsin.schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
 
 State = dict[str, Any]
 _K = TypeVar("_K")
@@ -693,7 +693,7 @@ class DetectorEngine:
         early_n = max(1, round(PD_EARLY_EVERY_S * r.sample_rate_hz))
         if buf is not None and len(buf) < window_n and len(buf) // early_n > st["k"].get("pd_early", 0):
             # The magnitude must not wait the whole window: the profile so far (1 s, 2 s) goes out, and
-            # the alert engine makes a growth-corrected magnitude of it (alerts.kernels.quake
+            # the alert engine makes a growth-corrected magnitude of it (tocsin.alerts.kernels.quake
             # truncated_pd_magnitude) until the full-window Pd replaces it.
             st["k"]["pd_early"] = len(buf) // early_n
             vel = np.asarray(buf[: st["k"]["pd_early"] * early_n])
@@ -705,7 +705,7 @@ class DetectorEngine:
             st["k"].pop("pd_early_profile", None)
             vel = np.asarray(buf)
             # Pd over 0.5, 1.0, ... s as well: the alert engine cuts a near station's window before its
-            # S wave with it (alerts.kernels.quake.truncated_pd_magnitude); sent with the Pd below
+            # S wave with it (tocsin.alerts.kernels.quake.truncated_pd_magnitude); sent with the Pd below
             step = PD_PROFILE_STEP_S
             st["k"]["pd_profile"] = [round(x, 6) for x in seis_k.pd_profile(vel, r.sample_rate_hz, step)]
             return round(seis_k.pd_from_displacement(seis_k.velocity_to_displacement(vel, r.sample_rate_hz)), 6)
@@ -775,7 +775,7 @@ class DetectorEngine:
         vertical component (the first channel ending in ``Z``; acceleration is integrated to velocity
         first); every component feeds the intensity, GB/T 17742-2020: PGA and PGV are the peaks of
         the vector sum of the three components band-passed to 0.1-10 Hz
-        (:class:`detectors.kernels.seismic.GroundMotion`), from trigger-on to trigger-off.
+        (:class:`tocsin.detectors.kernels.seismic.GroundMotion`), from trigger-on to trigger-off.
 
         Opens a ``p_trigger`` detection at the trigger-on sample, updates it when the intensity
         estimate grows by 0.5 or more (whichever component's packet makes it grow) or when Pd is

@@ -11,15 +11,15 @@ from typing import Annotated, Literal, Union, get_args, get_origin
 from pydantic import Field, StringConstraints, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from detectors.kernels import anomaly as anomaly_k
-from detectors.kernels import sensor_faults as sf_k
-from schemas.common import Ident, PublicText, WarningLevel, WireModel
-from schemas.confirm import ConfirmRules
-from schemas.files import load_model_file
-from schemas.seismic_band import DEFAULT_TRIGGER_BAND_HZ, band_problem
-from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
+from tocsin.detectors.kernels import anomaly as anomaly_k
+from tocsin.detectors.kernels import sensor_faults as sf_k
+from tocsin.schemas.common import Ident, PublicText, WarningLevel, WireModel
+from tocsin.schemas.confirm import ConfirmRules
+from tocsin.schemas.files import load_model_file
+from tocsin.schemas.seismic_band import DEFAULT_TRIGGER_BAND_HZ, band_problem
+from tocsin.schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
 
-# A gas name as devices send it (schemas.telemetry.GasReading.gas).
+# A gas name as devices send it (tocsin.schemas.telemetry.GasReading.gas).
 GasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,12}$")]
 ParamValue = Annotated[PublicText, Field(max_length=200)] | float | int | bool | None
 
@@ -102,7 +102,7 @@ class FireRules(WireModel):
 
 
 class SeismicRules(WireModel):
-    """The station trigger. The band must suit every packet the gateway accepts (schemas.seismic_band)."""
+    """The station trigger. The band must suit every packet the gateway accepts (tocsin.schemas.seismic_band)."""
 
     freqmin_hz: float = DEFAULT_TRIGGER_BAND_HZ[0]
     freqmax_hz: float = DEFAULT_TRIGGER_BAND_HZ[1]
@@ -126,7 +126,7 @@ class SeismicRules(WireModel):
 
 AnomalyParamValue = Annotated[PublicText, Field(max_length=200)] | float | int
 
-# The telemetry types whose numeric fields can be scored (schemas.telemetry), and those fields.
+# The telemetry types whose numeric fields can be scored (tocsin.schemas.telemetry), and those fields.
 TELEMETRY_MODELS: dict[str, type[WireModel]] = {
     "fire.detection": FireDetection,
     "hydro.rain": RainIncrement,

@@ -16,11 +16,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from detectors.engine import DetectorEngine
-from schemas.detection import Detection
-from schemas.records import decode_telemetry
-from schemas.stage import CapCounter, LabelCache, decode_or_skip, replayed
-from schemas.telemetry import DeadmanTick, Telemetry
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.schemas.detection import Detection
+from tocsin.schemas.records import decode_telemetry
+from tocsin.schemas.stage import CapCounter, LabelCache, decode_or_skip, replayed
+from tocsin.schemas.telemetry import DeadmanTick, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class DetectorStage:
         received_s: float | None = None,
         correlation_id: str | Callable[[Telemetry], str] | None = None,
     ) -> list[Detection]:
-        """``handle`` for a record already decoded (``schemas.records.decode_telemetry``): the worker
+        """``handle`` for a record already decoded (``tocsin.schemas.records.decode_telemetry``): the worker
         decodes inside its per-record guard, so an undecodable record becomes a dead letter there.
         May raise (a detector kernel refusing its input): the caller decides what to do with it.
         ``correlation_id`` may be a function of the reading, called only when it caused detections."""

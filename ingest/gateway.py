@@ -25,16 +25,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.metrics import GatewayMetrics
-from ingest.mqtt_client import FastClient, Oversize, Publish
-from ingest.sinks import Headers, HeaderSink, RecordSink
-from ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
-from schemas import topics
-from schemas.batch import BATCH_MAGIC, BATCH_MAX_BYTES, BATCH_MAX_READINGS, pack
-from schemas.deadletter import TOPIC_MAX_CHARS, DeadLetter, Reason, printable
-from schemas.registry import RegistryLike
-from schemas.topics import DeviceTopic, parse_device_topic
-from schemas.wire import encode
+from tocsin.ingest.metrics import GatewayMetrics
+from tocsin.ingest.mqtt_client import FastClient, Oversize, Publish
+from tocsin.ingest.sinks import Headers, HeaderSink, RecordSink
+from tocsin.ingest.validate import DEFAULT_LIMITS, Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
+from tocsin.schemas import topics
+from tocsin.schemas.batch import BATCH_MAGIC, BATCH_MAX_BYTES, BATCH_MAX_READINGS, pack
+from tocsin.schemas.deadletter import TOPIC_MAX_CHARS, DeadLetter, Reason, printable
+from tocsin.schemas.registry import RegistryLike
+from tocsin.schemas.topics import DeviceTopic, parse_device_topic
+from tocsin.schemas.wire import encode
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from pydantic import ValidationError
 
-from ingest.metrics import GatewayMetrics
-from schemas.alert import Alert, MsgType
-from schemas.batch import expand
-from schemas.records import PoisonRecord
-from schemas.registry import RegistryLike
-from schemas.telemetry import (
+from tocsin.ingest.metrics import GatewayMetrics
+from tocsin.schemas.alert import Alert, MsgType
+from tocsin.schemas.batch import expand
+from tocsin.schemas.records import PoisonRecord
+from tocsin.schemas.registry import RegistryLike
+from tocsin.schemas.telemetry import (
     TELEMETRY_ADAPTER,
     DeadmanTick,
     FireDetection,
@@ -36,7 +36,7 @@ from schemas.telemetry import (
     Telemetry,
     WaterLevel,
 )
-from schemas.topics import ALERTS
+from tocsin.schemas.topics import ALERTS
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from ingest.mseed import MseedError, decode_mseed, looks_like_mseed, to_packet_fields
-from schemas.common import Family
-from schemas.deadletter import DeadLetter, Reason
-from schemas.registry import RegistryLike
-from schemas.status import DeviceStatus
-from schemas.telemetry import TELEMETRY_ADAPTER, Telemetry, family_of
-from schemas.topics import DeviceTopic, kafka_telemetry, parse_device_topic
-from schemas.wire import encode
+from tocsin.ingest.mseed import MseedError, decode_mseed, looks_like_mseed, to_packet_fields
+from tocsin.schemas.common import Family
+from tocsin.schemas.deadletter import DeadLetter, Reason
+from tocsin.schemas.registry import RegistryLike
+from tocsin.schemas.status import DeviceStatus
+from tocsin.schemas.telemetry import TELEMETRY_ADAPTER, Telemetry, family_of
+from tocsin.schemas.topics import DeviceTopic, kafka_telemetry, parse_device_topic
+from tocsin.schemas.wire import encode
 
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "out_of_range"}
 _NONFINITE_ERRORS = {"finite_number"}

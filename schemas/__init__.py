@@ -3,12 +3,12 @@
 Every other package imports this one; this one imports none of them.
 """
 
-from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.deadletter import DeadLetter, Reason
-from schemas.detection import Detection, DetectionState
-from schemas.status import DeviceState, DeviceStatus
-from schemas.telemetry import (
+from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.deadletter import DeadLetter, Reason
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.status import DeviceState, DeviceStatus
+from tocsin.schemas.telemetry import (
     FireDetection,
     GasReading,
     RainIncrement,

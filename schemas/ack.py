@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, Field
 
-from schemas.common import WireModel
+from tocsin.schemas.common import WireModel
 
 
 class Ack(WireModel):

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field, computed_field, model_validator
 
-from schemas.common import AdminCode, Family, WarningLevel, WireModel
+from tocsin.schemas.common import AdminCode, Family, WarningLevel, WireModel
 
 
 class MsgType(StrEnum):

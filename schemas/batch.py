@@ -19,7 +19,7 @@ bytes, well inside Kafka's default 1 MiB record limit.
 Each reading of a batch is decoded, validated, deduplicated (device, seq, device time) and, when it
 fails, dead-lettered on its own (its bytes and its index in the batch): one bad reading never drops
 its neighbours. A record that is not a well-formed envelope (over the bounds, no reading) is refused
-as a whole with :class:`~schemas.records.PoisonRecord` and dead-lettered with its bytes.
+as a whole with :class:`~tocsin.schemas.records.PoisonRecord` and dead-lettered with its bytes.
 
 All the readings of one batch record share a topic and a partition, which is the partition each
 reading's own key (its device id) maps to; so a device's readings stay in order in one partition
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas.deadletter import WorkerReason
-from schemas.records import PoisonRecord
+from tocsin.schemas.deadletter import WorkerReason
+from tocsin.schemas.records import PoisonRecord
 
 BATCH_MAGIC = b"tocsin.batch.v1\n"
 """The first bytes of a batch record: the envelope's name and version, then a newline."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from schemas.common import Ident, WireModel
+from tocsin.schemas.common import Ident, WireModel
 
 
 class IncidentConfirm(WireModel):

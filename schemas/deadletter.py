@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, Field
 
-from schemas.common import WireModel
+from tocsin.schemas.common import WireModel
 
 
 class Reason(StrEnum):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, field_validator
 
-from schemas.common import AdminCode, Family, Ident, WarningLevel, WireModel
+from tocsin.schemas.common import AdminCode, Family, Ident, WarningLevel, WireModel
 
 
 class DetectionState(StrEnum):

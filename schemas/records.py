@@ -11,10 +11,10 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
-from schemas.alert import Alert
-from schemas.deadletter import WorkerReason
-from schemas.detection import Detection, LifecycleTick
-from schemas.telemetry import (
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.deadletter import WorkerReason
+from tocsin.schemas.detection import Detection, LifecycleTick
+from tocsin.schemas.telemetry import (
     DeadmanTick,
     FireDetection,
     GasReading,

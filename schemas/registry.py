@@ -15,8 +15,8 @@ from typing import Annotated, Any, Protocol
 from pydantic import Field, PrivateAttr, StringConstraints, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.common import AdminCode, Family, Ident, PublicText, WireModel
-from schemas.files import load_model_file
+from tocsin.schemas.common import AdminCode, Family, Ident, PublicText, WireModel
+from tocsin.schemas.files import load_model_file
 
 PLACE_NAME_MAX_CHARS = 50
 """Longest district, town or village name. Alert headlines are at most 200 characters; the longest one

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, Field
 
-from schemas.alert import Alert
-from schemas.common import Family, WarningLevel, WireModel
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.common import Family, WarningLevel, WireModel
 
 
 class TargetArrival(WireModel):

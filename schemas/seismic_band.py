@@ -1,8 +1,8 @@
 """The seismic sample rates the pipeline accepts and the filter bands the detector may use: one definition.
 
-The gateway refuses a seismic packet below ``MIN_SAMPLE_RATE_HZ`` (schemas.telemetry.SeismicPacket) and
+The gateway refuses a seismic packet below ``MIN_SAMPLE_RATE_HZ`` (tocsin.schemas.telemetry.SeismicPacket) and
 the rules loader refuses a trigger band whose lower corner is not below that rate's Nyquist frequency
-(detectors.rules.SeismicRules). Every filter the station detector builds has its lower corner at most
+(tocsin.detectors.rules.SeismicRules). Every filter the station detector builds has its lower corner at most
 ``MAX_LOWER_CORNER_HZ``, so every packet the gateway accepts can be band-passed with every rules file
 that loads: the two sides agree because both read the numbers below, not two copies of them.
 

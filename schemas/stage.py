@@ -1,6 +1,6 @@
 """The frame both stages (detectors/service.py, alerts/service.py) put around their engine.
 
-A stage takes a raw Kafka record, decodes it (``schemas.records``), skips a redelivery whose effect
+A stage takes a raw Kafka record, decodes it (``tocsin.schemas.records``), skips a redelivery whose effect
 its state already holds (the state remembers the last (partition, offset) it includes), runs its
 engine and counts what the engine's state caps refused. These pieces were written twice; they live
 here, below both stages (docs/architecture.md: schemas is the bottom layer).
@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from schemas.records import PoisonRecord
+from tocsin.schemas.records import PoisonRecord
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from schemas.common import DeviceTime, Family, Ident, PublicText, WireModel
+from tocsin.schemas.common import DeviceTime, Family, Ident, PublicText, WireModel
 
 
 class DeviceState(StrEnum):

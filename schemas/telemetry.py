@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, Strict, TypeAdapter, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.common import DeviceTime, Family, Ident, Number, Seq, WireModel
-from schemas.seismic_band import sample_rate_problem
+from tocsin.schemas.common import DeviceTime, Family, Ident, Number, Seq, WireModel
+from tocsin.schemas.seismic_band import sample_rate_problem
 
 
 def _out_of_range(message: str) -> PydanticCustomError:
@@ -88,7 +88,7 @@ class SeismicPacket(_Reading):
 
     type: Literal["seismic.waveform"] = "seismic.waveform"
     channel: Annotated[str, Field(pattern=r"^[A-Z0-9]{3}$")] = "HHZ"
-    sample_rate_hz: Number = Field(description="samples per second; see schemas.seismic_band")
+    sample_rate_hz: Number = Field(description="samples per second; see tocsin.schemas.seismic_band")
     unit: Literal["m/s", "m/s2", "counts"] = "m/s"
     samples: list[Number] = Field(min_length=1, max_length=20_000)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.common import Family
+from tocsin.schemas.common import Family
 
 MQTT_ROOT = "tocsin/v1"
 MQTT_TELEMETRY_FILTER = f"{MQTT_ROOT}/+/+/+/telemetry"
@@ -67,7 +67,7 @@ def kafka_telemetry(family: Family | str) -> str:
 
 TELEMETRY_TOPICS = tuple(kafka_telemetry(f) for f in Family)
 DEADLETTER = "telemetry.deadletter"
-# Kafka records a worker agent could not handle (schemas.deadletter.WorkerDeadLetter)
+# Kafka records a worker agent could not handle (tocsin.schemas.deadletter.WorkerDeadLetter)
 WORKER_DEADLETTER = "worker.deadletter"
 DEVICE_STATUS = "devices.status"
 DETECTIONS = "detections"

@@ -1,9 +1,9 @@
 """Local emergency-broadcast platform (应急广播平台) emulator: a real HTTP server for
-:class:`alerts.adapters.broadcast.BroadcastAdapter`.
+:class:`tocsin.alerts.adapters.broadcast.BroadcastAdapter`.
 
 Run it as a process::
 
-    TOCSIN_BROADCAST_API_KEY=... python -m simulators.broadcast_platform --host 127.0.0.1 --port 8781
+    TOCSIN_BROADCAST_API_KEY=... python -m tocsin.simulators.broadcast_platform --host 127.0.0.1 --port 8781
 
 (the key from the environment or ``--api-key-file``, never the command line)
 
@@ -60,8 +60,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from simulators import http_emulator
-from simulators.http_emulator import (
+from tocsin.simulators import http_emulator
+from tocsin.simulators.http_emulator import (
     EmulatorThread,
     add_common_routes,
     authorized,
@@ -515,7 +515,7 @@ class BroadcastPlatformThread(EmulatorThread[PlatformConfig]):
 def main(argv: list[str] | None = None) -> int:
     args = http_emulator.parse_args(
         argv,
-        prog="python -m simulators.broadcast_platform",
+        prog="python -m tocsin.simulators.broadcast_platform",
         description="Local emergency-broadcast platform emulator",
         default_port=8781,
         key_env="TOCSIN_BROADCAST_API_KEY",

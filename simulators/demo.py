@@ -16,9 +16,9 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from schemas import topics
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry, Target
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry, Target
 
 DISTRICT = "330110"
 DISTRICT_NAME = "临江区"

@@ -1,6 +1,6 @@
 """Simulated field devices: the exact MQTT topics and JSON payloads real devices publish.
 
-Each simulator wraps a registry :class:`~schemas.registry.Device` and turns physical quantities
+Each simulator wraps a registry :class:`~tocsin.schemas.registry.Device` and turns physical quantities
 (true rain, river stage, ground velocity, gas concentration, smoke visibility) into what the
 instrument reports: tipping-bucket quantisation, sensor lag, drift and noise, 1 s seismic packets,
 per-sweep camera detections. Every telemetry payload carries ``type``, ``device_id``, ``site``,
@@ -28,10 +28,10 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from schemas import topics
-from schemas.registry import Device
-from simulators import physics
-from simulators.demo import Message
+from tocsin.schemas import topics
+from tocsin.schemas.registry import Device
+from tocsin.simulators import physics
+from tocsin.simulators.demo import Message
 
 BEIJING = timezone(timedelta(hours=8))
 

@@ -8,8 +8,8 @@ import json
 import urllib.request
 from typing import Any
 
-from simulators.broadcast_platform import BroadcastPlatformThread, PlatformConfig
-from simulators.sms_gateway import GatewayConfig, SmsGatewayThread
+from tocsin.simulators.broadcast_platform import BroadcastPlatformThread, PlatformConfig
+from tocsin.simulators.sms_gateway import GatewayConfig, SmsGatewayThread
 
 
 class EmulatedDownstream:

@@ -56,11 +56,11 @@ from typing import Any
 
 import numpy as np
 
-from schemas.common import Family
-from schemas.status import DeviceState, DeviceStatus
-from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
-from schemas.topics import MQTT_ROOT, mqtt_status, mqtt_telemetry
-from schemas.wire import encode
+from tocsin.schemas.common import Family
+from tocsin.schemas.status import DeviceState, DeviceStatus
+from tocsin.schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
+from tocsin.schemas.topics import MQTT_ROOT, mqtt_status, mqtt_telemetry
+from tocsin.schemas.wire import encode
 
 # --------------------------------------------------------------------------------------------------
 # The fleet (pure)

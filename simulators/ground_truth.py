@@ -1,5 +1,5 @@
-"""The ground truth of a built scenario (:class:`~schemas.scenario.GroundTruth`), computed from the
-generated messages and the default detector rules (``detectors.rules.Rules()``), independently of
+"""The ground truth of a built scenario (:class:`~tocsin.schemas.scenario.GroundTruth`), computed from the
+generated messages and the default detector rules (``tocsin.detectors.rules.Rules()``), independently of
 the detector engine.
 
 ``detectable_from``: the first rain report at which a rolling window total (pro rata, as the
@@ -24,17 +24,17 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from alerts.kernels.quake import predicted_intensity
-from detectors.kernels import gas as gas_k
-from detectors.kernels import rainfall as rain_k
-from detectors.kernels import seismic as seis_k
-from detectors.rules import Rules
-from schemas.common import Family, WarningLevel
-from schemas.scenario import GroundTruth, HazardTruth, OutageTruth, TargetArrival
-from simulators import physics
-from simulators.demo import Message
-from simulators.scenario_build import ScenarioBuilder
-from simulators.scenario_spec import EarthquakeSpec, FireSpec, GasLeakSpec, HazardBase, LatLon, RainstormSpec
+from tocsin.alerts.kernels.quake import predicted_intensity
+from tocsin.detectors.kernels import gas as gas_k
+from tocsin.detectors.kernels import rainfall as rain_k
+from tocsin.detectors.kernels import seismic as seis_k
+from tocsin.detectors.rules import Rules
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.scenario import GroundTruth, HazardTruth, OutageTruth, TargetArrival
+from tocsin.simulators import physics
+from tocsin.simulators.demo import Message
+from tocsin.simulators.scenario_build import ScenarioBuilder
+from tocsin.simulators.scenario_spec import EarthquakeSpec, FireSpec, GasLeakSpec, HazardBase, LatLon, RainstormSpec
 
 # ---------------------------------------------------------------------------------------------
 # Ground truth

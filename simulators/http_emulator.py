@@ -1,6 +1,6 @@
 """Plumbing shared by the local HTTP emulators of third-party providers.
 
-Used by :mod:`simulators.sms_gateway` and :mod:`simulators.broadcast_platform`: JSON error answers,
+Used by :mod:`tocsin.simulators.sms_gateway` and :mod:`tocsin.simulators.broadcast_platform`: JSON error answers,
 Bearer auth, body validation, fault injection, the control plane every emulator offers (no auth,
 for tests and demos)::
 

@@ -10,7 +10,7 @@ Earthquake
     physics says:
 
     * PGV (m/s) at hypocentral distance R is the alert kernel's own relation
-      (``alerts.kernels.quake.predicted_pgv_ms``: Yu et al. 2013 intensity attenuation, eastern China,
+      (``tocsin.alerts.kernels.quake.predicted_pgv_ms``: Yu et al. 2013 intensity attenuation, eastern China,
       long axis, rewritten as PGV through GB/T 17742-2020), so the observed and predicted intensities
       agree.
     * PGA (m/s^2) is the value whose GB/T 17742-2020 intensity ``I_A = 3.17 lg PGA + 6.59`` equals the
@@ -51,11 +51,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.kernels.quake import haversine_km, predicted_pgv_ms
-from detectors.kernels.gas import MOLAR_MASS_G as _DETECTOR_MOLAR_MASS_G
-from detectors.kernels.gas import MOLAR_VOLUME_L
-from detectors.kernels.seismic import INTENSITY_BAND_HZ, Bandpass
-from schemas.seismology import (
+from tocsin.alerts.kernels.quake import haversine_km, predicted_pgv_ms
+from tocsin.detectors.kernels.gas import MOLAR_MASS_G as _DETECTOR_MOLAR_MASS_G
+from tocsin.detectors.kernels.gas import MOLAR_VOLUME_L
+from tocsin.detectors.kernels.seismic import INTENSITY_BAND_HZ, Bandpass
+from tocsin.schemas.seismology import (
     EARTH_RADIUS_KM,
     intensity_from_pga,
     intensity_from_pgv,

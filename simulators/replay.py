@@ -48,10 +48,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from schemas.common import Family
-from schemas.telemetry import GasReading, RainIncrement, WaterLevel, family_of
-from schemas.topics import mqtt_telemetry
-from schemas.wire import encode
+from tocsin.schemas.common import Family
+from tocsin.schemas.telemetry import GasReading, RainIncrement, WaterLevel, family_of
+from tocsin.schemas.topics import mqtt_telemetry
+from tocsin.schemas.wire import encode
 
 Format = Literal["auto", "jsonl", "csv", "mseed"]
 PayloadKind = Literal["json", "mseed", "bytes"]
@@ -213,8 +213,8 @@ def mseed_timeline(
     source: str = "<mseed>",
 ) -> list[TimelineItem]:
     """One item per miniSEED data record: the record's own bytes, or a seismic.waveform JSON packet."""
-    from ingest.mseed import MseedError, decode_mseed, to_packet_fields
-    from schemas.telemetry import SeismicPacket
+    from tocsin.ingest.mseed import MseedError, decode_mseed, to_packet_fields
+    from tocsin.schemas.telemetry import SeismicPacket
 
     try:
         records = decode_mseed(data)

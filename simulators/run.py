@@ -55,15 +55,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from schemas import topics
-from schemas.alert import Alert
-from schemas.common import Family
-from schemas.detection import Detection, LifecycleTick
-from schemas.registry import Registry
-from schemas.scenario import GroundTruth, ObservedAlert
-from schemas.transport import apply_mqtt_tls
-from simulators.demo import Message
-from simulators.score import Score, format_table, score
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.common import Family
+from tocsin.schemas.detection import Detection, LifecycleTick
+from tocsin.schemas.registry import Registry
+from tocsin.schemas.scenario import GroundTruth, ObservedAlert
+from tocsin.schemas.transport import apply_mqtt_tls
+from tocsin.simulators.demo import Message
+from tocsin.simulators.score import Score, format_table, score
 
 log = logging.getLogger(__name__)
 
@@ -327,9 +327,9 @@ async def run_messages(
     ``pipeline``: an already started EmbeddedPipeline (the caller stops it); None: one is made.
     ``on_progress`` is called every ``progress_every_s`` of wall time while the messages are
     published, and once when the last one is out."""
-    from alerts.engine import AlertConfig
-    from simulators.downstream import EmulatedDownstream
+    from tocsin.alerts.engine import AlertConfig
     from tocsin.embedded import EmbeddedPipeline, free_port
+    from tocsin.simulators.downstream import EmulatedDownstream
 
     started = time.monotonic()
     own = pipeline is None
@@ -467,7 +467,7 @@ def publish_messages(
 
 def resolve_scenario(name_or_path: str | Path) -> Path:
     """A shipped scenario's name (``quiet_day``) or a YAML file's path."""
-    from simulators.scenario_spec import SCENARIO_DIR
+    from tocsin.simulators.scenario_spec import SCENARIO_DIR
 
     p = Path(name_or_path)
     if p.is_file():
@@ -494,7 +494,7 @@ class Plan:
 
     def build(self, now: datetime | None = None) -> tuple[Registry, list[Message], GroundTruth, list[float]]:
         """Build so that the last message is due when the replay (starting ``now``) ends."""
-        from simulators.scenario import build
+        from tocsin.simulators.scenario import build
 
         start = layout_start(self.span_s, self.wall_s, now or datetime.now(UTC))
         registry, messages, truth = build(self.scenario, start=start)
@@ -513,8 +513,8 @@ def plan_scenario(
 ) -> Plan:
     """Load a scenario and build it once at a fixed start to learn its span and pacing (scenarios
     are deterministic for their seed, so the real build only shifts the times)."""
-    from simulators.scenario import build
-    from simulators.scenario_spec import load_scenario
+    from tocsin.simulators.scenario import build
+    from tocsin.simulators.scenario_spec import load_scenario
 
     scenario = load_scenario(resolve_scenario(name_or_path))
     registry, probe, truth = build(scenario, start=datetime(2026, 1, 1, tzinfo=UTC))
@@ -540,9 +540,9 @@ async def run_scenario(
     """Plan, start an embedded pipeline with the scenario's registry, build the messages so that
     the scenario ends when the replay does, run, score; write ``out_dir`` when given.
     ``on_start(truth, speed, planned wall seconds)`` is called just before the replay."""
-    from alerts.engine import AlertConfig
-    from simulators.downstream import EmulatedDownstream
+    from tocsin.alerts.engine import AlertConfig
     from tocsin.embedded import EmbeddedPipeline, free_port
+    from tocsin.simulators.downstream import EmulatedDownstream
 
     plan = await asyncio.to_thread(plan_scenario, name_or_path, speed=speed, seismic_speed=seismic_speed)
     pipeline = EmbeddedPipeline(

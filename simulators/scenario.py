@@ -4,8 +4,8 @@ A scenario names its devices (an inline ``devices`` list, or a generated ``netwo
 family around a centre), a start time, a duration and a seed, the hazards with their parameters and
 start offsets (seconds after the scenario start), background noise, and faults (devices going
 offline, stuck sensors, clock skew, malformed payloads, duplicates). :func:`build` turns it into a
-:class:`~schemas.registry.Registry`, the device messages in publishing order
-(:class:`simulators.demo.Message`) and a :class:`~schemas.scenario.GroundTruth`; the same scenario,
+:class:`~tocsin.schemas.registry.Registry`, the device messages in publishing order
+(:class:`tocsin.simulators.demo.Message`) and a :class:`~tocsin.schemas.scenario.GroundTruth`; the same scenario,
 seed and start give the same bytes.
 
 The parts: the spec (simulators/scenario_spec.py: the file's model, :func:`load_scenario`), the
@@ -20,13 +20,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from schemas.registry import Registry
-from schemas.scenario import GroundTruth
-from simulators.demo import Message
-from simulators.devices import iso
-from simulators.ground_truth import ground_truth
-from simulators.scenario_build import ScenarioBuilder, apply_offline, duplicate_messages, malformed_messages
-from simulators.scenario_spec import Scenario
+from tocsin.schemas.registry import Registry
+from tocsin.schemas.scenario import GroundTruth
+from tocsin.simulators.demo import Message
+from tocsin.simulators.devices import iso
+from tocsin.simulators.ground_truth import ground_truth
+from tocsin.simulators.scenario_build import ScenarioBuilder, apply_offline, duplicate_messages, malformed_messages
+from tocsin.simulators.scenario_spec import Scenario
 
 __all__ = ["build", "message_line", "write_outputs"]
 

@@ -1,5 +1,5 @@
-"""Scenario builder: a :class:`~simulators.scenario_spec.Scenario` -> the district's registry and
-every device message in publishing order (:class:`simulators.demo.Message`), faults applied
+"""Scenario builder: a :class:`~tocsin.simulators.scenario_spec.Scenario` -> the district's registry and
+every device message in publishing order (:class:`tocsin.simulators.demo.Message`), faults applied
 (devices going offline with their last will, stuck sensors, clock skew, malformed payloads,
 duplicates). Deterministic: the same scenario, seed and start give the same bytes.
 """
@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry, Target
-from simulators import physics
-from simulators.demo import Message
-from simulators.devices import DeviceSim, FireCamera, GasDetector, LevelGauge, RainGauge, SeismicStation
-from simulators.scenario_spec import (
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry, Target
+from tocsin.simulators import physics
+from tocsin.simulators.demo import Message
+from tocsin.simulators.devices import DeviceSim, FireCamera, GasDetector, LevelGauge, RainGauge, SeismicStation
+from tocsin.simulators.scenario_spec import (
     FAMILY_OF_KIND,
     CellSpec,
     DeviceSpec,

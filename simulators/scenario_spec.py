@@ -2,7 +2,7 @@
 their ``expected:`` levels, noise and faults; :func:`load_scenario` reads one (YAML or JSON, strict:
 an unknown key is an error). simulators/scenario_build.py turns a spec into the registry and the
 device messages, simulators/ground_truth.py computes what should be detected from them, and
-simulators/scenario.py (:func:`~simulators.scenario.build`) does both.
+simulators/scenario.py (:func:`~tocsin.simulators.scenario.build`) does both.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from schemas.common import Family, WarningLevel, WireModel
-from schemas.files import load_model_file
-from simulators import physics
-from simulators.demo import CENTRE, DISTRICT, DISTRICT_NAME
+from tocsin.schemas.common import Family, WarningLevel, WireModel
+from tocsin.schemas.files import load_model_file
+from tocsin.simulators import physics
+from tocsin.simulators.demo import CENTRE, DISTRICT, DISTRICT_NAME
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 

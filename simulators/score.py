@@ -44,9 +44,9 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field
 
-from schemas.alert import Alert, MsgType
-from schemas.common import Family, WarningLevel, WireModel
-from schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, OutageTruth, TargetArrival
+from tocsin.schemas.alert import Alert, MsgType
+from tocsin.schemas.common import Family, WarningLevel, WireModel
+from tocsin.schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, OutageTruth, TargetArrival
 
 __all__ = [
     "DEVICE_HEALTH_GROUP",

@@ -1,8 +1,8 @@
-"""Local SMS-carrier emulator: a real HTTP server for :class:`alerts.adapters.sms.SmsAdapter`.
+"""Local SMS-carrier emulator: a real HTTP server for :class:`tocsin.alerts.adapters.sms.SmsAdapter`.
 
 Run it as a process::
 
-    TOCSIN_SMS_API_KEY=... TOCSIN_SMS_CALLBACK_SECRET=... python -m simulators.sms_gateway \
+    TOCSIN_SMS_API_KEY=... TOCSIN_SMS_CALLBACK_SECRET=... python -m tocsin.simulators.sms_gateway \
         --host 127.0.0.1 --port 8780 [--rate-limit-per-s 100] [--receipt-delay-s 0.5]
 
 The API key comes from the environment or ``--api-key-file``, never the command line; the receipt
@@ -48,10 +48,10 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from alerts.receipts import signed_headers
-from alerts.sms_text import segment_count
-from simulators import http_emulator
-from simulators.http_emulator import (
+from tocsin.alerts.receipts import signed_headers
+from tocsin.alerts.sms_text import segment_count
+from tocsin.simulators import http_emulator
+from tocsin.simulators.http_emulator import (
     EmulatorThread,
     add_common_routes,
     authorized,
@@ -355,7 +355,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = http_emulator.parse_args(
         argv,
-        prog="python -m simulators.sms_gateway",
+        prog="python -m tocsin.simulators.sms_gateway",
         description="Local SMS-carrier emulator",
         default_port=8780,
         key_env="TOCSIN_SMS_API_KEY",
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     secret = ""
     if args.callback_secret_file or os.environ.get("TOCSIN_SMS_CALLBACK_SECRET"):
-        parser = argparse.ArgumentParser(prog="python -m simulators.sms_gateway")
+        parser = argparse.ArgumentParser(prog="python -m tocsin.simulators.sms_gateway")
         secret = http_emulator.read_secret(parser, "TOCSIN_SMS_CALLBACK_SECRET", args.callback_secret_file)
     else:
         log.warning("no TOCSIN_SMS_CALLBACK_SECRET: receipts go unsigned (a Tocsin worker refuses them)")

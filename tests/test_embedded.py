@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from alerts.engine import AlertConfig
-from schemas import topics
-from schemas.alert import Alert, AlertStatus, MsgType
-from simulators.demo import demo_messages, demo_registry
-from simulators.downstream import EmulatedDownstream
-from simulators.run import publish_messages
+from tocsin.alerts.engine import AlertConfig
 from tocsin.embedded import DeviceTimeClock, EmbeddedPipeline, free_port
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert, AlertStatus, MsgType
+from tocsin.simulators.demo import demo_messages, demo_registry
+from tocsin.simulators.downstream import EmulatedDownstream
+from tocsin.simulators.run import publish_messages
 
 
 async def _run_demo(status: AlertStatus) -> tuple[EmbeddedPipeline, dict]:
@@ -186,9 +186,9 @@ def test_device_time_ticker_ticks_every_boundary_once_in_order(every: float, ste
 def test_reading_time_and_tick_period() -> None:
     from datetime import UTC, datetime
 
-    from schemas.common import Family
-    from schemas.registry import Area, Device, Registry
     from tocsin.embedded import default_device_tick_s, reading_time
+    from tocsin.schemas.common import Family
+    from tocsin.schemas.registry import Area, Device, Registry
 
     assert reading_time(b'{"type":"hydro.rain","ts":"2026-07-01T08:00:00.000+08:00"}') == datetime(
         2026, 7, 1, 0, 0, tzinfo=UTC
@@ -212,10 +212,10 @@ def test_device_time_deadman_flags_a_silent_gateway_in_a_compressed_replay() -> 
     it clears with the gauge's first report back, although the whole outage took 1.5 s of wall time."""
     from datetime import UTC, datetime, timedelta
 
-    from schemas.common import Family
-    from schemas.detection import Detection, LifecycleTick
-    from schemas.registry import Area, Device, Registry
-    from simulators.devices import RainGauge
+    from tocsin.schemas.common import Family
+    from tocsin.schemas.detection import Detection, LifecycleTick
+    from tocsin.schemas.registry import Area, Device, Registry
+    from tocsin.simulators.devices import RainGauge
 
     area = Area(code="330110", district="临江区", town="白沙镇")
     devs = [
@@ -278,7 +278,7 @@ def test_the_embedded_mode_sets_poison_records_aside_and_goes_on() -> None:
     """The same guard as the worker's (tocsin/guard.py): a record no stage can handle becomes a
     dead letter on the bus's ``worker.deadletter`` with its agent and reason, is counted, and the
     stage handles the next record (here: a deadman tick of a registered device)."""
-    from schemas.deadletter import WorkerReason
+    from tocsin.schemas.deadletter import WorkerReason
 
     async def run() -> EmbeddedPipeline:
         pipeline = EmbeddedPipeline(demo_registry(), mqtt_port=free_port(0))

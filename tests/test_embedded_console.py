@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from simulators.demo import demo_messages, demo_registry
-from simulators.run import publish_messages
 from tocsin.console_demo import start_console
 from tocsin.embedded import EmbeddedPipeline, free_port
+from tocsin.simulators.demo import demo_messages, demo_registry
+from tocsin.simulators.run import publish_messages
 
 
 def test_console_serves_the_demo_and_its_silences_reach_the_notifier() -> None:

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.silence_store import SilenceStore
-from alerts.silences import Silence
-from detectors.engine import DetectorEngine
-from detectors.service import DetectorMetrics, DetectorStage
-from schemas.deadletter import WORKER_RAW_MAX, WorkerDeadLetter, WorkerReason
-from schemas.records import decode_alert, decode_detection, decode_telemetry
-from schemas.wire import encode
 from tests.alerts.factories import alert_message
+from tocsin.alerts.silence_store import SilenceStore
+from tocsin.alerts.silences import Silence
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.service import DetectorMetrics, DetectorStage
 from tocsin.guard import BatchReading, DeadLetterMetrics, DeadLetterNotTaken, RecordGuard
+from tocsin.schemas.deadletter import WORKER_RAW_MAX, WorkerDeadLetter, WorkerReason
+from tocsin.schemas.records import decode_alert, decode_detection, decode_telemetry
+from tocsin.schemas.wire import encode
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 
@@ -107,7 +107,7 @@ def test_a_record_that_does_not_decode_becomes_a_dead_letter_with_its_bytes(
         1,
         41,
     )
-    assert letter.exception_type == "schemas.records.PoisonRecord"
+    assert letter.exception_type == "tocsin.schemas.records.PoisonRecord"
     assert letter.raw == (raw or b"") and letter.raw_size == len(raw or b"") and not letter.raw_truncated
     assert letter.key_b64 == base64.b64encode(b"ST-1").decode()
     assert letter.failed_at == T0
@@ -171,7 +171,7 @@ def test_the_seismic_crasher_is_a_schema_dead_letter_and_the_next_record_is_hand
     assert (letter.reason, letter.offset, letter.exception_type) == (
         WorkerReason.SCHEMA,
         7,
-        "schemas.records.PoisonRecord",
+        "tocsin.schemas.records.PoisonRecord",
     )
     assert "10..1000 Hz" in letter.message and "Nyquist" in letter.message
     assert letter.raw == poison.value

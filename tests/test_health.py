@@ -23,23 +23,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
-from alerts.adapters.base import DeliveryResult, Notification, Outcome
-from alerts.api import build_app
-from alerts.engine import AlertEngine
-from alerts.notify import Notifier, NotifyMetrics
-from alerts.service import AlertMetrics, AlertStage
-from alerts.view import AlertView
-from detectors.engine import DetectorEngine
-from detectors.service import DetectorMetrics, DetectorStage
-from ingest.gateway import CORRELATION_HEADER, RECEIVED_HEADER, GatewayCore, correlation_id, header
-from ingest.metrics import GatewayMetrics, HealthServer
-from ingest.sinks import Done
-from schemas.alert import Alert
-from schemas.common import Family
-from schemas.detection import Detection
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import GasReading
-from schemas.wire import encode
+from tocsin.alerts.adapters.base import DeliveryResult, Notification, Outcome
+from tocsin.alerts.api import build_app
+from tocsin.alerts.engine import AlertEngine
+from tocsin.alerts.notify import Notifier, NotifyMetrics
+from tocsin.alerts.service import AlertMetrics, AlertStage
+from tocsin.alerts.view import AlertView
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.service import DetectorMetrics, DetectorStage
+from tocsin.ingest.gateway import CORRELATION_HEADER, RECEIVED_HEADER, GatewayCore, correlation_id, header
+from tocsin.ingest.metrics import GatewayMetrics, HealthServer
+from tocsin.ingest.sinks import Done
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.common import Family
+from tocsin.schemas.detection import Detection
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import GasReading
+from tocsin.schemas.wire import encode
 
 T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 

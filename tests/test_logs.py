@@ -127,13 +127,15 @@ def captured() -> Iterator[io.StringIO]:
 
 
 def test_dict_config_routes_every_logger_to_json(captured: io.StringIO) -> None:
-    logging.getLogger("ingest.gateway").info("reading accepted", extra={"correlation_id": "c-9"})
+    logging.getLogger("tocsin.ingest.gateway").info("reading accepted", extra={"correlation_id": "c-9"})
     logging.getLogger("kafka.conn").info("chatty client line")  # held back at WARNING
-    logging.getLogger("alerts.notify").warning("delivery %s", "x", extra={"channel": "sms", "outcome": "gave_up"})
+    logging.getLogger("tocsin.alerts.notify").warning(
+        "delivery %s", "x", extra={"channel": "sms", "outcome": "gave_up"}
+    )
     lines = [json.loads(s) for s in captured.getvalue().splitlines()]
     assert [(r["logger"], r.get("correlation_id"), r.get("outcome")) for r in lines] == [
-        ("ingest.gateway", "c-9", None),
-        ("alerts.notify", None, "gave_up"),
+        ("tocsin.ingest.gateway", "c-9", None),
+        ("tocsin.alerts.notify", None, "gave_up"),
     ]
     assert all(r["role"] == "gateway" for r in lines)
 

@@ -29,14 +29,14 @@ def _exported_names() -> set[str]:
     """Every sample name the gateway, worker and operator API export."""
     from prometheus_client import CollectorRegistry
 
-    from alerts.api import OperatorApi
-    from alerts.notify import NotifyMetrics
-    from alerts.release import ReleaseMetrics
-    from alerts.service import AlertMetrics
-    from alerts.view import AlertView
-    from detectors.service import DetectorMetrics
-    from ingest.metrics import GatewayMetrics
+    from tocsin.alerts.api import OperatorApi
+    from tocsin.alerts.notify import NotifyMetrics
+    from tocsin.alerts.release import ReleaseMetrics
+    from tocsin.alerts.service import AlertMetrics
+    from tocsin.alerts.view import AlertView
+    from tocsin.detectors.service import DetectorMetrics
     from tocsin.guard import DeadLetterMetrics
+    from tocsin.ingest.metrics import GatewayMetrics
     from tocsin.logs import register_client_metrics
     from tocsin.worker import LagMetrics, RebalanceMetrics
 

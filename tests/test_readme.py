@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from schemas.deadletter import Reason
-from schemas.topics import ALL_KAFKA_TOPICS
+from tocsin.schemas.deadletter import Reason
+from tocsin.schemas.topics import ALL_KAFKA_TOPICS
 from tocsin.settings import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]

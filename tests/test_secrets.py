@@ -49,9 +49,9 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 def test_emulator_refuses_a_placeholder_key_and_takes_none_on_the_command_line() -> None:
-    r = _run(["-m", "simulators.sms_gateway", "--port", "0"], {"TOCSIN_SMS_API_KEY": "change-me-sms"})
+    r = _run(["-m", "tocsin.simulators.sms_gateway", "--port", "0"], {"TOCSIN_SMS_API_KEY": "change-me-sms"})
     assert r.returncode == 2 and "placeholder" in r.stderr
-    r = _run(["-m", "simulators.broadcast_platform", "--api-key", "real-looking-key-1"], {})
+    r = _run(["-m", "tocsin.simulators.broadcast_platform", "--api-key", "real-looking-key-1"], {})
     assert r.returncode == 2 and "unrecognized arguments: --api-key" in r.stderr
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from alerts.api import DEFAULT_SILENCE_MAX, build_app
-from alerts.auth import (
+from tocsin.alerts.api import DEFAULT_SILENCE_MAX, build_app
+from tocsin.alerts.auth import (
     Authenticator,
     AuthError,
     FailureLimiter,
@@ -31,14 +31,14 @@ from alerts.auth import (
     hash_secret,
     write_users_file,
 )
-from alerts.console import ReleaseView, influx_series_reader
-from alerts.release import ReleaseEvent
-from alerts.view import VIEW_TOPICS, AlertView
-from schemas import topics
-from schemas.registry import open_registry
-from schemas.wire import encode
+from tocsin.alerts.console import ReleaseView, influx_series_reader
+from tocsin.alerts.release import ReleaseEvent
+from tocsin.alerts.view import VIEW_TOPICS, AlertView
 from tocsin.kafka import KafkaWriter, TopicFollower, ensure_topics, kafka_silence_store
 from tocsin.logs import setup_logging
+from tocsin.schemas import topics
+from tocsin.schemas.registry import open_registry
+from tocsin.schemas.wire import encode
 from tocsin.settings import Settings, UnsafeSecret, refuse_dev_secrets
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,10 @@ def kafka_app(
     settings: Settings | None = None,
     **kwargs: Any,
 ) -> web.Application:
-    """:func:`alerts.api.build_app` wired to Kafka: the view follows the topics, silences come from the
+    """:func:`tocsin.alerts.api.build_app` wired to Kafka: the view follows the topics, silences come from the
     compacted topic, acks and silences are produced; all of it starts and stops with the app.
 
-    With ``console`` (keyword arguments of :func:`alerts.console.setup_console`), the console too:
+    With ``console`` (keyword arguments of :func:`tocsin.alerts.console.setup_console`), the console too:
     its release events are followed from ``alerts.releases`` and its decisions produced there; the
     device registry (``TOCSIN_REGISTRY_FILE``) and the InfluxDB series (``TOCSIN_INFLUX_*``) come
     from the settings unless given."""

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from detectors.engine import DetectorEngine
-from detectors.kernels.levels import LevelRule, LevelState, step_level
-from detectors.rules import Rules
-from schemas.common import Family, WarningLevel
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import TELEMETRY_ADAPTER, Telemetry
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.kernels.levels import LevelRule, LevelState, step_level
+from tocsin.detectors.rules import Rules
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import TELEMETRY_ADAPTER, Telemetry
 
 DEVICE, SITE = "backtest", "backtest"
 DETECTORS = ("rainfall", "water_level", "gas", "fire", "seismic", "threshold", "anomaly")
@@ -86,7 +86,7 @@ def read_rows(path: Path) -> Iterator[Row | Telemetry]:
 def _read_rows(path: Path) -> Iterator[Row | Telemetry]:
     suffix = path.suffix.lower()
     if suffix in (".mseed", ".miniseed", ".ms"):
-        from ingest.mseed import decode_mseed, to_packet_fields
+        from tocsin.ingest.mseed import decode_mseed, to_packet_fields
 
         for record in decode_mseed(path.read_bytes()):
             yield TELEMETRY_ADAPTER.validate_python({**to_packet_fields(record), "device_id": DEVICE, "site": SITE})
@@ -163,11 +163,11 @@ _OWN_PARAMS: dict[str, frozenset[str]] = {
 def check_params(detector: str, params: dict[str, str]) -> None:
     """Refuse a parameter the detector does not read (a typo would otherwise be ignored)."""
     if detector == "anomaly":
-        from detectors.kernels.anomaly import EnsembleParams
+        from tocsin.detectors.kernels.anomaly import EnsembleParams
 
         known = {"threshold", *EnsembleParams.__dataclass_fields__}
     elif detector in _FAMILY:
-        from schemas.registry import THRESHOLD_KEYS
+        from tocsin.schemas.registry import THRESHOLD_KEYS
 
         known = set(_OWN_PARAMS[detector]) | set(THRESHOLD_KEYS[_FAMILY[detector]])
     else:
@@ -304,7 +304,7 @@ def _series(path: Path) -> Iterator[_Point]:
 
 
 def _anomaly(path: Path, params: dict[str, str]) -> Iterator[dict[str, Any]]:
-    from detectors.kernels.anomaly import EnsembleParams, EnsembleScorer
+    from tocsin.detectors.kernels.anomaly import EnsembleParams, EnsembleScorer
 
     threshold = float(params.get("threshold", 0.9))
     scorer = EnsembleScorer(EnsembleParams.from_mapping({k: v for k, v in params.items() if k != "threshold"}))

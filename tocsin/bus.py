@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from ingest.sinks import Done
+from tocsin.ingest.sinks import Done
 
 Headers = tuple[tuple[str, bytes], ...]
 Record = tuple[str, bytes | None, bytes, Headers]

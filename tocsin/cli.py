@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from schemas.transport import mqtt_tls_context
+from tocsin.schemas.transport import mqtt_tls_context
 from tocsin.settings import Settings
 
 if TYPE_CHECKING:
-    from ingest.validate import Limits
+    from tocsin.ingest.validate import Limits
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
@@ -114,12 +114,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run_embedded(args: argparse.Namespace) -> int:
-    from alerts.engine import AlertConfig
-    from schemas.alert import AlertStatus
-    from simulators.demo import DISTRICT, DISTRICT_NAME, demo_messages, demo_registry
-    from simulators.downstream import EmulatedDownstream
-    from simulators.run import publish_messages
+    from tocsin.alerts.engine import AlertConfig
     from tocsin.embedded import EmbeddedPipeline, free_port
+    from tocsin.schemas.alert import AlertStatus
+    from tocsin.simulators.demo import DISTRICT, DISTRICT_NAME, demo_messages, demo_registry
+    from tocsin.simulators.downstream import EmulatedDownstream
+    from tocsin.simulators.run import publish_messages
 
     started = time.monotonic()
     port = free_port(args.mqtt_port)
@@ -204,7 +204,7 @@ async def _run_embedded(args: argparse.Namespace) -> int:
 def gateway_limits(s: Settings) -> Limits:
     """The gateway's input limits from the settings, each by name (Limits has more fields than the
     settings name: a positional call once put the age limit into the future-skew slot)."""
-    from ingest.validate import Limits
+    from tocsin.ingest.validate import Limits
 
     return Limits(max_payload_bytes=s.max_payload_bytes, max_future_skew_s=s.max_future_skew_s, max_age_s=s.max_age_s)
 
@@ -212,13 +212,13 @@ def gateway_limits(s: Settings) -> Limits:
 def cmd_gateway(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
-    from ingest.gateway import GatewayCore, MqttGateway, tune_gc_for_throughput
-    from ingest.influx import InfluxHttpWriter, InfluxKafkaSink
-    from ingest.metrics import GatewayMetrics, HealthServer
-    from schemas import topics
-    from schemas.registry import open_registry
+    from tocsin.ingest.gateway import GatewayCore, MqttGateway, tune_gc_for_throughput
+    from tocsin.ingest.influx import InfluxHttpWriter, InfluxKafkaSink
+    from tocsin.ingest.metrics import GatewayMetrics, HealthServer
     from tocsin.kafka import RdKafkaSink, ensure_topics, influx_consumer
     from tocsin.logs import register_client_metrics
+    from tocsin.schemas import topics
+    from tocsin.schemas.registry import open_registry
 
     s = Settings()
     _logging(s.log_level, s.log_format, "gateway")
@@ -316,8 +316,8 @@ def cmd_users(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
     """``tocsin simulate`` without a subcommand: publish the demo (the original behaviour)."""
-    from simulators.demo import demo_messages
-    from simulators.run import publish_messages
+    from tocsin.simulators.demo import demo_messages
+    from tocsin.simulators.run import publish_messages
 
     s = Settings()
     n = publish_messages(demo_messages(), s.mqtt_host, s.mqtt_port, speed=getattr(args, "speed", None) or 120.0)
@@ -326,7 +326,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate_list(args: argparse.Namespace) -> int:
-    from simulators.scenario_spec import load_scenario, scenario_paths
+    from tocsin.simulators.scenario_spec import load_scenario, scenario_paths
 
     for path in scenario_paths():
         sc = load_scenario(path)
@@ -337,9 +337,9 @@ def cmd_simulate_list(args: argparse.Namespace) -> int:
 def cmd_simulate_build(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from simulators.run import resolve_scenario
-    from simulators.scenario import build, write_outputs
-    from simulators.scenario_spec import load_scenario
+    from tocsin.simulators.run import resolve_scenario
+    from tocsin.simulators.scenario import build, write_outputs
+    from tocsin.simulators.scenario_spec import load_scenario
 
     try:
         sc = load_scenario(resolve_scenario(args.scenario))
@@ -358,7 +358,7 @@ def cmd_simulate_build(args: argparse.Namespace) -> int:
 def cmd_simulate_publish(args: argparse.Namespace) -> int:
     if args.scenario == "demo":
         return cmd_simulate(args)
-    from simulators.run import plan_scenario, publish_paced
+    from tocsin.simulators.run import plan_scenario, publish_paced
 
     s = Settings()
     try:
@@ -380,11 +380,11 @@ def cmd_simulate_publish(args: argparse.Namespace) -> int:
 def cmd_simulate_run(args: argparse.Namespace) -> int:
     """Every scenario named (``all``: the shipped ones) through the embedded pipeline, scored.
     Exit 1 when a hazard was missed, or a scenario without hazards raised any alert."""
-    from simulators.run import print_result, run_scenario
-    from simulators.scenario_spec import scenario_paths
+    from tocsin.simulators.run import print_result, run_scenario
+    from tocsin.simulators.scenario_spec import scenario_paths
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("amqtt", "transitions", "aiohttp.access", "tocsin.embedded", "ingest.gateway"):
+    for noisy in ("amqtt", "transitions", "aiohttp.access", "tocsin.embedded", "tocsin.ingest.gateway"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
     names = [p.stem for p in scenario_paths()] if args.scenarios == ["all"] else args.scenarios
     failed = []
@@ -434,9 +434,9 @@ def cmd_simulate_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate_score(args: argparse.Namespace) -> int:
-    from schemas.scenario import GroundTruth
-    from simulators.run import read_alerts_jsonl
-    from simulators.score import format_table, score
+    from tocsin.schemas.scenario import GroundTruth
+    from tocsin.simulators.run import read_alerts_jsonl
+    from tocsin.simulators.score import format_table, score
 
     try:
         truth = GroundTruth.model_validate_json(Path(args.truth).read_text(encoding="utf-8"))
@@ -465,8 +465,8 @@ def cmd_simulate_score(args: argparse.Namespace) -> int:
 
 
 def cmd_mqtt_auth(args: argparse.Namespace) -> int:
-    from schemas.registry import load_registry
     from tocsin.mqtt_auth import MqttAuthError, ServiceUsers, write_auth
+    from tocsin.schemas.registry import load_registry
 
     fixed: dict[str, str] = {}
     for spec in args.password_from_env:
@@ -495,7 +495,7 @@ def cmd_mqtt_auth(args: argparse.Namespace) -> int:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    from simulators.demo import demo_registry
+    from tocsin.simulators.demo import demo_registry
 
     _out_file(args.out).write_text(demo_registry().model_dump_json(indent=2), encoding="utf-8")
     print(f"wrote the demo district registry to {args.out}")
@@ -543,7 +543,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     import json
 
-    from simulators.replay import CsvDefaults, ReplayError, main_replay
+    from tocsin.simulators.replay import CsvDefaults, ReplayError, main_replay
 
     s = Settings()
     if args.speed is not None and args.speed <= 0:
@@ -578,7 +578,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_fleet(args: argparse.Namespace) -> int:
     import json
 
-    from simulators.fleet import FleetConfig, run_fleet
+    from tocsin.simulators.fleet import FleetConfig, run_fleet
 
     s = Settings()
     shares = None
@@ -625,7 +625,7 @@ def cmd_services(args: argparse.Namespace) -> int:
 
 
 def cmd_sms_gateway(args: argparse.Namespace) -> int:
-    from simulators import sms_gateway
+    from tocsin.simulators import sms_gateway
 
     return int(sms_gateway.main(args.rest) or 0)
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
-from alerts.silences import Silence
-from schemas import topics
-from schemas.wire import encode
+from tocsin.alerts.silences import Silence
+from tocsin.schemas import topics
+from tocsin.schemas.wire import encode
 
 DEMO_USER = "demo"
 
@@ -80,9 +80,9 @@ class EmbeddedConsole:
 
 async def start_console(pipeline: Any, port: int, host: str = "127.0.0.1") -> EmbeddedConsole:
     """Serve the API and console for a started :class:`~tocsin.embedded.EmbeddedPipeline`."""
-    from alerts.api import AlertView, build_app
-    from alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
-    from alerts.console import ReleaseView
+    from tocsin.alerts.api import AlertView, build_app
+    from tocsin.alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
+    from tocsin.alerts.console import ReleaseView
 
     bus = pipeline.bus
     view, releases, silences = AlertView(), ReleaseView(), MemorySilences()

@@ -36,21 +36,21 @@ from typing import Any, Literal, Protocol, cast
 
 from prometheus_client import CollectorRegistry
 
-from alerts.engine import AlertConfig, confirm_settings
-from detectors.engine import detection_key
-from detectors.rules import Rules
-from ingest.gateway import CORRELATION_HEADER, RECEIVED_HEADER, GatewayCore, MqttGateway, header
-from ingest.metrics import GatewayMetrics
-from schemas import topics
-from schemas.alert import Alert
-from schemas.deadletter import DeadLetter, WorkerDeadLetter
-from schemas.detection import Detection
-from schemas.records import decode_alert, decode_detection, decode_telemetry
-from schemas.registry import RegistryLike
-from schemas.telemetry import DeadmanTick
-from schemas.wire import encode
+from tocsin.alerts.engine import AlertConfig, confirm_settings
 from tocsin.bus import MemoryBus, MemorySink
+from tocsin.detectors.engine import detection_key
+from tocsin.detectors.rules import Rules
 from tocsin.guard import DeadLetterMetrics, RecordGuard, SourceRecord
+from tocsin.ingest.gateway import CORRELATION_HEADER, RECEIVED_HEADER, GatewayCore, MqttGateway, header
+from tocsin.ingest.metrics import GatewayMetrics
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.deadletter import DeadLetter, WorkerDeadLetter
+from tocsin.schemas.detection import Detection
+from tocsin.schemas.records import decode_alert, decode_detection, decode_telemetry
+from tocsin.schemas.registry import RegistryLike
+from tocsin.schemas.telemetry import DeadmanTick
+from tocsin.schemas.wire import encode
 from tocsin.topology import AGENTS, TIMERS, Endpoints, Topology, build_adapters
 
 log = logging.getLogger(__name__)

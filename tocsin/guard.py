@@ -7,7 +7,7 @@ summary and logged). The clocks (deadman, alert lifecycle) run through :meth:`Re
 Every Faust agent of the worker (tocsin/worker.py) runs each record's handling through one
 :class:`RecordGuard`. When the handling raises -- the record does not decode (``PoisonRecord``), or
 a detector, the alert engine or delivery refuses it -- the guard produces a
-:class:`~schemas.deadletter.WorkerDeadLetter` to ``worker.deadletter`` (reason, agent, source topic,
+:class:`~tocsin.schemas.deadletter.WorkerDeadLetter` to ``worker.deadletter`` (reason, agent, source topic,
 partition and offset, the exception, the raw key and value), counts it in
 ``tocsin_worker_deadletters_total{agent,reason}`` and returns, so the agent goes on with the next
 record. A reading of a batch record (schemas/batch.py) is guarded on its own (:class:`BatchReading`):
@@ -30,10 +30,10 @@ from typing import Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
-from ingest.gateway import CORRELATION_HEADER, header
-from schemas.deadletter import WorkerDeadLetter, WorkerReason
-from schemas.records import PoisonRecord
-from schemas.wire import encode
+from tocsin.ingest.gateway import CORRELATION_HEADER, header
+from tocsin.schemas.deadletter import WorkerDeadLetter, WorkerReason
+from tocsin.schemas.records import PoisonRecord
+from tocsin.schemas.wire import encode
 
 log = logging.getLogger(__name__)
 

@@ -29,13 +29,13 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
-from alerts.silence_store import SilenceStore
-from alerts.silences import Silence
-from ingest.sinks import Done, Headers
-from schemas import topics as names
-from schemas.ack import Ack
-from schemas.transport import KafkaTransport, kafka_python_kwargs
-from schemas.wire import encode
+from tocsin.alerts.silence_store import SilenceStore
+from tocsin.alerts.silences import Silence
+from tocsin.ingest.sinks import Done, Headers
+from tocsin.schemas import topics as names
+from tocsin.schemas.ack import Ack
+from tocsin.schemas.transport import KafkaTransport, kafka_python_kwargs
+from tocsin.schemas.wire import encode
 
 log = logging.getLogger(__name__)
 _RDKAFKA_LOG = logging.getLogger("librdkafka")  # confluent-kafka's log lines and errors
@@ -618,7 +618,7 @@ def kafka_silence_store(
     on_rejected: Callable[[Any, str], object] | None = None,
     **kwargs: Any,
 ) -> SilenceStore:
-    """A :class:`~alerts.silence_store.SilenceStore` kept from the compacted topic by a
+    """A :class:`~tocsin.alerts.silence_store.SilenceStore` kept from the compacted topic by a
     :class:`TopicFollower` (which first creates the topic when ``create_topic``)."""
 
     def follow(on_record: Callable[[Any], object]) -> TopicFollower:

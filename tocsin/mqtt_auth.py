@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas import topics
-from schemas.registry import Registry
+from tocsin.schemas import topics
+from tocsin.schemas.registry import Registry
 
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes for $7$
 SALT_BYTES = 12

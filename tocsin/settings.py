@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from alerts.sms_text import check_signature
-from schemas.transport import KafkaTransport, MqttTransport
+from tocsin.alerts.sms_text import check_signature
+from tocsin.schemas.transport import KafkaTransport, MqttTransport
 
 
 class Settings(MqttTransport, KafkaTransport):

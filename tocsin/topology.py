@@ -5,11 +5,11 @@
     telemetry.<family> --detect--> detections / detections.urgent --confirm--> alerts --deliver--> alerts.deliveries
           ^  deadman ticks (one per registered device)     ^  lifecycle ticks (one per active alert)
 
-- detect: :class:`~detectors.service.DetectorStage` (state per device), fed by the gateway's
+- detect: :class:`~tocsin.detectors.service.DetectorStage` (state per device), fed by the gateway's
   telemetry and by the deadman's clock ticks, sent through each device's own telemetry topic.
-- confirm: :class:`~alerts.service.AlertStage` (state per fingerprint), fed by detections and by
+- confirm: :class:`~tocsin.alerts.service.AlertStage` (state per fingerprint), fed by detections and by
   lifecycle ticks (cool-downs, flapping holds, reminders), sent through the alert's own key.
-- deliver: :class:`~alerts.notify.Notifier` over the adapters (:func:`build_adapters`: MQTT, SMS,
+- deliver: :class:`~tocsin.alerts.notify.Notifier` over the adapters (:func:`build_adapters`: MQTT, SMS,
   broadcast), writing one audit record per delivery.
 - every record of every stage and every clock tick runs inside one guard (tocsin/guard.py): a
   record that cannot be handled is set aside as a dead letter, a tick that fails is counted and
@@ -32,25 +32,25 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from alerts.adapters.base import Adapter
-from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
-from alerts.adapters.mqtt_alerts import MqttAlertAdapter
-from alerts.adapters.sms import SmsAdapter
-from alerts.engine import AlertConfig, AlertEngine
-from alerts.notify import Notifier, NotifyMetrics
-from alerts.ratelimit import PriorityRateLimiter, RateLimited
-from alerts.routing import DEFAULT_ROUTING, Routing
-from alerts.service import AlertMetrics, AlertStage
-from alerts.silences import Silence
-from detectors.engine import DetectorEngine
-from detectors.rules import Rules
-from detectors.service import DetectorMetrics, DetectorStage
-from schemas import topics
-from schemas.common import Family
-from schemas.detection import LifecycleTick
-from schemas.registry import RegistryLike
-from schemas.telemetry import DeadmanTick
-from schemas.wire import encode
+from tocsin.alerts.adapters.base import Adapter
+from tocsin.alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter
+from tocsin.alerts.adapters.mqtt_alerts import MqttAlertAdapter
+from tocsin.alerts.adapters.sms import SmsAdapter
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.alerts.notify import Notifier, NotifyMetrics
+from tocsin.alerts.ratelimit import PriorityRateLimiter, RateLimited
+from tocsin.alerts.routing import DEFAULT_ROUTING, Routing
+from tocsin.alerts.service import AlertMetrics, AlertStage
+from tocsin.alerts.silences import Silence
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.rules import Rules
+from tocsin.detectors.service import DetectorMetrics, DetectorStage
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.detection import LifecycleTick
+from tocsin.schemas.registry import RegistryLike
+from tocsin.schemas.telemetry import DeadmanTick
+from tocsin.schemas.wire import encode
 
 Record = tuple[str, bytes, bytes]
 """(topic, key, value) of a record a stage or a clock emits."""

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alerts.auth import (
+from tocsin.alerts.auth import (
     Role,
     TokenRecord,
     UserRecord,

@@ -35,27 +35,16 @@ import prometheus_client
 from faust.web import View
 from prometheus_client import CollectorRegistry, Gauge
 
-from alerts.engine import AlertConfig, confirm_settings
-from alerts.fastlane import FastLane, FastLaneMetrics
-from alerts.receipts import SmsReceipt, receipt_record, verify_receipt
-from alerts.release import RELEASES, Action, ReleaseDesk, ReleaseEvent, ReleaseGate, ReleaseMetrics
-from alerts.routing import load_routing
-from alerts.sweep import Sweep, Sweeper, identified, parsed
-from detectors.engine import detection_key, detection_topic
-from detectors.rules import load_rules
-from ingest.gateway import CORRELATION_HEADER, correlation_id, header
-from schemas import topics
-from schemas.alert import Alert, AlertStatus
-from schemas.batch import is_batch, unpack
-from schemas.common import Family, WarningLevel
-from schemas.deadletter import WorkerReason
-from schemas.delivery import DeliveryRecord
-from schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
-from schemas.registry import open_registry
-from schemas.telemetry import Telemetry
-from schemas.transport import KafkaTransport, kafka_ssl_context, mqtt_tls_context
-from schemas.wire import encode
+from tocsin.alerts.engine import AlertConfig, confirm_settings
+from tocsin.alerts.fastlane import FastLane, FastLaneMetrics
+from tocsin.alerts.receipts import SmsReceipt, receipt_record, verify_receipt
+from tocsin.alerts.release import RELEASES, Action, ReleaseDesk, ReleaseEvent, ReleaseGate, ReleaseMetrics
+from tocsin.alerts.routing import load_routing
+from tocsin.alerts.sweep import Sweep, Sweeper, identified, parsed
+from tocsin.detectors.engine import detection_key, detection_topic
+from tocsin.detectors.rules import load_rules
 from tocsin.guard import BatchReading, DeadLetterMetrics, RecordGuard
+from tocsin.ingest.gateway import CORRELATION_HEADER, correlation_id, header
 from tocsin.kafka import (
     ConsumerLag,
     TopicPartition,
@@ -68,6 +57,17 @@ from tocsin.kafka import (
     replication_factor,
 )
 from tocsin.logs import dict_config, register_client_metrics
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert, AlertStatus
+from tocsin.schemas.batch import is_batch, unpack
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.deadletter import WorkerReason
+from tocsin.schemas.delivery import DeliveryRecord
+from tocsin.schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
+from tocsin.schemas.registry import open_registry
+from tocsin.schemas.telemetry import Telemetry
+from tocsin.schemas.transport import KafkaTransport, kafka_ssl_context, mqtt_tls_context
+from tocsin.schemas.wire import encode
 from tocsin.settings import Settings
 from tocsin.stall import StallWatch
 from tocsin.topology import AGENTS, TIMERS, Endpoints, Topology, build_adapters
@@ -191,7 +191,7 @@ async def run_batched(
 
 
 def reading_correlation_id(reading: Telemetry) -> str:
-    """The correlation id the gateway gives a reading (``ingest.gateway.correlation_id``)."""
+    """The correlation id the gateway gives a reading (``tocsin.ingest.gateway.correlation_id``)."""
     return correlation_id(reading.device_id, reading.ts, reading.seq)
 
 

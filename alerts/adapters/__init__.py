@@ -1,1 +1,1 @@
-"""Delivery adapters (SMS, emergency broadcast, MQTT) behind one contract, see :mod:`alerts.adapters.base`."""
+"""Delivery adapters (SMS, emergency broadcast, MQTT) behind one contract, see :mod:`tocsin.alerts.adapters.base`."""

@@ -15,7 +15,7 @@ All-clear: a notification on channel :data:`STOP_CHANNEL` (``"broadcast-stop"``)
 :meth:`BroadcastAdapter.send`, which posts ``/v1/broadcasts/stop-by-alert`` with
 ``request_id = n.idempotency_key`` and ``alert_id = n.fingerprint``; ``recipients`` and ``text`` are
 ignored and may be empty. Stopping is idempotent and "nothing left to stop" is success. Because the
-stop is an ordinary delivery it gets :func:`~alerts.adapters.base.send_with_retries`, metrics and
+stop is an ordinary delivery it gets :func:`~tocsin.alerts.adapters.base.send_with_retries`, metrics and
 delivery records like any other: register the adapter under both channel names. Build one with
 :func:`stop_notification`. Any other channel is a routing bug and raises :class:`AdapterError`.
 
@@ -32,8 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alerts.adapters.base import AdapterError, DeliveryResult, Notification, Outcome
-from alerts.adapters.http import HttpProvider, checked, json_object, taken
+from tocsin.alerts.adapters.base import AdapterError, DeliveryResult, Notification, Outcome
+from tocsin.alerts.adapters.http import HttpProvider, checked, json_object, taken
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ def stop_notification(n: Notification, *, idempotency_key: str | None = None) ->
 
 
 class BroadcastAdapter(HttpProvider):
-    """:class:`alerts.adapters.base.Adapter` for the emergency-broadcast platform.
+    """:class:`tocsin.alerts.adapters.base.Adapter` for the emergency-broadcast platform.
 
-    See ``simulators.broadcast_platform`` for the API and how the platform schedules broadcasts.
+    See ``tocsin.simulators.broadcast_platform`` for the API and how the platform schedules broadcasts.
     """
 
     name = BROADCAST_CHANNEL

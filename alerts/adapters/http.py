@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import aiohttp
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from alerts.adapters.base import AdapterError, DeliveryResult, Outcome
+from tocsin.alerts.adapters.base import AdapterError, DeliveryResult, Outcome
 
 MASK = "**********"
 RETRY_4XX_STATUSES = frozenset({408, 425, 429})

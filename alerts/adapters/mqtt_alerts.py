@@ -17,7 +17,7 @@ import threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.adapters.base import DeliveryResult, Notification, Outcome
+from tocsin.alerts.adapters.base import DeliveryResult, Notification, Outcome
 
 log = logging.getLogger(__name__)
 

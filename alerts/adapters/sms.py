@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alerts.adapters.base import DeliveryResult, Notification, Outcome
-from alerts.adapters.http import HttpProvider, checked, taken
-from alerts.adapters.http import parse_retry_after as parse_retry_after  # re-exported: part of this module's API
+from tocsin.alerts.adapters.base import DeliveryResult, Notification, Outcome
+from tocsin.alerts.adapters.http import HttpProvider, checked, taken
+from tocsin.alerts.adapters.http import parse_retry_after as parse_retry_after  # re-exported: part of this module's API
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def mask_phone(number: str) -> str:
 
 
 class SmsAdapter(HttpProvider):
-    """:class:`alerts.adapters.base.Adapter` for the SMS carrier API (see ``simulators.sms_gateway``)."""
+    """:class:`tocsin.alerts.adapters.base.Adapter` for the SMS carrier API (see ``tocsin.simulators.sms_gateway``)."""
 
     name = "sms"
 

@@ -13,7 +13,7 @@
 ``POST /console/api/alerts/{fp}/release``  ``{"decision": "approve"|"reject", "note": ...}`` (operator)
 ``POST /console/api/alerts/{fp}/note``     ``{"note": ...}`` (operator)
 
-Sessions. A login checks the name and password with the API's :class:`~alerts.auth.Authenticator`
+Sessions. A login checks the name and password with the API's :class:`~tocsin.alerts.auth.Authenticator`
 (the same users, roles, lock-out); the session id (32 random bytes) is kept in memory only, in a
 cookie that is ``HttpOnly`` and ``SameSite=Strict`` (``Secure`` when the API is served over TLS),
 for at most ``ttl_s`` (12 h) and ``idle_s`` (30 min without a request). With the cookie, every other
@@ -46,9 +46,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from alerts.auth import Denied, Principal, Role
-from alerts.release import Action, ReleaseEvent
-from schemas.wire import decode
+from tocsin.alerts.auth import Denied, Principal, Role
+from tocsin.alerts.release import Action, ReleaseEvent
+from tocsin.schemas.wire import decode
 
 log = logging.getLogger(__name__)
 

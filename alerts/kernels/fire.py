@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.seismology import EARTH_RADIUS_KM
+from tocsin.schemas.seismology import EARTH_RADIUS_KM
 
 __all__ = [
     "EARTH_RADIUS_KM",

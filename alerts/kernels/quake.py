@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from schemas.seismology import (
+from tocsin.schemas.seismology import (
     EARTH_RADIUS_KM,
     I_V_OFFSET,
     I_V_SLOPE,
@@ -693,7 +693,7 @@ def truncated_pd_magnitude(
     """Pd magnitude from the P-only start of a station's Pd profile: ``(M, window_s, growth)``.
 
     ``profile_cm[k]`` is the peak displacement over the first ``(k + 1) * step_s`` seconds after the
-    pick (each prefix processed as the full-window Pd: ``detectors.kernels.seismic.pd_profile``).
+    pick (each prefix processed as the full-window Pd: ``tocsin.detectors.kernels.seismic.pd_profile``).
     The window used is the longest profile window ``w <= min(usable_s, pd_window_s)`` that ends before
     any jump of the profile (:func:`p_only_steps`: the S wave seen in the data); None when it is shorter
     than ``min_window_s`` (or the profile is empty, or its Pd is not positive).

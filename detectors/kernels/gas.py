@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors.kernels.levels import LevelRule
+from tocsin.detectors.kernels.levels import LevelRule
 
 MOLAR_VOLUME_L = 24.45  # litres per mole at 25 degC, 101.325 kPa
 MOLAR_MASS_G = {

@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import signal
 
-from schemas.seismology import instrumental_intensity, magnitude_from_pd
+from tocsin.schemas.seismology import instrumental_intensity, magnitude_from_pd
 
 __all__ = [
     "ACCELERATION",
@@ -532,7 +532,7 @@ def pd_profile(
     :func:`pd_from_displacement`), so samples after a window (an S wave) do not reach into it, and
     the last value, when ``vel`` spans a whole number of steps, is the full-window Pd. A window longer
     than ``vel`` is not reported. The alert engine cuts a near station's window before the predicted
-    S arrival with it (``alerts.kernels.quake.truncated_pd_magnitude``).
+    S arrival with it (``tocsin.alerts.kernels.quake.truncated_pd_magnitude``).
     """
     v = _as_1d(vel, "vel")
     if not (step_s > 0.0 and math.isfinite(step_s)):

@@ -12,11 +12,11 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from alerts.engine import AlertEngine
-from alerts.kernels.quake import haversine_km, pd_from_magnitude, xy_to_latlon
-from schemas.alert import Alert
-from schemas.common import Family
-from schemas.detection import Detection, DetectionState
+from tocsin.alerts.engine import AlertEngine
+from tocsin.alerts.kernels.quake import haversine_km, pd_from_magnitude, xy_to_latlon
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.common import Family
+from tocsin.schemas.detection import Detection, DetectionState
 
 ORIGIN = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)
 EPI = (30.60, 104.05)

@@ -12,16 +12,16 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from alerts.cap import CAP_NS, render_cap
-from alerts.engine import ANOMALY_EVENT, AlertConfig, AlertEngine
-from alerts.routing import DEFAULT_ROUTING, Route, Routing, plan
-from detectors.engine import DetectorEngine
-from detectors.rules import Rules
-from schemas.alert import Alert, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import GasReading, WaterLevel
+from tocsin.alerts.cap import CAP_NS, render_cap
+from tocsin.alerts.engine import ANOMALY_EVENT, AlertConfig, AlertEngine
+from tocsin.alerts.routing import DEFAULT_ROUTING, Route, Routing, plan
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.rules import Rules
+from tocsin.schemas.alert import Alert, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import GasReading, WaterLevel
 
 T0 = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
 AREA = Area(code="330110", district="临江区", town="青山镇")

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from alerts.api import build_app
-from alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
-from alerts.view import AlertView
+from tocsin.alerts.api import build_app
+from tocsin.alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
+from tocsin.alerts.view import AlertView
 from tocsin.api import tls_context
 
 

@@ -16,17 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from alerts.api import _EvictedCollector, build_app
-from alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
-from alerts.silence_store import SILENCES, SilenceStore, has_ended
-from alerts.silences import Silence
-from alerts.view import ACKS, AlertView
-from schemas import topics
-from schemas.ack import Ack
-from schemas.alert import Alert, AlertArea, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.delivery import DeliveryRecord
-from schemas.wire import encode
+from tocsin.alerts.api import _EvictedCollector, build_app
+from tocsin.alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
+from tocsin.alerts.silence_store import SILENCES, SilenceStore, has_ended
+from tocsin.alerts.silences import Silence
+from tocsin.alerts.view import ACKS, AlertView
+from tocsin.schemas import topics
+from tocsin.schemas.ack import Ack
+from tocsin.schemas.alert import Alert, AlertArea, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.delivery import DeliveryRecord
+from tocsin.schemas.wire import encode
 
 T0 = datetime(2026, 7, 14, 2, 0, tzinfo=UTC)
 FP = "hydro:330110:rain"

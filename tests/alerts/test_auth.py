@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.api import silence_policy
-from alerts.auth import (
+from tocsin.alerts.api import silence_policy
+from tocsin.alerts.auth import (
     Authenticator,
     AuthError,
     Denied,
@@ -27,7 +27,7 @@ from alerts.auth import (
     verify_secret,
     write_users_file,
 )
-from alerts.silences import Silence
+from tocsin.alerts.silences import Silence
 
 CHEAP = 2**10  # the smallest N the users file accepts: fast tests, same code path
 

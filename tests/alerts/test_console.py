@@ -12,14 +12,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from alerts.api import AlertView, build_app
-from alerts.auth import Authenticator, Role
-from alerts.console import COOKIE, CSRF_HEADER, ReleaseView
-from alerts.release import Action, ReleaseEvent
-from schemas.common import Family, WarningLevel
-from schemas.registry import Area, Device, Registry
 from tests.alerts.factories import T0, alert_message
 from tests.alerts.test_api_view import USERS, users_file
+from tocsin.alerts.api import AlertView, build_app
+from tocsin.alerts.auth import Authenticator, Role
+from tocsin.alerts.console import COOKIE, CSRF_HEADER, ReleaseView
+from tocsin.alerts.release import Action, ReleaseEvent
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.registry import Area, Device, Registry
 
 ALERT = alert_message("con-1", WarningLevel.ORANGE, Family.HYDRO)
 

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.engine import AlertConfig, AlertEngine, fingerprint_of, incident_group, seismic_level
-from alerts.kernels.quake import predicted_intensity
-from schemas.alert import Alert, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
-from schemas.registry import Area, Device, Registry
-from schemas.wire import decode, encode
+from tocsin.alerts.engine import AlertConfig, AlertEngine, fingerprint_of, incident_group, seismic_level
+from tocsin.alerts.kernels.quake import predicted_intensity
+from tocsin.schemas.alert import Alert, AlertStatus, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.wire import decode, encode
 
 ONSET = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)  # 20:00:00 in Beijing
 NOW = datetime(2024, 7, 1, 12, 5, 0, tzinfo=UTC)
@@ -444,8 +444,8 @@ def test_detections_older_than_the_limit_never_alert() -> None:
 
 
 def test_offline_devices_of_an_area_are_one_operators_alert_never_public() -> None:
-    from alerts.routing import DEFAULT_ROUTING, plan
-    from schemas.registry import Registry
+    from tocsin.alerts.routing import DEFAULT_ROUTING, plan
+    from tocsin.schemas.registry import Registry
 
     engine = AlertEngine(clock=_clock)
     state = None
@@ -468,8 +468,8 @@ def test_offline_devices_of_an_area_are_one_operators_alert_never_public() -> No
 def test_s_wave_warning_time_counts_from_the_issue_time_not_the_device_time() -> None:
     """The third trigger's packet is stamped ONSET + 12 s; the alert is issued 6 s later (queueing,
     processing): the text and the blind zone tell the time left from the issue time."""
-    from alerts.kernels import quake as qk
-    from schemas.registry import Target
+    from tocsin.alerts.kernels import quake as qk
+    from tocsin.schemas.registry import Target
 
     # a town 150 km east of st-01 on the stations' line
     town_lon = 116.55 + 150.0 / (111.32 * math.cos(math.radians(39.95)))
@@ -509,8 +509,8 @@ confirm:
 
 
 def _rules_config(tmp_path, env: dict | None = None) -> AlertConfig:  # type: ignore[no-untyped-def]
-    from alerts.engine import confirm_settings
-    from detectors.rules import load_rules
+    from tocsin.alerts.engine import confirm_settings
+    from tocsin.detectors.rules import load_rules
 
     path = tmp_path / "rules.yaml"
     path.write_text(RULES_YAML, encoding="utf-8")
@@ -518,8 +518,8 @@ def _rules_config(tmp_path, env: dict | None = None) -> AlertConfig:  # type: ig
 
 
 def test_confirm_section_defaults_and_file_and_env_override(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from alerts.engine import confirm_settings
-    from detectors.rules import Rules
+    from tocsin.alerts.engine import confirm_settings
+    from tocsin.detectors.rules import Rules
 
     # no rules file: the documented defaults, which are AlertConfig's own
     defaults = AlertConfig(**confirm_settings(Rules().confirm))
@@ -536,7 +536,7 @@ def test_confirm_section_defaults_and_file_and_env_override(tmp_path) -> None:  
 
 
 def test_a_bad_confirm_section_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from detectors.rules import load_rules
+    from tocsin.detectors.rules import load_rules
 
     path = tmp_path / "rules.yaml"
     path.write_text("confirm:\n  incidents:\n    gas_leak: {k: 0}\n", encoding="utf-8")
@@ -554,7 +554,7 @@ def test_gas_leak_k_of_n_from_the_rules_file(tmp_path) -> None:  # type: ignore[
 
 
 def _camera(device: str, lat: float, lon: float, fire: tuple[float, float], state: DetectionState, rev: int):  # type: ignore[no-untyped-def]
-    from alerts.kernels import fire as fk
+    from tocsin.alerts.kernels import fire as fk
 
     return _det(
         state,

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.fastlane import FastLane, FastLaneMetrics
-from schemas.alert import Alert
-from schemas.common import Family, WarningLevel
 from tests.alerts.factories import alert_message
+from tocsin.alerts.fastlane import FastLane, FastLaneMetrics
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.common import Family, WarningLevel
 
 
 def _alert(identifier: str, level: WarningLevel) -> Alert:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.kernels.fire import FireFix, destination, initial_bearing_deg, intersect_bearings
+from tocsin.alerts.kernels.fire import FireFix, destination, initial_bearing_deg, intersect_bearings
 
 R_KM = 6371.0
 TOWER_A = (40.0, 116.0)

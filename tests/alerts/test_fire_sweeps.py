@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alerts.engine import AlertConfig, AlertEngine, confirm_settings
-from detectors.engine import DetectorEngine
-from detectors.kernels.fire import tally_sweep
-from detectors.rules import Rules
-from schemas.alert import Alert, MsgType
-from schemas.telemetry import FireDetection
+from tocsin.alerts.engine import AlertConfig, AlertEngine, confirm_settings
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.kernels.fire import tally_sweep
+from tocsin.detectors.rules import Rules
+from tocsin.schemas.alert import Alert, MsgType
+from tocsin.schemas.telemetry import FireDetection
 
 T0 = datetime(2026, 7, 1, 4, 0, tzinfo=UTC)
 

@@ -13,14 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from alerts.engine import AlertConfig, AlertEngine
-from alerts.service import AlertMetrics, AlertStage
-from detectors.engine import detection_topic
-from schemas import topics
-from schemas.alert import MsgType
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
-from schemas.wire import encode
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.alerts.service import AlertMetrics, AlertStage
+from tocsin.detectors.engine import detection_topic
+from tocsin.schemas import topics
+from tocsin.schemas.alert import MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.wire import encode
 
 ONSET = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)
 NOW = datetime(2024, 7, 1, 12, 30, 0, tzinfo=UTC)

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from alerts.engine import AlertConfig, AlertEngine
-from alerts.service import AlertMetrics, AlertStage
-from schemas.alert import MsgType
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState, LifecycleTick
-from schemas.wire import encode
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.alerts.service import AlertMetrics, AlertStage
+from tocsin.schemas.alert import MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState, LifecycleTick
+from tocsin.schemas.wire import encode
 
 T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 

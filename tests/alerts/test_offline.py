@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from alerts.engine import AlertConfig, AlertEngine
-from alerts.routing import DEFAULT_ROUTING, plan
-from alerts.service import AlertStage
-from schemas.alert import Alert, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
-from schemas.registry import Area, Device, Registry
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.alerts.routing import DEFAULT_ROUTING, plan
+from tocsin.alerts.service import AlertStage
+from tocsin.schemas.alert import Alert, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import Area, Device, Registry
 
 T0 = datetime(2026, 6, 1, 2, 0, 0, tzinfo=UTC)
 AREA = Area(code="330110", district="余杭区", town="良渚街道")
@@ -64,7 +64,7 @@ def _offline(device: str, site: str, state: DetectionState, t: datetime) -> Dete
 
 def _run(engine: AlertEngine, clock: Clock, steps: list[tuple[str, str, DetectionState]]) -> list[list[Alert]]:
     """Feed the detections through the alert stage (JSON state, as in the Faust table), a minute apart."""
-    from schemas.wire import encode
+    from tocsin.schemas.wire import encode
 
     stage_store: dict[str, dict] = {}
     out = []
@@ -81,7 +81,7 @@ def _run(engine: AlertEngine, clock: Clock, steps: list[tuple[str, str, Detectio
 def _metrics():  # type: ignore[no-untyped-def]
     from prometheus_client import CollectorRegistry
 
-    from alerts.service import AlertMetrics
+    from tocsin.alerts.service import AlertMetrics
 
     return AlertMetrics(CollectorRegistry())
 

@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import web
 
-from alerts.adapters.base import Notification, Outcome
-from alerts.adapters.broadcast import BroadcastAdapter
-from alerts.adapters.sms import SmsAdapter
+from tocsin.alerts.adapters.base import Notification, Outcome
+from tocsin.alerts.adapters.broadcast import BroadcastAdapter
+from tocsin.alerts.adapters.sms import SmsAdapter
 
 KEY = "provider-test-key-83e1"
 

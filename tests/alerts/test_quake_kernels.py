@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.kernels.quake import (
+from tocsin.alerts.kernels.quake import (
     EARTH_RADIUS_KM,
     Coincidence,
     Location,

@@ -1,5 +1,5 @@
 """The Pd magnitude of a quake whose nearest stations have the S wave inside their 3 s Pd window:
-``detectors.kernels.seismic.pd_profile`` (station side) and ``alerts.kernels.quake``'s
+``tocsin.detectors.kernels.seismic.pd_profile`` (station side) and ``tocsin.alerts.kernels.quake``'s
 ``truncated_pd_magnitude`` / ``magnitude_estimate`` (network side)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.kernels.quake import (
+from tocsin.alerts.kernels.quake import (
     Location,
     Pick,
     magnitude_estimate,
@@ -21,8 +21,8 @@ from alerts.kernels.quake import (
     truncated_pd_magnitude,
     xy_to_latlon,
 )
-from detectors.kernels import seismic as sk
-from simulators import physics
+from tocsin.detectors.kernels import seismic as sk
+from tocsin.simulators import physics
 
 EPI = (30.60, 104.05)
 T0 = 1_700_000_000.0

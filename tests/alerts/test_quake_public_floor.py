@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from alerts.cap import CAP_NS, render_cap
-from alerts.engine import AlertConfig, AlertEngine, confirm_settings
-from alerts.kernels.quake import pd_from_magnitude, shaking_radius_km
-from alerts.routing import DEFAULT_ROUTING, plan
-from detectors.rules import load_rules
-from schemas.alert import Alert, MsgType
-from schemas.common import Family
-from schemas.detection import Detection, DetectionState
-from schemas.registry import Area, Device, Registry, Target
 from tests.alerts.quake_scene import DEPTH_KM, EPI, ORIGIN, THREE, place, run_engine, station_trigger, where, with_pd
+from tocsin.alerts.cap import CAP_NS, render_cap
+from tocsin.alerts.engine import AlertConfig, AlertEngine, confirm_settings
+from tocsin.alerts.kernels.quake import pd_from_magnitude, shaking_radius_km
+from tocsin.alerts.routing import DEFAULT_ROUTING, plan
+from tocsin.detectors.rules import load_rules
+from tocsin.schemas.alert import Alert, MsgType
+from tocsin.schemas.common import Family
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import Area, Device, Registry, Target
 
 AREA = "330110"
 
@@ -181,7 +181,7 @@ def test_an_early_magnitude_from_the_first_second_of_p() -> None:
     """A station whose Pd window is P only but not yet full gives a magnitude from its Pd profile
     (Wu & Zhao 2006 with the window correction of truncated_pd_magnitude), so the public floor does
     not wait for the whole 3 s window."""
-    from alerts.kernels.quake import Location, magnitude_estimate
+    from tocsin.alerts.kernels.quake import Location, magnitude_estimate
 
     loc = Location(lat=EPI[0], lon=EPI[1], depth_km=DEPTH_KM, origin_t_s=0.0, rms_s=0.0, n=3)
     lat, lon, hypo = where("ST0")

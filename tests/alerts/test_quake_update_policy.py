@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from alerts.engine import AlertConfig, AlertEngine
-from alerts.kernels.quake import pd_from_magnitude
-from schemas.alert import Alert, MsgType
-from schemas.common import WarningLevel
-from schemas.detection import Detection, DetectionState
-from schemas.registry import Registry, Target
 from tests.alerts.quake_scene import EPI, OFFSETS, ORIGIN, run_engine, station_trigger, where, with_pd
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.alerts.kernels.quake import pd_from_magnitude
+from tocsin.schemas.alert import Alert, MsgType
+from tocsin.schemas.common import WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import Registry, Target
 
 BLUE, YELLOW, ORANGE = WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE
 OPEN, UPDATE, CLEAR = DetectionState.OPEN, DetectionState.UPDATE, DetectionState.CLEAR

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from alerts.ratelimit import PriorityRateLimiter
+from tocsin.alerts.ratelimit import PriorityRateLimiter
 
 
 class FakeTime:

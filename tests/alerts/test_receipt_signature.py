@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from alerts.receipts import MAX_SKEW_S, SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers, verify_receipt
+from tocsin.alerts.receipts import MAX_SKEW_S, SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers, verify_receipt
 
 SECRET = "receipt-secret-4f1d9a"
 BODY = b'{"message_id":"sm-1","to":"+8613800001234","status":"DELIVRD"}'

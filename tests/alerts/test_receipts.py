@@ -6,8 +6,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from alerts.adapters.sms import receipt_callback_url
-from alerts.receipts import SmsReceipt, parse_message_key, receipt_record
+from tocsin.alerts.adapters.sms import receipt_callback_url
+from tocsin.alerts.receipts import SmsReceipt, parse_message_key, receipt_record
 
 
 def receipt(**kw: object) -> SmsReceipt:

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from alerts.release import (
+from tests.alerts.factories import T0, alert_message
+from tocsin.alerts.release import (
     Action,
     ReleaseConfig,
     ReleaseDesk,
@@ -27,9 +28,8 @@ from alerts.release import (
     ReleaseRule,
     mode_for,
 )
-from schemas.alert import Alert, MsgType
-from schemas.common import Family, WarningLevel
-from tests.alerts.factories import T0, alert_message
+from tocsin.schemas.alert import Alert, MsgType
+from tocsin.schemas.common import Family, WarningLevel
 
 APPROVE_ALL = ReleaseConfig(rules=[ReleaseRule(mode="approve")], supervisors=["+8613900000001"])
 

@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from alerts.adapters.base import DeliveryResult, Notification, Outcome
-from alerts.notify import Notifier, NotifyMetrics
-from alerts.routing import Route, Routing, load_routing, plan
-from alerts.silences import Silence, overridden, silencing
-from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.registry import Registry
+from tocsin.alerts.adapters.base import DeliveryResult, Notification, Outcome
+from tocsin.alerts.notify import Notifier, NotifyMetrics
+from tocsin.alerts.routing import Route, Routing, load_routing, plan
+from tocsin.alerts.silences import Silence, overridden, silencing
+from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.registry import Registry
 
 T0 = datetime(2026, 11, 29, 2, 30, tzinfo=UTC)
 REG = Registry(sms_recipients={"330110": ["+8613800000001", "+8613800000002"]})

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from alerts.engine import AlertConfig, AlertEngine
-from alerts.service import AlertMetrics, AlertStage
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
-from schemas.wire import encode
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.alerts.service import AlertMetrics, AlertStage
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.wire import encode
 
 ONSET = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)
 NOW = datetime(2024, 7, 1, 12, 30, 0, tzinfo=UTC)
@@ -119,7 +119,7 @@ def test_first_no_op_of_a_fingerprint_is_written_once() -> None:
 
 
 def test_quiet_lifecycle_tick_writes_nothing() -> None:
-    from schemas.detection import LifecycleTick
+    from tocsin.schemas.detection import LifecycleTick
 
     stage, _ = _stage()
     store = CountingStore()

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from alerts.adapters.base import (
+from tests.alerts.emulators import EmulatorControl, RecordingSleep, emulator_process, run
+from tocsin.alerts.adapters.base import (
     Adapter,
     AdapterError,
     DeliveryResult,
@@ -25,9 +26,8 @@ from alerts.adapters.base import (
     backoff_delay_s,
     send_with_retries,
 )
-from alerts.adapters.sms import SmsAdapter, parse_retry_after
-from simulators.sms_gateway import GatewayConfig, SmsGatewayThread
-from tests.alerts.emulators import EmulatorControl, RecordingSleep, emulator_process, run
+from tocsin.alerts.adapters.sms import SmsAdapter, parse_retry_after
+from tocsin.simulators.sms_gateway import GatewayConfig, SmsGatewayThread
 
 API_KEY = "tocsin-test-key-7f3a9c1e"
 WRONG_KEY = "wrong-secret-55d0b2"
@@ -60,7 +60,9 @@ def make_notification(**overrides: Any) -> Notification:
 def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     args = ["--receipt-delay-s", "0.1", "--rate-limit-per-s", "1000"]
     stderr_path = tmp_path_factory.mktemp("sms-gateway") / "stderr.log"
-    with emulator_process("simulators.sms_gateway", args, {"TOCSIN_SMS_API_KEY": API_KEY}, BANNER, stderr_path) as url:
+    with emulator_process(
+        "tocsin.simulators.sms_gateway", args, {"TOCSIN_SMS_API_KEY": API_KEY}, BANNER, stderr_path
+    ) as url:
         yield url
 
 

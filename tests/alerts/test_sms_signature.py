@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.notify import Notifier, NotifyMetrics, sms_text
-from alerts.routing import DEFAULT_ROUTING, load_routing
-from alerts.sms_text import SMS_MAX_CHARS, check_signature, compose_sms
-from schemas.alert import AlertStatus
-from schemas.registry import Area, Device, Registry
 from tests.alerts.factories import alert_message
+from tocsin.alerts.notify import Notifier, NotifyMetrics, sms_text
+from tocsin.alerts.routing import DEFAULT_ROUTING, load_routing
+from tocsin.alerts.sms_text import SMS_MAX_CHARS, check_signature, compose_sms
+from tocsin.schemas.alert import AlertStatus
+from tocsin.schemas.registry import Area, Device, Registry
 
 SIG = "【临江区应急管理局】"
 INSTRUCTION = "请立即向上风向撤离，关闭门窗，用湿毛巾捂住口鼻，等待应急部门通知。"

@@ -1,4 +1,4 @@
-"""Segmentation golden cases and properties for alerts.sms_text."""
+"""Segmentation golden cases and properties for tocsin.alerts.sms_text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.sms_text import (
+from tocsin.alerts.sms_text import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     GSM7_PART_SEPTETS,

@@ -18,17 +18,17 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.engine import AlertConfig, AlertEngine
-from alerts.notify import Notifier, NotifyMetrics
-from alerts.service import AlertMetrics, AlertStage
-from detectors.engine import DetectorEngine
-from schemas.alert import Alert, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState, LifecycleTick
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import GasReading
-from schemas.wire import encode
 from tests.alerts.quake_scene import p_trigger
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.alerts.notify import Notifier, NotifyMetrics
+from tocsin.alerts.service import AlertMetrics, AlertStage
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.schemas.alert import Alert, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState, LifecycleTick
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import GasReading
+from tocsin.schemas.wire import encode
 
 T0 = datetime(2026, 8, 3, 9, 0, tzinfo=UTC)
 AREA = "330110"

@@ -10,12 +10,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.adapters.base import Notification
-from alerts.sweep import FINAL, Sweep, Sweeper, identified, incomplete, parsed, windows
-from schemas.alert import Alert
-from schemas.delivery import DeliveryRecord
-from schemas.wire import encode
 from tests.alerts.factories import alert_message
+from tocsin.alerts.adapters.base import Notification
+from tocsin.alerts.sweep import FINAL, Sweep, Sweeper, identified, incomplete, parsed, windows
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.delivery import DeliveryRecord
+from tocsin.schemas.wire import encode
 
 T = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 PHONES = ["+8613800000001", "+8613800000002", "+8613800000003"]

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from detectors.kernels.anomaly import EnsembleParams, EnsembleScorer
 from tests.bench import nab
+from tocsin.detectors.kernels.anomaly import EnsembleParams, EnsembleScorer
 
 WINDOWED_GAUSSIAN_STANDARD = 36.71  # the figure NAB's windowed-Gaussian results give on these files
 

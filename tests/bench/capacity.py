@@ -37,10 +37,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def bench_state() -> dict[str, Any]:
-    from detectors.engine import DetectorEngine
-    from ingest.validate import Accepted, validate_telemetry
-    from schemas import topics
-    from simulators.fleet import KINDS, PayloadFactory, plan_devices
+    from tocsin.detectors.engine import DetectorEngine
+    from tocsin.ingest.validate import Accepted, validate_telemetry
+    from tocsin.schemas import topics
+    from tocsin.simulators.fleet import KINDS, PayloadFactory, plan_devices
 
     now = datetime.now(UTC)
     factory = PayloadFactory()

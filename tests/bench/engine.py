@@ -30,11 +30,11 @@ from typing import Any
 
 from faust.utils import json as faust_json
 
-from detectors.engine import DetectorEngine
-from ingest.validate import Accepted, validate_telemetry
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import Telemetry
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.ingest.validate import Accepted, validate_telemetry
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import Telemetry
 
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
 

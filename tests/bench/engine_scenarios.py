@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from detectors.engine import DetectorEngine
-from ingest.validate import Accepted, validate_telemetry
-from simulators.scenario import build
-from simulators.scenario_spec import load_scenario
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.ingest.validate import Accepted, validate_telemetry
+from tocsin.simulators.scenario import build
+from tocsin.simulators.scenario_spec import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "simulators" / "scenarios"
 

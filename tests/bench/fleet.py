@@ -1,5 +1,5 @@
 """Fleet publisher throughput (``make bench``, entry ``fleet``): the maximum QoS 1 messages/s that
-``simulators.fleet`` gets acknowledged by the real Mosquitto from one process, beside a reference
+``tocsin.simulators.fleet`` gets acknowledged by the real Mosquitto from one process, beside a reference
 in the same run: a bare paho loop publishing the same kind of payloads (pre-built, so it pays for
 no payload building) QoS 1 on one connection. Ratio = fleet / paho.
 
@@ -65,7 +65,7 @@ def _paho_reference(host: str, port: int, topics: list[str], payloads: list[byte
 
 
 def bench_fleet() -> dict[str, float]:
-    from simulators.fleet import FleetConfig, PayloadFactory, plan_devices, run_fleet
+    from tocsin.simulators.fleet import FleetConfig, PayloadFactory, plan_devices, run_fleet
 
     host = os.environ.get("TOCSIN_MQTT_HOST", "127.0.0.1")
     port = int(os.environ.get("TOCSIN_MQTT_PORT", "1883"))

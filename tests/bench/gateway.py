@@ -68,10 +68,10 @@ _GATEWAY = "\n".join(
         f"topics.MQTT_ROOT = {ROOT!r}",
         "topics.MQTT_TELEMETRY_FILTER = topics.MQTT_ROOT + '/+/+/+/telemetry'",
         "topics.MQTT_STATUS_FILTER = topics.MQTT_ROOT + '/+/+/+/status'",
-        "import os, ingest.sinks",
+        "import os, tocsin.ingest.sinks",
         "if os.environ.get('TOCSIN_BENCH_GW_SINK') == 'kafka-python':",
-        "    ingest.sinks.RdKafkaSink = ingest.sinks.KafkaSink",
-        "import ingest.validate as v",
+        "    tocsin.ingest.sinks.RdKafkaSink = tocsin.ingest.sinks.KafkaSink",
+        "import tocsin.ingest.validate as v",
         "_kt = v.kafka_telemetry",
         f"v.kafka_telemetry = lambda family: {PREFIX!r} + _kt(family)",
         "from tocsin.cli import main",
@@ -405,10 +405,10 @@ def bench_influx_sink(readings: int | None = None) -> dict[str, float]:
     from kafka import KafkaConsumer, KafkaProducer
     from prometheus_client import CollectorRegistry
 
-    from ingest.influx import InfluxHttpWriter, InfluxKafkaSink, to_point
-    from ingest.metrics import GatewayMetrics
-    from schemas.telemetry import RainIncrement
-    from schemas.wire import encode
+    from tocsin.ingest.influx import InfluxHttpWriter, InfluxKafkaSink, to_point
+    from tocsin.ingest.metrics import GatewayMetrics
+    from tocsin.schemas.telemetry import RainIncrement
+    from tocsin.schemas.wire import encode
 
     n = readings or min(50_000, int(os.environ.get("TOCSIN_BENCH_GW_READINGS", DEFAULT_READINGS)))
     _ensure_services(["kafka", "influxdb"])
@@ -462,7 +462,7 @@ def bench_influx_sink(readings: int | None = None) -> dict[str, float]:
         writer.close()
 
         # The reference: the same points, line protocol prepared beforehand, posted in the same batches.
-        from schemas.telemetry import TELEMETRY_ADAPTER
+        from tocsin.schemas.telemetry import TELEMETRY_ADAPTER
 
         lines = [to_point(TELEMETRY_ADAPTER.validate_json(v)).to_line_protocol() for v in values]
         size = max(batches) if batches else 5_000

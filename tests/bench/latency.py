@@ -81,9 +81,9 @@ BENCH_DETECTION_TOPICS = (BENCH_TOPICS["DETECTIONS"], BENCH_TOPICS["DETECTIONS_U
 def _lane(d: Any) -> str:
     """The bench topic of a detection: the one the worker's detect agents would choose
     (``detection_topic`` with the default urgent level, orange), under its bench name."""
-    from detectors.engine import detection_topic
-    from schemas import topics
-    from schemas.common import WarningLevel
+    from tocsin.detectors.engine import detection_topic
+    from tocsin.schemas import topics
+    from tocsin.schemas.common import WarningLevel
 
     urgent = detection_topic(d, WarningLevel.ORANGE) == topics.DETECTIONS_URGENT
     return BENCH_TOPICS["DETECTIONS_URGENT"] if urgent else BENCH_TOPICS["DETECTIONS"]
@@ -179,8 +179,8 @@ class _Proc:
 
 def _background(i: int, t: datetime, onset: datetime, rev: int) -> Any:
     """The i-th background detection of the mix (see the module docstring)."""
-    from schemas.common import Family, WarningLevel
-    from schemas.detection import Detection, DetectionState
+    from tocsin.schemas.common import Family, WarningLevel
+    from tocsin.schemas.detection import Detection, DetectionState
 
     slot = i % 10
     area_i = (i // 10) % N_BG_AREAS
@@ -268,8 +268,8 @@ async def _background_load(
 
     from aiokafka import AIOKafkaProducer
 
-    from detectors.engine import detection_key
-    from schemas.wire import encode
+    from tocsin.detectors.engine import detection_key
+    from tocsin.schemas.wire import encode
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
@@ -306,8 +306,8 @@ async def _background_load(
 
 
 def _probe(k: int, run: str, t: datetime) -> Any:
-    from schemas.common import Family, WarningLevel
-    from schemas.detection import Detection, DetectionState
+    from tocsin.schemas.common import Family, WarningLevel
+    from tocsin.schemas.detection import Detection, DetectionState
 
     return Detection(
         id=f"pr{run}-{k}:rainfall:{int(t.timestamp() * 1000)}:0",
@@ -346,7 +346,7 @@ def _prepare_topics(bootstrap: str, group: str) -> None:
     from kafka.errors import TopicAlreadyExistsError
     from kafka.structs import OffsetAndMetadata
 
-    from schemas import topics
+    from tocsin.schemas import topics
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
@@ -422,9 +422,9 @@ def _received(sms_url: str) -> dict[str, float]:
 def bench_alert_latency() -> dict[str, float]:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from detectors.engine import detection_key
-    from schemas.registry import Registry
-    from schemas.wire import encode
+    from tocsin.detectors.engine import detection_key
+    from tocsin.schemas.registry import Registry
+    from tocsin.schemas.wire import encode
 
     started_kafka = not _running("kafka")
     if started_kafka:

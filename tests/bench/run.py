@@ -50,7 +50,7 @@ def _rate(fn: Callable[[], object], n: int, repeats: int = 5) -> float:
 
 
 def bench_validate() -> dict[str, float]:
-    from ingest.validate import validate_telemetry
+    from tocsin.ingest.validate import validate_telemetry
 
     now = datetime.now(UTC)
     topic = "tocsin/v1/hydro/s1/RG01/telemetry"
@@ -71,7 +71,7 @@ def bench_validate() -> dict[str, float]:
 
 
 def bench_sta_lta() -> dict[str, float]:
-    from detectors.kernels.seismic import RecursiveStaLta, _recursive_sta_lta_reference
+    from tocsin.detectors.kernels.seismic import RecursiveStaLta, _recursive_sta_lta_reference
 
     rng = np.random.default_rng(1)
     packets = [rng.normal(0, 1e-5, 100) for _ in range(200)]
@@ -90,7 +90,7 @@ def bench_sta_lta() -> dict[str, float]:
 
 
 def bench_station_trigger() -> dict[str, float]:
-    from detectors.kernels.seismic import StationTrigger
+    from tocsin.detectors.kernels.seismic import StationTrigger
 
     rng = np.random.default_rng(2)
     packets = [rng.normal(0, 1e-5, 100) for _ in range(200)]
@@ -157,10 +157,10 @@ def bench_sms_dispatch() -> dict[str, float]:
     (both 100/s): achieved / configured. The carrier refuses anything faster (429)."""
     import asyncio
 
-    from alerts.adapters.base import Notification, send_with_retries
-    from alerts.adapters.sms import SmsAdapter
-    from alerts.ratelimit import PriorityRateLimiter, RateLimited
-    from simulators.sms_gateway import GatewayConfig, SmsGatewayThread
+    from tocsin.alerts.adapters.base import Notification, send_with_retries
+    from tocsin.alerts.adapters.sms import SmsAdapter
+    from tocsin.alerts.ratelimit import PriorityRateLimiter, RateLimited
+    from tocsin.simulators.sms_gateway import GatewayConfig, SmsGatewayThread
 
     limit, n = 100.0, 600
     server = SmsGatewayThread(GatewayConfig(api_key="bench", rate_limit_per_s=limit, receipt_delay_s=0.0))

@@ -64,8 +64,8 @@ def _worker_script(prefix: str) -> str:
             "for name in ('DEADLETTER', 'WORKER_DEADLETTER', 'DEVICE_STATUS', 'DETECTIONS', 'DETECTIONS_URGENT',",
             "             'ALERTS', 'DELIVERIES', 'ACKS', 'RELEASES', 'SILENCES'):",
             f"    setattr(topics, name, {prefix!r} + getattr(topics, name))",
-            "import alerts.release",
-            "alerts.release.RELEASES = topics.RELEASES",
+            "import tocsin.alerts.release",
+            "tocsin.alerts.release.RELEASES = topics.RELEASES",
             "import tocsin.worker",
             "tocsin.worker.RELEASES = topics.RELEASES",
             "from tocsin.cli import main",
@@ -75,8 +75,8 @@ def _worker_script(prefix: str) -> str:
 
 
 def _registry(path: Path, gauges: list[str]) -> None:
-    from schemas.common import Family
-    from schemas.registry import Area, Device, Registry
+    from tocsin.schemas.common import Family
+    from tocsin.schemas.registry import Area, Device, Registry
 
     area = Area(code="330110", district="测试区", town="青山镇", village="横溪村")
     devices = [
@@ -89,8 +89,8 @@ def _registry(path: Path, gauges: list[str]) -> None:
 def _produce(bootstrap: str, topic: str, gauges: list[str], per_gauge: int) -> int:
     from confluent_kafka import Producer
 
-    from schemas.telemetry import RainIncrement
-    from schemas.wire import encode
+    from tocsin.schemas.telemetry import RainIncrement
+    from tocsin.schemas.wire import encode
 
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 20, "partitioner": "murmur2_random", "acks": "all"}
@@ -130,8 +130,8 @@ def _machine_jiffies() -> tuple[int, int]:
 
 
 def _drain(n: int, env: dict[str, str], tmp: Path, bootstrap: str, gauges: list[str]) -> dict[str, float]:
-    from schemas import topics
     from tests.integration.scale import Member, cpu_seconds
+    from tocsin.schemas import topics
 
     prefix = f"{env['TOCSIN_WORKER_ID']}.{n}w."
     group_env = {**env, "TOCSIN_WORKER_ID": f"{env['TOCSIN_WORKER_ID']}-{n}w"}
@@ -207,8 +207,8 @@ def _drain(n: int, env: dict[str, str], tmp: Path, bootstrap: str, gauges: list[
 def bench_scaleout() -> dict[str, float]:
     from kafka.admin import KafkaAdminClient
 
-    from schemas import topics
     from tocsin.kafka import ensure_topics
+    from tocsin.schemas import topics
 
     if subprocess.run([*SERVICES, "status", "kafka"], capture_output=True, timeout=60).returncode != 0:
         subprocess.run([*SERVICES, "up", "kafka"], check=True, capture_output=True, timeout=900)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from schemas.records import decode_telemetry
-from schemas.telemetry import SeismicPacket
 from tests.bench.worker import fleet_records
+from tocsin.schemas.records import decode_telemetry
+from tocsin.schemas.telemetry import SeismicPacket
 
 
 def test_fleet_proportions_and_records() -> None:

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from detectors.kernels.rise import theil_sen_slope
+from tocsin.detectors.kernels.rise import theil_sen_slope
 
 
 def numpy_median_slope(ts: np.ndarray, levels: np.ndarray) -> float:

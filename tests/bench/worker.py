@@ -26,7 +26,7 @@ less than one 64 KiB socket read of a busy gateway; the JSON reports ``readings_
 per reading. Then:
 
 1. Reference: a plain confluent-kafka consumer reads the same records from the beginning, splits
-   the batch records and decodes each reading with ``schemas.records.decode_telemetry`` (what the
+   the batch records and decodes each reading with ``tocsin.schemas.records.decode_telemetry`` (what the
    worker's agents do first): readings/s and CPU.
 2. One real ``tocsin worker`` (Faust) on a fresh consumer group drains them. Its processing is
    followed on its own ``/metrics`` (``tocsin_detector_readings_total``) every 0.5 s; the rate is
@@ -98,15 +98,15 @@ def _telemetry_topic(run: str, family: str) -> str:
 # The unchanged worker with the run's topic names; under cProfile when TOCSIN_BENCH_PROFILE is set.
 _WORKER = """
 import os, sys
-from schemas import topics
-from schemas.common import Family
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
 run = os.environ["TOCSIN_BENCH_RUN"]
 for name, value in {names!r}.items():
     setattr(topics, name, value)
 topics.kafka_telemetry = lambda f: f"bench.w{{run}}.telemetry.{{Family(f).value}}"
 topics.TELEMETRY_TOPICS = tuple(topics.kafka_telemetry(f) for f in Family)
 if os.environ.get("TOCSIN_BENCH_WORKER_FLOOR"):  # the Faust floor: readings counted, not judged
-    from detectors.service import DetectorStage
+    from tocsin.detectors.service import DetectorStage
     def _count_only(self, record, store, *args, **kwargs):
         self._readings(record.family.value).inc()
         return []
@@ -126,8 +126,8 @@ else:
 
 
 def _registry() -> Any:
-    from schemas.common import Family
-    from schemas.registry import Area, Device, Registry
+    from tocsin.schemas.common import Family
+    from tocsin.schemas.registry import Area, Device, Registry
 
     fam = {"rain": Family.HYDRO, "level": Family.HYDRO, "gas": Family.HAZMAT, "fire": Family.FIRE}
     devices = []
@@ -156,7 +156,7 @@ def _device(kind: str, i: int) -> tuple[str, str]:
 
 def fleet_records(n: int, end: datetime, seed: int = 15) -> list[tuple[str, str, bytes]]:
     """``n`` (family, device id, value) records of the fleet in device-time order, the last at ``end``."""
-    from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
+    from tocsin.schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
 
     rng = np.random.default_rng(seed)
     rate = sum(devices / every for _, devices, every in FLEET)
@@ -214,7 +214,7 @@ def gateway_records(
     (family, partition, key of the group's first reading, value, readings in it) in order."""
     from kafka.partitioner.default import murmur2
 
-    from schemas.batch import BATCH_MAX_BYTES, BATCH_MAX_READINGS, pack, packed_size
+    from tocsin.schemas.batch import BATCH_MAX_BYTES, BATCH_MAX_READINGS, pack, packed_size
 
     out: list[tuple[str, int, str, bytes, int]] = []
     for start in range(0, len(records), window):
@@ -243,7 +243,7 @@ def _produce(bootstrap: str, run: str, records: list[tuple[str, int, str, bytes,
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from schemas.common import Family
+    from tocsin.schemas.common import Family
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     new = [NewTopic(_telemetry_topic(run, f.value), PARTITIONS, 1, config={"retention.ms": "3600000"}) for f in Family]
@@ -289,9 +289,9 @@ def _reference(bootstrap: str, run: str, n: int) -> dict[str, float]:
     (assigned partitions, no group) and decodes every record."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from schemas.batch import expand
-    from schemas.common import Family
-    from schemas.records import decode_telemetry
+    from tocsin.schemas.batch import expand
+    from tocsin.schemas.common import Family
+    from tocsin.schemas.records import decode_telemetry
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-ref-{run}", "enable.auto.commit": False})
     parts = [

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from schemas.registry import Registry
+from tocsin.schemas.registry import Registry
 from tocsin.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from alerts.routing import load_routing
-from detectors.rules import load_rules
-from schemas.common import Family, WarningLevel
-from schemas.registry import load_registry
+from tocsin.alerts.routing import load_routing
+from tocsin.detectors.rules import load_rules
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.registry import load_registry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 

@@ -12,13 +12,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from detectors.engine import DetectorEngine
-from detectors.rules import Rules, load_rules, numeric_fields
-from detectors.service import DetectorMetrics, DetectorStage
-from schemas.common import WarningLevel
-from schemas.detection import Detection, DetectionState
-from schemas.telemetry import FireDetection, GasReading, RainIncrement, Telemetry, WaterLevel
-from schemas.wire import encode
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.rules import Rules, load_rules, numeric_fields
+from tocsin.detectors.service import DetectorMetrics, DetectorStage
+from tocsin.schemas.common import WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.telemetry import FireDetection, GasReading, RainIncrement, Telemetry, WaterLevel
+from tocsin.schemas.wire import encode
 
 T0 = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
 FAST = {"warmup_n": 20, "n_bins": 0, "week_bins": 0}  # learn quickly, no daily/weekly profiles

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.kernels.anomaly import EnsembleParams, EnsembleScorer
+from tocsin.detectors.kernels.anomaly import EnsembleParams, EnsembleScorer
 
 T0 = 1_719_792_000.0  # 2024-07-01T00:00:00Z, a Monday, a multiple of the day
 # only the short-mean feature, no warm-up, no suppression: the statistics below are plain arithmetic

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.kernels.deadman import DeadmanState, offline_devices
+from tocsin.detectors.kernels.deadman import DeadmanState, offline_devices
 
 T0 = 1_719_792_000.0
 

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from detectors.engine import DetectorEngine, detection_key
-from detectors.rules import HazmatRules, Rules
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
+from tocsin.detectors.engine import DetectorEngine, detection_key
+from tocsin.detectors.rules import HazmatRules, Rules
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
 
 T0 = datetime(2024, 7, 1, 0, 0, 0, tzinfo=UTC)
 AREA = Area(code="110105", district="朝阳区", town="东坝", village="单店")

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from detectors.engine import DetectorEngine
-from detectors.rules import HydroRules, Rules
-from detectors.service import DetectorMetrics, DetectorStage
-from schemas.detection import DetectionState
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import DeadmanTick, GasReading, WaterLevel
-from schemas.wire import encode
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.rules import HydroRules, Rules
+from tocsin.detectors.service import DetectorMetrics, DetectorStage
+from tocsin.schemas.detection import DetectionState
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import DeadmanTick, GasReading, WaterLevel
+from tocsin.schemas.wire import encode
 
 T0 = datetime(2026, 11, 29, 0, 0, tzinfo=UTC)
 AREA = Area(code="330110", town="青山镇")
@@ -107,8 +107,8 @@ def test_rate_of_rise_opens_water_rise_when_a_limit_is_set() -> None:
 def test_pd_over_the_first_3_s_after_the_trigger_matches_the_batch_kernels() -> None:
     import numpy as np
 
-    from detectors.kernels.seismic import pd_from_displacement, velocity_to_displacement
-    from schemas.telemetry import SeismicPacket
+    from tocsin.detectors.kernels.seismic import pd_from_displacement, velocity_to_displacement
+    from tocsin.schemas.telemetry import SeismicPacket
 
     rng = np.random.default_rng(5)
     df, n = 100.0, 3000

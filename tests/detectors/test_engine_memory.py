@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from detectors.engine import DetectorEngine
 from tests.bench.engine import FAMILIES, REGISTRY, _payloads
+from tocsin.detectors.engine import DetectorEngine
 
 
 def _normal(state: dict[str, Any] | None) -> Any:

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.engine import DetectorEngine
-from detectors.kernels import fire, gas
-from detectors.kernels.levels import run_levels
-from schemas.common import WarningLevel
-from schemas.telemetry import GasReading
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.kernels import fire, gas
+from tocsin.detectors.kernels.levels import run_levels
+from tocsin.schemas.common import WarningLevel
+from tocsin.schemas.telemetry import GasReading
 
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
 

@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from detectors.engine import DetectorEngine
-from detectors.kernels.seismic import GroundMotion, instrumental_intensity
-from schemas.common import Family
-from schemas.detection import Detection, DetectionState
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import SeismicPacket
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.kernels.seismic import GroundMotion, instrumental_intensity
+from tocsin.schemas.common import Family
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import SeismicPacket
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.kernels.levels import LevelRule, LevelState, run_levels, step_level
+from tocsin.detectors.kernels.levels import LevelRule, LevelState, run_levels, step_level
 
 SETS = (10.0, 20.0, 30.0, 40.0)
 

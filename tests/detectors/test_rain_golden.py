@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from detectors.engine import DetectorEngine
-from detectors.kernels.rainfall import accumulation, accumulation_units, add_report
-from schemas.common import WarningLevel
-from schemas.telemetry import RainIncrement
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.kernels.rainfall import accumulation, accumulation_units, add_report
+from tocsin.schemas.common import WarningLevel
+from tocsin.schemas.telemetry import RainIncrement
 
 T0 = datetime(2024, 7, 1, 0, 0, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.kernels.rainfall import (
+from tocsin.detectors.kernels.rainfall import (
     DEFAULT_WINDOWS_S,
     HOUR_S,
     RainWindow,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.kernels import rise as rise_k
-from detectors.kernels.rise import (
+from tocsin.detectors.kernels import rise as rise_k
+from tocsin.detectors.kernels.rise import (
     HOUR_S,
     RiseTracker,
     _rate_of_rise_reference,

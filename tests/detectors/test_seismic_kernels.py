@@ -1,4 +1,4 @@
-"""Tests for detectors.kernels.seismic: ObsPy golden fixtures, hand-computed values, reference
+"""Tests for tocsin.detectors.kernels.seismic: ObsPy golden fixtures, hand-computed values, reference
 twins and chunk invariance of every streaming kernel."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.kernels import seismic as sk
+from tocsin.detectors.kernels import seismic as sk
 
 GOLDEN = np.load(pathlib.Path(__file__).parent / "golden" / "seismic_obspy.npz")
 

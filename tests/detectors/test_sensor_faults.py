@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.kernels.sensor_faults import FAULTS, FaultParams, FaultTracker, step_limit
+from tocsin.detectors.kernels.sensor_faults import FAULTS, FaultParams, FaultTracker, step_limit
 
 T0 = 1_719_792_000.0
 LEL = (0.0, 100.0)  # %LEL measuring range

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from alerts.engine import AlertEngine
-from alerts.service import AlertMetrics, AlertStage
-from detectors.engine import DetectorEngine
-from detectors.service import DetectorMetrics, DetectorStage
-from schemas.telemetry import GasReading
-from schemas.wire import encode
+from tocsin.alerts.engine import AlertEngine
+from tocsin.alerts.service import AlertMetrics, AlertStage
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.service import DetectorMetrics, DetectorStage
+from tocsin.schemas.telemetry import GasReading
+from tocsin.schemas.wire import encode
 
 T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from detectors.engine import DetectorEngine
-from detectors.kernels.rainfall import RainWindow
-from detectors.rules import TELEMETRY_MODELS, AnomalyChannel, AnomalyRules, Rules, StateLimits, numeric_fields
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.detectors.kernels.rainfall import RainWindow
+from tocsin.detectors.rules import TELEMETRY_MODELS, AnomalyChannel, AnomalyRules, Rules, StateLimits, numeric_fields
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, Telemetry, WaterLevel
 
 N = 10_000
 T0 = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)

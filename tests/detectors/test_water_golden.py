@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from detectors.engine import DetectorEngine
-from schemas.common import Family, WarningLevel
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import WaterLevel
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import WaterLevel
 
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
 # a river gauge: warning 12.0 m, guaranteed 13.5 m, record 14.8 m (the shipped scenarios' values)

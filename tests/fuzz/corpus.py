@@ -18,10 +18,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ingest.mseed import decode_mseed
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry
-from schemas.topics import mqtt_status, mqtt_telemetry
+from tocsin.ingest.mseed import decode_mseed
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.topics import mqtt_status, mqtt_telemetry
 
 NOW = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 SITE = "s1"

@@ -15,14 +15,14 @@ import pytest
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from ingest.gateway import GatewayCore
-from ingest.metrics import GatewayMetrics
-from schemas.batch import is_batch, unpack
-from schemas.deadletter import DeadLetter, Reason
-from schemas.topics import DEADLETTER, DEVICE_STATUS, TELEMETRY_TOPICS
 from tests.fuzz.corpus import MESSAGES, NOW, REGISTRY
 from tests.fuzz.harness import SCALE, assert_clean, fuzz, timeout_s
+from tocsin.ingest.gateway import GatewayCore
+from tocsin.ingest.metrics import GatewayMetrics
 from tocsin.kafka import key_partition
+from tocsin.schemas.batch import is_batch, unpack
+from tocsin.schemas.deadletter import DeadLetter, Reason
+from tocsin.schemas.topics import DEADLETTER, DEVICE_STATUS, TELEMETRY_TOPICS
 
 KAFKA_MAX_RECORD_BYTES = 1_048_576  # Kafka's default message.max.bytes / max.request.size (1 MiB)
 GATEWAY_CASES = 10_000

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from hypothesis import strategies as st
 
-from detectors.rules import Rules, load_rules
-from schemas.registry import Registry, load_registry
 from tests.fuzz.corpus import REGISTRY, Rng, nested, text, weird
 from tests.fuzz.harness import SCALE, assert_clean, fuzz, timeout_s
+from tocsin.detectors.rules import Rules, load_rules
+from tocsin.schemas.registry import Registry, load_registry
 
 LOADER_CASES = 1_000
 REGISTRY_DOC = {

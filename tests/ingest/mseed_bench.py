@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest import mseed
+from tocsin.ingest import mseed
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "ingest" / "golden"

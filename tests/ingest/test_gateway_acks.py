@@ -20,10 +20,10 @@ import pytest
 from paho.mqtt.enums import MQTTErrorCode
 from prometheus_client import CollectorRegistry
 
-from ingest.gateway import GatewayCore, MqttGateway
-from ingest.metrics import GatewayMetrics
-from ingest.mqtt_client import pubacks
-from ingest.sinks import Done
+from tocsin.ingest.gateway import GatewayCore, MqttGateway
+from tocsin.ingest.metrics import GatewayMetrics
+from tocsin.ingest.mqtt_client import pubacks
+from tocsin.ingest.sinks import Done
 
 NOW = datetime(2026, 8, 2, 5, 0, tzinfo=UTC)
 TOPIC = b"tocsin/v1/hydro/qs/RG01/telemetry"

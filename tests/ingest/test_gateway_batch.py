@@ -13,13 +13,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from ingest.gateway import CORRELATION_HEADER, RECEIVED_HEADER, GatewayCore, correlation_id
-from ingest.influx import InfluxKafkaSink
-from ingest.metrics import GatewayMetrics
-from schemas.batch import expand, is_batch
-from schemas.records import decode_telemetry
-from schemas.topics import DEADLETTER, kafka_telemetry
+from tocsin.ingest.gateway import CORRELATION_HEADER, RECEIVED_HEADER, GatewayCore, correlation_id
+from tocsin.ingest.influx import InfluxKafkaSink
+from tocsin.ingest.metrics import GatewayMetrics
 from tocsin.kafka import key_partition
+from tocsin.schemas.batch import expand, is_batch
+from tocsin.schemas.records import decode_telemetry
+from tocsin.schemas.topics import DEADLETTER, kafka_telemetry
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 NOW = T0 + timedelta(seconds=1)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-import ingest.gateway as gateway
-from ingest.gateway import GatewayCore
-from ingest.metrics import GatewayMetrics
+import tocsin.ingest.gateway as gateway
+from tocsin.ingest.gateway import GatewayCore
+from tocsin.ingest.metrics import GatewayMetrics
 
 
 class _Recorder:
@@ -70,7 +70,7 @@ def test_dead_letter_lines_are_sampled_per_reason(
 ) -> None:
     monkeypatch.setattr(gateway, "DEAD_LETTER_LOG_INTERVAL_S", 0.3)
     core = GatewayCore(_Recorder(), GatewayMetrics(CollectorRegistry()))
-    with caplog.at_level(logging.DEBUG, logger="ingest.gateway"):
+    with caplog.at_level(logging.DEBUG, logger="tocsin.ingest.gateway"):
         for _ in range(5):
             core.handle(TOPIC, b"not json", lambda: None)
         core.handle(TOPIC, b'{"type": "hydro.rain"}', lambda: None)  # another reason: its own first line

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ingest.influx import InfluxKafkaSink, alert_point, packet_pga, to_point
-from ingest.metrics import GatewayMetrics
-from schemas.alert import Alert, AlertArea, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.registry import Area, Device, Registry
-from schemas.telemetry import GasReading, RainIncrement, SeismicPacket
+from tocsin.ingest.influx import InfluxKafkaSink, alert_point, packet_pga, to_point
+from tocsin.ingest.metrics import GatewayMetrics
+from tocsin.schemas.alert import Alert, AlertArea, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.telemetry import GasReading, RainIncrement, SeismicPacket
 
 T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 

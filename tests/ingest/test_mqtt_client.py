@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.mqtt_client import READ_BLOCK_BYTES, BufferedClient
+from tocsin.ingest.mqtt_client import READ_BLOCK_BYTES, BufferedClient
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ def test_batch_path_acks_with_one_write_and_the_broker_redelivers_only_the_unack
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from ingest.mqtt_client import FastClient, Publish
+    from tocsin.ingest.mqtt_client import FastClient, Publish
 
     port = int(services["TOCSIN_MQTT_PORT"])
     run = uuid.uuid4().hex[:8]
@@ -137,7 +137,7 @@ def test_an_oversize_message_through_the_broker_is_skipped_reported_and_acknowle
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from ingest.mqtt_client import FastClient, Oversize, Publish
+    from tocsin.ingest.mqtt_client import FastClient, Oversize, Publish
 
     port = int(services["TOCSIN_MQTT_PORT"])
     run = uuid.uuid4().hex[:8]

@@ -18,7 +18,7 @@ from paho.mqtt.exception import MalformedPacket as PahoMalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.mqtt_client import (
+from tocsin.ingest.mqtt_client import (
     MAX_REMAINING_LENGTH,
     READ_BLOCK_BYTES,
     FastClient,

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ingest.mseed import MseedError, MseedRecord, decode_mseed, looks_like_mseed, to_packet_fields
-from schemas.seismic_band import MIN_SAMPLE_RATE_HZ
-from schemas.telemetry import TELEMETRY_ADAPTER, SeismicPacket
+from tocsin.ingest.mseed import MseedError, MseedRecord, decode_mseed, looks_like_mseed, to_packet_fields
+from tocsin.schemas.seismic_band import MIN_SAMPLE_RATE_HZ
+from tocsin.schemas.telemetry import TELEMETRY_ADAPTER, SeismicPacket
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 NAMES = sorted(p.stem for p in GOLDEN.glob("*.mseed"))

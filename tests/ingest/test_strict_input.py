@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ingest.gateway import GatewayCore
-from ingest.metrics import GatewayMetrics
-from ingest.validate import Accepted, validate_telemetry
-from schemas.deadletter import DeadLetter, Reason
-from schemas.topics import DEADLETTER
+from tocsin.ingest.gateway import GatewayCore
+from tocsin.ingest.metrics import GatewayMetrics
+from tocsin.ingest.validate import Accepted, validate_telemetry
+from tocsin.schemas.deadletter import DeadLetter, Reason
+from tocsin.schemas.topics import DEADLETTER
 
 NOW = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 TS = (NOW - timedelta(seconds=5)).isoformat()
@@ -62,7 +62,7 @@ def test_json_integer_is_still_a_valid_decimal() -> None:
 
 @pytest.mark.parametrize("rate", [0.1, 1, 9.99])
 def test_seismic_rate_the_detector_cannot_filter_is_refused(rate: float) -> None:
-    # the 1-20 Hz trigger band needs a Nyquist frequency above 1 Hz; the floor is 10 Hz (schemas.seismic_band)
+    # the 1-20 Hz trigger band needs a Nyquist frequency above 1 Hz; the floor is 10 Hz (tocsin.schemas.seismic_band)
     topic, payload = _reading("seismic.waveform", sample_rate_hz=rate)
     result = validate_telemetry(topic, payload, NOW)
     assert isinstance(result, DeadLetter) and result.reason is Reason.OUT_OF_RANGE
@@ -141,7 +141,7 @@ def test_internal_failure_becomes_a_dead_letter(monkeypatch: pytest.MonkeyPatch)
     def broken(*_a: Any, **_k: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("ingest.gateway.validate_telemetry", broken)
+    monkeypatch.setattr("tocsin.ingest.gateway.validate_telemetry", broken)
     acks: list[int] = []
     topic, payload = _reading("hydro.level")
     core.handle(topic, payload, lambda: acks.append(len(records)))

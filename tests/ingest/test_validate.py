@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.validate import Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
-from schemas.common import Family
-from schemas.deadletter import DeadLetter, Reason
-from schemas.registry import Area, Device, Registry
-from schemas.status import DeviceState, DeviceStatus
-from schemas.telemetry import TELEMETRY_ADAPTER, RainIncrement
-from schemas.wire import decode, encode
+from tocsin.ingest.validate import Accepted, DuplicateWindow, Limits, parse_status, validate_telemetry
+from tocsin.schemas.common import Family
+from tocsin.schemas.deadletter import DeadLetter, Reason
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.status import DeviceState, DeviceStatus
+from tocsin.schemas.telemetry import TELEMETRY_ADAPTER, RainIncrement
+from tocsin.schemas.wire import decode, encode
 
 NOW = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)
 TS = "2024-07-01T19:59:30+08:00"  # 30 s before NOW
@@ -227,7 +227,7 @@ def test_non_finite_by_overflow() -> None:
 
 def test_integers_stay_exact_whatever_their_length() -> None:
     # The JSON fast path (orjson) reads integers beyond 64 bits as floats; such payloads take the
-    # exact path. Seq is 0..2**63-1 (schemas.common.Seq): its largest value is accepted as is, and one
+    # exact path. Seq is 0..2**63-1 (tocsin.schemas.common.Seq): its largest value is accepted as is, and one
     # beyond 64 bits is out of range (an integer), not a float refused as "not an integer" (schema).
     top = 2**63 - 1
     accepted = validate_telemetry(RAIN_TOPIC, _rain(seq=top), NOW)

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ingest.validate import DuplicateWindow, _fast_reading, _strict_reading, validate_telemetry
-from schemas.common import Family
-from schemas.deadletter import DeadLetter, Reason
-from schemas.telemetry import RainIncrement, family_of
-from schemas.topics import DeviceTopic
-from schemas.wire import encode
+from tocsin.ingest.validate import DuplicateWindow, _fast_reading, _strict_reading, validate_telemetry
+from tocsin.schemas.common import Family
+from tocsin.schemas.deadletter import DeadLetter, Reason
+from tocsin.schemas.telemetry import RainIncrement, family_of
+from tocsin.schemas.topics import DeviceTopic
+from tocsin.schemas.wire import encode
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RAIN = b'{"type":"hydro.rain","device_id":"RG1","site":"s1","ts":"2026-03-01T11:59:00Z","rain_mm":0.5,"interval_s":60}'

@@ -6,9 +6,9 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ingest.validate import Accepted, validate_telemetry
-from schemas.deadletter import DeadLetter, Reason
-from schemas.telemetry import SeismicPacket
+from tocsin.ingest.validate import Accepted, validate_telemetry
+from tocsin.schemas.deadletter import DeadLetter, Reason
+from tocsin.schemas.telemetry import SeismicPacket
 
 GOLDEN = Path(__file__).parent / "golden"
 TOPIC = "tocsin/v1/seismic/net/TOC01/telemetry"

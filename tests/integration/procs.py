@@ -80,8 +80,8 @@ def start_group_at_end(bootstrap: str, group: str, names: tuple[str, ...] | None
     from kafka import KafkaConsumer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
-    from schemas import topics
     from tocsin.kafka import ensure_topics
+    from tocsin.schemas import topics
 
     names = names or (*topics.TELEMETRY_TOPICS, topics.DETECTIONS, topics.DETECTIONS_URGENT, topics.ALERTS)
     ensure_topics(bootstrap, names, 2)

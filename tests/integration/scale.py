@@ -20,8 +20,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewPartitions
 from kafka.partitioner.default import murmur2
 
-from schemas import topics
 from tests.integration.procs import Proc, free_port, tocsin, wait_until
+from tocsin.schemas import topics
 
 PARTITIONS = 6  # issue 15: scale-out on topics of at least 6 partitions
 # what a worker reads, and the topics its agents write that another worker reads

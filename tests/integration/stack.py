@@ -30,12 +30,12 @@ import paho.mqtt.client as mqtt
 from kafka import KafkaConsumer, TopicPartition
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.auth import Role, UserRecord, UsersFile, hash_secret, write_users_file
-from schemas import topics
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry
-from schemas.transport import KAFKA_PYTHON_RECEIVE_MAX_BYTES
 from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin, wait_until
+from tocsin.alerts.auth import Role, UserRecord, UsersFile, hash_secret, write_users_file
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.transport import KAFKA_PYTHON_RECEIVE_MAX_BYTES
 
 ROLES = ("sms", "broadcast", "gateway", "worker", "api")
 SMS_KEY = "stack-sms-key"
@@ -180,7 +180,7 @@ def running_stack(
         if "broadcast" in roles:
             bcast = start(
                 "broadcast",
-                [*tocsin()[:2], "simulators.broadcast_platform", "--port", "0"],
+                [*tocsin()[:2], "tocsin.simulators.broadcast_platform", "--port", "0"],
                 {"TOCSIN_BROADCAST_API_KEY": BROADCAST_KEY},
             )
             broadcast_url = bcast.wait_for(r"listening on (http://127\.0\.0\.1:\d+)", 30).group(1)

@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from schemas import topics
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry
 from tests.integration.procs import wait_until
 from tests.integration.stack import gas_reading, mqtt_device, publish, read_records, running_stack, wait_records
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry
 
 pytestmark = pytest.mark.integration
 

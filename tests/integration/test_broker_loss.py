@@ -30,13 +30,13 @@ from pathlib import Path
 import pytest
 from kafka.admin import KafkaAdminClient
 
-from schemas import topics
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry
 from tests.conftest import SERVICES
 from tests.integration.procs import wait_until
 from tests.integration.stack import gas_reading, mqtt_device, publish, read_records, running_stack
 from tocsin.kafka import ensure_topics
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas.common import Family
 from tests.conftest import SERVICES
 from tests.integration.procs import wait_until
 from tests.integration.stack import one_device_registry, running_stack, village
+from tocsin.schemas.common import Family
 
 pytestmark = pytest.mark.integration
 

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from schemas import topics
-from schemas.alert import Alert, AlertArea, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.wire import encode
 from tests.integration.procs import wait_until
 from tests.integration.stack import API_USERS, Stack, rain_gauge, running_stack
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert, AlertArea, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.wire import encode
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "var" / "console-screenshots"

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from schemas.telemetry import GasReading
-from schemas.wire import encode
 from tests.integration.procs import Proc, free_port, start_group_at_end, tocsin, wait_until
 from tocsin.kafka import ConsumerLag
+from tocsin.schemas.telemetry import GasReading
+from tocsin.schemas.wire import encode
 
 pytestmark = pytest.mark.integration
 

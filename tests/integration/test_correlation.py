@@ -23,9 +23,6 @@ from typing import Any
 
 import pytest
 
-from ingest.gateway import CORRELATION_HEADER, correlation_id
-from schemas import topics
-from schemas.common import Family
 from tests.integration.procs import Proc, wait_until
 from tests.integration.stack import (
     SMS_KEY,
@@ -38,6 +35,9 @@ from tests.integration.stack import (
     village,
     wait_records,
 )
+from tocsin.ingest.gateway import CORRELATION_HEADER, correlation_id
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
 
 pytestmark = pytest.mark.integration
 

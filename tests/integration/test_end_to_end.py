@@ -23,7 +23,6 @@ import paho.mqtt.client as mqtt
 import pytest
 from influxdb_client import InfluxDBClient
 
-from schemas import topics
 from tests.integration.procs import wait_until
 from tests.integration.stack import (
     check_metrics,
@@ -34,6 +33,7 @@ from tests.integration.stack import (
     running_stack,
     wait_records,
 )
+from tocsin.schemas import topics
 
 pytestmark = pytest.mark.integration
 

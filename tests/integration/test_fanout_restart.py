@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from schemas import topics
-from schemas.common import Family
-from schemas.registry import Area
 from tests.integration.procs import start_group_at_end, wait_until
 from tests.integration.stack import gas_reading, mqtt_device, one_device_registry, publish, running_stack
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area
 
 pytestmark = pytest.mark.integration
 N_RECIPIENTS = 120

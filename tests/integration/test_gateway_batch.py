@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from schemas import topics
-from schemas.batch import expand, is_batch
-from schemas.common import Family
-from schemas.registry import Device, Registry
 from tests.integration.stack import Stack, gas_reading, mqtt_device, read_records, running_stack, village
 from tocsin.kafka import existing_partitions, key_partition
+from tocsin.schemas import topics
+from tocsin.schemas.batch import expand, is_batch
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Device, Registry
 
 pytestmark = pytest.mark.integration
 

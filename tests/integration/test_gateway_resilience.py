@@ -33,11 +33,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas import topics
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry
-from schemas.transport import KAFKA_PYTHON_RECEIVE_MAX_BYTES
 from tests.integration.procs import REPO, Proc, free_port, tocsin, wait_until
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.transport import KAFKA_PYTHON_RECEIVE_MAX_BYTES
 
 pytestmark = pytest.mark.integration
 

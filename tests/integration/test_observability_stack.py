@@ -34,10 +34,10 @@ import pytest
 import yaml
 from influxdb_client import InfluxDBClient
 
-from simulators.demo import CENTRE, DISTRICT, demo_messages, demo_registry
-from simulators.run import publish_messages
 from tests.integration.procs import REPO, Proc, free_port, wait_until
 from tests.integration.stack import running_stack
+from tocsin.simulators.demo import CENTRE, DISTRICT, demo_messages, demo_registry
+from tocsin.simulators.run import publish_messages
 
 pytestmark = pytest.mark.integration
 

@@ -22,16 +22,16 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from alerts.silence_store import SILENCES
-from schemas import topics
-from schemas.alert import Alert, AlertArea, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.delivery import DeliveryRecord
-from schemas.topics import ACKS
-from schemas.wire import encode
 from tests.integration.procs import Proc, free_port, wait_until
 from tests.integration.stack import api_auth, write_api_users
+from tocsin.alerts.silence_store import SILENCES
 from tocsin.kafka import delete_silence, kafka_silence_store
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert, AlertArea, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.delivery import DeliveryRecord
+from tocsin.schemas.topics import ACKS
+from tocsin.schemas.wire import encode
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from schemas import topics
-from simulators.demo import Message
-from simulators.run import publish_paced
 from tests.integration.procs import REPO, free_port
+from tocsin.schemas import topics
+from tocsin.simulators.demo import Message
+from tocsin.simulators.run import publish_paced
 
 SERVICES = ["bash", str(REPO / "deploy" / "local" / "services.sh")]
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from alerts.release import Action, ReleaseEvent
-from schemas import topics
-from schemas.alert import Alert, AlertArea, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.wire import encode
 from tests.integration.procs import wait_until
 from tests.integration.stack import Stack, rain_gauge, read_records, running_stack, wait_records
+from tocsin.alerts.release import Action, ReleaseEvent
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert, AlertArea, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.wire import encode
 
 GAUGE = rain_gauge("+86135")
 SUPERVISOR = "+8613500000777"

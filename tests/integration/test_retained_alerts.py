@@ -12,12 +12,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry
 
-from alerts.adapters.mqtt_alerts import MqttAlertAdapter
-from alerts.notify import Notifier, NotifyMetrics
-from schemas import topics
-from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel
 from tests.alerts.factories import T0
+from tocsin.alerts.adapters.mqtt_alerts import MqttAlertAdapter
+from tocsin.alerts.notify import Notifier, NotifyMetrics
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
+from tocsin.schemas.common import Family, WarningLevel
 
 
 def _alert(area: str, kind: str, msg_type: MsgType, revision: int) -> Alert:

@@ -27,12 +27,12 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from paho.mqtt.enums import CallbackAPIVersion
 
-from schemas import topics
-from schemas.common import Family
-from schemas.registry import Device, Registry
 from tests.integration.procs import free_port, wait_until
 from tests.integration.scale import PARTITIONS, Gateway, at_least_partitions, elapsed, partition_of, start_gateways
 from tests.integration.stack import gas_reading, read_records, village
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Device, Registry
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,6 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from schemas import topics
-from schemas.common import Family
-from schemas.registry import Device, Registry
 from tests.integration.procs import wait_until
 from tests.integration.scale import (
     PARTITIONS,
@@ -41,6 +38,9 @@ from tests.integration.scale import (
     wait_committed,
 )
 from tests.integration.stack import rain_burst, read_records, running_stack, village
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Device, Registry
 
 pytestmark = pytest.mark.integration
 

@@ -25,14 +25,14 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from alerts.receipts import signed_headers
-from schemas import topics
-from schemas.alert import Alert, AlertArea, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.registry import Registry
-from schemas.wire import encode
 from tests.integration.procs import Proc, free_port, wait_until
 from tests.integration.stack import API_USERS, RECEIPT_SECRET, Stack, api_auth, running_stack, wait_records
+from tocsin.alerts.receipts import signed_headers
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert, AlertArea, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.registry import Registry
+from tocsin.schemas.wire import encode
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,6 @@ from kafka import KafkaProducer
 from kafka.conn import BrokerConnection
 from kafka.errors import KafkaError
 
-from schemas import topics
-from schemas.transport import KafkaTransport, kafka_python_kwargs
 from tests.integration.procs import REPO
 from tests.integration.stack import (
     mqtt_device,
@@ -36,6 +34,8 @@ from tests.integration.stack import (
     skip_history,
     wait_records,
 )
+from tocsin.schemas import topics
+from tocsin.schemas.transport import KafkaTransport, kafka_python_kwargs
 
 pytestmark = pytest.mark.integration
 

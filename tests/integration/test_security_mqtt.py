@@ -26,12 +26,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from schemas import topics
-from schemas.common import Family
-from schemas.registry import Device, Registry
-from schemas.transport import MqttTransport, mqtt_tls_context
 from tests.integration.procs import REPO, Proc, free_port, tocsin, wait_until
 from tests.integration.stack import http_status, read_records, skip_history, village
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Device, Registry
+from tocsin.schemas.transport import MqttTransport, mqtt_tls_context
 
 pytestmark = pytest.mark.integration
 

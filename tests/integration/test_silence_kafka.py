@@ -26,14 +26,14 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from detectors.engine import detection_key
-from schemas import topics
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
-from schemas.registry import Registry
-from schemas.wire import encode
 from tests.integration.procs import wait_until
 from tests.integration.stack import SMS_KEY, Stack, api_auth, running_stack
+from tocsin.detectors.engine import detection_key
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import Registry
+from tocsin.schemas.wire import encode
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,6 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from detectors.engine import detection_key
-from schemas import topics
-from schemas.detection import Detection, DetectionState
-from schemas.wire import encode
 from tests.integration.procs import wait_until
 from tests.integration.stack import (
     mqtt_device,
@@ -28,6 +24,10 @@ from tests.integration.stack import (
     running_stack,
     wait_records,
 )
+from tocsin.detectors.engine import detection_key
+from tocsin.schemas import topics
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.wire import encode
 
 pytestmark = pytest.mark.integration
 

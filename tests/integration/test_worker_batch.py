@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from schemas import topics
-from schemas.batch import BATCH_MAGIC, pack
-from schemas.common import Family
-from schemas.deadletter import WorkerDeadLetter, WorkerReason
-from schemas.registry import Registry
-from schemas.telemetry import GasReading
-from schemas.wire import encode
 from tests.integration.stack import Stack, running_stack, wait_records
+from tocsin.schemas import topics
+from tocsin.schemas.batch import BATCH_MAGIC, pack
+from tocsin.schemas.common import Family
+from tocsin.schemas.deadletter import WorkerDeadLetter, WorkerReason
+from tocsin.schemas.registry import Registry
+from tocsin.schemas.telemetry import GasReading
+from tocsin.schemas.wire import encode
 
 pytestmark = pytest.mark.integration
 

@@ -37,16 +37,16 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from alerts.silences import Silence
-from schemas import topics
-from schemas.common import Family, WarningLevel
-from schemas.deadletter import WorkerDeadLetter, WorkerReason
-from schemas.detection import Detection, DetectionState
-from schemas.registry import Registry
-from schemas.telemetry import FireDetection, GasReading, SeismicPacket, WaterLevel
-from schemas.wire import encode
 from tests.alerts.factories import alert_message
 from tests.integration.stack import Stack, running_stack, wait_records
+from tocsin.alerts.silences import Silence
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.deadletter import WorkerDeadLetter, WorkerReason
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import Registry
+from tocsin.schemas.telemetry import FireDetection, GasReading, SeismicPacket, WaterLevel
+from tocsin.schemas.wire import encode
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from schemas import topics
-from schemas.common import Family
-from schemas.registry import Area
 from tests.integration.procs import wait_until
 from tests.integration.stack import gas_reading, mqtt_device, one_device_registry, publish, read_records, running_stack
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.batch import BATCH_MAGIC, BATCH_MAX_BYTES, BATCH_MAX_READINGS, expand, is_batch, pack, packed_size, unpack
-from schemas.deadletter import WorkerReason
-from schemas.records import PoisonRecord, decode_telemetry
-from schemas.stage import replayed
+from tocsin.schemas.batch import (
+    BATCH_MAGIC,
+    BATCH_MAX_BYTES,
+    BATCH_MAX_READINGS,
+    expand,
+    is_batch,
+    pack,
+    packed_size,
+    unpack,
+)
+from tocsin.schemas.deadletter import WorkerReason
+from tocsin.schemas.records import PoisonRecord, decode_telemetry
+from tocsin.schemas.stage import replayed
 
 # a reading's bytes: anything without a newline, not empty (what a JSON encoder may write)
 reading_bytes = st.binary(min_size=1, max_size=300).filter(lambda b: b"\n" not in b)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import alerts.view
-from schemas.ack import Ack
-from schemas.confirm import ConfirmRules
-from schemas.detection import DetectionKind, is_gas_kind
+import tocsin.alerts.view
+from tocsin.schemas.ack import Ack
+from tocsin.schemas.confirm import ConfirmRules
+from tocsin.schemas.detection import DetectionKind, is_gas_kind
 
 
 def test_detection_kinds_are_the_wire_strings() -> None:
@@ -29,7 +29,7 @@ def test_ack_wire_form() -> None:
     raw = b'{"fingerprint":"hydro:110105:flood","identifier":"A1","by":"li","note":"","at":"2026-07-01T08:00:00+08:00"}'
     ack = Ack.model_validate_json(raw)
     assert ack.at == datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
-    assert alerts.view.Ack is Ack  # the API reads and writes the schemas model
+    assert tocsin.alerts.view.Ack is Ack  # the API reads and writes the schemas model
 
 
 def test_confirm_rules_defaults() -> None:

@@ -12,15 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas import topics
-from schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from schemas.common import Family, WarningLevel, max_level
-from schemas.deadletter import DeadLetter, Reason
-from schemas.delivery import DeliveryRecord
-from schemas.detection import Detection, DetectionState
-from schemas.registry import Area, Device, Registry, load_registry
-from schemas.status import DeviceState, DeviceStatus
-from schemas.telemetry import (
+from tocsin.schemas import topics
+from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
+from tocsin.schemas.common import Family, WarningLevel, max_level
+from tocsin.schemas.deadletter import DeadLetter, Reason
+from tocsin.schemas.delivery import DeliveryRecord
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import Area, Device, Registry, load_registry
+from tocsin.schemas.status import DeviceState, DeviceStatus
+from tocsin.schemas.telemetry import (
     TELEMETRY_ADAPTER,
     FireDetection,
     GasReading,
@@ -29,7 +29,7 @@ from schemas.telemetry import (
     WaterLevel,
     family_of,
 )
-from schemas.wire import decode, encode
+from tocsin.schemas.wire import decode, encode
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2024, 7, 1, 8, 30, 15, 250000, tzinfo=CST)
@@ -291,7 +291,7 @@ def test_seismic_limits_differ_between_units() -> None:
     ("patch", "loc", "err"),
     [
         ({"samples": []}, "samples", "too_short"),
-        # below 10 Hz or above 1000 Hz: outside schemas.seismic_band (the detector's filters)
+        # below 10 Hz or above 1000 Hz: outside tocsin.schemas.seismic_band (the detector's filters)
         ({"sample_rate_hz": 0}, "sample_rate_hz", "out_of_range"),
         ({"sample_rate_hz": 9.99}, "sample_rate_hz", "out_of_range"),
         ({"sample_rate_hz": 1000.5}, "sample_rate_hz", "out_of_range"),

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from alerts.engine import AlertConfig, AlertEngine
-from detectors.rules import load_rules
-from schemas.common import Family, WarningLevel
-from schemas.detection import Detection, DetectionState
-from schemas.registry import PLACE_NAME_MAX_CHARS, Area, Device, Registry, load_registry
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.detectors.rules import load_rules
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.registry import PLACE_NAME_MAX_CHARS, Area, Device, Registry, load_registry
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 
@@ -64,7 +64,7 @@ def _longest_registry() -> tuple[Registry, Device]:
 def test_longest_allowed_names_still_build_a_valid_alert(
     kind: str, state: DetectionState, level: WarningLevel | None
 ) -> None:
-    # headlines are capped at 200 characters (schemas.alert.Alert): the longest names must fit
+    # headlines are capped at 200 characters (tocsin.schemas.alert.Alert): the longest names must fit
     registry, dev = _longest_registry()
     engine = AlertEngine(AlertConfig(), registry=registry, clock=lambda: T0)
     d = Detection(
@@ -90,7 +90,7 @@ def test_longest_allowed_names_still_build_a_valid_alert(
 
 @pytest.mark.parametrize("body", ["seismic: {freqmin_hz: 5.0}", "seismic: {freqmin_hz: 2, freqmax_hz: 2}"])
 def test_rules_band_that_some_accepted_packet_cannot_take_is_refused(tmp_path: Path, body: str) -> None:
-    # the slowest accepted packet is 10 Hz (schemas.seismic_band): Nyquist 5 Hz must lie above freqmin_hz
+    # the slowest accepted packet is 10 Hz (tocsin.schemas.seismic_band): Nyquist 5 Hz must lie above freqmin_hz
     path = tmp_path / "rules.yaml"
     path.write_text(body + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="freq"):

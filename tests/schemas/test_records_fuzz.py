@@ -25,17 +25,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alerts.silence_store import SilenceStore
-from alerts.silences import Silence
-from schemas.alert import Alert
-from schemas.common import Family, WarningLevel
-from schemas.deadletter import WorkerReason
-from schemas.detection import Detection, DetectionState, LifecycleTick
-from schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
-from schemas.telemetry import DeadmanTick, FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
-from schemas.wire import encode
 from tests.alerts.factories import alert_message
 from tests.fuzz.harness import FuzzStats, timeout_s
+from tocsin.alerts.silence_store import SilenceStore
+from tocsin.alerts.silences import Silence
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.deadletter import WorkerReason
+from tocsin.schemas.detection import Detection, DetectionState, LifecycleTick
+from tocsin.schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
+from tocsin.schemas.telemetry import DeadmanTick, FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
+from tocsin.schemas.wire import encode
 
 SCALE = max(1, int(os.environ.get("TOCSIN_FUZZ_SCALE", "1")))
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)

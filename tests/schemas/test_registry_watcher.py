@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from schemas.registry import Area, Device, Registry, RegistryWatcher
+from tocsin.schemas.registry import Area, Device, Registry, RegistryWatcher
 
 
 def _write(path: Path, ids: list[str], mtime_ns: int) -> None:

@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-import alerts.kernels.fire
-import alerts.kernels.quake
-import detectors.kernels.seismic
-import simulators.physics
-from schemas import seismology as s
+import tocsin.alerts.kernels.fire
+import tocsin.alerts.kernels.quake
+import tocsin.detectors.kernels.seismic
+import tocsin.simulators.physics
+from tocsin.schemas import seismology as s
 
 
 def test_intensity_branches_by_hand() -> None:
@@ -40,9 +40,9 @@ def test_pd_magnitude_by_hand() -> None:
 
 
 def test_the_kernels_use_the_one_definition() -> None:
-    assert detectors.kernels.seismic.instrumental_intensity is s.instrumental_intensity
-    assert detectors.kernels.seismic.magnitude_from_pd is s.magnitude_from_pd
-    assert alerts.kernels.quake.magnitude_from_pd is s.magnitude_from_pd
-    assert alerts.kernels.quake.EARTH_RADIUS_KM is s.EARTH_RADIUS_KM
-    assert alerts.kernels.fire.EARTH_RADIUS_KM is s.EARTH_RADIUS_KM
-    assert simulators.physics.intensity_from_pgv is s.intensity_from_pgv
+    assert tocsin.detectors.kernels.seismic.instrumental_intensity is s.instrumental_intensity
+    assert tocsin.detectors.kernels.seismic.magnitude_from_pd is s.magnitude_from_pd
+    assert tocsin.alerts.kernels.quake.magnitude_from_pd is s.magnitude_from_pd
+    assert tocsin.alerts.kernels.quake.EARTH_RADIUS_KM is s.EARTH_RADIUS_KM
+    assert tocsin.alerts.kernels.fire.EARTH_RADIUS_KM is s.EARTH_RADIUS_KM
+    assert tocsin.simulators.physics.intensity_from_pgv is s.intensity_from_pgv

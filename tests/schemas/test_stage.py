@@ -6,8 +6,8 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter
 
-from schemas.records import decode_telemetry
-from schemas.stage import CapCounter, LabelCache, decode_or_skip, replayed
+from tocsin.schemas.records import decode_telemetry
+from tocsin.schemas.stage import CapCounter, LabelCache, decode_or_skip, replayed
 
 
 def test_replayed_only_at_or_before_the_stored_position_of_the_same_partition() -> None:

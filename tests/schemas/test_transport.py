@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from schemas.transport import (
+from tocsin.schemas.transport import (
     KAFKA_PYTHON_RECEIVE_MAX_BYTES,
     KafkaTransport,
     MqttTransport,

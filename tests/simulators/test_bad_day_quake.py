@@ -28,14 +28,14 @@ from typing import Any
 
 import pytest
 
-from alerts.engine import AlertConfig, AlertEngine
-from detectors.engine import DetectorEngine
-from schemas.alert import Alert
-from schemas.common import Family, WarningLevel
-from schemas.telemetry import TELEMETRY_ADAPTER
-from simulators.demo import Message
-from simulators.scenario import build
-from simulators.scenario_spec import SCENARIO_DIR, load_scenario
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.telemetry import TELEMETRY_ADAPTER
+from tocsin.simulators.demo import Message
+from tocsin.simulators.scenario import build
+from tocsin.simulators.scenario_spec import SCENARIO_DIR, load_scenario
 
 SPEC = load_scenario(SCENARIO_DIR / "bad_day.yaml")
 START = datetime(2026, 8, 2, 5, 0, tzinfo=UTC)

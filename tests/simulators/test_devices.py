@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.validate import Accepted, parse_status, validate_telemetry
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry
-from schemas.status import DeviceState, DeviceStatus
-from schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
-from simulators import physics as ph
-from simulators.demo import Message
-from simulators.devices import FireCamera, GasDetector, LevelGauge, RainGauge, SeismicStation
+from tocsin.ingest.validate import Accepted, parse_status, validate_telemetry
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry
+from tocsin.schemas.status import DeviceState, DeviceStatus
+from tocsin.schemas.telemetry import FireDetection, GasReading, RainIncrement, SeismicPacket, WaterLevel
+from tocsin.simulators import physics as ph
+from tocsin.simulators.demo import Message
+from tocsin.simulators.devices import FireCamera, GasDetector, LevelGauge, RainGauge, SeismicStation
 
 T0 = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
 AREA = Area(code="330110", district="临江区", town="白沙镇")

@@ -17,9 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.validate import Accepted, parse_status, validate_telemetry
-from schemas.status import DeviceState, DeviceStatus
-from simulators.fleet import (
+from tocsin.ingest.validate import Accepted, parse_status, validate_telemetry
+from tocsin.schemas.status import DeviceState, DeviceStatus
+from tocsin.simulators.fleet import (
     CONNACK,
     KINDS,
     PUBACK,

@@ -11,14 +11,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from alerts.engine import AlertConfig, AlertEngine
-from alerts.routing import DEFAULT_ROUTING, plan
-from detectors.engine import DetectorEngine
-from schemas.alert import Alert
-from schemas.common import WarningLevel
-from schemas.telemetry import TELEMETRY_ADAPTER
-from simulators.scenario import build
-from simulators.scenario_spec import SCENARIO_DIR, load_scenario
+from tocsin.alerts.engine import AlertConfig, AlertEngine
+from tocsin.alerts.routing import DEFAULT_ROUTING, plan
+from tocsin.detectors.engine import DetectorEngine
+from tocsin.schemas.alert import Alert
+from tocsin.schemas.common import WarningLevel
+from tocsin.schemas.telemetry import TELEMETRY_ADAPTER
+from tocsin.simulators.scenario import build
+from tocsin.simulators.scenario_spec import SCENARIO_DIR, load_scenario
 
 SCENARIO = SCENARIO_DIR / "m55_earthquake_40km.yaml"
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.kernels.quake import magnitude_from_pd, predicted_intensity
-from detectors.kernels import seismic as sk
-from simulators import physics as ph
+from tocsin.alerts.kernels.quake import magnitude_from_pd, predicted_intensity
+from tocsin.detectors.kernels import seismic as sk
+from tocsin.simulators import physics as ph
 
 LAT0, LON0 = 30.27, 120.12
 

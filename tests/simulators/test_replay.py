@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.mseed import decode_mseed
-from ingest.validate import Accepted, validate_telemetry
-from schemas.telemetry import TELEMETRY_ADAPTER, GasReading, RainIncrement, WaterLevel
-from simulators.replay import (
+from tocsin.ingest.mseed import decode_mseed
+from tocsin.ingest.validate import Accepted, validate_telemetry
+from tocsin.schemas.telemetry import TELEMETRY_ADAPTER, GasReading, RainIncrement, WaterLevel
+from tocsin.simulators.replay import (
     CsvDefaults,
     Progress,
     ReplayError,

@@ -15,7 +15,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from simulators.run import Progress
+from tocsin.simulators.run import Progress
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(
@@ -67,8 +67,8 @@ def test_simulate_run_prints_progress_while_it_replays() -> None:
 def test_scenario_speed_defaults_to_the_scenarios_hint() -> None:
     """``simulate run`` and ``simulate publish`` without ``--speed`` replay at the scenario's own
     ``speed`` (chemical_leak.yaml: 60), not at the demo's 120 of ``tocsin simulate --speed``."""
-    from simulators.run import plan_scenario
     from tocsin.cli import build_parser
+    from tocsin.simulators.run import plan_scenario
 
     parser = build_parser()
     for sub in ("run", "publish"):

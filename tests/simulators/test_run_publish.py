@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from schemas.common import Family
-from schemas.registry import Area, Device
-from simulators.devices import RainGauge
-from simulators.run import is_status, publish_paced
 from tocsin.embedded import free_port, start_broker
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device
+from tocsin.simulators.devices import RainGauge
+from tocsin.simulators.run import is_status, publish_paced
 
 T0 = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from ingest.validate import Accepted, DuplicateWindow, parse_status, validate_telemetry
-from schemas.common import WarningLevel
-from schemas.deadletter import DeadLetter, Reason
-from schemas.registry import Registry, load_registry
-from schemas.scenario import GroundTruth
-from schemas.status import DeviceStatus
-from simulators import physics as ph
-from simulators.demo import CENTRE, DISTRICT, Message
-from simulators.scenario import build, write_outputs
-from simulators.scenario_spec import SCENARIO_DIR, Scenario, load_scenario, scenario_paths
+from tocsin.ingest.validate import Accepted, DuplicateWindow, parse_status, validate_telemetry
+from tocsin.schemas.common import WarningLevel
+from tocsin.schemas.deadletter import DeadLetter, Reason
+from tocsin.schemas.registry import Registry, load_registry
+from tocsin.schemas.scenario import GroundTruth
+from tocsin.schemas.status import DeviceStatus
+from tocsin.simulators import physics as ph
+from tocsin.simulators.demo import CENTRE, DISTRICT, Message
+from tocsin.simulators.scenario import build, write_outputs
+from tocsin.simulators.scenario_spec import SCENARIO_DIR, Scenario, load_scenario, scenario_paths
 
 SHIPPED = {
     "quiet_day": set(),

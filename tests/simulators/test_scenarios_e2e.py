@@ -27,10 +27,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.common import Family
-from simulators.run import ReplayClock, RunResult, layout_start, pacing, run_scenario
-from simulators.scenario_spec import scenario_paths
-from simulators.score import format_table
+from tocsin.schemas.common import Family
+from tocsin.simulators.run import ReplayClock, RunResult, layout_start, pacing, run_scenario
+from tocsin.simulators.scenario_spec import scenario_paths
+from tocsin.simulators.score import format_table
 
 # scenario -> base speed for this test (None: the scenario's own hint)
 SPEEDS: dict[str, float | None] = {

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.alert import Alert, AlertArea, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, OutageTruth, TargetArrival
-from simulators.run import read_alerts_jsonl
-from simulators.score import Score, format_table, score
 from tocsin.cli import main as cli_main
+from tocsin.schemas.alert import Alert, AlertArea, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, OutageTruth, TargetArrival
+from tocsin.simulators.run import read_alerts_jsonl
+from tocsin.simulators.score import Score, format_table, score
 
 T0 = datetime(2026, 11, 29, 0, 0, 0, tzinfo=UTC)
 BLUE, YELLOW, ORANGE, RED = WarningLevel.BLUE, WarningLevel.YELLOW, WarningLevel.ORANGE, WarningLevel.RED

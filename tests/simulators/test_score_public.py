@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from schemas.alert import Alert, AlertArea, MsgType
-from schemas.common import Family, WarningLevel
-from schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, TargetArrival
-from simulators.score import format_table, score
+from tocsin.schemas.alert import Alert, AlertArea, MsgType
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, TargetArrival
+from tocsin.simulators.score import format_table, score
 
 T0 = datetime(2026, 4, 20, 6, 30, tzinfo=UTC)
 

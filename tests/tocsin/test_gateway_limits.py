@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.validate import Limits
 from tocsin.cli import gateway_limits
+from tocsin.ingest.validate import Limits
 from tocsin.settings import Settings
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from schemas.common import Family
-from schemas.registry import Area, Device, Registry
 from tocsin.mqtt_auth import MqttAuthError, acl_text, mosquitto_hash, write_auth
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Area, Device, Registry
 
 AREA = Area(code="330110")
 
