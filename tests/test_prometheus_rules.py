@@ -34,6 +34,7 @@ def _exported_names() -> set[str]:
     from tocsin.alerts.release import ReleaseMetrics
     from tocsin.alerts.service import AlertMetrics
     from tocsin.alerts.view import AlertView
+    from tocsin.changelog import ChangelogMetrics
     from tocsin.detectors.service import DetectorMetrics
     from tocsin.guard import DeadLetterMetrics
     from tocsin.ingest.metrics import GatewayMetrics
@@ -48,6 +49,7 @@ def _exported_names() -> set[str]:
         NotifyMetrics,
         LagMetrics,
         RebalanceMetrics,
+        ChangelogMetrics,
         DeadLetterMetrics,
         ReleaseMetrics,
     ):

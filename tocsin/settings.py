@@ -89,6 +89,18 @@ class Settings(MqttTransport, KafkaTransport):
         description="a partition whose committed offset stays put this long while records wait and none is in"
         " flight is sought back to it (tocsin_worker_partition_reseeks_total); 0: off",
     )
+    worker_changelog_confirm_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a batch whose table changelog records Kafka has not confirmed this long is counted"
+        " (tocsin_worker_changelog_unconfirmed_total); its input offsets wait for the confirmation either way",
+    )
+    worker_producer_request_timeout_s: float = Field(
+        default=1200.0,
+        gt=0,
+        description="worker Kafka producer request timeout: a record not delivered by then fails (a table"
+        " changelog record is then sent again); Faust's default",
+    )
     worker_detect_batch_max: int = Field(
         default=5000,
         ge=1,

@@ -41,6 +41,7 @@ from tocsin.alerts.receipts import SmsReceipt, receipt_record, verify_receipt
 from tocsin.alerts.release import RELEASES, Action, ReleaseDesk, ReleaseEvent, ReleaseGate, ReleaseMetrics
 from tocsin.alerts.routing import load_routing
 from tocsin.alerts.sweep import Sweep, Sweeper, identified, parsed
+from tocsin.changelog import ChangelogMetrics, ConfirmedAcks, Sent
 from tocsin.detectors.engine import detection_key, detection_topic
 from tocsin.detectors.rules import load_rules
 from tocsin.guard import BatchReading, DeadLetterMetrics, RecordGuard
@@ -130,6 +131,7 @@ class BatchedState(MutableMapping[str, Any]):
         self.table = table
         self.partition = 0  # of the event being handled: set before each one
         self._held: dict[str, tuple[Any, int]] = {}
+        self._outstanding: list[Sent] = []  # changelog sends not confirmed at the last flush
 
     def __getitem__(self, key: str) -> Any:
         if key in self._held:
@@ -151,14 +153,24 @@ class BatchedState(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def flush(self) -> int:
-        """Write the held values (in-memory table and changelog); returns how many."""
-        n = len(self._held)
+    def flush(self) -> list[Sent]:
+        """Write the held values to the in-memory table and queue them to its changelog; returns the
+        changelog sends a batch ending now must see confirmed (their futures resolve when Kafka has
+        the record): this flush's, and those of earlier flushes still unconfirmed -- two agents may
+        share the state, and a record of one may have had its write flushed by the other's batch."""
+        sent = [s for s in self._outstanding if not s.future.done()]
         for key, (value, partition) in self._held.items():
             self.table.data[key] = value
-            self.table.send_changelog(partition, key, value)
+            sent.append(Sent(key, partition, self.table.send_changelog(partition, key, value)))
         self._held.clear()
-        return n
+        self._outstanding = sent
+        return list(sent)
+
+    def send_again(self, key: str, partition: int) -> asyncio.Future[Any]:
+        """Queue the key's current value to its changelog partition once more (after a failed send)."""
+        future: asyncio.Future[Any] = self.table.send_changelog(partition, key, self.table.data[key])
+        self._outstanding.append(Sent(key, partition, future))
+        return future
 
 
 async def run_batched(
@@ -168,15 +180,17 @@ async def run_batched(
     lock: asyncio.Lock,
     batch_max: int,
     within_s: float,
+    acks: ConfirmedAcks,
     *,
     yield_each: bool = False,
 ) -> None:
     """An agent's body: ``handle(message)`` runs for each record as soon as the stream hands it over
     (a stream processor; ``handle`` is the record's guarded handling), and every batch the stream
     takes (``batch_max`` records, or what came within ``within_s``) ends with ``state.flush()``
-    under ``lock``; Faust acknowledges the batch's offsets after that. A record enters the batch
-    only once ``handle`` returned for it. ``yield_each``: give the event loop back after each
-    record (a routine lane, so that urgent work runs in between)."""
+    under ``lock``. A record enters the batch only once ``handle`` returned for it. The batch's
+    acknowledgement (the offsets Faust may commit) is held by ``acks`` until Kafka confirmed every
+    changelog record of the flush (tocsin/changelog.py); the agent goes on meanwhile. ``yield_each``:
+    give the event loop back after each record (a routine lane, so that urgent work runs in between)."""
 
     async def handle_now(value: Any) -> Any:
         await handle(stream.current_event.message)
@@ -184,10 +198,16 @@ async def run_batched(
             await asyncio.sleep(0)
         return value
 
+    def ack(event: Any) -> None:  # as Faust's ``Stream.ack``, for an event the stream already released
+        if event.ack():
+            message = event.message
+            stream._on_message_out(message.tp, message.offset, message)
+
     stream.add_processor(handle_now)
-    async for _events in stream.take_events(batch_max, within=within_s):
+    async for events in stream.take_events(batch_max, within=within_s):
         async with lock:
-            state.flush()
+            sent = state.flush()
+        acks.hold(events, sent, state.send_again, ack)  # before the stream's own acknowledgement
 
 
 def reading_correlation_id(reading: Telemetry) -> str:
@@ -272,10 +292,12 @@ def patch_strict_commits(strict_topics: frozenset[str]) -> None:
     ``detections`` partition handled records it fetched just before Faust sought its partitions back
     to the committed offsets, and one record in between was never handed to the agent; the commit
     moved past it and its alert was lost (tests/integration/test_scaleout_workers.py, seen in 1 run of
-    8). The worker's own topics (telemetry, detections, alerts) are neither compacted nor
-    transactional: their offsets have no holes, so for them a missing head offset is a record not
-    handled, and the commit waits; ``StallWatch`` then seeks the partition back to it. Holes Faust
-    recorded itself (its gap tree) are left to Faust."""
+    8). The topics the worker's agents read (telemetry, detections, alerts, and ``alerts.releases``:
+    the operators' release decisions, which the operator API and the worker produce without
+    transactions to a topic with the delete policy) are neither compacted nor transactional: their
+    offsets have no holes, so for them a missing head offset is a record not handled, and the commit
+    waits; ``StallWatch`` then seeks the partition back to it. Holes Faust recorded itself (its gap
+    tree) are left to Faust."""
     from faust.transport.consumer import Consumer
 
     original = getattr(Consumer, "_tocsin_original_new_offset", Consumer._new_offset)
@@ -332,8 +354,15 @@ def endpoints(settings: Settings) -> Endpoints:
 
 def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust.App:
     patch_fetch_max_wait(settings.worker_fetch_max_wait_ms)
-    strict_topics = frozenset({*topics.TELEMETRY_TOPICS, topics.DETECTIONS, topics.DETECTIONS_URGENT, topics.ALERTS})
+    strict_topics = frozenset(
+        {*topics.TELEMETRY_TOPICS, topics.DETECTIONS, topics.DETECTIONS_URGENT, topics.ALERTS, topics.RELEASES}
+    )
     rebalance_metrics = RebalanceMetrics(metrics_registry, sorted(strict_topics))
+    batched_agents = [*(f"detect-{f.value}" for f in Family), "confirm", "confirm-urgent"]
+    changelog_metrics = ChangelogMetrics(metrics_registry, batched_agents)
+
+    def confirmed_acks(agent: str) -> ConfirmedAcks:
+        return ConfirmedAcks(agent, changelog_metrics, settings.worker_changelog_confirm_s)
 
     def on_stale(message: Any) -> None:
         rebalance_metrics.stale.labels(message.topic).inc()
@@ -356,6 +385,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
         topic_partitions=settings.kafka_partitions,
         topic_replication_factor=replication_factor(settings.kafka_bootstrap, settings.kafka_replication_factor),
         producer_acks=-1,
+        # a changelog record not delivered by then fails and is sent again (tocsin/changelog.py)
+        producer_request_timeout=settings.worker_producer_request_timeout_s,
         # Every table write is a changelog record: unbatched, that is one produce request per detection.
         producer_linger=settings.worker_producer_linger_ms / 1000.0,
         consumer_auto_offset_reset="earliest",
@@ -421,11 +452,12 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     # states a batch of readings left are held (``BatchedState``) and each is written once per batch
     # to its table and changelog (a seismic channel sends a packet a second, a gas detector one every
     # few seconds: one changelog record per reading was the biggest cost after the engine itself).
-    # The batch's offsets are acknowledged after that write; a reading is added to the batch only
-    # after its detections were sent (``lock``: no write while a reading is half handled), so a
-    # crash before the write replays readings against the old state (their detections are issued
-    # again: the alert engine's replay guard and the idempotency keys dedupe them) -- never a lost
-    # detection; a crash after it finds the state's ``position`` at or past the readings' offsets.
+    # The batch's offsets are acknowledged once Kafka confirmed that write (tocsin/changelog.py); a
+    # reading is added to the batch only after its detections were sent (``lock``: no write while a
+    # reading is half handled), so a crash before the write is confirmed replays readings against the
+    # old state (their detections are issued again: the alert engine's replay guard and the
+    # idempotency keys dedupe them) -- never a lost detection; a crash after it finds the state's
+    # ``position`` at or past the readings' offsets.
     for family, source in sources.items():
         table = app.Table(f"detector-{family.value}", default=None, partitions=sized[topics.kafka_telemetry(family)])
         name = f"detect-{family.value}"
@@ -474,6 +506,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                         await guard.set_aside(name, one, exc)
 
         def detect_agent(name: str, held: BatchedState, lock: asyncio.Lock, one: Any) -> Any:
+            acks = confirmed_acks(name)
+
             async def detect(stream: Any) -> None:
                 await run_batched(
                     stream,
@@ -482,6 +516,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                     lock,
                     settings.worker_detect_batch_max,
                     settings.worker_detect_batch_ms / 1000.0,
+                    acks,
                 )
 
             return detect
@@ -516,7 +551,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     # detection never waits for a batch to fill; its alerts are sent at once, urgent ones also into
     # the fast lane. What is batched is the durable part: the states the detections left are held
     # (``BatchedState``) and written once per fingerprint per batch, and the batch's offsets are
-    # acknowledged after that write -- Faust flushes the producer before it commits them. A batch is
+    # acknowledged once Kafka confirmed that write (``ConfirmedAcks``, tocsin/changelog.py; the agent
+    # goes on meanwhile, and a red alert was sent before its batch ended). A batch is
     # what arrived within ``batch_ms`` (more when the agent is behind). ``lock`` keeps a write from
     # happening while a detection is half handled: its state is written only after all its alerts
     # were sent. A crash before a detection's state is written replays the detection against the
@@ -563,6 +599,8 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                     await alerts.send(key=a.fingerprint.encode(), value=encode(a), partition=msg.partition)
                     fast_lane.offer(a)
 
+        acks = confirmed_acks(name)
+
         async def confirm(stream: Any) -> None:
             await run_batched(
                 stream,
@@ -571,6 +609,7 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
                 lock,
                 batch_max,
                 batch_within,
+                acks,
                 yield_each=not lane,  # let urgent work run between two routine detections
             )
 

@@ -64,7 +64,7 @@ DEFAULT_READINGS = 100_000
 _GATEWAY = "\n".join(
     [
         "import sys",
-        "from schemas import topics",
+        "from tocsin.schemas import topics",
         f"topics.MQTT_ROOT = {ROOT!r}",
         "topics.MQTT_TELEMETRY_FILTER = topics.MQTT_ROOT + '/+/+/+/telemetry'",
         "topics.MQTT_STATUS_FILTER = topics.MQTT_ROOT + '/+/+/+/status'",

@@ -93,7 +93,7 @@ def _lane(d: Any) -> str:
 _WORKER = "\n".join(
     [
         "import os, sys",
-        "from schemas import topics",
+        "from tocsin.schemas import topics",
         f"for name, value in {BENCH_TOPICS!r}.items():",
         "    setattr(topics, name, value)",
         "from tocsin.cli import main",

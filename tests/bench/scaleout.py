@@ -57,7 +57,7 @@ def _worker_script(prefix: str) -> str:
     return "\n".join(
         [
             "import sys",
-            "from schemas import topics",
+            "from tocsin.schemas import topics",
             "_kt = topics.kafka_telemetry",
             f"topics.kafka_telemetry = lambda family: {prefix!r} + _kt(family)",
             "topics.TELEMETRY_TOPICS = tuple(topics.kafka_telemetry(f) for f in topics.Family)",

@@ -110,8 +110,8 @@ def test_a_commit_never_moves_past_a_head_record_not_handled() -> None:
     gapped = _offsets(34, [35, 36])
     gapped._gap[tp].addi(34, 35)
     assert Consumer._new_offset(gapped, tp) == 37
-    # another topic (compacted, say): Faust's own rule, one missing head record let through
-    other = TP("alerts.releases", 0)
+    # a topic not in the set (a compacted one, say): Faust's own rule, one missing head record let through
+    other = TP("alerts.silences", 0)
     lax = _offsets(0, [])
     lax._committed_offset[other], lax._acked[other], lax._acked_index[other] = 34, [35, 36], {35, 36}
     assert Consumer._new_offset(lax, other) == 37

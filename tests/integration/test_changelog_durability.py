@@ -1,0 +1,142 @@
+"""A batch's input offsets are committed only once Kafka confirmed its table changelog records
+(tocsin/changelog.py), with a real worker on real Kafka.
+
+The detector table of the hazmat family has its changelog topic set to ``min.insync.replicas=2`` on
+the single broker: every changelog record sent with acks=all is refused (NOT_ENOUGH_REPLICAS), as
+with a changelog partition that lost its in-sync replicas. The producer retries it until its request
+timeout (4 s here), then the send fails. A gas reading then:
+
+1. is handled (its state is in the worker's memory) but its changelog record is not confirmed: the
+   batch is counted (``tocsin_worker_changelog_unconfirmed_total``) and held;
+2. its offset is not committed, even after a commit that came later (a rain reading produced after
+   it, whose changelog is healthy, is committed): without the hold, Faust commits once the failed
+   send leaves its producer;
+3. once the topic takes records again, the state reaches the changelog (sent again) and then the
+   reading's offset is committed, and nothing is held any more.
+
+Also: the operators' release decisions (``alerts.releases``) are under the strict commit rule (its
+re-seek counter exists from the start, like every strict topic's).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+from tests.integration.procs import wait_until
+from tests.integration.stack import Stack, running_stack, wait_records
+from tocsin.kafka import committed_offsets
+from tocsin.schemas import topics
+from tocsin.schemas.common import Family
+from tocsin.schemas.registry import Registry
+from tocsin.schemas.telemetry import GasReading, RainIncrement
+from tocsin.schemas.wire import encode
+
+pytestmark = pytest.mark.integration
+
+RUN = uuid.uuid4().hex[:8]
+P = 1
+
+
+@pytest.fixture(scope="module")
+def stack(services: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    env = {
+        "TOCSIN_INFLUX_URL": "",
+        "TOCSIN_WORKER_CHANGELOG_CONFIRM_S": "1",
+        "TOCSIN_WORKER_PRODUCER_REQUEST_TIMEOUT_S": "4",
+        "TOCSIN_WORKER_DETECT_BATCH_MS": "50",
+    }
+    with running_stack(services, tmp_path_factory.mktemp("changelog"), RUN, Registry(), env, roles=("worker",)) as s:
+        yield s
+
+
+def metric(text: str, name: str, labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def set_min_insync(bootstrap: str, topic: str, replicas: int | None) -> None:
+    """The changelog topic's configuration: compacted, and ``min.insync.replicas`` when given (a
+    whole-set update: the compaction is restated)."""
+    configs = {"cleanup.policy": "compact"}
+    if replicas is not None:
+        configs["min.insync.replicas"] = str(replicas)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"changelog-test-{RUN}")
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)])
+    finally:
+        admin.close()
+
+
+def test_offsets_wait_for_the_changelog_and_are_committed_once_kafka_confirmed_it(stack: Stack) -> None:
+    bootstrap = stack.env["TOCSIN_KAFKA_BOOTSTRAP"]
+    group = stack.env["TOCSIN_WORKER_ID"]
+    gas_topic, rain_topic = topics.kafka_telemetry(Family.HAZMAT), topics.kafka_telemetry(Family.HYDRO)
+    changelog = f"{group}-detector-{Family.HAZMAT.value}-changelog"
+    device, gauge = f"GD-{RUN}", f"RG-{RUN}"
+    now = datetime.now(UTC)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+
+    def put(topic: str, value: bytes, key: str) -> int:
+        return int(producer.send(topic, key=key.encode(), value=value, partition=P).get(timeout=30).offset)
+
+    def gas(seq: int) -> bytes:
+        ts = now - timedelta(seconds=30 - seq)
+        return encode(GasReading(device_id=device, site=f"s-{RUN}", ts=ts, seq=seq, gas="CH4", value=1.0, unit="%LEL"))
+
+    def committed(topic: str) -> int:
+        return committed_offsets(bootstrap, group, topic).get(P, -1)
+
+    def worker_metric(name: str, agent: str = "detect-hazmat") -> float | None:
+        return metric(stack.worker_metrics(), name, f'agent="{agent}"')
+
+    # the strict topics, alerts.releases among them: their re-seek counters exist from the start
+    assert metric(stack.worker_metrics(), "tocsin_worker_partition_reseeks_total", f'topic="{topics.RELEASES}"') == 0
+    assert worker_metric("tocsin_worker_changelog_unconfirmed_total") == 0
+
+    # 0. Healthy: a reading's offset is committed once its state is in the changelog.
+    first = put(gas_topic, gas(0), device)
+    wait_until(lambda: committed(gas_topic) > first, 60, "the first reading's offset committed")
+
+    try:
+        # 1. The changelog refuses records: the next reading is handled, its batch held and counted.
+        set_min_insync(bootstrap, changelog, 2)
+        at = put(gas_topic, gas(1), device)
+        wait_until(
+            lambda: (worker_metric("tocsin_worker_changelog_unconfirmed_total") or 0) >= 1,
+            60,
+            "the unconfirmed changelog batch counted",
+        )
+        assert (worker_metric("tocsin_worker_changelog_held_records") or 0) >= 1
+
+        # 2. A later reading of another family (its changelog is healthy) is committed: a commit
+        #    happened after the gas reading's batch ended, and the gas reading's offset is not in it.
+        rain = RainIncrement(device_id=gauge, site=f"s-{RUN}", ts=now, seq=1, rain_mm=0.2, interval_s=300)
+        rain_at = put(rain_topic, encode(rain), gauge)
+        wait_until(lambda: committed(rain_topic) > rain_at, 90, "the rain reading's offset committed")
+        assert committed(gas_topic) <= at, "the offset of a reading whose state Kafka did not confirm was committed"
+        assert (worker_metric("tocsin_worker_changelog_held_records") or 0) >= 1
+    finally:
+        # 3. The changelog takes records again.
+        set_min_insync(bootstrap, changelog, None)
+
+    def state_at_offset(rec: Any) -> bool:
+        return rec.key is not None and device.encode() in rec.key and json.loads(rec.value)["position"][:2] == [P, at]
+
+    wait_records(bootstrap, changelog, state_at_offset, timeout_s=90)
+    wait_until(lambda: committed(gas_topic) > at, 90, "the reading's offset committed after the confirmation")
+    wait_until(lambda: worker_metric("tocsin_worker_changelog_held_records") == 0, 30, "nothing held any more")
+    producer.close(10)
+    log = stack.worker.text()
+    assert "changelog of a detect-hazmat batch confirmed by Kafka after" in log
+    for sign in ("Crashed reason", "Restarting dead", "Max restarts exceeded"):
+        assert sign not in log
