@@ -1,16 +1,16 @@
 """A batch's input offsets are committed only once Kafka confirmed its table changelog records
 (tocsin/changelog.py), with a real worker on real Kafka.
 
-The detector table of the hazmat family has its changelog topic set to ``min.insync.replicas=2`` on
-the single broker: every changelog record sent with acks=all is refused (NOT_ENOUGH_REPLICAS), as
-with a changelog partition that lost its in-sync replicas. The producer retries it until its request
-timeout (4 s here), then the send fails. A gas reading then:
+The detector table of the hazmat family has its changelog topic's ``max.message.bytes`` set below
+the size of one state record: the broker refuses every changelog record of that table
+(MESSAGE_TOO_LARGE, not retried by the producer), as it would refuse a state that outgrew the
+topic's limit. A gas reading then:
 
 1. is handled (its state is in the worker's memory) but its changelog record is not confirmed: the
    batch is counted (``tocsin_worker_changelog_unconfirmed_total``) and held;
 2. its offset is not committed, even after a commit that came later (a rain reading produced after
-   it, whose changelog is healthy, is committed): without the hold, Faust commits once the failed
-   send leaves its producer;
+   it, whose changelog is healthy, is committed): without the hold, Faust commits it, since its
+   pre-commit producer flush returns once the refused send is done;
 3. once the topic takes records again, the state reaches the changelog (sent again) and then the
    reading's offset is committed, and nothing is held any more.
 
@@ -50,7 +50,6 @@ def stack(services: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     env = {
         "TOCSIN_INFLUX_URL": "",
         "TOCSIN_WORKER_CHANGELOG_CONFIRM_S": "1",
-        "TOCSIN_WORKER_PRODUCER_REQUEST_TIMEOUT_S": "4",
         "TOCSIN_WORKER_DETECT_BATCH_MS": "50",
     }
     with running_stack(services, tmp_path_factory.mktemp("changelog"), RUN, Registry(), env, roles=("worker",)) as s:
@@ -64,12 +63,12 @@ def metric(text: str, name: str, labels: str) -> float | None:
     return None
 
 
-def set_min_insync(bootstrap: str, topic: str, replicas: int | None) -> None:
-    """The changelog topic's configuration: compacted, and ``min.insync.replicas`` when given (a
-    whole-set update: the compaction is restated)."""
+def set_max_message_bytes(bootstrap: str, topic: str, limit: int | None) -> None:
+    """The changelog topic's configuration: compacted, and ``max.message.bytes`` when given (a
+    whole-set update: the compaction is restated; None: the broker's default limit)."""
     configs = {"cleanup.policy": "compact"}
-    if replicas is not None:
-        configs["min.insync.replicas"] = str(replicas)
+    if limit is not None:
+        configs["max.message.bytes"] = str(limit)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"changelog-test-{RUN}")
     try:
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)])
@@ -109,7 +108,7 @@ def test_offsets_wait_for_the_changelog_and_are_committed_once_kafka_confirmed_i
 
     try:
         # 1. The changelog refuses records: the next reading is handled, its batch held and counted.
-        set_min_insync(bootstrap, changelog, 2)
+        set_max_message_bytes(bootstrap, changelog, 40)
         at = put(gas_topic, gas(1), device)
         wait_until(
             lambda: (worker_metric("tocsin_worker_changelog_unconfirmed_total") or 0) >= 1,
@@ -127,7 +126,7 @@ def test_offsets_wait_for_the_changelog_and_are_committed_once_kafka_confirmed_i
         assert (worker_metric("tocsin_worker_changelog_held_records") or 0) >= 1
     finally:
         # 3. The changelog takes records again.
-        set_min_insync(bootstrap, changelog, None)
+        set_max_message_bytes(bootstrap, changelog, None)
 
     def state_at_offset(rec: Any) -> bool:
         return rec.key is not None and device.encode() in rec.key and json.loads(rec.value)["position"][:2] == [P, at]
