@@ -14,7 +14,8 @@ for Kafka's confirmation (acks=all) of each changelog record of the batch; then 
 batch and Faust may commit its offsets. The agent does not wait: it goes on with the next records
 (the urgent lane's alerts are emitted while a record is handled, before its batch ends, and never
 wait for any of this). A record whose send fails is sent again with the key's value at that time
-(the latest state, which includes the failed one), after ``retry_s``. A batch still unconfirmed
+(the latest state, which includes the failed one), after ``retry_s`` (doubled at every new failure of
+the batch, up to ``RETRY_MAX_S``). A batch still unconfirmed
 after ``confirm_s``, or with a failed send, is counted once
 (``tocsin_worker_changelog_unconfirmed_total``) and logged; it stays unacknowledged until Kafka
 confirms: its offsets are not committed, and a restart reads its records again.
@@ -35,6 +36,8 @@ import prometheus_client
 from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
+
+RETRY_MAX_S = 60.0  # longest wait before a failed changelog record is sent again
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class ConfirmedAcks:
         started = loop.time()
         pending: dict[asyncio.Future[Any], Sent] = {s.future: s for s in sent}
         late = False
+        retry_s = self.retry_s
         while pending:
             timeout = None if late else max(0.0, started + self.confirm_s - loop.time())
             done, _ = await asyncio.wait(set(pending), timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
@@ -144,7 +148,8 @@ class ConfirmedAcks:
                     len(events),
                 )
             if failed:
-                await asyncio.sleep(self.retry_s)
+                await asyncio.sleep(retry_s)
+                retry_s = min(2 * retry_s, RETRY_MAX_S)  # a refusal that lasts is not retried every second
                 for s, _error in failed:
                     try:
                         again = send_again(s.key, s.partition)

@@ -17,6 +17,9 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
   included) produced into Kafka ahead of time in the gateway's batch records (11 readings per record
   on average; ``TOCSIN_BENCH_WORKER_BATCH=1``: one per reading): readings/s, CPU, commit lag, vs a
   plain confluent-kafka consumer decoding the same readings (tests/bench/worker.py); ``--worker-readings N``.
+- changelog_hold: a batch's acknowledgement held until its changelog records are confirmed
+  (tocsin/changelog.py) vs the same batches acknowledged at once: CPU per batch and per record, with
+  confirmations that arrive on the next loop iteration (tests/bench/changelog.py).
 - scaleout: 1, 2 and 3 ``tocsin worker`` processes in one consumer group draining the same 60,000
   pre-produced rain readings of 500 gauges from a 6-partition topic: readings/s each, the ratio to
   one worker, and every worker's CPU (tests/bench/scaleout.py; docs/capacity.md explains the figure).
@@ -213,6 +216,9 @@ BENCHES["influx_sink"] = bench_influx_sink
 from tests.bench.worker import bench_worker  # noqa: E402 (real stack: one worker draining mixed telemetry)
 
 BENCHES["worker"] = bench_worker
+from tests.bench.changelog import bench_changelog_hold  # noqa: E402 (the changelog hold's own CPU)
+
+BENCHES["changelog_hold"] = bench_changelog_hold
 
 
 if __name__ == "__main__":
