@@ -14,6 +14,9 @@ topic's limit. A gas reading then:
 3. once the topic takes records again, the state reaches the changelog (sent again) and then the
    reading's offset is committed, and nothing is held any more.
 
+And the urgent lane: a red detection's alert is issued while the alert lifecycle's changelog refuses
+its state, and the detection's offset waits for that state.
+
 Also: the operators' release decisions (``alerts.releases``) are under the strict commit rule (its
 re-seek counter exists from the start, like every strict topic's).
 """
@@ -32,9 +35,11 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from tests.integration.procs import wait_until
 from tests.integration.stack import Stack, running_stack, wait_records
+from tocsin.detectors.engine import detection_key, detection_topic
 from tocsin.kafka import committed_offsets
 from tocsin.schemas import topics
-from tocsin.schemas.common import Family
+from tocsin.schemas.common import Family, WarningLevel
+from tocsin.schemas.detection import Detection, DetectionState
 from tocsin.schemas.registry import Registry
 from tocsin.schemas.telemetry import GasReading, RainIncrement
 from tocsin.schemas.wire import encode
@@ -139,3 +144,67 @@ def test_offsets_wait_for_the_changelog_and_are_committed_once_kafka_confirmed_i
     assert "changelog of a detect-hazmat batch confirmed by Kafka after" in log
     for sign in ("Crashed reason", "Restarting dead", "Max restarts exceeded"):
         assert sign not in log
+
+
+def test_a_red_alert_is_issued_while_its_state_waits_for_the_changelog(stack: Stack) -> None:
+    """The urgent lane: a red detection's alert is on ``alerts`` while the alert lifecycle's changelog
+        refuses its state; the detection's offset is not committed (even by a commit after a later record
+    of a healthy table), and is once Kafka has the state."""
+    bootstrap = stack.env["TOCSIN_KAFKA_BOOTSTRAP"]
+    group = stack.env["TOCSIN_WORKER_ID"]
+    changelog = f"{group}-alert-lifecycle-changelog"
+    now = datetime.now(UTC)
+    red = Detection(
+        id=f"RD-{RUN}:rainfall:{int(now.timestamp() * 1000)}:0",
+        device_id=f"RD-{RUN}",
+        site=f"s-{RUN}",
+        family=Family.HYDRO,
+        kind="rainfall",
+        state=DetectionState.OPEN,
+        level=WarningLevel.RED,
+        value=120.0,
+        threshold=100.0,
+        unit="mm",
+        window_s=10800.0,
+        onset=now,
+        ts=now,
+        area_code="719001",
+        lat=30.2,
+        lon=120.1,
+        correlation_id=f"red-{RUN}",
+    )
+    assert detection_topic(red, WarningLevel.ORANGE) == topics.DETECTIONS_URGENT
+
+    def committed(partition: int) -> int:
+        return committed_offsets(bootstrap, group, topics.DETECTIONS_URGENT).get(partition, -1)
+
+    def unconfirmed() -> float:
+        name = "tocsin_worker_changelog_unconfirmed_total"
+        return metric(stack.worker_metrics(), name, 'agent="confirm-urgent"') or 0
+
+    before = unconfirmed()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        set_max_message_bytes(bootstrap, changelog, 40)
+        sent = producer.send(topics.DETECTIONS_URGENT, key=detection_key(red), value=encode(red)).get(timeout=30)
+        at, partition = int(sent.offset), int(sent.partition)
+        alerts = wait_records(
+            bootstrap,
+            topics.ALERTS,
+            lambda r: json.loads(r.value)["correlation_id"] == red.correlation_id,
+            start=stack.start_offsets,
+            timeout_s=60,
+        )
+        assert json.loads(alerts[0].value)["level"] == "red"
+        wait_until(lambda: unconfirmed() > before, 60, "the red detection's batch counted as unconfirmed")
+        # a later record of a healthy table is committed: a commit happened after the red one's batch ended
+        rain_topic, gauge = topics.kafka_telemetry(Family.HYDRO), f"RR-{RUN}"
+        rain = RainIncrement(device_id=gauge, site=f"s-{RUN}", ts=now, seq=1, rain_mm=0.2, interval_s=300)
+        rain_at = int(producer.send(rain_topic, key=gauge.encode(), value=encode(rain), partition=P).get(30).offset)
+        rain_committed = lambda: committed_offsets(bootstrap, group, rain_topic).get(P, -1)  # noqa: E731
+        wait_until(lambda: rain_committed() > rain_at, 90, "the rain reading committed")
+        assert committed(partition) <= at, "the red detection's offset was committed before its state was in Kafka"
+    finally:
+        set_max_message_bytes(bootstrap, changelog, None)
+        producer.close(10)
+    wait_until(lambda: committed(partition) > at, 90, "the red detection's offset committed after the confirmation")
