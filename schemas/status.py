@@ -21,4 +21,8 @@ class DeviceStatus(WireModel):
     family: Family
     state: DeviceState
     ts: DeviceTime
-    reason: PublicText = Field(default="", max_length=200, description="'last-will', 'shutdown', 'timeout', or what is wrong with a faulty device")
+    reason: PublicText = Field(
+        default="",
+        max_length=200,
+        description="'last-will', 'shutdown', 'timeout', or what is wrong with a faulty device",
+    )

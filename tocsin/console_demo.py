@@ -2,9 +2,10 @@
 
 No Kafka there: the API's read model is fed from the in-process bus (``alerts``, deliveries, acks,
 release events), the console's device states from the same bus (readings, statuses, detections,
-dead letters, at their arrival on the bus), acks and release decisions are published on the bus, and silences live in memory
-(and are applied by the demo's notifier). One demo login, a supervisor named ``demo`` with a random
-password, is made for the run and printed; the server listens on 127.0.0.1 only.
+dead letters, at their arrival on the bus), acks and release decisions are published on the bus,
+and silences live in memory (and are applied by the demo's notifier). One demo login, a supervisor
+named ``demo`` with a random password, is made for the run and printed; the server listens on
+127.0.0.1 only.
 """
 
 from __future__ import annotations

@@ -306,9 +306,7 @@ class DeviceHealthModel:
         if recent:
             many = "≥" if len(recent) == DEAD_LETTER_MEMORY else ""
             window = _duration(self.fault_window_s)
-            faults.append(
-                (min(at for at, _ in recent), f"{window}内{many}{len(recent)} 条死信，最近：{recent[-1][1]}")
-            )
+            faults.append((min(at for at, _ in recent), f"{window}内{many}{len(recent)} 条死信，最近：{recent[-1][1]}"))
         if faults:
             return row(Health.FAULTY, min(at for at, _ in faults), "；".join(what for _, what in faults))
         # 3. stale / unknown, 4. reporting

@@ -206,9 +206,7 @@ def test_device_states_endpoint_lists_the_troubled_first_and_the_metrics_count_t
     model = DeviceHealthModel(registry, clock=lambda: now[0])
     model.reading("D01", now[0])
     model.reading("D03", now[0])
-    model.status(
-        DeviceStatus(device_id="D02", site="s2", family=Family.FIRE, state=DeviceState.OFFLINE, ts=T0), now[0]
-    )
+    model.status(DeviceStatus(device_id="D02", site="s2", family=Family.FIRE, state=DeviceState.OFFLINE, ts=T0), now[0])
     now[0] += 30  # D03 reports every 10 s: stale after 20 s
 
     async def body(client: TestClient[Any, Any], *_: Any) -> None:

@@ -72,9 +72,7 @@ def device_states(stack: Stack) -> dict[str, Any]:
     return data
 
 
-def test_reporting_offline_stale_and_faulty_from_the_real_topics(
-    stack: Stack, services: dict[str, str]
-) -> None:
+def test_reporting_offline_stale_and_faulty_from_the_real_topics(stack: Stack, services: dict[str, str]) -> None:
     first = device_states(stack)
     assert first["available"] and {d["id"] for d in first["devices"]} == set(INTERVALS)
     with mqtt_device(services, f"dev-{RUN}") as client:
