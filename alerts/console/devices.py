@@ -302,7 +302,8 @@ class DeviceHealthModel:
             faults.append((t.status_at, f"设备自报故障（{t.status_reason or '未说明'}）"))
         if t.fault_at is not None:
             faults.append((t.fault_at, f"传感器故障{'：' + t.fault_reason if t.fault_reason else ''}"))
-        recent = [(at, what) for at, what in t.dead_letters if 0 <= now - at <= self.fault_window_s]
+        # (an arrival stamped ahead of this clock, another host's, counts as recent)
+        recent = [(at, what) for at, what in t.dead_letters if now - at <= self.fault_window_s]
         if recent:
             many = "≥" if len(recent) == DEAD_LETTER_MEMORY else ""
             window = _duration(self.fault_window_s)

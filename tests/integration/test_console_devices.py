@@ -2,9 +2,9 @@
 writes Kafka; the operator API (``python -m tocsin.api``) follows the Kafka topics and shows each
 registered device as reporting, offline, stale or faulty, and counts them in ``tocsin_console_devices``.
 
-Four devices of one run: A sends a reading (reporting: it reports hourly), B's status says
+Five devices of one run: A sends a reading (reporting: it reports hourly), B's status says
 ``offline`` (an MQTT last will), C reports every second and sends one reading (stale after 2 s), D
-sends a reading with a NaN (a dead letter: faulty).
+sends a reading with a NaN (a dead letter: faulty), E's status says ``fault`` (faulty).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ pytestmark = pytest.mark.integration
 
 RUN = uuid.uuid4().hex[:8]
 SITE = f"site-{RUN}"
-A, B, C, D = (f"{x}-{RUN}" for x in ("RGA", "RGB", "RGC", "RGD"))
-INTERVALS = {A: 3600.0, B: 3600.0, C: 1.0, D: 3600.0}
+A, B, C, D, E = (f"{x}-{RUN}" for x in ("RGA", "RGB", "RGC", "RGD", "RGE"))
+INTERVALS = {A: 3600.0, B: 3600.0, C: 1.0, D: 3600.0, E: 3600.0}
 
 
 def registry() -> Registry:
@@ -80,8 +80,11 @@ def test_reporting_offline_stale_and_faulty_from_the_real_topics(stack: Stack, s
         publish(client, topics.mqtt_telemetry(Family.HYDRO, SITE, A), reading(A, 1))
         publish(client, topics.mqtt_status(Family.HYDRO, SITE, B), b"offline")
         publish(client, topics.mqtt_telemetry(Family.HYDRO, SITE, D), reading(D, 1, rain="NaN"))
+        publish(client, topics.mqtt_telemetry(Family.HYDRO, SITE, E), reading(E, 1))
+        fault = {"state": "fault", "reason": "翻斗卡滞"}
+        publish(client, topics.mqtt_status(Family.HYDRO, SITE, E), json.dumps(fault, ensure_ascii=False).encode())
 
-    want = {A: "reporting", B: "offline", C: "stale", D: "faulty"}
+    want = {A: "reporting", B: "offline", C: "stale", D: "faulty", E: "faulty"}
 
     def settled() -> dict[str, Any] | None:
         data = device_states(stack)
@@ -89,12 +92,13 @@ def test_reporting_offline_stale_and_faulty_from_the_real_topics(stack: Stack, s
 
     data = wait_until(settled, 60, f"device states {want}")
     rows = {d["id"]: d for d in data["devices"]}
-    assert [d["id"] for d in data["devices"]] == [D, B, C, A]  # faulty, offline, stale first
+    assert [d["id"] for d in data["devices"]] == [D, E, B, C, A]  # faulty, offline, stale first
     assert "last-will" in rows[B]["reason"]
     assert "non_finite" in rows[D]["reason"] and "1 条死信" in rows[D]["reason"]
+    assert rows[E]["reason"] == "设备自报故障（翻斗卡滞）"
     assert rows[C]["last_seen"] is not None and "无数据" in rows[C]["reason"]
     assert rows[A]["last_seen"] is not None and rows[A]["family"] == "hydro" and rows[A]["area"]
-    assert data["counts"] == {"faulty": 1, "offline": 1, "stale": 1, "unknown": 0, "reporting": 1}
+    assert data["counts"] == {"faulty": 2, "offline": 1, "stale": 1, "unknown": 0, "reporting": 1}
 
     _, metrics = get(stack, "/metrics", "王工")
     text = metrics.decode()
