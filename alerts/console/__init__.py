@@ -65,6 +65,8 @@ ReleasePublisher = Callable[[ReleaseEvent], Awaitable[object]]
 M = TypeVar("M", bound=BaseModel)
 SeriesReader = Callable[[str, list[str], float], list[dict[str, Any]]]
 """(measurement, devices, hours) -> [{"device", "field", "points": [[iso time, value], ...]}] (blocking)."""
+SNAPSHOT_MAX_AGE_S = 1.0
+"""Device states served to consoles and scrapes are at most this old (one judgement of the fleet a second)."""
 SKIP_FIELDS = frozenset({"lat", "lon", "seq", "interval_s", "n", "bearing_deg"})
 
 
@@ -366,7 +368,8 @@ class Console:
                     "headline": s.headline,
                 }
             )
-        health = {r.device_id: r.state.value for r in self.devices.snapshot()} if self.devices is not None else {}
+        snapshot = self.devices.snapshot(SNAPSHOT_MAX_AGE_S) if self.devices is not None else []
+        health = {r.device_id: r.state.value for r in snapshot}
         devices = []
         for d in getattr(self.registry, "devices", []) or []:
             state = health.get(d.device_id) or ("offline" if d.device_id in offline else "online")
@@ -389,7 +392,7 @@ class Console:
         first (faulty, offline, stale, unknown, reporting); ``available`` false without a model."""
         if self.devices is None:
             return _json({"available": False, "counts": {h.value: 0 for h in ORDER}, "devices": []})
-        rows = self.devices.snapshot()
+        rows = self.devices.snapshot(SNAPSHOT_MAX_AGE_S)
         return _json(
             {
                 "available": True,
@@ -548,7 +551,7 @@ class _DeviceStatesCollector:
             "registered devices by console state: reporting, stale, offline, faulty, unknown (never seen yet)",
             labels=["state"],
         )
-        counts = self.devices.counts() if self.devices is not None else {h.value: 0 for h in ORDER}
+        counts = self.devices.counts(max_age_s=SNAPSHOT_MAX_AGE_S) if self.devices is not None else {}
         for state in ORDER:
             family.add_metric([state.value], float(counts.get(state.value, 0)))
         yield family

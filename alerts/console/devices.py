@@ -107,6 +107,9 @@ class _Track:
     dead_letters: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=DEAD_LETTER_MEMORY))
 
 
+_NOTHING = _Track()  # what is known of a device never heard of (read only)
+
+
 @dataclass(frozen=True)
 class DeviceHealth:
     device_id: str
@@ -160,12 +163,23 @@ class DeviceHealthModel:
         self.stale_factor, self.fault_window_s = stale_factor, fault_window_s
         self.silent_since = clock() if silent_since is None else silent_since
         self._tracks: dict[str, _Track] = {}
+        self._index: dict[str, Device] = {}
+        self._indexed_of: object = None  # the registry's device list the index was built from
+        self._snapshot: tuple[float, list[DeviceHealth]] | None = None
         self._lock = threading.Lock()
         self.ignored = 0  # evidence about devices outside the registry
 
     # ------------------------------------------------------------------ evidence
+    def _device(self, device_id: str) -> Device | None:
+        """The registered device (the index is rebuilt when the registry loads a new device list)."""
+        devices = getattr(self.registry, "devices", None)
+        if devices is not self._indexed_of:
+            self._index = {d.device_id: d for d in devices or ()}
+            self._indexed_of = devices
+        return self._index.get(device_id)
+
     def _track(self, device_id: str) -> _Track | None:
-        if self.registry is None or self.registry.get(device_id) is None:
+        if self._device(device_id) is None:
             self.ignored += 1
             return None
         t = self._tracks.get(device_id)
@@ -178,7 +192,7 @@ class DeviceHealthModel:
             t = self._track(device_id)
             if t is None:
                 return
-            device = self.registry.get(device_id)
+            device = self._index[device_id]
             stale_after = self.stale_factor * device.interval_s
             broken = (
                 t.last_seen is None
@@ -254,9 +268,14 @@ class DeviceHealthModel:
         return True
 
     # ------------------------------------------------------------------ states
-    def snapshot(self) -> list[DeviceHealth]:
-        """Every registered device with its state now, in the console's order (group, then id)."""
+    def snapshot(self, max_age_s: float = 0.0) -> list[DeviceHealth]:
+        """Every registered device with its state now, in the console's order (group, then id);
+        ``max_age_s``: the previous snapshot serves if it is at most that old (consoles polling and
+        metric scrapes at once cost one judgement of the fleet)."""
         now = self.clock()
+        cached = self._snapshot
+        if cached is not None and max_age_s > 0 and 0 <= now - cached[0] <= max_age_s:
+            return list(cached[1])
         devices: list[Device] = list(getattr(self.registry, "devices", None) or [])
         with self._lock:
             known = {d.device_id for d in devices}
@@ -265,16 +284,17 @@ class DeviceHealthModel:
             rows = [self._judge(d, self._tracks.get(d.device_id), now) for d in devices]
         rank = {h: i for i, h in enumerate(ORDER)}
         rows.sort(key=lambda r: (rank[r.state], r.device_id))
-        return rows
+        self._snapshot = (now, rows)
+        return list(rows)
 
-    def counts(self, rows: list[DeviceHealth] | None = None) -> dict[str, int]:
+    def counts(self, rows: list[DeviceHealth] | None = None, max_age_s: float = 0.0) -> dict[str, int]:
         out = {h.value: 0 for h in ORDER}
-        for r in rows if rows is not None else self.snapshot():
+        for r in rows if rows is not None else self.snapshot(max_age_s):
             out[r.state.value] += 1
         return out
 
     def _judge(self, d: Device, t: _Track | None, now: float) -> DeviceHealth:
-        t = t or _Track()
+        t = t or _NOTHING
         last = t.last_seen
 
         def row(state: Health, since: float, reason: str) -> DeviceHealth:
@@ -287,7 +307,7 @@ class DeviceHealthModel:
                 d.interval_s,
                 state,
                 since,
-                cut(reason),
+                cut(reason) if reason else "",
                 last,
             )
 

@@ -332,3 +332,18 @@ def test_states_follow_the_rules_over_random_histories(evs: list[Ev], tail: floa
             assert r.last_seen is not None and clock.t - r.last_seen <= 2 * d.interval_s
             assert r.since <= r.last_seen
     assert set(m._tracks) <= {"RG01", "RG02", "GS01"}
+
+
+def test_a_snapshot_may_serve_again_for_at_most_its_age() -> None:
+    clock = Clock()
+    m = model(clock)
+    m.reading("RG02", T0)
+    assert states(m)["RG02"] is Health.REPORTING
+    clock.t = T0 + 30  # RG02 is stale now
+    first = m.snapshot(max_age_s=1.0)  # the last snapshot is 30 s old: judged again
+    assert {r.device_id: r.state for r in first}["RG02"] is Health.STALE
+    m.reading("RG02", T0 + 30.5)
+    clock.t = T0 + 30.5
+    assert {r.device_id: r.state for r in m.snapshot(max_age_s=1.0)}["RG02"] is Health.STALE  # served again
+    assert states(m)["RG02"] is Health.REPORTING  # max_age_s 0: always judged now
+    assert m.counts(max_age_s=1.0)["reporting"] == 1
