@@ -335,7 +335,9 @@ class DeviceHealthModel:
         if last is None:
             if now - self.silent_since > stale_after:
                 return row(
-                    Health.STALE, self.silent_since + stale_after, f"自 {_iso(self.silent_since)[:19]}Z 起无数据"
+                    Health.STALE,
+                    self.silent_since + stale_after,
+                    f"至少 {_duration(now - self.silent_since)} 无数据（应每 {_duration(d.interval_s)} 上报）",
                 )
             return row(Health.UNKNOWN, self.silent_since, "尚未收到数据")
         if now - last > stale_after:

@@ -219,6 +219,9 @@ def test_operator_sees_approves_silences_and_a_viewer_cannot_approve(stack: Stac
     dev = wait_until(lambda: row_info(browser, dev_sel), 15, "the gauge in the device states panel")
     assert dev[0] == "dev stale" and "数据陈旧" in dev[1] and "无数据" in dev[1], dev
     assert "数据陈旧 1" in text_of(browser, "device-counts") and "故障 0" in text_of(browser, "device-counts")
+    browser.execute_script("document.getElementById('devices-h').scrollIntoView()")
+    shot(browser, "01b-device-states")
+    browser.execute_script("window.scrollTo(0, 0)")
 
     # 1. a new alert appears without reloading
     run = uuid.uuid4().hex[:8]
@@ -329,6 +332,7 @@ def test_operator_sees_approves_silences_and_a_viewer_cannot_approve(stack: Stac
     shot(browser, "07-viewer-cannot-approve")
     assert sorted(p.name for p in SHOTS.glob("*.png")) == [
         "01-logged-in.png",
+        "01b-device-states.png",
         "02-new-alert-live.png",
         "03-alert-page.png",
         "04-approved-sms-sent.png",

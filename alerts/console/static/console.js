@@ -8,7 +8,8 @@ const ACTION = { held: "公众渠道等待审批", approve: "批准发布", reje
   timed_release: "超时自动发布", timed_hold: "超时继续等待", superseded: "被新修订取代", forced: "升级为必须立即发布" };
 const OUTCOME = { accepted: "已受理", duplicate: "重复（已受理）", rejected: "被拒绝", gave_up: "放弃", suppressed: "已静默", held: "等待审批" };
 const HEALTH = { faulty: "故障", offline: "离线", stale: "数据陈旧", unknown: "未知", reporting: "正常上报", online: "在线" };
-const state = { me: null, alerts: [], firstSeen: {}, latency: {}, es: null, mapData: null };
+const DEVICE_ROWS_PER_GROUP = 200;
+const state = { me: null, alerts: [], firstSeen: {}, latency: {}, es: null, mapData: null, showReporting: false };
 window.tocsinLatency = state.latency; // issue-to-display times (ms) by message identifier, read by the browser tests
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -186,11 +187,21 @@ async function loadDevices() {
     h("span", { class: `hc ${k}`, "data-state": k }, `${HEALTH[k] || k} ${counts[k]}`)));
   if (!d.available) { tbody.replaceChildren(h("tr", {}, h("td", { colspan: 6 }, "设备状态未接入"))); return; }
   const rows = [];
-  let group = null;
+  let group = null, shown = 0;
   for (const v of d.devices) {
     if (v.state !== group) {
-      group = v.state;
-      rows.push(h("tr", { class: "group" }, h("th", { colspan: 6, scope: "rowgroup" }, `${HEALTH[group] || group}（${counts[group] || 0}）`)));
+      group = v.state; shown = 0;
+      const folded = group === "reporting" && !state.showReporting;
+      rows.push(h("tr", { class: "group", "data-group": group }, h("th", { colspan: 6, scope: "rowgroup" },
+        `${HEALTH[group] || group}（${counts[group] || 0}）`,
+        group === "reporting" ? h("button", { type: "button", id: "toggle-reporting", class: "link",
+          onclick: () => { state.showReporting = !state.showReporting; loadDevices(); } }, folded ? "展开" : "收起") : null)));
+    }
+    if (group === "reporting" && !state.showReporting) continue;
+    if (++shown > DEVICE_ROWS_PER_GROUP) {
+      if (shown === DEVICE_ROWS_PER_GROUP + 1) rows.push(h("tr", {}, h("td", { colspan: 6, class: "hint" },
+        `另有 ${(counts[group] || 0) - DEVICE_ROWS_PER_GROUP} 台未列出（完整列表：/console/api/devices）`)));
+      continue;
     }
     rows.push(h("tr", { "data-device": v.id, "data-state": v.state, class: `dev ${v.state}` },
       h("td", {}, h("span", { class: `dot ${v.state}` }), HEALTH[v.state] || v.state), h("td", {}, v.id),
