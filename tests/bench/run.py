@@ -9,6 +9,9 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
   CPU time per reading vs the strict validation of the same reading (tests/bench/engine.py).
 - console_devices: the console's device-state model per telemetry record (single and batch of 11)
   vs ``json.loads`` of the same bytes, and one snapshot of 10,000 devices (ms).
+- console_follower: the operator API's follower of the telemetry topics feeding the console's
+  device states, CPU per record vs a plain kafka-python consumer of the same 200,000 records
+  (tests/bench/console.py).
 - sms_dispatch: SMS sent through the priority rate limiter to the carrier emulator, both at 100/s:
   achieved rate / configured limit.
 - gateway: ``tocsin gateway`` vs the native pipe ``mosquitto_sub | kcat`` on the same 100,000 QoS 1
@@ -276,6 +279,9 @@ BENCHES["influx_sink"] = bench_influx_sink
 from tests.bench.worker import bench_worker  # noqa: E402 (real stack: one worker draining mixed telemetry)
 
 BENCHES["worker"] = bench_worker
+from tests.bench.console import bench_console_follower  # noqa: E402 (real Kafka: the API's device-state feed)
+
+BENCHES["console_follower"] = bench_console_follower
 
 
 if __name__ == "__main__":
