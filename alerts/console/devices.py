@@ -243,8 +243,9 @@ class DeviceHealthModel:
 
     # ------------------------------------------------------------------ records (Kafka or the embedded bus)
     def apply_record(self, topic: str, key: bytes | None, value: bytes | None, at_s: float) -> bool:
-        """One record of a topic the console follows; False when it told nothing (malformed, another
-        kind, a device outside the registry). Never raises for bad input."""
+        """One record of a topic the console follows; False when it could not be read or is not about
+        a device (malformed, a lifecycle tick, another topic). Never raises for bad input; evidence
+        about devices outside the registry is dropped (counted in ``ignored``)."""
         if not value:
             return False
         try:
@@ -327,7 +328,9 @@ class DeviceHealthModel:
         if recent:
             many = "≥" if len(recent) == DEAD_LETTER_MEMORY else ""
             window = _duration(self.fault_window_s)
-            faults.append((min(at for at, _ in recent), f"{window}内{many}{len(recent)} 条死信，最近：{recent[-1][1]}"))
+            faults.append(
+                (min(at for at, _ in recent), f"{window}内{many}{len(recent)} 条死信，最近：{max(recent)[1]}")
+            )
         if faults:
             return row(Health.FAULTY, min(at for at, _ in faults), "；".join(what for _, what in faults))
         # 3. stale / unknown, 4. reporting
