@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 log = logging.getLogger(__name__)
 
 RETRY_MAX_S = 60.0  # longest wait before a failed changelog record is sent again
+WATCH_S = 1.0  # how often a late batch looks for a rebalance
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,20 @@ class ChangelogMetrics:
 class ConfirmedAcks:
     """The batches of one agent whose acknowledgement waits for their changelog records (see the module)."""
 
-    def __init__(self, agent: str, metrics: ChangelogMetrics, confirm_s: float, retry_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        agent: str,
+        metrics: ChangelogMetrics,
+        confirm_s: float,
+        retry_s: float = 1.0,
+        rebalancing: Callable[[], bool] = lambda: False,
+        owned: Callable[[Sequence[Any]], bool] = lambda events: True,
+    ) -> None:
         self.agent = agent
         self.confirm_s = confirm_s
         self.retry_s = retry_s
+        self.rebalancing = rebalancing  # a rebalance is going on
+        self.owned = owned  # this worker still holds the partitions of these events
         self._unconfirmed = metrics.unconfirmed.labels(agent)
         self._held = metrics.held.labels(agent)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -95,17 +106,19 @@ class ConfirmedAcks:
         sent: Sequence[Sent],
         send_again: Callable[[str, int], asyncio.Future[Any]],
         ack: Callable[[Any], object] = lambda event: event.ack(),
+        release: Callable[[Any], object] = lambda event: None,
     ) -> None:
         """Keep ``events`` unacknowledged until every record of ``sent`` is confirmed, then ``ack`` each;
-        ``send_again(key, partition)`` sends a key's current value once more after a failed send.
-        Returns at once: call it before the batch's own acknowledgement (the end of the
+        ``send_again(key, partition)`` sends a key's current value once more after a failed send;
+        ``release(event)`` lets go of a record without acknowledging it (a rebalance while the batch
+        is late). Returns at once: call it before the batch's own acknowledgement (the end of the
         ``take_events`` iteration)."""
         if not sent:
             return
         for event in events:
             event.message.incref()
         self._held.inc(len(events))
-        task = asyncio.get_running_loop().create_task(self._confirm(list(events), list(sent), send_again, ack))
+        task = asyncio.get_running_loop().create_task(self._confirm(list(events), list(sent), send_again, ack, release))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -120,15 +133,49 @@ class ConfirmedAcks:
         sent: list[Sent],
         send_again: Callable[[str, int], asyncio.Future[Any]],
         ack: Callable[[Any], object],
+        release: Callable[[Any], object],
     ) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         pending: dict[asyncio.Future[Any], Sent] = {s.future: s for s in sent}
         late = False
         retry_s = self.retry_s
-        while pending:
-            timeout = None if late else max(0.0, started + self.confirm_s - loop.time())
-            done, _ = await asyncio.wait(set(pending), timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
+        to_send: list[Sent] = []  # failed, sent again at ``send_at``
+        send_at = 0.0
+        released = False
+        while pending or to_send:
+            if late and self.rebalancing():
+                if not released:
+                    self._release(events, release)
+                    released = True
+                while self.rebalancing():
+                    await asyncio.sleep(WATCH_S)
+                if not self.owned(events):
+                    log.warning(
+                        "changelog records of a released %s batch no longer sent again: its partitions moved to"
+                        " another worker, which reads its records again",
+                        self.agent,
+                    )
+                    return
+            if to_send and loop.time() >= send_at:
+                for s in to_send:
+                    try:
+                        again = send_again(s.key, s.partition)
+                    except Exception as exc:  # noqa: BLE001 - the producer refused at once: try again later
+                        log.warning("changelog record of %s not sent again: %r", self.agent, exc)
+                        again = loop.create_future()
+                        again.set_exception(exc)
+                    pending[again] = Sent(s.key, s.partition, again)
+                to_send = []
+            if not late:
+                timeout = max(0.0, started + self.confirm_s - loop.time())
+            else:  # wake up to watch for a rebalance and to send again
+                timeout = WATCH_S if not to_send else max(0.0, min(WATCH_S, send_at - loop.time()))
+            done: set[asyncio.Future[Any]] = set()
+            if pending:
+                done, _ = await asyncio.wait(set(pending), timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
+            else:
+                await asyncio.sleep(timeout)
             failed: list[tuple[Sent, BaseException]] = []
             for future in done:
                 s = pending.pop(future)
@@ -148,16 +195,15 @@ class ConfirmedAcks:
                     len(events),
                 )
             if failed:
-                await asyncio.sleep(retry_s)
-                retry_s = min(2 * retry_s, RETRY_MAX_S)  # a refusal that lasts is not retried every second
-                for s, _error in failed:
-                    try:
-                        again = send_again(s.key, s.partition)
-                    except Exception as exc:  # noqa: BLE001 - the producer refused at once: try again later
-                        log.warning("changelog record of %s not sent again: %r", self.agent, exc)
-                        again = loop.create_future()
-                        again.set_exception(exc)
-                    pending[again] = Sent(s.key, s.partition, again)
+                if not to_send:
+                    send_at = loop.time() + retry_s
+                    retry_s = min(2 * retry_s, RETRY_MAX_S)  # a refusal that lasts is not retried every second
+                to_send.extend(s for s, _error in failed)
+        if released:  # still this worker's: the state reached Kafka, the records were let go already
+            log.warning(
+                "changelog of a released %s batch confirmed by Kafka after %.1f s", self.agent, loop.time() - started
+            )
+            return
         for event in events:
             ack(event)
         self._held.dec(len(events))
@@ -168,3 +214,18 @@ class ConfirmedAcks:
                 loop.time() - started,
                 len(events),
             )
+
+    def _release(self, events: list[Any], release: Callable[[Any], object]) -> None:
+        """A rebalance while the batch is unconfirmed: its records are released without being
+        acknowledged (Faust's rebalance waits for every record in flight, and would wait for Kafka); they
+        are read again from the last commit. Once the rebalance is over, its changelog records are sent
+        again only if this worker still holds the partitions (another owner may write newer state)."""
+        for event in events:
+            release(event)
+        self._held.dec(len(events))
+        log.warning(
+            "changelog of a %s batch still unconfirmed at a rebalance: its %d input records released"
+            " uncommitted (read again from the last commit)",
+            self.agent,
+            len(events),
+        )

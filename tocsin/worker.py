@@ -203,11 +203,19 @@ async def run_batched(
             message = event.message
             stream._on_message_out(message.tp, message.offset, message)
 
+    def release(event: Any) -> None:  # no longer waited for, never committed (as ``patch_stale_acks``)
+        from faust.types.tuples import ack_lock
+
+        message = event.message
+        with ack_lock:
+            message.acked = True
+            stream.app.consumer._unacked_messages.discard(message)
+
     stream.add_processor(handle_now)
     async for events in stream.take_events(batch_max, within=within_s):
         async with lock:
             sent = state.flush()
-        acks.hold(events, sent, state.send_again, ack)  # before the stream's own acknowledgement
+        acks.hold(events, sent, state.send_again, ack, release)  # before the stream's own acknowledgement
 
 
 def reading_correlation_id(reading: Telemetry) -> str:
@@ -362,7 +370,17 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     changelog_metrics = ChangelogMetrics(metrics_registry, batched_agents)
 
     def confirmed_acks(agent: str) -> ConfirmedAcks:
-        return ConfirmedAcks(agent, changelog_metrics, settings.worker_changelog_confirm_s)
+        # a batch still unconfirmed when a rebalance starts lets go of its records (tocsin/changelog.py)
+        def rebalancing() -> bool:  # ``app`` is built below
+            return bool(app.rebalancing)
+
+        def owned(events: Any) -> bool:
+            assigned = app.consumer.assignment()
+            return all(e.message.tp in assigned for e in events)
+
+        return ConfirmedAcks(
+            agent, changelog_metrics, settings.worker_changelog_confirm_s, rebalancing=rebalancing, owned=owned
+        )
 
     def on_stale(message: Any) -> None:
         rebalance_metrics.stale.labels(message.topic).inc()

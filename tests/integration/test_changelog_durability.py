@@ -17,6 +17,9 @@ topic's limit. A gas reading then:
 And the urgent lane: a red detection's alert is issued while the alert lifecycle's changelog refuses
 its state, and the detection's offset waits for that state.
 
+And a rebalance: a worker that joins while a batch waits does not wait for it; the state still
+reaches the changelog and the offset is committed once the topic takes records again.
+
 Also: the operators' release decisions (``alerts.releases``) are under the strict commit rule (its
 re-seek counter exists from the start, like every strict topic's).
 """
@@ -27,14 +30,15 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-from tests.integration.procs import wait_until
-from tests.integration.stack import Stack, running_stack, wait_records
+from tests.integration.procs import Proc, free_port, tocsin, wait_until
+from tests.integration.stack import Stack, http_status, running_stack, wait_records
 from tocsin.detectors.engine import detection_key, detection_topic
 from tocsin.kafka import committed_offsets
 from tocsin.schemas import topics
@@ -208,3 +212,51 @@ def test_a_red_alert_is_issued_while_its_state_waits_for_the_changelog(stack: St
         set_max_message_bytes(bootstrap, changelog, None)
         producer.close(10)
     wait_until(lambda: committed(partition) > at, 90, "the red detection's offset committed after the confirmation")
+
+
+def test_a_rebalance_does_not_wait_for_an_unconfirmed_batch(stack: Stack, tmp_path: Path) -> None:
+    """A second worker joins while a batch waits for a refused changelog record: the waiting worker
+    lets go of the batch's records uncommitted (Faust's rebalance would otherwise wait for Kafka), both
+    workers finish the rebalance, and once the topic takes records again the state reaches the
+    changelog and the reading's offset is committed, whichever worker now holds its partition."""
+    bootstrap = stack.env["TOCSIN_KAFKA_BOOTSTRAP"]
+    group = stack.env["TOCSIN_WORKER_ID"]
+    gas_topic = topics.kafka_telemetry(Family.HAZMAT)
+    changelog = f"{group}-detector-{Family.HAZMAT.value}-changelog"
+    device = f"GR-{RUN}"
+    now = datetime.now(UTC)
+    reading = GasReading(device_id=device, site=f"s-{RUN}", ts=now, seq=0, gas="CH4", value=1.0, unit="%LEL")
+    name = "tocsin_worker_changelog_unconfirmed_total"
+    before = metric(stack.worker_metrics(), name, 'agent="detect-hazmat"') or 0
+    port = free_port()
+    env = {**stack.env, "TOCSIN_WORKER_WEB_PORT": str(port), "TOCSIN_WORKER_DATA_DIR": str(tmp_path / "second")}
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    second: Proc | None = None
+    try:
+        set_max_message_bytes(bootstrap, changelog, 40)
+        at = int(producer.send(gas_topic, key=device.encode(), value=encode(reading), partition=P).get(30).offset)
+        wait_until(
+            lambda: (metric(stack.worker_metrics(), name, 'agent="detect-hazmat"') or 0) > before,
+            60,
+            "the unconfirmed batch counted",
+        )
+        second = Proc(tocsin("worker"), tmp_path / "second.log", env)
+        ready = [f"http://127.0.0.1:{p}/readyz" for p in (stack.worker_port, port)]
+        wait_until(lambda: all(http_status(u) == 200 for u in ready), 120, "both workers ready after the rebalance")
+        assert "released uncommitted" in stack.worker.text()
+        assert committed_offsets(bootstrap, group, gas_topic).get(P, -1) <= at
+    finally:
+        set_max_message_bytes(bootstrap, changelog, None)
+        producer.close(10)
+
+    def state_at_offset(rec: Any) -> bool:
+        return rec.key is not None and device.encode() in rec.key and json.loads(rec.value)["position"][:2] == [P, at]
+
+    try:
+        wait_records(bootstrap, changelog, state_at_offset, timeout_s=90)
+        wait_until(
+            lambda: committed_offsets(bootstrap, group, gas_topic).get(P, -1) > at, 90, "the reading's offset committed"
+        )
+    finally:
+        if second is not None:
+            second.stop()

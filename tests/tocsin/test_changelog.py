@@ -104,7 +104,7 @@ def test_a_batch_is_acknowledged_once_kafka_confirmed_all_its_changelog_records(
         await asyncio.sleep(0)
         assert consumer.acked == []  # one record of two confirmed: still held
         table.sends[1][3].set_result("ok")
-        await acks.wait_all()
+        await asyncio.wait_for(acks.wait_all(), 60)  # bounded: a hold that never ends fails
         assert consumer.acked == [10, 11, 12]
         assert _counted(registry, "tocsin_worker_changelog_held_records") == 0
         assert _counted(registry, "tocsin_worker_changelog_unconfirmed_total") == 0
@@ -141,7 +141,7 @@ def test_a_failed_record_is_sent_again_with_the_current_value_and_the_batch_coun
         for *_, future in table.sends:
             if not future.done():
                 future.set_result("ok")
-        await acks.wait_all()
+        await asyncio.wait_for(acks.wait_all(), 60)  # bounded: a hold that never ends fails
         assert sorted(consumer.acked) == [5, 6, 7]
         assert table.data["fp-a"] == {"position": [2, 7]}
 
@@ -160,7 +160,7 @@ def test_a_batch_unconfirmed_past_the_bound_is_counted_and_still_held() -> None:
         await _until(lambda: _counted(registry, "tocsin_worker_changelog_unconfirmed_total") == 1)
         assert consumer.acked == [] and acks.batches == 1 and len(table.sends) == 1  # a stall is not a failure
         table.sends[0][3].set_result("ok")
-        await acks.wait_all()
+        await asyncio.wait_for(acks.wait_all(), 60)  # bounded: a hold that never ends fails
         assert consumer.acked == [40]
         assert _counted(registry, "tocsin_worker_changelog_unconfirmed_total") == 1
 
@@ -176,5 +176,73 @@ def test_a_batch_without_changelog_records_is_left_to_the_stream() -> None:
         acks.hold(events, state.flush(), state.send_again)
         events[0].ack()
         assert consumer.acked == [3] and acks.batches == 0
+
+    asyncio.run(run())
+
+
+def test_a_late_batch_lets_go_of_its_records_uncommitted_when_a_rebalance_starts() -> None:
+    async def run() -> None:
+        registry = CollectorRegistry()
+        rebalancing = [False]
+        acks = ConfirmedAcks(
+            AGENT,
+            ChangelogMetrics(registry, [AGENT]),
+            confirm_s=60.0,
+            retry_s=0.0,
+            rebalancing=lambda: rebalancing[0],
+            owned=lambda events: False,  # the rebalance moves the partition to another worker
+        )
+        table, consumer = Table(), Consumer()
+        state = BatchedState(table)
+        events = _batch(consumer, range(70, 72), state, {"fp-r": 1})
+        released: list[int] = []
+        acks.hold(events, state.flush(), state.send_again, release=lambda e: released.append(e.message.offset))
+        for event in events:
+            event.ack()
+        table.sends[0][3].set_exception(RuntimeError("MessageSizeTooLarge"))
+        await _until(lambda: len(table.sends) == 2)  # late: sent again
+        rebalancing[0] = True  # a rebalance starts while the batch waits
+        await _until(lambda: released == [70, 71])
+        assert consumer.acked == []  # let go, never committed
+        assert _counted(registry, "tocsin_worker_changelog_held_records") == 0
+        rebalancing[0] = False  # over, and the partition moved to another worker
+        await asyncio.wait_for(acks.wait_all(), 60)  # bounded: a hold that never ends fails
+        table.sends[1][3].set_exception(RuntimeError("MessageSizeTooLarge"))
+        await asyncio.sleep(0)
+        assert len(table.sends) == 2  # no longer sent again: the partition's next owner writes the state
+        assert consumer.acked == []
+
+    asyncio.run(run())
+
+
+def test_a_released_batch_of_a_partition_kept_is_sent_until_kafka_has_it() -> None:
+    async def run() -> None:
+        registry = CollectorRegistry()
+        rebalancing = [False]
+        acks = ConfirmedAcks(
+            AGENT,
+            ChangelogMetrics(registry, [AGENT]),
+            confirm_s=60.0,
+            retry_s=0.0,
+            rebalancing=lambda: rebalancing[0],
+            owned=lambda events: True,  # the rebalance gave the partition back to this worker
+        )
+        table, consumer = Table(), Consumer()
+        state = BatchedState(table)
+        events = _batch(consumer, range(80, 81), state, {"fp-k": 1})
+        released: list[int] = []
+        acks.hold(events, state.flush(), state.send_again, release=lambda e: released.append(e.message.offset))
+        events[0].ack()
+        table.sends[0][3].set_exception(RuntimeError("NotLeaderForPartition"))
+        await _until(lambda: len(table.sends) == 2)
+        rebalancing[0] = True
+        await _until(lambda: released == [80])
+        rebalancing[0] = False
+        table.sends[1][3].set_exception(RuntimeError("NotLeaderForPartition"))
+        await _until(lambda: len(table.sends) == 3)  # still this worker's: the state is sent again
+        table.sends[2][3].set_result("ok")
+        await asyncio.wait_for(acks.wait_all(), 60)  # bounded: a hold that never ends fails
+        assert consumer.acked == []  # the records were let go: their copies read again are acknowledged
+        assert _counted(registry, "tocsin_worker_changelog_held_records") == 0
 
     asyncio.run(run())
