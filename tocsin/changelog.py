@@ -18,7 +18,11 @@ wait for any of this). A record whose send fails is sent again with the key's va
 the batch, up to ``RETRY_MAX_S``). A batch still unconfirmed
 after ``confirm_s``, or with a failed send, is counted once
 (``tocsin_worker_changelog_unconfirmed_total``) and logged; it stays unacknowledged until Kafka
-confirms: its offsets are not committed, and a restart reads its records again.
+confirms: its offsets are not committed, and a restart reads its records again. A rebalance that
+starts while a batch is late does not wait for it (Faust's would wait for every record in flight):
+the batch lets go of its records uncommitted, the partitions' owner reads them again from the last
+commit, and its changelog records are sent again only if this worker still holds the partitions
+once the rebalance is over (another owner may have written newer state).
 
 No Faust import: the events need only ``message.incref()`` and ``ack()``, the sends are asyncio
 futures. Measured cost and rationale: docs/throughput.md, "Changelog durability".
