@@ -28,7 +28,7 @@ from tocsin.alerts import cap_id
 from tocsin.alerts.kernels import fire as fk
 from tocsin.alerts.kernels import quake as qk
 from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from tocsin.schemas.common import WarningLevel
+from tocsin.schemas.common import Family, WarningLevel
 from tocsin.schemas.confirm import ConfirmRules
 from tocsin.schemas.detection import Detection, DetectionKind, DetectionState, is_gas_kind
 from tocsin.schemas.registry import RegistryLike
@@ -117,6 +117,12 @@ class AlertConfig:
     # an earthquake goes to the public (SMS, broadcast) only when the governing intensity (observed, or
     # predicted at the registry's targets and areas) reaches this; below it, agencies and operators only
     seismic_public_min_intensity: float = 4.5
+    # location from not-yet-arrived data (tocsin.alerts.kernels.quake.locate ``quiet``): live registry stations
+    # of the area that have not triggered count as not reached by P up to the newest data time minus the
+    # tolerance, at most ``seismic_quiet_window_s`` past the newest pick; None: picks only
+    seismic_quiet_tolerance_s: float | None = qk.QUIET_TOLERANCE_S
+    seismic_quiet_window_s: float = 5.0
+    seismic_max_offline: int = 4096  # offline seismic stations remembered per area; beyond: no quiet stations
     vp_km_s: float = 6.0
     vs_km_s: float = 3.5
     depth_km: float = 10.0
@@ -155,6 +161,8 @@ def confirm_settings(rules: ConfirmRules, env_confirm: Mapping[str, tuple[int, f
         "seismic_window_s": rules.seismic.window_s,
         "seismic_weights": dict(rules.seismic.weights),
         "seismic_public_min_intensity": rules.seismic.public_min_intensity,
+        "seismic_quiet_tolerance_s": rules.seismic.quiet_tolerance_s,
+        "seismic_quiet_window_s": rules.seismic.quiet_window_s,
     }
 
 
@@ -206,6 +214,7 @@ class AlertEngine:
         # partition of ``detections`` being handled (set by AlertStage; 0 for a single process)
         self.issuer_lane = 0
         self._sequencers: dict[int, cap_id.Sequencer] = {}
+        self._stations_of: tuple[Any, dict[str, list[tuple[str, float, float]]]] | None = None
 
     def fingerprint(self, d: Detection) -> str:
         """The lifecycle state's key. Its part before the last ``:`` is the ``detections`` key
@@ -247,12 +256,75 @@ class AlertEngine:
                 size += (x.gateway == name) if kind == "gateway" else (not x.gateway and x.site == name)
         return f"{kind}-{name}".replace(":", "_"), name, size
 
-    def process(self, d: Detection, state: State | None) -> tuple[State, list[Alert]]:
-        st, out = self._process(d, state)
+    def process(self, d: Detection, state: State | None, health: State | None = None) -> tuple[State, list[Alert]]:
+        """One detection against its fingerprint's state. ``health``: for a seismic trigger, the state
+        under :meth:`station_health_key` (which stations of the area are offline)."""
+        st, out = self._process(d, state, health)
         _bound_chain(st)
         return st, out
 
-    def _process(self, d: Detection, state: State | None) -> tuple[State, list[Alert]]:
+    # ------------------------------------------------------------------ seismic station health
+    def station_health_key(self, d: Detection) -> str | None:
+        """Where the offline seismic stations of the detection's area are kept (same ``detections``
+        key, ``seismic:<area>``, so same partition as the area's earthquake), or None for detections
+        of other families."""
+        if d.family is not Family.SEISMIC:
+            return None
+        return f"{d.family.value}:{d.area_code or self.config.default_area_code}:station-health"
+
+    def station_health(self, d: Detection, health: State | None) -> State | None:
+        """The station health after ``d``: a seismic station's deadman ``offline`` detection adds it to
+        the area's offline stations (cleared: removes it); anything else leaves it as it is (None
+        returned: unchanged). Bounded by ``seismic_max_offline``: beyond it the area is marked
+        ``overflow`` (counted) and no station of it counts as quiet until the set shrinks."""
+        if d.kind != DetectionKind.OFFLINE or d.family is not Family.SEISMIC:
+            return None
+        offline = dict((health or {}).get("offline", {}))
+        if d.state is DetectionState.CLEAR:
+            if d.device_id not in offline:
+                return None
+            del offline[d.device_id]
+        elif d.device_id in offline:
+            return None
+        else:
+            offline[d.device_id] = d.ts.timestamp()
+        overflow = len(offline) > self.config.seismic_max_offline
+        if overflow:
+            self._count_cap("seismic_offline_overflow")
+            oldest = sorted(offline, key=lambda k: (offline[k], k))
+            for k in oldest[: len(offline) - self.config.seismic_max_offline]:
+                del offline[k]
+        was = bool((health or {}).get("overflow"))
+        return {"offline": offline, "overflow": overflow or (was and len(offline) >= self.config.seismic_max_offline)}
+
+    def _seismic_stations(self, area: str) -> list[tuple[str, float, float]]:
+        """The registry's seismic stations of an area, ``(id, lat, lon)``, made once per registry load."""
+        if self.registry is None:
+            return []
+        devices = self.registry.devices
+        if self._stations_of is None or self._stations_of[0] is not devices:
+            by_area: dict[str, list[tuple[str, float, float]]] = {}
+            for dev in devices:
+                if dev.family is Family.SEISMIC:
+                    by_area.setdefault(dev.area.code, []).append((dev.device_id, dev.lat, dev.lon))
+            self._stations_of = (devices, by_area)
+        return self._stations_of[1].get(area, [])
+
+    def _quiet(self, d: Detection, trig: Mapping[str, Any], health: State | None) -> list[qk.QuietStation]:
+        """Live stations of the area that have not triggered: the registry's seismic stations of the
+        detection's area, minus every station holding a trigger in the state (in the cluster or not),
+        minus the stations the deadman has reported offline. None at all when the offline set overflowed."""
+        if self.config.seismic_quiet_tolerance_s is None or (health or {}).get("overflow"):
+            return []
+        offline = (health or {}).get("offline", {})
+        area = d.area_code or self.config.default_area_code
+        return [
+            qk.QuietStation(sid, lat, lon)
+            for sid, lat, lon in self._seismic_stations(area)
+            if sid not in trig and sid not in offline
+        ]
+
+    def _process(self, d: Detection, state: State | None, health: State | None = None) -> tuple[State, list[Alert]]:
         st: State = dict(state) if state else {"active": False, "revision": -1, "ids": [], "sources": {}}
         st["sources"] = dict(st["sources"])
         max_age = self.config.max_detection_age_s
@@ -281,7 +353,7 @@ class AlertEngine:
         if len(st["seen"]) > self.config.max_seen:
             self._evict_seen(st)
         if d.kind == DetectionKind.P_TRIGGER:
-            return st, self._seismic(d, st)
+            return st, self._seismic(d, st, health)
         if d.kind == DetectionKind.OFFLINE:
             # Inhibition: the offline devices of one gateway (or site) are one operators' alert (blue),
             # not one per device; routing never sends it to the public.
@@ -663,7 +735,7 @@ class AlertEngine:
         )
 
     # ------------------------------------------------------------------ seismic
-    def _seismic(self, d: Detection, st: State) -> list[Alert]:
+    def _seismic(self, d: Detection, st: State, health: State | None = None) -> list[Alert]:
         """Network confirmation: station triggers consistent with one P wave (coincidence), then a
         located epicentre, a magnitude from Pd, and predicted intensity and S-wave warning time at
         the registry's targets. Issued as soon as confirmed; updated as more stations report, up at
@@ -724,7 +796,9 @@ class AlertEngine:
         # Warning times count from the moment this message is issued (the engine's clock), not from the
         # triggering packet's device time: processing and queueing delay has already used up part of it.
         issued_s = self.clock().timestamp()
-        q = self._quake(co, trig, issued_s) if co.confirmed else self._unlocated(stations, trig)
+        q = self._quake(co, trig, issued_s, d, health) if co.confirmed else self._unlocated(stations, trig)
+        if q["lat"] is not None:  # the latest epicentre, for operators and measurements
+            st["epicentre"] = {k: q[k] for k in ("lat", "lon", "n_picks", "n_quiet", "late_s")}
         shaking = max(q["observed"], q["predicted_max"])
         level = seismic_level(shaking)
         d2 = d.model_copy(
@@ -831,9 +905,23 @@ class AlertEngine:
             "text": f"地震预警：{len(stations)}个台站触发，震中待定，台站实测最大烈度{observed:.1f}度。",
         }
 
-    def _quake(self, co: qk.Coincidence, trig: dict[str, Any], alert_t_s: float) -> dict[str, Any]:
+    def _quake(
+        self, co: qk.Coincidence, trig: dict[str, Any], alert_t_s: float, d: Detection, health: State | None
+    ) -> dict[str, Any]:
         cfg = self.config
-        loc = qk.locate(list(co.picks), vp_km_s=cfg.vp_km_s, depth_km=cfg.depth_km)
+        quiet = self._quiet(d, trig, health)
+        newest = max(p.t_s for p in co.picks)
+        # the event's newest data time: this detection's (a station's packet), at most the window past the
+        # newest pick; the kernel takes the tolerance off it
+        now_s = min(max(d.ts.timestamp(), newest), newest + cfg.seismic_quiet_window_s)
+        loc = qk.locate(
+            list(co.picks),
+            vp_km_s=cfg.vp_km_s,
+            depth_km=cfg.depth_km,
+            quiet=quiet,
+            now_s=now_s,
+            quiet_tolerance_s=cfg.seismic_quiet_tolerance_s or 0.0,
+        )
         est = qk.magnitude_estimate(list(co.picks), loc, vp_km_s=cfg.vp_km_s, vs_km_s=cfg.vs_km_s)
         mag = est.magnitude
         observed = max(trig[k]["intensity"] for k in co.station_ids)
@@ -866,6 +954,9 @@ class AlertEngine:
             "predicted_max": max(predicted, default=0.0),
             "blind_km": qk.blind_zone_radius_km(loc, alert_t_s, vs_km_s=cfg.vs_km_s),
             "text": text[:4000],
+            "n_picks": loc.n,
+            "n_quiet": loc.n_quiet,
+            "late_s": round(loc.late_s, 3),
         }
 
 

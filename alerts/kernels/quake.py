@@ -51,6 +51,7 @@ __all__ = [
     "MagnitudeEstimate",
     "Pick",
     "PgvModel",
+    "QuietStation",
     "StationMagnitude",
     "blind_zone_radius_km",
     "coincidence",
@@ -75,6 +76,12 @@ __all__ = [
 _MAX_NODES = 5000
 # Grid nodes times stations evaluated at once in :func:`locate` (bounds temporary memory).
 _BLOCK_ELEMENTS = 1 << 20
+QUIET_TOLERANCE_S = 2.0
+"""Default slack (s) of the not-yet-arrived constraint in :func:`locate`: an untriggered station is
+taken to have not seen P only up to ``now_s - quiet_tolerance_s`` (packet length, trigger delay of a
+weaker record, transport and processing latency between stations)."""
+MAX_QUIET_STATIONS = 32
+"""At most this many untriggered stations (the nearest to the picks) constrain :func:`locate`."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,6 +185,33 @@ class Pick:
             pd_profile_cm=None if profile is None else tuple(float(x) for x in profile),
             pd_step_s=float(d.get("pd_step_s", 0.5)),
         )
+
+
+@dataclass(frozen=True)
+class QuietStation:
+    """A live station that has not triggered (P not seen yet) at ``(lat, lon)`` (deg): evidence for
+    :func:`locate` that the P wave has not reached it. Live means its data are coming in: a station
+    whose data stopped must not be given as one (its silence says nothing about the P wave)."""
+
+    station_id: str
+    lat: float
+    lon: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> QuietStation:
+        return cls(str(d["station_id"]), float(d["lat"]), float(d["lon"]))
+
+
+def _as_quiet(q: QuietStation | Mapping[str, Any]) -> QuietStation:
+    station = q if isinstance(q, QuietStation) else QuietStation.from_dict(q)
+    lat = _finite("lat", station.lat)
+    _finite("lon", station.lon)
+    if not -90.0 <= lat <= 90.0:
+        raise ValueError(f"lat must lie in [-90, 90], got {station.lat!r}")
+    return station
 
 
 def _as_pick(p: Pick | Mapping[str, Any]) -> Pick:
@@ -367,7 +401,9 @@ def coincidence(
 @dataclass(frozen=True)
 class Location:
     """Hypocentre from :func:`locate`: epicentre (deg), fixed depth (km), origin time (epoch s),
-    RMS travel-time residual (s) and the number of picks used."""
+    RMS travel-time residual of the picks (s) and the number of picks used; with not-yet-arrived data,
+    the number of quiet stations used and the largest amount (s) by which one of them should already
+    have seen P at this place (0: none)."""
 
     lat: float
     lon: float
@@ -375,6 +411,8 @@ class Location:
     origin_t_s: float
     rms_s: float
     n: int
+    n_quiet: int = 0
+    late_s: float = 0.0
 
     def epi_km(self, lat: float, lon: float) -> float:
         """Epicentral (great-circle) distance to a point, km."""
@@ -396,11 +434,24 @@ class Location:
             float(d["origin_t_s"]),
             float(d["rms_s"]),
             int(d["n"]),
+            int(d.get("n_quiet", 0)),
+            float(d.get("late_s", 0.0)),
         )
 
 
 def _as_location(loc: Location | Mapping[str, Any]) -> Location:
     return loc if isinstance(loc, Location) else Location.from_dict(loc)
+
+
+Quiet = tuple[np.ndarray, np.ndarray, float]
+"""Untriggered live stations in :func:`locate`: their latitudes, longitudes, and the time (relative to
+the earliest pick, s) before which their P arrival would have been seen, ``now - tolerance``."""
+
+
+def _late(t0: ArrayLike, q_tt: np.ndarray, limit: float) -> np.ndarray:
+    """How much earlier than ``limit`` each untriggered station's predicted P arrival ``t0 + tt`` is
+    (0 where it is not earlier): the one-sided residuals of the not-yet-arrived constraint."""
+    return np.maximum(0.0, limit - np.asarray(t0, dtype=np.float64)[..., None] - q_tt)
 
 
 def _grid_rms(
@@ -413,14 +464,19 @@ def _grid_rms(
     t_rel: np.ndarray,
     depth_km: float,
     vp_km_s: float,
+    quiet: Quiet | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x, y, RMS residual, origin offset) of every node of the grid ``xs`` x ``ys``, row by row (y)."""
+    """(x, y, misfit, origin offset) of every node of the grid ``xs`` x ``ys``, row by row (y).
+
+    The misfit is the RMS pick residual; with ``quiet`` stations, their one-sided residuals
+    (:func:`_late`) are added to the sum of squares before dividing by the number of picks."""
     gx, gy = np.meshgrid(xs, ys, indexing="xy")
     gx, gy = gx.ravel(), gy.ravel()
     glat, glon = xy_to_latlon(gx, gy, lat0, lon0)
     glat, glon = np.atleast_1d(glat), np.atleast_1d(glon)
     n_st = st_lat.size
-    block = max(1, _BLOCK_ELEMENTS // n_st)
+    n_q = 0 if quiet is None else quiet[0].size
+    block = max(1, _BLOCK_ELEMENTS // (n_st + n_q))
     rms = np.empty(gx.size)
     t0 = np.empty(gx.size)
     for s in range(0, gx.size, block):
@@ -428,7 +484,14 @@ def _grid_rms(
         d = _haversine_arr(glat[s:e, None], glon[s:e, None], st_lat[None, :], st_lon[None, :])
         r = t_rel[None, :] - np.hypot(d, depth_km) / vp_km_s
         t0[s:e] = r.mean(axis=1)
-        rms[s:e] = np.sqrt(np.mean(np.square(r - t0[s:e, None]), axis=1))
+        if quiet is None:
+            rms[s:e] = np.sqrt(np.mean(np.square(r - t0[s:e, None]), axis=1))
+            continue
+        q_lat, q_lon, limit = quiet
+        q_tt = np.hypot(_haversine_arr(glat[s:e, None], glon[s:e, None], q_lat[None, :], q_lon[None, :]), depth_km)
+        late = _late(t0[s:e], q_tt / vp_km_s, limit)
+        cost = np.sum(np.square(r - t0[s:e, None]), axis=1) + np.sum(np.square(late), axis=1)
+        rms[s:e] = np.sqrt(cost / n_st)
     return gx, gy, rms, t0
 
 
@@ -442,9 +505,10 @@ def _grid_best(
     t_rel: np.ndarray,
     depth_km: float,
     vp_km_s: float,
+    quiet: Quiet | None = None,
 ) -> tuple[float, float, float, float]:
-    """(x, y, rms, origin offset) of the grid node with the smallest RMS residual (first on ties)."""
-    gx, gy, rms, t0 = _grid_rms(xs, ys, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
+    """(x, y, misfit, origin offset) of the grid node with the smallest misfit (first on ties)."""
+    gx, gy, rms, t0 = _grid_rms(xs, ys, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s, quiet)
     k = int(np.argmin(rms))
     return float(gx[k]), float(gy[k]), float(rms[k]), float(t0[k])
 
@@ -460,38 +524,52 @@ def _polish(
     depth_km: float,
     vp_km_s: float,
     iterations: int = 30,
+    quiet: Quiet | None = None,
 ) -> tuple[float, float, float, float]:
-    """(x, y, rms, origin offset) after Gauss-Newton steps from the grid node ``(x, y)``: the residuals'
-    derivatives from the local projection, each step kept only if the RMS (great-circle travel times)
+    """(x, y, misfit, origin offset) after Gauss-Newton steps from the grid node ``(x, y)``: the residuals'
+    derivatives from the local projection, each step kept only if the misfit (great-circle travel times)
     falls, so the result is never worse than the node. Three picks fit a place exactly: the grid only
     gets within a node of it, and along the long, flat valley that three stations leave, a node can be
-    kilometres from the exact fit."""
+    kilometres from the exact fit. With ``quiet`` stations, their one-sided residuals that are not zero
+    join the pick residuals (derivative: ``d(late)/dx = mean(d tt_pick/dx) - d tt_quiet/dx``, the origin
+    time moving with the picks)."""
     sx, sy = local_xy_km(st_lat, st_lon, lat0, lon0)
+    qx, qy = local_xy_km(quiet[0], quiet[1], lat0, lon0) if quiet is not None else (sx[:0], sy[:0])
 
-    def residuals(px: float, py: float) -> tuple[np.ndarray, float]:
+    def residuals(px: float, py: float) -> tuple[np.ndarray, float, np.ndarray]:
         plat, plon = xy_to_latlon(px, py, lat0, lon0)
         r = t_rel - np.hypot(_haversine_arr(plat, plon, st_lat, st_lon), depth_km) / vp_km_s
         t0 = float(r.mean())
-        return r - t0, t0
+        if quiet is None:
+            return r - t0, t0, np.zeros(0)
+        q_tt = np.hypot(_haversine_arr(plat, plon, quiet[0], quiet[1]), depth_km) / vp_km_s
+        return r - t0, t0, _late(np.float64(t0), q_tt, quiet[2])
 
-    r, t0 = residuals(x, y)
-    cost = float(r @ r)
+    r, t0, late = residuals(x, y)
+    cost = float(r @ r) + float(late @ late)
     for _ in range(iterations):
         hyp = np.maximum(np.hypot(np.hypot(x - sx, y - sy), depth_km), 1e-6) * vp_km_s
-        jac = -np.column_stack(((x - sx) / hyp, (y - sy) / hyp))
-        jac -= jac.mean(axis=0)  # the origin time is solved for at every point
+        dtt = np.column_stack(((x - sx) / hyp, (y - sy) / hyp))  # d(travel time)/d(x, y) per pick
+        jac = -(dtt - dtt.mean(axis=0))  # the origin time is solved for at every point
+        res = r
+        if quiet is not None and np.any(late > 0.0):
+            on = late > 0.0
+            qhyp = np.maximum(np.hypot(np.hypot(x - qx[on], y - qy[on]), depth_km), 1e-6) * vp_km_s
+            qdtt = np.column_stack(((x - qx[on]) / qhyp, (y - qy[on]) / qhyp))
+            jac = np.vstack((jac, dtt.mean(axis=0) - qdtt))
+            res = np.concatenate((r, late[on]))
         jtj = jac.T @ jac
         try:
-            step = np.linalg.solve(jtj + 1e-9 * np.eye(2), -(jac.T @ r))
+            step = np.linalg.solve(jtj + 1e-9 * np.eye(2), -(jac.T @ res))
         except np.linalg.LinAlgError:
             break
         moved = False
         for _ in range(12):
             nx, ny = x + float(step[0]), y + float(step[1])
-            nr, nt0 = residuals(nx, ny)
-            n_cost = float(nr @ nr)
+            nr, nt0, nlate = residuals(nx, ny)
+            n_cost = float(nr @ nr) + float(nlate @ nlate)
             if n_cost < cost:
-                x, y, r, t0, cost, moved = nx, ny, nr, nt0, n_cost, True
+                x, y, r, t0, late, cost, moved = nx, ny, nr, nt0, nlate, n_cost, True
                 break
             step = step / 2.0
         if not moved or float(np.hypot(*step)) < 1e-7:
@@ -541,8 +619,13 @@ def locate(
     grid_half_width_km: float = 100.0,
     grid_step_km: float = 1.0,
     refine_step_km: float = 0.1,
+    *,
+    quiet: Sequence[QuietStation | Mapping[str, Any]] = (),
+    now_s: float | None = None,
+    quiet_tolerance_s: float = QUIET_TOLERANCE_S,
 ) -> Location:
-    """Epicentre and origin time from P picks by grid search at a fixed depth.
+    """Epicentre and origin time from P picks by grid search at a fixed depth, optionally constrained
+    by the live stations that have not triggered yet.
 
     Model: ``t_i = t0 + sqrt(epi_i**2 + depth_km**2) / vp_km_s``, uniform velocity. For each grid
     node the origin time minimising the residuals in the least-squares sense is solved in closed
@@ -550,18 +633,34 @@ def locate(
     east and north) is centred on the stations' centroid; a second grid at ``refine_step_km`` spans
     +-2 coarse steps around each of the :data:`LOCATE_BASINS` lowest local minima of the coarse
     grid, each one's best fine node is polished by Gauss-Newton steps (:func:`_polish`), and the
-    smallest RMS residual wins. Fits within :data:`LOCATE_TIE_S` of it are equally good (three picks
+    smallest misfit wins. Fits within :data:`LOCATE_TIE_S` of it are equally good (three picks
     can fit two places exactly, one of them often a mirror image outside the network): the one
     nearest a station is taken. Grid coordinates use the equirectangular projection about the
     centroid (:func:`local_xy_km`); travel times use exact great-circle distances. Picks are
     weighted equally; use the cluster from :func:`coincidence` so that outliers are already removed.
 
+    Not-yet-arrived data (``quiet``, ``now_s``): each live station that has not triggered by
+    ``now_s`` says the P wave reached it after ``now_s - quiet_tolerance_s``. A place where such a
+    station's predicted arrival ``t0 + tt_u`` comes earlier than that has a one-sided residual
+    ``late_u = now_s - quiet_tolerance_s - (t0 + tt_u)``; the misfit becomes
+    ``sqrt((sum(pick residuals**2) + sum(late_u**2)) / n_picks)`` everywhere in the search (coarse
+    grid, basins, fine grid, polish, choice). Of three picks' two exact fits, the one whose
+    neighbourhood holds quiet stations that would already have seen P is so ruled out; where no
+    quiet station tells them apart, the tie rule above still decides. Quiet stations that also
+    have a pick are ignored; only the :data:`MAX_QUIET_STATIONS` nearest the picks' centroid are
+    used. The tolerance covers what makes a station's trigger known late or fire late: packet
+    length, transport, processing, and the later trigger of a weaker record. ``rms_s`` stays the
+    RMS pick residual at the chosen place; ``late_s`` is its largest ``late_u`` (0: consistent with
+    every quiet station) and ``n_quiet`` the quiet stations used. With no quiet station the result
+    is exactly the picks-only location.
+
     The search depends on where the stations are, not on which of them triggered first: a grid
     centred on the earliest station finds one or the other of two such fits depending on which of
-    two near-simultaneous stations came first. The result is the same for the same picks in any
-    order and under any station names.
+    two near-simultaneous stations came first. The result is the same for the same picks (and
+    quiet stations) in any order and under any station names.
 
-    Needs at least 3 picks (3 unknowns); raises ``ValueError`` otherwise.
+    Needs at least 3 picks (3 unknowns); raises ``ValueError`` otherwise, or when quiet stations
+    come without ``now_s``.
     """
     # by time, then place: neither the names nor the order given play a part
     ps = sorted((_as_pick(p) for p in picks), key=lambda p: (p.t_s, p.lat, p.lon, p.station_id))
@@ -575,21 +674,32 @@ def locate(
             raise ValueError(f"{name} must be positive, got {v!r}")
     if not (depth_km >= 0.0 and math.isfinite(depth_km)):
         raise ValueError(f"depth_km must be finite and >= 0, got {depth_km!r}")
+    if not (quiet_tolerance_s >= 0.0 and math.isfinite(quiet_tolerance_s)):
+        raise ValueError(f"quiet_tolerance_s must be finite and >= 0, got {quiet_tolerance_s!r}")
     st_lat = np.array([p.lat for p in ps])
     st_lon = np.array([p.lon for p in ps])
     t_ref = ps[0].t_s
     t_rel = np.array([p.t_s - t_ref for p in ps])  # relative times keep full precision
     lat0, lon0 = _centroid(st_lat, st_lon)
+    q = _quiet_set(quiet, ps, lat0, lon0)
+    q_arg: Quiet | None = None
+    if q:
+        if now_s is None or not math.isfinite(float(now_s)):
+            raise ValueError(f"quiet stations need a finite now_s, got {now_s!r}")
+        limit = float(now_s) - t_ref - quiet_tolerance_s
+        q_arg = (np.array([s.lat for s in q]), np.array([s.lon for s in q]), limit)
 
     n_half = int(math.ceil(grid_half_width_km / grid_step_km - 1e-9))
     coarse = np.arange(-n_half, n_half + 1) * grid_step_km
-    gx, gy, g_rms, _ = _grid_rms(coarse, coarse, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
+    gx, gy, g_rms, _ = _grid_rms(coarse, coarse, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s, q_arg)
     m_half = int(math.ceil(2.0 * grid_step_km / refine_step_km - 1e-9))
     fine = np.arange(-m_half, m_half + 1) * refine_step_km
     fits = []
     for k in _coarse_minima(g_rms, coarse.size, LOCATE_BASINS):
-        fx_k, fy_k, _, _ = _grid_best(gx[k] + fine, gy[k] + fine, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
-        fits.append(_polish(fx_k, fy_k, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s))
+        fx_k, fy_k, _, _ = _grid_best(
+            gx[k] + fine, gy[k] + fine, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s, q_arg
+        )
+        fits.append(_polish(fx_k, fy_k, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s, quiet=q_arg))
     # Places that fit equally well (three picks: two exact solutions): the one nearest a station, i.e.
     # in the network rather than its mirror image outside it.
     least = min(f[2] for f in fits)
@@ -599,7 +709,28 @@ def locate(
         key=lambda f: (float(np.min(np.hypot(sx - f[0], sy - f[1]))), f[2], f[0], f[1]),
     )
     lat, lon = xy_to_latlon(fx, fy, lat0, lon0)
-    return Location(float(lat), float(lon), float(depth_km), t_ref + t0, rms, len(ps))
+    if q_arg is None:
+        return Location(float(lat), float(lon), float(depth_km), t_ref + t0, rms, len(ps))
+    # the pick RMS and the worst quiet-station violation at the chosen place
+    r = t_rel - np.hypot(_haversine_arr(lat, lon, st_lat, st_lon), depth_km) / vp_km_s
+    q_tt = np.hypot(_haversine_arr(lat, lon, q_arg[0], q_arg[1]), depth_km) / vp_km_s
+    late = _late(np.float64(t0), q_tt, q_arg[2])
+    pick_rms = float(np.sqrt(np.mean(np.square(r - t0))))
+    return Location(float(lat), float(lon), float(depth_km), t_ref + t0, pick_rms, len(ps), len(q), float(late.max()))
+
+
+def _quiet_set(
+    quiet: Sequence[QuietStation | Mapping[str, Any]], ps: Sequence[Pick], lat0: float, lon0: float
+) -> list[QuietStation]:
+    """The quiet stations :func:`locate` uses: not among the picks, one per station id, the
+    :data:`MAX_QUIET_STATIONS` nearest the picks' centroid, in a fixed order (place, then id)."""
+    picked = {p.station_id for p in ps}
+    by_id: dict[str, QuietStation] = {}
+    for s in sorted((_as_quiet(item) for item in quiet), key=lambda s: (s.station_id, s.lat, s.lon)):
+        if s.station_id not in picked:
+            by_id.setdefault(s.station_id, s)
+    ranked = sorted(by_id.values(), key=lambda s: (haversine_km(lat0, lon0, s.lat, s.lon), s.lat, s.lon, s.station_id))
+    return sorted(ranked[:MAX_QUIET_STATIONS], key=lambda s: (s.lat, s.lon, s.station_id))
 
 
 # ---------------------------------------------------------------------------------------------
