@@ -121,7 +121,7 @@ class AlertConfig:
     # of the area that have not triggered count as not reached by P up to the newest data time minus the
     # tolerance, at most ``seismic_quiet_window_s`` past the newest pick; None: picks only
     seismic_quiet_tolerance_s: float | None = qk.QUIET_TOLERANCE_S
-    seismic_quiet_window_s: float = 5.0
+    seismic_quiet_window_s: float = 3.0
     seismic_max_offline: int = 4096  # offline seismic stations remembered per area; beyond: no quiet stations
     vp_km_s: float = 6.0
     vs_km_s: float = 3.5

@@ -47,7 +47,7 @@ class SeismicConfirm(WireModel):
         "to the event's newest data time minus this (packet length, latency, trigger delay); null: picks only",
     )
     quiet_window_s: float = Field(
-        default=5.0,
+        default=3.0,
         ge=0,
         le=60,
         description="the not-yet-arrived constraint reaches at most this long past the newest pick (stations a "

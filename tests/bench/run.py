@@ -20,6 +20,10 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
 - scaleout: 1, 2 and 3 ``tocsin worker`` processes in one consumer group draining the same 60,000
   pre-produced rain readings of 500 gauges from a 6-partition topic: readings/s each, the ratio to
   one worker, and every worker's CPU (tests/bench/scaleout.py; docs/capacity.md explains the figure).
+- quake_location: epicentre error of the earthquake location with and without the not-yet-arrived
+  constraint (live untriggered stations), the warning levels and the first alert's pick count, on the
+  simulator's quakes, both in the same run (tests/bench/quake_location.py; the full table:
+  ``python -m tests.bench.quake_location``).
 - alert_latency: red detection -> first SMS at the carrier emulator through Kafka and a real worker,
   under 1,000 background detections/s, vs a bare Kafka round trip (tests/bench/latency.py).
 """
@@ -213,6 +217,9 @@ BENCHES["influx_sink"] = bench_influx_sink
 from tests.bench.worker import bench_worker  # noqa: E402 (real stack: one worker draining mixed telemetry)
 
 BENCHES["worker"] = bench_worker
+from tests.bench.quake_location import bench_quake_location  # noqa: E402 (simulated quakes, in process)
+
+BENCHES["quake_location"] = bench_quake_location
 
 
 if __name__ == "__main__":
