@@ -464,19 +464,14 @@ def _grid_rms(
     t_rel: np.ndarray,
     depth_km: float,
     vp_km_s: float,
-    quiet: Quiet | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x, y, misfit, origin offset) of every node of the grid ``xs`` x ``ys``, row by row (y).
-
-    The misfit is the RMS pick residual; with ``quiet`` stations, their one-sided residuals
-    (:func:`_late`) are added to the sum of squares before dividing by the number of picks."""
+    """(x, y, RMS residual, origin offset) of every node of the grid ``xs`` x ``ys``, row by row (y)."""
     gx, gy = np.meshgrid(xs, ys, indexing="xy")
     gx, gy = gx.ravel(), gy.ravel()
     glat, glon = xy_to_latlon(gx, gy, lat0, lon0)
     glat, glon = np.atleast_1d(glat), np.atleast_1d(glon)
     n_st = st_lat.size
-    n_q = 0 if quiet is None else quiet[0].size
-    block = max(1, _BLOCK_ELEMENTS // (n_st + n_q))
+    block = max(1, _BLOCK_ELEMENTS // n_st)
     rms = np.empty(gx.size)
     t0 = np.empty(gx.size)
     for s in range(0, gx.size, block):
@@ -484,14 +479,7 @@ def _grid_rms(
         d = _haversine_arr(glat[s:e, None], glon[s:e, None], st_lat[None, :], st_lon[None, :])
         r = t_rel[None, :] - np.hypot(d, depth_km) / vp_km_s
         t0[s:e] = r.mean(axis=1)
-        if quiet is None:
-            rms[s:e] = np.sqrt(np.mean(np.square(r - t0[s:e, None]), axis=1))
-            continue
-        q_lat, q_lon, limit = quiet
-        q_tt = np.hypot(_haversine_arr(glat[s:e, None], glon[s:e, None], q_lat[None, :], q_lon[None, :]), depth_km)
-        late = _late(t0[s:e], q_tt / vp_km_s, limit)
-        cost = np.sum(np.square(r - t0[s:e, None]), axis=1) + np.sum(np.square(late), axis=1)
-        rms[s:e] = np.sqrt(cost / n_st)
+        rms[s:e] = np.sqrt(np.mean(np.square(r - t0[s:e, None]), axis=1))
     return gx, gy, rms, t0
 
 
@@ -505,10 +493,9 @@ def _grid_best(
     t_rel: np.ndarray,
     depth_km: float,
     vp_km_s: float,
-    quiet: Quiet | None = None,
 ) -> tuple[float, float, float, float]:
-    """(x, y, misfit, origin offset) of the grid node with the smallest misfit (first on ties)."""
-    gx, gy, rms, t0 = _grid_rms(xs, ys, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s, quiet)
+    """(x, y, rms, origin offset) of the grid node with the smallest RMS residual (first on ties)."""
+    gx, gy, rms, t0 = _grid_rms(xs, ys, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
     k = int(np.argmin(rms))
     return float(gx[k]), float(gy[k]), float(rms[k]), float(t0[k])
 
@@ -524,52 +511,38 @@ def _polish(
     depth_km: float,
     vp_km_s: float,
     iterations: int = 30,
-    quiet: Quiet | None = None,
 ) -> tuple[float, float, float, float]:
-    """(x, y, misfit, origin offset) after Gauss-Newton steps from the grid node ``(x, y)``: the residuals'
-    derivatives from the local projection, each step kept only if the misfit (great-circle travel times)
+    """(x, y, rms, origin offset) after Gauss-Newton steps from the grid node ``(x, y)``: the residuals'
+    derivatives from the local projection, each step kept only if the RMS (great-circle travel times)
     falls, so the result is never worse than the node. Three picks fit a place exactly: the grid only
     gets within a node of it, and along the long, flat valley that three stations leave, a node can be
-    kilometres from the exact fit. With ``quiet`` stations, their one-sided residuals that are not zero
-    join the pick residuals (derivative: ``d(late)/dx = mean(d tt_pick/dx) - d tt_quiet/dx``, the origin
-    time moving with the picks)."""
+    kilometres from the exact fit."""
     sx, sy = local_xy_km(st_lat, st_lon, lat0, lon0)
-    qx, qy = local_xy_km(quiet[0], quiet[1], lat0, lon0) if quiet is not None else (sx[:0], sy[:0])
 
-    def residuals(px: float, py: float) -> tuple[np.ndarray, float, np.ndarray]:
+    def residuals(px: float, py: float) -> tuple[np.ndarray, float]:
         plat, plon = xy_to_latlon(px, py, lat0, lon0)
         r = t_rel - np.hypot(_haversine_arr(plat, plon, st_lat, st_lon), depth_km) / vp_km_s
         t0 = float(r.mean())
-        if quiet is None:
-            return r - t0, t0, np.zeros(0)
-        q_tt = np.hypot(_haversine_arr(plat, plon, quiet[0], quiet[1]), depth_km) / vp_km_s
-        return r - t0, t0, _late(np.float64(t0), q_tt, quiet[2])
+        return r - t0, t0
 
-    r, t0, late = residuals(x, y)
-    cost = float(r @ r) + float(late @ late)
+    r, t0 = residuals(x, y)
+    cost = float(r @ r)
     for _ in range(iterations):
         hyp = np.maximum(np.hypot(np.hypot(x - sx, y - sy), depth_km), 1e-6) * vp_km_s
-        dtt = np.column_stack(((x - sx) / hyp, (y - sy) / hyp))  # d(travel time)/d(x, y) per pick
-        jac = -(dtt - dtt.mean(axis=0))  # the origin time is solved for at every point
-        res = r
-        if quiet is not None and np.any(late > 0.0):
-            on = late > 0.0
-            qhyp = np.maximum(np.hypot(np.hypot(x - qx[on], y - qy[on]), depth_km), 1e-6) * vp_km_s
-            qdtt = np.column_stack(((x - qx[on]) / qhyp, (y - qy[on]) / qhyp))
-            jac = np.vstack((jac, dtt.mean(axis=0) - qdtt))
-            res = np.concatenate((r, late[on]))
+        jac = -np.column_stack(((x - sx) / hyp, (y - sy) / hyp))
+        jac -= jac.mean(axis=0)  # the origin time is solved for at every point
         jtj = jac.T @ jac
         try:
-            step = np.linalg.solve(jtj + 1e-9 * np.eye(2), -(jac.T @ res))
+            step = np.linalg.solve(jtj + 1e-9 * np.eye(2), -(jac.T @ r))
         except np.linalg.LinAlgError:
             break
         moved = False
         for _ in range(12):
             nx, ny = x + float(step[0]), y + float(step[1])
-            nr, nt0, nlate = residuals(nx, ny)
-            n_cost = float(nr @ nr) + float(nlate @ nlate)
+            nr, nt0 = residuals(nx, ny)
+            n_cost = float(nr @ nr)
             if n_cost < cost:
-                x, y, r, t0, late, cost, moved = nx, ny, nr, nt0, nlate, n_cost, True
+                x, y, r, t0, cost, moved = nx, ny, nr, nt0, n_cost, True
                 break
             step = step / 2.0
         if not moved or float(np.hypot(*step)) < 1e-7:
@@ -624,8 +597,8 @@ def locate(
     now_s: float | None = None,
     quiet_tolerance_s: float = QUIET_TOLERANCE_S,
 ) -> Location:
-    """Epicentre and origin time from P picks by grid search at a fixed depth, optionally constrained
-    by the live stations that have not triggered yet.
+    """Epicentre and origin time from P picks by grid search at a fixed depth; of equally good fits, the
+    one the live stations that have not triggered yet allow.
 
     Model: ``t_i = t0 + sqrt(epi_i**2 + depth_km**2) / vp_km_s``, uniform velocity. For each grid
     node the origin time minimising the residuals in the least-squares sense is solved in closed
@@ -633,26 +606,27 @@ def locate(
     east and north) is centred on the stations' centroid; a second grid at ``refine_step_km`` spans
     +-2 coarse steps around each of the :data:`LOCATE_BASINS` lowest local minima of the coarse
     grid, each one's best fine node is polished by Gauss-Newton steps (:func:`_polish`), and the
-    smallest misfit wins. Fits within :data:`LOCATE_TIE_S` of it are equally good (three picks
+    smallest RMS residual wins. Fits within :data:`LOCATE_TIE_S` of it are equally good (three picks
     can fit two places exactly, one of them often a mirror image outside the network): the one
     nearest a station is taken. Grid coordinates use the equirectangular projection about the
     centroid (:func:`local_xy_km`); travel times use exact great-circle distances. Picks are
     weighted equally; use the cluster from :func:`coincidence` so that outliers are already removed.
 
     Not-yet-arrived data (``quiet``, ``now_s``): each live station that has not triggered by
-    ``now_s`` says the P wave reached it after ``now_s - quiet_tolerance_s``. A place where such a
-    station's predicted arrival ``t0 + tt_u`` comes earlier than that has a one-sided residual
-    ``late_u = now_s - quiet_tolerance_s - (t0 + tt_u)``; the misfit becomes
-    ``sqrt((sum(pick residuals**2) + sum(late_u**2)) / n_picks)`` everywhere in the search (coarse
-    grid, basins, fine grid, polish, choice). Of three picks' two exact fits, the one whose
-    neighbourhood holds quiet stations that would already have seen P is so ruled out; where no
-    quiet station tells them apart, the tie rule above still decides. Quiet stations that also
-    have a pick are ignored; only the :data:`MAX_QUIET_STATIONS` nearest the picks' centroid are
-    used. The tolerance covers what makes a station's trigger known late or fire late: packet
-    length, transport, processing, and the later trigger of a weaker record. ``rms_s`` stays the
-    RMS pick residual at the chosen place; ``late_s`` is its largest ``late_u`` (0: consistent with
-    every quiet station) and ``n_quiet`` the quiet stations used. With no quiet station the result
-    is exactly the picks-only location.
+    ``now_s`` says the P wave reached it after ``now_s - quiet_tolerance_s``. At a fit where such a
+    station's predicted arrival ``t0 + tt_u`` comes earlier than that, it has a one-sided residual
+    ``late_u = now_s - quiet_tolerance_s - (t0 + tt_u)``. The quiet stations decide between the
+    equally good fits only (the tie above; three picks: the two exact solutions): the fits with no
+    ``late_u`` above :data:`LOCATE_TIE_S` are kept, and the tie rule chooses among them. When every fit, or none, has
+    one, they change nothing: quiet stations that contradict every fit of the picks are not
+    evidence about the place (a station whose data come late, or that is too far or too noisy to
+    trigger), and the picks-only choice stands. So the quiet stations never move the epicentre off
+    the picks' best fits: at worst they choose the other one of two. Quiet stations that also have a
+    pick are ignored; only the :data:`MAX_QUIET_STATIONS` nearest the picks' centroid are used. The
+    tolerance covers what makes a station's trigger known late or fire late: packet length,
+    transport, processing, and the later trigger of a weaker record. ``late_s`` is the chosen fit's
+    largest ``late_u`` and ``n_quiet`` the quiet stations used. With no quiet station, or quiet
+    stations that tell no fit apart, the result is exactly the picks-only location.
 
     The search depends on where the stations are, not on which of them triggered first: a grid
     centred on the earliest station finds one or the other of two such fits depending on which of
@@ -691,32 +665,43 @@ def locate(
 
     n_half = int(math.ceil(grid_half_width_km / grid_step_km - 1e-9))
     coarse = np.arange(-n_half, n_half + 1) * grid_step_km
-    gx, gy, g_rms, _ = _grid_rms(coarse, coarse, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s, q_arg)
+    gx, gy, g_rms, _ = _grid_rms(coarse, coarse, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
     m_half = int(math.ceil(2.0 * grid_step_km / refine_step_km - 1e-9))
     fine = np.arange(-m_half, m_half + 1) * refine_step_km
     fits = []
     for k in _coarse_minima(g_rms, coarse.size, LOCATE_BASINS):
-        fx_k, fy_k, _, _ = _grid_best(
-            gx[k] + fine, gy[k] + fine, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s, q_arg
-        )
-        fits.append(_polish(fx_k, fy_k, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s, quiet=q_arg))
-    # Places that fit equally well (three picks: two exact solutions): the one nearest a station, i.e.
-    # in the network rather than its mirror image outside it.
+        fx_k, fy_k, _, _ = _grid_best(gx[k] + fine, gy[k] + fine, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
+        fits.append(_polish(fx_k, fy_k, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s))
+    # Places that fit equally well (three picks: two exact solutions): the one the quiet stations allow,
+    # then the one nearest a station, i.e. in the network rather than its mirror image outside it.
     least = min(f[2] for f in fits)
+    tied = [f for f in fits if f[2] <= least + LOCATE_TIE_S]
+    late = [0.0] * len(tied)
+    if q_arg is not None:
+        late = [_late_max(f, lat0, lon0, q_arg, depth_km, vp_km_s) for f in tied]
+        allowed = [f for f, lt in zip(tied, late, strict=True) if lt <= LOCATE_TIE_S]
+        if allowed and len(allowed) < len(tied):
+            late = [0.0] * len(allowed)
+            tied = allowed
     sx, sy = local_xy_km(st_lat, st_lon, lat0, lon0)
-    fx, fy, rms, t0 = min(
-        (f for f in fits if f[2] <= least + LOCATE_TIE_S),
-        key=lambda f: (float(np.min(np.hypot(sx - f[0], sy - f[1]))), f[2], f[0], f[1]),
+    k = min(
+        range(len(tied)),
+        key=lambda i: (float(np.min(np.hypot(sx - tied[i][0], sy - tied[i][1]))), tied[i][2], tied[i][0], tied[i][1]),
     )
+    fx, fy, rms, t0 = tied[k]
     lat, lon = xy_to_latlon(fx, fy, lat0, lon0)
     if q_arg is None:
         return Location(float(lat), float(lon), float(depth_km), t_ref + t0, rms, len(ps))
-    # the pick RMS and the worst quiet-station violation at the chosen place
-    r = t_rel - np.hypot(_haversine_arr(lat, lon, st_lat, st_lon), depth_km) / vp_km_s
-    q_tt = np.hypot(_haversine_arr(lat, lon, q_arg[0], q_arg[1]), depth_km) / vp_km_s
-    late = _late(np.float64(t0), q_tt, q_arg[2])
-    pick_rms = float(np.sqrt(np.mean(np.square(r - t0))))
-    return Location(float(lat), float(lon), float(depth_km), t_ref + t0, pick_rms, len(ps), len(q), float(late.max()))
+    return Location(float(lat), float(lon), float(depth_km), t_ref + t0, rms, len(ps), len(q), late[k])
+
+
+def _late_max(
+    fit: tuple[float, float, float, float], lat0: float, lon0: float, quiet: Quiet, depth_km: float, vp_km_s: float
+) -> float:
+    """The largest one-sided residual (s) of the quiet stations at a fit ``(x, y, rms, origin offset)``."""
+    lat, lon = xy_to_latlon(fit[0], fit[1], lat0, lon0)
+    q_tt = np.hypot(_haversine_arr(lat, lon, quiet[0], quiet[1]), depth_km) / vp_km_s
+    return float(_late(np.float64(fit[3]), q_tt, quiet[2]).max())
 
 
 def _quiet_set(

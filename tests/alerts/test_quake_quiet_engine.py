@@ -5,10 +5,10 @@ The network and event are the hand-worked case of tests/alerts/test_quake_quiet.
 40 km grid, an event 10 km south of the southern row (0, -50), whose three stations trigger first; their
 picks fit the event and its reflection (0, -30) equally well, and the centre station, quiet at the
 third pick, rules the reflection out. One more station, GX, stands 10 km south of the event (0, -60):
-its P arrives with the first pick's (2.36 s after the origin), but it is dead and sends nothing. Were it
-counted as quiet, the location would have to keep P away from it for 4.7 s minus the tolerance
-(the third pick is at 7.07 s), which no place near the event allows: the deadman's offline report
-must take it out.
+its P arrives with the first pick's (2.36 s after the origin), but it is dead and sends nothing. Counted
+as quiet, it contradicts the event (its P would have been due 4.7 s before the third pick) and not the
+reflection (30 km from it: due 1.80 s before, within the 2 s tolerance): the reflection would be chosen.
+The deadman's offline report must take it out.
 """
 
 from __future__ import annotations
@@ -159,24 +159,30 @@ def test_the_constraint_reaches_no_further_than_the_window_past_the_newest_pick(
     """An update 30 s after the third pick counts as one 3 s after it (``seismic_quiet_window_s``): the
     quiet stations then say the P wave reached them after 3 - 2 = 1 s past the third pick, which the
     event allows (the centre station's P is due 1.43 s after it, the others later). Had the 30 s counted,
-    every quiet station would contradict every place (an event too small to trigger them)."""
+    every quiet station would contradict both fits (as if the event were too small to trigger them)."""
     dead = _offline("GX", DetectionState.OPEN, ORIGIN - timedelta(minutes=5))
     records = [dead, *(_trigger(s) for s in SOUTH_ROW)]
     late, _ = _run([*records, _update("G10", 30.0)])
     at_window, _ = _run([*records, _update("G10", 3.0)])
     assert _epicentre(late) == _epicentre(at_window)
     assert _err_km(_epicentre(late), EVENT_XY) < 0.5 and _epicentre(late)["late_s"] == 0.0
+    # unbounded, every quiet station contradicts both fits: ignored, the picks-only choice (the reflection)
     unbounded, _ = _run([*records, _update("G10", 30.0)], AlertConfig(seismic_quiet_window_s=30.0))
-    assert _err_km(_epicentre(unbounded), EVENT_XY) > 5.0
+    assert _err_km(_epicentre(unbounded), REFLECTION_XY) < 1.0
 
 
 def test_an_offline_station_not_known_as_such_would_push_the_location_off() -> None:
-    """Without the deadman's report, the dead GX counts as quiet: the location is pushed away from it,
-    more than 5 km off the event (why an offline station must never count as untriggered)."""
+    """Without the deadman's report, the dead GX counts as quiet and rules out the event: the reflection,
+    20 km off (why an offline station must never count as untriggered). Half a second later the centre
+    station contradicts the reflection too; every fit contradicted, the quiet stations are ignored and
+    the picks-only choice stands (the same reflection), never a place between."""
     store, _ = _run([_trigger(s) for s in SOUTH_ROW])
     epi = _epicentre(store)
     assert epi["n_quiet"] == 7
-    assert _err_km(epi, EVENT_XY) > 5.0
+    assert _err_km(epi, REFLECTION_XY) < 1.0 and _err_km(epi, EVENT_XY) > 19.0
+    later, _ = _run([*(_trigger(s) for s in SOUTH_ROW), _update("G10", 0.5)])
+    epi = _epicentre(later)
+    assert _err_km(epi, REFLECTION_XY) < 1.0 and epi["late_s"] > 0.0
 
 
 def test_a_station_back_online_counts_as_quiet_again() -> None:

@@ -114,6 +114,7 @@ def _run(
     store: dict[str, Any] = {}
     errors: list[tuple[int, float]] = []
     levels: list[str] = []
+    timeline: list[tuple[str, float]] = []  # (level, s after the origin) of every Alert and Update
     first: dict[str, Any] | None = None
     mags: list[float] = []
     for d in detections:
@@ -129,6 +130,7 @@ def _run(
             if a.msg_type.value == "Cancel":
                 continue
             levels.append(a.level.value)
+            timeline.append((a.level.value, round((d.ts - quake.start).total_seconds(), 3)))
             if a.unit == "M":
                 mags.append(a.value)
             if first is None:
@@ -144,6 +146,9 @@ def _run(
     return {
         "first_alert": first,
         "max_level": max(levels, key=lambda v: WarningLevel(v).rank) if levels else None,
+        "max_level_at_s": next(
+            (t for lv, t in timeline if lv == max(levels, key=lambda v: WarningLevel(v).rank)), None
+        ),
         "expected_level": expected.value if expected else None,
         "error_km_at_3": at(3),
         "error_km_at_4": at(4),
@@ -190,6 +195,21 @@ def summary(rows: dict[str, Any]) -> dict[str, float]:
         ):
             worse += 1
     out["level_further_from_expected"] = float(worse)
+    first_worse = 0
+    for r in rows.values():
+        fa, fb, exp = r["picks_only"]["first_alert"], r["with_quiet"]["first_alert"], r["picks_only"]["expected_level"]
+        if fa and fb and exp:
+            da = abs(WarningLevel(fa["level"]).rank - WarningLevel(exp).rank)
+            db = abs(WarningLevel(fb["level"]).rank - WarningLevel(exp).rank)
+            first_worse += db > da
+    out["first_level_further_from_expected"] = float(first_worse)
+    out["max_level_later"] = float(
+        sum(
+            1
+            for r in rows.values()
+            if (r["with_quiet"]["max_level_at_s"] or 0.0) > (r["picks_only"]["max_level_at_s"] or 0.0)
+        )
+    )
     for k in ("max_level", "first_alert"):
         out[f"{k}_changed"] = float(sum(r["picks_only"][k] != r["with_quiet"][k] for r in rows.values()))
     for variant in (*CONFIGS, *SENSITIVITY):
