@@ -73,7 +73,7 @@ def town_boundaries(
         ring = [(round(centre[0], 5), round(centre[1], 5)), spoke(start, 0.5)]
         ring += [rim(start + step) for step in range(0, 91, 5)]
         ring.append(spoke(start + 90, 0.5))
-        out.append(Boundary(code=code, district=district, town=town, polygon=ring))
+        out.append(Boundary(code=code, district=district, town=town, polygon=tuple(ring)))
     park = [(-0.45, -0.6), (-0.5, 0.2), (-0.3, 0.65), (0.2, 0.6), (0.45, 0.3), (0.4, -0.35), (0.1, -0.62)]
     out.append(
         Boundary(
@@ -81,7 +81,7 @@ def town_boundaries(
             district=district,
             town="白沙镇",
             village="化工园区",
-            polygon=[_offset(chem_park, n, e) for n, e in park],
+            polygon=tuple(_offset(chem_park, n, e) for n, e in park),
         )
     )
     return out

@@ -72,7 +72,7 @@ def _misspelt(tmp_path: Path, name: str, old: str, new: str) -> tuple[Path, int]
         ("counts_per_m_s: 1.5e9", "count_per_m_s: 1.5e9"),  # a seismic sensitivity
         ("    interval_s: 10 ", "    interval: 10 "),  # a device field
         ("  - name: 临江区政府", "  - nmae: 临江区政府"),  # a target field
-        ("    village: 化工园区                     # the village (or plant); alerts", "    vilage: 化工园区  # alerts"),
+        ("village: 化工园区                     # the", "vilage: 化工园区 # the"),  # a boundary field
     ],
 )
 def test_misspelt_registry_key_is_named_with_its_line(tmp_path: Path, old: str, new: str) -> None:
