@@ -793,19 +793,14 @@ class AlertEngine:
             b = self.registry.boundary(code, town, village)
             if b is not None and b.key not in keys:
                 keys.append(b.key)
-        if len(keys) > MAX_AREA_POLYGONS:
+        keys = keys[: MAX_AREA_POLYGONS + 1]  # the state stays bounded; one more marks the overflow
+        st["area_keys"] = [list(k) for k in keys]
+        rings = [r for r in (self.registry.polygon((k[0], k[1], k[2])) for k in keys) if r is not None]
+        if len(keys) > MAX_AREA_POLYGONS or sum(len(r) for r in rings) > MAX_AREA_VERTICES:
             if not st.get("area_overflow"):
                 self._count_cap("alert_area_polygons_capped")
             st["area_overflow"] = True
-            keys = keys[:MAX_AREA_POLYGONS]
-        st["area_keys"] = [list(k) for k in keys]
-        if st.get("area_overflow"):
-            return []
-        rings = [r for r in (self.registry.polygon((k[0], k[1], k[2])) for k in keys) if r is not None]
-        if sum(len(r) for r in rings) > MAX_AREA_VERTICES:
-            self._count_cap("alert_area_polygons_capped")
-            return []
-        return rings
+        return [] if st.get("area_overflow") else rings
 
     def _all_inside(self, d: Detection, devices: list[str], rings: list[geo.Ring]) -> bool:
         """Every located device of the incident (and the detection's own point) inside ``rings``."""

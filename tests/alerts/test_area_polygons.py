@@ -139,13 +139,19 @@ def test_a_device_outside_its_boundary_keeps_the_circle_too() -> None:
     assert alert.area.polygons == [QINGSHAN.polygon] and alert.area.circle == (30.36, 120.00, 5.0)
 
 
-def _many_towns(n: int) -> tuple[Registry, list[Detection]]:
+def _fine(lat: float, lon: float, n: int) -> list[tuple[float, float]]:
+    """A detailed boundary: ``n`` vertices round (lat, lon)."""
+    return [(lat + 0.02 * math.sin(2 * math.pi * k / n), lon + 0.02 * math.cos(2 * math.pi * k / n)) for k in range(n)]
+
+
+def _many_towns(n: int, vertices: int = 4) -> tuple[Registry, list[Detection]]:
     devices, boundaries, dets = [], [], []
     for i in range(n):
         lat, lon = 30.0 + 0.05 * (i // 10), 120.0 + 0.05 * (i % 10)
         town = f"镇{i:02d}"
         devices.append(_gauge(f"WL{i:02d}", lat, lon, town))
-        boundaries.append(Boundary(code=CODE, town=town, polygon=_square(lat, lon)))
+        ring = _square(lat, lon) if vertices == 4 else _fine(lat, lon, vertices)
+        boundaries.append(Boundary(code=CODE, town=town, polygon=ring))
     registry = Registry(devices=devices, boundaries=boundaries)
     for i, d in enumerate(devices):
         dets.append(
@@ -178,6 +184,14 @@ def test_more_areas_than_an_alert_carries_fall_back_to_the_circle_and_are_counte
     last = out[-1]  # the Update the last town's orange level caused
     assert last.msg_type is MsgType.UPDATE and last.area.polygons == []
     assert last.area.circle == (dets[-1].lat, dets[-1].lon, 5.0)
+    assert engine.capped == {"alert_area_polygons_capped": 1}
+    # detailed towns of 1,000 points a ring (999 vertices, closed): four fit in 4,000, a fifth does not
+    registry, dets = _many_towns(4, vertices=999)
+    _, out = _run(dets, registry)
+    assert len(out[-1].area.polygons) == 4 and sum(len(r) for r in out[-1].area.polygons) == 4000
+    registry, dets = _many_towns(5, vertices=999)
+    engine, out = _run(dets, registry)
+    assert out[-1].msg_type is MsgType.UPDATE and out[-1].area.polygons == [] and out[-1].area.circle is not None
     assert engine.capped == {"alert_area_polygons_capped": 1}
 
 
