@@ -4,7 +4,8 @@ A ring is a sequence of ``(lat, lon)`` vertices in degrees, WGS 84 (the CAP 1.2 
 convention: latitude first). :func:`check_ring` turns what an operator wrote (closed or not,
 consecutive repeats allowed) into the canonical closed ring or raises ``ValueError`` saying why:
 
-* every coordinate finite and in range (latitude -90..90, longitude -180..180);
+* every coordinate finite and in range (latitude -90..90, longitude -180..180), rounded to 6
+  decimals (about 0.1 m: what CAP carries, so the checks hold for the ring sent);
 * at least 3 and at most :data:`MAX_RING_VERTICES` distinct vertices;
 * not degenerate (all vertices on one line: no area);
 * no crossing the antimeridian (a longitude span of 180 degrees or more is refused: the ring would
@@ -27,6 +28,9 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 MAX_RING_VERTICES = 1000
 """Most distinct vertices of one ring: a town boundary simplified to ~50 m needs a few hundred."""
+
+COORD_DECIMALS = 6
+"""Vertices are kept to 6 decimals (about 0.1 m), as CAP renders them: the ring checked is the ring sent."""
 
 LatLon = tuple[float, float]
 Ring = tuple[LatLon, ...]
@@ -62,6 +66,7 @@ def check_ring(points: Iterable[Sequence[float]], *, check_crossings: bool = Tru
         lat, lon = float(p[0]), float(p[1])
         if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
             raise ValueError(f"vertex {i} ({lat!r}, {lon!r}) is not a WGS 84 lat, lon in degrees")
+        lat, lon = round(lat, COORD_DECIMALS) + 0.0, round(lon, COORD_DECIMALS) + 0.0  # + 0.0: no -0.0
         if not ring or ring[-1] != (lat, lon):  # consecutive repeats collapse
             ring.append((lat, lon))
     if len(ring) > 1 and ring[0] == ring[-1]:
