@@ -593,7 +593,7 @@ class AlertEngine:
         if circle is None and d.lat is not None and d.lon is not None:
             # Without boundaries, the area is a 5 km circle around the device. Boundaries replace it,
             # unless a device of the incident lies outside them (the area must still cover it).
-            if not polygons or not self._all_inside(d, devices, polygons):
+            if not polygons or not self._all_inside(d, devices):
                 circle = (d.lat, d.lon, 5.0)
         area = AlertArea(
             code=area_code,
@@ -802,14 +802,17 @@ class AlertEngine:
             st["area_overflow"] = True
         return [] if st.get("area_overflow") else rings
 
-    def _all_inside(self, d: Detection, devices: list[str], rings: list[geo.Ring]) -> bool:
-        """Every located device of the incident (and the detection's own point) inside ``rings``."""
-        points = [(d.lat, d.lon)] if d.lat is not None and d.lon is not None else []
-        for dev_id in devices:
-            dev = self.registry.get(dev_id) if self.registry is not None else None
-            if dev is not None:
-                points.append((dev.lat, dev.lon))
-        return all(geo.in_any(lat, lon, rings) for lat, lon in points)
+    def _all_inside(self, d: Detection, devices: list[str]) -> bool:
+        """Every device of the incident lies inside its own area's boundary (the registry caches
+        the answer per device); a detection from a device the registry does not know, by its point."""
+        reg = self.registry
+        if reg is None:
+            return False
+        if reg.get(d.device_id) is None:
+            b = reg.boundary(d.area_code or self.config.default_area_code, d.town, d.village)
+            if b is None or d.lat is None or d.lon is None or not geo.point_in_ring(d.lat, d.lon, b.polygon):
+                return False
+        return all(reg.within_boundary(dev_id) for dev_id in devices if dev_id != d.device_id or reg.get(dev_id))
 
     def _seismic_update_level(self, current: WarningLevel, shaking: float, mag_stations: int) -> WarningLevel:
         """The level of an active earthquake alert after new station data (the update policy).

@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from tocsin.schemas.common import AdminCode, Family, Ident, PublicText, WireModel
 from tocsin.schemas.files import load_model_file
-from tocsin.schemas.geo import Polygon, Ring
+from tocsin.schemas.geo import Polygon, Ring, point_in_ring
 
 PLACE_NAME_MAX_CHARS = 50
 """Longest district, town or village name. Alert headlines are at most 200 characters; the longest one
@@ -193,6 +193,20 @@ class Registry(WireModel):
         found = self._areas.get(key)
         return found.polygon if found is not None else None
 
+    _inside: dict[str, bool] = PrivateAttr(default_factory=dict)
+
+    def within_boundary(self, device_id: str) -> bool:
+        """The device is registered, its area has a boundary and its position lies inside it
+        (point-in-polygon once per device and loaded registry)."""
+        known = self._inside.get(device_id)
+        if known is None:
+            dev = self.get(device_id)
+            b = self.boundary(dev.area.code, dev.area.town, dev.area.village) if dev is not None else None
+            known = dev is not None and b is not None and point_in_ring(dev.lat, dev.lon, b.polygon)
+            if len(self._inside) < len(self.devices):
+                self._inside[device_id] = known
+        return known
+
 
 def load_registry(path: str | Path) -> Registry:
     """Read a registry from YAML (.yaml/.yml) or JSON; raises ValueError naming the file on errors."""
@@ -216,6 +230,8 @@ class RegistryLike(Protocol):
     def boundary(self, code: str, town: str = "", village: str = "") -> Boundary | None: ...
 
     def polygon(self, key: AreaKey) -> Ring | None: ...
+
+    def within_boundary(self, device_id: str) -> bool: ...
 
 
 class RegistryWatcher:
@@ -288,6 +304,9 @@ class RegistryWatcher:
 
     def polygon(self, key: AreaKey) -> Ring | None:
         return self.current().polygon(key)
+
+    def within_boundary(self, device_id: str) -> bool:
+        return self.current().within_boundary(device_id)
 
     def get(self, device_id: str) -> Device | None:
         current = self.current()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tocsin.schemas.alert import MAX_AREA_POLYGONS, MAX_AREA_VERTICES, AlertArea
+from tocsin.schemas.common import Family
 from tocsin.schemas.geo import (
     MAX_RING_VERTICES,
     check_ring,
@@ -20,7 +21,7 @@ from tocsin.schemas.geo import (
     point_in_ring,
     signed_area,
 )
-from tocsin.schemas.registry import Area, Boundary, Registry
+from tocsin.schemas.registry import Area, Boundary, Device, Registry
 
 SQUARE = [(30.0, 120.0), (30.0, 120.1), (30.1, 120.1), (30.1, 120.0)]
 
@@ -237,6 +238,34 @@ def test_registry_lookup_takes_the_most_specific_boundary() -> None:
     # one boundary per area
     with pytest.raises(ValidationError, match=r"boundaries\[1\]: a second boundary for area 330110/青山镇"):
         Registry(boundaries=[town, Boundary(code="330110", town="青山镇", polygon=_circle(5))])
+
+    # devices inside their own area's boundary (village before town); unknown or uncovered: False
+    def gauge(dev: str, lat: float, lon: float, town: str, village: str = "") -> Device:
+        return Device(
+            device_id=dev,
+            family=Family.HYDRO,
+            site="s",
+            lat=lat,
+            lon=lon,
+            area=Area(code="330110", town=town, village=village),
+        )
+
+    reg = Registry(
+        devices=[
+            gauge("IN", 30.05, 120.05, "青山镇"),
+            gauge("VILLAGE", 30.05, 120.05, "青山镇", "横溪村"),
+            gauge("OUT-OF-VILLAGE", 30.02, 120.02, "青山镇", "横溪村"),  # in the town, not in its village
+            gauge("NONE", 31.0, 121.0, "白沙镇", ""),
+        ],
+        boundaries=[town, village],
+    )
+    assert [reg.within_boundary(d) for d in ("IN", "VILLAGE", "OUT-OF-VILLAGE", "NONE", "unknown")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
     # a registry without boundaries: no polygon anywhere
     assert Registry().boundary("330110", "青山镇") is None
     assert Area(code="330110", town="青山镇").desc == "青山镇"
