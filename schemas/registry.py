@@ -208,6 +208,18 @@ class Registry(WireModel):
         return known
 
 
+def devices_outside_boundaries(registry: Registry) -> list[str]:
+    """Devices whose area has a boundary that does not contain the device's position: the
+    boundary or the position is wrong (GCJ-02 coordinates, a swapped lat/lon, the wrong town).
+    Their alerts keep the device circle next to the boundary (docs/alert-delivery.md)."""
+    out = []
+    for d in registry.devices:
+        b = registry.boundary(d.area.code, d.area.town, d.area.village)
+        if b is not None and not registry.within_boundary(d.device_id):
+            out.append(f"{d.device_id} ({d.lat}, {d.lon}) lies outside the boundary of {b.desc}")
+    return out
+
+
 def load_registry(path: str | Path) -> Registry:
     """Read a registry from YAML (.yaml/.yml) or JSON; raises ValueError naming the file on errors."""
     return load_model_file(path, Registry, "device registry")

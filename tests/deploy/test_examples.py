@@ -10,7 +10,8 @@ from tocsin.alerts.routing import load_routing
 from tocsin.detectors.rules import load_rules
 from tocsin.schemas.common import Family, WarningLevel
 from tocsin.schemas.geo import point_in_ring
-from tocsin.schemas.registry import load_registry
+from tocsin.schemas.registry import devices_outside_boundaries, load_registry
+from tocsin.simulators.demo import QUADRANT_TOWNS, demo_registry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 
@@ -36,6 +37,12 @@ def test_registry_example_loads_with_every_family() -> None:
     assert park is not None and park.key == ("330110", "白沙镇", "化工园区") and len(park.polygon) == 5
     assert gd is not None and point_in_ring(gd.lat, gd.lon, park.polygon)
     assert reg.boundary("330110", "石门镇", "林场") is None  # no boundary: the alert keeps its circle
+    assert devices_outside_boundaries(reg) == []
+    # the simulated district's towns and chemical park hold their devices too
+    demo = demo_registry()
+    assert devices_outside_boundaries(demo) == []
+    assert {b.town for b in demo.boundaries} == set(QUADRANT_TOWNS)
+    assert all(demo.within_boundary(d.device_id) for d in demo.devices if d.area.town)
 
 
 def test_rules_example_loads() -> None:

@@ -21,7 +21,7 @@ from tocsin.schemas.geo import (
     point_in_ring,
     signed_area,
 )
-from tocsin.schemas.registry import Area, Boundary, Device, Registry
+from tocsin.schemas.registry import Area, Boundary, Device, Registry, devices_outside_boundaries
 
 SQUARE = [(30.0, 120.0), (30.0, 120.1), (30.1, 120.1), (30.1, 120.0)]
 
@@ -265,6 +265,9 @@ def test_registry_lookup_takes_the_most_specific_boundary() -> None:
         False,
         False,
         False,
+    ]
+    assert devices_outside_boundaries(reg) == [
+        "OUT-OF-VILLAGE (30.02, 120.02) lies outside the boundary of 青山镇横溪村"
     ]
     # a registry without boundaries: no polygon anywhere
     assert Registry().boundary("330110", "青山镇") is None
