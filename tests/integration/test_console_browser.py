@@ -1,7 +1,8 @@
 """The console in a real browser (headless Debian Chromium driven by selenium) on the real stack:
 SMS emulator, worker and operator API on the local Kafka.
 
-A duty operator logs in, sees a new orange rainstorm warning appear without reloading (within 2 s of
+A duty operator logs in, sees the registered gauge in the device states panel (stale: it sent
+nothing), sees a new orange rainstorm warning appear without reloading (within 2 s of
 its issue: issue 17), opens it, sees the public SMS held by the release gate, approves it and the SMS
 carrier emulator receives it; creates a silence; sees the audit entries under their name. A viewer
 cannot approve. Screenshots of every step go to var/console-screenshots/; the measured issue-to-display
@@ -213,6 +214,16 @@ def test_operator_sees_approves_silences_and_a_viewer_cannot_approve(stack: Stac
     login(browser, base, "李值班")
     shot(browser, "01-logged-in")
 
+    # 0. the device states panel: the gauge has sent nothing in the console's look-back, so it is
+    # listed as stale (数据陈旧), with its area, under its group's heading
+    dev_sel = f'#devices tr[data-device="{GAUGE.device}"]'
+    dev = wait_until(lambda: row_info(browser, dev_sel), 15, "the gauge in the device states panel")
+    assert dev[0] == "dev stale" and "数据陈旧" in dev[1] and "无数据" in dev[1], dev
+    assert "数据陈旧 1" in text_of(browser, "device-counts") and "故障 0" in text_of(browser, "device-counts")
+    browser.execute_script("document.getElementById('devices-h').scrollIntoView()")
+    shot(browser, "01b-device-states")
+    browser.execute_script("window.scrollTo(0, 0)")
+
     # 1. a new alert appears without reloading
     run = uuid.uuid4().hex[:8]
     browser.execute_script("window.tocsinNoReload = 1")  # lost if the page reloads
@@ -326,6 +337,7 @@ def test_operator_sees_approves_silences_and_a_viewer_cannot_approve(stack: Stac
     shot(browser, "07-viewer-cannot-approve")
     assert sorted(p.name for p in SHOTS.glob("*.png")) == [
         "01-logged-in.png",
+        "01b-device-states.png",
         "02-new-alert-live.png",
         "03-alert-page.png",
         "04-approved-sms-sent.png",
