@@ -808,11 +808,17 @@ class AlertEngine:
         reg = self.registry
         if reg is None:
             return False
+        for dev_id in devices:
+            if reg.get(dev_id) is not None:
+                if not reg.within_boundary(dev_id):
+                    return False
+            elif dev_id != d.device_id:
+                return False  # an unregistered device whose position is not known here
         if reg.get(d.device_id) is None:
             b = reg.boundary(d.area_code or self.config.default_area_code, d.town, d.village)
             if b is None or d.lat is None or d.lon is None or not geo.point_in_ring(d.lat, d.lon, b.polygon):
                 return False
-        return all(reg.within_boundary(dev_id) for dev_id in devices if dev_id != d.device_id or reg.get(dev_id))
+        return True
 
     def _seismic_update_level(self, current: WarningLevel, shaking: float, mag_stations: int) -> WarningLevel:
         """The level of an active earthquake alert after new station data (the update policy).

@@ -215,3 +215,15 @@ def test_records_with_bad_polygons_are_poison() -> None:
     with pytest.raises(ValueError, match="area.polygons.0"):
         decode_alert(json.dumps(record).encode().replace(b"Infinity", b"1e999"))
     assert check_ring(QINGSHAN.polygon) == QINGSHAN.polygon
+
+
+def test_a_detection_from_an_unregistered_device_is_placed_by_its_own_point() -> None:
+    def stray(lat: float, lon: float) -> Detection:
+        return _det("WL01", WarningLevel.YELLOW, 0).model_copy(
+            update={"device_id": "WL99", "id": "WL99:water_level:0", "lat": lat, "lon": lon}
+        )
+
+    _, [inside] = _run([stray(30.301, 120.001)])
+    assert inside.area.polygons == [QINGSHAN.polygon] and inside.area.circle is None
+    _, [outside] = _run([stray(30.36, 120.0)])
+    assert outside.area.polygons == [QINGSHAN.polygon] and outside.area.circle == (30.36, 120.0, 5.0)
