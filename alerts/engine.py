@@ -27,7 +27,8 @@ from typing import Any
 from tocsin.alerts import cap_id
 from tocsin.alerts.kernels import fire as fk
 from tocsin.alerts.kernels import quake as qk
-from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
+from tocsin.schemas import geo
+from tocsin.schemas.alert import MAX_AREA_POLYGONS, MAX_AREA_VERTICES, Alert, AlertArea, AlertStatus, MsgType
 from tocsin.schemas.common import Family, WarningLevel
 from tocsin.schemas.confirm import ConfirmRules
 from tocsin.schemas.detection import Detection, DetectionKind, DetectionState, is_gas_kind
@@ -658,15 +659,22 @@ class AlertEngine:
         st["ids"] = [*st["ids"], identifier]
         event, _category = event_of(group)
         device = self.registry.get(d.device_id) if self.registry else None
+        sources = st["sources"]
+        devices = sorted({k.split(":")[0] for k in sources} | {d.device_id})
+        polygons = self._area_polygons(d, st, msg_type, devices)
+        if circle is None and d.lat is not None and d.lon is not None:
+            # Without boundaries, the area is a 5 km circle around the device. Boundaries replace it,
+            # unless a device of the incident lies outside them (the area must still cover it).
+            if not polygons or not self._all_inside(d, devices):
+                circle = (d.lat, d.lon, 5.0)
         area = AlertArea(
             code=area_code,
             desc=(d.town + d.village) or (device.area.district if device else "") or area_code,
             town=d.town,
             village=d.village,
-            circle=circle or ((d.lat, d.lon, 5.0) if d.lat is not None and d.lon is not None else None),
+            circle=circle,
+            polygons=polygons,
         )
-        sources = st["sources"]
-        devices = sorted({k.split(":")[0] for k in sources} | {d.device_id})
         sites = sorted({s.get("site", "") for s in sources.values()} - {""} | {d.site})
         if msg_type is MsgType.CANCEL and is_anomaly(group) and not st.get("public"):
             headline = f"{area.desc}{ANOMALY_HEADLINE}解除"
@@ -836,6 +844,55 @@ class AlertEngine:
             msg = self._message(d2, st, MsgType.UPDATE, new, description=q["text"], circle=circle)
             return [_seismic_audience_and_area(msg, public, zone, first_public=went_public)]
         return []
+
+    def _area_polygons(self, d: Detection, st: State, msg_type: MsgType, devices: list[str]) -> list[geo.Ring]:
+        """The boundary rings of the areas an incident has warned (earthquakes: none, their area is
+        the shaking zone). Each device's area contributes its most specific registry boundary
+        (village, else town, else district); the areas accumulate from the incident's Alert to its
+        Cancel (``st["area_keys"]``), so an Update or the all-clear covers every area warned. More
+        than :data:`MAX_AREA_POLYGONS` areas or :data:`MAX_AREA_VERTICES` vertices: no polygons (the
+        district geocode and the device circle stand, counted as ``alert_area_polygons_capped``)."""
+        if self.registry is None or d.kind == DetectionKind.P_TRIGGER:
+            return []
+        if msg_type is MsgType.ALERT:
+            st.pop("area_keys", None)
+            st.pop("area_overflow", None)
+        keys = [tuple(k) for k in st.get("area_keys", [])]
+        areas = [(d.area_code or self.config.default_area_code, d.town, d.village)]
+        for dev_id in devices:
+            dev = self.registry.get(dev_id)
+            if dev is not None:
+                areas.append((dev.area.code, dev.area.town, dev.area.village))
+        for code, town, village in dict.fromkeys(areas):
+            b = self.registry.boundary(code, town, village)
+            if b is not None and b.key not in keys:
+                keys.append(b.key)
+        keys = keys[: MAX_AREA_POLYGONS + 1]  # the state stays bounded; one more marks the overflow
+        st["area_keys"] = [list(k) for k in keys]
+        rings = [r for r in (self.registry.polygon((k[0], k[1], k[2])) for k in keys) if r is not None]
+        if len(keys) > MAX_AREA_POLYGONS or sum(len(r) for r in rings) > MAX_AREA_VERTICES:
+            if not st.get("area_overflow"):
+                self._count_cap("alert_area_polygons_capped")
+            st["area_overflow"] = True
+        return [] if st.get("area_overflow") else rings
+
+    def _all_inside(self, d: Detection, devices: list[str]) -> bool:
+        """Every device of the incident lies inside its own area's boundary (the registry caches
+        the answer per device); a detection from a device the registry does not know, by its point."""
+        reg = self.registry
+        if reg is None:
+            return False
+        for dev_id in devices:
+            if reg.get(dev_id) is not None:
+                if not reg.within_boundary(dev_id):
+                    return False
+            elif dev_id != d.device_id:
+                return False  # an unregistered device whose position is not known here
+        if reg.get(d.device_id) is None:
+            b = reg.boundary(d.area_code or self.config.default_area_code, d.town, d.village)
+            if b is None or d.lat is None or d.lon is None or not geo.point_in_ring(d.lat, d.lon, b.polygon):
+                return False
+        return True
 
     def _seismic_update_level(self, current: WarningLevel, shaking: float, mag_stations: int) -> WarningLevel:
         """The level of an active earthquake alert after new station data (the update policy).

@@ -1,4 +1,4 @@
-"""Device presence: online, offline (orderly or by MQTT last will)."""
+"""Device presence: online, offline (orderly or by MQTT last will), or a fault the device reports itself."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tocsin.schemas.common import DeviceTime, Family, Ident, PublicText, WireMod
 class DeviceState(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
+    FAULT = "fault"  # the device is up but says it cannot measure (reason: what is wrong)
 
 
 class DeviceStatus(WireModel):
@@ -20,4 +21,8 @@ class DeviceStatus(WireModel):
     family: Family
     state: DeviceState
     ts: DeviceTime
-    reason: PublicText = Field(default="", max_length=200, description="'last-will', 'shutdown', 'timeout' ...")
+    reason: PublicText = Field(
+        default="",
+        max_length=200,
+        description="'last-will', 'shutdown', 'timeout', or what is wrong with a faulty device",
+    )

@@ -34,6 +34,18 @@ def test_console_serves_the_demo_and_its_silences_reach_the_notifier() -> None:
                 listed = await (await http.get(f"{base}/alerts?state=all")).json()
                 # the same incidents the pipeline issued, by fingerprint
                 assert {a["fingerprint"] for a in listed["alerts"]} == {a.fingerprint for a in pipeline.summary.alerts}
+                # the device states, fed from the same bus: every registered device, the ones that sent
+                # readings just now reporting
+                health = await (await http.get(f"{base}/console/api/devices")).json()
+                registered = {d.device_id for d in pipeline.registry.devices}
+                assert health["available"] and {d["id"] for d in health["devices"]} == registered
+                states = {d["id"]: d["state"] for d in health["devices"]}
+                sent = {m.topic.split("/")[4] for m in messages if m.topic.endswith("/telemetry")}
+                assert sent == registered
+                # the demo's two bad RG02 messages (a NaN, another device's identity) are dead letters
+                assert {d: s for d, s in states.items() if s != "reporting"} == {"RG02": "faulty"}
+                rg02 = next(d for d in health["devices"] if d["id"] == "RG02")
+                assert "2 条死信" in rg02["reason"] and health["counts"]["faulty"] == 1
                 now = datetime.now(UTC)
                 body = {
                     "device": "RG01",

@@ -29,7 +29,7 @@ def _exported_names() -> set[str]:
     """Every sample name the gateway, worker and operator API export."""
     from prometheus_client import CollectorRegistry
 
-    from tocsin.alerts.api import OperatorApi
+    from tocsin.alerts.api import build_app
     from tocsin.alerts.notify import NotifyMetrics
     from tocsin.alerts.release import ReleaseMetrics
     from tocsin.alerts.service import AlertMetrics
@@ -53,16 +53,7 @@ def _exported_names() -> set[str]:
     ):
         metrics(reg)
     register_client_metrics(reg)
-    OperatorApi(
-        AlertView(),
-        silence_store=None,
-        silence_writer=None,
-        ack_publisher=None,
-        load_cap=lambda: None,
-        clock=lambda: datetime.now(UTC),
-        visible_timeout_s=1.0,
-        metrics_registry=reg,
-    )
+    build_app(AlertView(), clock=lambda: datetime.now(UTC), metrics_registry=reg, console={})  # with the console's
     names = set()
     for family in reg.collect():
         names.add(family.name)

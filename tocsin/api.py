@@ -15,6 +15,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from tocsin.alerts.auth import (
     write_users_file,
 )
 from tocsin.alerts.console import ReleaseView, influx_series_reader
+from tocsin.alerts.console.devices import DeviceHealthModel
 from tocsin.alerts.release import ReleaseEvent
 from tocsin.alerts.view import VIEW_TOPICS, AlertView
 from tocsin.kafka import KafkaWriter, TopicFollower, ensure_topics, kafka_silence_store
@@ -85,6 +87,9 @@ def kafka_app(
             )
         )
         wanted.append(topics.RELEASES)
+        devices = console.get("devices")
+        if devices is not None:
+            followers += device_followers(bootstrap, devices, settings.console_lookback_s)
     app = build_app(
         view,
         silence_store=store,
@@ -134,11 +139,42 @@ def _console_wiring(bootstrap: str, kafka: KafkaWriter, settings: Settings, cons
             console["registry"] = open_registry(settings.registry_file)
         except Exception as e:  # noqa: BLE001 - the map then shows the outline and alerts only
             log.warning("console map without a device registry: %s", e)
+    if console.get("devices") is None and console.get("registry") is not None:
+        console["devices"] = DeviceHealthModel(
+            console["registry"],
+            stale_factor=settings.console_stale_factor,
+            fault_window_s=settings.console_fault_window_s,
+            silent_since=time.time() - settings.console_lookback_s,
+        )
     if console.get("read_series") is None and settings.influx_url:
         console["read_series"] = influx_series_reader(
             settings.influx_url, settings.influx_token.get_secret_value(), settings.influx_org, settings.influx_bucket
         )
     return console
+
+
+DEVICE_TOPICS_RECENT = (*topics.TELEMETRY_TOPICS, topics.DEADLETTER)
+DEVICE_TOPICS_ALL = (topics.DEVICE_STATUS, topics.DETECTIONS, topics.DETECTIONS_URGENT)
+
+
+def device_followers(bootstrap: str, devices: DeviceHealthModel, lookback_s: float) -> list[TopicFollower]:
+    """Two followers feeding the console's device states, each record at its Kafka timestamp (the
+    gateway's receive time for readings): readings and dead letters of the last ``lookback_s``
+    (the busy topics), statuses and detections from the beginning (retained, few)."""
+
+    def feed(rec: Any) -> None:
+        devices.apply_record(rec.topic, rec.key, rec.value, rec.timestamp / 1000.0)
+
+    return [
+        TopicFollower(
+            bootstrap,
+            DEVICE_TOPICS_RECENT,
+            feed,
+            name="operator-api-device-readings",
+            since_ms=lambda: int((time.time() - lookback_s) * 1000),
+        ),
+        TopicFollower(bootstrap, DEVICE_TOPICS_ALL, feed, name="operator-api-device-status"),
+    ]
 
 
 async def serve(

@@ -1,9 +1,11 @@
 """The operator API and console inside the embedded demo (``make run``, tocsin/embedded.py).
 
 No Kafka there: the API's read model is fed from the in-process bus (``alerts``, deliveries, acks,
-release events), acks and release decisions are published on the bus, and silences live in memory
-(and are applied by the demo's notifier). One demo login, a supervisor named ``demo`` with a random
-password, is made for the run and printed; the server listens on 127.0.0.1 only.
+release events), the console's device states from the same bus (readings, statuses, detections,
+dead letters, at their arrival on the bus), acks and release decisions are published on the bus,
+and silences live in memory (and are applied by the demo's notifier). One demo login, a supervisor
+named ``demo`` with a random password, is made for the run and printed; the server listens on
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,19 +86,29 @@ async def start_console(pipeline: Any, port: int, host: str = "127.0.0.1") -> Em
     from tocsin.alerts.api import AlertView, build_app
     from tocsin.alerts.auth import Authenticator, Role, UserRecord, UsersFile, hash_secret, write_users_file
     from tocsin.alerts.console import ReleaseView
+    from tocsin.alerts.console.devices import DeviceHealthModel
 
     bus = pipeline.bus
     view, releases, silences = AlertView(), ReleaseView(), MemorySilences()
     view.mark_caught_up()
     pipeline.notifier.silences = silences.silences  # the demo's deliveries honour the console's silences
-    queue = bus.subscribe(topics.ALERTS, topics.DELIVERIES, topics.ACKS, topics.RELEASES)
+    devices = DeviceHealthModel(pipeline.registry) if pipeline.registry is not None else None
+    health_topics = (
+        (*topics.TELEMETRY_TOPICS, topics.DEVICE_STATUS, topics.DETECTIONS, topics.DETECTIONS_URGENT, topics.DEADLETTER)
+        if devices is not None
+        else ()
+    )
+    queue = bus.subscribe(topics.ALERTS, topics.DELIVERIES, topics.ACKS, topics.RELEASES, *health_topics)
 
     async def feed() -> None:
         while True:
-            topic, _key, value, _headers = await queue.get()
+            topic, key, value, _headers = await queue.get()
             try:
                 if topic == topics.RELEASES:
                     releases.apply_record(value)
+                elif topic in health_topics:
+                    assert devices is not None
+                    devices.apply_record(topic, key, value, time.time())
                 else:
                     view.apply_record(topic, value)
             finally:
@@ -118,7 +131,12 @@ async def start_console(pipeline: Any, port: int, host: str = "127.0.0.1") -> Em
         silence_writer=silences,
         ack_publisher=publish_ack,
         auth=Authenticator(users_file),
-        console={"releases": releases, "publish_release": publish_release, "registry": pipeline.registry},
+        console={
+            "releases": releases,
+            "publish_release": publish_release,
+            "registry": pipeline.registry,
+            "devices": devices,
+        },
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

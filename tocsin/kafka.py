@@ -513,9 +513,13 @@ class TopicFollower:
         on_caught_up: Callable[[], None] | None = None,
         refresh_s: float = 10.0,
         prepare: Callable[[], object] | None = None,
+        since_ms: Callable[[], int] | None = None,
     ) -> None:
         """``prepare()``: run once by :meth:`start` before the thread (e.g. create the topic); if it
-        raises, that is logged and the follower starts anyway (it picks the topics up once they exist)."""
+        raises, that is logged and the follower starts anyway (it picks the topics up once they exist).
+        ``since_ms()``: a partition read for the first time starts at the first record of that time
+        (epoch ms; the end when there is none) instead of the beginning."""
+        self.since_ms = since_ms
         self.bootstrap, self.topics, self.name, self.prepare = bootstrap, tuple(topics), name, prepare
         self.on_record, self.on_caught_up, self.refresh_s = on_record, on_caught_up, refresh_s
         self._stop = threading.Event()
@@ -585,11 +589,19 @@ class TopicFollower:
                 parts = {TopicPartition(t, p) for t in self.topics for p in consumer.partitions_for_topic(t) or ()}
                 if parts != assigned:
                     consumer.assign(sorted(parts))
+                    fresh = sorted(tp for tp in parts - assigned if tp not in self._positions)
                     for tp in parts - assigned:
                         if tp in self._positions:
                             consumer.seek(tp, self._positions[tp])
-                        else:
-                            consumer.seek_to_beginning(tp)
+                    if fresh and self.since_ms is not None:
+                        since = self.since_ms()
+                        found = consumer.offsets_for_times(dict.fromkeys(fresh, since))
+                        ends = consumer.end_offsets(fresh)
+                        for tp in fresh:
+                            at = found.get(tp)
+                            consumer.seek(tp, at.offset if at is not None else ends[tp])
+                    elif fresh:
+                        consumer.seek_to_beginning(*fresh)
                     assigned = parts
                 if self._targets is None:
                     self._targets = dict(consumer.end_offsets(sorted(parts))) if parts else {}

@@ -205,6 +205,19 @@ class Settings(MqttTransport, KafkaTransport):
     api_max_ended: int = Field(
         default=10_000, ge=0, description="operator API: ended alerts kept at most (oldest evicted; active: all)"
     )
+    console_stale_factor: float = Field(
+        default=2.0,
+        gt=1,
+        description="console: a device is stale after this many registered reporting intervals without a reading",
+    )
+    console_fault_window_s: float = Field(
+        default=900.0, gt=0, description="console: a device with a dead letter this recent is shown faulty"
+    )
+    console_lookback_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="console: readings and dead letters replayed from Kafka at start (statuses, detections: all)",
+    )
 
     @field_validator("sms_signature")
     @classmethod

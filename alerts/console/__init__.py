@@ -9,6 +9,7 @@
 ``GET /console/api/session``         who is logged in, with the CSRF token of the session
 ``GET /console/api/stream``          server-sent events: the active alerts whenever they change
 ``GET /console/api/map``             district outline, devices with their state, alert areas
+``GET /console/api/devices``         every registered device: reporting, stale, offline or faulty (devices.py)
 ``GET /console/api/alerts/{fp}/releases``  release workflow events and notes of an incident
 ``POST /console/api/alerts/{fp}/release``  ``{"decision": "approve"|"reject", "note": ...}`` (operator)
 ``POST /console/api/alerts/{fp}/note``     ``{"note": ...}`` (operator)
@@ -44,9 +45,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tocsin.alerts.auth import Denied, Principal, Role
+from tocsin.alerts.console.devices import ORDER, DeviceHealthModel
 from tocsin.alerts.release import Action, ReleaseEvent
 from tocsin.schemas.wire import decode
 
@@ -62,6 +65,8 @@ ReleasePublisher = Callable[[ReleaseEvent], Awaitable[object]]
 M = TypeVar("M", bound=BaseModel)
 SeriesReader = Callable[[str, list[str], float], list[dict[str, Any]]]
 """(measurement, devices, hours) -> [{"device", "field", "points": [[iso time, value], ...]}] (blocking)."""
+SNAPSHOT_MAX_AGE_S = 1.0
+"""Device states served to consoles and scrapes are at most this old (one judgement of the fleet a second)."""
 SKIP_FIELDS = frozenset({"lat", "lon", "seq", "interval_s", "n", "bearing_deg"})
 
 
@@ -211,8 +216,9 @@ class Console:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         stream_poll_s: float = 0.2,
         read_series: SeriesReader | None = None,
+        devices: DeviceHealthModel | None = None,
     ) -> None:
-        self.read_series = read_series
+        self.read_series, self.devices = read_series, devices
         self.api, self.releases, self.publish_release = api, releases, publish_release
         self.registry, self.outline, self.secure_cookie = registry, outline, secure_cookie
         self.sessions = sessions or Sessions()
@@ -357,14 +363,17 @@ class Console:
                     "level": s.level,
                     "code": s.area.code,
                     "circle": s.area.circle,
+                    "polygons": s.area.polygons,
                     "desc": s.area.desc,
                     "devices": devices,
                     "headline": s.headline,
                 }
             )
+        snapshot = self.devices.snapshot(SNAPSHOT_MAX_AGE_S) if self.devices is not None else []
+        health = {r.device_id: r.state.value for r in snapshot}
         devices = []
         for d in getattr(self.registry, "devices", []) or []:
-            state = "offline" if d.device_id in offline else "online"
+            state = health.get(d.device_id) or ("offline" if d.device_id in offline else "online")
             devices.append(
                 {
                     "id": d.device_id,
@@ -378,6 +387,23 @@ class Console:
                 }
             )
         return _json({"outline": outline, "devices": devices, "areas": areas})
+
+    async def device_health(self, request: web.Request) -> web.Response:
+        """Every registered device with its state, since when and why, the groups that need somebody
+        first (faulty, offline, stale, unknown, reporting); ``available`` false without a model."""
+        if self.devices is None:
+            return _json({"available": False, "counts": {h.value: 0 for h in ORDER}, "devices": []})
+        rows = self.devices.snapshot(SNAPSHOT_MAX_AGE_S)
+        return _json(
+            {
+                "available": True,
+                "at": self.clock().isoformat(),
+                "stale_factor": self.devices.stale_factor,
+                "fault_window_s": self.devices.fault_window_s,
+                "counts": self.devices.counts(rows),
+                "devices": [r.as_json() for r in rows],
+            }
+        )
 
     async def series(self, request: web.Request) -> web.Response:
         """The last hours of the warning's devices' readings from InfluxDB (``?hours=``, 3 by default,
@@ -467,6 +493,7 @@ class Console:
             web.get("/console/api/session", self._needs(Role.VIEWER, self.session)),
             web.get("/console/api/stream", self._needs(Role.VIEWER, self.stream)),
             web.get("/console/api/map", self._needs(Role.VIEWER, self.map)),
+            web.get("/console/api/devices", self._needs(Role.VIEWER, self.device_health)),
             web.get("/console/api/alerts/{fingerprint}/releases", self._needs(Role.VIEWER, self.release_events)),
             web.get("/console/api/alerts/{fingerprint}/series", self._needs(Role.VIEWER, self.series)),
             web.post("/console/api/alerts/{fingerprint}/release", self._needs(Role.OPERATOR, self.decide)),
@@ -488,12 +515,14 @@ def setup_console(
     registry: Any = None,
     secure_cookie: bool = False,
     read_series: SeriesReader | None = None,
+    devices: DeviceHealthModel | None = None,
 ) -> Console:
     """Add the console to the API's ``app`` (before it starts), over whatever is injected: the
     release events fed into ``releases``, ``publish_release`` (``503`` without it), the device
-    ``registry`` for the map (outline and alerts only without it) and ``read_series`` (no charts
-    without it). The Kafka process wires them in tocsin/api.py; the embedded mode from its bus
-    (tocsin/console_demo.py)."""
+    ``registry`` for the map (outline and alerts only without it), ``read_series`` (no charts
+    without it) and the ``devices`` health model, fed by the runtime (no device states without it;
+    ``tocsin_console_devices{state}`` then stays at 0). The Kafka process wires them in
+    tocsin/api.py; the embedded mode from its bus (tocsin/console_demo.py)."""
     console = Console(
         api,
         releases if releases is not None else ReleaseView(),
@@ -501,11 +530,32 @@ def setup_console(
         registry=registry,
         secure_cookie=secure_cookie,
         read_series=read_series,
+        devices=devices,
     )
+    api.metrics_registry.register(_DeviceStatesCollector(devices))
     api.public_routes |= PUBLIC_ROUTES
     app.middlewares.insert(app.middlewares.index(api.authenticate), console.session_middleware)
     app.add_routes(console.routes())
     return console
+
+
+class _DeviceStatesCollector:
+    """``tocsin_console_devices{state}``: registered devices per state, computed at each scrape; every
+    state is there from the start (0 without a model)."""
+
+    def __init__(self, devices: DeviceHealthModel | None) -> None:
+        self.devices = devices
+
+    def collect(self) -> Any:
+        family = GaugeMetricFamily(
+            "tocsin_console_devices",
+            "registered devices by console state: reporting, stale, offline, faulty, unknown (never seen yet)",
+            labels=["state"],
+        )
+        counts = self.devices.counts(max_age_s=SNAPSHOT_MAX_AGE_S) if self.devices is not None else {}
+        for state in ORDER:
+            family.add_metric([state.value], float(counts.get(state.value, 0)))
+        yield family
 
 
 def influx_series_reader(url: str, token: str, org: str, bucket: str, max_points: int = 240) -> SeriesReader:

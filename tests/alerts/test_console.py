@@ -18,10 +18,15 @@ from tocsin.alerts.api import AlertView, build_app
 from tocsin.alerts.auth import Authenticator, Role
 from tocsin.alerts.console import COOKIE, CSRF_HEADER, ReleaseView
 from tocsin.alerts.release import Action, ReleaseEvent
+from tocsin.schemas.alert import AlertArea
 from tocsin.schemas.common import Family, WarningLevel
 from tocsin.schemas.registry import Area, Device, Registry
 
-ALERT = alert_message("con-1", WarningLevel.ORANGE, Family.HYDRO)
+TOWN = ((30.25, 120.05), (30.25, 120.15), (30.35, 120.15), (30.35, 120.05), (30.25, 120.05))
+# an alert whose area is a town boundary (the map draws it)
+ALERT = alert_message("con-1", WarningLevel.ORANGE, Family.HYDRO).model_copy(
+    update={"area": AlertArea(code="330110", desc="青山镇", polygons=[TOWN])}
+)
 
 
 def run(
@@ -156,6 +161,7 @@ def test_stream_sends_the_active_list_with_the_release_state_and_the_map_has_dev
         }
         assert m["outline"]["features"][0]["properties"]["code"] == "330110"
         assert [a["fingerprint"] for a in m["areas"]] == [ALERT.fingerprint]
+        assert m["areas"][0]["polygons"] == [[list(v) for v in TOWN]] and m["areas"][0]["circle"] is None
 
     run(body)
 
@@ -181,3 +187,66 @@ def test_series_come_from_the_reader_for_the_alerts_devices_or_are_unavailable()
 
     run(body2, read_series=reader)
     assert asked == [("hydro", ["D01"], 24.0)]  # the alert's hazard and devices; hours capped at 24
+
+
+def test_device_states_endpoint_lists_the_troubled_first_and_the_metrics_count_them() -> None:
+    from tocsin.alerts.console.devices import DeviceHealthModel
+    from tocsin.schemas.status import DeviceState, DeviceStatus
+
+    now = [1_780_000_000.0]
+    registry = Registry(
+        devices=[
+            Device(device_id="D01", family=Family.HYDRO, site="s", lat=30.3, lon=120.1, area=Area(code="330110")),
+            Device(device_id="D02", family=Family.FIRE, site="s2", lat=30.2, lon=120.2, area=Area(code="330110")),
+            Device(
+                device_id="D03",
+                family=Family.HAZMAT,
+                site="s3",
+                lat=30.2,
+                lon=120.3,
+                area=Area(code="330110", town="青山镇"),
+                interval_s=10,
+            ),
+        ]
+    )
+    model = DeviceHealthModel(registry, clock=lambda: now[0])
+    model.reading("D01", now[0])
+    model.reading("D03", now[0])
+    model.status(DeviceStatus(device_id="D02", site="s2", family=Family.FIRE, state=DeviceState.OFFLINE, ts=T0), now[0])
+    now[0] += 30  # D03 reports every 10 s: stale after 20 s
+
+    async def body(client: TestClient[Any, Any], *_: Any) -> None:
+        assert (await client.get("/console/api/devices")).status == 401
+        await login(client, "viewer")  # read-only, any role
+        data = await (await client.get("/console/api/devices")).json()
+        assert data["available"] and data["counts"] == {
+            "faulty": 0,
+            "offline": 1,
+            "stale": 1,
+            "unknown": 0,
+            "reporting": 1,
+        }
+        rows = [(d["id"], d["state"], d["family"]) for d in data["devices"]]
+        assert rows == [("D02", "offline", "fire"), ("D03", "stale", "hazmat"), ("D01", "reporting", "hydro")]
+        d03 = data["devices"][1]
+        assert d03["area"] == "青山镇" and d03["last_seen"].startswith("2026-") and "无数据" in d03["reason"]
+        m = await (await client.get("/console/api/map")).json()
+        # the map's devices are those of the console's registry (D01, D02), in the model's states
+        assert {d["id"]: d["state"] for d in m["devices"]} == {"D01": "reporting", "D02": "offline"}
+        text = await (await client.get("/metrics")).text()
+        for state, n in (("faulty", 0), ("offline", 1), ("stale", 1), ("unknown", 0), ("reporting", 1)):
+            assert f'tocsin_console_devices{{state="{state}"}} {n}.0' in text
+
+    run(body, devices=model)
+
+
+def test_without_a_health_model_the_states_are_unavailable_and_the_metric_is_zero() -> None:
+    async def body(client: TestClient[Any, Any], *_: Any) -> None:
+        await login(client, "viewer")
+        data = await (await client.get("/console/api/devices")).json()
+        assert data == {"available": False, "counts": dict.fromkeys(data["counts"], 0), "devices": []}
+        assert set(data["counts"]) == {"faulty", "offline", "stale", "unknown", "reporting"}
+        text = await (await client.get("/metrics")).text()
+        assert 'tocsin_console_devices{state="faulty"} 0.0' in text
+
+    run(body)

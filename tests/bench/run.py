@@ -7,6 +7,11 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
 - detector_engine: DetectorEngine.process per reading of each family (rain, river level, gas, fire,
   100 Hz seismic packets), with the state's changelog encoding as the worker's Faust table writes it:
   CPU time per reading vs the strict validation of the same reading (tests/bench/engine.py).
+- console_devices: the console's device-state model per telemetry record (single and batch of 11)
+  vs ``json.loads`` of the same bytes, and one snapshot of 10,000 devices (ms).
+- console_follower: the operator API's follower of the telemetry topics feeding the console's
+  device states, CPU per record vs a plain kafka-python consumer of the same 200,000 records
+  (tests/bench/console.py).
 - sms_dispatch: SMS sent through the priority rate limiter to the carrier emulator, both at 100/s:
   achieved rate / configured limit.
 - gateway: ``tocsin gateway`` vs the native pipe ``mosquitto_sub | kcat`` on the same 100,000 QoS 1
@@ -119,11 +124,72 @@ def bench_detector_engine() -> dict[str, float]:
     return per_family()
 
 
+def bench_console_devices() -> dict[str, float]:
+    """The console's device-state model (alerts/console/devices.py) as the operator API feeds it from
+    every telemetry record: records/s of a single reading and of a batch record of 11 readings vs
+    ``json.loads`` of the same bytes, and one snapshot of 10,000 registered devices (ms, the cost of
+    a console refresh or a /metrics scrape)."""
+    from tocsin.alerts.console.devices import DeviceHealthModel
+    from tocsin.schemas.batch import pack
+    from tocsin.schemas.common import Family
+    from tocsin.schemas.registry import Area, Device, Registry
+
+    n_dev = 10_000
+    area = Area(code="330110")
+    registry = Registry(
+        devices=[
+            Device(device_id=f"D{i:05d}", family=Family.HYDRO, site="s1", lat=30.0, lon=120.0, area=area)
+            for i in range(n_dev)
+        ]
+    )
+    t = [1_780_000_000.0]
+    model = DeviceHealthModel(registry, clock=lambda: t[0])
+
+    def one(i: int) -> bytes:
+        return json.dumps(
+            {
+                "type": "hydro.rain",
+                "device_id": f"D{i:05d}",
+                "site": "s1",
+                "ts": "2026-07-01T08:00:00+00:00",
+                "seq": i,
+                "rain_mm": 0.5,
+                "interval_s": 60,
+            }
+        ).encode()
+
+    single = one(42)
+    batch = pack([one(i) for i in range(11)])
+    topic = "telemetry.hydro"
+    single_rate = _rate(lambda: model.apply_record(topic, b"D00042", single, t[0]), 20_000)
+    loads_rate = _rate(lambda: json.loads(single), 20_000)
+    batch_rate = _rate(lambda: model.apply_record(topic, b"D00000", batch, t[0]), 5_000)
+    batch_loads_rate = _rate(lambda: [json.loads(x) for x in batch.split(b"\n")[1:-1]], 5_000)
+    for i in range(0, n_dev, 2):
+        model.reading(f"D{i:05d}", t[0])
+    t[0] += 300
+    snap_s = min(_timed(model.snapshot) for _ in range(5))
+    return {
+        "single_records_per_s": single_rate,
+        "single_vs_json_loads": single_rate / loads_rate,
+        "batch11_records_per_s": batch_rate,
+        "batch11_vs_json_loads": batch_rate / batch_loads_rate,
+        "snapshot_10k_devices_ms": snap_s * 1000,
+    }
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 BENCHES = {
     "validate": bench_validate,
     "sta_lta": bench_sta_lta,
     "station_trigger": bench_station_trigger,
     "detector_engine": bench_detector_engine,
+    "console_devices": bench_console_devices,
 }
 
 
@@ -220,6 +286,9 @@ BENCHES["worker"] = bench_worker
 from tests.bench.quake_location import bench_quake_location  # noqa: E402 (simulated quakes, in process)
 
 BENCHES["quake_location"] = bench_quake_location
+from tests.bench.console import bench_console_follower  # noqa: E402 (real Kafka: the API's device-state feed)
+
+BENCHES["console_follower"] = bench_console_follower
 
 
 if __name__ == "__main__":

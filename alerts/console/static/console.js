@@ -7,7 +7,9 @@ const RELEASE = { auto: "已自动发布", pending: "待审批", escalated: "待
 const ACTION = { held: "公众渠道等待审批", approve: "批准发布", reject: "驳回发布", note: "备注", escalated: "超时上报值班领导",
   timed_release: "超时自动发布", timed_hold: "超时继续等待", superseded: "被新修订取代", forced: "升级为必须立即发布" };
 const OUTCOME = { accepted: "已受理", duplicate: "重复（已受理）", rejected: "被拒绝", gave_up: "放弃", suppressed: "已静默", held: "等待审批" };
-const state = { me: null, alerts: [], firstSeen: {}, latency: {}, es: null, mapData: null };
+const HEALTH = { faulty: "故障", offline: "离线", stale: "数据陈旧", unknown: "未知", reporting: "正常上报", online: "在线" };
+const DEVICE_ROWS_PER_GROUP = 200;
+const state = { me: null, alerts: [], firstSeen: {}, latency: {}, es: null, mapData: null, showReporting: false };
 window.tocsinLatency = state.latency; // issue-to-display times (ms) by message identifier, read by the browser tests
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -155,25 +157,65 @@ function drawMap() {
     stroke: "#37474f", "stroke-width": 1.5 }, d.outline.features[0].properties.name));
   const byId = Object.fromEntries(d.devices.map((v) => [v.id, v]));
   for (const a of d.areas) {
+    for (const ring of a.polygons || []) {  // the boundaries of the areas warned: [[lat, lon], ...]
+      el("polygon", { points: ring.map((p) => `${X(p[1])},${Y(p[0])}`).join(" "), fill: colour[a.level],
+        "fill-opacity": 0.2, stroke: colour[a.level], "stroke-width": 2, "data-area": a.fingerprint }, a.headline);
+    }
     if (a.circle) {  // [lat, lon, radius km] of the alert area
       const [clat, clon, km] = a.circle;
       el("circle", { cx: X(clon), cy: Y(clat), r: Math.max(6, (km / 111.2) * s), fill: colour[a.level],
         "fill-opacity": 0.2, stroke: colour[a.level], "stroke-width": 2, "data-area": a.fingerprint }, a.headline);
       continue;
     }
+    if ((a.polygons || []).length) continue;
     for (const id of a.devices) {
       const v = byId[id];
       if (v) el("circle", { cx: X(v.lon), cy: Y(v.lat), r: 16, fill: colour[a.level], "fill-opacity": 0.35, stroke: colour[a.level] }, a.headline);
     }
   }
-  const dot = { online: "#2e7d32", offline: "#616161", stale: "#9e9d24", faulty: "#6a1b9a" };
+  const dot = { online: "#2e7d32", reporting: "#2e7d32", offline: "#616161", stale: "#9e9d24", faulty: "#6a1b9a", unknown: "#b0bec5" };
   for (const v of d.devices) {
     el("circle", { cx: X(v.lon), cy: Y(v.lat), r: 5, fill: dot[v.state] || "#999", stroke: "#fff", "data-device": v.id },
-      `${v.id}（${HAZARD[v.family] || v.family}）${{ online: "在线", offline: "离线", stale: "数据陈旧", faulty: "故障" }[v.state] || v.state}`);
+      `${v.id}（${HAZARD[v.family] || v.family}）${HEALTH[v.state] || v.state}`);
   }
   box.replaceChildren(svg);
 }
 const rank = (l) => ({ blue: 1, yellow: 2, orange: 3, red: 4 }[l] || 0);
+
+// ------------------------------------------------------------------ device states (faulty, offline, stale first)
+async function loadDevices() {
+  const r = await api("/console/api/devices");
+  if (r.status !== 200 || !r.data) return;
+  const d = r.data, tbody = $("#devices tbody");
+  const counts = d.counts || {};
+  $("#device-counts").replaceChildren(...Object.keys(counts).map((k) =>
+    h("span", { class: `hc ${k}`, "data-state": k }, `${HEALTH[k] || k} ${counts[k]}`)));
+  if (!d.available) { tbody.replaceChildren(h("tr", {}, h("td", { colspan: 6 }, "设备状态未接入"))); return; }
+  const rows = [];
+  let group = null, shown = 0;
+  for (const v of d.devices) {
+    if (v.state !== group) {
+      group = v.state; shown = 0;
+      const folded = group === "reporting" && !state.showReporting;
+      rows.push(h("tr", { class: "group", "data-group": group }, h("th", { colspan: 6, scope: "rowgroup" },
+        `${HEALTH[group] || group}（${counts[group] || 0}）`,
+        group === "reporting" ? h("button", { type: "button", id: "toggle-reporting", class: "link",
+          onclick: () => { state.showReporting = !state.showReporting; loadDevices(); } }, folded ? "展开" : "收起") : null)));
+    }
+    if (group === "reporting" && !state.showReporting) continue;
+    if (++shown > DEVICE_ROWS_PER_GROUP) {
+      if (shown === DEVICE_ROWS_PER_GROUP + 1) rows.push(h("tr", {}, h("td", { colspan: 6, class: "hint" },
+        `另有 ${(counts[group] || 0) - DEVICE_ROWS_PER_GROUP} 台未列出（完整列表：/console/api/devices）`)));
+      continue;
+    }
+    rows.push(h("tr", { "data-device": v.id, "data-state": v.state, class: `dev ${v.state}` },
+      h("td", {}, h("span", { class: `dot ${v.state}` }), HEALTH[v.state] || v.state), h("td", {}, v.id),
+      h("td", {}, HAZARD[v.family] || v.family), h("td", {}, v.area || v.area_code),
+      h("td", {}, v.last_seen ? `${fmt(v.last_seen)}（${age(v.last_seen)}前）` : "—"),
+      h("td", {}, `${age(v.since)}`, v.reason ? ` · ${v.reason}` : "")));
+  }
+  tbody.replaceChildren(...rows);
+}
 
 // ------------------------------------------------------------------ an alert's page
 async function refreshAlert(fp, quiet) {
@@ -330,8 +372,8 @@ function route() {
   const fp = currentFingerprint();
   $("#overview").hidden = !!fp; $("#alert").hidden = !fp;
   if (fp) { $("#alert").replaceChildren(h("p", {}, "加载中…")); refreshAlert(fp); $("#main").focus(); }
-  else { renderList(); loadMap(); }
+  else { renderList(); loadMap(); loadDevices(); }
 }
 window.addEventListener("hashchange", route);
-setInterval(() => { if (!$("#overview").hidden) renderList(); }, 10000); // ages
+setInterval(() => { if (state.me && !$("#overview").hidden) { renderList(); loadDevices(); } }, 10000); // ages, device states
 start().then(() => { if (!state.me) showLogin(); });
