@@ -223,10 +223,18 @@ def test_the_offline_set_is_bounded_and_its_overflow_turns_the_constraint_off() 
     offline stations could be taken for a quiet one."""
     t = ORIGIN - timedelta(minutes=5)
     offline = [_offline(s, DetectionState.OPEN, t + timedelta(seconds=k)) for k, s in enumerate(("GX", "G02", "G22"))]
-    store, stage = _run([*offline, *(_trigger(s) for s in SOUTH_ROW)], AlertConfig(seismic_max_offline=2))
+    store, stage = _run(offline, AlertConfig(seismic_max_offline=2))
     health = store[f"seismic:{AREA}:station-health"]
     assert health["overflow"] is True and sorted(health["offline"]) == ["G02", "G22"]
     assert stage.engine.capped == {"seismic_offline_overflow": 1}
+    counted = {
+        sample.labels["reason"]: sample.value
+        for metric in stage.metrics.capped.collect()
+        for sample in metric.samples
+        if sample.name == "tocsin_alert_state_capped_total"
+    }
+    assert counted == {"seismic_offline_overflow": 1.0}  # the metric, at the record that overflowed
+    store, _ = _run([*offline, *(_trigger(s) for s in SOUTH_ROW)], AlertConfig(seismic_max_offline=2))
     assert _epicentre(store)["n_quiet"] == 0
     # one back: below the cap again, the constraint returns (GX, forgotten, would count as quiet: it is
     # the operators' cap to size; the overflow is a metric)
