@@ -12,6 +12,9 @@ does not check are enforced here (a ``ValueError`` names the offending field):
 * ``polygon`` is a closed ring of at least four WGS 84 ``lat,lon`` pairs (closed here if the
   caller's first and last points differ); ``circle`` is ``lat,lon radius_km``; coordinates and
   radius are written with at most 6 decimals;
+* the one ``<area>`` holds a ``<polygon>`` per boundary of ``alert.area.polygons`` (the registry
+  boundaries of the areas warned: CAP reads several polygons and circles of an area as their
+  union), then the circle, then the geocodes;
 * ``urgency``/``certainty`` are CAP values (the model keeps them as free strings); a Cancel is
   ``Past``/``Observed`` with ``responseType`` ``AllClear`` and keeps the cancelled severity;
 * ``web`` is an absolute URI.
@@ -146,7 +149,8 @@ def render_cap(
 ) -> bytes:
     """The alert as a CAP 1.2 ``<alert>`` document (UTF-8 bytes with an XML declaration).
 
-    ``polygon``: (lat, lon) vertices of the warned area, WGS 84; closed if not already.
+    ``polygon``: (lat, lon) vertices of one more polygon, WGS 84, after the alert's own
+    (``alert.area.polygons``); closed if not already.
     ``web``: absolute URI with more information. ``sender_name``: the issuing bureau, e.g.
     ``临江区应急管理局``. ``reference_sent``: sent times of the referenced earlier messages
     (default: the alert's onset). ``note``: CAP note; for Exercise and Test messages it defaults to
@@ -206,8 +210,9 @@ def render_cap(
 
     area = _sub(info, "area")
     _sub(area, "areaDesc", alert.area.desc)
-    if polygon is not None:
-        _sub(area, "polygon", _polygon(polygon))
+    rings = [*alert.area.polygons, *([polygon] if polygon is not None else [])]
+    for ring in dict.fromkeys(_polygon(r) for r in rings):
+        _sub(area, "polygon", ring)
     if alert.area.circle is not None:
         _sub(area, "circle", _circle(alert.area.circle))
     for code in dict.fromkeys([alert.area.code, *alert.area.geocodes]):

@@ -27,8 +27,9 @@ from typing import Any
 from tocsin.alerts import cap_id
 from tocsin.alerts.kernels import fire as fk
 from tocsin.alerts.kernels import quake as qk
-from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
-from tocsin.schemas.common import WarningLevel
+from tocsin.schemas import geo
+from tocsin.schemas.alert import MAX_AREA_POLYGONS, MAX_AREA_VERTICES, Alert, AlertArea, AlertStatus, MsgType
+from tocsin.schemas.common import Family, WarningLevel
 from tocsin.schemas.confirm import ConfirmRules
 from tocsin.schemas.detection import Detection, DetectionKind, DetectionState, is_gas_kind
 from tocsin.schemas.registry import RegistryLike
@@ -117,6 +118,12 @@ class AlertConfig:
     # an earthquake goes to the public (SMS, broadcast) only when the governing intensity (observed, or
     # predicted at the registry's targets and areas) reaches this; below it, agencies and operators only
     seismic_public_min_intensity: float = 4.5
+    # location from not-yet-arrived data (tocsin.alerts.kernels.quake.locate ``quiet``): live registry stations
+    # of the area that have not triggered count as not reached by P up to the newest data time minus the
+    # tolerance, at most ``seismic_quiet_window_s`` past the newest pick; None: picks only
+    seismic_quiet_tolerance_s: float | None = qk.QUIET_TOLERANCE_S
+    seismic_quiet_window_s: float = 3.0
+    seismic_max_offline: int = 4096  # offline seismic stations remembered per area; beyond: no quiet stations
     vp_km_s: float = 6.0
     vs_km_s: float = 3.5
     depth_km: float = 10.0
@@ -155,6 +162,8 @@ def confirm_settings(rules: ConfirmRules, env_confirm: Mapping[str, tuple[int, f
         "seismic_window_s": rules.seismic.window_s,
         "seismic_weights": dict(rules.seismic.weights),
         "seismic_public_min_intensity": rules.seismic.public_min_intensity,
+        "seismic_quiet_tolerance_s": rules.seismic.quiet_tolerance_s,
+        "seismic_quiet_window_s": rules.seismic.quiet_window_s,
     }
 
 
@@ -206,6 +215,7 @@ class AlertEngine:
         # partition of ``detections`` being handled (set by AlertStage; 0 for a single process)
         self.issuer_lane = 0
         self._sequencers: dict[int, cap_id.Sequencer] = {}
+        self._stations_of: tuple[Any, dict[str, list[tuple[str, float, float]]]] | None = None
 
     def fingerprint(self, d: Detection) -> str:
         """The lifecycle state's key. Its part before the last ``:`` is the ``detections`` key
@@ -247,12 +257,75 @@ class AlertEngine:
                 size += (x.gateway == name) if kind == "gateway" else (not x.gateway and x.site == name)
         return f"{kind}-{name}".replace(":", "_"), name, size
 
-    def process(self, d: Detection, state: State | None) -> tuple[State, list[Alert]]:
-        st, out = self._process(d, state)
+    def process(self, d: Detection, state: State | None, health: State | None = None) -> tuple[State, list[Alert]]:
+        """One detection against its fingerprint's state. ``health``: for a seismic trigger, the state
+        under :meth:`station_health_key` (which stations of the area are offline)."""
+        st, out = self._process(d, state, health)
         _bound_chain(st)
         return st, out
 
-    def _process(self, d: Detection, state: State | None) -> tuple[State, list[Alert]]:
+    # ------------------------------------------------------------------ seismic station health
+    def station_health_key(self, d: Detection) -> str | None:
+        """Where the offline seismic stations of the detection's area are kept (same ``detections``
+        key, ``seismic:<area>``, so same partition as the area's earthquake), or None for detections
+        of other families."""
+        if d.family is not Family.SEISMIC:
+            return None
+        return f"{d.family.value}:{d.area_code or self.config.default_area_code}:station-health"
+
+    def station_health(self, d: Detection, health: State | None) -> State | None:
+        """The station health after ``d``: a seismic station's deadman ``offline`` detection adds it to
+        the area's offline stations (cleared: removes it); anything else leaves it as it is (None
+        returned: unchanged). Bounded by ``seismic_max_offline``: beyond it the area is marked
+        ``overflow`` (counted) and no station of it counts as quiet until the set shrinks."""
+        if d.kind != DetectionKind.OFFLINE or d.family is not Family.SEISMIC:
+            return None
+        offline = dict((health or {}).get("offline", {}))
+        if d.state is DetectionState.CLEAR:
+            if d.device_id not in offline:
+                return None
+            del offline[d.device_id]
+        elif d.device_id in offline:
+            return None
+        else:
+            offline[d.device_id] = d.ts.timestamp()
+        overflow = len(offline) > self.config.seismic_max_offline
+        if overflow:
+            self._count_cap("seismic_offline_overflow")
+            oldest = sorted(offline, key=lambda k: (offline[k], k))
+            for k in oldest[: len(offline) - self.config.seismic_max_offline]:
+                del offline[k]
+        was = bool((health or {}).get("overflow"))
+        return {"offline": offline, "overflow": overflow or (was and len(offline) >= self.config.seismic_max_offline)}
+
+    def _seismic_stations(self, area: str) -> list[tuple[str, float, float]]:
+        """The registry's seismic stations of an area, ``(id, lat, lon)``, made once per registry load."""
+        if self.registry is None:
+            return []
+        devices = self.registry.devices
+        if self._stations_of is None or self._stations_of[0] is not devices:
+            by_area: dict[str, list[tuple[str, float, float]]] = {}
+            for dev in devices:
+                if dev.family is Family.SEISMIC:
+                    by_area.setdefault(dev.area.code, []).append((dev.device_id, dev.lat, dev.lon))
+            self._stations_of = (devices, by_area)
+        return self._stations_of[1].get(area, [])
+
+    def _quiet(self, d: Detection, trig: Mapping[str, Any], health: State | None) -> list[qk.QuietStation]:
+        """Live stations of the area that have not triggered: the registry's seismic stations of the
+        detection's area, minus every station holding a trigger in the state (in the cluster or not),
+        minus the stations the deadman has reported offline. None at all when the offline set overflowed."""
+        if self.config.seismic_quiet_tolerance_s is None or (health or {}).get("overflow"):
+            return []
+        offline = (health or {}).get("offline", {})
+        area = d.area_code or self.config.default_area_code
+        return [
+            qk.QuietStation(sid, lat, lon)
+            for sid, lat, lon in self._seismic_stations(area)
+            if sid not in trig and sid not in offline
+        ]
+
+    def _process(self, d: Detection, state: State | None, health: State | None = None) -> tuple[State, list[Alert]]:
         st: State = dict(state) if state else {"active": False, "revision": -1, "ids": [], "sources": {}}
         st["sources"] = dict(st["sources"])
         max_age = self.config.max_detection_age_s
@@ -281,7 +354,7 @@ class AlertEngine:
         if len(st["seen"]) > self.config.max_seen:
             self._evict_seen(st)
         if d.kind == DetectionKind.P_TRIGGER:
-            return st, self._seismic(d, st)
+            return st, self._seismic(d, st, health)
         if d.kind == DetectionKind.OFFLINE:
             # Inhibition: the offline devices of one gateway (or site) are one operators' alert (blue),
             # not one per device; routing never sends it to the public.
@@ -586,15 +659,22 @@ class AlertEngine:
         st["ids"] = [*st["ids"], identifier]
         event, _category = event_of(group)
         device = self.registry.get(d.device_id) if self.registry else None
+        sources = st["sources"]
+        devices = sorted({k.split(":")[0] for k in sources} | {d.device_id})
+        polygons = self._area_polygons(d, st, msg_type, devices)
+        if circle is None and d.lat is not None and d.lon is not None:
+            # Without boundaries, the area is a 5 km circle around the device. Boundaries replace it,
+            # unless a device of the incident lies outside them (the area must still cover it).
+            if not polygons or not self._all_inside(d, devices):
+                circle = (d.lat, d.lon, 5.0)
         area = AlertArea(
             code=area_code,
             desc=(d.town + d.village) or (device.area.district if device else "") or area_code,
             town=d.town,
             village=d.village,
-            circle=circle or ((d.lat, d.lon, 5.0) if d.lat is not None and d.lon is not None else None),
+            circle=circle,
+            polygons=polygons,
         )
-        sources = st["sources"]
-        devices = sorted({k.split(":")[0] for k in sources} | {d.device_id})
         sites = sorted({s.get("site", "") for s in sources.values()} - {""} | {d.site})
         if msg_type is MsgType.CANCEL and is_anomaly(group) and not st.get("public"):
             headline = f"{area.desc}{ANOMALY_HEADLINE}解除"
@@ -663,7 +743,7 @@ class AlertEngine:
         )
 
     # ------------------------------------------------------------------ seismic
-    def _seismic(self, d: Detection, st: State) -> list[Alert]:
+    def _seismic(self, d: Detection, st: State, health: State | None = None) -> list[Alert]:
         """Network confirmation: station triggers consistent with one P wave (coincidence), then a
         located epicentre, a magnitude from Pd, and predicted intensity and S-wave warning time at
         the registry's targets. Issued as soon as confirmed; updated as more stations report, up at
@@ -724,7 +804,9 @@ class AlertEngine:
         # Warning times count from the moment this message is issued (the engine's clock), not from the
         # triggering packet's device time: processing and queueing delay has already used up part of it.
         issued_s = self.clock().timestamp()
-        q = self._quake(co, trig, issued_s) if co.confirmed else self._unlocated(stations, trig)
+        q = self._quake(co, trig, issued_s, d, health) if co.confirmed else self._unlocated(stations, trig)
+        if q["lat"] is not None:  # the latest epicentre, for operators and measurements
+            st["epicentre"] = {k: q[k] for k in ("lat", "lon", "n_picks", "n_quiet", "late_s")}
         shaking = max(q["observed"], q["predicted_max"])
         level = seismic_level(shaking)
         d2 = d.model_copy(
@@ -762,6 +844,55 @@ class AlertEngine:
             msg = self._message(d2, st, MsgType.UPDATE, new, description=q["text"], circle=circle)
             return [_seismic_audience_and_area(msg, public, zone, first_public=went_public)]
         return []
+
+    def _area_polygons(self, d: Detection, st: State, msg_type: MsgType, devices: list[str]) -> list[geo.Ring]:
+        """The boundary rings of the areas an incident has warned (earthquakes: none, their area is
+        the shaking zone). Each device's area contributes its most specific registry boundary
+        (village, else town, else district); the areas accumulate from the incident's Alert to its
+        Cancel (``st["area_keys"]``), so an Update or the all-clear covers every area warned. More
+        than :data:`MAX_AREA_POLYGONS` areas or :data:`MAX_AREA_VERTICES` vertices: no polygons (the
+        district geocode and the device circle stand, counted as ``alert_area_polygons_capped``)."""
+        if self.registry is None or d.kind == DetectionKind.P_TRIGGER:
+            return []
+        if msg_type is MsgType.ALERT:
+            st.pop("area_keys", None)
+            st.pop("area_overflow", None)
+        keys = [tuple(k) for k in st.get("area_keys", [])]
+        areas = [(d.area_code or self.config.default_area_code, d.town, d.village)]
+        for dev_id in devices:
+            dev = self.registry.get(dev_id)
+            if dev is not None:
+                areas.append((dev.area.code, dev.area.town, dev.area.village))
+        for code, town, village in dict.fromkeys(areas):
+            b = self.registry.boundary(code, town, village)
+            if b is not None and b.key not in keys:
+                keys.append(b.key)
+        keys = keys[: MAX_AREA_POLYGONS + 1]  # the state stays bounded; one more marks the overflow
+        st["area_keys"] = [list(k) for k in keys]
+        rings = [r for r in (self.registry.polygon((k[0], k[1], k[2])) for k in keys) if r is not None]
+        if len(keys) > MAX_AREA_POLYGONS or sum(len(r) for r in rings) > MAX_AREA_VERTICES:
+            if not st.get("area_overflow"):
+                self._count_cap("alert_area_polygons_capped")
+            st["area_overflow"] = True
+        return [] if st.get("area_overflow") else rings
+
+    def _all_inside(self, d: Detection, devices: list[str]) -> bool:
+        """Every device of the incident lies inside its own area's boundary (the registry caches
+        the answer per device); a detection from a device the registry does not know, by its point."""
+        reg = self.registry
+        if reg is None:
+            return False
+        for dev_id in devices:
+            if reg.get(dev_id) is not None:
+                if not reg.within_boundary(dev_id):
+                    return False
+            elif dev_id != d.device_id:
+                return False  # an unregistered device whose position is not known here
+        if reg.get(d.device_id) is None:
+            b = reg.boundary(d.area_code or self.config.default_area_code, d.town, d.village)
+            if b is None or d.lat is None or d.lon is None or not geo.point_in_ring(d.lat, d.lon, b.polygon):
+                return False
+        return True
 
     def _seismic_update_level(self, current: WarningLevel, shaking: float, mag_stations: int) -> WarningLevel:
         """The level of an active earthquake alert after new station data (the update policy).
@@ -831,9 +962,23 @@ class AlertEngine:
             "text": f"地震预警：{len(stations)}个台站触发，震中待定，台站实测最大烈度{observed:.1f}度。",
         }
 
-    def _quake(self, co: qk.Coincidence, trig: dict[str, Any], alert_t_s: float) -> dict[str, Any]:
+    def _quake(
+        self, co: qk.Coincidence, trig: dict[str, Any], alert_t_s: float, d: Detection, health: State | None
+    ) -> dict[str, Any]:
         cfg = self.config
-        loc = qk.locate(list(co.picks), vp_km_s=cfg.vp_km_s, depth_km=cfg.depth_km)
+        quiet = self._quiet(d, trig, health)
+        newest = max(p.t_s for p in co.picks)
+        # the event's newest data time: this detection's (a station's packet), at most the window past the
+        # newest pick; the kernel takes the tolerance off it
+        now_s = min(max(d.ts.timestamp(), newest), newest + cfg.seismic_quiet_window_s)
+        loc = qk.locate(
+            list(co.picks),
+            vp_km_s=cfg.vp_km_s,
+            depth_km=cfg.depth_km,
+            quiet=quiet,
+            now_s=now_s,
+            quiet_tolerance_s=cfg.seismic_quiet_tolerance_s or 0.0,
+        )
         est = qk.magnitude_estimate(list(co.picks), loc, vp_km_s=cfg.vp_km_s, vs_km_s=cfg.vs_km_s)
         mag = est.magnitude
         observed = max(trig[k]["intensity"] for k in co.station_ids)
@@ -866,6 +1011,9 @@ class AlertEngine:
             "predicted_max": max(predicted, default=0.0),
             "blind_km": qk.blind_zone_radius_km(loc, alert_t_s, vs_km_s=cfg.vs_km_s),
             "text": text[:4000],
+            "n_picks": loc.n,
+            "n_quiet": loc.n_quiet,
+            "late_s": round(loc.late_s, 3),
         }
 
 

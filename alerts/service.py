@@ -109,11 +109,19 @@ class AlertStage:
         if previous is not None and replayed(previous.get(guard), position):
             self.metrics.replayed.inc()
             return []
-        superseded = self.engine.superseded
-        state, alerts = self.engine.process(detection, previous)
-        self._capped.update(self.engine.capped)
+        superseded, stale = self.engine.superseded, self.engine.stale
+        # seismic: the area's offline stations (kept beside the incidents, in the same partition), which
+        # the earthquake location must not count as stations the P wave has not reached yet
+        health_key = self.engine.station_health_key(detection)
+        health = store.get(health_key) if health_key else None
+        state, alerts = self.engine.process(detection, previous, health)
         if self.engine.superseded != superseded:
             self.metrics.superseded.inc()
+        elif health_key and self.engine.stale == stale:
+            new_health = self.engine.station_health(detection, health)
+            if new_health is not None:
+                store[health_key] = new_health
+        self._capped.update(self.engine.capped)
         if not alerts and previous is not None and _same_apart_from_position(state, previous):
             # A no-op: no warning level, too old (history), or superseded by a later detection of its
             # source (every detection that is applied records its source's stamp, so nothing else

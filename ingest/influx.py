@@ -85,7 +85,8 @@ def packet_pga(packet: SeismicPacket) -> float | None:
 def alert_point(alert: Alert, registry: RegistryLike | None = None) -> Point:
     """One point per alert message in measurement ``alerts`` (the Geomap's active alerts): tags hazard,
     level, msg_type, status, area, fingerprint; ``active`` 1 for Alert/Update and 0 for Cancel; the
-    location from the alert's circle, else the mean position of its devices the registry knows."""
+    location from the alert's circle, else the mean position of its devices the registry knows, else
+    the mean vertex of its first boundary polygon."""
     p = Point("alerts").tag("hazard", alert.hazard.value).tag("level", alert.level.value)
     p = p.tag("msg_type", alert.msg_type.value).tag("status", alert.status.value)
     p = p.tag("area", alert.area.code).tag("fingerprint", alert.fingerprint).time(alert.sent, WritePrecision.MS)
@@ -100,6 +101,9 @@ def alert_point(alert: Alert, registry: RegistryLike | None = None) -> Point:
         known = [d for d in (registry.get(dev) for dev in alert.devices) if d is not None]
         if known:
             located = (sum(d.lat for d in known) / len(known), sum(d.lon for d in known) / len(known))
+    if located is None and alert.area.polygons:  # the mean vertex of its first boundary
+        ring = alert.area.polygons[0][:-1]
+        located = (sum(v[0] for v in ring) / len(ring), sum(v[1] for v in ring) / len(ring))
     if located is not None:
         p = p.field("lat", float(located[0])).field("lon", float(located[1]))
     return p

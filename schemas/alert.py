@@ -8,6 +8,13 @@ from typing import Any
 from pydantic import AwareDatetime, Field, computed_field, model_validator
 
 from tocsin.schemas.common import AdminCode, Family, WarningLevel, WireModel
+from tocsin.schemas.geo import RingField
+
+MAX_AREA_POLYGONS = 16
+"""Most boundary polygons one alert carries (the areas of an incident's devices)."""
+MAX_AREA_VERTICES = 4000
+"""Most vertices of all an alert's polygons together: the message stays well under 200 KB of JSON
+(Kafka's default record limit is 1 MB)."""
 
 
 class MsgType(StrEnum):
@@ -30,9 +37,21 @@ class AlertArea(WireModel):
     town: str = ""
     village: str = ""
     circle: tuple[float, float, float] | None = Field(default=None, description="lat, lon, radius km")
+    polygons: list[RingField] = Field(
+        default_factory=list,
+        max_length=MAX_AREA_POLYGONS,
+        description="boundary rings of the areas warned, WGS 84 (lat, lon) closed rings (CAP <polygon>)",
+    )
     geocodes: list[AdminCode] = Field(
         default_factory=list, description="further GB/T 2260 codes the area covers (earthquake shaking zone)"
     )
+
+    @model_validator(mode="after")
+    def _bounded_vertices(self) -> AlertArea:
+        total = sum(len(p) for p in self.polygons)
+        if total > MAX_AREA_VERTICES:
+            raise ValueError(f"an alert area holds at most {MAX_AREA_VERTICES} polygon vertices, got {total}")
+        return self
 
 
 class Alert(WireModel):

@@ -39,6 +39,20 @@ class SeismicConfirm(WireModel):
         description="instrumental intensity (observed, or predicted at targets/areas) from which an earthquake "
         "reaches the public; below it agencies and operators only (4.5: degree V, docs/detection-rules-seismic.md)",
     )
+    quiet_tolerance_s: float | None = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description="location from not-yet-arrived data: a live, untriggered station counts as not reached by P up "
+        "to the event's newest data time minus this (packet length, latency, trigger delay); null: picks only",
+    )
+    quiet_window_s: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        description="the not-yet-arrived constraint reaches at most this long past the newest pick (stations a "
+        "small event never triggers must not pull the epicentre away from them)",
+    )
 
 
 class ConfirmRules(WireModel):

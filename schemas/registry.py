@@ -12,17 +12,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from pydantic import Field, PrivateAttr, StringConstraints, ValidationInfo, field_validator
+from pydantic import Field, PrivateAttr, StringConstraints, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from tocsin.schemas.common import AdminCode, Family, Ident, PublicText, WireModel
 from tocsin.schemas.files import load_model_file
+from tocsin.schemas.geo import Polygon, Ring, point_in_ring
 
 PLACE_NAME_MAX_CHARS = 50
 """Longest district, town or village name. Alert headlines are at most 200 characters; the longest one
 the alert engine builds is an equipment alert, area (town + village, at most 100) + "网关" + gateway or
 site id (at most 64) + "监测设备离线（n/m台）" (under 30): 200 at most. China's longest township names
 are about 10 characters, so the cap costs nobody anything."""
+MAX_BOUNDARIES = 2000
+"""Most area boundaries in one registry (a district has tens of towns and a few hundred villages)."""
 TARGET_NAME_MAX_CHARS = 100
 """Longest seismic target name (it appears in the warning's description, itself capped at 4000)."""
 
@@ -62,6 +65,39 @@ class Area(WireModel):
     @property
     def desc(self) -> str:
         return "".join(p for p in (self.district, self.town, self.village) if p) or self.code
+
+
+AreaKey = tuple[str, str, str]
+"""``(code, town, village)``: one administrative area; "" for a level not given."""
+
+
+class Boundary(WireModel):
+    """The boundary of one administrative area: the district (``code`` only), a town of it
+    (``code`` and ``town``) or a village (``code``, ``town`` if the devices name it, ``village``).
+
+    Alerts about a device's area carry the most specific boundary the registry has for it
+    (village, else town, else district) as a CAP ``<polygon>`` (docs/alert-delivery.md)."""
+
+    code: AdminCode = Field(description="GB/T 2260 six-digit district code")
+    district: PublicText = Field(default="", max_length=PLACE_NAME_MAX_CHARS, description="name, for readers only")
+    town: PublicText = Field(default="", max_length=PLACE_NAME_MAX_CHARS)
+    village: PublicText = Field(default="", max_length=PLACE_NAME_MAX_CHARS)
+    polygon: Polygon = Field(
+        description="WGS 84 [lat, lon] vertices (closed or not; 3 to 1000 distinct; simple, no self-intersection)"
+    )
+
+    @property
+    def key(self) -> AreaKey:
+        return (self.code, self.town, self.village)
+
+    @property
+    def desc(self) -> str:
+        return "".join(p for p in (self.district, self.town, self.village) if p) or self.code
+
+
+def area_keys(code: str, town: str = "", village: str = "") -> list[AreaKey]:
+    """The boundaries that may cover an area, most specific first: village, town, district."""
+    return list(dict.fromkeys([(code, town, village), (code, town, ""), (code, "", "")]))
 
 
 class Device(WireModel):
@@ -114,16 +150,74 @@ class Registry(WireModel):
     sms_recipients: dict[AdminCode, list[PhoneNumber]] = Field(
         default_factory=dict, description="area code -> E.164 numbers of on-duty officers and residents"
     )
+    boundaries: list[Boundary] = Field(
+        default_factory=list,
+        max_length=MAX_BOUNDARIES,
+        description="area boundary polygons (district, town or village); alerts about an area carry its polygon",
+    )
+
+    @model_validator(mode="after")
+    def _one_boundary_per_area(self) -> Registry:
+        seen: set[AreaKey] = set()
+        for i, b in enumerate(self.boundaries):
+            if b.key in seen:
+                where = "/".join(p for p in b.key if p)
+                raise ValueError(f"boundaries[{i}]: a second boundary for area {where}")
+            seen.add(b.key)
+        return self
 
     def by_id(self) -> dict[str, Device]:
         return {d.device_id: d for d in self.devices}
 
     _index: dict[str, Device] | None = PrivateAttr(default=None)
+    _areas: dict[AreaKey, Boundary] | None = PrivateAttr(default=None)
 
     def get(self, device_id: str) -> Device | None:
         if self._index is None:
             self._index = self.by_id()
         return self._index.get(device_id)
+
+    def boundary(self, code: str, town: str = "", village: str = "") -> Boundary | None:
+        """The most specific boundary covering an area (its village's, else its town's, else its
+        district's), or None."""
+        if self._areas is None:
+            self._areas = {b.key: b for b in self.boundaries}
+        if not self._areas:
+            return None
+        return next((self._areas[k] for k in area_keys(code, town, village) if k in self._areas), None)
+
+    def polygon(self, key: AreaKey) -> Ring | None:
+        """The boundary ring of exactly the area ``key``, or None."""
+        if self._areas is None:
+            self._areas = {b.key: b for b in self.boundaries}
+        found = self._areas.get(key)
+        return found.polygon if found is not None else None
+
+    _inside: dict[str, bool] = PrivateAttr(default_factory=dict)
+
+    def within_boundary(self, device_id: str) -> bool:
+        """The device is registered, its area has a boundary and its position lies inside it
+        (point-in-polygon once per device and loaded registry)."""
+        known = self._inside.get(device_id)
+        if known is None:
+            dev = self.get(device_id)
+            b = self.boundary(dev.area.code, dev.area.town, dev.area.village) if dev is not None else None
+            known = dev is not None and b is not None and point_in_ring(dev.lat, dev.lon, b.polygon)
+            if len(self._inside) < len(self.devices):
+                self._inside[device_id] = known
+        return known
+
+
+def devices_outside_boundaries(registry: Registry) -> list[str]:
+    """Devices whose area has a boundary that does not contain the device's position: the
+    boundary or the position is wrong (GCJ-02 coordinates, a swapped lat/lon, the wrong town).
+    Their alerts keep the device circle next to the boundary (docs/alert-delivery.md)."""
+    out = []
+    for d in registry.devices:
+        b = registry.boundary(d.area.code, d.area.town, d.area.village)
+        if b is not None and not registry.within_boundary(d.device_id):
+            out.append(f"{d.device_id} ({d.lat}, {d.lon}) lies outside the boundary of {b.desc}")
+    return out
 
 
 def load_registry(path: str | Path) -> Registry:
@@ -144,6 +238,12 @@ class RegistryLike(Protocol):
     def targets(self) -> list[Target]: ...
 
     def get(self, device_id: str) -> Device | None: ...
+
+    def boundary(self, code: str, town: str = "", village: str = "") -> Boundary | None: ...
+
+    def polygon(self, key: AreaKey) -> Ring | None: ...
+
+    def within_boundary(self, device_id: str) -> bool: ...
 
 
 class RegistryWatcher:
@@ -210,6 +310,15 @@ class RegistryWatcher:
     @property
     def targets(self) -> list[Target]:
         return self.current().targets
+
+    def boundary(self, code: str, town: str = "", village: str = "") -> Boundary | None:
+        return self.current().boundary(code, town, village)
+
+    def polygon(self, key: AreaKey) -> Ring | None:
+        return self.current().polygon(key)
+
+    def within_boundary(self, device_id: str) -> bool:
+        return self.current().within_boundary(device_id)
 
     def get(self, device_id: str) -> Device | None:
         current = self.current()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from tocsin.schemas import topics
 from tocsin.schemas.common import Family
-from tocsin.schemas.registry import Area, Device, Registry, Target
+from tocsin.schemas.registry import Area, Boundary, Device, Registry, Target
 
 DISTRICT = "330110"
 DISTRICT_NAME = "临江区"
@@ -35,6 +35,56 @@ class Message:
 
 def _area(town: str, village: str = "") -> Area:
     return Area(code=DISTRICT, district=DISTRICT_NAME, town=town, village=village)
+
+
+QUADRANT_TOWNS = ("青山镇", "石门镇", "白沙镇", "临江街道")
+"""The district's towns: north-west, north-east, south-east, south-west of the centre."""
+CHEM_PARK = (30.23, 120.18)
+
+
+def _offset(centre: tuple[float, float], north_km: float, east_km: float) -> tuple[float, float]:
+    lat = centre[0] + north_km / 111.2
+    lon = centre[1] + east_km / (111.2 * math.cos(math.radians(centre[0])))
+    return round(lat, 5), round(lon, 5)
+
+
+def town_boundaries(
+    code: str, district: str, centre: tuple[float, float], radius_km: float, chem_park: tuple[float, float]
+) -> list[Boundary]:
+    """Boundaries for a simulated district: four towns (:data:`QUADRANT_TOWNS`) split by the meridian
+    and the parallel through ``centre`` (the simulators put a device in the town of its quadrant),
+    with an irregular outer edge (radius_km plus or minus about 13 %, a vertex every 5 degrees),
+    and the chemical park (白沙镇化工园区) as a village boundary of about 1.2 km by 0.9 km."""
+
+    def rim(bearing_deg: float) -> tuple[float, float]:
+        b = math.radians(bearing_deg)
+        r = radius_km * (1.0 + 0.08 * math.sin(3 * b + 1.0) + 0.05 * math.sin(7 * b + 2.0))
+        return _offset(centre, r * math.cos(b), r * math.sin(b))
+
+    def spoke(bearing_deg: float, fraction: float) -> tuple[float, float]:
+        edge = rim(bearing_deg)
+        return (
+            round(centre[0] + fraction * (edge[0] - centre[0]), 5),
+            round(centre[1] + fraction * (edge[1] - centre[1]), 5),
+        )
+
+    out = []
+    for town, start in zip(QUADRANT_TOWNS, (270, 0, 90, 180), strict=True):
+        ring = [(round(centre[0], 5), round(centre[1], 5)), spoke(start, 0.5)]
+        ring += [rim(start + step) for step in range(0, 91, 5)]
+        ring.append(spoke(start + 90, 0.5))
+        out.append(Boundary(code=code, district=district, town=town, polygon=tuple(ring)))
+    park = [(-0.45, -0.6), (-0.5, 0.2), (-0.3, 0.65), (0.2, 0.6), (0.45, 0.3), (0.4, -0.35), (0.1, -0.62)]
+    out.append(
+        Boundary(
+            code=code,
+            district=district,
+            town="白沙镇",
+            village="化工园区",
+            polygon=tuple(_offset(chem_park, n, e) for n, e in park),
+        )
+    )
+    return out
 
 
 def demo_registry() -> Registry:
@@ -87,6 +137,7 @@ def demo_registry() -> Registry:
         devices=devices,
         targets=targets,
         sms_recipients={DISTRICT: ["+8613800000001", "+8613800000002", "+8613900000003"]},
+        boundaries=town_boundaries(DISTRICT, DISTRICT_NAME, CENTRE, 16.0, CHEM_PARK),
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from tocsin.schemas.common import Family
 from tocsin.schemas.registry import Area, Device, Registry, Target
 from tocsin.simulators import physics
-from tocsin.simulators.demo import Message
+from tocsin.simulators.demo import QUADRANT_TOWNS, Message, town_boundaries
 from tocsin.simulators.devices import DeviceSim, FireCamera, GasDetector, LevelGauge, RainGauge, SeismicStation
 from tocsin.simulators.scenario_spec import (
     FAMILY_OF_KIND,
@@ -41,12 +41,8 @@ _DEFAULT_INTERVAL = {"rain": 300.0, "level": 300.0, "gas": 60.0}
 # Cameras report only what they see and the simulated stations stream only around events, so the
 # registry's deadman interval for them is long.
 _QUIET_INTERVAL = 3600.0
-_TOWNS = (  # quadrant -> (town, site)
-    ("青山镇", "qingshan"),  # north-west
-    ("石门镇", "shimen"),  # north-east
-    ("白沙镇", "baisha"),  # south-east
-    ("临江街道", "linjiang"),  # south-west
-)
+_TOWNS = tuple(zip(QUADRANT_TOWNS, ("qingshan", "shimen", "baisha", "linjiang"), strict=True))
+"""quadrant (north-west, north-east, south-east, south-west) -> (town, site)"""
 
 
 def _rng(seed: int, *names: object) -> np.random.Generator:
@@ -148,10 +144,14 @@ def _registry(s: Scenario, specs: list[DeviceSpec]) -> Registry:
         Target(name=f"高铁{name[:2]}段", kind="rail", lat=lat0 - 0.05, lon=lon0 + 0.10, area_code=code),
         Target(name="天然气门站", kind="pipeline", lat=lat0 - 0.03, lon=lon0 + 0.05, area_code=code),
     ]
+    net = s.network or NetworkSpec()
+    # the towns' boundaries: split where the generated network splits its devices into towns
+    boundaries = town_boundaries(code, name, net.centre or s.district.centre, net.radius_km * 1.2, net.chem_park)
     return Registry(
         devices=devices,
         targets=targets,
         sms_recipients={code: ["+8613800000001", "+8613800000002", "+8613900000003"]},
+        boundaries=boundaries,
     )
 
 

@@ -8,7 +8,7 @@ Rules (``score``):
 - A message matches a hazard of its family (``alert.hazard``) whose window holds its time:
   ``[detectable_from - tolerance_s, (hazard.end or truth.end) + grace_s]``. When several hazards of
   the family qualify, the best is taken by: the same incident kind (rainstorm, flood ... from the
-  fingerprint), shared devices, shared area codes, then the nearest hazard to the alert's circle,
+  fingerprint), shared devices, shared area codes, then the nearest hazard to the alert's circle or boundaries,
   then the earliest ``detectable_from``.
 - Per hazard: detected or missed, the first matching message's time, the lead time
   ``first alert - detectable_from`` in seconds (negative: the alert came before the data said it
@@ -46,6 +46,7 @@ from pydantic import AwareDatetime, Field
 
 from tocsin.schemas.alert import Alert, MsgType
 from tocsin.schemas.common import Family, WarningLevel, WireModel
+from tocsin.schemas.geo import in_any
 from tocsin.schemas.scenario import GroundTruth, HazardTruth, ObservedAlert, OutageTruth, TargetArrival
 
 __all__ = [
@@ -175,6 +176,10 @@ def _preference(alert: Alert, h: HazardTruth) -> tuple[int, int, int, float, dat
     no_area = int(alert.area.code not in h.area_codes)
     circle = alert.area.circle
     dist = _distance_km(circle[0], circle[1], h.lat, h.lon) if circle is not None else math.inf
+    if alert.area.polygons:  # an area given by boundaries: 0 inside, else the nearest vertex
+        inside = in_any(h.lat, h.lon, alert.area.polygons)
+        near = min(_distance_km(lat, lon, h.lat, h.lon) for ring in alert.area.polygons for lat, lon in ring)
+        dist = min(dist, 0.0 if inside else near)
     return kind_mismatch, no_devices, no_area, dist, h.detectable_from
 
 

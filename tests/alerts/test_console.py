@@ -18,10 +18,15 @@ from tocsin.alerts.api import AlertView, build_app
 from tocsin.alerts.auth import Authenticator, Role
 from tocsin.alerts.console import COOKIE, CSRF_HEADER, ReleaseView
 from tocsin.alerts.release import Action, ReleaseEvent
+from tocsin.schemas.alert import AlertArea
 from tocsin.schemas.common import Family, WarningLevel
 from tocsin.schemas.registry import Area, Device, Registry
 
-ALERT = alert_message("con-1", WarningLevel.ORANGE, Family.HYDRO)
+TOWN = ((30.25, 120.05), (30.25, 120.15), (30.35, 120.15), (30.35, 120.05), (30.25, 120.05))
+# an alert whose area is a town boundary (the map draws it)
+ALERT = alert_message("con-1", WarningLevel.ORANGE, Family.HYDRO).model_copy(
+    update={"area": AlertArea(code="330110", desc="青山镇", polygons=[TOWN])}
+)
 
 
 def run(
@@ -156,6 +161,7 @@ def test_stream_sends_the_active_list_with_the_release_state_and_the_map_has_dev
         }
         assert m["outline"]["features"][0]["properties"]["code"] == "330110"
         assert [a["fingerprint"] for a in m["areas"]] == [ALERT.fingerprint]
+        assert m["areas"][0]["polygons"] == [[list(v) for v in TOWN]] and m["areas"][0]["circle"] is None
 
     run(body)
 

@@ -27,7 +27,7 @@ from tocsin.detectors.rules import load_rules
 from tocsin.schemas.alert import Alert, MsgType
 from tocsin.schemas.common import Family
 from tocsin.schemas.detection import Detection, DetectionState
-from tocsin.schemas.registry import Area, Device, Registry, Target
+from tocsin.schemas.registry import Area, Boundary, Device, Registry, Target
 
 AREA = "330110"
 
@@ -48,6 +48,20 @@ REGISTRY = Registry(
     targets=[Target(name="震中镇", lat=EPI[0], lon=EPI[1], area_code=AREA)],
     devices=[_device("RG-NEAR", 40.0, "330111", "青山镇"), _device("RG-FAR", 150.0, "330999", "远山镇")],
     sms_recipients={AREA: ["+8613800000001"], "330111": ["+8613800000002"], "330999": ["+8613800000003"]},
+    # boundaries of the shaken areas: an earthquake's area stays its shaking zone (a circle), not these
+    boundaries=[
+        Boundary(
+            code="330111",
+            town="青山镇",
+            polygon=[(p[0] - 0.1, p[1] - 0.1), (p[0] - 0.1, p[1] + 0.1), (p[0] + 0.1, p[1])],
+        )
+        for p in [place(40.0, 0.0)]
+    ]
+    + [
+        Boundary(
+            code=AREA, polygon=[(EPI[0] - 0.2, EPI[1] - 0.2), (EPI[0] - 0.2, EPI[1] + 0.2), (EPI[0] + 0.2, EPI[1])]
+        )
+    ],
 )
 
 
@@ -157,6 +171,8 @@ def test_the_cap_area_is_the_shaking_zone_with_its_registry_areas() -> None:
     assert root.findtext("c:scope", namespaces=ns) == "Public"
     circle = root.findtext("c:info/c:area/c:circle", namespaces=ns) or ""
     assert float(circle.split()[1]) == pytest.approx(radius, abs=1e-3)
+    # the registry has boundaries for both shaken areas: the earthquake's area is still the circle
+    assert alert.area.polygons == [] and root.find("c:info/c:area/c:polygon", ns) is None
 
 
 def test_an_agency_only_cap_is_restricted_and_schema_valid() -> None:

@@ -28,6 +28,10 @@ reported as a ratio, so results compare across machines. Output: JSON in ``--out
 - scaleout: 1, 2 and 3 ``tocsin worker`` processes in one consumer group draining the same 60,000
   pre-produced rain readings of 500 gauges from a 6-partition topic: readings/s each, the ratio to
   one worker, and every worker's CPU (tests/bench/scaleout.py; docs/capacity.md explains the figure).
+- quake_location: epicentre error of the earthquake location with and without the not-yet-arrived
+  constraint (live untriggered stations), the warning levels and the first alert's pick count, on the
+  simulator's quakes, both in the same run (tests/bench/quake_location.py; the full table:
+  ``python -m tests.bench.quake_location``).
 - alert_latency: red detection -> first SMS at the carrier emulator through Kafka and a real worker,
   under 1,000 background detections/s, vs a bare Kafka round trip (tests/bench/latency.py).
 """
@@ -285,6 +289,9 @@ BENCHES["worker"] = bench_worker
 from tests.bench.changelog import bench_changelog_hold  # noqa: E402 (the changelog hold's own CPU)
 
 BENCHES["changelog_hold"] = bench_changelog_hold
+from tests.bench.quake_location import bench_quake_location  # noqa: E402 (simulated quakes, in process)
+
+BENCHES["quake_location"] = bench_quake_location
 from tests.bench.console import bench_console_follower  # noqa: E402 (real Kafka: the API's device-state feed)
 
 BENCHES["console_follower"] = bench_console_follower

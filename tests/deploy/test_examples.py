@@ -9,7 +9,9 @@ import pytest
 from tocsin.alerts.routing import load_routing
 from tocsin.detectors.rules import load_rules
 from tocsin.schemas.common import Family, WarningLevel
-from tocsin.schemas.registry import load_registry
+from tocsin.schemas.geo import point_in_ring
+from tocsin.schemas.registry import devices_outside_boundaries, load_registry
+from tocsin.simulators.demo import QUADRANT_TOWNS, demo_registry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 
@@ -22,6 +24,25 @@ def test_registry_example_loads_with_every_family() -> None:
     assert wl.thresholds["warning_level_m"] == 12.0
     assert wl.area.code == "330110"
     assert reg.sms_recipients["330110"] == ["+8613800000001", "+8613800000002"]
+    # boundaries: the town's (open in the file, closed on load) covers its gauges; the chemical park's
+    # own boundary (CAP string form) is more specific than its town's
+    town = reg.boundary("330110", "青山镇", "横溪村")
+    assert town is not None and town.key == ("330110", "青山镇", "") and len(town.polygon) == 8
+    assert town.polygon[0] == town.polygon[-1] == (30.392, 119.884)
+    for dev in ("WL01", "RG01"):
+        d = reg.get(dev)
+        assert d is not None and point_in_ring(d.lat, d.lon, town.polygon)
+    park = reg.boundary("330110", "白沙镇", "化工园区")
+    gd = reg.get("GD01")
+    assert park is not None and park.key == ("330110", "白沙镇", "化工园区") and len(park.polygon) == 5
+    assert gd is not None and point_in_ring(gd.lat, gd.lon, park.polygon)
+    assert reg.boundary("330110", "石门镇", "林场") is None  # no boundary: the alert keeps its circle
+    assert devices_outside_boundaries(reg) == []
+    # the simulated district's towns and chemical park hold their devices too
+    demo = demo_registry()
+    assert devices_outside_boundaries(demo) == []
+    assert {b.town for b in demo.boundaries} == set(QUADRANT_TOWNS)
+    assert all(demo.within_boundary(d.device_id) for d in demo.devices if d.area.town)
 
 
 def test_rules_example_loads() -> None:
@@ -58,6 +79,7 @@ def _misspelt(tmp_path: Path, name: str, old: str, new: str) -> tuple[Path, int]
         ("counts_per_m_s: 1.5e9", "count_per_m_s: 1.5e9"),  # a seismic sensitivity
         ("    interval_s: 10 ", "    interval: 10 "),  # a device field
         ("  - name: 临江区政府", "  - nmae: 临江区政府"),  # a target field
+        ("village: 化工园区                     # the", "vilage: 化工园区 # the"),  # a boundary field
     ],
 )
 def test_misspelt_registry_key_is_named_with_its_line(tmp_path: Path, old: str, new: str) -> None:
@@ -68,6 +90,22 @@ def test_misspelt_registry_key_is_named_with_its_line(tmp_path: Path, old: str, 
     msg = str(err.value)
     assert key in msg
     assert f"{path} line {line}:" in msg
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "why"),
+    [
+        ("[30.401, 119.936]", "[30.401, 219.936]", "vertex 1 .* not a WGS 84 lat, lon"),
+        ("[30.386, 119.981]", "[30.290, 119.981]", "must not intersect itself"),  # the east side folds over
+        ("30.2352,120.0668 ", "30.2352 120.0668 ", "not 'lat,lon'"),
+    ],
+)
+def test_bad_boundary_is_refused_naming_its_line(tmp_path: Path, old: str, new: str, why: str) -> None:
+    path, line = _misspelt(tmp_path, "registry.yaml", old, new)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    key_line = max(n for n in range(1, line + 1) if "polygon:" in lines[n - 1])  # the boundary's polygon key
+    with pytest.raises(ValueError, match=f"(?s)line {key_line}:.*boundaries\\.[01]\\.polygon.*{why}"):
+        load_registry(path)
 
 
 def test_threshold_of_another_family_is_refused(tmp_path: Path) -> None:

@@ -172,7 +172,7 @@ def test_seismic_pga_golden_values() -> None:
     assert "pga=0.007" in to_point(vel).to_line_protocol()
 
 
-def test_alert_points_locate_by_circle_else_by_registry_devices() -> None:
+def test_alert_points_locate_by_circle_else_by_registry_devices_else_by_boundary() -> None:
     reg = Registry(
         devices=[
             Device(device_id="RG1", family=Family.HYDRO, site="s1", lat=30.0, lon=120.0, area=Area(code="330110")),
@@ -190,6 +190,11 @@ def test_alert_points_locate_by_circle_else_by_registry_devices() -> None:
     assert "lat=30.1" in circled and "lon=120.2" in circled and "revision=1i" in circled
     cancel = alert_point(_alert("Cancel")).to_line_protocol()
     assert "active=0i" in cancel and "lat=" not in cancel
+    # an area given by boundaries, devices unknown: the mean vertex of the first boundary
+    square = ((30.0, 120.0), (30.0, 120.2), (30.4, 120.2), (30.4, 120.0), (30.0, 120.0))
+    bounded = _alert("Alert").model_copy(update={"area": AlertArea(code="330110", desc="青山镇", polygons=[square])})
+    line = alert_point(bounded).to_line_protocol()
+    assert "lat=30.2" in line and "lon=120.1" in line
 
 
 def test_sink_writes_alerts_from_the_alerts_topic() -> None:

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "var" / "console-screenshots"
 GAUGE = rain_gauge("+86137")
 SUPERVISOR_PHONE = "+8613700000999"
+VILLAGE = ((30.3, 120.0), (30.3, 120.1), (30.4, 120.1), (30.3, 120.0))  # the warned area's boundary
 DISPLAY_BOUND_S = 2.0  # issue 17: a new alert shows within 2 s of its issue, without reloading
 
 
@@ -188,7 +189,7 @@ def issue(producer: KafkaProducer, run: str) -> Alert:
         level=WarningLevel.ORANGE,
         sent=now,
         onset=now,
-        area=AlertArea(code=GAUGE.area, desc="青山镇横溪村"),
+        area=AlertArea(code=GAUGE.area, desc="青山镇横溪村", polygons=[VILLAGE]),
         headline="青山镇横溪村暴雨橙色预警",
         description="1小时降雨量62毫米，超过橙色阈值50毫米。",
         instruction="请远离河道和低洼地带。",
@@ -260,6 +261,9 @@ def test_operator_sees_approves_silences_and_a_viewer_cannot_approve(stack: Stac
     assert "orange" in row[0]
     # the worker holds the public SMS: the list says so, the carrier has nothing
     wait_until(lambda: "待审批" in (row_info(browser, row_sel) or ("", ""))[1], 30, "held for approval")
+    # the map draws the warned area's boundary in the alert's colour
+    drawn = f"return document.querySelectorAll('#map svg polygon[data-area={json.dumps(alert.fingerprint)}]').length"
+    wait_until(lambda: browser.execute_script(drawn) == 1, 15, "the alert's boundary on the map")
     shot(browser, "02-new-alert-live")
     assert stack.sms_messages(GAUGE.phones) == []
 
@@ -276,7 +280,8 @@ def test_operator_sees_approves_silences_and_a_viewer_cannot_approve(stack: Stac
     wait_until(lambda: _visible(browser, "approve"), 15, "the alert page")
     assert "待审批" in text_of(browser, "release-state")
     assert "62" in text_of(browser, "main")
-    assert "<alert" in browser.execute_script("return document.querySelector('pre.cap').textContent")
+    cap = browser.execute_script("return document.querySelector('pre.cap').textContent")
+    assert "<alert" in cap and "<polygon>30.3,120 30.3,120.1 30.4,120.1 30.3,120</polygon>" in cap
     chart = "const e = document.querySelector('#series svg.series-chart'); return e ? e.textContent : ''"
     wait_until(lambda: "rain_mm" in browser.execute_script(chart), 15, "the chart of the last hours from InfluxDB")
     series = browser.execute_async_script(

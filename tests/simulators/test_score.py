@@ -52,6 +52,7 @@ def _alert(
     references: tuple[str, ...] = (),
     devices: tuple[str, ...] = (),
     circle: tuple[float, float, float] | None = None,
+    polygons: tuple[tuple[tuple[float, float], ...], ...] = (),
     event: str = "暴雨",
     sim: bool = True,
 ) -> ObservedAlert:
@@ -67,7 +68,7 @@ def _alert(
         # wall-clock sent far from the simulated time, so a test fails if sim_time is ignored
         sent=_t(at_s + 86400) if sim else _t(at_s),
         onset=_t(at_s),
-        area=AlertArea(code=area, desc="青山镇", circle=circle),
+        area=AlertArea(code=area, desc="青山镇", circle=circle, polygons=list(polygons)),
         headline="h",
         description="d",
         references=list(references),
@@ -183,6 +184,16 @@ def test_two_hazards_of_one_family_are_told_apart() -> None:
     assert by_id["rain-n"].lead_time_s == 400.0 and by_id["rain-n"].fingerprints == ["hydro:330112:rainstorm"]
     assert by_id["river"].lead_time_s == 100.0 and by_id["river"].fingerprints == ["hydro:330111:flood"]
     assert (s.true_positives, s.false_positives, s.matched_incidents) == (3, 0, 3)
+
+
+def test_an_alert_area_of_boundaries_matches_the_hazard_inside_them() -> None:
+    north = _hazard("rain-n", Family.HYDRO, "rainstorm", 1000, lat=30.3, lon=120.1)
+    south = _hazard("rain-s", Family.HYDRO, "rainstorm", 1000, lat=29.9, lon=120.1)
+    # a boundary round the southern cell, whose nearest vertex is closer to the northern one
+    ring = ((29.8, 120.0), (29.8, 120.2), (30.25, 120.1), (29.8, 120.0))
+    s = score(_truth(north, south), [_alert(1100, "hydro:330110:rainstorm", polygons=(ring,))])
+    by_id = {h.hazard_id: h for h in s.hazards}
+    assert by_id["rain-s"].fingerprints == ["hydro:330110:rainstorm"] and by_id["rain-n"].fingerprints == []
 
 
 def test_earthquake_warning_time_per_target() -> None:

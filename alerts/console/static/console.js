@@ -157,12 +157,17 @@ function drawMap() {
     stroke: "#37474f", "stroke-width": 1.5 }, d.outline.features[0].properties.name));
   const byId = Object.fromEntries(d.devices.map((v) => [v.id, v]));
   for (const a of d.areas) {
+    for (const ring of a.polygons || []) {  // the boundaries of the areas warned: [[lat, lon], ...]
+      el("polygon", { points: ring.map((p) => `${X(p[1])},${Y(p[0])}`).join(" "), fill: colour[a.level],
+        "fill-opacity": 0.2, stroke: colour[a.level], "stroke-width": 2, "data-area": a.fingerprint }, a.headline);
+    }
     if (a.circle) {  // [lat, lon, radius km] of the alert area
       const [clat, clon, km] = a.circle;
       el("circle", { cx: X(clon), cy: Y(clat), r: Math.max(6, (km / 111.2) * s), fill: colour[a.level],
         "fill-opacity": 0.2, stroke: colour[a.level], "stroke-width": 2, "data-area": a.fingerprint }, a.headline);
       continue;
     }
+    if ((a.polygons || []).length) continue;
     for (const id of a.devices) {
       const v = byId[id];
       if (v) el("circle", { cx: X(v.lon), cy: Y(v.lat), r: 16, fill: colour[a.level], "fill-opacity": 0.35, stroke: colour[a.level] }, a.headline);
