@@ -233,30 +233,31 @@ def test_a_rebalance_does_not_wait_for_an_unconfirmed_batch(stack: Stack, tmp_pa
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     second: Proc | None = None
     try:
-        set_max_message_bytes(bootstrap, changelog, 40)
-        at = int(producer.send(gas_topic, key=device.encode(), value=encode(reading), partition=P).get(30).offset)
-        wait_until(
-            lambda: (metric(stack.worker_metrics(), name, 'agent="detect-hazmat"') or 0) > before,
-            60,
-            "the unconfirmed batch counted",
-        )
-        second = Proc(tocsin("worker"), tmp_path / "second.log", env)
-        ready = [f"http://127.0.0.1:{p}/readyz" for p in (stack.worker_port, port)]
-        wait_until(lambda: all(http_status(u) == 200 for u in ready), 120, "both workers ready after the rebalance")
-        assert "released uncommitted" in stack.worker.text()
-        assert committed_offsets(bootstrap, group, gas_topic).get(P, -1) <= at
-    finally:
-        set_max_message_bytes(bootstrap, changelog, None)
-        producer.close(10)
+        try:
+            set_max_message_bytes(bootstrap, changelog, 40)
+            at = int(producer.send(gas_topic, key=device.encode(), value=encode(reading), partition=P).get(30).offset)
+            wait_until(
+                lambda: (metric(stack.worker_metrics(), name, 'agent="detect-hazmat"') or 0) > before,
+                60,
+                "the unconfirmed batch counted",
+            )
+            second = Proc(tocsin("worker"), tmp_path / "second.log", env)
+            ready = [f"http://127.0.0.1:{p}/readyz" for p in (stack.worker_port, port)]
+            wait_until(lambda: all(http_status(u) == 200 for u in ready), 120, "both workers ready after the rebalance")
+            assert "released uncommitted" in stack.worker.text()
+            assert committed_offsets(bootstrap, group, gas_topic).get(P, -1) <= at
+        finally:
+            set_max_message_bytes(bootstrap, changelog, None)
+            producer.close(10)
 
-    def state_at_offset(rec: Any) -> bool:
-        return rec.key is not None and device.encode() in rec.key and json.loads(rec.value)["position"][:2] == [P, at]
+        def state_at_offset(rec: Any) -> bool:
+            return (
+                rec.key is not None and device.encode() in rec.key and json.loads(rec.value)["position"][:2] == [P, at]
+            )
 
-    try:
         wait_records(bootstrap, changelog, state_at_offset, timeout_s=90)
-        wait_until(
-            lambda: committed_offsets(bootstrap, group, gas_topic).get(P, -1) > at, 90, "the reading's offset committed"
-        )
+        committed = lambda: committed_offsets(bootstrap, group, gas_topic).get(P, -1)  # noqa: E731
+        wait_until(lambda: committed() > at, 90, "the reading's offset committed")
     finally:
-        if second is not None:
+        if second is not None:  # whatever happened: no worker of this test outlives it
             second.stop()
