@@ -204,12 +204,7 @@ async def run_batched(
             stream._on_message_out(message.tp, message.offset, message)
 
     def release(event: Any) -> None:  # no longer waited for, never committed (as ``patch_stale_acks``)
-        from faust.types.tuples import ack_lock
-
-        message = event.message
-        with ack_lock:
-            message.acked = True
-            stream.app.consumer._unacked_messages.discard(message)
+        release_uncommitted(stream.app.consumer, event.message)
 
     stream.add_processor(handle_now)
     async for events in stream.take_events(batch_max, within=within_s):
@@ -255,6 +250,17 @@ def patch_fetch_max_wait(ms: int) -> None:
     cls._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
+def release_uncommitted(consumer: Any, message: Any) -> None:
+    """Stop waiting for ``message`` without adding its offset to the offsets Faust commits (a record
+    dropped unhandled, or handled but whose state Kafka has not confirmed when a rebalance starts):
+    the partition's owner reads it again from the last commit."""
+    from faust.types.tuples import ack_lock
+
+    with ack_lock:
+        message.acked = True
+        consumer._unacked_messages.discard(message)
+
+
 def patch_stale_acks(on_stale: Callable[[Any], None]) -> None:
     """Never count a record that a stream dropped unhandled as handled (Faust patched in one more place).
 
@@ -270,7 +276,6 @@ def patch_stale_acks(on_stale: Callable[[Any], None]) -> None:
     counts it."""
     from faust.app.base import App
     from faust.transport.consumer import Consumer
-    from faust.types.tuples import ack_lock
 
     original = getattr(Consumer, "_tocsin_original_ack", Consumer.ack)
 
@@ -279,9 +284,7 @@ def patch_stale_acks(on_stale: Callable[[Any], None]) -> None:
         if not message.tracked and not message.acked and app.topics.acks_enabled_for(message.topic):
             stale = message.generation_id != app.consumer_generation_id or not app.flow_control.is_active()
             if stale:
-                with ack_lock:
-                    message.acked = True
-                    self._unacked_messages.discard(message)
+                release_uncommitted(self, message)
                 on_stale(message)
                 return False
         return bool(original(self, message))
